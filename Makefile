@@ -1,0 +1,45 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DEMO_CACHE = tests/data/esri/sample_cache
+DEMO_STATUS = $(VENV)/demo/Status.gdb
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+## demo: install, rebuild the status of the shipped Esri sample cache, show it
+demo: $(VENV)/.installed
+	$(BIN)/cachestatus info $(DEMO_CACHE)
+	$(BIN)/cachestatus rebuild $(DEMO_CACHE) --status $(DEMO_STATUS) --progress
+	$(BIN)/cachestatus summary $(DEMO_CACHE) --status $(DEMO_STATUS)
+	@echo "Status written to $(DEMO_STATUS) (open it in QGIS, ArcGIS Pro or with ogrinfo)."
+
+## test: install with the test extras and run the whole suite, then lint and type-check
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+## bench: the rebuild benchmark (builds a 20,000-bundle cache under /tmp)
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_rebuild.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,207 @@
+"""The ``cachestatus`` command line (spec §3.1).
+
+Data goes to stdout (a table, or JSON with ``--json``); progress, warnings and errors to stderr.
+Exit codes: 0 done (warnings included), 1 the run failed, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .errors import CacheStatusError, UsageError
+from .models import StatusReport
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("cachestatus")
+
+
+class Context:
+    """Options shared by every command."""
+
+    def __init__(self, verbosity: int) -> None:
+        self.verbosity = verbosity
+        # Piped output keeps whole numbers: a wide virtual terminal instead of rich's 80 columns.
+        self.out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+        self.err = Console(stderr=True, soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr, unless ``-q``."""
+        if self.verbosity >= 0:
+            self.err.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+
+
+def _fail(ctx: Context, message: str, code: int) -> None:
+    ctx.err.print(f"[red]Error:[/red] {message}", highlight=False)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn the package's errors into one-line messages and exit codes; tracebacks with -v."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context().find_object(Context)
+        assert ctx is not None
+        try:
+            return func(*args, **kwargs)
+        except UsageError as exc:
+            if ctx.verbosity > 0:
+                ctx.err.print_exception()
+            _fail(ctx, str(exc), 2)
+        except CacheStatusError as exc:
+            if ctx.verbosity > 0:
+                ctx.err.print_exception()
+            _fail(ctx, f"{exc} (nothing was changed)", 1)
+        except KeyboardInterrupt:
+            _fail(ctx, "interrupted; the previous status is unchanged", 1)
+        except Exception as exc:
+            if ctx.verbosity > 0:
+                ctx.err.print_exception()
+            _fail(ctx, f"{type(exc).__name__}: {exc} (run with -v for details)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _format_choices() -> list[str]:
+    from .formats import names
+
+    return names()
+
+
+cache_argument = click.argument("cache", type=click.Path(path_type=str))
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+status_option = click.option(
+    "--status", "status", type=click.Path(path_type=str), default=None,
+    help="Status store path (.gdb or .gpkg); default: Status.gdb beside conf.xml.",
+)
+hint_option = click.option(
+    "--format-hint", type=click.Choice(_format_choices()), default=None,
+    help="Read the cache as this format instead of detecting it.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cachestatus")
+@click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors.")
+@click.option("-q", "--quiet", count=True, help="Less output: no warnings, no progress.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """Rebuild, report and delete the status of map tile caches."""
+    verbosity = verbose - quiet
+    ctx.obj = Context(verbosity)
+    logging.basicConfig(
+        level=logging.DEBUG if verbosity > 1 else logging.INFO if verbosity > 0 else logging.WARNING,
+        stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _emit_report(ctx: Context, report: StatusReport, as_json: bool) -> None:
+    from .render import level_table, report_json
+
+    for warning in report.warnings:
+        ctx.warn(warning)
+    for problem in report.problems:
+        ctx.warn(f"{problem.bundle}: {problem.kind}: {problem.detail}")
+    if as_json:
+        click.echo(json.dumps(report_json(report), indent=2))
+    else:
+        ctx.out.print(level_table(report))
+        if report.status_path:
+            ctx.err.print(f"Status: {report.status_path}", highlight=False)
+
+
+@main.command()
+@cache_argument
+@json_option
+@hint_option
+@click.pass_obj
+@handle_errors
+def info(ctx: Context, cache: str, as_json: bool, format_hint: str | None) -> None:
+    """Show the tiling scheme, format, extent and levels of CACHE."""
+    from .formats import open_cache
+    from .operations import level_infos
+    from .render import info_json, print_info
+
+    with open_cache(cache, format_hint) as reader:
+        levels = level_infos(reader)
+        if as_json:
+            click.echo(json.dumps(info_json(reader, levels), indent=2))
+        else:
+            print_info(ctx.out, reader, levels)
+        for name in reader.unknown_levels():
+            ctx.warn(f"level folder {name} is not a level of the tiling scheme")
+
+
+@main.command()
+@cache_argument
+@status_option
+@click.option("--format", "store_format", type=click.Choice(["gdb", "gpkg"]), default=None,
+              help="Store format for the default location (default gdb).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (default: all cores; 1 scans in-process).")
+@click.option("--max-missing-rows", type=click.IntRange(min=0), default=100_000,
+              show_default=True, help="Cap on MISSING rows in TaskStatus (totals stay exact).")
+@click.option("--progress/--no-progress", "force_progress", default=None,
+              help="Show the progress bar even when stderr is not a terminal (or never).")
+@json_option
+@hint_option
+@click.pass_obj
+@handle_errors
+def rebuild(ctx: Context, cache: str, status: str | None, store_format: str | None,
+            workers: int | None, max_missing_rows: int, force_progress: bool | None,
+            as_json: bool, format_hint: str | None) -> None:
+    """REBUILD_CACHE_STATUS: scan CACHE and write its status store."""
+    from . import operations
+    from .progress import BundleProgress
+
+    quiet = ctx.verbosity < 0 or force_progress is False
+    with BundleProgress("Scanning", force=bool(force_progress), quiet=quiet) as bar:
+        report = operations.rebuild(cache, status, store_format=store_format, workers=workers,
+                                    max_missing_rows=max_missing_rows, progress=bar,
+                                    format_hint=format_hint)
+    _emit_report(ctx, report, as_json)
+
+
+@main.command()
+@cache_argument
+@status_option
+@hint_option
+@click.pass_obj
+@handle_errors
+def delete(ctx: Context, cache: str, status: str | None, format_hint: str | None) -> None:
+    """DELETE_CACHE_STATUS: remove the status store of CACHE (nothing to delete is fine)."""
+    from . import operations
+
+    removed = operations.delete(cache, status, format_hint)
+    for path in removed:
+        ctx.err.print(f"Deleted {path}", highlight=False)
+    if not removed:
+        ctx.err.print("No cache status to delete.", highlight=False)
+
+
+@main.command()
+@cache_argument
+@status_option
+@json_option
+@hint_option
+@click.pass_obj
+@handle_errors
+def summary(ctx: Context, cache: str, status: str | None, as_json: bool,
+            format_hint: str | None) -> None:
+    """Per-level table of the stored status of CACHE, without rescanning."""
+    from . import operations
+
+    _emit_report(ctx, operations.summary(cache, status, format_hint), as_json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,106 @@
+"""The format registry: one reader class per cache format, detection, opening.
+
+``names()`` lists the formats (the CLI's ``--format-hint`` choices come from it), ``get(name)``
+returns a reader class, ``detect(path)`` finds the one that reads a path, and ``open_cache`` opens it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import CacheNotFound, UnsupportedFormat
+from .base import BundleFile, BundleIndex, CacheReader
+from .compact_v2 import CompactV2Cache
+
+__all__ = [
+    "BundleFile",
+    "BundleIndex",
+    "CacheReader",
+    "detect",
+    "get",
+    "names",
+    "open_cache",
+    "register",
+]
+
+_REGISTRY: dict[str, type[CacheReader]] = {}
+
+
+def register(reader: type[CacheReader]) -> type[CacheReader]:
+    """Add a reader class to the registry under its ``name`` (usable as a decorator)."""
+    if reader.name in _REGISTRY and _REGISTRY[reader.name] is not reader:
+        raise ValueError(f"a reader named {reader.name!r} is already registered")
+    _REGISTRY[reader.name] = reader
+    return reader
+
+
+def names() -> list[str]:
+    """The registered format names, in registration order."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> type[CacheReader]:
+    """The reader class registered as ``name``.
+
+    Raises:
+        UnsupportedFormat: no reader has that name (the message lists the known ones).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnsupportedFormat(
+            f"unknown format {name!r}; known formats: {', '.join(names())}"
+        ) from None
+
+
+def _describe_unknown(path: Path) -> str:
+    from .arcgis_conf import parse_conf_xml
+    from .arcgis_folder import find_conf
+
+    conf = find_conf(path)
+    if conf is not None:
+        try:
+            storage = parse_conf_xml(conf.read_bytes(), str(conf)).storage_format
+        except Exception:  # the reader itself will report a broken conf.xml precisely
+            storage = "an unreadable storage format"
+        return f"{conf} declares {storage}, which this version does not read"
+    if path.is_dir():
+        return "it holds no conf.xml (nor Layers/conf.xml)"
+    return "it is not a cache file this version reads"
+
+
+def detect(path: Path) -> type[CacheReader]:
+    """The reader class for the cache at ``path``.
+
+    Raises:
+        CacheNotFound: the path does not exist.
+        UnsupportedFormat: no registered format recognises it.
+    """
+    if not os.path.exists(path):
+        raise CacheNotFound(f"{path}: no such file or folder; give the cache folder (holding "
+                            "conf.xml) or a cache file")
+    for reader in _REGISTRY.values():
+        if reader.detect(path):
+            return reader
+    raise UnsupportedFormat(
+        f"{path}: not a tile cache cachestatus can read ({_describe_unknown(path)}); "
+        f"known formats: {', '.join(names())}"
+    )
+
+
+def open_cache(path: str | os.PathLike[str], format_hint: str | None = None) -> CacheReader:
+    """Open the cache at ``path`` with the detected reader, or with ``format_hint``'s.
+
+    Raises:
+        CacheNotFound, UnsupportedFormat, InvalidCacheConfig: the path is not a readable cache.
+    """
+    where = Path(path)
+    if format_hint is not None:
+        if not where.exists():
+            detect(where)  # raises CacheNotFound with the usual message
+        return get(format_hint)(where)
+    return detect(where)(where)
+
+
+register(CompactV2Cache)

@@ -1,0 +1,120 @@
+"""The contract every cache format implements.
+
+A reader opens one cache, tells its tiling scheme and full extent, lists the bundle files of a level
+(real bundles, or virtual 128 x 128 blocks for formats without bundles) and decodes the index of one
+bundle into per-tile sizes. Readers never write to the cache, and they are picklable so that the
+scanner can hand them to worker processes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from ..models import BundleKey, Extent, Problem, TilingScheme
+
+
+@dataclass(frozen=True, slots=True)
+class BundleFile:
+    """A bundle found in a cache listing."""
+
+    key: BundleKey
+    #: Where the bundle's bytes are (a file path for folder caches).
+    path: str
+    #: A caching job holds a ``.lock`` beside it.
+    locked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BundleIndex:
+    """What one bundle's index says about its 128 x 128 tiles."""
+
+    #: Tile sizes in bytes, ``uint32`` array of shape (128, 128), row-major; 0 means no tile.
+    sizes: npt.NDArray[np.uint32]
+    #: Sum of the sizes of all stored tiles.
+    tile_bytes: int
+    #: Size of the bundle file (0 for formats without files).
+    file_bytes: int
+    #: Bytes of the file that no tile uses.
+    dead_bytes: int
+    #: Modification time of the bundle file, seconds since the epoch (UTC), if known.
+    modified: float | None
+
+
+class CacheReader(ABC):
+    """Read-only access to one tile cache.
+
+    Subclasses set :attr:`name` (the registry key) and implement :meth:`detect`, the scheme and
+    extent properties, :meth:`list_bundles` and :meth:`read_bundle`.
+    """
+
+    #: Registry name, e.g. ``compact-v2``.
+    name: ClassVar[str]
+    #: One line for ``cachestatus info`` and error messages.
+    description: ClassVar[str]
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    @abstractmethod
+    def detect(cls, path: Path) -> bool:
+        """True when ``path`` looks like a cache of this format (cheap: no full parse)."""
+
+    @property
+    @abstractmethod
+    def scheme(self) -> TilingScheme:
+        """The cache's tiling scheme."""
+
+    @property
+    @abstractmethod
+    def full_extent(self) -> Extent | None:
+        """The cache's declared data extent, or ``None`` when the cache declares none."""
+
+    @property
+    @abstractmethod
+    def status_dir(self) -> Path:
+        """The folder where the default status store goes (beside ``conf.xml``)."""
+
+    @property
+    def status_stem(self) -> str:
+        """The default status store's name without extension (``Status``)."""
+        return "Status"
+
+    @abstractmethod
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """The bundles of ``level`` found in the cache, and problems with what is not a bundle."""
+
+    @abstractmethod
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """Decode one bundle's index.
+
+        Raises:
+            CorruptBundle: the bundle cannot be decoded (the reason says why).
+            OSError: the bundle cannot be read.
+        """
+
+    def unknown_levels(self) -> list[str]:
+        """Names of level folders that are not LODs of the scheme (reported as warnings)."""
+        return []
+
+    def close(self) -> None:
+        """Release the reader's handles (folder readers hold none between calls)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,250 @@
+"""Value types shared by every module: tiles, bundles, extents, tiling schemes, status rows.
+
+One notation everywhere: a tile is written ``L{level}/R{row}/C{col}`` (decimal) and a bundle
+``L{level:02d}/R{row:04x}C{col:04x}`` (lower-case hex, at least four digits), as ArcGIS names them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import NamedTuple
+
+#: Tiles per bundle side: a bundle is a block of 128 x 128 tiles (``PacketSize``).
+BUNDLE_SIZE = 128
+
+
+class Extent(NamedTuple):
+    """A rectangle in map units: ``xmin, ymin, xmax, ymax``."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the rectangle has no area."""
+        return not (self.xmax > self.xmin and self.ymax > self.ymin)
+
+
+class Tile(NamedTuple):
+    """A tile address; rows count downward from the tiling scheme's origin."""
+
+    level: int
+    row: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"L{self.level}/R{self.row}/C{self.col}"
+
+
+class BundleKey(NamedTuple):
+    """A bundle: the level and the top-left tile (row, col divisible by 128)."""
+
+    level: int
+    row: int
+    col: int
+
+    @property
+    def name(self) -> str:
+        """The bundle's file stem, ``R0080C0100`` (at least 4 hex digits, more when needed)."""
+        return f"R{self.row:04x}C{self.col:04x}"
+
+    @property
+    def label(self) -> str:
+        """The bundle as messages and the ``bundleName`` field write it, ``L05/R0080C0100``."""
+        return f"L{self.level:02d}/{self.name}"
+
+    def __str__(self) -> str:
+        return self.label
+
+    @classmethod
+    def of_tile(cls, tile: Tile) -> BundleKey:
+        """The bundle that holds ``tile``."""
+        return cls(tile.level, tile.row - tile.row % BUNDLE_SIZE, tile.col - tile.col % BUNDLE_SIZE)
+
+
+class TileRange(NamedTuple):
+    """A half-open block of tiles of one level: rows ``row0 <= r < row1``, cols ``col0 <= c < col1``."""
+
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the range holds no tile."""
+        return self.row1 <= self.row0 or self.col1 <= self.col0
+
+    @property
+    def count(self) -> int:
+        """Number of tiles in the range (Python int: exact at any level)."""
+        return 0 if self.is_empty else (self.row1 - self.row0) * (self.col1 - self.col0)
+
+    def intersect(self, other: TileRange) -> TileRange:
+        """The tiles in both ranges (possibly empty)."""
+        return TileRange(
+            max(self.row0, other.row0),
+            min(self.row1, other.row1),
+            max(self.col0, other.col0),
+            min(self.col1, other.col1),
+        )
+
+
+@dataclass(frozen=True)
+class LOD:
+    """One level of detail of a tiling scheme."""
+
+    level: int
+    scale: float
+    resolution: float
+
+
+@dataclass(frozen=True)
+class SpatialReference:
+    """A cache's spatial reference as the cache declares it (``WKID``, ``LatestWKID``, ``WKT``)."""
+
+    wkid: int | None = None
+    latest_wkid: int | None = None
+    wkt: str | None = None
+
+    def user_input(self) -> str | None:
+        """A CRS string GDAL and pyproj accept: ``EPSG:n`` when known, else ``ESRI:n`` or WKT."""
+        for code in (self.latest_wkid, self.wkid):
+            if code is not None and 0 < code < 100000:
+                return f"EPSG:{code}"
+        if self.wkt:
+            return self.wkt
+        if self.wkid is not None:
+            return f"ESRI:{self.wkid}"
+        return None
+
+    def __str__(self) -> str:
+        if self.wkid is None and self.latest_wkid is None:
+            return "WKT only" if self.wkt else "unknown"
+        codes = [str(c) for c in (self.wkid, self.latest_wkid) if c is not None]
+        return "WKID " + "/".join(dict.fromkeys(codes))
+
+
+@dataclass(frozen=True)
+class TilingScheme:
+    """Where tiles are: origin, tile size, levels, spatial reference, storage."""
+
+    spatial_reference: SpatialReference
+    origin_x: float
+    origin_y: float
+    tile_cols: int
+    tile_rows: int
+    dpi: float
+    lods: tuple[LOD, ...]
+    tile_format: str = "PNG"
+    storage_format: str = "esriMapCacheStorageModeCompactV2"
+    packet_size: int = BUNDLE_SIZE
+
+    def lod(self, level: int) -> LOD:
+        """The LOD with this ``LevelID``; ``KeyError`` if the scheme has none."""
+        for lod in self.lods:
+            if lod.level == level:
+                return lod
+        raise KeyError(level)
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """The level IDs of all LODs, in the scheme's order."""
+        return tuple(lod.level for lod in self.lods)
+
+
+class BundleState(StrEnum):
+    """The ``status`` field of a ``TaskStatus`` row."""
+
+    COMPLETE = "COMPLETE"
+    PARTIAL = "PARTIAL"
+    EMPTY = "EMPTY"
+    MISSING = "MISSING"
+    CORRUPT = "CORRUPT"
+    IN_PROGRESS = "IN_PROGRESS"
+
+
+@dataclass(frozen=True, slots=True)
+class BundleStatus:
+    """The status of one bundle: one ``TaskStatus`` row (without its geometry)."""
+
+    key: BundleKey
+    state: BundleState
+    tiles_expected: int
+    tiles_present: int
+    tiles_stray: int
+    tile_bytes: int
+    file_bytes: int
+    dead_bytes: int
+    modified: datetime | None
+    #: Bounds of the bundle's polygon: its square clipped to the level's tile-aligned extent.
+    bounds: Extent
+    detail: str = ""
+
+    @property
+    def percent_complete(self) -> float | None:
+        """100 x present / expected, ``None`` where nothing is expected."""
+        if self.tiles_expected == 0:
+            return None
+        return 100.0 * self.tiles_present / self.tiles_expected
+
+
+@dataclass
+class LevelSummary:
+    """Totals of one level: one ``LevelStatus`` row. Counts are exact Python ints."""
+
+    level: int
+    scale: float
+    resolution: float
+    bundles: int = 0
+    tiles_expected: int = 0
+    tiles_present: int = 0
+    tiles_stray: int = 0
+    tile_bytes: int = 0
+
+    @property
+    def percent_complete(self) -> float | None:
+        """100 x present / expected, ``None`` where nothing is expected."""
+        if self.tiles_expected == 0:
+            return None
+        return 100.0 * self.tiles_present / self.tiles_expected
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong found during a run: a corrupt bundle, a file that is not a bundle..."""
+
+    bundle: str
+    kind: str
+    detail: str
+
+
+@dataclass
+class StatusReport:
+    """The outcome of a rebuild (or of reading a stored status back)."""
+
+    cache: str
+    format: str
+    status_path: str | None
+    job_id: str
+    mode: str
+    elapsed_s: float
+    levels: list[LevelSummary]
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def totals(self) -> LevelSummary:
+        """The sums over all levels (level -1, no scale)."""
+        total = LevelSummary(level=-1, scale=0.0, resolution=0.0)
+        for lv in self.levels:
+            total.bundles += lv.bundles
+            total.tiles_expected += lv.tiles_expected
+            total.tiles_present += lv.tiles_present
+            total.tiles_stray += lv.tiles_stray
+            total.tile_bytes += lv.tile_bytes
+        return total

@@ -1,0 +1,204 @@
+"""The plain Python API: open a cache, rebuild, read or delete its status.
+
+The command line and the arcpy-style tool are thin layers over these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import __version__, grid
+from .errors import UsageError
+from .formats import CacheReader, open_cache
+from .formats.base import BundleFile
+from .models import Extent, LevelSummary, StatusReport
+from .scan import Progress, Scanner, plan_levels
+from .store import JobRecord, StatusWriter, check_store_path, read_jobs, read_status
+from .store import atomic
+
+REBUILD = "REBUILD_CACHE_STATUS"
+DELETE = "DELETE_CACHE_STATUS"
+REPORT = "REPORT_BUNDLE_STATUS"
+STORE_FORMATS = ("gdb", "gpkg")
+
+
+def new_job_id() -> tuple[str, str]:
+    """A job ID (``20261124T021530Z-3fa94c``) and its random part, used in temporary names."""
+    token = secrets.token_hex(3)
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{token}", token
+
+
+def status_path(reader: CacheReader, status: str | os.PathLike[str] | None = None,
+                store_format: str | None = None) -> Path:
+    """Where the status store of ``reader``'s cache is: ``--status``, else the default location.
+
+    The default is ``Status.gdb`` (or ``.gpkg``) beside ``conf.xml`` for folder caches.
+
+    Raises:
+        UsageError: the path's suffix is not ``.gdb``/``.gpkg`` or contradicts ``store_format``.
+    """
+    if store_format is not None and store_format not in STORE_FORMATS:
+        raise UsageError(f"store format {store_format!r}: use one of {', '.join(STORE_FORMATS)}")
+    if status is None:
+        return reader.status_dir / f"{reader.status_stem}.{store_format or 'gdb'}"
+    path = check_store_path(Path(status))
+    if store_format is not None and path.suffix.lower() != f".{store_format}":
+        raise UsageError(f"{path}: --status ends in {path.suffix} but --format is {store_format}")
+    return path
+
+
+def _existing_store(reader: CacheReader, status: str | os.PathLike[str] | None) -> Path:
+    if status is not None:
+        return status_path(reader, status)
+    for fmt in STORE_FORMATS:
+        candidate = status_path(reader, None, fmt)
+        atomic.recover(candidate)
+        if candidate.exists():
+            return candidate
+    return status_path(reader, None, "gdb")
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    """One LOD of a cache as ``cachestatus info`` shows it."""
+
+    level: int
+    scale: float
+    resolution: float
+    tiles_expected: int
+    bundle_files: int
+
+
+def level_infos(reader: CacheReader) -> list[LevelInfo]:
+    """Each LOD with its expected tiles and the number of bundle files found (one listing)."""
+    infos = []
+    for plan in plan_levels(reader):
+        files = sum(1 for b in reader.list_bundles(plan.lod.level) if isinstance(b, BundleFile))
+        infos.append(LevelInfo(plan.lod.level, plan.lod.scale, plan.lod.resolution,
+                               plan.expected.count, files))
+    return infos
+
+
+def rebuild(
+    cache: str | os.PathLike[str],
+    status: str | os.PathLike[str] | None = None,
+    *,
+    store_format: str | None = None,
+    workers: int | None = None,
+    levels: Iterable[int] | None = None,
+    max_missing_rows: int = 100_000,
+    progress: Progress | None = None,
+    format_hint: str | None = None,
+) -> StatusReport:
+    """REBUILD_CACHE_STATUS: scan the cache and replace its status store atomically.
+
+    Args:
+        cache: the cache folder, service folder or ``conf.xml`` path.
+        status: where to write the store (default: ``Status.gdb`` beside ``conf.xml``).
+        store_format: ``gdb`` or ``gpkg`` for the default location.
+        workers: worker processes (default: all cores).
+        levels: level IDs to scan (default: every LOD).
+        max_missing_rows: cap on ``MISSING`` rows in ``TaskStatus``.
+        progress: receives scan progress.
+        format_hint: force a reader from the registry instead of detecting one.
+
+    Returns:
+        The level totals, problems and warnings of the run.
+    """
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    with open_cache(cache, format_hint) as reader:
+        target = status_path(reader, status, store_format)
+        job_id, token = new_job_id()
+        scanner = Scanner(reader, levels=levels, workers=workers,
+                          max_missing_rows=max_missing_rows, progress=progress)
+        scanner.prepare()
+        history = _previous_jobs(target)
+        with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:
+            outcome = scanner.run(writer.add)
+            job = JobRecord(
+                job_id=job_id, mode=REBUILD, started=started, finished=datetime.now(UTC),
+                cache_path=str(Path(cache).resolve()), format=reader.name,
+                parameters=json.dumps({
+                    "workers": scanner.workers,
+                    "levels": None if levels is None else list(levels),
+                    "max_missing_rows": max_missing_rows,
+                    "status": str(target),
+                }),
+                tool_version=__version__,
+                outcome="succeeded with warnings" if outcome.problems else "succeeded",
+            )
+            writer.commit(outcome.levels, [*history, job])
+        return StatusReport(
+            cache=str(cache), format=reader.name, status_path=str(target), job_id=job_id,
+            mode=REBUILD, elapsed_s=time.perf_counter() - clock, levels=outcome.levels,
+            problems=outcome.problems, warnings=outcome.warnings,
+        )
+
+
+def _previous_jobs(target: Path) -> list[JobRecord]:
+    """The ``Jobs`` history of the store being replaced, so that it survives the rebuild."""
+    if not target.exists():
+        return []
+    try:
+        return read_jobs(target)
+    except Exception:  # an unreadable old store is replaced, its history is lost
+        return []
+
+
+def delete(cache: str | os.PathLike[str], status: str | os.PathLike[str] | None = None,
+           format_hint: str | None = None) -> list[Path]:
+    """DELETE_CACHE_STATUS: remove the status store(s); returns what was removed (maybe none)."""
+    with open_cache(cache, format_hint) as reader:
+        if status is not None:
+            targets = [status_path(reader, status)]
+        else:
+            targets = [status_path(reader, None, fmt) for fmt in STORE_FORMATS]
+        removed = []
+        for target in targets:
+            atomic.recover(target)
+            if atomic.delete(target, secrets.token_hex(3)):
+                removed.append(target)
+        return removed
+
+
+def summary(cache: str | os.PathLike[str], status: str | os.PathLike[str] | None = None,
+            format_hint: str | None = None) -> StatusReport:
+    """Read the stored status back (no rescan): level totals, corrupt bundles, last job.
+
+    Raises:
+        StatusNotFound: there is no store (run :func:`rebuild` first).
+    """
+    with open_cache(cache, format_hint) as reader:
+        target = _existing_store(reader, status)
+        report = read_status(target)
+        report.cache = str(cache)
+        return report
+
+
+def expected_extent(reader: CacheReader) -> Extent | None:
+    """The extent expected tiles are counted against: the full extent, else the whole grid."""
+    return reader.full_extent or grid.grid_extent(reader.scheme)
+
+
+__all__ = [
+    "DELETE",
+    "REBUILD",
+    "REPORT",
+    "LevelInfo",
+    "LevelSummary",
+    "delete",
+    "expected_extent",
+    "level_infos",
+    "open_cache",
+    "rebuild",
+    "status_path",
+    "summary",
+]

@@ -1,0 +1,121 @@
+"""Presenting results: the JSON contract (spec §3.2) and tables for people."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .formats import CacheReader
+from .models import LevelSummary, StatusReport
+from .operations import LevelInfo, expected_extent
+
+
+def _level_dict(lv: LevelSummary, with_level: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if with_level:
+        out.update(level=lv.level, scale=lv.scale, resolution=lv.resolution)
+    pct = lv.percent_complete
+    out.update(
+        bundles=lv.bundles,
+        tiles_expected=lv.tiles_expected,
+        tiles_present=lv.tiles_present,
+        tiles_stray=lv.tiles_stray,
+        percent_complete=None if pct is None else round(pct, 6),
+        tile_bytes=lv.tile_bytes,
+    )
+    return out
+
+
+def report_json(report: StatusReport) -> dict[str, Any]:
+    """The ``--json`` document of rebuild and summary (keys may be added, never renamed)."""
+    return {
+        "cache": report.cache,
+        "format": report.format,
+        "status_path": report.status_path,
+        "job_id": report.job_id,
+        "mode": report.mode,
+        "elapsed_s": None if math.isnan(report.elapsed_s) else round(report.elapsed_s, 3),
+        "levels": [_level_dict(lv) for lv in report.levels],
+        "totals": _level_dict(report.totals, with_level=False),
+        "problems": [{"bundle": p.bundle, "kind": p.kind, "detail": p.detail}
+                     for p in report.problems],
+        "warnings": list(report.warnings),
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def level_table(report: StatusReport) -> Table:
+    """Per-level table: scale, bundles, expected, present, stray, percent, bytes."""
+    table = Table(title=f"{report.mode} · {report.format} · {report.cache}", title_justify="left")
+    for name in ("Level", "Scale", "Resolution", "Bundles", "Expected", "Present", "Stray",
+                 "% complete", "Tile bytes"):
+        table.add_column(name, justify="right")
+    for lv in report.levels:
+        table.add_row(str(lv.level), f"{lv.scale:,.2f}", f"{lv.resolution:.6g}",
+                      f"{lv.bundles:,}", f"{lv.tiles_expected:,}", f"{lv.tiles_present:,}",
+                      f"{lv.tiles_stray:,}", _pct(lv.percent_complete), f"{lv.tile_bytes:,}")
+    t = report.totals
+    table.add_section()
+    table.add_row("all", "", "", f"{t.bundles:,}", f"{t.tiles_expected:,}",
+                  f"{t.tiles_present:,}", f"{t.tiles_stray:,}", _pct(t.percent_complete),
+                  f"{t.tile_bytes:,}", style="bold")
+    return table
+
+
+def info_json(reader: CacheReader, levels: list[LevelInfo]) -> dict[str, Any]:
+    """The ``info --json`` document: format, tiling scheme, extent, levels."""
+    s = reader.scheme
+    extent = reader.full_extent
+    grid_extent = expected_extent(reader)
+    return {
+        "cache": str(reader.path),
+        "format": reader.name,
+        "description": reader.description,
+        "spatial_reference": {
+            "wkid": s.spatial_reference.wkid,
+            "latest_wkid": s.spatial_reference.latest_wkid,
+            "wkt": s.spatial_reference.wkt,
+        },
+        "tile_origin": [s.origin_x, s.origin_y],
+        "tile_size": [s.tile_cols, s.tile_rows],
+        "dpi": s.dpi,
+        "tile_format": s.tile_format,
+        "storage_format": s.storage_format,
+        "full_extent": None if extent is None else list(extent),
+        "expected_extent": None if grid_extent is None else list(grid_extent),
+        "status_dir": str(reader.status_dir),
+        "levels": [
+            {"level": i.level, "scale": i.scale, "resolution": i.resolution,
+             "tiles_expected": i.tiles_expected, "bundle_files": i.bundle_files}
+            for i in levels
+        ],
+    }
+
+
+def print_info(console: Console, reader: CacheReader, levels: list[LevelInfo]) -> None:
+    """``cachestatus info`` for people."""
+    doc = info_json(reader, levels)
+    s = reader.scheme
+    console.print(f"[bold]{doc['cache']}[/bold]")
+    console.print(f"  format          {reader.name} ({reader.description})")
+    console.print(f"  spatial ref.    {s.spatial_reference}")
+    console.print(f"  tile origin     {s.origin_x}, {s.origin_y}")
+    console.print(f"  tile size       {s.tile_cols} x {s.tile_rows} px at {s.dpi:g} DPI, "
+                  f"{s.tile_format}")
+    extent = doc["full_extent"]
+    console.print("  full extent     " + (", ".join(f"{v}" for v in extent) if extent
+                                         else "none declared (the whole grid is expected)"))
+    console.print(f"  status store    {doc['status_dir']}")
+    table = Table(show_edge=False)
+    for name in ("Level", "Scale", "Resolution", "Expected tiles", "Bundle files"):
+        table.add_column(name, justify="right")
+    for i in levels:
+        table.add_row(str(i.level), f"{i.scale:,.2f}", f"{i.resolution:.6g}",
+                      f"{i.tiles_expected:,}", f"{i.bundle_files:,}")
+    console.print(table)

@@ -1,0 +1,103 @@
+"""Read a status store back: level totals, problems and jobs, without rescanning the cache."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyogrio import list_layers
+from pyogrio.raw import read as ogr_read
+
+from ..errors import StatusNotFound
+from ..models import LevelSummary, Problem, StatusReport
+from . import atomic
+from .schema import JOB_FIELDS, JOBS, LEVEL_FIELDS, LEVEL_STATUS, TASK_STATUS
+from .writer import JobRecord
+
+
+def _table(path: Path, layer: str, where: str | None = None,
+           columns: list[str] | None = None) -> dict[str, np.ndarray]:
+    _meta, _fids, _geom, values = ogr_read(str(path), layer=layer, read_geometry=False,
+                                          where=where, columns=columns)
+    names = list(_meta["fields"])
+    return dict(zip(names, values, strict=True))
+
+
+def _check(path: Path) -> None:
+    atomic.recover(path)
+    if not path.exists():
+        raise StatusNotFound(f"{path}: no status store here; run `cachestatus rebuild` first "
+                             "(or give --status with the store's path)")
+    try:
+        layers = {str(name) for name, _ in list_layers(str(path))}
+    except Exception as exc:  # pyogrio's DataSourceError and friends
+        raise StatusNotFound(f"{path}: not a readable status store ({exc})") from None
+    missing = {LEVEL_STATUS, JOBS} - layers
+    if missing:
+        raise StatusNotFound(f"{path}: not a cachestatus store (no {', '.join(sorted(missing))} "
+                             "table); rebuild it with `cachestatus rebuild`")
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    if value is None or (isinstance(value, np.datetime64) and np.isnat(value)):
+        return None
+    return datetime.fromisoformat(str(np.datetime_as_string(value, unit="ms"))).replace(tzinfo=UTC)
+
+
+def read_jobs(path: Path) -> list[JobRecord]:
+    """All rows of the store's ``Jobs`` table, oldest first."""
+    _check(path)
+    table = _table(path, JOBS)
+    count = len(table["jobID"])
+    names = [name for name, _ in JOB_FIELDS]
+    jobs = []
+    for i in range(count):
+        row = {name: table[name][i] for name in names}
+        jobs.append(JobRecord(
+            job_id=str(row["jobID"]), mode=str(row["mode"]),
+            started=_to_datetime(row["started"]) or datetime.fromtimestamp(0, UTC),
+            finished=_to_datetime(row["finished"]), cache_path=str(row["cachePath"]),
+            format=str(row["format"]), parameters=str(row["parameters"]),
+            tool_version=str(row["toolVersion"]), outcome=str(row["outcome"]),
+        ))
+    return jobs
+
+
+def read_status(path: Path) -> StatusReport:
+    """The stored status as a report: level totals, corrupt bundles, the last job."""
+    _check(path)
+    levels_table = _table(path, LEVEL_STATUS)
+    levels = []
+    names = [name for name, _ in LEVEL_FIELDS]
+    for i in range(len(levels_table["levelID"])):
+        row = {name: levels_table[name][i] for name in names}
+        levels.append(LevelSummary(
+            level=int(row["levelID"]), scale=float(row["scale"]),
+            resolution=float(row["resolution"]), bundles=int(row["bundles"]),
+            tiles_expected=int(row["tilesExpected"]), tiles_present=int(row["tilesPresent"]),
+            tiles_stray=int(row["tilesStray"]), tile_bytes=int(row["tileBytes"]),
+        ))
+    problems = []
+    if TASK_STATUS in {str(name) for name, _ in list_layers(str(path))}:
+        bad = _table(path, TASK_STATUS, where="status = 'CORRUPT'",
+                     columns=["bundleName", "detail"])
+        problems = [Problem(str(name), "corrupt", str(detail))
+                    for name, detail in zip(bad["bundleName"], bad["detail"], strict=True)]
+    jobs = read_jobs(path)
+    last = jobs[-1] if jobs else None
+    elapsed = math.nan
+    if last is not None and last.finished is not None:
+        elapsed = (last.finished - last.started).total_seconds()
+    return StatusReport(
+        cache=last.cache_path if last else "",
+        format=last.format if last else "",
+        status_path=str(path),
+        job_id=last.job_id if last else "",
+        mode=last.mode if last else "",
+        elapsed_s=elapsed,
+        levels=levels,
+        problems=problems,
+    )

@@ -1,0 +1,65 @@
+"""The status store's layers and fields (spec §3.3), named once.
+
+Counts and byte sums that can pass 2**31 (a bundle's bytes, a level's tile counts) are 64-bit
+integers. In a FileGDB they are written with GDAL's OpenFileGDB layer option
+``TARGET_ARCGIS_VERSION=ARCGIS_PRO_3_2_OR_LATER`` as *Big Integer* fields, read by ArcGIS Pro 3.2
+and later, QGIS and GDAL >= 3.9. (With the option's default, GDAL would write them as Double,
+exact only to 2**53 and shown as decimals.) GeoPackage stores them as INTEGER (64-bit) natively.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+TASK_STATUS: Final = "TaskStatus"
+LEVEL_STATUS: Final = "LevelStatus"
+JOBS: Final = "Jobs"
+
+#: (name, numpy dtype) of ``TaskStatus``, in order; ``object`` is text, ``datetime64[ms]`` UTC.
+TASK_FIELDS: Final = (
+    ("bundleName", "object"),
+    ("jobID", "object"),
+    ("levelID", "int32"),
+    ("scale", "float64"),
+    ("resolution", "float64"),
+    ("bundleRow", "int32"),
+    ("bundleCol", "int32"),
+    ("tilesExpected", "int32"),
+    ("tilesPresent", "int32"),
+    ("tilesStray", "int32"),
+    ("percentComplete", "float64"),
+    ("status", "object"),
+    ("tileBytes", "int64"),
+    ("fileBytes", "int64"),
+    ("deadBytes", "int64"),
+    ("modified", "datetime64[ms]"),
+    ("detail", "object"),
+)
+
+LEVEL_FIELDS: Final = (
+    ("levelID", "int32"),
+    ("scale", "float64"),
+    ("resolution", "float64"),
+    ("bundles", "int32"),
+    ("tilesExpected", "int64"),
+    ("tilesPresent", "int64"),
+    ("tilesStray", "int64"),
+    ("percentComplete", "float64"),
+    ("tileBytes", "int64"),
+    ("jobID", "object"),
+)
+
+JOB_FIELDS: Final = (
+    ("jobID", "object"),
+    ("mode", "object"),
+    ("started", "datetime64[ms]"),
+    ("finished", "datetime64[ms]"),
+    ("cachePath", "object"),
+    ("format", "object"),
+    ("parameters", "object"),
+    ("toolVersion", "object"),
+    ("outcome", "object"),
+)
+
+#: Store kinds: suffix and GDAL driver.
+DRIVERS: Final = {".gdb": "OpenFileGDB", ".gpkg": "GPKG"}

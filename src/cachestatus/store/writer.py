@@ -1,0 +1,221 @@
+"""Write a status store through GDAL (pyogrio): ``TaskStatus`` streamed in batches, then
+``LevelStatus`` and ``Jobs``, then an atomic swap into place.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import shapely
+from pyogrio.raw import write as ogr_write
+
+from ..errors import StatusWriteError
+from ..models import BundleStatus, Extent, LevelSummary, TilingScheme
+from . import atomic
+from .schema import DRIVERS, JOB_FIELDS, JOBS, LEVEL_FIELDS, LEVEL_STATUS, TASK_FIELDS, TASK_STATUS
+
+#: Rows buffered before they are written: memory stays flat whatever the cache's size.
+BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of the ``Jobs`` table."""
+
+    job_id: str
+    mode: str
+    started: datetime
+    finished: datetime | None
+    cache_path: str
+    format: str
+    parameters: str
+    tool_version: str
+    outcome: str
+
+
+def _datetime64(value: datetime | None) -> np.datetime64:
+    if value is None:
+        return np.datetime64("NaT", "ms")
+    return np.datetime64(value.replace(tzinfo=None), "ms")  # stored values are UTC
+
+
+def xy_domain(extent: Extent, geographic: bool) -> dict[str, str]:
+    """OpenFileGDB layer options whose XY domain holds every polygon inside ``extent``.
+
+    The domain starts one span below and left of the extent and is three spans wide; the
+    resolution is GDAL's default (1e-4 map units, 1e-9 degrees) unless the span needs it coarser.
+    """
+    span = max(extent.xmax - extent.xmin, extent.ymax - extent.ymin, 1.0)
+    finest = 1e9 if geographic else 1e4
+    scale = min(finest, 10 ** math.floor(math.log10(2**53 / (3 * span))))
+    return {
+        "XORIGIN": repr(extent.xmin - span),
+        "YORIGIN": repr(extent.ymin - span),
+        "XYSCALE": repr(float(scale)),
+    }
+
+
+class StatusWriter:
+    """Writes one status store beside ``target`` and swaps it in on :meth:`commit`.
+
+    Used as a context manager: leaving it by an exception removes the temporary store and leaves
+    whatever was at ``target`` untouched.
+    """
+
+    def __init__(
+        self,
+        target: Path,
+        scheme: TilingScheme,
+        domain: Extent,
+        job_id: str,
+        token: str,
+    ) -> None:
+        self.target = target
+        self.driver = DRIVERS[target.suffix.lower()]
+        self.scheme = scheme
+        self.job_id = job_id
+        self.token = token
+        self.temp = atomic.sibling(target, "tmp", token)
+        self.crs = scheme.spatial_reference.user_input()
+        self._layer_options: dict[str, str] = {}
+        if self.driver == "OpenFileGDB":
+            geographic = _is_geographic(self.crs)
+            self._layer_options = {
+                "TARGET_ARCGIS_VERSION": "ARCGIS_PRO_3_2_OR_LATER",
+                **xy_domain(domain, geographic),
+            }
+        self._rows: list[BundleStatus] = []
+        self._created = False
+        self.rows_written = 0
+
+    def __enter__(self) -> Self:
+        atomic.recover(self.target)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def abort(self) -> None:
+        """Remove the temporary store; the target is not touched."""
+        atomic._remove(self.temp)
+
+    def add(self, status: BundleStatus) -> None:
+        """Queue one ``TaskStatus`` row; written when the batch is full."""
+        self._rows.append(status)
+        if len(self._rows) >= BATCH:
+            self._flush()
+
+    def _write(self, layer: str, geometry: Any, columns: Sequence[tuple[str, str]],
+               data: list[np.ndarray], append: bool, spatial: bool) -> None:
+        kwargs: dict[str, Any] = {}
+        if spatial:
+            kwargs = {"geometry_type": "Polygon", "crs": self.crs}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ogr_write(
+                    str(self.temp), geometry, data, [name for name, _ in columns],
+                    layer=layer, driver=self.driver, append=append,
+                    layer_options=None if append else (self._layer_options or None),
+                    **kwargs,
+                )
+        except Exception as exc:  # pyogrio raises its own error types and OSError
+            raise StatusWriteError(f"{self.target}: writing {layer} failed: {exc}") from exc
+
+    def _flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if not rows and self._created:
+            return
+        b = np.array([r.bounds for r in rows], dtype=np.float64).reshape(-1, 4)
+        geometry = shapely.to_wkb(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
+        cols = [
+            [r.key.label for r in rows],
+            [self.job_id] * len(rows),
+            [r.key.level for r in rows],
+            [self.scheme.lod(r.key.level).scale for r in rows],
+            [self.scheme.lod(r.key.level).resolution for r in rows],
+            [r.key.row for r in rows],
+            [r.key.col for r in rows],
+            [r.tiles_expected for r in rows],
+            [r.tiles_present for r in rows],
+            [r.tiles_stray for r in rows],
+            [np.nan if r.percent_complete is None else r.percent_complete for r in rows],
+            [r.state.value for r in rows],
+            [r.tile_bytes for r in rows],
+            [r.file_bytes for r in rows],
+            [r.dead_bytes for r in rows],
+            [_datetime64(r.modified) for r in rows],
+            [r.detail for r in rows],
+        ]
+        data = [np.array(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
+        self._write(TASK_STATUS, np.asarray(geometry, dtype=object), TASK_FIELDS, data,
+                    append=self._created, spatial=True)
+        self._created = True
+        self.rows_written += len(rows)
+
+    def commit(self, levels: Sequence[LevelSummary], jobs: Sequence[JobRecord]) -> None:
+        """Write the last rows, ``LevelStatus`` and ``Jobs``, then swap the store into place."""
+        self._flush()
+        level_cols = [
+            [lv.level for lv in levels],
+            [lv.scale for lv in levels],
+            [lv.resolution for lv in levels],
+            [lv.bundles for lv in levels],
+            [lv.tiles_expected for lv in levels],
+            [lv.tiles_present for lv in levels],
+            [lv.tiles_stray for lv in levels],
+            [np.nan if lv.percent_complete is None else lv.percent_complete for lv in levels],
+            [lv.tile_bytes for lv in levels],
+            [self.job_id] * len(levels),
+        ]
+        self._write_table(LEVEL_STATUS, LEVEL_FIELDS, level_cols)
+        job_cols = [
+            [j.job_id for j in jobs],
+            [j.mode for j in jobs],
+            [_datetime64(j.started) for j in jobs],
+            [_datetime64(j.finished) for j in jobs],
+            [j.cache_path for j in jobs],
+            [j.format for j in jobs],
+            [j.parameters for j in jobs],
+            [j.tool_version for j in jobs],
+            [j.outcome for j in jobs],
+        ]
+        self._write_table(JOBS, JOB_FIELDS, job_cols)
+        try:
+            atomic.replace(self.temp, self.target, self.token)
+        except OSError as exc:
+            raise StatusWriteError(
+                f"{self.target}: could not be replaced ({exc.strerror}); the previous status "
+                "is unchanged"
+            ) from exc
+
+    def _write_table(self, layer: str, fields: Sequence[tuple[str, str]],
+                     columns: list[list[Any]]) -> None:
+        data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, fields, strict=True)]
+        self._write(layer, None, fields, data, append=False, spatial=False)
+
+
+def _is_geographic(crs: str | None) -> bool:
+    if crs is None:
+        return False
+    try:
+        from pyproj import CRS
+
+        return bool(CRS.from_user_input(crs).is_geographic)
+    except Exception:  # an unknown CRS: projected defaults are the safe side
+        return False
