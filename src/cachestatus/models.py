@@ -7,7 +7,7 @@ One notation everywhere: a tile is written ``L{level}/R{row}/C{col}`` (decimal) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -170,7 +170,7 @@ class BundleState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BundleStatus:
-    """The status of one bundle: one ``TaskStatus`` row (without its geometry)."""
+    """The status of one bundle: one ``TaskStatus`` row (its polygon given as a block of tiles)."""
 
     key: BundleKey
     state: BundleState
@@ -180,9 +180,10 @@ class BundleStatus:
     tile_bytes: int
     file_bytes: int
     dead_bytes: int
-    modified: datetime | None
-    #: Bounds of the bundle's polygon: its square clipped to the level's tile-aligned extent.
-    bounds: Extent
+    #: Modification time of the bundle file, seconds since the epoch, ``None`` when unknown.
+    mtime: float | None
+    #: The tiles the row's polygon covers: the bundle clipped to the level's tile-aligned extent.
+    tiles: TileRange
     detail: str = ""
 
     @property
@@ -191,6 +192,11 @@ class BundleStatus:
         if self.tiles_expected == 0:
             return None
         return 100.0 * self.tiles_present / self.tiles_expected
+
+    @property
+    def modified(self) -> datetime | None:
+        """The bundle file's modification time (UTC)."""
+        return None if self.mtime is None else datetime.fromtimestamp(self.mtime, tz=UTC)
 
 
 @dataclass

@@ -42,7 +42,14 @@ class BundleProgress:
         self._task: TaskID | None = None
 
     def __enter__(self) -> Self:
-        if self.enabled:
+        return self
+
+    def start(self, total: int) -> None:
+        """Show the bar for ``total`` bundles.
+
+        The bar (and its refresh thread) starts here, once worker processes exist.
+        """
+        if self.enabled and self._bar is None:
             self._bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -56,7 +63,7 @@ class BundleProgress:
                 transient=False,
             )
             self._bar.start()
-        return self
+            self._task = self._bar.add_task(self._description, total=total)
 
     def __exit__(
         self,
@@ -66,11 +73,6 @@ class BundleProgress:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
-
-    def start(self, total: int) -> None:
-        """Set the number of bundles to scan."""
-        if self._bar is not None:
-            self._task = self._bar.add_task(self._description, total=total)
 
     def advance(self, count: int) -> None:
         """Count ``count`` more bundles as done."""

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
+import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from . import grid
 from .errors import CorruptBundle
@@ -33,15 +34,15 @@ from .models import (
     LevelSummary,
     Problem,
     TileRange,
-    TilingScheme,
 )
 
 log = logging.getLogger(__name__)
 
 #: Bundles handed to a worker process at a time.
-CHUNK = 64
+CHUNK = 256
 #: Below this many bundles the scan runs in the calling process: workers would cost more.
-PARALLEL_THRESHOLD = 512
+PARALLEL_THRESHOLD = 1024
+_FULL = BUNDLE_SIZE * BUNDLE_SIZE
 
 
 class Progress(Protocol):
@@ -100,7 +101,9 @@ def classify(expected: int, present: int, locked: bool = False) -> BundleState:
     return BundleState.PARTIAL
 
 
-def polygon_range(key: BundleKey, expected: TileRange, sizes: np.ndarray | None = None) -> TileRange:
+def polygon_range(
+    key: BundleKey, expected: TileRange, sizes: npt.NDArray[np.unsignedinteger[Any]] | None = None
+) -> TileRange:
     """The tiles a bundle's polygon covers: its square clipped to the level's expected tiles.
 
     A bundle outside the expected area is clipped to its stored tiles instead, or left whole.
@@ -119,52 +122,38 @@ def polygon_range(key: BundleKey, expected: TileRange, sizes: np.ndarray | None 
 
 
 def evaluate(
-    scheme: TilingScheme,
-    plan: LevelPlan,
-    bundle: BundleFile,
-    index: BundleIndex | None,
-    error: str = "",
+    plan: LevelPlan, bundle: BundleFile, index: BundleIndex | None, error: str = ""
 ) -> BundleStatus:
     """Turn a decoded bundle index (or the reason it could not be decoded) into a status row."""
     key = bundle.key
-    inside = grid.bundle_range(key).intersect(plan.expected)
+    square = grid.bundle_range(key)
+    inside = square.intersect(plan.expected)
     expected = inside.count
     if index is None:
         return BundleStatus(
-            key=key,
-            state=BundleState.IN_PROGRESS if bundle.locked else BundleState.CORRUPT,
-            tiles_expected=expected,
-            tiles_present=0,
-            tiles_stray=0,
-            tile_bytes=0,
-            file_bytes=0,
-            dead_bytes=0,
-            modified=None,
-            bounds=grid.range_bounds(scheme, key.level, polygon_range(key, plan.expected)),
-            detail=error,
+            key, BundleState.IN_PROGRESS if bundle.locked else BundleState.CORRUPT,
+            expected, 0, 0, 0, 0, 0, None, polygon_range(key, plan.expected), error,
         )
-    sizes = index.sizes
-    stored = int(np.count_nonzero(sizes))
-    present = 0
-    if expected:
-        window = sizes[inside.row0 - key.row : inside.row1 - key.row,
-                       inside.col0 - key.col : inside.col1 - key.col]
-        present = stored if expected == BUNDLE_SIZE * BUNDLE_SIZE else int(np.count_nonzero(window))
-    modified = (
-        datetime.fromtimestamp(index.modified, tz=UTC) if index.modified is not None else None
-    )
+    if expected == _FULL:
+        present = index.tiles
+    elif expected:
+        window = index.sizes[inside.row0 - key.row : inside.row1 - key.row,
+                             inside.col0 - key.col : inside.col1 - key.col]
+        present = int(np.count_nonzero(window))
+    else:
+        present = 0
     return BundleStatus(
-        key=key,
-        state=classify(expected, present, bundle.locked),
-        tiles_expected=expected,
-        tiles_present=present,
-        tiles_stray=stored - present,
-        tile_bytes=index.tile_bytes,
-        file_bytes=index.file_bytes,
-        dead_bytes=index.dead_bytes,
-        modified=modified,
-        bounds=grid.range_bounds(scheme, key.level, polygon_range(key, plan.expected, sizes)),
-        detail="a caching job holds a .lock on it" if bundle.locked else "",
+        key,
+        classify(expected, present, bundle.locked),
+        expected,
+        present,
+        index.tiles - present,
+        index.tile_bytes,
+        index.file_bytes,
+        index.dead_bytes,
+        index.modified,
+        inside if expected else polygon_range(key, plan.expected, index.sizes),
+        "a caching job holds a .lock on it" if bundle.locked else "",
     )
 
 
@@ -173,29 +162,37 @@ def scan_bundle(reader: CacheReader, plan: LevelPlan, bundle: BundleFile) -> Bun
     try:
         index = reader.read_bundle(bundle)
     except CorruptBundle as exc:
-        return evaluate(reader.scheme, plan, bundle, None, exc.reason)
+        return evaluate(plan, bundle, None, exc.reason)
     except OSError as exc:
-        return evaluate(reader.scheme, plan, bundle, None, f"cannot read: {exc.strerror or exc}")
-    return evaluate(reader.scheme, plan, bundle, index)
+        return evaluate(plan, bundle, None, f"cannot read: {exc.strerror or exc}")
+    return evaluate(plan, bundle, index)
 
 
-def missing_row(scheme: TilingScheme, plan: LevelPlan, key: BundleKey) -> BundleStatus:
+def missing_row(plan: LevelPlan, key: BundleKey) -> BundleStatus:
     """The row of a bundle that has expected tiles but no file."""
-    return BundleStatus(
-        key=key,
-        state=BundleState.MISSING,
-        tiles_expected=grid.bundle_range(key).intersect(plan.expected).count,
-        tiles_present=0,
-        tiles_stray=0,
-        tile_bytes=0,
-        file_bytes=0,
-        dead_bytes=0,
-        modified=None,
-        bounds=grid.range_bounds(scheme, key.level, polygon_range(key, plan.expected)),
-    )
+    inside = grid.bundle_range(key).intersect(plan.expected)
+    return BundleStatus(key, BundleState.MISSING, inside.count, 0, 0, 0, 0, 0, None, inside)
 
 
-# Worker-process state: set once per process by _init_worker, so tasks carry only bundle lists.
+# Rows cross process boundaries as plain tuples: far cheaper to pickle than dataclasses.
+_Row = tuple[int, int, int, str, int, int, int, int, int, int, float | None,
+             int, int, int, int, str]
+_STATES = {state.value: state for state in BundleState}
+
+
+def _to_row(s: BundleStatus) -> _Row:
+    k, t = s.key, s.tiles
+    return (k.level, k.row, k.col, s.state.value, s.tiles_expected, s.tiles_present,
+            s.tiles_stray, s.tile_bytes, s.file_bytes, s.dead_bytes, s.mtime,
+            t.row0, t.row1, t.col0, t.col1, s.detail)
+
+
+def _from_row(r: _Row) -> BundleStatus:
+    return BundleStatus(BundleKey(r[0], r[1], r[2]), _STATES[r[3]], r[4], r[5], r[6], r[7], r[8],
+                        r[9], r[10], TileRange(r[11], r[12], r[13], r[14]), r[15])
+
+
+# Worker-process state, set once per process by _init_worker: tasks carry only bundle lists.
 _worker_reader: CacheReader | None = None
 _worker_plans: dict[int, LevelPlan] = {}
 
@@ -205,9 +202,10 @@ def _init_worker(reader: CacheReader, plans: dict[int, LevelPlan]) -> None:
     _worker_reader, _worker_plans = reader, plans
 
 
-def _scan_chunk(bundles: Sequence[BundleFile]) -> list[BundleStatus]:
+def _scan_chunk(bundles: list[BundleFile]) -> list[_Row]:
     assert _worker_reader is not None, "worker not initialised"
-    return [scan_bundle(_worker_reader, _worker_plans[b.key.level], b) for b in bundles]
+    reader, plans = _worker_reader, _worker_plans
+    return [_to_row(scan_bundle(reader, plans[b.key.level], b)) for b in bundles]
 
 
 def _chunks(items: Iterator[BundleFile], size: int) -> Iterator[list[BundleFile]]:
@@ -230,10 +228,10 @@ def default_workers() -> int:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers start from a clean process, safe with the threads GDAL and the progress
-    # bar run in the parent; spawn where forkserver does not exist (Windows, macOS default).
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # On Linux, fork: workers start in milliseconds and inherit the open reader. The pool is
+    # created before the progress bar's thread starts and before GDAL is used, and workers only
+    # read files and run numpy. Elsewhere, spawn (fork is unsafe on macOS, absent on Windows).
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 class Scanner:
@@ -262,79 +260,86 @@ class Scanner:
         self.progress = progress
         #: Bundles to scan, known after :meth:`prepare`.
         self.total: int | None = None
-        #: Rectangle holding every row's polygon, known after :meth:`prepare`.
+        #: The expected tiles' extent, known after :meth:`prepare`: the store's XY domain is
+        #: built around it.
         self.domain = Extent(reader.scheme.origin_x, reader.scheme.origin_y - 1.0,
                              reader.scheme.origin_x + 1.0, reader.scheme.origin_y)
-        self._listing_problems: list[Problem] = []
+        self._problems: list[Problem] = []
+        self._pool: multiprocessing.pool.Pool | None = None
 
-    def _bundles(self, problems: list[Problem] | None) -> Iterator[BundleFile]:
+    def _bundles(self, problems: list[Problem]) -> Iterator[BundleFile]:
         for plan in self.plans:
             for found in self.reader.list_bundles(plan.lod.level):
                 if isinstance(found, BundleFile):
                     yield found
-                elif problems is not None:
+                else:
                     problems.append(found)
 
     def prepare(self) -> None:
-        """List every level once: count bundles, collect naming problems, find the rows' extent.
+        """Count the bundles to scan, find the rows' extent, start the worker processes.
 
-        Idempotent; :meth:`run` calls it when needed. After it, :attr:`total` and
-        :attr:`domain` are known, so that a store can be created before rows arrive.
+        Workers start here, before any other thread exists in this process (the progress bar
+        starts later). Idempotent; :meth:`run` calls it when needed.
         """
         if self.total is not None:
             return
         scheme = self.reader.scheme
-        by_level = {p.lod.level: p for p in self.plans}
+        self.total = sum(self.reader.count_bundles(p.lod.level) for p in self.plans)
         boxes = [grid.range_bounds(scheme, p.lod.level, p.expected)
                  for p in self.plans if not p.expected.is_empty]
-        total = 0
-        for bundle in self._bundles(self._listing_problems):
-            total += 1
-            square = grid.bundle_range(bundle.key)
-            if square.intersect(by_level[bundle.key.level].expected).is_empty:
-                boxes.append(grid.range_bounds(scheme, bundle.key.level, square))
-        self.total = total
         if boxes:
             self.domain = Extent(min(b.xmin for b in boxes), min(b.ymin for b in boxes),
                                  max(b.xmax for b in boxes), max(b.ymax for b in boxes))
+        if self.workers > 1 and self.total >= PARALLEL_THRESHOLD:
+            self._pool = _pool_context().Pool(
+                min(self.workers, -(-self.total // CHUNK)),
+                initializer=_init_worker,
+                initargs=(self.reader, {p.lod.level: p for p in self.plans}),
+            )
 
-    def _statuses(self, total: int) -> Iterator[BundleStatus]:
+    def close(self) -> None:
+        """Stop the worker processes (``run`` does it when it ends)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def _statuses(self) -> Iterator[BundleStatus]:
         by_level = {plan.lod.level: plan for plan in self.plans}
-        bundles = self._bundles(None)  # problems were collected while counting
-        if self.workers == 1 or total < PARALLEL_THRESHOLD:
+        bundles = self._bundles(self._problems)
+        if self._pool is None:
             for bundle in bundles:
                 yield scan_bundle(self.reader, by_level[bundle.key.level], bundle)
                 if self.progress:
                     self.progress.advance(1)
             return
-        with ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=_pool_context(),
-            initializer=_init_worker,
-            initargs=(self.reader, by_level),
-        ) as pool:
-            pending: deque[Future[list[BundleStatus]]] = deque()
-            window = 4 * self.workers
-            for chunk in _chunks(bundles, CHUNK):
-                pending.append(pool.submit(_scan_chunk, chunk))
-                if len(pending) >= window:
-                    yield from self._drain(pending.popleft())
-            while pending:
+        pending: deque[multiprocessing.pool.AsyncResult[list[_Row]]] = deque()
+        window = 8 * self.workers  # enough queued work to keep workers busy while rows are written
+        for chunk in _chunks(bundles, CHUNK):
+            pending.append(self._pool.apply_async(_scan_chunk, (chunk,)))
+            if len(pending) >= window:
                 yield from self._drain(pending.popleft())
+        while pending:
+            yield from self._drain(pending.popleft())
 
-    def _drain(self, future: Future[list[BundleStatus]]) -> Iterator[BundleStatus]:
-        rows = future.result()
+    def _drain(self, result: multiprocessing.pool.AsyncResult[list[_Row]]) -> Iterator[BundleStatus]:
+        rows = result.get()
         if self.progress:
             self.progress.advance(len(rows))
-        yield from rows
+        for row in rows:
+            yield _from_row(row)
 
     def run(self, sink: Callable[[BundleStatus], None]) -> ScanOutcome:
         """Scan every bundle, call ``sink`` once per ``TaskStatus`` row, return the totals."""
-        scheme = self.reader.scheme
+        try:
+            return self._run(sink)
+        finally:
+            self.close()
+
+    def _run(self, sink: Callable[[BundleStatus], None]) -> ScanOutcome:
         self.prepare()
         assert self.total is not None
-        total = self.total
-        problems = list(self._listing_problems)
+        problems = self._problems
         warnings = [
             f"level folder {name} is not a level of the tiling scheme; it was not scanned"
             for name in self.reader.unknown_levels()
@@ -345,7 +350,7 @@ class Scanner:
                 "the whole grid"
             )
         if self.progress:
-            self.progress.start(total)
+            self.progress.start(self.total)
         summaries = {
             p.lod.level: LevelSummary(p.lod.level, p.lod.scale, p.lod.resolution,
                                       tiles_expected=p.expected.count)
@@ -353,7 +358,7 @@ class Scanner:
         }
         found: dict[int, set[tuple[int, int]]] = {p.lod.level: set() for p in self.plans}
         rows = 0
-        for status in self._statuses(total):
+        for status in self._statuses():
             key = status.key
             level = summaries[key.level]
             level.bundles += 1
@@ -365,29 +370,7 @@ class Scanner:
                 problems.append(Problem(key.label, "corrupt", status.detail))
             sink(status)
             rows += 1
-        omitted = 0
-        budget = self.max_missing_rows
-        for plan in self.plans:
-            level_found = found[plan.lod.level]
-            if not level_found:
-                continue  # a level never built: its totals say so, rows would only be noise
-            missing = grid.bundle_count(plan.expected) - sum(
-                1 for (r, c) in level_found
-                if not grid.bundle_range(BundleKey(plan.lod.level, r, c))
-                .intersect(plan.expected).is_empty
-            )
-            written = 0
-            if budget > 0:
-                for key in grid.bundles_of_range(plan.lod.level, plan.expected):
-                    if (key.row, key.col) in level_found:
-                        continue
-                    sink(missing_row(scheme, plan, key))
-                    written += 1
-                    if written >= budget:
-                        break
-            budget -= written
-            rows += written
-            omitted += missing - written
+        written, omitted = self._missing_rows(found, sink)
         if omitted:
             warnings.append(
                 f"{omitted:,} MISSING bundle rows were left out of TaskStatus "
@@ -397,9 +380,38 @@ class Scanner:
             levels=[summaries[p.lod.level] for p in self.plans],
             problems=problems,
             warnings=warnings,
-            rows=rows,
+            rows=rows + written,
             missing_rows_omitted=omitted,
         )
+
+    def _missing_rows(
+        self, found: dict[int, set[tuple[int, int]]], sink: Callable[[BundleStatus], None]
+    ) -> tuple[int, int]:
+        """``MISSING`` rows for absent bundles of levels that have files; (written, omitted)."""
+        budget, written_total, omitted = self.max_missing_rows, 0, 0
+        for plan in self.plans:
+            level = plan.lod.level
+            level_found = found[level]
+            if not level_found:
+                continue  # a level never built: its totals say so, rows would only be noise
+            found_inside = sum(
+                1 for (r, c) in level_found
+                if not grid.bundle_range(BundleKey(level, r, c)).intersect(plan.expected).is_empty
+            )
+            missing = grid.bundle_count(plan.expected) - found_inside
+            written = 0
+            if budget > 0 and missing > 0:
+                for key in grid.bundles_of_range(level, plan.expected):
+                    if (key.row, key.col) in level_found:
+                        continue
+                    sink(missing_row(plan, key))
+                    written += 1
+                    if written >= budget:
+                        break
+            budget -= written
+            written_total += written
+            omitted += missing - written
+        return written_total, omitted
 
 
 __all__ = [
@@ -409,5 +421,7 @@ __all__ = [
     "Scanner",
     "classify",
     "evaluate",
+    "missing_row",
     "plan_levels",
+    "scan_bundle",
 ]

@@ -121,6 +121,15 @@ class ArcGISFolderCache(CacheReader):
             os.path.basename(p) for lv, p in self._level_dirs.items() if lv not in levels
         )
 
+    def count_bundles(self, level: int) -> int:
+        """Files named ``*.bundle`` in the level folder: one listing, no parsing."""
+        folder = self._level_dirs.get(level)
+        if folder is None:
+            return 0
+        suffix = self.bundle_suffix
+        with os.scandir(folder) as it:
+            return sum(1 for e in it if e.name.endswith(suffix))
+
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
         """Bundle files of a level folder; badly named or misplaced ones as problems."""
         folder = self._level_dirs.get(level)

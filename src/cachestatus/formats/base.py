@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +20,8 @@ import numpy.typing as npt
 from ..models import BundleKey, Extent, Problem, TilingScheme
 
 
-@dataclass(frozen=True, slots=True)
-class BundleFile:
-    """A bundle found in a cache listing."""
+class BundleFile(NamedTuple):
+    """A bundle found in a cache listing (a tuple: cheap to send to worker processes)."""
 
     key: BundleKey
     #: Where the bundle's bytes are (a file path for folder caches).
@@ -32,12 +30,14 @@ class BundleFile:
     locked: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class BundleIndex:
-    """What one bundle's index says about its 128 x 128 tiles."""
+class BundleIndex(NamedTuple):
+    """What one bundle's index says about its 128 x 128 tiles (a tuple: cheap to build)."""
 
-    #: Tile sizes in bytes, ``uint32`` array of shape (128, 128), row-major; 0 means no tile.
-    sizes: npt.NDArray[np.uint32]
+    #: Tile sizes in bytes, unsigned integer array of shape (128, 128), row-major; 0: no tile.
+    #: Readers may reuse this array for the next bundle: use it before reading another.
+    sizes: npt.NDArray[np.unsignedinteger[Any]]
+    #: Number of stored tiles (sizes > 0).
+    tiles: int
     #: Sum of the sizes of all stored tiles.
     tile_bytes: int
     #: Size of the bundle file (0 for formats without files).
@@ -91,6 +91,13 @@ class CacheReader(ABC):
     @abstractmethod
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
         """The bundles of ``level`` found in the cache, and problems with what is not a bundle."""
+
+    def count_bundles(self, level: int) -> int:
+        """How many bundles :meth:`list_bundles` would yield, or about (it sizes progress bars).
+
+        Readers override it with something cheaper than a full listing.
+        """
+        return sum(1 for found in self.list_bundles(level) if isinstance(found, BundleFile))
 
     @abstractmethod
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:

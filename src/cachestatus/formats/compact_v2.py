@@ -31,17 +31,24 @@ SIZE_PREFIX = 4
 FIRST_TILE_OFFSET = HEADER_INDEX_SIZE + SIZE_PREFIX
 OFFSET_MASK = (1 << 40) - 1
 SIZE_SHIFT = 40
+_MASK = np.uint64(OFFSET_MASK)
+_SHIFT = np.uint64(SIZE_SHIFT)
 
-#: Header words that GDAL's ESRIC driver checks: (format, byte offset, expected value, name).
+#: Header words that GDAL's ESRIC driver checks: (name, byte offset, expected value).
 HEADER_CHECKS = (
-    ("<I", 0, 3, "version"),
-    ("<I", 12, 5, "offset size"),
-    ("<Q", 32, 40, "user header offset"),
-    ("<I", 60, INDEX_SIZE, "index size"),
+    ("version", 0, 3),  # u32 at byte 0
+    ("offset size", 12, 5),  # u32 at byte 12
+    ("user header offset", 32, 40),  # u64 at byte 32
+    ("index size", 60, INDEX_SIZE),  # u32 at byte 60
 )
+#: The four checked words in one unpack: u32 @0, u32 @12, u64 @32, u32 @60.
+_HEADER_WORDS = struct.Struct("<I8xI16xQ20xI")
+
+#: Anything holding bundle bytes: ``bytes``, a ``bytearray``, a ``uint8`` array.
+Buffer = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
 
 
-def check_header(buf: bytes) -> None:
+def check_header(buf: Buffer) -> None:
     """Validate the header words GDAL checks.
 
     Raises:
@@ -52,32 +59,57 @@ def check_header(buf: bytes) -> None:
             f"truncated: {len(buf):,} bytes, a Compact V2 bundle holds at least "
             f"{HEADER_INDEX_SIZE:,} (header and index)"
         )
-    for fmt, offset, expected, name in HEADER_CHECKS:
-        (value,) = struct.unpack_from(fmt, buf, offset)
+    values = _HEADER_WORDS.unpack_from(buf, 0)
+    for (name, offset, expected), value in zip(HEADER_CHECKS, values, strict=True):
         if value != expected:
             raise CorruptBundle(
                 f"bad header: {name} (byte {offset}) is {value}, expected {expected}"
             )
 
 
-def decode_index(buf: bytes) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+def index_entries(buf: Buffer) -> npt.NDArray[np.uint64]:
+    """The 16,384 raw index entries of a header+index buffer, as a (128, 128) ``uint64`` view."""
+    entries = np.frombuffer(buf, dtype="<u8", count=TILES_PER_BUNDLE, offset=HEADER_SIZE)
+    return entries.reshape(BUNDLE_SIZE, BUNDLE_SIZE)
+
+
+def decode_index(buf: Buffer) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
     """Offsets and sizes of the 128 x 128 slots, each a ``uint64`` array of shape (128, 128).
 
     Sizes of empty slots are 0; their offsets are meaningless.
     """
-    entries = np.frombuffer(buf, dtype="<u8", count=TILES_PER_BUNDLE, offset=HEADER_SIZE)
-    entries = entries.reshape(BUNDLE_SIZE, BUNDLE_SIZE)
-    return entries & np.uint64(OFFSET_MASK), entries >> np.uint64(SIZE_SHIFT)
+    entries = index_entries(buf)
+    return entries & _MASK, entries >> _SHIFT
 
 
-def summarize_index(buf: bytes, file_size: int, first_row: int = 0, first_col: int = 0) -> BundleIndex:
-    """Decode and check a bundle's header and index in one vectorised pass.
+class Scratch:
+    """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle."""
+
+    def __init__(self) -> None:
+        self.buffer = np.empty(HEADER_INDEX_SIZE, dtype=np.uint8)
+        self.view = memoryview(self.buffer)
+        self.entries = index_entries(self.buffer)
+        # uint64 throughout: mixed-width ufuncs take numpy's slow buffered path.
+        self.sizes = np.empty((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+        self.ends = np.empty((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+
+
+def summarize_index(
+    buf: Buffer,
+    file_size: int,
+    first_row: int = 0,
+    first_col: int = 0,
+    scratch: Scratch | None = None,
+) -> BundleIndex:
+    """Decode and check a bundle's header and index, vectorised (six passes over the index).
 
     Args:
         buf: at least the first 131,136 bytes of the bundle.
         file_size: the bundle file's size in bytes.
         first_row: row of the bundle's top-left tile, to name tiles in messages.
         first_col: column of the bundle's top-left tile.
+        scratch: arrays to decode into; the returned ``sizes`` is then a view of them, valid until
+            the next call with the same scratch.
 
     Returns:
         Sizes, tile bytes and dead bytes (``modified`` is left ``None``).
@@ -88,37 +120,38 @@ def summarize_index(buf: bytes, file_size: int, first_row: int = 0, first_col: i
     check_header(buf)
     if file_size < HEADER_INDEX_SIZE:
         raise CorruptBundle(f"truncated: file is {file_size:,} bytes, shorter than its index")
-    offsets, sizes = decode_index(buf)
-    present = sizes > 0
-    tiles = int(np.count_nonzero(present))
+    scratch = scratch or Scratch()
+    entries = scratch.entries if buf is scratch.buffer else index_entries(buf)
+    sizes, ends = scratch.sizes, scratch.ends
+    np.right_shift(entries, _SHIFT, out=sizes)
+    tiles = int(np.count_nonzero(sizes))
     tile_bytes = int(sizes.sum())
     if tiles:
-        live_offsets = np.where(present, offsets, np.uint64(FIRST_TILE_OFFSET))
-        low = int(np.argmin(live_offsets))
-        if int(live_offsets.flat[low]) < FIRST_TILE_OFFSET:
-            r, c = divmod(low, BUNDLE_SIZE)
-            raise CorruptBundle(
-                f"tile R{first_row + r}/C{first_col + c}: offset {int(offsets.flat[low])} points "
-                f"inside the header or index (tiles start at byte {FIRST_TILE_OFFSET})"
-            )
-        ends = np.where(present, offsets + sizes, np.uint64(0))
-        high = int(np.argmax(ends))
-        if int(ends.flat[high]) > file_size:
-            r, c = divmod(high, BUNDLE_SIZE)
-            raise CorruptBundle(
-                f"tile R{first_row + r}/C{first_col + c}: offset {int(offsets.flat[high])} + size "
-                f"{int(sizes.flat[high])} runs past the end of the file ({file_size:,} bytes)"
-            )
+        np.bitwise_and(entries, _MASK, out=ends)
+        np.add(ends, sizes, out=ends)
+        if int(ends.max()) > file_size:
+            # Empty slots may carry any offset: only slots with a size count.
+            np.multiply(ends, sizes > 0, out=ends)
+            high = int(np.argmax(ends))
+            if int(ends.flat[high]) > file_size:
+                r, c = divmod(high, BUNDLE_SIZE)
+                size = int(sizes.flat[high])
+                raise CorruptBundle(
+                    f"tile R{first_row + r}/C{first_col + c}: offset "
+                    f"{int(ends.flat[high]) - size} + size {size} runs past the end of the file "
+                    f"({file_size:,} bytes)"
+                )
     used = tile_bytes + SIZE_PREFIX * tiles
     if file_size - HEADER_INDEX_SIZE < used:
-        used = _unique_bytes(offsets, sizes)  # slots may share one tile body: count it once
+        used = _unique_bytes(entries)  # slots may share one tile body: count it once
         if file_size - HEADER_INDEX_SIZE < used:
             raise CorruptBundle(
                 f"the index claims {used:,} bytes of tiles, more than the "
                 f"{file_size - HEADER_INDEX_SIZE:,} the file holds after its index"
             )
     return BundleIndex(
-        sizes=sizes.astype(np.uint32),
+        sizes=sizes,
+        tiles=tiles,
         tile_bytes=tile_bytes,
         file_bytes=file_size,
         dead_bytes=file_size - HEADER_INDEX_SIZE - used,
@@ -126,29 +159,33 @@ def summarize_index(buf: bytes, file_size: int, first_row: int = 0, first_col: i
     )
 
 
-def _unique_bytes(offsets: npt.NDArray[np.uint64], sizes: npt.NDArray[np.uint64]) -> int:
-    present = sizes > 0
-    _, first = np.unique(offsets[present], return_index=True)
-    live_sizes = sizes[present][first]
-    return int(live_sizes.sum()) + SIZE_PREFIX * int(live_sizes.size)
+def _unique_bytes(entries: npt.NDArray[np.uint64]) -> int:
+    live = np.unique(entries[entries >> _SHIFT > 0])
+    return int((live >> _SHIFT).sum()) + SIZE_PREFIX * int(live.size)
 
 
-def read_bundle_file(path: str, first_row: int = 0, first_col: int = 0) -> BundleIndex:
+def read_bundle_file(
+    path: str, first_row: int = 0, first_col: int = 0, scratch: Scratch | None = None
+) -> BundleIndex:
     """Read one V2 bundle's header and index (one read of 131,136 bytes) and decode it."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    scratch = scratch or Scratch()
+    fd = os.open(path, _O_RDONLY)
     try:
         st = os.fstat(fd)
-        buf = os.read(fd, HEADER_INDEX_SIZE)
-        while 0 < len(buf) < min(HEADER_INDEX_SIZE, st.st_size):  # short reads (network shares)
-            more = os.read(fd, HEADER_INDEX_SIZE - len(buf))
+        got = os.preadv(fd, [scratch.view], 0)
+        while 0 < got < min(HEADER_INDEX_SIZE, st.st_size):  # short reads (network shares)
+            more = os.preadv(fd, [scratch.view[got:]], got)
             if not more:
                 break
-            buf += more
+            got += more
     finally:
         os.close(fd)
-    index = summarize_index(buf, st.st_size, first_row, first_col)
-    return BundleIndex(index.sizes, index.tile_bytes, index.file_bytes, index.dead_bytes,
-                       st.st_mtime)
+    buf = scratch.buffer if got == HEADER_INDEX_SIZE else scratch.buffer[:got]
+    index = summarize_index(buf, st.st_size, first_row, first_col, scratch)
+    return index._replace(modified=st.st_mtime)
+
+
+_O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
 
 class CompactV2Cache(ArcGISFolderCache):
@@ -163,6 +200,18 @@ class CompactV2Cache(ArcGISFolderCache):
         """True for a folder cache whose ``conf.xml`` declares Compact V2 storage."""
         return cls._detect_storage(path)
 
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._scratch: Scratch | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_scratch": None}
+
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """Read and decode one bundle's header and index."""
-        return read_bundle_file(bundle.path, bundle.key.row, bundle.key.col)
+        """Read and decode one bundle's header and index.
+
+        The returned sizes are valid until the next call (the reader reuses its buffers).
+        """
+        if self._scratch is None:
+            self._scratch = Scratch()
+        return read_bundle_file(bundle.path, bundle.key.row, bundle.key.col, self._scratch)

@@ -14,12 +14,12 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
-import shapely
 from pyogrio.raw import write as ogr_write
 
 from ..errors import StatusWriteError
 from ..models import BundleStatus, Extent, LevelSummary, TilingScheme
 from . import atomic
+from .geometry import rectangles_wkb, row_rectangles
 from .schema import DRIVERS, JOB_FIELDS, JOBS, LEVEL_FIELDS, LEVEL_STATUS, TASK_FIELDS, TASK_STATUS
 
 #: Rows buffered before they are written: memory stays flat whatever the cache's size.
@@ -41,24 +41,40 @@ class JobRecord:
     outcome: str
 
 
+def _epoch_ms(seconds: np.ndarray) -> np.ndarray:
+    """Epoch seconds (NaN = unknown) as ``datetime64[ms]`` (NaT = unknown), UTC."""
+    out = np.full(seconds.shape, np.datetime64("NaT", "ms"))
+    known = ~np.isnan(seconds)
+    out[known] = np.round(seconds[known] * 1000).astype("int64").astype("datetime64[ms]")
+    return out
+
+
 def _datetime64(value: datetime | None) -> np.datetime64:
     if value is None:
         return np.datetime64("NaT", "ms")
     return np.datetime64(value.replace(tzinfo=None), "ms")  # stored values are UTC
 
 
+def domain_bounds(extent: Extent) -> Extent:
+    """The XY domain around ``extent``: one span of margin on every side."""
+    span = max(extent.xmax - extent.xmin, extent.ymax - extent.ymin, 1.0)
+    return Extent(extent.xmin - span, extent.ymin - span, extent.xmin + 2 * span,
+                  extent.ymin + 2 * span)
+
+
 def xy_domain(extent: Extent, geographic: bool) -> dict[str, str]:
     """OpenFileGDB layer options whose XY domain holds every polygon inside ``extent``.
 
-    The domain starts one span below and left of the extent and is three spans wide; the
-    resolution is GDAL's default (1e-4 map units, 1e-9 degrees) unless the span needs it coarser.
+    The domain starts one span below and left of the extent and is three spans wide (polygons
+    beyond it, which only far stray bundles could have, are clipped to it); the resolution is
+    GDAL's default (1e-4 map units, 1e-9 degrees) unless the span needs it coarser.
     """
-    span = max(extent.xmax - extent.xmin, extent.ymax - extent.ymin, 1.0)
+    domain = domain_bounds(extent)
     finest = 1e9 if geographic else 1e4
-    scale = min(finest, 10 ** math.floor(math.log10(2**53 / (3 * span))))
+    scale = min(finest, 10 ** math.floor(math.log10(2**53 / (domain.xmax - domain.xmin))))
     return {
-        "XORIGIN": repr(extent.xmin - span),
-        "YORIGIN": repr(extent.ymin - span),
+        "XORIGIN": repr(domain.xmin),
+        "YORIGIN": repr(domain.ymin),
         "XYSCALE": repr(float(scale)),
     }
 
@@ -85,9 +101,10 @@ class StatusWriter:
         self.token = token
         self.temp = atomic.sibling(target, "tmp", token)
         self.crs = scheme.spatial_reference.user_input()
+        self.domain = domain_bounds(domain)
         self._layer_options: dict[str, str] = {}
         if self.driver == "OpenFileGDB":
-            geographic = _is_geographic(self.crs)
+            geographic = _is_geographic(scheme.spatial_reference.wkt or self.crs)
             self._layer_options = {
                 "TARGET_ARCGIS_VERSION": "ARCGIS_PRO_3_2_OR_LATER",
                 **xy_domain(domain, geographic),
@@ -141,30 +158,31 @@ class StatusWriter:
         rows, self._rows = self._rows, []
         if not rows and self._created:
             return
-        b = np.array([r.bounds for r in rows], dtype=np.float64).reshape(-1, 4)
-        geometry = shapely.to_wkb(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
-        cols = [
+        geometry = rectangles_wkb(*row_rectangles(self.scheme, rows, self.domain))
+        lods = {lod.level: lod for lod in self.scheme.lods}
+        mtimes = np.array([np.nan if r.mtime is None else r.mtime for r in rows], dtype=np.float64)
+        cols: list[Any] = [
             [r.key.label for r in rows],
             [self.job_id] * len(rows),
             [r.key.level for r in rows],
-            [self.scheme.lod(r.key.level).scale for r in rows],
-            [self.scheme.lod(r.key.level).resolution for r in rows],
+            [lods[r.key.level].scale for r in rows],
+            [lods[r.key.level].resolution for r in rows],
             [r.key.row for r in rows],
             [r.key.col for r in rows],
             [r.tiles_expected for r in rows],
             [r.tiles_present for r in rows],
             [r.tiles_stray for r in rows],
-            [np.nan if r.percent_complete is None else r.percent_complete for r in rows],
+            [np.nan if r.tiles_expected == 0 else 100.0 * r.tiles_present / r.tiles_expected
+             for r in rows],
             [r.state.value for r in rows],
             [r.tile_bytes for r in rows],
             [r.file_bytes for r in rows],
             [r.dead_bytes for r in rows],
-            [_datetime64(r.modified) for r in rows],
+            _epoch_ms(mtimes),
             [r.detail for r in rows],
         ]
-        data = [np.array(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
-        self._write(TASK_STATUS, np.asarray(geometry, dtype=object), TASK_FIELDS, data,
-                    append=self._created, spatial=True)
+        data = [np.asarray(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
+        self._write(TASK_STATUS, geometry, TASK_FIELDS, data, append=self._created, spatial=True)
         self._created = True
         self.rows_written += len(rows)
 
@@ -213,6 +231,10 @@ class StatusWriter:
 def _is_geographic(crs: str | None) -> bool:
     if crs is None:
         return False
+    if crs.lstrip().upper().startswith(("PROJCS", "PROJCRS")):
+        return False  # WKT: decided without importing pyproj
+    if crs.lstrip().upper().startswith(("GEOGCS", "GEOGCRS")):
+        return True
     try:
         from pyproj import CRS
 
