@@ -8,7 +8,6 @@ about 2.6 GB of page cache, not hundreds of GB of tiles.
 from __future__ import annotations
 
 import math
-import os
 import struct
 from pathlib import Path
 

@@ -36,11 +36,17 @@ class Context:
     def warn(self, message: str) -> None:
         """A warning on stderr, unless ``-q``."""
         if self.verbosity >= 0:
-            self.err.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+            click.echo(f"Warning: {message}", err=True)
+
+    def note(self, message: str) -> None:
+        """A message on stderr for people (paths written, things deleted), unless ``-q``."""
+        if self.verbosity >= 0:
+            click.echo(message, err=True)
 
 
 def _fail(ctx: Context, message: str, code: int) -> None:
-    ctx.err.print(f"[red]Error:[/red] {message}", highlight=False)
+    # One plain line: messages are read by people and grepped by scripts.
+    click.echo(f"Error: {message}", err=True)
     sys.exit(code)
 
 
@@ -80,11 +86,16 @@ def _format_choices() -> list[str]:
 cache_argument = click.argument("cache", type=click.Path(path_type=str))
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 status_option = click.option(
-    "--status", "status", type=click.Path(path_type=str), default=None,
+    "--status",
+    "status",
+    type=click.Path(path_type=str),
+    default=None,
     help="Status store path (.gdb or .gpkg); default: Status.gdb beside conf.xml.",
 )
 hint_option = click.option(
-    "--format-hint", type=click.Choice(_format_choices()), default=None,
+    "--format-hint",
+    type=click.Choice(_format_choices()),
+    default=None,
     help="Read the cache as this format instead of detecting it.",
 )
 
@@ -99,8 +110,13 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     verbosity = verbose - quiet
     ctx.obj = Context(verbosity)
     logging.basicConfig(
-        level=logging.DEBUG if verbosity > 1 else logging.INFO if verbosity > 0 else logging.WARNING,
-        stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG
+        if verbosity > 1
+        else logging.INFO
+        if verbosity > 0
+        else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -116,7 +132,7 @@ def _emit_report(ctx: Context, report: StatusReport, as_json: bool) -> None:
     else:
         ctx.out.print(level_table(report))
         if report.status_path:
-            ctx.err.print(f"Status: {report.status_path}", highlight=False)
+            ctx.note(f"Status: {report.status_path}")
 
 
 @main.command()
@@ -144,30 +160,62 @@ def info(ctx: Context, cache: str, as_json: bool, format_hint: str | None) -> No
 @main.command()
 @cache_argument
 @status_option
-@click.option("--format", "store_format", type=click.Choice(["gdb", "gpkg"]), default=None,
-              help="Store format for the default location (default gdb).")
-@click.option("--workers", type=int, default=None,
-              help="Worker processes (default: all cores; 1 scans in-process).")
-@click.option("--max-missing-rows", type=click.IntRange(min=0), default=100_000,
-              show_default=True, help="Cap on MISSING rows in TaskStatus (totals stay exact).")
-@click.option("--progress/--no-progress", "force_progress", default=None,
-              help="Show the progress bar even when stderr is not a terminal (or never).")
+@click.option(
+    "--format",
+    "store_format",
+    type=click.Choice(["gdb", "gpkg"]),
+    default=None,
+    help="Store format for the default location (default gdb).",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (default: all cores; 1 scans in-process).",
+)
+@click.option(
+    "--max-missing-rows",
+    type=click.IntRange(min=0),
+    default=100_000,
+    show_default=True,
+    help="Cap on MISSING rows in TaskStatus (totals stay exact).",
+)
+@click.option(
+    "--progress/--no-progress",
+    "force_progress",
+    default=None,
+    help="Show the progress bar even when stderr is not a terminal (or never).",
+)
 @json_option
 @hint_option
 @click.pass_obj
 @handle_errors
-def rebuild(ctx: Context, cache: str, status: str | None, store_format: str | None,
-            workers: int | None, max_missing_rows: int, force_progress: bool | None,
-            as_json: bool, format_hint: str | None) -> None:
+def rebuild(
+    ctx: Context,
+    cache: str,
+    status: str | None,
+    store_format: str | None,
+    workers: int | None,
+    max_missing_rows: int,
+    force_progress: bool | None,
+    as_json: bool,
+    format_hint: str | None,
+) -> None:
     """REBUILD_CACHE_STATUS: scan CACHE and write its status store."""
     from . import operations
     from .progress import BundleProgress
 
     quiet = ctx.verbosity < 0 or force_progress is False
     with BundleProgress("Scanning", force=bool(force_progress), quiet=quiet) as bar:
-        report = operations.rebuild(cache, status, store_format=store_format, workers=workers,
-                                    max_missing_rows=max_missing_rows, progress=bar,
-                                    format_hint=format_hint)
+        report = operations.rebuild(
+            cache,
+            status,
+            store_format=store_format,
+            workers=workers,
+            max_missing_rows=max_missing_rows,
+            progress=bar,
+            format_hint=format_hint,
+        )
     _emit_report(ctx, report, as_json)
 
 
@@ -183,9 +231,9 @@ def delete(ctx: Context, cache: str, status: str | None, format_hint: str | None
 
     removed = operations.delete(cache, status, format_hint)
     for path in removed:
-        ctx.err.print(f"Deleted {path}", highlight=False)
+        ctx.note(f"Deleted {path}")
     if not removed:
-        ctx.err.print("No cache status to delete.", highlight=False)
+        ctx.note("No cache status to delete.")
 
 
 @main.command()
@@ -195,8 +243,9 @@ def delete(ctx: Context, cache: str, status: str | None, format_hint: str | None
 @hint_option
 @click.pass_obj
 @handle_errors
-def summary(ctx: Context, cache: str, status: str | None, as_json: bool,
-            format_hint: str | None) -> None:
+def summary(
+    ctx: Context, cache: str, status: str | None, as_json: bool, format_hint: str | None
+) -> None:
     """Per-level table of the stored status of CACHE, without rescanning."""
     from . import operations
 

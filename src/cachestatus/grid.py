@@ -43,7 +43,9 @@ def tile_at(scheme: TilingScheme, level: int, x: float, y: float) -> Tile:
 
 def tile_bounds(scheme: TilingScheme, tile: Tile) -> Extent:
     """The square of ``tile`` in map units."""
-    return range_bounds(scheme, tile.level, TileRange(tile.row, tile.row + 1, tile.col, tile.col + 1))
+    return range_bounds(
+        scheme, tile.level, TileRange(tile.row, tile.row + 1, tile.col, tile.col + 1)
+    )
 
 
 def range_bounds(scheme: TilingScheme, level: int, tiles: TileRange) -> Extent:

@@ -67,7 +67,7 @@ class BundleKey(NamedTuple):
 
 
 class TileRange(NamedTuple):
-    """A half-open block of tiles of one level: rows ``row0 <= r < row1``, cols ``col0 <= c < col1``."""
+    """A half-open block of tiles of one level: ``row0 <= row < row1``, ``col0 <= col < col1``."""
 
     row0: int
     row1: int
@@ -80,7 +80,7 @@ class TileRange(NamedTuple):
         return self.row1 <= self.row0 or self.col1 <= self.col0
 
     @property
-    def count(self) -> int:
+    def tiles(self) -> int:
         """Number of tiles in the range (Python int: exact at any level)."""
         return 0 if self.is_empty else (self.row1 - self.row0) * (self.col1 - self.col0)
 

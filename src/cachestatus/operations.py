@@ -20,8 +20,7 @@ from .formats import CacheReader, open_cache
 from .formats.base import BundleFile
 from .models import Extent, LevelSummary, StatusReport
 from .scan import Progress, Scanner, plan_levels
-from .store import JobRecord, StatusWriter, check_store_path, read_jobs, read_status
-from .store import atomic
+from .store import JobRecord, StatusWriter, atomic, check_store_path, read_jobs, read_status
 
 REBUILD = "REBUILD_CACHE_STATUS"
 DELETE = "DELETE_CACHE_STATUS"
@@ -35,8 +34,11 @@ def new_job_id() -> tuple[str, str]:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{token}", token
 
 
-def status_path(reader: CacheReader, status: str | os.PathLike[str] | None = None,
-                store_format: str | None = None) -> Path:
+def status_path(
+    reader: CacheReader,
+    status: str | os.PathLike[str] | None = None,
+    store_format: str | None = None,
+) -> Path:
     """Where the status store of ``reader``'s cache is: ``--status``, else the default location.
 
     The default is ``Status.gdb`` (or ``.gpkg``) beside ``conf.xml`` for folder caches.
@@ -81,8 +83,11 @@ def level_infos(reader: CacheReader) -> list[LevelInfo]:
     infos = []
     for plan in plan_levels(reader):
         files = sum(1 for b in reader.list_bundles(plan.lod.level) if isinstance(b, BundleFile))
-        infos.append(LevelInfo(plan.lod.level, plan.lod.scale, plan.lod.resolution,
-                               plan.expected.count, files))
+        infos.append(
+            LevelInfo(
+                plan.lod.level, plan.lod.scale, plan.lod.resolution, plan.expected.tiles, files
+            )
+        )
     return infos
 
 
@@ -117,29 +122,46 @@ def rebuild(
     with open_cache(cache, format_hint) as reader:
         target = status_path(reader, status, store_format)
         job_id, token = new_job_id()
-        scanner = Scanner(reader, levels=levels, workers=workers,
-                          max_missing_rows=max_missing_rows, progress=progress)
+        scanner = Scanner(
+            reader,
+            levels=levels,
+            workers=workers,
+            max_missing_rows=max_missing_rows,
+            progress=progress,
+        )
         scanner.prepare()
         history = _previous_jobs(target)
         with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:
             outcome = scanner.run(writer.add)
             job = JobRecord(
-                job_id=job_id, mode=REBUILD, started=started, finished=datetime.now(UTC),
-                cache_path=str(Path(cache).resolve()), format=reader.name,
-                parameters=json.dumps({
-                    "workers": scanner.workers,
-                    "levels": None if levels is None else list(levels),
-                    "max_missing_rows": max_missing_rows,
-                    "status": str(target),
-                }),
+                job_id=job_id,
+                mode=REBUILD,
+                started=started,
+                finished=datetime.now(UTC),
+                cache_path=str(Path(cache).resolve()),
+                format=reader.name,
+                parameters=json.dumps(
+                    {
+                        "workers": scanner.workers,
+                        "levels": None if levels is None else list(levels),
+                        "max_missing_rows": max_missing_rows,
+                        "status": str(target),
+                    }
+                ),
                 tool_version=__version__,
                 outcome="succeeded with warnings" if outcome.problems else "succeeded",
             )
             writer.commit(outcome.levels, [*history, job])
         return StatusReport(
-            cache=str(cache), format=reader.name, status_path=str(target), job_id=job_id,
-            mode=REBUILD, elapsed_s=time.perf_counter() - clock, levels=outcome.levels,
-            problems=outcome.problems, warnings=outcome.warnings,
+            cache=str(cache),
+            format=reader.name,
+            status_path=str(target),
+            job_id=job_id,
+            mode=REBUILD,
+            elapsed_s=time.perf_counter() - clock,
+            levels=outcome.levels,
+            problems=outcome.problems,
+            warnings=outcome.warnings,
         )
 
 
@@ -153,8 +175,11 @@ def _previous_jobs(target: Path) -> list[JobRecord]:
         return []
 
 
-def delete(cache: str | os.PathLike[str], status: str | os.PathLike[str] | None = None,
-           format_hint: str | None = None) -> list[Path]:
+def delete(
+    cache: str | os.PathLike[str],
+    status: str | os.PathLike[str] | None = None,
+    format_hint: str | None = None,
+) -> list[Path]:
     """DELETE_CACHE_STATUS: remove the status store(s); returns what was removed (maybe none)."""
     with open_cache(cache, format_hint) as reader:
         if status is not None:
@@ -169,8 +194,11 @@ def delete(cache: str | os.PathLike[str], status: str | os.PathLike[str] | None 
         return removed
 
 
-def summary(cache: str | os.PathLike[str], status: str | os.PathLike[str] | None = None,
-            format_hint: str | None = None) -> StatusReport:
+def summary(
+    cache: str | os.PathLike[str],
+    status: str | os.PathLike[str] | None = None,
+    format_hint: str | None = None,
+) -> StatusReport:
     """Read the stored status back (no rescan): level totals, corrupt bundles, last job.
 
     Raises:

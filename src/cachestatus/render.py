@@ -40,31 +40,58 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "elapsed_s": None if math.isnan(report.elapsed_s) else round(report.elapsed_s, 3),
         "levels": [_level_dict(lv) for lv in report.levels],
         "totals": _level_dict(report.totals, with_level=False),
-        "problems": [{"bundle": p.bundle, "kind": p.kind, "detail": p.detail}
-                     for p in report.problems],
+        "problems": [
+            {"bundle": p.bundle, "kind": p.kind, "detail": p.detail} for p in report.problems
+        ],
         "warnings": list(report.warnings),
     }
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+    return "-" if value is None else f"{value:.2f}"
 
 
 def level_table(report: StatusReport) -> Table:
     """Per-level table: scale, bundles, expected, present, stray, percent, bytes."""
     table = Table(title=f"{report.mode} · {report.format} · {report.cache}", title_justify="left")
-    for name in ("Level", "Scale", "Resolution", "Bundles", "Expected", "Present", "Stray",
-                 "% complete", "Tile bytes"):
+    for name in (
+        "Level",
+        "Scale",
+        "Resolution",
+        "Bundles",
+        "Expected",
+        "Present",
+        "Stray",
+        "% complete",
+        "Tile bytes",
+    ):
         table.add_column(name, justify="right")
     for lv in report.levels:
-        table.add_row(str(lv.level), f"{lv.scale:,.2f}", f"{lv.resolution:.6g}",
-                      f"{lv.bundles:,}", f"{lv.tiles_expected:,}", f"{lv.tiles_present:,}",
-                      f"{lv.tiles_stray:,}", _pct(lv.percent_complete), f"{lv.tile_bytes:,}")
+        table.add_row(
+            str(lv.level),
+            f"{lv.scale:,.2f}",
+            f"{lv.resolution:.6g}",
+            f"{lv.bundles:,}",
+            f"{lv.tiles_expected:,}",
+            f"{lv.tiles_present:,}",
+            f"{lv.tiles_stray:,}",
+            _pct(lv.percent_complete),
+            f"{lv.tile_bytes:,}",
+        )
     t = report.totals
     table.add_section()
-    table.add_row("all", "", "", f"{t.bundles:,}", f"{t.tiles_expected:,}",
-                  f"{t.tiles_present:,}", f"{t.tiles_stray:,}", _pct(t.percent_complete),
-                  f"{t.tile_bytes:,}", style="bold")
+    table.add_row(
+        "all",
+        "",
+        "",
+        f"{t.bundles:,}",
+        f"{t.tiles_expected:,}",
+        f"{t.tiles_present:,}",
+        f"{t.tiles_stray:,}",
+        _pct(t.percent_complete),
+        f"{t.tile_bytes:,}",
+        style="bold",
+    )
     return table
 
 
@@ -91,8 +118,13 @@ def info_json(reader: CacheReader, levels: list[LevelInfo]) -> dict[str, Any]:
         "expected_extent": None if grid_extent is None else list(grid_extent),
         "status_dir": str(reader.status_dir),
         "levels": [
-            {"level": i.level, "scale": i.scale, "resolution": i.resolution,
-             "tiles_expected": i.tiles_expected, "bundle_files": i.bundle_files}
+            {
+                "level": i.level,
+                "scale": i.scale,
+                "resolution": i.resolution,
+                "tiles_expected": i.tiles_expected,
+                "bundle_files": i.bundle_files,
+            }
             for i in levels
         ],
     }
@@ -106,16 +138,28 @@ def print_info(console: Console, reader: CacheReader, levels: list[LevelInfo]) -
     console.print(f"  format          {reader.name} ({reader.description})")
     console.print(f"  spatial ref.    {s.spatial_reference}")
     console.print(f"  tile origin     {s.origin_x}, {s.origin_y}")
-    console.print(f"  tile size       {s.tile_cols} x {s.tile_rows} px at {s.dpi:g} DPI, "
-                  f"{s.tile_format}")
+    console.print(
+        f"  tile size       {s.tile_cols} x {s.tile_rows} px at {s.dpi:g} DPI, {s.tile_format}"
+    )
     extent = doc["full_extent"]
-    console.print("  full extent     " + (", ".join(f"{v}" for v in extent) if extent
-                                         else "none declared (the whole grid is expected)"))
+    console.print(
+        "  full extent     "
+        + (
+            ", ".join(f"{v}" for v in extent)
+            if extent
+            else "none declared (the whole grid is expected)"
+        )
+    )
     console.print(f"  status store    {doc['status_dir']}")
     table = Table(show_edge=False)
     for name in ("Level", "Scale", "Resolution", "Expected tiles", "Bundle files"):
         table.add_column(name, justify="right")
     for i in levels:
-        table.add_row(str(i.level), f"{i.scale:,.2f}", f"{i.resolution:.6g}",
-                      f"{i.tiles_expected:,}", f"{i.bundle_files:,}")
+        table.add_row(
+            str(i.level),
+            f"{i.scale:,.2f}",
+            f"{i.resolution:.6g}",
+            f"{i.tiles_expected:,}",
+            f"{i.bundle_files:,}",
+        )
     console.print(table)

@@ -116,8 +116,12 @@ def polygon_range(
         rows = np.flatnonzero(sizes.any(axis=1))
         cols = np.flatnonzero(sizes.any(axis=0))
         if rows.size:
-            return TileRange(key.row + int(rows[0]), key.row + int(rows[-1]) + 1,
-                             key.col + int(cols[0]), key.col + int(cols[-1]) + 1)
+            return TileRange(
+                key.row + int(rows[0]),
+                key.row + int(rows[-1]) + 1,
+                key.col + int(cols[0]),
+                key.col + int(cols[-1]) + 1,
+            )
     return square
 
 
@@ -128,17 +132,28 @@ def evaluate(
     key = bundle.key
     square = grid.bundle_range(key)
     inside = square.intersect(plan.expected)
-    expected = inside.count
+    expected = inside.tiles
     if index is None:
         return BundleStatus(
-            key, BundleState.IN_PROGRESS if bundle.locked else BundleState.CORRUPT,
-            expected, 0, 0, 0, 0, 0, None, polygon_range(key, plan.expected), error,
+            key,
+            BundleState.IN_PROGRESS if bundle.locked else BundleState.CORRUPT,
+            expected,
+            0,
+            0,
+            0,
+            0,
+            0,
+            None,
+            polygon_range(key, plan.expected),
+            error,
         )
     if expected == _FULL:
         present = index.tiles
     elif expected:
-        window = index.sizes[inside.row0 - key.row : inside.row1 - key.row,
-                             inside.col0 - key.col : inside.col1 - key.col]
+        window = index.sizes[
+            inside.row0 - key.row : inside.row1 - key.row,
+            inside.col0 - key.col : inside.col1 - key.col,
+        ]
         present = int(np.count_nonzero(window))
     else:
         present = 0
@@ -171,25 +186,52 @@ def scan_bundle(reader: CacheReader, plan: LevelPlan, bundle: BundleFile) -> Bun
 def missing_row(plan: LevelPlan, key: BundleKey) -> BundleStatus:
     """The row of a bundle that has expected tiles but no file."""
     inside = grid.bundle_range(key).intersect(plan.expected)
-    return BundleStatus(key, BundleState.MISSING, inside.count, 0, 0, 0, 0, 0, None, inside)
+    return BundleStatus(key, BundleState.MISSING, inside.tiles, 0, 0, 0, 0, 0, None, inside)
 
 
 # Rows cross process boundaries as plain tuples: far cheaper to pickle than dataclasses.
-_Row = tuple[int, int, int, str, int, int, int, int, int, int, float | None,
-             int, int, int, int, str]
+_Row = tuple[
+    int, int, int, str, int, int, int, int, int, int, float | None, int, int, int, int, str
+]
 _STATES = {state.value: state for state in BundleState}
 
 
 def _to_row(s: BundleStatus) -> _Row:
     k, t = s.key, s.tiles
-    return (k.level, k.row, k.col, s.state.value, s.tiles_expected, s.tiles_present,
-            s.tiles_stray, s.tile_bytes, s.file_bytes, s.dead_bytes, s.mtime,
-            t.row0, t.row1, t.col0, t.col1, s.detail)
+    return (
+        k.level,
+        k.row,
+        k.col,
+        s.state.value,
+        s.tiles_expected,
+        s.tiles_present,
+        s.tiles_stray,
+        s.tile_bytes,
+        s.file_bytes,
+        s.dead_bytes,
+        s.mtime,
+        t.row0,
+        t.row1,
+        t.col0,
+        t.col1,
+        s.detail,
+    )
 
 
 def _from_row(r: _Row) -> BundleStatus:
-    return BundleStatus(BundleKey(r[0], r[1], r[2]), _STATES[r[3]], r[4], r[5], r[6], r[7], r[8],
-                        r[9], r[10], TileRange(r[11], r[12], r[13], r[14]), r[15])
+    return BundleStatus(
+        BundleKey(r[0], r[1], r[2]),
+        _STATES[r[3]],
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        TileRange(r[11], r[12], r[13], r[14]),
+        r[15],
+    )
 
 
 # Worker-process state, set once per process by _init_worker: tasks carry only bundle lists.
@@ -262,8 +304,12 @@ class Scanner:
         self.total: int | None = None
         #: The expected tiles' extent, known after :meth:`prepare`: the store's XY domain is
         #: built around it.
-        self.domain = Extent(reader.scheme.origin_x, reader.scheme.origin_y - 1.0,
-                             reader.scheme.origin_x + 1.0, reader.scheme.origin_y)
+        self.domain = Extent(
+            reader.scheme.origin_x,
+            reader.scheme.origin_y - 1.0,
+            reader.scheme.origin_x + 1.0,
+            reader.scheme.origin_y,
+        )
         self._problems: list[Problem] = []
         self._pool: multiprocessing.pool.Pool | None = None
 
@@ -285,11 +331,18 @@ class Scanner:
             return
         scheme = self.reader.scheme
         self.total = sum(self.reader.count_bundles(p.lod.level) for p in self.plans)
-        boxes = [grid.range_bounds(scheme, p.lod.level, p.expected)
-                 for p in self.plans if not p.expected.is_empty]
+        boxes = [
+            grid.range_bounds(scheme, p.lod.level, p.expected)
+            for p in self.plans
+            if not p.expected.is_empty
+        ]
         if boxes:
-            self.domain = Extent(min(b.xmin for b in boxes), min(b.ymin for b in boxes),
-                                 max(b.xmax for b in boxes), max(b.ymax for b in boxes))
+            self.domain = Extent(
+                min(b.xmin for b in boxes),
+                min(b.ymin for b in boxes),
+                max(b.xmax for b in boxes),
+                max(b.ymax for b in boxes),
+            )
         if self.workers > 1 and self.total >= PARALLEL_THRESHOLD:
             self._pool = _pool_context().Pool(
                 min(self.workers, -(-self.total // CHUNK)),
@@ -322,7 +375,9 @@ class Scanner:
         while pending:
             yield from self._drain(pending.popleft())
 
-    def _drain(self, result: multiprocessing.pool.AsyncResult[list[_Row]]) -> Iterator[BundleStatus]:
+    def _drain(
+        self, result: multiprocessing.pool.AsyncResult[list[_Row]]
+    ) -> Iterator[BundleStatus]:
         rows = result.get()
         if self.progress:
             self.progress.advance(len(rows))
@@ -352,8 +407,9 @@ class Scanner:
         if self.progress:
             self.progress.start(self.total)
         summaries = {
-            p.lod.level: LevelSummary(p.lod.level, p.lod.scale, p.lod.resolution,
-                                      tiles_expected=p.expected.count)
+            p.lod.level: LevelSummary(
+                p.lod.level, p.lod.scale, p.lod.resolution, tiles_expected=p.expected.tiles
+            )
             for p in self.plans
         }
         found: dict[int, set[tuple[int, int]]] = {p.lod.level: set() for p in self.plans}
@@ -395,7 +451,8 @@ class Scanner:
             if not level_found:
                 continue  # a level never built: its totals say so, rows would only be noise
             found_inside = sum(
-                1 for (r, c) in level_found
+                1
+                for (r, c) in level_found
                 if not grid.bundle_range(BundleKey(level, r, c)).intersect(plan.expected).is_empty
             )
             missing = grid.bundle_count(plan.expected) - found_inside

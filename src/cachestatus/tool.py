@@ -32,21 +32,21 @@ class Result:
     outputs: list[str] = field(default_factory=list)
     report: StatusReport | None = None
 
-    def getMessages(self, severity: int | None = None) -> str:  # noqa: N802 - arcpy's name
+    def getMessages(self, severity: int | None = None) -> str:
         """The tool's messages, one per line (``severity`` is accepted for arcpy compatibility)."""
         return "\n".join(self.messages)
 
-    def getOutput(self, index: int) -> str:  # noqa: N802 - arcpy's name
+    def getOutput(self, index: int) -> str:
         """Output ``index``: 0 is the status store written (or deleted)."""
         return self.outputs[index]
 
     @property
-    def outputCount(self) -> int:  # noqa: N802 - arcpy's name
+    def outputCount(self) -> int:
         """How many outputs :meth:`getOutput` has."""
         return len(self.outputs)
 
     @property
-    def messageCount(self) -> int:  # noqa: N802 - arcpy's name
+    def messageCount(self) -> int:
         """How many messages the run produced."""
         return len(self.messages)
 
@@ -58,14 +58,16 @@ def _workers(instances: int | str | None) -> int | None:
     if instances in (None, "", "#"):
         return None
     try:
-        value = int(instances)  # type: ignore[arg-type]
+        value = int(instances)
     except (TypeError, ValueError):
-        raise UsageError(f"num_of_caching_service_instances={instances!r}: give a whole number "
-                         "(-1 for all cores)") from None
+        raise UsageError(
+            f"num_of_caching_service_instances={instances!r}: give a whole number "
+            "(-1 for all cores)"
+        ) from None
     return None if value <= 0 else value
 
 
-def ManageMapServerCacheStatus(  # noqa: N802 - the arcpy tool's name
+def ManageMapServerCacheStatus(
     input_service: str | os.PathLike[str],
     manage_mode: str,
     scales: Sequence[float] | str | None = None,
@@ -103,8 +105,12 @@ def ManageMapServerCacheStatus(  # noqa: N802 - the arcpy tool's name
             "REPORT_BUNDLE_STATUS is not available in this version of cachestatus; "
             "REBUILD_CACHE_STATUS gives the status against the cache's full extent"
         )
-    ignored = {"scales": scales, "report_folder": report_folder,
-               "area_of_interest": area_of_interest, "report_extent": report_extent}
+    ignored = {
+        "scales": scales,
+        "report_folder": report_folder,
+        "area_of_interest": area_of_interest,
+        "report_extent": report_extent,
+    }
     for name, value in ignored.items():
         if value not in (None, "", "#"):
             messages.append(f"WARNING: {name} is used by REPORT_BUNDLE_STATUS only; ignored")
@@ -117,8 +123,10 @@ def ManageMapServerCacheStatus(  # noqa: N802 - the arcpy tool's name
     report = operations.rebuild(input_service, workers=workers)
     for lv in report.levels:
         pct = "n/a" if lv.percent_complete is None else f"{lv.percent_complete:.2f}%"
-        messages.append(f"Level {lv.level} (1:{lv.scale:,.0f}): {lv.tiles_present:,} of "
-                        f"{lv.tiles_expected:,} tiles, {pct}, {lv.bundles:,} bundles")
+        messages.append(
+            f"Level {lv.level} (1:{lv.scale:,.0f}): {lv.tiles_present:,} of "
+            f"{lv.tiles_expected:,} tiles, {pct}, {lv.bundles:,} bundles"
+        )
     messages += [f"WARNING: {w}" for w in report.warnings]
     messages += [f"WARNING: {p.bundle}: {p.kind}: {p.detail}" for p in report.problems]
     messages.append(f"Status written to {report.status_path}")

@@ -1,7 +1,8 @@
 """The format registry: one reader class per cache format, detection, opening.
 
-``names()`` lists the formats (the CLI's ``--format-hint`` choices come from it), ``get(name)``
-returns a reader class, ``detect(path)`` finds the one that reads a path, and ``open_cache`` opens it.
+``names()`` lists the formats (the CLI's ``--format-hint`` choices come from it),
+``get(name)`` returns a reader class, ``detect(path)`` finds the one that reads a path, and
+``open_cache`` opens it.
 """
 
 from __future__ import annotations
@@ -60,10 +61,8 @@ def _describe_unknown(path: Path) -> str:
 
     conf = find_conf(path)
     if conf is not None:
-        try:
-            storage = parse_conf_xml(conf.read_bytes(), str(conf)).storage_format
-        except Exception:  # the reader itself will report a broken conf.xml precisely
-            storage = "an unreadable storage format"
+        # A conf.xml that does not parse is reported as such (InvalidCacheConfig).
+        storage = parse_conf_xml(conf.read_bytes(), str(conf)).storage_format
         return f"{conf} declares {storage}, which this version does not read"
     if path.is_dir():
         return "it holds no conf.xml (nor Layers/conf.xml)"
@@ -78,8 +77,10 @@ def detect(path: Path) -> type[CacheReader]:
         UnsupportedFormat: no registered format recognises it.
     """
     if not os.path.exists(path):
-        raise CacheNotFound(f"{path}: no such file or folder; give the cache folder (holding "
-                            "conf.xml) or a cache file")
+        raise CacheNotFound(
+            f"{path}: no such file or folder; give the cache folder (holding "
+            "conf.xml) or a cache file"
+        )
     for reader in _REGISTRY.values():
         if reader.detect(path):
             return reader

@@ -1,7 +1,7 @@
 """Pure parsers for ArcGIS cache configuration files: ``conf.xml`` and ``conf.cdi``.
 
-Layout (spec §4): ``CacheInfo/TileCacheInfo/{SpatialReference/{WKT,WKID,LatestWKID}, TileOrigin/{X,Y},
-TileCols, TileRows, DPI, LODInfos/LODInfo/{LevelID,Scale,Resolution}}``,
+Layout (spec §4): ``CacheInfo/TileCacheInfo/{SpatialReference/{WKT,WKID,LatestWKID},
+TileOrigin/{X,Y}, TileCols, TileRows, DPI, LODInfos/LODInfo/{LevelID,Scale,Resolution}}``,
 ``TileImageInfo/CacheTileFormat`` and ``CacheStorageInfo/{StorageFormat,PacketSize}``;
 ``conf.cdi`` is an ``EnvelopeN`` with ``XMin, YMin, XMax, YMax``.
 """
@@ -19,11 +19,15 @@ def _root(data: bytes, source: str, expected_tag: str) -> ET.Element:
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
-        raise InvalidCacheConfig(f"{source}: not valid XML ({exc}); restore it from a backup "
-                                 "or from the cache's source service") from None
+        raise InvalidCacheConfig(
+            f"{source}: not valid XML ({exc}); restore it from a backup "
+            "or from the cache's source service"
+        ) from None
     if root.tag.rsplit("}", 1)[-1] != expected_tag:
-        raise InvalidCacheConfig(f"{source}: root element is <{root.tag}>, expected "
-                                 f"<{expected_tag}>; is this the cache's configuration file?")
+        raise InvalidCacheConfig(
+            f"{source}: root element is <{root.tag}>, expected "
+            f"<{expected_tag}>; is this the cache's configuration file?"
+        )
     return root
 
 

@@ -117,9 +117,7 @@ class ArcGISFolderCache(CacheReader):
     def unknown_levels(self) -> list[str]:
         """Level folders under ``_alllayers`` that are not LODs of ``conf.xml``."""
         levels = set(self._scheme.levels)
-        return sorted(
-            os.path.basename(p) for lv, p in self._level_dirs.items() if lv not in levels
-        )
+        return sorted(os.path.basename(p) for lv, p in self._level_dirs.items() if lv not in levels)
 
     def count_bundles(self, level: int) -> int:
         """Files named ``*.bundle`` in the level folder: one listing, no parsing."""
@@ -146,14 +144,19 @@ class ArcGISFolderCache(CacheReader):
             stem = name[: -len(suffix)]
             match = BUNDLE_NAME.match(stem)
             if match is None:
-                yield Problem(f"{label}/{name}", "bad-name",
-                              f"{path}: not a bundle name (R<row hex>C<col hex>{suffix})")
+                yield Problem(
+                    f"{label}/{name}",
+                    "bad-name",
+                    f"{path}: not a bundle name (R<row hex>C<col hex>{suffix})",
+                )
                 continue
             row, col = int(match.group(1), 16), int(match.group(2), 16)
             if row % BUNDLE_SIZE or col % BUNDLE_SIZE:
-                yield Problem(f"{label}/{name}", "bad-name",
-                              f"{path}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile "
-                              "bundle boundary")
+                yield Problem(
+                    f"{label}/{name}",
+                    "bad-name",
+                    f"{path}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
+                )
                 continue
             # Anything named like a bundle is one: a directory or an unreadable file fails in
             # read_bundle and becomes a CORRUPT row rather than vanishing from the status.

@@ -112,7 +112,7 @@ class CacheReader(ABC):
         """Names of level folders that are not LODs of the scheme (reported as warnings)."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op is the right default
         """Release the reader's handles (folder readers hold none between calls)."""
 
     def __enter__(self) -> Self:

@@ -44,8 +44,8 @@ HEADER_CHECKS = (
 #: The four checked words in one unpack: u32 @0, u32 @12, u64 @32, u32 @60.
 _HEADER_WORDS = struct.Struct("<I8xI16xQ20xI")
 
-#: Anything holding bundle bytes: ``bytes``, a ``bytearray``, a ``uint8`` array.
-Buffer = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
+#: Anything holding bundle bytes.
+Buffer = bytes | bytearray | memoryview
 
 
 def check_header(buf: Buffer) -> None:
@@ -86,9 +86,8 @@ class Scratch:
     """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle."""
 
     def __init__(self) -> None:
-        self.buffer = np.empty(HEADER_INDEX_SIZE, dtype=np.uint8)
-        self.view = memoryview(self.buffer)
-        self.entries = index_entries(self.buffer)
+        self.view = memoryview(bytearray(HEADER_INDEX_SIZE))
+        self.entries = index_entries(self.view)
         # uint64 throughout: mixed-width ufuncs take numpy's slow buffered path.
         self.sizes = np.empty((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
         self.ends = np.empty((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
@@ -121,7 +120,7 @@ def summarize_index(
     if file_size < HEADER_INDEX_SIZE:
         raise CorruptBundle(f"truncated: file is {file_size:,} bytes, shorter than its index")
     scratch = scratch or Scratch()
-    entries = scratch.entries if buf is scratch.buffer else index_entries(buf)
+    entries = scratch.entries if buf is scratch.view else index_entries(buf)
     sizes, ends = scratch.sizes, scratch.ends
     np.right_shift(entries, _SHIFT, out=sizes)
     tiles = int(np.count_nonzero(sizes))
@@ -180,7 +179,7 @@ def read_bundle_file(
             got += more
     finally:
         os.close(fd)
-    buf = scratch.buffer if got == HEADER_INDEX_SIZE else scratch.buffer[:got]
+    buf = scratch.view if got == HEADER_INDEX_SIZE else scratch.view[:got]
     index = summarize_index(buf, st.st_size, first_row, first_col, scratch)
     return index._replace(modified=st.st_mtime)
 
@@ -189,7 +188,7 @@ _O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
 
 class CompactV2Cache(ArcGISFolderCache):
-    """An ArcGIS Compact V2 folder cache: ``conf.xml``, ``conf.cdi``, ``_alllayers/Lnn/*.bundle``."""
+    """An ArcGIS Compact V2 folder cache: ``conf.xml``, ``conf.cdi``, ``_alllayers/Lnn/``."""
 
     name = "compact-v2"
     description = "ArcGIS Compact Cache V2 folder (conf.xml, _alllayers/Lnn/R....C....bundle)"

@@ -28,6 +28,5 @@ def check_store_path(path: Path) -> Path:
         UsageError: another suffix (GDAL's FileGDB driver needs ``.gdb``).
     """
     if path.suffix.lower() not in DRIVERS:
-        raise UsageError(f"{path}: a status store must end in .gdb (FileGDB) or .gpkg "
-                         "(GeoPackage)")
+        raise UsageError(f"{path}: a status store must end in .gdb (FileGDB) or .gpkg (GeoPackage)")
     return path

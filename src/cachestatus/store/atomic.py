@@ -14,14 +14,16 @@ import ctypes.util
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 _LEFTOVER = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old|del)$")
 
 
-def _libc_renameat2() -> ctypes._CFuncPtr | None:
+def _libc_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     if not hasattr(os, "fork"):  # not POSIX
         return None
     try:
@@ -31,7 +33,7 @@ def _libc_renameat2() -> ctypes._CFuncPtr | None:
         return None
     func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
+    return cast(Callable[[int, bytes, int, bytes, int], int], func)
 
 
 _renameat2 = _libc_renameat2()

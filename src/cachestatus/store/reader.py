@@ -18,10 +18,12 @@ from .schema import JOB_FIELDS, JOBS, LEVEL_FIELDS, LEVEL_STATUS, TASK_STATUS
 from .writer import JobRecord
 
 
-def _table(path: Path, layer: str, where: str | None = None,
-           columns: list[str] | None = None) -> dict[str, np.ndarray]:
-    _meta, _fids, _geom, values = ogr_read(str(path), layer=layer, read_geometry=False,
-                                          where=where, columns=columns)
+def _table(
+    path: Path, layer: str, where: str | None = None, columns: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    _meta, _fids, _geom, values = ogr_read(
+        str(path), layer=layer, read_geometry=False, where=where, columns=columns
+    )
     names = list(_meta["fields"])
     return dict(zip(names, values, strict=True))
 
@@ -29,16 +31,20 @@ def _table(path: Path, layer: str, where: str | None = None,
 def _check(path: Path) -> None:
     atomic.recover(path)
     if not path.exists():
-        raise StatusNotFound(f"{path}: no status store here; run `cachestatus rebuild` first "
-                             "(or give --status with the store's path)")
+        raise StatusNotFound(
+            f"{path}: no status store here; run `cachestatus rebuild` first "
+            "(or give --status with the store's path)"
+        )
     try:
         layers = {str(name) for name, _ in list_layers(str(path))}
     except Exception as exc:  # pyogrio's DataSourceError and friends
         raise StatusNotFound(f"{path}: not a readable status store ({exc})") from None
     missing = {LEVEL_STATUS, JOBS} - layers
     if missing:
-        raise StatusNotFound(f"{path}: not a cachestatus store (no {', '.join(sorted(missing))} "
-                             "table); rebuild it with `cachestatus rebuild`")
+        raise StatusNotFound(
+            f"{path}: not a cachestatus store (no {', '.join(sorted(missing))} "
+            "table); rebuild it with `cachestatus rebuild`"
+        )
 
 
 def _to_datetime(value: Any) -> datetime | None:
@@ -56,13 +62,19 @@ def read_jobs(path: Path) -> list[JobRecord]:
     jobs = []
     for i in range(count):
         row = {name: table[name][i] for name in names}
-        jobs.append(JobRecord(
-            job_id=str(row["jobID"]), mode=str(row["mode"]),
-            started=_to_datetime(row["started"]) or datetime.fromtimestamp(0, UTC),
-            finished=_to_datetime(row["finished"]), cache_path=str(row["cachePath"]),
-            format=str(row["format"]), parameters=str(row["parameters"]),
-            tool_version=str(row["toolVersion"]), outcome=str(row["outcome"]),
-        ))
+        jobs.append(
+            JobRecord(
+                job_id=str(row["jobID"]),
+                mode=str(row["mode"]),
+                started=_to_datetime(row["started"]) or datetime.fromtimestamp(0, UTC),
+                finished=_to_datetime(row["finished"]),
+                cache_path=str(row["cachePath"]),
+                format=str(row["format"]),
+                parameters=str(row["parameters"]),
+                tool_version=str(row["toolVersion"]),
+                outcome=str(row["outcome"]),
+            )
+        )
     return jobs
 
 
@@ -74,18 +86,32 @@ def read_status(path: Path) -> StatusReport:
     names = [name for name, _ in LEVEL_FIELDS]
     for i in range(len(levels_table["levelID"])):
         row = {name: levels_table[name][i] for name in names}
-        levels.append(LevelSummary(
-            level=int(row["levelID"]), scale=float(row["scale"]),
-            resolution=float(row["resolution"]), bundles=int(row["bundles"]),
-            tiles_expected=int(row["tilesExpected"]), tiles_present=int(row["tilesPresent"]),
-            tiles_stray=int(row["tilesStray"]), tile_bytes=int(row["tileBytes"]),
-        ))
+        levels.append(
+            LevelSummary(
+                level=int(row["levelID"]),
+                scale=float(row["scale"]),
+                resolution=float(row["resolution"]),
+                bundles=int(row["bundles"]),
+                tiles_expected=int(row["tilesExpected"]),
+                tiles_present=int(row["tilesPresent"]),
+                tiles_stray=int(row["tilesStray"]),
+                tile_bytes=int(row["tileBytes"]),
+            )
+        )
     problems = []
     if TASK_STATUS in {str(name) for name, _ in list_layers(str(path))}:
-        bad = _table(path, TASK_STATUS, where="status = 'CORRUPT'",
-                     columns=["bundleName", "detail"])
-        problems = [Problem(str(name), "corrupt", str(detail))
-                    for name, detail in zip(bad["bundleName"], bad["detail"], strict=True)]
+        # The filtered field must be read too: GDAL's OpenFileGDB driver does not see ignored
+        # fields in attribute filters.
+        bad = _table(
+            path,
+            TASK_STATUS,
+            where="status = 'CORRUPT'",
+            columns=["bundleName", "status", "detail"],
+        )
+        problems = [
+            Problem(str(name), "corrupt", str(detail))
+            for name, detail in zip(bad["bundleName"], bad["detail"], strict=True)
+        ]
     jobs = read_jobs(path)
     last = jobs[-1] if jobs else None
     elapsed = math.nan

@@ -58,8 +58,9 @@ def _datetime64(value: datetime | None) -> np.datetime64:
 def domain_bounds(extent: Extent) -> Extent:
     """The XY domain around ``extent``: one span of margin on every side."""
     span = max(extent.xmax - extent.xmin, extent.ymax - extent.ymin, 1.0)
-    return Extent(extent.xmin - span, extent.ymin - span, extent.xmin + 2 * span,
-                  extent.ymin + 2 * span)
+    return Extent(
+        extent.xmin - span, extent.ymin - span, extent.xmin + 2 * span, extent.ymin + 2 * span
+    )
 
 
 def xy_domain(extent: Extent, geographic: bool) -> dict[str, str]:
@@ -137,8 +138,15 @@ class StatusWriter:
         if len(self._rows) >= BATCH:
             self._flush()
 
-    def _write(self, layer: str, geometry: Any, columns: Sequence[tuple[str, str]],
-               data: list[np.ndarray], append: bool, spatial: bool) -> None:
+    def _write(
+        self,
+        layer: str,
+        geometry: Any,
+        columns: Sequence[tuple[str, str]],
+        data: list[np.ndarray],
+        append: bool,
+        spatial: bool,
+    ) -> None:
         kwargs: dict[str, Any] = {}
         if spatial:
             kwargs = {"geometry_type": "Polygon", "crs": self.crs}
@@ -146,8 +154,13 @@ class StatusWriter:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 ogr_write(
-                    str(self.temp), geometry, data, [name for name, _ in columns],
-                    layer=layer, driver=self.driver, append=append,
+                    str(self.temp),
+                    geometry,
+                    data,
+                    [name for name, _ in columns],
+                    layer=layer,
+                    driver=self.driver,
+                    append=append,
                     layer_options=None if append else (self._layer_options or None),
                     **kwargs,
                 )
@@ -172,8 +185,10 @@ class StatusWriter:
             [r.tiles_expected for r in rows],
             [r.tiles_present for r in rows],
             [r.tiles_stray for r in rows],
-            [np.nan if r.tiles_expected == 0 else 100.0 * r.tiles_present / r.tiles_expected
-             for r in rows],
+            [
+                np.nan if r.tiles_expected == 0 else 100.0 * r.tiles_present / r.tiles_expected
+                for r in rows
+            ],
             [r.state.value for r in rows],
             [r.tile_bytes for r in rows],
             [r.file_bytes for r in rows],
@@ -189,7 +204,7 @@ class StatusWriter:
     def commit(self, levels: Sequence[LevelSummary], jobs: Sequence[JobRecord]) -> None:
         """Write the last rows, ``LevelStatus`` and ``Jobs``, then swap the store into place."""
         self._flush()
-        level_cols = [
+        level_cols: list[list[Any]] = [
             [lv.level for lv in levels],
             [lv.scale for lv in levels],
             [lv.resolution for lv in levels],
@@ -202,7 +217,7 @@ class StatusWriter:
             [self.job_id] * len(levels),
         ]
         self._write_table(LEVEL_STATUS, LEVEL_FIELDS, level_cols)
-        job_cols = [
+        job_cols: list[list[Any]] = [
             [j.job_id for j in jobs],
             [j.mode for j in jobs],
             [_datetime64(j.started) for j in jobs],
@@ -222,8 +237,9 @@ class StatusWriter:
                 "is unchanged"
             ) from exc
 
-    def _write_table(self, layer: str, fields: Sequence[tuple[str, str]],
-                     columns: list[list[Any]]) -> None:
+    def _write_table(
+        self, layer: str, fields: Sequence[tuple[str, str]], columns: list[list[Any]]
+    ) -> None:
         data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, fields, strict=True)]
         self._write(layer, None, fields, data, append=False, spatial=False)
 

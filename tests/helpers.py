@@ -1,0 +1,150 @@
+"""Builders of test caches: ``conf.xml``/``conf.cdi`` text and bundles written by MapProxy.
+
+Bundles come from MapProxy's ``CompactCacheV2`` (an independent writer); the synthetic writer
+below exists only for benchmarks and large parallel tests, where MapProxy would be too slow.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from collections.abc import Iterable, Mapping
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+
+WEB_MERCATOR_HALF = 20037508.342787001
+SAMPLE_CACHE = Path(__file__).parent / "data" / "esri" / "sample_cache"
+V2_HEADER = struct.pack("<4I3Q6I", 3, 16384, 0, 5, 0, 0, 40, 0, 3, 16, 16384, 5, 131072)
+
+
+def web_mercator_lods(count: int) -> list[tuple[int, float, float]]:
+    """(level, scale, resolution) of the first ``count`` Web Mercator levels at 96 DPI."""
+    out = []
+    for level in range(count):
+        res = 2 * WEB_MERCATOR_HALF / 256 / 2**level
+        out.append((level, res * 96 / 0.0254, res))
+    return out
+
+
+def conf_xml(
+    lods: Iterable[tuple[int, float, float]],
+    origin: tuple[float, float] = (-WEB_MERCATOR_HALF, WEB_MERCATOR_HALF),
+    tile_size: int = 256,
+    wkid: int | None = 102100,
+    latest_wkid: int | None = 3857,
+    wkt: str | None = None,
+    storage: str = "esriMapCacheStorageModeCompactV2",
+    tile_format: str = "PNG",
+) -> str:
+    """The text of an ArcGIS ``conf.xml``."""
+    lod_xml = "".join(
+        f"<LODInfo><LevelID>{lv}</LevelID><Scale>{scale!r}</Scale>"
+        f"<Resolution>{res!r}</Resolution></LODInfo>"
+        for lv, scale, res in lods
+    )
+    sr = ""
+    if wkt:
+        sr += f"<WKT>{wkt}</WKT>"
+    if wkid is not None:
+        sr += f"<WKID>{wkid}</WKID>"
+    if latest_wkid is not None:
+        sr += f"<LatestWKID>{latest_wkid}</LatestWKID>"
+    return (
+        "<?xml version='1.0' encoding='utf-8'?>"
+        "<CacheInfo xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance'>"
+        f"<TileCacheInfo><SpatialReference>{sr}</SpatialReference>"
+        f"<TileOrigin><X>{origin[0]!r}</X><Y>{origin[1]!r}</Y></TileOrigin>"
+        f"<TileCols>{tile_size}</TileCols><TileRows>{tile_size}</TileRows><DPI>96</DPI>"
+        f"<LODInfos>{lod_xml}</LODInfos></TileCacheInfo>"
+        f"<TileImageInfo><CacheTileFormat>{tile_format}</CacheTileFormat></TileImageInfo>"
+        f"<CacheStorageInfo><StorageFormat>{storage}</StorageFormat>"
+        "<PacketSize>128</PacketSize></CacheStorageInfo></CacheInfo>"
+    )
+
+
+def conf_cdi(extent: tuple[float, float, float, float]) -> str:
+    """The text of an ArcGIS ``conf.cdi`` envelope."""
+    xmin, ymin, xmax, ymax = extent
+    return (
+        "<?xml version='1.0' encoding='utf-8'?><EnvelopeN>"
+        f"<XMin>{xmin!r}</XMin><YMin>{ymin!r}</YMin><XMax>{xmax!r}</XMax><YMax>{ymax!r}</YMax>"
+        "</EnvelopeN>"
+    )
+
+
+def write_conf(
+    root: Path,
+    levels: int = 20,
+    extent: tuple[float, float, float, float] | None = None,
+    **conf: object,
+) -> Path:
+    """Write ``conf.xml`` (Web Mercator, ``levels`` LODs) and, with ``extent``, ``conf.cdi``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "conf.xml").write_text(conf_xml(web_mercator_lods(levels), **conf))  # type: ignore[arg-type]
+    if extent is not None:
+        (root / "conf.cdi").write_text(conf_cdi(extent))
+    return root
+
+
+def mapproxy_v2_cache(
+    root: Path,
+    tiles: Mapping[tuple[int, int, int], bytes],
+    levels: int = 20,
+    extent: tuple[float, float, float, float] | None = None,
+) -> Path:
+    """A Compact V2 cache written by MapProxy; ``tiles`` maps (level, row, col) to data."""
+    from mapproxy.cache.compact import CompactCacheV2
+    from mapproxy.cache.tile import Tile
+    from mapproxy.image import ImageResult
+
+    write_conf(root, levels, extent)
+    cache = CompactCacheV2(str(root / "_alllayers"))
+    for (level, row, col), data in tiles.items():
+        assert cache.store_tile(Tile((col, row, level), ImageResult(BytesIO(data))))
+    return root
+
+
+def copy_sample(dest: Path) -> Path:
+    """A writable copy of Esri's sample cache."""
+    shutil.copytree(SAMPLE_CACHE, dest)
+    for path in dest.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    dest.chmod(0o755)
+    return dest
+
+
+def synthetic_bundle(path: Path, sizes: np.ndarray) -> None:
+    """A V2 bundle with a real header and index for ``sizes`` (128 x 128) and a sparse body."""
+    flat = sizes.astype(np.uint64).ravel()
+    ends = 131136 + np.cumsum(flat + 4)
+    offsets = np.where(flat > 0, ends - flat, 4).astype(np.uint64)
+    index = (offsets | (flat << np.uint64(40))).astype("<u8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(V2_HEADER)
+        f.write(index.tobytes())
+        f.truncate(int(ends[-1]))
+
+
+def synthetic_cache(root: Path, side: int, level: int = 12, seed: int = 0) -> Path:
+    """A complete ``side`` x ``side`` block of synthetic bundles at ``level``, with its extent."""
+    rng = np.random.default_rng(seed)
+    res = 2 * WEB_MERCATOR_HALF / 256 / 2**level
+    span = 128 * 256 * res
+    extent = (
+        -WEB_MERCATOR_HALF,
+        WEB_MERCATOR_HALF - side * span,
+        -WEB_MERCATOR_HALF + side * span,
+        WEB_MERCATOR_HALF,
+    )
+    write_conf(root, level + 2, extent)
+    for i in range(side * side):
+        r, c = divmod(i, side)
+        sizes = rng.integers(200, 3000, (128, 128))
+        sizes[rng.random((128, 128)) < 0.1] = 0
+        synthetic_bundle(
+            root / f"_alllayers/L{level:02d}/R{r * 128:04x}C{c * 128:04x}.bundle", sizes
+        )
+    return root

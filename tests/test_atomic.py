@@ -1,0 +1,142 @@
+"""Atomic replacement, SIGKILL at any moment, leftovers, and the parallel scan."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyogrio.raw import read
+
+from cachestatus import operations
+from cachestatus.store import atomic
+from tests.helpers import synthetic_cache
+
+SIDE = 34  # 1,156 bundles: above the threshold for worker processes
+
+
+@pytest.fixture(scope="module")
+def big_cache(tmp_path_factory) -> Path:
+    return synthetic_cache(tmp_path_factory.mktemp("big") / "cache", SIDE, level=12)
+
+
+def _cli(*args: object) -> list[str]:
+    return [sys.executable, "-m", "cachestatus.cli", *map(str, args)]
+
+
+def _summary(cache: Path, status: Path) -> dict:
+    done = subprocess.run(
+        _cli("summary", cache, "--status", status, "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _task_rows(status: Path) -> list[tuple]:
+    _, _, _, values = read(str(status), layer="TaskStatus", read_geometry=False)
+    rows = list(zip(*[v.tolist() for v in values], strict=True))
+    return sorted((r[0], *r[2:]) for r in rows)  # all fields but jobID
+
+
+def test_parallel_scan_equals_the_serial_one(big_cache, tmp_path):
+    serial = operations.rebuild(big_cache, tmp_path / "serial.gdb", workers=1)
+    parallel = operations.rebuild(big_cache, tmp_path / "parallel.gdb", workers=2)
+    assert parallel.levels == serial.levels
+    level = next(lv for lv in serial.levels if lv.level == 12)
+    assert level.bundles == SIDE * SIDE and level.tiles_expected == (SIDE * 128) ** 2
+    # The synthetic writer's own record of what it stored (same seed).
+    rng = np.random.default_rng(0)
+    present = stored_bytes = 0
+    for _ in range(SIDE * SIDE):
+        sizes = rng.integers(200, 3000, (128, 128))
+        sizes[rng.random((128, 128)) < 0.1] = 0
+        present += int(np.count_nonzero(sizes))
+        stored_bytes += int(sizes.sum())
+    assert (level.tiles_present, level.tile_bytes) == (present, stored_bytes)
+    assert _task_rows(tmp_path / "parallel.gdb") == _task_rows(tmp_path / "serial.gdb")
+
+
+def _temporary_store_appears(folder: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not any(p.name.endswith(".tmp.gdb") for p in folder.iterdir()):
+        assert time.monotonic() < deadline, "the rebuild never started writing"
+        time.sleep(0.001)
+
+
+# A rebuild of this cache takes about 0.5 s here: the delays fall in start-up, listing, scanning,
+# writing and after the end; "writing" waits for the temporary store to appear.
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.28, 0.34, 0.4, 0.46, 0.6, "writing"])
+def test_sigkill_leaves_the_previous_status_complete(big_cache, tmp_path, delay):
+    status = tmp_path / "Status.gdb"
+    first = subprocess.run(
+        _cli("rebuild", big_cache, "--status", status, "--json"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    before = json.loads(first.stdout)
+    rows_before = _task_rows(status)
+    victim = subprocess.Popen(
+        _cli("rebuild", big_cache, "--status", status),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    if delay == "writing":
+        _temporary_store_appears(tmp_path)
+    else:
+        time.sleep(delay)
+    os.killpg(victim.pid, signal.SIGKILL)  # the rebuild and its worker processes
+    victim.wait()
+    after = _summary(big_cache, status)
+    # Either the old store or a complete new one: the same cache gives the same status.
+    assert after["job_id"] in (before["job_id"], after["job_id"])
+    assert after["levels"] == before["levels"] and after["totals"] == before["totals"]
+    assert _task_rows(status) == rows_before
+    # The next run cleans up whatever the killed one left.
+    again = subprocess.run(
+        _cli("rebuild", big_cache, "--status", status), capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name != "Status.gdb"] == []
+
+
+def test_store_renamed_away_by_a_killed_swap_is_restored(sample):
+    operations.rebuild(sample, workers=1)
+    target = sample / "Status.gdb"
+    dead_pid = 2**22 + 12345  # above the kernel's pid_max default: never a live process
+    os.rename(
+        target,
+        atomic.sibling(target, "old", "abc123").with_name(f".Status.{dead_pid}-abc123.old.gdb"),
+    )
+    assert not target.exists()
+    report = operations.summary(sample)
+    assert target.exists() and report.totals.tiles_present == 21
+
+
+def test_leftovers_of_live_processes_are_kept(sample):
+    operations.rebuild(sample, workers=1)
+    mine = atomic.sibling(sample / "Status.gdb", "tmp", "feed01")
+    mine.mkdir()
+    atomic.recover(sample / "Status.gdb")
+    assert mine.exists()  # this process is alive: its temporary store is not touched
+
+
+def test_exchange_swaps_folders_atomically(tmp_path):
+    new, target = tmp_path / ".new.gdb", tmp_path / "Status.gdb"
+    new.mkdir()
+    (new / "marker").write_text("new")
+    target.mkdir()
+    (target / "marker").write_text("old")
+    atomic.replace(new, target, "t0")
+    assert (target / "marker").read_text() == "new" and not new.exists()

@@ -1,0 +1,199 @@
+"""conf.xml / conf.cdi parsing, cache detection and the Compact V2 reader."""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cachestatus import formats
+from cachestatus.errors import CacheNotFound, CorruptBundle, InvalidCacheConfig, UnsupportedFormat
+from cachestatus.formats.arcgis_conf import parse_conf_cdi, parse_conf_xml
+from cachestatus.formats.base import BundleFile
+from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE, read_bundle_file, summarize_index
+from cachestatus.models import BundleKey, Problem
+from tests.helpers import SAMPLE_CACHE, conf_xml, web_mercator_lods, write_conf
+
+# Known facts of Esri's sample cache (tests/data/esri/README.md).
+SAMPLE_TILES = {0: 1, 1: 4, 2: 16}
+SAMPLE_TILE_BYTES = {0: 40116, 1: 136524, 2: 320629}
+
+
+def test_sample_conf_xml():
+    scheme = parse_conf_xml((SAMPLE_CACHE / "conf.xml").read_bytes())
+    assert scheme.spatial_reference.wkid == 3857
+    assert scheme.spatial_reference.user_input() == "EPSG:3857"
+    assert (scheme.origin_x, scheme.origin_y) == (-20037508.342787001, 20037508.342787001)
+    assert (scheme.tile_cols, scheme.tile_rows, scheme.dpi) == (256, 256, 96)
+    assert len(scheme.lods) == 20 and scheme.lod(2).scale == pytest.approx(147914381.89788899)
+    assert scheme.tile_format == "JPEG"
+    assert scheme.storage_format == "esriMapCacheStorageModeCompactV2"
+
+
+def test_sample_conf_cdi():
+    extent = parse_conf_cdi((SAMPLE_CACHE / "conf.cdi").read_bytes())
+    assert extent.xmin == pytest.approx(-20037507.229594339)
+    assert extent.ymax == pytest.approx(20037507.229594339)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"not xml at all", "not valid XML"),
+        (b"<Other/>", "root element is <Other>"),
+        (b"<CacheInfo/>", "missing <TileCacheInfo>"),
+        (conf_xml([]).encode(), "no <LODInfos/LODInfo> levels"),
+        (conf_xml(web_mercator_lods(2), tile_size=0).encode(), "tile size 0 x 0"),
+        (conf_xml([(0, 1.0, 1.0), (0, 2.0, 2.0)]).encode(), "LevelID appears twice"),
+        (
+            conf_xml(web_mercator_lods(2)).replace("<TileCols>256", "<TileCols>abc").encode(),
+            "<TileCols> is 'abc', not a number",
+        ),
+    ],
+)
+def test_bad_conf_xml_names_the_file_and_the_problem(text, message):
+    with pytest.raises(InvalidCacheConfig, match=r"^/x/conf\.xml: .*" + re.escape(message)):
+        parse_conf_xml(text, "/x/conf.xml")
+
+
+def test_empty_envelope_is_rejected():
+    text = b"<EnvelopeN><XMin>1</XMin><YMin>1</YMin><XMax>1</XMax><YMax>5</YMax></EnvelopeN>"
+    with pytest.raises(InvalidCacheConfig, match="has no area"):
+        parse_conf_cdi(text)
+
+
+@pytest.mark.parametrize("layout", ["folder", "Conf.xml", "service", "file"])
+def test_the_cache_can_be_named_several_ways(tmp_path, sample, layout):
+    if layout == "folder":
+        path = sample
+    elif layout == "Conf.xml":
+        (sample / "conf.xml").rename(sample / "Conf.xml")
+        path = sample
+    elif layout == "service":
+        service = tmp_path / "MyService"
+        service.mkdir()
+        sample.rename(service / "Layers")
+        sample, path = service / "Layers", service
+    else:
+        path = sample / "conf.xml"
+    with formats.open_cache(path) as reader:
+        assert reader.name == "compact-v2"
+        assert reader.status_dir == sample
+        assert reader.full_extent is not None
+
+
+def test_detection_errors(tmp_path):
+    with pytest.raises(CacheNotFound, match="no such file or folder"):
+        formats.open_cache(tmp_path / "nope")
+    with pytest.raises(UnsupportedFormat, match=r"holds no conf\.xml.*known formats: compact-v2"):
+        formats.open_cache(tmp_path)
+    write_conf(tmp_path / "v1", 3, storage="esriMapCacheStorageModeCompact")
+    with pytest.raises(UnsupportedFormat, match="declares esriMapCacheStorageModeCompact,"):
+        formats.open_cache(tmp_path / "v1")
+    with pytest.raises(UnsupportedFormat, match="unknown format 'zip'"):
+        formats.get("zip")
+    assert formats.names() == ["compact-v2"]
+
+
+def test_sample_bundles_known_counts_and_bytes(sample):
+    with formats.open_cache(sample) as reader:
+        for level, tiles in SAMPLE_TILES.items():
+            (bundle,) = list(reader.list_bundles(level))
+            assert isinstance(bundle, BundleFile)
+            assert bundle.key == BundleKey(level, 0, 0)
+            index = reader.read_bundle(bundle)
+            assert index.tiles == tiles == int(np.count_nonzero(index.sizes))
+            assert index.tile_bytes == SAMPLE_TILE_BYTES[level]
+            assert index.file_bytes == Path(bundle.path).stat().st_size
+    # L02 carries a stale copy of L01's tiles that its header does not declare.
+    assert read_bundle_file(str(sample / "_alllayers/L02/R0000C0000.bundle")).dead_bytes == 136540
+
+
+def _bundle_bytes() -> bytearray:
+    return bytearray((SAMPLE_CACHE / "_alllayers/L01/R0000C0000.bundle").read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda b: b[:1000], r"truncated: 1,000 bytes, a Compact V2 bundle holds at least 131,136"),
+        (
+            lambda b: b[:-5000],
+            r"tile R\d+/C\d+: offset \d+ \+ size \d+ runs past the end of the file",
+        ),
+        (
+            lambda b: struct.pack_into("<I", b, 0, 2) or b,
+            r"bad header: version \(byte 0\) is 2, expected 3",
+        ),
+        (lambda b: struct.pack_into("<I", b, 12, 4) or b, r"offset size \(byte 12\) is 4"),
+        (lambda b: struct.pack_into("<Q", b, 32, 41) or b, r"user header offset \(byte 32\) is 41"),
+        (lambda b: struct.pack_into("<I", b, 60, 0) or b, r"index size \(byte 60\) is 0"),
+        (
+            lambda b: struct.pack_into("<Q", b, 64 + 8 * 129, (10**9) | (50 << 40)) or b,
+            r"tile R1/C1: offset 1000000000 \+ size 50 runs past the end",
+        ),
+    ],
+)
+def test_damaged_bundles_raise_corrupt_bundle_with_a_reason(damage, reason):
+    data = bytes(damage(_bundle_bytes()))
+    with pytest.raises(CorruptBundle, match=reason):
+        summarize_index(data, len(data))
+
+
+def test_arcgis_quirks_are_not_damage():
+    data = _bundle_bytes()
+    struct.pack_into("<I", data, 4, 0)  # ArcGIS writes 0 here, the white paper says 16384
+    struct.pack_into("<I", data, 8, 131092)  # and not the max tile size
+    # An empty slot with an offset that points nowhere: size 0 means no tile.
+    struct.pack_into("<Q", data, 64 + 8 * 16383, 10**11)
+    index = summarize_index(bytes(data), len(data))
+    assert index.tiles == SAMPLE_TILES[1]
+
+
+def test_bundle_names_that_do_not_parse_are_problems(sample):
+    level_dir = sample / "_alllayers/L01"
+    (level_dir / "R00zzC0000.bundle").write_bytes(b"")
+    (level_dir / "R0001C0000.bundle").write_bytes(b"")  # row 1: not on a bundle boundary
+    (level_dir / "R0080C0000.lock").write_bytes(b"")
+    (level_dir / "R0080C0000.bundle").mkdir()  # a directory named like a bundle
+    (level_dir / "notes.txt").write_text("ignored")
+    with formats.open_cache(sample) as reader:
+        found = list(reader.list_bundles(1))
+    problems = {p.bundle: p for p in found if isinstance(p, Problem)}
+    assert set(problems) == {"L01/R00zzC0000.bundle", "L01/R0001C0000.bundle"}
+    assert "not a bundle name" in problems["L01/R00zzC0000.bundle"].detail
+    assert "row 1 / col 0 is not on a 128-tile bundle boundary" in (
+        problems["L01/R0001C0000.bundle"].detail
+    )
+    bundles = {b.key: b for b in found if isinstance(b, BundleFile)}
+    assert set(bundles) == {BundleKey(1, 0, 0), BundleKey(1, 128, 0)}
+    assert bundles[BundleKey(1, 128, 0)].locked and not bundles[BundleKey(1, 0, 0)].locked
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(min_size=0, max_size=2048), st.integers(0, 2**41))
+def test_random_bytes_only_raise_corrupt_bundle(prefix, file_size):
+    data = prefix + bytes(max(0, HEADER_INDEX_SIZE - len(prefix)))
+    try:
+        index = summarize_index(data, file_size)
+    except CorruptBundle:
+        return
+    assert index.dead_bytes >= 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 16383), st.integers(0, 2**64 - 1)), max_size=40))
+def test_mutated_index_entries_only_raise_corrupt_bundle(mutations):
+    data = _bundle_bytes()
+    for slot, value in mutations:
+        struct.pack_into("<Q", data, 64 + 8 * slot, value)
+    try:
+        index = summarize_index(bytes(data), len(data))
+    except CorruptBundle:
+        return
+    assert 0 <= index.dead_bytes <= len(data)

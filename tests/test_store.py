@@ -1,0 +1,163 @@
+"""The status store read back through GDAL: layers, fields, types, CRS, polygons, history."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+from pyogrio.raw import read
+
+from cachestatus import operations
+from cachestatus.errors import StatusNotFound, UsageError
+from cachestatus.models import Extent
+from cachestatus.store.geometry import rectangles_wkb
+from cachestatus.store.schema import JOB_FIELDS, LEVEL_FIELDS, TASK_FIELDS
+from cachestatus.store.writer import xy_domain
+from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
+
+GDAL_TYPES = {
+    "object": "object",
+    "int32": "int32",
+    "int64": "int64",
+    "float64": "float64",
+    "datetime64[ms]": "datetime64[ms]",
+}
+
+
+@pytest.mark.parametrize("fmt", ["gdb", "gpkg"])
+def test_layers_fields_types_and_crs(sample, fmt):
+    report = operations.rebuild(sample, store_format=fmt, workers=1)
+    path = sample / f"Status.{fmt}"
+    assert report.status_path == str(path) and path.exists()
+    layers = dict(pyogrio.list_layers(str(path)).tolist())
+    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs"}
+    assert layers["TaskStatus"] in ("Polygon", "MultiPolygon")
+    for layer, fields in (
+        ("TaskStatus", TASK_FIELDS),
+        ("LevelStatus", LEVEL_FIELDS),
+        ("Jobs", JOB_FIELDS),
+    ):
+        info = pyogrio.read_info(str(path), layer=layer)
+        assert list(info["fields"]) == [name for name, _ in fields]
+        assert list(info["dtypes"]) == [GDAL_TYPES[dt] for _, dt in fields], layer
+    assert pyogrio.read_info(str(path), layer="TaskStatus")["crs"] == "EPSG:3857"
+
+
+def test_sample_rows_and_polygons(sample):
+    operations.rebuild(sample, workers=1)
+    meta, _, geometry, values = read(str(sample / "Status.gdb"), layer="TaskStatus")
+    rows = {
+        row[0]: dict(zip(meta["fields"], row, strict=True)) for row in zip(*values, strict=True)
+    }
+    assert set(rows) == {"L00/R0000C0000", "L01/R0000C0000", "L02/R0000C0000"}
+    l02 = rows["L02/R0000C0000"]
+    assert (l02["tilesExpected"], l02["tilesPresent"], l02["tileBytes"], l02["deadBytes"]) == (
+        16,
+        16,
+        320629,
+        136540,
+    )
+    assert l02["status"] == "COMPLETE" and l02["percentComplete"] == 100.0
+    assert l02["fileBytes"] == os.path.getsize(sample / "_alllayers/L02/R0000C0000.bundle")
+    assert l02["modified"] == np.datetime64(
+        int(os.path.getmtime(sample / "_alllayers/L02/R0000C0000.bundle") * 1000), "ms"
+    )
+    # At L02 a bundle is 128 x 128 tiles of 9.8e6 m: the polygon is clipped to the 4 x 4 tiles
+    # that cover the full extent, i.e. the Web Mercator square, not 1.25e9 m of nothing.
+    for polygon in shapely.from_wkb(geometry):
+        assert polygon.bounds == pytest.approx(
+            (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
+        )
+        assert polygon.area == pytest.approx((2 * WEB_MERCATOR_HALF) ** 2)
+
+
+def test_level_status_has_every_lod_and_jobs_keep_history(sample):
+    first = operations.rebuild(sample, workers=1)
+    second = operations.rebuild(sample, workers=1)
+    status = str(sample / "Status.gdb")
+    _, _, _, levels = read(status, layer="LevelStatus")
+    assert levels[0].tolist() == list(range(20))
+    assert levels[4].tolist()[:4] == [1, 4, 16, 64]  # tilesExpected, arithmetic for level 3
+    assert levels[7][19] == 0.0  # percentComplete: expected but none present
+    assert set(levels[9].tolist()) == {second.job_id}
+    _, _, _, jobs = read(status, layer="Jobs")
+    assert jobs[0].tolist() == [first.job_id, second.job_id]
+    assert set(jobs[1].tolist()) == {"REBUILD_CACHE_STATUS"}
+    params = json.loads(jobs[6][1])
+    assert params["workers"] == 1 and params["status"] == status
+    assert jobs[8][1] == "succeeded"
+
+
+def test_null_percent_where_nothing_is_expected(tmp_path):
+    # A tile stored outside the full extent: its bundle expects nothing.
+    extent = (-WEB_MERCATOR_HALF, 0.0, 0.0, WEB_MERCATOR_HALF)  # the north-west quarter
+    root = mapproxy_v2_cache(
+        tmp_path / "c", {(8, 200, 200): b"stray tile"}, levels=9, extent=extent
+    )
+    report = operations.rebuild(root, workers=1)
+    meta, _, geometry, values = read(
+        report.status_path, layer="TaskStatus", where="bundleName = 'L08/R0080C0080'"
+    )
+    row = dict(zip(meta["fields"], [v[0] for v in values], strict=True))
+    assert row["tilesExpected"] == 0 and row["tilesStray"] == 1 and row["status"] == "EMPTY"
+    assert np.isnan(row["percentComplete"])
+    # The polygon of a bundle outside the expected area covers its stored tiles.
+    assert shapely.from_wkb(geometry[0]).area == pytest.approx((256 * 611.4962262813797) ** 2)
+
+
+def test_summary_reads_back_without_rescanning(sample):
+    built = operations.rebuild(sample, workers=1)
+    for bundle in (sample / "_alllayers").rglob("*.bundle"):
+        bundle.unlink()  # a rescan would now find nothing
+    stored = operations.summary(sample)
+    assert [(lv.level, lv.bundles, lv.tiles_present, lv.tile_bytes) for lv in stored.levels] == [
+        (lv.level, lv.bundles, lv.tiles_present, lv.tile_bytes) for lv in built.levels
+    ]
+    assert stored.job_id == built.job_id and stored.mode == "REBUILD_CACHE_STATUS"
+
+
+def test_summary_without_a_store_is_a_usage_error(sample):
+    with pytest.raises(StatusNotFound, match="run `cachestatus rebuild` first"):
+        operations.summary(sample)
+
+
+def test_status_elsewhere_and_bad_suffix(sample, tmp_path):
+    target = tmp_path / "elsewhere" / "Mine.gdb"
+    operations.rebuild(sample, target, workers=1)
+    assert target.exists() and not (sample / "Status.gdb").exists()
+    with pytest.raises(UsageError, match=r"must end in \.gdb .* or \.gpkg"):
+        operations.rebuild(sample, tmp_path / "status.shp", workers=1)
+    with pytest.raises(UsageError, match=r"ends in \.gdb but --format is gpkg"):
+        operations.rebuild(sample, target, store_format="gpkg", workers=1)
+
+
+def test_delete_removes_and_is_idempotent(sample):
+    operations.rebuild(sample, workers=1)
+    operations.rebuild(sample, store_format="gpkg", workers=1)
+    removed = operations.delete(sample)
+    assert sorted(p.name for p in removed) == ["Status.gdb", "Status.gpkg"]
+    assert operations.delete(sample) == []
+    assert not any(p.name.startswith((".Status", "Status")) for p in sample.iterdir())
+
+
+def test_rectangles_wkb_matches_shapely():
+    xmin, ymin = np.array([0.0, -5.5]), np.array([1.0, -7.25])
+    xmax, ymax = np.array([2.0, 3.0]), np.array([4.0, 1e7])
+    polygons = shapely.from_wkb(rectangles_wkb(xmin, ymin, xmax, ymax))
+    for polygon, box in zip(polygons, shapely.box(xmin, ymin, xmax, ymax), strict=True):
+        assert polygon.equals(box) and polygon.exterior.is_ccw is False
+
+
+def test_xy_domain_holds_the_extent_at_gdal_precision():
+    world = Extent(-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
+    options = xy_domain(world, geographic=False)
+    assert float(options["XORIGIN"]) < world.xmin and float(options["YORIGIN"]) < world.ymin
+    assert float(options["XYSCALE"]) == 1e4
+    huge = Extent(0, 0, 1e13, 1e13)  # coarse levels of an odd scheme
+    scale = float(xy_domain(huge, geographic=False)["XYSCALE"])
+    assert 3e13 * scale < 2**53
+    assert float(xy_domain(Extent(-180, -90, 180, 90), geographic=True)["XYSCALE"]) == 1e9
