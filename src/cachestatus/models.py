@@ -6,10 +6,14 @@ One notation everywhere: a tile is written ``L{level}/R{row}/C{col}`` (decimal) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 #: Tiles per bundle side: a bundle is a block of 128 x 128 tiles (``PacketSize``).
 BUNDLE_SIZE = 128
@@ -168,9 +172,11 @@ class BundleState(StrEnum):
     IN_PROGRESS = "IN_PROGRESS"
 
 
-@dataclass(frozen=True, slots=True)
-class BundleStatus:
-    """The status of one bundle: one ``TaskStatus`` row (its polygon given as a block of tiles)."""
+class BundleStatus(NamedTuple):
+    """The status of one bundle: one ``TaskStatus`` row (its polygon given as a block of tiles).
+
+    A named tuple: scans build millions of them, and columns are made from them with ``zip``.
+    """
 
     key: BundleKey
     state: BundleState
@@ -254,3 +260,83 @@ class StatusReport:
             total.tiles_stray += lv.tiles_stray
             total.tile_bytes += lv.tile_bytes
         return total
+
+
+@dataclass
+class RowBatch:
+    """``TaskStatus`` rows in columns: how rows travel from workers to the store.
+
+    Columns are numpy arrays (text columns are lists); ``tiles`` columns give each row's polygon as
+    a block of tiles. Build one with :meth:`from_statuses`, read it back with :meth:`statuses`.
+    """
+
+    level: npt.NDArray[np.int64]
+    row: npt.NDArray[np.int64]
+    col: npt.NDArray[np.int64]
+    state: list[str]
+    tiles_expected: npt.NDArray[np.int64]
+    tiles_present: npt.NDArray[np.int64]
+    tiles_stray: npt.NDArray[np.int64]
+    tile_bytes: npt.NDArray[np.int64]
+    file_bytes: npt.NDArray[np.int64]
+    dead_bytes: npt.NDArray[np.int64]
+    #: Modification times, seconds since the epoch; NaN when unknown.
+    mtime: npt.NDArray[np.float64]
+    #: The polygon's tile block: row0, row1, col0, col1 (shape (n, 4)).
+    tiles: npt.NDArray[np.int64]
+    detail: list[str]
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    @classmethod
+    def from_statuses(cls, statuses: Sequence[BundleStatus]) -> RowBatch:
+        """Columns of a list of rows."""
+        if not statuses:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(empty, empty, empty, [], empty, empty, empty, empty, empty, empty,
+                       np.zeros(0), np.zeros((0, 4), dtype=np.int64), [])
+        (keys, states, expected, present, stray, tile_bytes, file_bytes, dead_bytes, mtimes,
+         tiles, details) = zip(*statuses, strict=True)
+        key = np.array(keys, dtype=np.int64)
+        return cls(
+            level=key[:, 0],
+            row=key[:, 1],
+            col=key[:, 2],
+            state=[str(state) for state in states],
+            tiles_expected=np.array(expected, dtype=np.int64),
+            tiles_present=np.array(present, dtype=np.int64),
+            tiles_stray=np.array(stray, dtype=np.int64),
+            tile_bytes=np.array(tile_bytes, dtype=np.int64),
+            file_bytes=np.array(file_bytes, dtype=np.int64),
+            dead_bytes=np.array(dead_bytes, dtype=np.int64),
+            mtime=np.array([np.nan if m is None else m for m in mtimes], dtype=np.float64),
+            tiles=np.array(tiles, dtype=np.int64),
+            detail=list(details),
+        )
+
+    @classmethod
+    def concat(cls, batches: Sequence[RowBatch]) -> RowBatch:
+        """One batch holding the rows of ``batches`` in order."""
+        columns: dict[str, Any] = {}
+        for f in fields(cls):
+            parts = [getattr(b, f.name) for b in batches]
+            if f.name in ("state", "detail"):
+                columns[f.name] = [item for part in parts for item in part]
+            else:
+                columns[f.name] = np.concatenate(parts)
+        return cls(**columns)
+
+    def statuses(self) -> Iterator[BundleStatus]:
+        """The rows as :class:`BundleStatus` objects."""
+        for i in range(len(self)):
+            mtime = float(self.mtime[i])
+            yield BundleStatus(
+                BundleKey(int(self.level[i]), int(self.row[i]), int(self.col[i])),
+                BundleState(self.state[i]),
+                int(self.tiles_expected[i]), int(self.tiles_present[i]), int(self.tiles_stray[i]),
+                int(self.tile_bytes[i]), int(self.file_bytes[i]), int(self.dead_bytes[i]),
+                None if np.isnan(mtime) else mtime,
+                TileRange(*(int(v) for v in self.tiles[i])),
+                self.detail[i],
+            )

@@ -33,6 +33,7 @@ from .models import (
     Extent,
     LevelSummary,
     Problem,
+    RowBatch,
     TileRange,
 )
 
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 CHUNK = 256
 #: Below this many bundles the scan runs in the calling process: workers would cost more.
 PARALLEL_THRESHOLD = 1024
+#: MISSING rows handed to the sink at a time.
+MISSING_BATCH = 10_000
 _FULL = BUNDLE_SIZE * BUNDLE_SIZE
 
 
@@ -189,51 +192,6 @@ def missing_row(plan: LevelPlan, key: BundleKey) -> BundleStatus:
     return BundleStatus(key, BundleState.MISSING, inside.tiles, 0, 0, 0, 0, 0, None, inside)
 
 
-# Rows cross process boundaries as plain tuples: far cheaper to pickle than dataclasses.
-_Row = tuple[
-    int, int, int, str, int, int, int, int, int, int, float | None, int, int, int, int, str
-]
-_STATES = {state.value: state for state in BundleState}
-
-
-def _to_row(s: BundleStatus) -> _Row:
-    k, t = s.key, s.tiles
-    return (
-        k.level,
-        k.row,
-        k.col,
-        s.state.value,
-        s.tiles_expected,
-        s.tiles_present,
-        s.tiles_stray,
-        s.tile_bytes,
-        s.file_bytes,
-        s.dead_bytes,
-        s.mtime,
-        t.row0,
-        t.row1,
-        t.col0,
-        t.col1,
-        s.detail,
-    )
-
-
-def _from_row(r: _Row) -> BundleStatus:
-    return BundleStatus(
-        BundleKey(r[0], r[1], r[2]),
-        _STATES[r[3]],
-        r[4],
-        r[5],
-        r[6],
-        r[7],
-        r[8],
-        r[9],
-        r[10],
-        TileRange(r[11], r[12], r[13], r[14]),
-        r[15],
-    )
-
-
 # Worker-process state, set once per process by _init_worker: tasks carry only bundle lists.
 _worker_reader: CacheReader | None = None
 _worker_plans: dict[int, LevelPlan] = {}
@@ -244,10 +202,16 @@ def _init_worker(reader: CacheReader, plans: dict[int, LevelPlan]) -> None:
     _worker_reader, _worker_plans = reader, plans
 
 
-def _scan_chunk(bundles: list[BundleFile]) -> list[_Row]:
+def scan_chunk(
+    reader: CacheReader, plans: dict[int, LevelPlan], bundles: list[BundleFile]
+) -> RowBatch:
+    """Scan a list of bundles into one batch of rows (columns travel cheaply between processes)."""
+    return RowBatch.from_statuses([scan_bundle(reader, plans[b.key.level], b) for b in bundles])
+
+
+def _scan_chunk_in_worker(bundles: list[BundleFile]) -> RowBatch:
     assert _worker_reader is not None, "worker not initialised"
-    reader, plans = _worker_reader, _worker_plans
-    return [_to_row(scan_bundle(reader, plans[b.key.level], b)) for b in bundles]
+    return scan_chunk(_worker_reader, _worker_plans, bundles)
 
 
 def _chunks(items: Iterator[BundleFile], size: int) -> Iterator[list[BundleFile]]:
@@ -357,41 +321,42 @@ class Scanner:
             self._pool.join()
             self._pool = None
 
-    def _statuses(self) -> Iterator[BundleStatus]:
+    def _batches(self) -> Iterator[RowBatch]:
         by_level = {plan.lod.level: plan for plan in self.plans}
-        bundles = self._bundles(self._problems)
+        chunks = _chunks(self._bundles(self._problems), CHUNK)
         if self._pool is None:
-            for bundle in bundles:
-                yield scan_bundle(self.reader, by_level[bundle.key.level], bundle)
+            for chunk in chunks:
+                batch = scan_chunk(self.reader, by_level, chunk)
                 if self.progress:
-                    self.progress.advance(1)
+                    self.progress.advance(len(batch))
+                yield batch
             return
-        pending: deque[multiprocessing.pool.AsyncResult[list[_Row]]] = deque()
-        window = 8 * self.workers  # enough queued work to keep workers busy while rows are written
-        for chunk in _chunks(bundles, CHUNK):
-            pending.append(self._pool.apply_async(_scan_chunk, (chunk,)))
+        pending: deque[multiprocessing.pool.AsyncResult[RowBatch]] = deque()
+        window = 32 * self.workers  # queued work keeps workers busy while rows are written
+        for chunk in chunks:
+            pending.append(self._pool.apply_async(_scan_chunk_in_worker, (chunk,)))
             if len(pending) >= window:
-                yield from self._drain(pending.popleft())
+                yield self._collect(pending.popleft())
         while pending:
-            yield from self._drain(pending.popleft())
+            yield self._collect(pending.popleft())
 
-    def _drain(
-        self, result: multiprocessing.pool.AsyncResult[list[_Row]]
-    ) -> Iterator[BundleStatus]:
-        rows = result.get()
+    def _collect(self, result: multiprocessing.pool.AsyncResult[RowBatch]) -> RowBatch:
+        batch = result.get()
         if self.progress:
-            self.progress.advance(len(rows))
-        for row in rows:
-            yield _from_row(row)
+            self.progress.advance(len(batch))
+        return batch
 
-    def run(self, sink: Callable[[BundleStatus], None]) -> ScanOutcome:
-        """Scan every bundle, call ``sink`` once per ``TaskStatus`` row, return the totals."""
+    def run(self, sink: Callable[[RowBatch], None]) -> ScanOutcome:
+        """Scan every bundle, hand the ``TaskStatus`` rows to ``sink`` in batches, return totals.
+
+        ``batch.statuses()`` gives a batch's rows as :class:`BundleStatus` objects.
+        """
         try:
             return self._run(sink)
         finally:
             self.close()
 
-    def _run(self, sink: Callable[[BundleStatus], None]) -> ScanOutcome:
+    def _run(self, sink: Callable[[RowBatch], None]) -> ScanOutcome:
         self.prepare()
         assert self.total is not None
         problems = self._problems
@@ -414,18 +379,25 @@ class Scanner:
         }
         found: dict[int, set[tuple[int, int]]] = {p.lod.level: set() for p in self.plans}
         rows = 0
-        for status in self._statuses():
-            key = status.key
-            level = summaries[key.level]
-            level.bundles += 1
-            level.tiles_present += status.tiles_present
-            level.tiles_stray += status.tiles_stray
-            level.tile_bytes += status.tile_bytes
-            found[key.level].add((key.row, key.col))
-            if status.state is BundleState.CORRUPT:
-                problems.append(Problem(key.label, "corrupt", status.detail))
-            sink(status)
-            rows += 1
+        for batch in self._batches():
+            for level_id in np.unique(batch.level).tolist():
+                mine = batch.level == level_id
+                level = summaries[level_id]
+                level.bundles += int(np.count_nonzero(mine))
+                level.tiles_present += int(batch.tiles_present[mine].sum())
+                level.tiles_stray += int(batch.tiles_stray[mine].sum())
+                level.tile_bytes += int(batch.tile_bytes[mine].sum())
+                found[level_id].update(zip(batch.row[mine].tolist(), batch.col[mine].tolist(),
+                                           strict=True))
+            problems.extend(
+                Problem(BundleKey(level_id, r, c).label, "corrupt", detail)
+                for level_id, r, c, state, detail in zip(
+                    batch.level.tolist(), batch.row.tolist(), batch.col.tolist(), batch.state,
+                    batch.detail, strict=True)
+                if state == BundleState.CORRUPT
+            )
+            sink(batch)
+            rows += len(batch)
         written, omitted = self._missing_rows(found, sink)
         if omitted:
             warnings.append(
@@ -441,18 +413,18 @@ class Scanner:
         )
 
     def _missing_rows(
-        self, found: dict[int, set[tuple[int, int]]], sink: Callable[[BundleStatus], None]
+        self, found: dict[int, set[tuple[int, int]]], sink: Callable[[RowBatch], None]
     ) -> tuple[int, int]:
         """``MISSING`` rows for absent bundles of levels that have files; (written, omitted)."""
         budget, written_total, omitted = self.max_missing_rows, 0, 0
+        pending: list[BundleStatus] = []
         for plan in self.plans:
             level = plan.lod.level
             level_found = found[level]
             if not level_found:
                 continue  # a level never built: its totals say so, rows would only be noise
             found_inside = sum(
-                1
-                for (r, c) in level_found
+                1 for (r, c) in level_found
                 if not grid.bundle_range(BundleKey(level, r, c)).intersect(plan.expected).is_empty
             )
             missing = grid.bundle_count(plan.expected) - found_inside
@@ -461,13 +433,18 @@ class Scanner:
                 for key in grid.bundles_of_range(level, plan.expected):
                     if (key.row, key.col) in level_found:
                         continue
-                    sink(missing_row(plan, key))
+                    pending.append(missing_row(plan, key))
+                    if len(pending) == MISSING_BATCH:
+                        sink(RowBatch.from_statuses(pending))
+                        pending = []
                     written += 1
                     if written >= budget:
                         break
             budget -= written
             written_total += written
             omitted += missing - written
+        if pending:
+            sink(RowBatch.from_statuses(pending))
         return written_total, omitted
 
 
@@ -481,4 +458,5 @@ __all__ = [
     "missing_row",
     "plan_levels",
     "scan_bundle",
+    "scan_chunk",
 ]

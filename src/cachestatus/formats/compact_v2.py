@@ -99,6 +99,7 @@ def summarize_index(
     first_row: int = 0,
     first_col: int = 0,
     scratch: Scratch | None = None,
+    modified: float | None = None,
 ) -> BundleIndex:
     """Decode and check a bundle's header and index, vectorised (six passes over the index).
 
@@ -109,9 +110,10 @@ def summarize_index(
         first_col: column of the bundle's top-left tile.
         scratch: arrays to decode into; the returned ``sizes`` is then a view of them, valid until
             the next call with the same scratch.
+        modified: the file's modification time, passed through to the result.
 
     Returns:
-        Sizes, tile bytes and dead bytes (``modified`` is left ``None``).
+        Sizes, counts, tile bytes and dead bytes.
 
     Raises:
         CorruptBundle: header, index or file size are inconsistent; the reason names the tile.
@@ -154,7 +156,7 @@ def summarize_index(
         tile_bytes=tile_bytes,
         file_bytes=file_size,
         dead_bytes=file_size - HEADER_INDEX_SIZE - used,
-        modified=None,
+        modified=modified,
     )
 
 
@@ -180,8 +182,7 @@ def read_bundle_file(
     finally:
         os.close(fd)
     buf = scratch.view if got == HEADER_INDEX_SIZE else scratch.view[:got]
-    index = summarize_index(buf, st.st_size, first_row, first_col, scratch)
-    return index._replace(modified=st.st_mtime)
+    return summarize_index(buf, st.st_size, first_row, first_col, scratch, st.st_mtime)
 
 
 _O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ..models import BundleStatus, Extent, TilingScheme
+from ..models import Extent, TilingScheme
 
 _WKB_POLYGON = np.dtype(
     [("order", "u1"), ("type", "<u4"), ("rings", "<u4"), ("points", "<u4"), ("xy", "<f8", (10,))]
@@ -36,18 +36,27 @@ def rectangles_wkb(
     return np.array(out.view(f"V{_WKB_POLYGON.itemsize}").tolist(), dtype=object)
 
 
-def row_rectangles(
-    scheme: TilingScheme, rows: list[BundleStatus], clip: Extent
+def tile_rectangles(
+    scheme: TilingScheme,
+    levels: npt.NDArray[np.int64],
+    tiles: npt.NDArray[np.int64],
+    clip: Extent,
 ) -> tuple[npt.NDArray[np.float64], ...]:
-    """Map coordinates (xmin, ymin, xmax, ymax arrays) of the rows' tile blocks, within ``clip``."""
-    level = np.fromiter((r.key.level for r in rows), dtype=np.int64, count=len(rows))
-    t = np.array([r.tiles for r in rows], dtype=np.float64).reshape(-1, 4)  # row0 row1 col0 col1
-    span_x = np.zeros(len(rows))
-    span_y = np.zeros(len(rows))
-    for lv in np.unique(level):
-        res = scheme.lod(int(lv)).resolution
-        span_x[level == lv] = scheme.tile_cols * res
-        span_y[level == lv] = scheme.tile_rows * res
+    """Map coordinates (xmin, ymin, xmax, ymax arrays) of tile blocks, clipped to ``clip``.
+
+    Args:
+        scheme: the tiling scheme.
+        levels: the level of each block.
+        tiles: one block per row: row0, row1, col0, col1 (half-open).
+        clip: the rectangle coordinates are kept within (the store's XY domain).
+    """
+    span_x = np.zeros(len(levels))
+    span_y = np.zeros(len(levels))
+    for lv in np.unique(levels).tolist():
+        res = scheme.lod(lv).resolution
+        span_x[levels == lv] = scheme.tile_cols * res
+        span_y[levels == lv] = scheme.tile_rows * res
+    t = tiles.astype(np.float64).reshape(-1, 4)
     ox, oy = scheme.origin_x, scheme.origin_y
     return (
         np.clip(ox + t[:, 2] * span_x, clip.xmin, clip.xmax),

@@ -17,9 +17,9 @@ import numpy as np
 from pyogrio.raw import write as ogr_write
 
 from ..errors import StatusWriteError
-from ..models import BundleStatus, Extent, LevelSummary, TilingScheme
+from ..models import Extent, LevelSummary, RowBatch, TilingScheme
 from . import atomic
-from .geometry import rectangles_wkb, row_rectangles
+from .geometry import rectangles_wkb, tile_rectangles
 from .schema import DRIVERS, JOB_FIELDS, JOBS, LEVEL_FIELDS, LEVEL_STATUS, TASK_FIELDS, TASK_STATUS
 
 #: Rows buffered before they are written: memory stays flat whatever the cache's size.
@@ -110,7 +110,8 @@ class StatusWriter:
                 "TARGET_ARCGIS_VERSION": "ARCGIS_PRO_3_2_OR_LATER",
                 **xy_domain(domain, geographic),
             }
-        self._rows: list[BundleStatus] = []
+        self._batches: list[RowBatch] = []
+        self._queued = 0
         self._created = False
         self.rows_written = 0
 
@@ -132,10 +133,11 @@ class StatusWriter:
         """Remove the temporary store; the target is not touched."""
         atomic._remove(self.temp)
 
-    def add(self, status: BundleStatus) -> None:
-        """Queue one ``TaskStatus`` row; written when the batch is full."""
-        self._rows.append(status)
-        if len(self._rows) >= BATCH:
+    def add(self, batch: RowBatch) -> None:
+        """Queue ``TaskStatus`` rows; they are written once :data:`BATCH` rows are queued."""
+        self._batches.append(batch)
+        self._queued += len(batch)
+        if self._queued >= BATCH:
             self._flush()
 
     def _write(
@@ -168,35 +170,42 @@ class StatusWriter:
             raise StatusWriteError(f"{self.target}: writing {layer} failed: {exc}") from exc
 
     def _flush(self) -> None:
-        rows, self._rows = self._rows, []
-        if not rows and self._created:
+        batches, self._batches, self._queued = self._batches, [], 0
+        if not batches and self._created:
             return
-        geometry = rectangles_wkb(*row_rectangles(self.scheme, rows, self.domain))
-        lods = {lod.level: lod for lod in self.scheme.lods}
-        mtimes = np.array([np.nan if r.mtime is None else r.mtime for r in rows], dtype=np.float64)
+        rows = RowBatch.concat(batches) if batches else RowBatch.from_statuses([])
+        lods = sorted(self.scheme.lods, key=lambda lod: lod.level)
+        where = np.searchsorted([lod.level for lod in lods], rows.level)
+        scales = np.array([lod.scale for lod in lods])[where] if len(rows) else np.zeros(0)
+        resolutions = (np.array([lod.resolution for lod in lods])[where] if len(rows)
+                       else np.zeros(0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            percent = np.where(rows.tiles_expected > 0,
+                               100.0 * rows.tiles_present / rows.tiles_expected, np.nan)
+        names = [f"L{lv:02d}/R{r:04x}C{c:04x}" for lv, r, c in
+                 zip(rows.level.tolist(), rows.row.tolist(), rows.col.tolist(), strict=True)]
         cols: list[Any] = [
-            [r.key.label for r in rows],
+            names,
             [self.job_id] * len(rows),
-            [r.key.level for r in rows],
-            [lods[r.key.level].scale for r in rows],
-            [lods[r.key.level].resolution for r in rows],
-            [r.key.row for r in rows],
-            [r.key.col for r in rows],
-            [r.tiles_expected for r in rows],
-            [r.tiles_present for r in rows],
-            [r.tiles_stray for r in rows],
-            [
-                np.nan if r.tiles_expected == 0 else 100.0 * r.tiles_present / r.tiles_expected
-                for r in rows
-            ],
-            [r.state.value for r in rows],
-            [r.tile_bytes for r in rows],
-            [r.file_bytes for r in rows],
-            [r.dead_bytes for r in rows],
-            _epoch_ms(mtimes),
-            [r.detail for r in rows],
+            rows.level,
+            scales,
+            resolutions,
+            rows.row,
+            rows.col,
+            rows.tiles_expected,
+            rows.tiles_present,
+            rows.tiles_stray,
+            percent,
+            rows.state,
+            rows.tile_bytes,
+            rows.file_bytes,
+            rows.dead_bytes,
+            _epoch_ms(rows.mtime),
+            rows.detail,
         ]
         data = [np.asarray(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
+        geometry = rectangles_wkb(*tile_rectangles(self.scheme, rows.level, rows.tiles,
+                                                   self.domain))
         self._write(TASK_STATUS, geometry, TASK_FIELDS, data, append=self._created, spatial=True)
         self._created = True
         self.rows_written += len(rows)
