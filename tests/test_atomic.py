@@ -30,13 +30,8 @@ def _cli(*args: object) -> list[str]:
     return [sys.executable, "-m", "cachestatus.cli", *map(str, args)]
 
 
-def _summary(cache: Path, status: Path) -> dict:
-    done = subprocess.run(
-        _cli("summary", cache, "--status", status, "--json"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _json(*args: object) -> dict:
+    done = subprocess.run(_cli(*args, "--json"), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -77,14 +72,7 @@ def _temporary_store_appears(folder: Path) -> None:
 @pytest.mark.parametrize("delay", [0.05, 0.2, 0.28, 0.34, 0.4, 0.46, 0.6, "writing"])
 def test_sigkill_leaves_the_previous_status_complete(big_cache, tmp_path, delay):
     status = tmp_path / "Status.gdb"
-    first = subprocess.run(
-        _cli("rebuild", big_cache, "--status", status, "--json"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert first.returncode == 0, first.stderr
-    before = json.loads(first.stdout)
+    before = _json("rebuild", big_cache, "--status", status)
     rows_before = _task_rows(status)
     victim = subprocess.Popen(
         _cli("rebuild", big_cache, "--status", status),
@@ -98,7 +86,7 @@ def test_sigkill_leaves_the_previous_status_complete(big_cache, tmp_path, delay)
         time.sleep(delay)
     os.killpg(victim.pid, signal.SIGKILL)  # the rebuild and its worker processes
     victim.wait()
-    after = _summary(big_cache, status)
+    after = _json("summary", big_cache, "--status", status)
     # Either the old store or a complete new one: the same cache gives the same status.
     assert after["job_id"] in (before["job_id"], after["job_id"])
     assert after["levels"] == before["levels"] and after["totals"] == before["totals"]

@@ -294,10 +294,34 @@ class RowBatch:
         """Columns of a list of rows."""
         if not statuses:
             empty = np.zeros(0, dtype=np.int64)
-            return cls(empty, empty, empty, [], empty, empty, empty, empty, empty, empty,
-                       np.zeros(0), np.zeros((0, 4), dtype=np.int64), [])
-        (keys, states, expected, present, stray, tile_bytes, file_bytes, dead_bytes, mtimes,
-         tiles, details) = zip(*statuses, strict=True)
+            return cls(
+                empty,
+                empty,
+                empty,
+                [],
+                empty,
+                empty,
+                empty,
+                empty,
+                empty,
+                empty,
+                np.zeros(0),
+                np.zeros((0, 4), dtype=np.int64),
+                [],
+            )
+        (
+            keys,
+            states,
+            expected,
+            present,
+            stray,
+            tile_bytes,
+            file_bytes,
+            dead_bytes,
+            mtimes,
+            tiles,
+            details,
+        ) = zip(*statuses, strict=True)
         key = np.array(keys, dtype=np.int64)
         return cls(
             level=key[:, 0],
@@ -334,8 +358,12 @@ class RowBatch:
             yield BundleStatus(
                 BundleKey(int(self.level[i]), int(self.row[i]), int(self.col[i])),
                 BundleState(self.state[i]),
-                int(self.tiles_expected[i]), int(self.tiles_present[i]), int(self.tiles_stray[i]),
-                int(self.tile_bytes[i]), int(self.file_bytes[i]), int(self.dead_bytes[i]),
+                int(self.tiles_expected[i]),
+                int(self.tiles_present[i]),
+                int(self.tiles_stray[i]),
+                int(self.tile_bytes[i]),
+                int(self.file_bytes[i]),
+                int(self.dead_bytes[i]),
                 None if np.isnan(mtime) else mtime,
                 TileRange(*(int(v) for v in self.tiles[i])),
                 self.detail[i],

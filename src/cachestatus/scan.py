@@ -387,13 +387,19 @@ class Scanner:
                 level.tiles_present += int(batch.tiles_present[mine].sum())
                 level.tiles_stray += int(batch.tiles_stray[mine].sum())
                 level.tile_bytes += int(batch.tile_bytes[mine].sum())
-                found[level_id].update(zip(batch.row[mine].tolist(), batch.col[mine].tolist(),
-                                           strict=True))
+                found[level_id].update(
+                    zip(batch.row[mine].tolist(), batch.col[mine].tolist(), strict=True)
+                )
             problems.extend(
                 Problem(BundleKey(level_id, r, c).label, "corrupt", detail)
                 for level_id, r, c, state, detail in zip(
-                    batch.level.tolist(), batch.row.tolist(), batch.col.tolist(), batch.state,
-                    batch.detail, strict=True)
+                    batch.level.tolist(),
+                    batch.row.tolist(),
+                    batch.col.tolist(),
+                    batch.state,
+                    batch.detail,
+                    strict=True,
+                )
                 if state == BundleState.CORRUPT
             )
             sink(batch)
@@ -424,7 +430,8 @@ class Scanner:
             if not level_found:
                 continue  # a level never built: its totals say so, rows would only be noise
             found_inside = sum(
-                1 for (r, c) in level_found
+                1
+                for (r, c) in level_found
                 if not grid.bundle_range(BundleKey(level, r, c)).intersect(plan.expected).is_empty
             )
             missing = grid.bundle_count(plan.expected) - found_inside

@@ -14,7 +14,7 @@ from pyogrio.raw import read as ogr_read
 from ..errors import StatusNotFound
 from ..models import LevelSummary, Problem, StatusReport
 from . import atomic
-from .schema import JOB_FIELDS, JOBS, LEVEL_FIELDS, LEVEL_STATUS, TASK_STATUS
+from .schema import JOBS, LEVEL_STATUS, TASK_STATUS
 from .writer import JobRecord
 
 
@@ -26,6 +26,13 @@ def _table(
     )
     names = list(_meta["fields"])
     return dict(zip(names, values, strict=True))
+
+
+def _records(path: Path, layer: str) -> list[dict[str, Any]]:
+    """The rows of a table as dicts, field name to value."""
+    table = _table(path, layer)
+    count = len(next(iter(table.values()))) if table else 0
+    return [{name: column[i] for name, column in table.items()} for i in range(count)]
 
 
 def _check(path: Path) -> None:
@@ -56,12 +63,8 @@ def _to_datetime(value: Any) -> datetime | None:
 def read_jobs(path: Path) -> list[JobRecord]:
     """All rows of the store's ``Jobs`` table, oldest first."""
     _check(path)
-    table = _table(path, JOBS)
-    count = len(table["jobID"])
-    names = [name for name, _ in JOB_FIELDS]
     jobs = []
-    for i in range(count):
-        row = {name: table[name][i] for name in names}
+    for row in _records(path, JOBS):
         jobs.append(
             JobRecord(
                 job_id=str(row["jobID"]),
@@ -81,23 +84,19 @@ def read_jobs(path: Path) -> list[JobRecord]:
 def read_status(path: Path) -> StatusReport:
     """The stored status as a report: level totals, corrupt bundles, the last job."""
     _check(path)
-    levels_table = _table(path, LEVEL_STATUS)
-    levels = []
-    names = [name for name, _ in LEVEL_FIELDS]
-    for i in range(len(levels_table["levelID"])):
-        row = {name: levels_table[name][i] for name in names}
-        levels.append(
-            LevelSummary(
-                level=int(row["levelID"]),
-                scale=float(row["scale"]),
-                resolution=float(row["resolution"]),
-                bundles=int(row["bundles"]),
-                tiles_expected=int(row["tilesExpected"]),
-                tiles_present=int(row["tilesPresent"]),
-                tiles_stray=int(row["tilesStray"]),
-                tile_bytes=int(row["tileBytes"]),
-            )
+    levels = [
+        LevelSummary(
+            level=int(row["levelID"]),
+            scale=float(row["scale"]),
+            resolution=float(row["resolution"]),
+            bundles=int(row["bundles"]),
+            tiles_expected=int(row["tilesExpected"]),
+            tiles_present=int(row["tilesPresent"]),
+            tiles_stray=int(row["tilesStray"]),
+            tile_bytes=int(row["tileBytes"]),
         )
+        for row in _records(path, LEVEL_STATUS)
+    ]
     problems = []
     if TASK_STATUS in {str(name) for name, _ in list_layers(str(path))}:
         # The filtered field must be read too: GDAL's OpenFileGDB driver does not see ignored

@@ -177,13 +177,19 @@ class StatusWriter:
         lods = sorted(self.scheme.lods, key=lambda lod: lod.level)
         where = np.searchsorted([lod.level for lod in lods], rows.level)
         scales = np.array([lod.scale for lod in lods])[where] if len(rows) else np.zeros(0)
-        resolutions = (np.array([lod.resolution for lod in lods])[where] if len(rows)
-                       else np.zeros(0))
+        resolutions = (
+            np.array([lod.resolution for lod in lods])[where] if len(rows) else np.zeros(0)
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
-            percent = np.where(rows.tiles_expected > 0,
-                               100.0 * rows.tiles_present / rows.tiles_expected, np.nan)
-        names = [f"L{lv:02d}/R{r:04x}C{c:04x}" for lv, r, c in
-                 zip(rows.level.tolist(), rows.row.tolist(), rows.col.tolist(), strict=True)]
+            percent = np.where(
+                rows.tiles_expected > 0, 100.0 * rows.tiles_present / rows.tiles_expected, np.nan
+            )
+        names = [
+            f"L{lv:02d}/R{r:04x}C{c:04x}"
+            for lv, r, c in zip(
+                rows.level.tolist(), rows.row.tolist(), rows.col.tolist(), strict=True
+            )
+        ]
         cols: list[Any] = [
             names,
             [self.job_id] * len(rows),
@@ -204,8 +210,9 @@ class StatusWriter:
             rows.detail,
         ]
         data = [np.asarray(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
-        geometry = rectangles_wkb(*tile_rectangles(self.scheme, rows.level, rows.tiles,
-                                                   self.domain))
+        geometry = rectangles_wkb(
+            *tile_rectangles(self.scheme, rows.level, rows.tiles, self.domain)
+        )
         self._write(TASK_STATUS, geometry, TASK_FIELDS, data, append=self._created, spatial=True)
         self._created = True
         self.rows_written += len(rows)
