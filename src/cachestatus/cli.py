@@ -11,14 +11,16 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from . import __version__
 from .errors import CacheStatusError, UsageError
 from .models import StatusReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("cachestatus")
@@ -29,9 +31,22 @@ class Context:
 
     def __init__(self, verbosity: int) -> None:
         self.verbosity = verbosity
+
+    # Consoles are made on first use: rich is not imported by commands that print no table.
+    @functools.cached_property
+    def out(self) -> Console:
+        """Rich console on stdout, for tables."""
+        from rich.console import Console
+
         # Piped output keeps whole numbers: a wide virtual terminal instead of rich's 80 columns.
-        self.out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-        self.err = Console(stderr=True, soft_wrap=True)
+        return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        """Rich console on stderr, for tracebacks."""
+        from rich.console import Console
+
+        return Console(stderr=True, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         """A warning on stderr, unless ``-q``."""

@@ -130,9 +130,9 @@ def rebuild(
             progress=progress,
         )
         scanner.prepare()
-        history = _previous_jobs(target)
         with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:
             outcome = scanner.run(writer.add)
+            history = _previous_jobs(target)  # the old store is untouched until the swap
             job = JobRecord(
                 job_id=job_id,
                 mode=REBUILD,

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pyogrio import list_layers
-from pyogrio.raw import read as ogr_read
 
 from ..errors import StatusNotFound
 from ..models import LevelSummary, Problem, StatusReport
@@ -21,6 +19,8 @@ from .writer import JobRecord
 def _table(
     path: Path, layer: str, where: str | None = None, columns: list[str] | None = None
 ) -> dict[str, np.ndarray]:
+    from pyogrio.raw import read as ogr_read  # GDAL loads on first use: a faster start-up
+
     _meta, _fids, _geom, values = ogr_read(
         str(path), layer=layer, read_geometry=False, where=where, columns=columns
     )
@@ -35,6 +35,12 @@ def _records(path: Path, layer: str) -> list[dict[str, Any]]:
     return [{name: column[i] for name, column in table.items()} for i in range(count)]
 
 
+def _layers(path: Path) -> set[str]:
+    from pyogrio import list_layers
+
+    return {str(name) for name, _ in list_layers(str(path))}
+
+
 def _check(path: Path) -> None:
     atomic.recover(path)
     if not path.exists():
@@ -43,7 +49,7 @@ def _check(path: Path) -> None:
             "(or give --status with the store's path)"
         )
     try:
-        layers = {str(name) for name, _ in list_layers(str(path))}
+        layers = _layers(path)
     except Exception as exc:  # pyogrio's DataSourceError and friends
         raise StatusNotFound(f"{path}: not a readable status store ({exc})") from None
     missing = {LEVEL_STATUS, JOBS} - layers
@@ -98,7 +104,7 @@ def read_status(path: Path) -> StatusReport:
         for row in _records(path, LEVEL_STATUS)
     ]
     problems = []
-    if TASK_STATUS in {str(name) for name, _ in list_layers(str(path))}:
+    if TASK_STATUS in _layers(path):
         # The filtered field must be read too: GDAL's OpenFileGDB driver does not see ignored
         # fields in attribute filters.
         bad = _table(

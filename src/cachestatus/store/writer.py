@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
-from pyogrio.raw import write as ogr_write
 
 from ..errors import StatusWriteError
 from ..models import Extent, LevelSummary, RowBatch, TilingScheme
@@ -22,8 +21,9 @@ from . import atomic
 from .geometry import rectangles_wkb, tile_rectangles
 from .schema import DRIVERS, JOB_FIELDS, JOBS, LEVEL_FIELDS, LEVEL_STATUS, TASK_FIELDS, TASK_STATUS
 
-#: Rows buffered before they are written: memory stays flat whatever the cache's size.
-BATCH = 10_000
+#: Rows buffered before they are written: memory stays flat whatever the cache's size, and most
+#: rows are written while the scan goes on, leaving little for the end.
+BATCH = 5_000
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,7 @@ class StatusWriter:
         self.temp = atomic.sibling(target, "tmp", token)
         self.crs = scheme.spatial_reference.user_input()
         self.domain = domain_bounds(domain)
-        self._layer_options: dict[str, str] = {}
-        if self.driver == "OpenFileGDB":
-            geographic = _is_geographic(scheme.spatial_reference.wkt or self.crs)
-            self._layer_options = {
-                "TARGET_ARCGIS_VERSION": "ARCGIS_PRO_3_2_OR_LATER",
-                **xy_domain(domain, geographic),
-            }
+        self._domain_source = domain
         self._batches: list[RowBatch] = []
         self._queued = 0
         self._created = False
@@ -128,6 +122,16 @@ class StatusWriter:
     ) -> None:
         if exc_type is not None:
             self.abort()
+
+    def _layer_options(self, spatial: bool) -> dict[str, str] | None:
+        """FileGDB layer options: 64-bit integers, and for the feature class an XY domain."""
+        if self.driver != "OpenFileGDB":
+            return None
+        options = {"TARGET_ARCGIS_VERSION": "ARCGIS_PRO_3_2_OR_LATER"}
+        if spatial:
+            geographic = _is_geographic(self.scheme.spatial_reference.wkt or self.crs)
+            options.update(xy_domain(self._domain_source, geographic))
+        return options
 
     def abort(self) -> None:
         """Remove the temporary store; the target is not touched."""
@@ -152,6 +156,9 @@ class StatusWriter:
         kwargs: dict[str, Any] = {}
         if spatial:
             kwargs = {"geometry_type": "Polygon", "crs": self.crs}
+        # GDAL is loaded on the first write, while worker processes are already scanning.
+        from pyogrio.raw import write as ogr_write
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -163,7 +170,7 @@ class StatusWriter:
                     layer=layer,
                     driver=self.driver,
                     append=append,
-                    layer_options=None if append else (self._layer_options or None),
+                    layer_options=None if append else self._layer_options(spatial),
                     **kwargs,
                 )
         except Exception as exc:  # pyogrio raises its own error types and OSError
