@@ -197,3 +197,13 @@ def test_mutated_index_entries_only_raise_corrupt_bundle(mutations):
     except CorruptBundle:
         return
     assert 0 <= index.dead_bytes <= len(data)
+
+
+def test_reading_without_preadv_gives_the_same_index(sample, monkeypatch):
+    path = str(sample / "_alllayers/L02/R0000C0000.bundle")
+    with_preadv = read_bundle_file(path)
+    expected = (with_preadv.tiles, with_preadv.tile_bytes, with_preadv.dead_bytes)
+    monkeypatch.delattr("os.preadv")  # as on Windows
+    without = read_bundle_file(path)
+    assert (without.tiles, without.tile_bytes, without.dead_bytes) == expected
+    assert np.array_equal(without.sizes, read_bundle_file(path).sizes)

@@ -161,3 +161,21 @@ def test_xy_domain_holds_the_extent_at_gdal_precision():
     scale = float(xy_domain(huge, geographic=False)["XYSCALE"])
     assert 3e13 * scale < 2**53
     assert float(xy_domain(Extent(-180, -90, 180, 90), geographic=True)["XYSCALE"]) == 1e9
+
+
+def test_lock_directory_and_corrupt_rows(sample):
+    (sample / "_alllayers/L01/R0000C0000.lock").write_bytes(b"")  # a caching job at work
+    (sample / "_alllayers/L02/R0080C0000.bundle").mkdir()  # a directory named like a bundle
+    report = operations.rebuild(sample, workers=1)
+    meta, _, _, values = read(report.status_path, layer="TaskStatus", read_geometry=False)
+    rows = {
+        row[0]: dict(zip(meta["fields"], row, strict=True)) for row in zip(*values, strict=True)
+    }
+    locked = rows["L01/R0000C0000"]
+    assert locked["status"] == "IN_PROGRESS" and locked["tilesPresent"] == 4
+    assert ".lock" in locked["detail"]
+    folder = rows["L02/R0080C0000"]
+    assert folder["status"] == "CORRUPT" and folder["detail"].startswith("cannot read")
+    assert folder["tilesExpected"] == 0  # row 128 lies outside the 4 x 4 tiles of level 2
+    assert [p.bundle for p in report.problems] == ["L02/R0080C0000"]
+    assert rows["L00/R0000C0000"]["status"] == "COMPLETE"  # the scan went on

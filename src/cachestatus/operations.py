@@ -17,7 +17,6 @@ from pathlib import Path
 from . import __version__, grid
 from .errors import UsageError
 from .formats import CacheReader, open_cache
-from .formats.base import BundleFile
 from .models import Extent, LevelSummary, StatusReport
 from .scan import Progress, Scanner, plan_levels
 from .store import JobRecord, StatusWriter, atomic, check_store_path, read_jobs, read_status
@@ -82,7 +81,7 @@ def level_infos(reader: CacheReader) -> list[LevelInfo]:
     """Each LOD with its expected tiles and the number of bundle files found (one listing)."""
     infos = []
     for plan in plan_levels(reader):
-        files = sum(1 for b in reader.list_bundles(plan.lod.level) if isinstance(b, BundleFile))
+        files = reader.count_bundles(plan.lod.level)
         infos.append(
             LevelInfo(
                 plan.lod.level, plan.lod.scale, plan.lod.resolution, plan.expected.tiles, files

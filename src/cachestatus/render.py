@@ -53,7 +53,8 @@ def _pct(value: float | None) -> str:
 
 def level_table(report: StatusReport) -> Table:
     """Per-level table: scale, bundles, expected, present, stray, percent, bytes."""
-    table = Table(title=f"{report.mode} · {report.format} · {report.cache}", title_justify="left")
+    title = f"{report.mode} · {report.format} · {report.cache} · job {report.job_id}"
+    table = Table(title=title, title_justify="left")
     for name in (
         "Level",
         "Scale",

@@ -165,6 +165,29 @@ def _unique_bytes(entries: npt.NDArray[np.uint64]) -> int:
     return int((live >> _SHIFT).sum()) + SIZE_PREFIX * int(live.size)
 
 
+_O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
+def _read_into(fd: int, view: memoryview, wanted: int) -> int:
+    """Read up to ``wanted`` bytes from the start of ``fd`` into ``view``; bytes read.
+
+    Loops over short reads (network shares). ``os.preadv`` reads without a copy where it exists;
+    Windows has no ``preadv``, there ``os.read`` is used.
+    """
+    got = 0
+    while got < wanted:
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [view[got:wanted]], got)
+        else:
+            chunk = os.read(fd, wanted - got)
+            n = len(chunk)
+            view[got : got + n] = chunk
+        if n == 0:
+            break
+        got += n
+    return got
+
+
 def read_bundle_file(
     path: str, first_row: int = 0, first_col: int = 0, scratch: Scratch | None = None
 ) -> BundleIndex:
@@ -173,19 +196,11 @@ def read_bundle_file(
     fd = os.open(path, _O_RDONLY)
     try:
         st = os.fstat(fd)
-        got = os.preadv(fd, [scratch.view], 0)
-        while 0 < got < min(HEADER_INDEX_SIZE, st.st_size):  # short reads (network shares)
-            more = os.preadv(fd, [scratch.view[got:]], got)
-            if not more:
-                break
-            got += more
+        got = _read_into(fd, scratch.view, min(HEADER_INDEX_SIZE, st.st_size))
     finally:
         os.close(fd)
     buf = scratch.view if got == HEADER_INDEX_SIZE else scratch.view[:got]
     return summarize_index(buf, st.st_size, first_row, first_col, scratch, st.st_mtime)
-
-
-_O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
 
 class CompactV2Cache(ArcGISFolderCache):

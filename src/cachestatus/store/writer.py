@@ -55,20 +55,25 @@ def _datetime64(value: datetime | None) -> np.datetime64:
     return np.datetime64(value.replace(tzinfo=None), "ms")  # stored values are UTC
 
 
-def domain_bounds(extent: Extent) -> Extent:
-    """The XY domain around ``extent``: one span of margin on every side."""
+def domain_bounds(extent: Extent, margin: float = 1.0) -> Extent:
+    """A square around ``extent`` with ``margin`` spans (its larger side) on every side.
+
+    With ``margin=1`` it is the XY domain; polygons are clipped to ``margin=0.5``, well inside
+    it (GDAL cannot encode a coordinate lying exactly on the domain's edge).
+    """
     span = max(extent.xmax - extent.xmin, extent.ymax - extent.ymin, 1.0)
-    return Extent(
-        extent.xmin - span, extent.ymin - span, extent.xmin + 2 * span, extent.ymin + 2 * span
-    )
+    low_x, low_y = extent.xmin - margin * span, extent.ymin - margin * span
+    size = (1 + 2 * margin) * span
+    return Extent(low_x, low_y, low_x + size, low_y + size)
 
 
 def xy_domain(extent: Extent, geographic: bool) -> dict[str, str]:
     """OpenFileGDB layer options whose XY domain holds every polygon inside ``extent``.
 
     The domain starts one span below and left of the extent and is three spans wide (polygons
-    beyond it, which only far stray bundles could have, are clipped to it); the resolution is
-    GDAL's default (1e-4 map units, 1e-9 degrees) unless the span needs it coarser.
+    reaching beyond half a span around the extent, which only far stray bundles have, are
+    clipped there); the resolution is GDAL's default (1e-4 map units, 1e-9 degrees) unless the
+    span needs it coarser.
     """
     domain = domain_bounds(extent)
     finest = 1e9 if geographic else 1e4
@@ -102,7 +107,7 @@ class StatusWriter:
         self.token = token
         self.temp = atomic.sibling(target, "tmp", token)
         self.crs = scheme.spatial_reference.user_input()
-        self.domain = domain_bounds(domain)
+        self.clip = domain_bounds(domain, margin=0.5)
         self._domain_source = domain
         self._batches: list[RowBatch] = []
         self._queued = 0
@@ -218,7 +223,7 @@ class StatusWriter:
         ]
         data = [np.asarray(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
         geometry = rectangles_wkb(
-            *tile_rectangles(self.scheme, rows.level, rows.tiles, self.domain)
+            *tile_rectangles(self.scheme, rows.level, rows.tiles, self.clip)
         )
         self._write(TASK_STATUS, geometry, TASK_FIELDS, data, append=self._created, spatial=True)
         self._created = True
