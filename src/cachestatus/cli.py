@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
-log = logging.getLogger("cachestatus")
 
 
 class Context:
@@ -133,6 +132,8 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if verbosity < 2:  # GDAL's per-write record counts only with -vv
+        logging.getLogger("pyogrio").setLevel(logging.WARNING)
 
 
 def _emit_report(ctx: Context, report: StatusReport, as_json: bool) -> None:

@@ -1,9 +1,9 @@
 """The scanner: every bundle of every level, decoded in parallel, turned into status rows.
 
 The scanner knows nothing of formats (it asks a :class:`~cachestatus.formats.CacheReader`) nor of
-storage (it hands each :class:`~cachestatus.models.BundleStatus` to a callback as soon as it is
-known, so memory does not grow with the number of bundles). Expected tiles are those of the level
-that share interior area with the cache's full extent.
+storage (it hands rows to a callback in columnar batches, :class:`~cachestatus.models.RowBatch`,
+as soon as they are known, so memory does not grow with the number of bundles). Expected tiles are
+those of the level that share interior area with the cache's full extent.
 """
 
 from __future__ import annotations
@@ -307,9 +307,12 @@ class Scanner:
                 max(b.xmax for b in boxes),
                 max(b.ymax for b in boxes),
             )
+        log.debug("%d bundles on %d levels", self.total, len(self.plans))
         if self.workers > 1 and self.total >= PARALLEL_THRESHOLD:
+            processes = min(self.workers, -(-self.total // CHUNK))
+            log.debug("scanning with %d worker processes", processes)
             self._pool = _pool_context().Pool(
-                min(self.workers, -(-self.total // CHUNK)),
+                processes,
                 initializer=_init_worker,
                 initargs=(self.reader, {p.lod.level: p for p in self.plans}),
             )

@@ -222,9 +222,7 @@ class StatusWriter:
             rows.detail,
         ]
         data = [np.asarray(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
-        geometry = rectangles_wkb(
-            *tile_rectangles(self.scheme, rows.level, rows.tiles, self.clip)
-        )
+        geometry = rectangles_wkb(*tile_rectangles(self.scheme, rows.level, rows.tiles, self.clip))
         self._write(TASK_STATUS, geometry, TASK_FIELDS, data, append=self._created, spatial=True)
         self._created = True
         self.rows_written += len(rows)
