@@ -84,7 +84,7 @@ def level_infos(reader: CacheReader) -> list[LevelInfo]:
         files = reader.count_bundles(plan.lod.level)
         infos.append(
             LevelInfo(
-                plan.lod.level, plan.lod.scale, plan.lod.resolution, plan.expected.tiles, files
+                plan.lod.level, plan.lod.scale, plan.lod.resolution, plan.expected.total(), files
             )
         )
     return infos

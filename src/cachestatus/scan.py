@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from . import grid
 from .errors import CorruptBundle
+from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import BundleFile, BundleIndex, CacheReader
 from .models import (
     BUNDLE_SIZE,
@@ -60,10 +61,10 @@ class Progress(Protocol):
 
 @dataclass(frozen=True)
 class LevelPlan:
-    """One level to scan: its LOD and the block of tiles expected there."""
+    """One level to scan: its LOD and the tiles expected there."""
 
     lod: LOD
-    expected: TileRange
+    expected: Expectation
 
 
 @dataclass
@@ -77,18 +78,29 @@ class ScanOutcome:
     missing_rows_omitted: int = 0
 
 
-def plan_levels(reader: CacheReader, levels: Iterable[int] | None = None) -> list[LevelPlan]:
-    """The levels to scan (all LODs by default) with their expected tiles."""
+def plan_levels(
+    reader: CacheReader, levels: Iterable[int] | None = None, area: Any | None = None
+) -> list[LevelPlan]:
+    """The levels to scan (all LODs by default) with their expected tiles.
+
+    Args:
+        reader: the open cache.
+        levels: level IDs; every LOD when ``None``.
+        area: a shapely polygon in the cache's CRS: tiles sharing interior with it are expected.
+            Without it, those of the full extent (or of the whole grid) are.
+    """
     scheme = reader.scheme
     extent = reader.full_extent or grid.grid_extent(scheme)
     wanted = scheme.levels if levels is None else tuple(levels)
     plans = []
     for level in wanted:
-        expected = (
-            grid.tiles_in_extent(scheme, level, extent)
-            if extent is not None
-            else TileRange(0, 0, 0, 0)
-        )
+        expected: Expectation
+        if area is not None:
+            expected = AreaExpectation(level, scheme, area)
+        elif extent is not None:
+            expected = ExtentExpectation(level, grid.tiles_in_extent(scheme, level, extent))
+        else:
+            expected = ExtentExpectation(level, TileRange(0, 0, 0, 0))
         plans.append(LevelPlan(scheme.lod(level), expected))
     return plans
 
@@ -104,17 +116,8 @@ def classify(expected: int, present: int, locked: bool = False) -> BundleState:
     return BundleState.PARTIAL
 
 
-def polygon_range(
-    key: BundleKey, expected: TileRange, sizes: npt.NDArray[np.unsignedinteger[Any]] | None = None
-) -> TileRange:
-    """The tiles a bundle's polygon covers: its square clipped to the level's expected tiles.
-
-    A bundle outside the expected area is clipped to its stored tiles instead, or left whole.
-    """
-    square = grid.bundle_range(key)
-    clipped = square.intersect(expected)
-    if not clipped.is_empty:
-        return clipped
+def stored_range(key: BundleKey, sizes: npt.NDArray[np.unsignedinteger[Any]] | None) -> TileRange:
+    """The polygon of a bundle without expected tiles: its stored tiles' block, or its square."""
     if sizes is not None:
         rows = np.flatnonzero(sizes.any(axis=1))
         cols = np.flatnonzero(sizes.any(axis=0))
@@ -125,17 +128,20 @@ def polygon_range(
                 key.col + int(cols[0]),
                 key.col + int(cols[-1]) + 1,
             )
-    return square
+    return grid.bundle_range(key)
 
 
 def evaluate(
     plan: LevelPlan, bundle: BundleFile, index: BundleIndex | None, error: str = ""
 ) -> BundleStatus:
-    """Turn a decoded bundle index (or the reason it could not be decoded) into a status row."""
+    """Turn a decoded bundle index (or the reason it could not be decoded) into a status row.
+
+    The row's polygon is the block of the bundle's expected tiles (the bundle clipped to the
+    level's expected area), or, where nothing is expected, the block of its stored tiles.
+    """
     key = bundle.key
-    square = grid.bundle_range(key)
-    inside = square.intersect(plan.expected)
-    expected = inside.tiles
+    block, mask = plan.expected.window(key)
+    expected = block.tiles if mask is None else int(np.count_nonzero(mask))
     if index is None:
         return BundleStatus(
             key,
@@ -147,17 +153,16 @@ def evaluate(
             0,
             0,
             None,
-            polygon_range(key, plan.expected),
+            block if expected else stored_range(key, None),
             error,
         )
     if expected == _FULL:
         present = index.tiles
     elif expected:
         window = index.sizes[
-            inside.row0 - key.row : inside.row1 - key.row,
-            inside.col0 - key.col : inside.col1 - key.col,
+            block.row0 - key.row : block.row1 - key.row, block.col0 - key.col : block.col1 - key.col
         ]
-        present = int(np.count_nonzero(window))
+        present = int(np.count_nonzero(window if mask is None else window[mask]))
     else:
         present = 0
     return BundleStatus(
@@ -170,7 +175,7 @@ def evaluate(
         index.file_bytes,
         index.dead_bytes,
         index.modified,
-        inside if expected else polygon_range(key, plan.expected, index.sizes),
+        block if expected else stored_range(key, index.sizes),
         "a caching job holds a .lock on it" if bundle.locked else "",
     )
 
@@ -188,8 +193,9 @@ def scan_bundle(reader: CacheReader, plan: LevelPlan, bundle: BundleFile) -> Bun
 
 def missing_row(plan: LevelPlan, key: BundleKey) -> BundleStatus:
     """The row of a bundle that has expected tiles but no file."""
-    inside = grid.bundle_range(key).intersect(plan.expected)
-    return BundleStatus(key, BundleState.MISSING, inside.tiles, 0, 0, 0, 0, 0, None, inside)
+    block, mask = plan.expected.window(key)
+    expected = block.tiles if mask is None else int(np.count_nonzero(mask))
+    return BundleStatus(key, BundleState.MISSING, expected, 0, 0, 0, 0, 0, None, block)
 
 
 # Worker-process state, set once per process by _init_worker: tasks carry only bundle lists.
@@ -249,6 +255,10 @@ class Scanner:
         workers: worker processes; all cores when ``None``, in-process when 1.
         max_missing_rows: cap on ``MISSING`` rows (level totals stay exact).
         progress: receives the bundle total and each finished chunk.
+        area: an area of interest (shapely polygon in the cache's CRS) instead of the full extent.
+        missing_on_unbuilt_levels: write ``MISSING`` rows on levels without any bundle file too
+            (a report asks for every bundle of its area; a rebuild leaves unbuilt levels to
+            their totals).
     """
 
     def __init__(
@@ -256,11 +266,14 @@ class Scanner:
         reader: CacheReader,
         levels: Iterable[int] | None = None,
         workers: int | None = None,
-        max_missing_rows: int = 100_000,
+        max_missing_rows: int | None = 100_000,
         progress: Progress | None = None,
+        area: Any | None = None,
+        missing_on_unbuilt_levels: bool = False,
     ) -> None:
         self.reader = reader
-        self.plans = plan_levels(reader, levels)
+        self.plans = plan_levels(reader, levels, area)
+        self.missing_on_unbuilt_levels = missing_on_unbuilt_levels
         self.workers = default_workers() if workers is None or workers <= 0 else workers
         self.max_missing_rows = max_missing_rows
         self.progress = progress
@@ -296,9 +309,9 @@ class Scanner:
         scheme = self.reader.scheme
         self.total = sum(self.reader.count_bundles(p.lod.level) for p in self.plans)
         boxes = [
-            grid.range_bounds(scheme, p.lod.level, p.expected)
+            grid.range_bounds(scheme, p.lod.level, p.expected.bounds)
             for p in self.plans
-            if not p.expected.is_empty
+            if not p.expected.bounds.is_empty
         ]
         if boxes:
             self.domain = Extent(
@@ -376,7 +389,7 @@ class Scanner:
             self.progress.start(self.total)
         summaries = {
             p.lod.level: LevelSummary(
-                p.lod.level, p.lod.scale, p.lod.resolution, tiles_expected=p.expected.tiles
+                p.lod.level, p.lod.scale, p.lod.resolution, tiles_expected=p.expected.total()
             )
             for p in self.plans
         }
@@ -425,22 +438,21 @@ class Scanner:
         self, found: dict[int, set[tuple[int, int]]], sink: Callable[[RowBatch], None]
     ) -> tuple[int, int]:
         """``MISSING`` rows for absent bundles of levels that have files; (written, omitted)."""
-        budget, written_total, omitted = self.max_missing_rows, 0, 0
+        budget = self.max_missing_rows if self.max_missing_rows is not None else 2**63
+        written_total, omitted = 0, 0
         pending: list[BundleStatus] = []
         for plan in self.plans:
             level = plan.lod.level
             level_found = found[level]
-            if not level_found:
+            if not level_found and not self.missing_on_unbuilt_levels:
                 continue  # a level never built: its totals say so, rows would only be noise
             found_inside = sum(
-                1
-                for (r, c) in level_found
-                if not grid.bundle_range(BundleKey(level, r, c)).intersect(plan.expected).is_empty
+                1 for (r, c) in level_found if plan.expected.count_in(BundleKey(level, r, c)) > 0
             )
-            missing = grid.bundle_count(plan.expected) - found_inside
+            missing = plan.expected.bundle_count() - found_inside
             written = 0
             if budget > 0 and missing > 0:
-                for key in grid.bundles_of_range(level, plan.expected):
+                for key in plan.expected.bundles():
                     if (key.row, key.col) in level_found:
                         continue
                     pending.append(missing_row(plan, key))

@@ -1,0 +1,102 @@
+"""Expected tiles of an area of interest, checked against a brute-force count over tile squares."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cachestatus import grid
+from cachestatus.expected import AreaExpectation, ExtentExpectation
+from cachestatus.models import LOD, BundleKey, SpatialReference, TileRange, TilingScheme
+from tests.helpers import WEB_MERCATOR_HALF, web_mercator_lods
+
+SCHEME = TilingScheme(
+    SpatialReference(102100, 3857),
+    -WEB_MERCATOR_HALF,
+    WEB_MERCATOR_HALF,
+    256,
+    256,
+    96.0,
+    tuple(LOD(*lod) for lod in web_mercator_lods(20)),
+)
+
+
+def brute_force(area, level: int) -> set[tuple[int, int]]:
+    """Every tile of the area's bounding block whose square shares interior with the area."""
+    bounds = grid.tiles_in_extent(SCHEME, level, grid.Extent(*area.bounds))
+    rows, cols = np.mgrid[bounds.row0 : bounds.row1, bounds.col0 : bounds.col1]
+    rows, cols = rows.ravel(), cols.ravel()
+    w, h = grid.tile_span(SCHEME, level)
+    boxes = shapely.box(
+        SCHEME.origin_x + cols * w,
+        SCHEME.origin_y - (rows + 1) * h,
+        SCHEME.origin_x + (cols + 1) * w,
+        SCHEME.origin_y - rows * h,
+    )
+    shared = shapely.area(shapely.intersection(area, boxes)) > 0
+    return set(zip(rows[shared].tolist(), cols[shared].tolist(), strict=True))
+
+
+def from_expectation(exp) -> set[tuple[int, int]]:
+    found = set()
+    for key in exp.bundles():
+        block, mask = exp.window(key)
+        rows, cols = np.mgrid[block.row0 : block.row1, block.col0 : block.col1]
+        keep = np.ones(rows.shape, bool) if mask is None else mask
+        found |= set(zip(rows[keep].tolist(), cols[keep].tolist(), strict=True))
+    return found
+
+
+# An irregular polygon with a hole and a concave bay, spanning several bundles at level 10.
+IRREGULAR = shapely.Polygon(
+    [(-3.1e6, 1.2e6), (2.9e6, 2.3e6), (3.3e6, -1.7e6), (0.4e6, -0.2e6), (-2.2e6, -2.6e6)],
+    holes=[[(-0.5e6, 0.4e6), (0.6e6, 0.5e6), (0.1e6, 1.1e6)]],
+)
+
+
+@pytest.mark.parametrize("level", [3, 6, 9, 10])
+def test_irregular_area_matches_brute_force(level):
+    exp = AreaExpectation(level, SCHEME, IRREGULAR)
+    truth = brute_force(IRREGULAR, level)
+    assert from_expectation(exp) == truth
+    assert exp.total() == len(truth)
+    keys = list(exp.bundles())
+    assert len(keys) == len(set(keys)) == exp.bundle_count()
+    assert {BundleKey.of_tile(grid.Tile(level, r, c)) for r, c in truth} == set(keys)
+
+
+def test_tile_aligned_area_does_not_count_touching_tiles():
+    block = TileRange(10, 14, 20, 25)
+    area = shapely.box(*grid.range_bounds(SCHEME, 8, block))
+    exp = AreaExpectation(8, SCHEME, area)
+    assert exp.total() == 20
+    assert from_expectation(exp) == {(r, c) for r in range(10, 14) for c in range(20, 25)}
+
+
+# Vertices on a 1 km grid: no float slivers whose overlap with a tile underflows to area 0.
+coordinate = st.integers(-4000, 4000).map(lambda v: v * 1000.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(coordinate, coordinate), min_size=3, max_size=7), st.integers(4, 9))
+def test_random_polygons_match_brute_force(points, level):
+    area = shapely.make_valid(shapely.Polygon(points))
+    area = shapely.union_all(
+        [g for g in shapely.get_parts(area) if g.geom_type in ("Polygon", "MultiPolygon")]
+    )
+    if area.is_empty or area.area < 1e4:  # slivers: their overlaps underflow to area 0
+        return
+    exp = AreaExpectation(level, SCHEME, area)
+    truth = brute_force(area, level)
+    assert exp.total() == len(truth)
+    assert from_expectation(exp) == truth
+
+
+def test_extent_expectation_is_the_block():
+    exp = ExtentExpectation(5, TileRange(3, 300, 100, 140))
+    assert exp.total() == 297 * 40
+    assert exp.bundle_count() == len(list(exp.bundles())) == 3 * 2
+    assert exp.window(BundleKey(5, 128, 128)) == (TileRange(128, 256, 128, 140), None)
