@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import cachestatus
-from cachestatus.errors import CacheNotFound, UnsupportedMode, UsageError
+from cachestatus.errors import CacheNotFound, InvalidAOI, UsageError
 from cachestatus.tool import SUCCEEDED
 
 
@@ -44,10 +44,10 @@ def test_delete_and_nothing_to_delete(sample):
     assert again.status == 4 and "No cache status to delete" in again.getMessages()
 
 
-def test_report_mode_says_it_is_not_available_yet(sample):
-    with pytest.raises(UnsupportedMode, match="REPORT_BUNDLE_STATUS is not available"):
+def test_report_mode_needs_a_report_folder(sample):
+    with pytest.raises(UsageError, match="REPORT_BUNDLE_STATUS needs report_folder"):
         cachestatus.ManageMapServerCacheStatus(
-            str(sample), "REPORT_BUNDLE_STATUS", scales=[591657527.591555], report_folder="/tmp/x"
+            str(sample), "REPORT_BUNDLE_STATUS", scales=[591657527.591555]
         )
 
 
@@ -75,4 +75,4 @@ def test_bad_input_raises_like_arcpy(tmp_path):
 def test_errors_have_one_root_and_builtin_bases():
     assert issubclass(CacheNotFound, cachestatus.CacheStatusError)
     assert issubclass(CacheNotFound, FileNotFoundError)
-    assert issubclass(UnsupportedMode, NotImplementedError)
+    assert issubclass(InvalidAOI, ValueError)

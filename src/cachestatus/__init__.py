@@ -23,6 +23,7 @@ _LAZY = {
     "Result": "tool",
     "open_cache": "formats",
     "rebuild": "operations",
+    "report": "operations",
     "delete": "operations",
     "summary": "operations",
     "level_infos": "operations",

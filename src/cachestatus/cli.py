@@ -237,6 +237,108 @@ def rebuild(
 
 @main.command()
 @cache_argument
+@click.option(
+    "--out",
+    "out_folder",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Folder of the report's Status.gdb (created if needed).",
+)
+@click.option(
+    "--scales",
+    default=None,
+    help="Scale denominators, comma or semicolon separated, each matched within 1 %.",
+)
+@click.option("--levels", "levels_text", default=None, help="Level IDs and ranges: 0-5,7.")
+@click.option(
+    "--aoi",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Area of interest: any vector file GDAL reads; all polygons are unioned.",
+)
+@click.option("--aoi-layer", default=None, help="The layer of a multi-layer --aoi file.")
+@click.option("--extent", default=None, help="Rectangle XMIN,YMIN,XMAX,YMAX (--aoi wins).")
+@click.option(
+    "--extent-crs", default=None, help="CRS of --extent, e.g. EPSG:4326 (default: the cache's)."
+)
+@click.option(
+    "--format",
+    "store_format",
+    type=click.Choice(["gdb", "gpkg"]),
+    default="gdb",
+    show_default=True,
+    help="Store format.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing report in --out.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (default: all cores; 1 scans in-process).",
+)
+@click.option(
+    "--max-missing-rows",
+    type=click.IntRange(min=0),
+    default=100_000,
+    show_default=True,
+    help="Cap on MISSING rows in TaskStatus (totals stay exact).",
+)
+@click.option(
+    "--progress/--no-progress",
+    "force_progress",
+    default=None,
+    help="Show the progress bar even when stderr is not a terminal (or never).",
+)
+@json_option
+@hint_option
+@click.pass_obj
+@handle_errors
+def report(
+    ctx: Context,
+    cache: str,
+    out_folder: str,
+    scales: str | None,
+    levels_text: str | None,
+    aoi: str | None,
+    aoi_layer: str | None,
+    extent: str | None,
+    extent_crs: str | None,
+    store_format: str,
+    overwrite: bool,
+    workers: int | None,
+    max_missing_rows: int,
+    force_progress: bool | None,
+    as_json: bool,
+    format_hint: str | None,
+) -> None:
+    """REPORT_BUNDLE_STATUS: status of chosen levels over an area, written to --out."""
+    from . import operations
+    from .progress import BundleProgress
+    from .selection import parse_levels
+
+    quiet = ctx.verbosity < 0 or force_progress is False
+    with BundleProgress("Scanning", force=bool(force_progress), quiet=quiet) as bar:
+        result = operations.report(
+            cache,
+            out_folder,
+            scales=scales,
+            levels=parse_levels(levels_text) if levels_text is not None else None,
+            aoi=aoi,
+            aoi_layer=aoi_layer,
+            extent=extent,
+            extent_crs=extent_crs,
+            store_format=store_format,
+            overwrite=overwrite,
+            workers=workers,
+            max_missing_rows=max_missing_rows,
+            progress=bar,
+            format_hint=format_hint,
+        )
+    _emit_report(ctx, result, as_json)
+
+
+@main.command()
+@cache_argument
 @status_option
 @hint_option
 @click.pass_obj

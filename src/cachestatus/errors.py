@@ -45,10 +45,6 @@ class OutputExists(UsageError, FileExistsError):
     """An output exists and ``overwrite`` was not asked for."""
 
 
-class UnsupportedMode(UsageError, NotImplementedError):
-    """A tool mode that this version does not provide."""
-
-
 class CorruptBundle(CacheStatusError):
     """A bundle file cannot be decoded; the scanner records it as a ``CORRUPT`` row."""
 

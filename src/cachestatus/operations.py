@@ -9,17 +9,22 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, grid
-from .errors import UsageError
+from .errors import InvalidAOI, OutputExists, UsageError
 from .formats import CacheReader, open_cache
 from .models import Extent, LevelSummary, StatusReport
 from .scan import Progress, Scanner, plan_levels
+from .selection import parse_scales, select_levels
 from .store import JobRecord, StatusWriter, atomic, check_store_path, read_jobs, read_status
+
+if TYPE_CHECKING:
+    from .aoi import AreaOfInterest
 
 REBUILD = "REBUILD_CACHE_STATUS"
 DELETE = "DELETE_CACHE_STATUS"
@@ -164,6 +169,162 @@ def rebuild(
         )
 
 
+def _resolve_area(
+    reader: CacheReader,
+    aoi: str | os.PathLike[str] | Any | None,
+    aoi_layer: str | None,
+    extent: str | Sequence[float] | None,
+    extent_crs: str | None,
+    warnings: list[str],
+) -> AreaOfInterest | None:
+    """The report's area in the cache's CRS, clipped to the tiling grid; ``None`` for none."""
+    import shapely
+
+    from .aoi import extent_aoi, geometry_aoi, read_aoi
+
+    cache_crs = reader.scheme.spatial_reference.user_input()
+    area: AreaOfInterest | None = None
+    if aoi is not None:
+        if extent is not None:
+            warnings.append(
+                "both an area of interest and an extent were given: the area of "
+                "interest is used, the extent ignored"
+            )
+        if isinstance(aoi, (str, os.PathLike)):
+            area = read_aoi(aoi, cache_crs, aoi_layer)
+        else:
+            area = geometry_aoi(aoi)
+    elif extent is not None:
+        area = extent_aoi(extent, cache_crs, extent_crs)
+    if area is None:
+        return None
+    warnings.extend(area.warnings)
+    world = grid.grid_extent(reader.scheme)
+    if world is not None:
+        clipped = shapely.intersection(area.geometry, shapely.box(*world))
+        if clipped.is_empty or clipped.area <= 0:
+            raise InvalidAOI(
+                f"{area.source}: the area of interest {_bounds(area.geometry)} misses the cache's "
+                f"tiling grid {_bounds(shapely.box(*world))} entirely; is it in the cache's CRS "
+                f"({reader.scheme.spatial_reference})?"
+            )
+        area.geometry = clipped
+    return area
+
+
+def _bounds(geometry: Any) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in geometry.bounds) + ")"
+
+
+def report(
+    cache: str | os.PathLike[str],
+    out_folder: str | os.PathLike[str],
+    *,
+    scales: Sequence[float] | str | None = None,
+    levels: Sequence[int] | None = None,
+    aoi: str | os.PathLike[str] | Any | None = None,
+    aoi_layer: str | None = None,
+    extent: str | Sequence[float] | None = None,
+    extent_crs: str | None = None,
+    store_format: str = "gdb",
+    overwrite: bool = False,
+    workers: int | None = None,
+    max_missing_rows: int | None = 100_000,
+    progress: Progress | None = None,
+    format_hint: str | None = None,
+) -> StatusReport:
+    """REPORT_BUNDLE_STATUS: the status of chosen levels over an area, as a new store.
+
+    Writes ``out_folder/Status.gdb`` (or ``.gpkg``) with a row for every bundle of the selected
+    levels that holds expected tiles (a file's row, or ``MISSING``). The cache and its own status
+    are not touched.
+
+    Args:
+        cache: the cache folder, service folder or ``conf.xml`` path.
+        out_folder: the folder of the report's store (created if needed).
+        scales: scale denominators (a list or ``"s1;s2"``), each matched to a LOD within 1 %.
+        levels: level IDs. Without scales nor levels: every LOD.
+        aoi: an area of interest: a vector file GDAL reads (all polygons unioned) or a shapely
+            geometry in the cache's CRS. It wins over ``extent``.
+        aoi_layer: the layer of a multi-layer AOI file.
+        extent: ``(xmin, ymin, xmax, ymax)`` or ``"xmin ymin xmax ymax"``.
+        extent_crs: the extent's CRS (default: the cache's).
+        store_format: ``gdb`` or ``gpkg``.
+        overwrite: replace an existing report store.
+        workers: worker processes (default: all cores).
+        max_missing_rows: cap on ``MISSING`` rows (``None``: no cap).
+        progress: receives scan progress.
+        format_hint: force a reader from the registry.
+
+    Raises:
+        OutputExists: the report store exists and ``overwrite`` is false.
+        ScaleNotInCache, InvalidAOI, UsageError: bad selection or area.
+    """
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    with open_cache(cache, format_hint) as reader:
+        target = check_store_path(Path(out_folder) / f"Status.{store_format}")
+        own = {status_path(reader, None, fmt).resolve() for fmt in STORE_FORMATS}
+        if target.resolve() in own:
+            raise UsageError(
+                f"{out_folder}: is the cache's own status folder; a report goes to "
+                "another folder (--out)"
+            )
+        if target.exists() and not overwrite:
+            raise OutputExists(
+                f"{target}: exists; add --overwrite to replace it, or choose another --out folder"
+            )
+        scale_list = parse_scales(scales) if scales is not None else None
+        selected = select_levels(reader.scheme, scale_list, levels)
+        warnings: list[str] = []
+        area = _resolve_area(reader, aoi, aoi_layer, extent, extent_crs, warnings)
+        job_id, token = new_job_id()
+        scanner = Scanner(
+            reader,
+            levels=selected,
+            workers=workers,
+            max_missing_rows=max_missing_rows,
+            progress=progress,
+            area=None if area is None else area.geometry,
+            missing_on_unbuilt_levels=True,
+        )
+        scanner.prepare()
+        with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:
+            outcome = scanner.run(writer.add)
+            job = JobRecord(
+                job_id=job_id,
+                mode=REPORT,
+                started=started,
+                finished=datetime.now(UTC),
+                cache_path=str(Path(cache).resolve()),
+                format=reader.name,
+                parameters=json.dumps(
+                    {
+                        "levels": list(selected),
+                        "scales": scale_list,
+                        "area_of_interest": None if area is None else area.source,
+                        "workers": scanner.workers,
+                        "max_missing_rows": max_missing_rows,
+                        "status": str(target),
+                    }
+                ),
+                tool_version=__version__,
+                outcome="succeeded with warnings" if outcome.problems else "succeeded",
+            )
+            writer.commit(outcome.levels, [job])
+        return StatusReport(
+            cache=str(cache),
+            format=reader.name,
+            status_path=str(target),
+            job_id=job_id,
+            mode=REPORT,
+            elapsed_s=time.perf_counter() - clock,
+            levels=outcome.levels,
+            problems=outcome.problems,
+            warnings=warnings + outcome.warnings,
+        )
+
+
 def _previous_jobs(target: Path) -> list[JobRecord]:
     """The ``Jobs`` history of the store being replaced, so that it survives the rebuild."""
     if not target.exists():
@@ -226,6 +387,7 @@ __all__ = [
     "level_infos",
     "open_cache",
     "rebuild",
+    "report",
     "status_path",
     "summary",
 ]

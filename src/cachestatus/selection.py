@@ -88,7 +88,7 @@ def select_levels(
         match = [lod for lod in scheme.lods if abs(lod.scale - scale) <= SCALE_TOLERANCE * scale]
         if not match:
             raise ScaleNotInCache(
-                f"scale {scale:g} is not a scale of this cache (within 1 %); its scales are: "
+                f"scale {scale:.2f} is not a scale of this cache (within 1 %); its scales are: "
                 f"{_scales_list(scheme)}"
             )
         chosen.add(min(match, key=lambda lod: abs(lod.scale - scale)).level)

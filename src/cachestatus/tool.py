@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import operations
-from .errors import UnsupportedMode, UsageError
+from .errors import UsageError
 from .models import StatusReport
 
 #: arcpy's ``Result.status`` codes.
@@ -74,7 +75,7 @@ def ManageMapServerCacheStatus(
     num_of_caching_service_instances: int | str | None = -1,
     report_folder: str | os.PathLike[str] | None = None,
     area_of_interest: object | None = None,
-    report_extent: object | None = None,
+    report_extent: Any = None,
 ) -> Result:
     """Delete, rebuild or report the status of a map tile cache.
 
@@ -101,10 +102,19 @@ def ManageMapServerCacheStatus(
     workers = _workers(num_of_caching_service_instances)
     messages = [f"Start: {mode} on {input_service}"]
     if mode == operations.REPORT:
-        raise UnsupportedMode(
-            "REPORT_BUNDLE_STATUS is not available in this version of cachestatus; "
-            "REBUILD_CACHE_STATUS gives the status against the cache's full extent"
+        if report_folder in (None, "", "#"):
+            raise UsageError(
+                "REPORT_BUNDLE_STATUS needs report_folder, the folder of the report's Status.gdb"
+            )
+        result = operations.report(
+            input_service,
+            str(report_folder),
+            scales=None if scales in (None, "", "#") else scales,
+            aoi=None if area_of_interest in (None, "", "#") else area_of_interest,
+            extent=_extent(report_extent),
+            workers=workers,
         )
+        return _finish(messages, result)
     ignored = {
         "scales": scales,
         "report_folder": report_folder,
@@ -120,7 +130,21 @@ def ManageMapServerCacheStatus(
         outputs = [str(removed[0])] if removed else [""]
         messages.append("Succeeded.")
         return Result(SUCCEEDED, messages, outputs)
-    report = operations.rebuild(input_service, workers=workers)
+    return _finish(messages, operations.rebuild(input_service, workers=workers))
+
+
+def _extent(value: Any) -> str | tuple[float, ...] | None:
+    """arcpy's extent forms: ``"xmin ymin xmax ymax"``, a tuple, or an ``arcpy.Extent``-like."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "#")):
+        return None
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "XMin"):
+        return (value.XMin, value.YMin, value.XMax, value.YMax)
+    return tuple(value)
+
+
+def _finish(messages: list[str], report: StatusReport) -> Result:
     for lv in report.levels:
         pct = "n/a" if lv.percent_complete is None else f"{lv.percent_complete:.2f}%"
         messages.append(
