@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from .models import BUNDLE_SIZE, BundleKey, Extent, Tile, TileRange, TilingScheme
 
 #: Tolerance, in tiles, when snapping a coordinate onto a tile edge.
-_SNAP = 1e-9
+SNAP = 1e-9
 
 
 def tile_span(scheme: TilingScheme, level: int) -> tuple[float, float]:
@@ -28,11 +28,11 @@ def tile_span(scheme: TilingScheme, level: int) -> tuple[float, float]:
 
 
 def _floor(v: float) -> int:
-    return math.floor(v + _SNAP * max(1.0, abs(v)))
+    return math.floor(v + SNAP * max(1.0, abs(v)))
 
 
 def _ceil(v: float) -> int:
-    return math.ceil(v - _SNAP * max(1.0, abs(v)))
+    return math.ceil(v - SNAP * max(1.0, abs(v)))
 
 
 def tile_at(scheme: TilingScheme, level: int, x: float, y: float) -> Tile:
