@@ -1,9 +1,10 @@
 """Which tiles are expected at a level: a rectangle (the full extent) or an area of interest.
 
 A tile is expected when its square shares interior area with the extent or the area; touching
-an edge is not enough (overlaps thinner than a billionth of a tile, float noise, do not count). For an area, tiles are classified by a quadtree over blocks of tiles:
-blocks inside the area count whole, blocks outside are dropped, and only blocks across its edge
-are split, so the work grows with the length of the edge, not with the number of tiles.
+an edge is not enough (overlaps thinner than a billionth of a tile, float noise, do not count).
+For an area, each tile row is cut from the area once: the parts of the area in a row give runs
+of expected columns, so the work grows with the number of rows, never with the number of tiles,
+and bundles inside the area get all their tiles without per-tile work.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class Expectation(ABC):
         block, mask = self.window(key)
         return block.tiles if mask is None else int(np.count_nonzero(mask))
 
+    def holds(self, key: BundleKey) -> bool:
+        """True when the bundle holds at least one expected tile."""
+        return self.count_in(key) > 0
+
 
 class ExtentExpectation(Expectation):
     """Expected tiles of a rectangle: a block of tiles, no per-tile work at all."""
@@ -73,166 +78,153 @@ class ExtentExpectation(Expectation):
         """Computed, not counted."""
         return grid.bundle_count(self.bounds)
 
-
-def _split(blocks: npt.NDArray[np.int64], unit: int) -> npt.NDArray[np.int64]:
-    """Split blocks (row0, row1, col0, col1) in two along their longer side, at a multiple of
-    ``unit``; a block spanning one unit that way is split the other way. Every block given can be
-    split (it spans more than one unit one way or the other)."""
-    r0, r1, c0, c1 = blocks.T
-    row_mid, col_mid = _cuts(r0, r1, unit), _cuts(c0, c1, unit)
-    by_rows = (row_mid >= 0) & ((r1 - r0 >= c1 - c0) | (col_mid < 0))
-    rows, cols = blocks[by_rows], blocks[~by_rows]
-    rm, cm = row_mid[by_rows], col_mid[~by_rows]
-    return np.concatenate([
-        np.column_stack([rows[:, 0], rm, rows[:, 2], rows[:, 3]]),
-        np.column_stack([rm, rows[:, 1], rows[:, 2], rows[:, 3]]),
-        np.column_stack([cols[:, 0], cols[:, 1], cols[:, 2], cm]),
-        np.column_stack([cols[:, 0], cols[:, 1], cm, cols[:, 3]]),
-    ])
-
-
-def _cuts(
-    low: npt.NDArray[np.int64], high: npt.NDArray[np.int64], unit: int
-) -> npt.NDArray[np.int64]:
-    """A cut at a multiple of ``unit`` strictly inside each (low, high), or -1 where none is."""
-    mid = (low + high) // 2 // unit * unit
-    mid = np.where(mid <= low, mid + unit, mid)
-    return np.where(mid < high, mid, -1)
+    def holds(self, key: BundleKey) -> bool:
+        """True when the bundle overlaps the block."""
+        return not grid.bundle_range(key).intersect(self.bounds).is_empty
 
 
 class AreaExpectation(Expectation):
     """Expected tiles of an area of interest (a shapely polygon in the cache's CRS).
 
-    Everything is classified once, when the expectation is made (before worker processes
-    start): bundles inside the area are kept as blocks, and each bundle across the area's edge
-    gets its mask of expected tiles. Later questions are lookups.
+    The area is cut into tile rows once, when the expectation is made (before worker processes
+    start): the part of the area in each row's strip gives, by its extent, the run of columns
+    whose tiles share interior area with it. Rows are cut from bands of one bundle row at a
+    time, so each cut works on a small polygon. Every later question is answered from these
+    runs of columns: no tile is ever tested on its own.
     """
 
     def __init__(self, level: int, scheme: TilingScheme, area: Any) -> None:
-        import shapely
-
         from .models import Extent
 
         self.scheme = scheme
         self.area = area
-        shapely.prepare(area)
         xmin, ymin, xmax, ymax = area.bounds
         super().__init__(level, grid.tiles_in_extent(scheme, level, Extent(xmin, ymin, xmax, ymax)))
-        inside, edge = self.partition(np.array([self.bounds], dtype=np.int64), BUNDLE_SIZE)
-        self._inside = [TileRange(*b) for b in inside.tolist()]
-        self._edge = self._edge_windows(edge)
-        self._total = sum(b.tiles for b in self._inside) + sum(
-            block.tiles if mask is None else int(np.count_nonzero(mask))
-            for block, mask in self._edge.values()
-        )
+        rows, col0, col1 = self._runs()
+        #: Runs of expected tiles, sorted by row then column: row, first col, col after the last.
+        self._row, self._col0, self._col1 = rows, col0, col1
+        self._total = int((col1 - col0).sum())
+        #: (row, col) of the top-left tile of every bundle holding expected tiles, sorted.
+        self._bundles = self._bundle_cells()
+        self._holding: set[tuple[int, int]] | None = None
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        import shapely
-
-        self.__dict__.update(state)
-        shapely.prepare(self.area)  # preparation does not survive pickling
-
-    def _classify(
-        self, blocks: npt.NDArray[np.int64]
-    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        """(inside, crossing) for each block: covered by the area / across its edge.
-
-        Blocks are tested shrunk by a billionth of a tile on every side, so that prepared
-        ``covers`` and ``intersects`` (fast) decide "shares interior area": an area that only
-        touches a block's edge does not meet the shrunk block. It is the tolerance the grid
-        module snaps coordinates with: overlaps thinner than that are float noise.
-        """
+    def _strips(self, row0: npt.NDArray[np.int64], row1: npt.NDArray[np.int64]) -> Any:
+        """Rectangles over rows ``[row0, row1)`` and the whole width of the bounds, shrunk by the
+        grid's snap tolerance so that an area only touching them does not meet them."""
         import shapely
 
         w, h = grid.tile_span(self.scheme, self.level)
-        dx, dy = w * SNAP, h * SNAP
         ox, oy = self.scheme.origin_x, self.scheme.origin_y
-        rects = shapely.box(ox + blocks[:, 2] * w + dx, oy - blocks[:, 1] * h + dy,
-                            ox + blocks[:, 3] * w - dx, oy - blocks[:, 0] * h - dy)
-        inside = shapely.covers(self.area, rects)
-        crossing = ~inside
-        crossing[crossing] = shapely.intersects(self.area, rects[crossing])
-        return inside, crossing
-
-    def partition(
-        self, blocks: npt.NDArray[np.int64], unit: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Split ``blocks`` (rows of row0, row1, col0, col1) into blocks inside the area and
-        blocks of at most ``unit`` x ``unit`` tiles (aligned on ``unit``) across its edge, all
-        blocks of a depth in one vectorised step. With ``unit=1`` the edge blocks are single
-        tiles, each sharing interior with the area (so expected)."""
-        inside, edge = [], []
-        todo = blocks[(blocks[:, 1] > blocks[:, 0]) & (blocks[:, 3] > blocks[:, 2])]
-        while todo.size:
-            is_in, crossing = self._classify(todo)
-            inside.append(todo[is_in])
-            across = todo[crossing]
-            small = ((across[:, 1] - across[:, 0] <= unit) & (across[:, 3] - across[:, 2] <= unit)
-                     & (across[:, 0] // unit == (across[:, 1] - 1) // unit)
-                     & (across[:, 2] // unit == (across[:, 3] - 1) // unit))
-            edge.append(across[small])
-            todo = _split(across[~small], unit)
-        empty = np.zeros((0, 4), dtype=np.int64)
-        return np.concatenate([empty, *inside]), np.concatenate([empty, *edge])
-
-    def _edge_windows(self, edge: npt.NDArray[np.int64]) -> dict[tuple[int, int], Window]:
-        """The window of every bundle across the area's edge, all found in one partition."""
-        inside, tiles = self.partition(edge, 1)
-        # One 128 x 128 mask per edge bundle; single tiles are set in one step.
-        ids = {(r0 - r0 % BUNDLE_SIZE, c0 - c0 % BUNDLE_SIZE): i
-               for i, (r0, _, c0, _) in enumerate(edge.tolist())}
-        masks = np.zeros((len(ids), BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.bool_)
-        rows, cols = tiles[:, 0], tiles[:, 2]
-        which = np.fromiter(
-            (ids[(r - r % BUNDLE_SIZE, c - c % BUNDLE_SIZE)]
-             for r, c in zip(rows.tolist(), cols.tolist(), strict=True)),
-            dtype=np.int64, count=len(rows),
+        return shapely.box(
+            ox + self.bounds.col0 * w,
+            oy - row1 * h + h * SNAP,
+            ox + self.bounds.col1 * w,
+            oy - row0 * h - h * SNAP,
         )
-        masks[which, rows % BUNDLE_SIZE, cols % BUNDLE_SIZE] = True
-        for r0, r1, c0, c1 in inside.tolist():
-            i = ids[(r0 - r0 % BUNDLE_SIZE, c0 - c0 % BUNDLE_SIZE)]
-            masks[i, r0 % BUNDLE_SIZE : (r1 - 1) % BUNDLE_SIZE + 1,
-                  c0 % BUNDLE_SIZE : (c1 - 1) % BUNDLE_SIZE + 1] = True
-        windows: dict[tuple[int, int], Window] = {}
-        for (brow, bcol), i in ids.items():
-            mask = masks[i]
-            rows_on = np.flatnonzero(mask.any(axis=1))
-            if not rows_on.size:
-                continue  # the bundle only touched the area
-            cols_on = np.flatnonzero(mask.any(axis=0))
-            block = TileRange(brow + int(rows_on[0]), brow + int(rows_on[-1]) + 1,
-                              bcol + int(cols_on[0]), bcol + int(cols_on[-1]) + 1)
-            cut = mask[rows_on[0] : rows_on[-1] + 1, cols_on[0] : cols_on[-1] + 1]
-            windows[(brow, bcol)] = (block, None if cut.all() else cut.copy())
-        return windows
 
-    def total(self) -> int:
-        """Inside blocks whole, edge bundles by their masks."""
-        return self._total
-
-    def window(self, key: BundleKey) -> Window:
-        """A lookup: an edge bundle's mask, a whole bundle inside, or nothing."""
+    def _runs(self) -> tuple[npt.NDArray[np.int64], ...]:
         import shapely
 
-        found = self._edge.get((key.row, key.col))
-        if found is not None:
-            return found
-        square = grid.bundle_range(key).intersect(self.bounds)
-        if square.is_empty:
+        b = self.bounds
+        empty = np.zeros(0, dtype=np.int64)
+        if b.is_empty:
+            return empty, empty, empty
+        # Bands of one bundle row each, then the rows of each band, cut from the band's polygon.
+        band_rows = np.arange(b.row0 - b.row0 % BUNDLE_SIZE, b.row1, BUNDLE_SIZE)
+        band_rows0 = np.maximum(band_rows, b.row0)
+        band_rows1 = np.minimum(band_rows + BUNDLE_SIZE, b.row1)
+        bands = shapely.intersection(self.area, self._strips(band_rows0, band_rows1))
+        rows = np.arange(b.row0, b.row1)
+        band_of = (rows - band_rows[0]) // BUNDLE_SIZE
+        cuts = shapely.intersection(bands[band_of], self._strips(rows, rows + 1))
+        parts, which = shapely.get_parts(cuts, return_index=True)
+        keep = shapely.area(parts) > 0  # an area touching a strip leaves lines or points
+        extents = shapely.bounds(parts[keep])
+        w, _ = grid.tile_span(self.scheme, self.level)
+        ox = self.scheme.origin_x
+        # A connected part of positive area shares interior with every tile its extent overlaps.
+        col0 = np.floor((extents[:, 0] - ox) / w + SNAP).astype(np.int64)
+        col1 = np.ceil((extents[:, 2] - ox) / w - SNAP).astype(np.int64)
+        row = rows[which[keep]]
+        return _merge_runs(row, np.maximum(col0, b.col0), np.minimum(col1, b.col1))
+
+    def _bundle_cells(self) -> npt.NDArray[np.int64]:
+        """(row, col) of the top-left tile of every bundle a run passes through, sorted."""
+        brow, first, after = _merge_runs(
+            self._row // BUNDLE_SIZE, self._col0 // BUNDLE_SIZE, (self._col1 - 1) // BUNDLE_SIZE + 1
+        )
+        count = after - first
+        offsets = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        cells = np.column_stack([np.repeat(brow, count), np.repeat(first, count) + offsets])
+        return cells * BUNDLE_SIZE
+
+    def total(self) -> int:
+        """The sum of the runs' lengths."""
+        return self._total
+
+    def _runs_in(self, key: BundleKey) -> tuple[npt.NDArray[np.int64], ...]:
+        lo = np.searchsorted(self._row, key.row, side="left")
+        hi = np.searchsorted(self._row, key.row + BUNDLE_SIZE, side="left")
+        col0 = np.maximum(self._col0[lo:hi], key.col)
+        col1 = np.minimum(self._col1[lo:hi], key.col + BUNDLE_SIZE)
+        on = col1 > col0
+        return self._row[lo:hi][on], col0[on], col1[on]
+
+    def count_in(self, key: BundleKey) -> int:
+        """Expected tiles of one bundle, from the runs, without building a mask."""
+        _, col0, col1 = self._runs_in(key)
+        return int((col1 - col0).sum())
+
+    def window(self, key: BundleKey) -> Window:
+        """The bundle's expected tiles: their block, and a mask unless the block is full."""
+        rows, col0, col1 = self._runs_in(key)
+        if not rows.size:
             return _NONE, np.zeros((0, 0), dtype=np.bool_)
-        # Not across the edge: the whole bundle is inside the area, or outside it.
-        b = grid.range_bounds(self.scheme, self.level, square)
-        if shapely.intersects_xy(self.area, (b.xmin + b.xmax) / 2, (b.ymin + b.ymax) / 2):
-            return square, None
-        return _NONE, np.zeros((0, 0), dtype=np.bool_)
+        block = TileRange(int(rows.min()), int(rows.max()) + 1, int(col0.min()), int(col1.max()))
+        if (col1 - col0).sum() == block.tiles:
+            return block, None
+        height, width = block.row1 - block.row0, block.col1 - block.col0
+        edges = np.zeros((height, width + 1), dtype=np.int32)
+        np.add.at(edges, (rows - block.row0, col0 - block.col0), 1)
+        np.add.at(edges, (rows - block.row0, col1 - block.col0), -1)
+        return block, np.cumsum(edges, axis=1)[:, :width] > 0
 
     def bundles(self) -> Iterator[BundleKey]:
-        """Bundles inside the area, then those across its edge."""
-        for block in self._inside:
-            yield from grid.bundles_of_range(self.level, block)
-        for row, col in self._edge:
-            yield BundleKey(self.level, row, col)
+        """Bundles holding at least one expected tile, row by row."""
+        for brow, bcol in self._bundles.tolist():
+            yield BundleKey(self.level, brow, bcol)
 
     def bundle_count(self) -> int:
         """Bundles holding at least one expected tile."""
-        return sum(grid.bundle_count(b) for b in self._inside) + len(self._edge)
+        return len(self._bundles)
+
+    def holds(self, key: BundleKey) -> bool:
+        """A set lookup."""
+        if self._holding is None:
+            self._holding = set(map(tuple, self._bundles.tolist()))
+        return (key.row, key.col) in self._holding
+
+
+def _merge_runs(
+    row: npt.NDArray[np.int64], col0: npt.NDArray[np.int64], col1: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], ...]:
+    """Sort runs by row and column and merge those of a row that overlap or touch."""
+    order = np.lexsort((col0, row))
+    row, col0, col1 = row[order], col0[order], col1[order]
+    if not row.size:
+        return row, col0, col1
+    # A run starts a new merged run unless it is on the previous run's row and begins at or
+    # before the furthest column reached so far on that row.
+    out_row, out0, out1 = [row[0]], [col0[0]], [col1[0]]
+    for r, c0, c1 in zip(row[1:].tolist(), col0[1:].tolist(), col1[1:].tolist(), strict=True):
+        if r == out_row[-1] and c0 <= out1[-1]:
+            out1[-1] = max(out1[-1], c1)
+        else:
+            out_row.append(r)
+            out0.append(c0)
+            out1.append(c1)
+    return (
+        np.array(out_row, dtype=np.int64),
+        np.array(out0, dtype=np.int64),
+        np.array(out1, dtype=np.int64),
+    )

@@ -287,6 +287,7 @@ def report(
             progress=progress,
             area=None if area is None else area.geometry,
             missing_on_unbuilt_levels=True,
+            only_expected=True,
         )
         scanner.prepare()
         with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:

@@ -259,6 +259,8 @@ class Scanner:
         missing_on_unbuilt_levels: write ``MISSING`` rows on levels without any bundle file too
             (a report asks for every bundle of its area; a rebuild leaves unbuilt levels to
             their totals).
+        only_expected: skip bundle files that hold no expected tile (a report over an area is
+            about that area: bundles outside it are not even read).
     """
 
     def __init__(
@@ -270,10 +272,12 @@ class Scanner:
         progress: Progress | None = None,
         area: Any | None = None,
         missing_on_unbuilt_levels: bool = False,
+        only_expected: bool = False,
     ) -> None:
         self.reader = reader
         self.plans = plan_levels(reader, levels, area)
         self.missing_on_unbuilt_levels = missing_on_unbuilt_levels
+        self.only_expected = only_expected
         self.workers = default_workers() if workers is None or workers <= 0 else workers
         self.max_missing_rows = max_missing_rows
         self.progress = progress
@@ -293,10 +297,10 @@ class Scanner:
     def _bundles(self, problems: list[Problem]) -> Iterator[BundleFile]:
         for plan in self.plans:
             for found in self.reader.list_bundles(plan.lod.level):
-                if isinstance(found, BundleFile):
-                    yield found
-                else:
+                if not isinstance(found, BundleFile):
                     problems.append(found)
+                elif not self.only_expected or plan.expected.holds(found.key):
+                    yield found
 
     def prepare(self) -> None:
         """Count the bundles to scan, find the rows' extent, start the worker processes.
@@ -307,7 +311,10 @@ class Scanner:
         if self.total is not None:
             return
         scheme = self.reader.scheme
-        self.total = sum(self.reader.count_bundles(p.lod.level) for p in self.plans)
+        if self.only_expected:
+            self.total = sum(1 for _ in self._bundles([]))
+        else:
+            self.total = sum(self.reader.count_bundles(p.lod.level) for p in self.plans)
         boxes = [
             grid.range_bounds(scheme, p.lod.level, p.expected.bounds)
             for p in self.plans
@@ -447,7 +454,7 @@ class Scanner:
             if not level_found and not self.missing_on_unbuilt_levels:
                 continue  # a level never built: its totals say so, rows would only be noise
             found_inside = sum(
-                1 for (r, c) in level_found if plan.expected.count_in(BundleKey(level, r, c)) > 0
+                1 for (r, c) in level_found if plan.expected.holds(BundleKey(level, r, c))
             )
             missing = plan.expected.bundle_count() - found_inside
             written = 0
