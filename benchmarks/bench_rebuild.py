@@ -51,7 +51,7 @@ RSS_WRAPPER = (
 def build(root: Path, bundles: int) -> Path:
     """A square block of at least ``bundles`` synthetic bundles at level 15 (built once)."""
     side = math.ceil(math.sqrt(bundles))
-    cache = root / f"cache-{side * side}"
+    cache = root / f"cache-v2-{side * side}"
     if not (cache / "conf.xml").exists():
         print(f"building {side * side:,} bundles in {cache} ...", file=sys.stderr)
         shutil.rmtree(cache, ignore_errors=True)

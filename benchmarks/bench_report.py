@@ -25,7 +25,7 @@ from pyogrio.raw import write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, write_conf
+from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, synthetic_sizes, write_conf
 
 LEVEL = 15
 
@@ -46,7 +46,7 @@ def country(side: int) -> shapely.Polygon:
 
 def build(root: Path, side: int) -> tuple[Path, Path]:
     """The cache of the bundles meeting the polygon, and the polygon as GeoJSON (built once)."""
-    cache, aoi = root / f"country-{side}", root / f"country-{side}.geojson"
+    cache, aoi = root / f"country-v2-{side}", root / f"country-{side}.geojson"
     area = country(side)
     if (cache / "conf.xml").exists() and aoi.exists():
         return cache, aoi
@@ -73,9 +73,9 @@ def build(root: Path, side: int) -> tuple[Path, Path]:
                 WEB_MERCATOR_HALF - r * size,
             )
             if shapely.intersects(area, square):
-                sizes = rng.integers(200, 3000, (128, 128))
                 synthetic_bundle(
-                    cache / f"_alllayers/L{LEVEL:02d}/R{r * 128:04x}C{c * 128:04x}.bundle", sizes
+                    cache / f"_alllayers/L{LEVEL:02d}/R{r * 128:04x}C{c * 128:04x}.bundle",
+                    synthetic_sizes(rng),
                 )
     return cache, aoi
 

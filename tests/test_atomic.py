@@ -16,7 +16,7 @@ from pyogrio.raw import read
 
 from cachestatus import operations
 from cachestatus.store import atomic
-from tests.helpers import synthetic_cache
+from tests.helpers import synthetic_cache, synthetic_sizes
 
 SIDE = 34  # 1,156 bundles: above the threshold for worker processes
 
@@ -52,8 +52,7 @@ def test_parallel_scan_equals_the_serial_one(big_cache, tmp_path):
     rng = np.random.default_rng(0)
     present = stored_bytes = 0
     for _ in range(SIDE * SIDE):
-        sizes = rng.integers(200, 3000, (128, 128))
-        sizes[rng.random((128, 128)) < 0.1] = 0
+        sizes = synthetic_sizes(rng)
         present += int(np.count_nonzero(sizes))
         stored_bytes += int(sizes.sum())
     assert (level.tiles_present, level.tile_bytes) == (present, stored_bytes)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyogrio
 import pytest
+import shapely
 from pyogrio.raw import read
 
 from cachestatus import operations
@@ -170,8 +171,35 @@ def test_store_reads_back_through_gdal(rebuilt):
     _, _, report = rebuilt
     path = report.status_path
     layers = dict(pyogrio.list_layers(path).tolist())
-    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs"}
+    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs", "MissingAreas"}
     info = pyogrio.read_info(path, layer="TaskStatus")
     assert info["crs"] == "EPSG:3857"
     assert info["geometry_type"] in ("Polygon", "MultiPolygon")
     assert pyogrio.read_info(path, layer="LevelStatus")["features"] == 20
+
+
+def test_missing_areas_cover_exactly_the_missing_tiles(rebuilt):
+    tiles, _, report = rebuilt
+    _, _, geometry, values = read(report.status_path, layer="MissingAreas")
+    rows = dict(
+        zip(values[0].tolist(), zip(values[2].tolist(), geometry, strict=True), strict=True)
+    )
+    for lv in report.levels:
+        missing = lv.tiles_expected - lv.tiles_present
+        if missing == 0:
+            assert lv.level not in rows
+            continue
+        count, wkb = rows[lv.level]
+        assert count == missing
+        tile_area = (256 * RES[lv.level]) ** 2
+        area = shapely.from_wkb(wkb)
+        assert area.area == pytest.approx(missing * tile_area, rel=1e-9)
+        # No stored expected tile lies in the missing area; a tile centre proves it.
+        exp_rows, exp_cols = _expected(lv.level)
+        rows_set, cols_set = set(exp_rows.tolist()), set(exp_cols.tolist())
+        size = 256 * RES[lv.level]
+        for level, r, c in tiles:
+            if level == lv.level and r in rows_set and c in cols_set:
+                x = -WEB_MERCATOR_HALF + (c + 0.5) * size
+                y = WEB_MERCATOR_HALF - (r + 0.5) * size
+                assert not area.contains(shapely.Point(x, y))

@@ -337,3 +337,57 @@ def test_shapely_aoi_must_be_polygonal(cache, tmp_path):
         operations.report(
             root, tmp_path / "out", levels=[6], aoi=shapely.LineString([(0, 0), (1e6, 1e6)])
         )
+
+
+def test_report_missing_areas_are_the_missing_tiles(cache, tmp_path):
+    root, tiles = cache
+    report = operations.report(root, tmp_path / "out", levels=[6, 9], aoi=AREA_3857, workers=1)
+    _, _, geometry, values = read(report.status_path, layer="MissingAreas")
+    areas = dict(zip(values[0].tolist(), geometry, strict=True))
+    for level in (6, 9):
+        truth = tiles_of(AREA_3857, level)
+        stored = {(r, c) for (lv, r, c) in tiles if lv == level}
+        missing = truth - stored
+        area = shapely.from_wkb(areas[level])
+        assert area.area == pytest.approx(len(missing) * (256 * RES[level]) ** 2, rel=1e-9)
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".shp"])
+def test_missing_command_exports_polygons_and_tiles(cache, tmp_path, suffix):
+    root, tiles = cache
+    out = tmp_path / f"todo{suffix}"
+    listing = tmp_path / "todo.txt"
+    result = CliRunner().invoke(
+        main,
+        [
+            "missing",
+            str(root),
+            "--levels",
+            "6",
+            "--aoi-layer",
+            "x",
+            "--extent",
+            "-1e7,-1e7,1e7,1e7",
+            "--out",
+            str(out),
+            "--tiles",
+            str(listing),
+            "--workers",
+            "1",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    area = shapely.box(-1e7, -1e7, 1e7, 1e7)
+    truth = tiles_of(area, 6) - {(r, c) for (lv, r, c) in tiles if lv == 6}
+    assert doc["levels"] == [{"level": 6, "scale": LODS[6][1], "tiles_missing": len(truth)}]
+    _, _, geometry, values = read(str(out))  # read back through GDAL
+    assert values[0].tolist() == [6] and values[2].tolist() == [len(truth)]
+    assert pyogrio.read_info(str(out))["crs"] == "EPSG:3857"
+    polygon = shapely.from_wkb(geometry[0])
+    assert polygon.area == pytest.approx(len(truth) * (256 * RES[6]) ** 2, rel=1e-9)
+    listed = {tuple(map(int, line.split("/"))) for line in listing.read_text().splitlines()}
+    assert listed == {(6, c, r) for r, c in truth}  # z/x/y: x is the column, y the row
+    again = CliRunner().invoke(main, ["missing", str(root), "--levels", "6", "--out", str(out)])
+    assert again.exit_code == 2 and "add --overwrite" in again.stderr

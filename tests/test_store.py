@@ -15,7 +15,7 @@ from cachestatus import operations
 from cachestatus.errors import StatusNotFound, UsageError
 from cachestatus.models import Extent
 from cachestatus.store.geometry import rectangles_wkb
-from cachestatus.store.schema import JOB_FIELDS, LEVEL_FIELDS, TASK_FIELDS
+from cachestatus.store.schema import JOB_FIELDS, LEVEL_FIELDS, MISSING_FIELDS, TASK_FIELDS
 from cachestatus.store.writer import xy_domain
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
 
@@ -34,12 +34,13 @@ def test_layers_fields_types_and_crs(sample, fmt):
     path = sample / f"Status.{fmt}"
     assert report.status_path == str(path) and path.exists()
     layers = dict(pyogrio.list_layers(str(path)).tolist())
-    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs"}
+    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs", "MissingAreas"}
     assert layers["TaskStatus"] in ("Polygon", "MultiPolygon")
     for layer, fields in (
         ("TaskStatus", TASK_FIELDS),
         ("LevelStatus", LEVEL_FIELDS),
         ("Jobs", JOB_FIELDS),
+        ("MissingAreas", MISSING_FIELDS),
     ):
         info = pyogrio.read_info(str(path), layer=layer)
         assert list(info["fields"]) == [name for name, _ in fields]

@@ -339,6 +339,111 @@ def report(
 
 @main.command()
 @cache_argument
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Polygons of the missing tiles: .geojson, .gpkg or .shp.",
+)
+@click.option(
+    "--tiles",
+    "tiles_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also list the missing tiles, one z/x/y a line (small sets).",
+)
+@click.option(
+    "--scales",
+    default=None,
+    help="Scale denominators, comma or semicolon separated, each matched within 1 %.",
+)
+@click.option("--levels", "levels_text", default=None, help="Level IDs and ranges: 0-5,7.")
+@click.option(
+    "--aoi",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Area of interest: any vector file GDAL reads (default: the full extent).",
+)
+@click.option("--aoi-layer", default=None, help="The layer of a multi-layer --aoi file.")
+@click.option("--extent", default=None, help="Rectangle XMIN,YMIN,XMAX,YMAX (--aoi wins).")
+@click.option("--extent-crs", default=None, help="CRS of --extent (default: the cache's).")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (default: all cores; 1 scans in-process).",
+)
+@click.option(
+    "--progress/--no-progress",
+    "force_progress",
+    default=None,
+    help="Show the progress bar even when stderr is not a terminal (or never).",
+)
+@json_option
+@hint_option
+@click.pass_obj
+@handle_errors
+def missing(
+    ctx: Context,
+    cache: str,
+    out_path: str,
+    tiles_path: str | None,
+    scales: str | None,
+    levels_text: str | None,
+    aoi: str | None,
+    aoi_layer: str | None,
+    extent: str | None,
+    extent_crs: str | None,
+    overwrite: bool,
+    workers: int | None,
+    force_progress: bool | None,
+    as_json: bool,
+    format_hint: str | None,
+) -> None:
+    """The areas still to seed: polygons of the expected tiles not present, per level."""
+    from . import operations
+    from .progress import BundleProgress
+    from .selection import parse_levels
+
+    quiet = ctx.verbosity < 0 or force_progress is False
+    with BundleProgress("Scanning", force=bool(force_progress), quiet=quiet) as bar:
+        areas = operations.missing(
+            cache,
+            out_path,
+            tiles=tiles_path,
+            scales=scales,
+            levels=parse_levels(levels_text) if levels_text is not None else None,
+            aoi=aoi,
+            aoi_layer=aoi_layer,
+            extent=extent,
+            extent_crs=extent_crs,
+            overwrite=overwrite,
+            workers=workers,
+            progress=bar,
+            format_hint=format_hint,
+        )
+    summary = [
+        {"level": a.level, "scale": a.scale, "tiles_missing": a.tiles_missing} for a in areas
+    ]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"cache": cache, "out": out_path, "tiles": tiles_path, "levels": summary}, indent=2
+            )
+        )
+    else:
+        for item in summary:
+            click.echo(
+                f"level {item['level']:>2}  1:{item['scale']:,.0f}  "
+                f"{item['tiles_missing']:,} tiles missing"
+            )
+    ctx.note(f"Missing areas: {out_path}" + (f"; tiles: {tiles_path}" if tiles_path else ""))
+
+
+@main.command()
+@cache_argument
 @status_option
 @hint_option
 @click.pass_obj

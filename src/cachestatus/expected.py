@@ -49,6 +49,10 @@ class Expectation(ABC):
     def bundle_count(self) -> int:
         """How many bundles :meth:`bundles` yields."""
 
+    @abstractmethod
+    def blocks(self) -> npt.NDArray[np.int64]:
+        """Blocks ``(row0, row1, col0, col1)`` covering exactly the expected tiles, shape (n, 4)."""
+
     def count_in(self, key: BundleKey) -> int:
         """Expected tiles inside one bundle."""
         block, mask = self.window(key)
@@ -77,6 +81,11 @@ class ExtentExpectation(Expectation):
     def bundle_count(self) -> int:
         """Computed, not counted."""
         return grid.bundle_count(self.bounds)
+
+    def blocks(self) -> npt.NDArray[np.int64]:
+        """The block itself."""
+        b = self.bounds
+        return np.array([b] if not b.is_empty else [], dtype=np.int64).reshape(-1, 4)
 
     def holds(self, key: BundleKey) -> bool:
         """True when the bundle overlaps the block."""
@@ -197,6 +206,12 @@ class AreaExpectation(Expectation):
     def bundle_count(self) -> int:
         """Bundles holding at least one expected tile."""
         return len(self._bundles)
+
+    def blocks(self) -> npt.NDArray[np.int64]:
+        """The runs, merged down the rows into rectangles."""
+        return grid.merge_blocks(
+            np.column_stack([self._row, self._row + 1, self._col0, self._col1]).astype(np.int64)
+        )
 
     def holds(self, key: BundleKey) -> bool:
         """A set lookup."""

@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import numpy as np
+import numpy.typing as npt
+
 from .models import BUNDLE_SIZE, BundleKey, Extent, Tile, TileRange, TilingScheme
 
 #: Tolerance, in tiles, when snapping a coordinate onto a tile edge.
@@ -98,6 +101,55 @@ def bundle_count(tiles: TileRange) -> int:
     rows = (tiles.row1 - 1) // BUNDLE_SIZE - tiles.row0 // BUNDLE_SIZE + 1
     cols = (tiles.col1 - 1) // BUNDLE_SIZE - tiles.col0 // BUNDLE_SIZE + 1
     return rows * cols
+
+
+def blocks_bounds(
+    scheme: TilingScheme, level: int, blocks: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float64], ...]:
+    """Map coordinates (xmin, ymin, xmax, ymax arrays) of blocks ``(row0, row1, col0, col1)``."""
+    w, h = tile_span(scheme, level)
+    b = blocks.astype(np.float64).reshape(-1, 4)
+    ox, oy = scheme.origin_x, scheme.origin_y
+    return ox + b[:, 2] * w, oy - b[:, 1] * h, ox + b[:, 3] * w, oy - b[:, 0] * h
+
+
+def mask_runs(mask: npt.NDArray[np.bool_], row0: int, col0: int) -> npt.NDArray[np.int64]:
+    """The runs of ``True`` in each row of a mask whose top-left tile is ``(row0, col0)``, as
+    one-row blocks ``(row, row + 1, first col, col after the last)``, shape (n, 4)."""
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    steps = np.diff(padded, axis=1)
+    rows, cols = np.nonzero(steps)  # row by row, a run's start (+1) then its end (-1)
+    rows = rows[::2].astype(np.int64) + row0
+    return np.column_stack([rows, rows + 1, cols[::2] + col0, cols[1::2] + col0]).astype(np.int64)
+
+
+def mask_blocks(mask: npt.NDArray[np.bool_], row0: int, col0: int) -> npt.NDArray[np.int64]:
+    """Blocks ``(row0, row1, col0, col1)`` covering exactly the ``True`` cells of a mask whose
+    top-left tile is ``(row0, col0)``: one block when they form a rectangle (the common case of
+    an unbuilt corner), else runs merged down the rows."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not rows.size:
+        return np.zeros((0, 4), dtype=np.int64)
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if np.count_nonzero(mask) == (r1 - r0) * (c1 - c0):
+        return np.array([[row0 + r0, row0 + r1, col0 + c0, col0 + c1]], dtype=np.int64)
+    return merge_blocks(mask_runs(mask[r0:r1, c0:c1], row0 + r0, col0 + c0))
+
+
+def merge_blocks(blocks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Merge blocks ``(row0, row1, col0, col1)`` that span the same columns and follow each other
+    down the rows (one-row runs into rectangles): fewer, larger blocks covering the same tiles."""
+    if len(blocks) < 2:
+        return blocks
+    order = np.lexsort((blocks[:, 0], blocks[:, 3], blocks[:, 2]))
+    b = blocks[order]
+    new = np.r_[True, (b[1:, 2] != b[:-1, 2]) | (b[1:, 3] != b[:-1, 3]) | (b[1:, 0] != b[:-1, 1])]
+    starts = np.flatnonzero(new)
+    return np.column_stack(
+        [b[starts, 0], np.maximum.reduceat(b[:, 1], starts), b[starts, 2], b[starts, 3]]
+    )
 
 
 def grid_extent(scheme: TilingScheme) -> Extent | None:

@@ -191,6 +191,10 @@ class BundleStatus(NamedTuple):
     #: The tiles the row's polygon covers: the bundle clipped to the level's tile-aligned extent.
     tiles: TileRange
     detail: str = ""
+    #: Blocks ``(row0, row1, col0, col1)`` of the expected tiles missing from a bundle file,
+    #: shape (n, 4); ``None`` when none is (or the file is not read). A row ``(-1, -1, -1, -1)``
+    #: says they are too scattered to keep.
+    holes: npt.NDArray[np.int64] | None = None
 
     @property
     def percent_complete(self) -> float | None:
@@ -285,6 +289,9 @@ class RowBatch:
     #: The polygon's tile block: row0, row1, col0, col1 (shape (n, 4)).
     tiles: npt.NDArray[np.int64]
     detail: list[str]
+    #: Blocks of missing expected tiles of all the batch's bundle files: level, row0, row1, col0,
+    #: col1 (shape (m, 5)). Kept per batch, not per row: :meth:`statuses` does not give them back.
+    holes: npt.NDArray[np.int64]
 
     def __len__(self) -> int:
         return len(self.state)
@@ -308,6 +315,7 @@ class RowBatch:
                 np.zeros(0),
                 np.zeros((0, 4), dtype=np.int64),
                 [],
+                np.zeros((0, 5), dtype=np.int64),
             )
         (
             keys,
@@ -321,6 +329,7 @@ class RowBatch:
             mtimes,
             tiles,
             details,
+            holes,
         ) = zip(*statuses, strict=True)
         key = np.array(keys, dtype=np.int64)
         return cls(
@@ -337,6 +346,14 @@ class RowBatch:
             mtime=np.array([np.nan if m is None else m for m in mtimes], dtype=np.float64),
             tiles=np.array(tiles, dtype=np.int64),
             detail=list(details),
+            holes=np.concatenate(
+                [np.zeros((0, 5), dtype=np.int64)]
+                + [
+                    np.column_stack([np.full(len(c), k.level, dtype=np.int64), c])
+                    for k, c in zip(keys, holes, strict=True)
+                    if c is not None
+                ]
+            ),
         )
 
     @classmethod

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from warnings import catch_warnings, filterwarnings
+
+import numpy as np
 
 from . import __version__, grid
 from .errors import InvalidAOI, OutputExists, UsageError
 from .formats import CacheReader, open_cache
+from .missing import MissingArea
 from .models import Extent, LevelSummary, StatusReport
 from .scan import Progress, Scanner, plan_levels
 from .selection import parse_scales, select_levels
@@ -155,7 +159,7 @@ def rebuild(
                 tool_version=__version__,
                 outcome="succeeded with warnings" if outcome.problems else "succeeded",
             )
-            writer.commit(outcome.levels, [*history, job])
+            writer.commit(outcome.levels, [*history, job], outcome.missing_areas)
         return StatusReport(
             cache=str(cache),
             format=reader.name,
@@ -312,7 +316,7 @@ def report(
                 tool_version=__version__,
                 outcome="succeeded with warnings" if outcome.problems else "succeeded",
             )
-            writer.commit(outcome.levels, [job])
+            writer.commit(outcome.levels, [job], outcome.missing_areas)
         return StatusReport(
             cache=str(cache),
             format=reader.name,
@@ -324,6 +328,126 @@ def report(
             problems=outcome.problems,
             warnings=warnings + outcome.warnings,
         )
+
+
+#: Vector formats ``missing --out`` writes, by suffix.
+MISSING_DRIVERS = {
+    ".geojson": "GeoJSON",
+    ".json": "GeoJSON",
+    ".gpkg": "GPKG",
+    ".shp": "ESRI Shapefile",
+}
+#: ``missing --tiles`` lists at most this many tiles: beyond, the polygons are the tool.
+MAX_TILE_LIST = 1_000_000
+
+
+def missing(
+    cache: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    tiles: str | os.PathLike[str] | None = None,
+    scales: Sequence[float] | str | None = None,
+    levels: Sequence[int] | None = None,
+    aoi: str | os.PathLike[str] | Any | None = None,
+    aoi_layer: str | None = None,
+    extent: str | Sequence[float] | None = None,
+    extent_crs: str | None = None,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    format_hint: str | None = None,
+) -> list[MissingArea]:
+    """The areas still to seed: per level, the expected tiles that are not present, as polygons.
+
+    Scans like :func:`report` (levels, area or extent; the full extent by default) and writes the
+    ``MissingAreas`` polygons to ``out`` (GeoJSON, GeoPackage or Shapefile, by suffix), ready to
+    be the area of interest of the next caching job; with ``tiles``, also the missing tiles, one
+    ``z/x/y`` a line (x the column, y the row counted down from the origin).
+
+    Raises:
+        UsageError: unknown output suffix, existing output without ``overwrite``, too many
+            tiles to list.
+    """
+    import shapely
+    from pyogrio.raw import write
+
+    out_path = Path(out)
+    driver = MISSING_DRIVERS.get(out_path.suffix.lower())
+    if driver is None:
+        raise UsageError(f"{out}: write missing areas to .geojson, .gpkg or .shp")
+    for path in (out_path, Path(tiles) if tiles is not None else None):
+        if path is not None and path.exists() and not overwrite:
+            raise OutputExists(f"{path}: exists; add --overwrite to replace it")
+    with open_cache(cache, format_hint) as reader:
+        scale_list = parse_scales(scales) if scales is not None else None
+        selected = select_levels(reader.scheme, scale_list, levels)
+        warnings: list[str] = []
+        area = _resolve_area(reader, aoi, aoi_layer, extent, extent_crs, warnings)
+        scanner = Scanner(
+            reader,
+            levels=selected,
+            workers=workers,
+            max_missing_rows=0,
+            progress=progress,
+            area=None if area is None else area.geometry,
+            only_expected=area is not None,
+        )
+        outcome = scanner.run(lambda batch: None)
+        areas = outcome.missing_areas
+        if tiles is not None:
+            count = sum(a.tiles_missing for a in areas)
+            if count > MAX_TILE_LIST:
+                raise UsageError(
+                    f"{count:,} missing tiles are too many to list (at most "
+                    f"{MAX_TILE_LIST:,}); use the polygons of {out}, or fewer "
+                    "levels or a smaller area"
+                )
+            _write_tiles(Path(tiles), reader, areas)
+        temp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")
+        geometry = np.array([shapely.to_wkb(a.geometry) for a in areas], dtype=object)
+        with catch_warnings():
+            # Shapefiles cut field names to 10 characters: tilesMissing becomes tilesMissi.
+            filterwarnings("ignore", message="Normalized/laundered field name")
+            write(
+                str(temp),
+                geometry,
+                [
+                    np.array([a.level for a in areas], dtype=np.int32),
+                    np.array([a.scale for a in areas], dtype=np.float64),
+                    np.array([a.tiles_missing for a in areas], dtype=np.int64),
+                ],
+                ["levelID", "scale", "tilesMissing"],
+                layer="MissingAreas",
+                driver=driver,
+                geometry_type="MultiPolygon",
+                crs=reader.scheme.spatial_reference.user_input(),
+                promote_to_multi=True,
+            )
+        _replace_dataset(temp, out_path)
+        return areas
+
+
+def _write_tiles(path: Path, reader: CacheReader, areas: Sequence[MissingArea]) -> None:
+    """``z/x/y`` of every tile of the missing areas, written to a temporary file then renamed."""
+    from .expected import AreaExpectation
+
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temp, "w", encoding="ascii") as f:
+        for area in areas:
+            blocks = AreaExpectation(area.level, reader.scheme, area.geometry).blocks()
+            for row0, row1, col0, col1 in blocks.tolist():
+                for row in range(row0, row1):
+                    f.writelines(f"{area.level}/{col}/{row}\n" for col in range(col0, col1))
+    os.replace(temp, path)
+
+
+def _replace_dataset(temp: Path, target: Path) -> None:
+    """Move a written vector file (and a Shapefile's sidecar files) onto ``target``."""
+    if target.suffix.lower() == ".shp":
+        for sidecar in temp.parent.glob(f"{temp.stem}.*"):
+            os.replace(sidecar, target.with_suffix(sidecar.suffix))
+    else:
+        os.replace(temp, target)
 
 
 def _previous_jobs(target: Path) -> list[JobRecord]:
@@ -386,6 +510,7 @@ __all__ = [
     "delete",
     "expected_extent",
     "level_infos",
+    "missing",
     "open_cache",
     "rebuild",
     "report",

@@ -25,6 +25,7 @@ from . import grid
 from .errors import CorruptBundle
 from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import BundleFile, BundleIndex, CacheReader
+from .missing import MissingArea, MissingAreas
 from .models import (
     BUNDLE_SIZE,
     LOD,
@@ -47,6 +48,9 @@ PARALLEL_THRESHOLD = 1024
 #: MISSING rows handed to the sink at a time.
 MISSING_BATCH = 10_000
 _FULL = BUNDLE_SIZE * BUNDLE_SIZE
+#: Blocks of missing tiles kept per bundle; beyond, its holes are too scattered to draw.
+MAX_BUNDLE_HOLES = 256
+_SCATTERED = np.full((1, 4), -1, dtype=np.int64)
 
 
 class Progress(Protocol):
@@ -76,6 +80,8 @@ class ScanOutcome:
     warnings: list[str] = field(default_factory=list)
     rows: int = 0
     missing_rows_omitted: int = 0
+    #: Per level, the dissolved area of the expected tiles that are not present.
+    missing_areas: list[MissingArea] = field(default_factory=list)
 
 
 def plan_levels(
@@ -156,15 +162,22 @@ def evaluate(
             block if expected else stored_range(key, None),
             error,
         )
-    if expected == _FULL:
-        present = index.tiles
-    elif expected:
+    if expected:
         window = index.sizes[
             block.row0 - key.row : block.row1 - key.row, block.col0 - key.col : block.col1 - key.col
         ]
-        present = int(np.count_nonzero(window if mask is None else window[mask]))
+        if expected == _FULL:
+            present = index.tiles
+        else:
+            present = int(np.count_nonzero(window if mask is None else window[mask]))
     else:
         present = 0
+    holes = None
+    if expected and present < expected:
+        lacking = window == 0 if mask is None else (window == 0) & mask
+        holes = grid.mask_blocks(lacking, block.row0, block.col0)
+        if len(holes) > MAX_BUNDLE_HOLES:
+            holes = _SCATTERED
     return BundleStatus(
         key,
         classify(expected, present, bundle.locked),
@@ -177,6 +190,7 @@ def evaluate(
         index.modified,
         block if expected else stored_range(key, index.sizes),
         "a caching job holds a .lock on it" if bundle.locked else "",
+        holes,
     )
 
 
@@ -401,8 +415,12 @@ class Scanner:
             for p in self.plans
         }
         found: dict[int, set[tuple[int, int]]] = {p.lod.level: set() for p in self.plans}
+        missing_areas = MissingAreas(
+            self.reader.scheme, {p.lod.level: p.expected for p in self.plans}
+        )
         rows = 0
         for batch in self._batches():
+            missing_areas.add(batch)
             for level_id in np.unique(batch.level).tolist():
                 mine = batch.level == level_id
                 level = summaries[level_id]
@@ -433,12 +451,15 @@ class Scanner:
                 f"{omitted:,} MISSING bundle rows were left out of TaskStatus "
                 f"(--max-missing-rows {self.max_missing_rows:,}); LevelStatus counts them all"
             )
+        levels = [summaries[p.lod.level] for p in self.plans]
+        areas, area_warnings = missing_areas.areas(levels, found)
         return ScanOutcome(
-            levels=[summaries[p.lod.level] for p in self.plans],
+            levels=levels,
             problems=problems,
-            warnings=warnings,
+            warnings=warnings + area_warnings,
             rows=rows + written,
             missing_rows_omitted=omitted,
+            missing_areas=areas,
         )
 
     def _missing_rows(

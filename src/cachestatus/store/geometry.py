@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from .. import grid
 from ..models import Extent, TilingScheme
 
 _WKB_POLYGON = np.dtype(
@@ -50,17 +51,14 @@ def tile_rectangles(
         tiles: one block per row: row0, row1, col0, col1 (half-open).
         clip: the rectangle coordinates are kept within (the store's XY domain).
     """
-    span_x = np.zeros(len(levels))
-    span_y = np.zeros(len(levels))
+    xmin, ymin = np.zeros(len(levels)), np.zeros(len(levels))
+    xmax, ymax = np.zeros(len(levels)), np.zeros(len(levels))
     for lv in np.unique(levels).tolist():
-        res = scheme.lod(lv).resolution
-        span_x[levels == lv] = scheme.tile_cols * res
-        span_y[levels == lv] = scheme.tile_rows * res
-    t = tiles.astype(np.float64).reshape(-1, 4)
-    ox, oy = scheme.origin_x, scheme.origin_y
+        on = levels == lv
+        xmin[on], ymin[on], xmax[on], ymax[on] = grid.blocks_bounds(scheme, lv, tiles[on])
     return (
-        np.clip(ox + t[:, 2] * span_x, clip.xmin, clip.xmax),
-        np.clip(oy - t[:, 1] * span_y, clip.ymin, clip.ymax),
-        np.clip(ox + t[:, 3] * span_x, clip.xmin, clip.xmax),
-        np.clip(oy - t[:, 0] * span_y, clip.ymin, clip.ymax),
+        np.clip(xmin, clip.xmin, clip.xmax),
+        np.clip(ymin, clip.ymin, clip.ymax),
+        np.clip(xmax, clip.xmin, clip.xmax),
+        np.clip(ymax, clip.ymin, clip.ymax),
     )

@@ -14,6 +14,7 @@ from typing import Final
 TASK_STATUS: Final = "TaskStatus"
 LEVEL_STATUS: Final = "LevelStatus"
 JOBS: Final = "Jobs"
+MISSING_AREAS: Final = "MissingAreas"
 
 #: (name, numpy dtype) of ``TaskStatus``, in order; ``object`` is text, ``datetime64[ms]`` UTC.
 TASK_FIELDS: Final = (
@@ -47,6 +48,12 @@ LEVEL_FIELDS: Final = (
     ("percentComplete", "float64"),
     ("tileBytes", "int64"),
     ("jobID", "object"),
+)
+
+MISSING_FIELDS: Final = (
+    ("levelID", "int32"),
+    ("scale", "float64"),
+    ("tilesMissing", "int64"),
 )
 
 JOB_FIELDS: Final = (

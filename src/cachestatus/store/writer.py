@@ -16,10 +16,21 @@ from typing import Any, Self
 import numpy as np
 
 from ..errors import StatusWriteError
+from ..missing import MissingArea
 from ..models import Extent, LevelSummary, RowBatch, TilingScheme
 from . import atomic
 from .geometry import rectangles_wkb, tile_rectangles
-from .schema import DRIVERS, JOB_FIELDS, JOBS, LEVEL_FIELDS, LEVEL_STATUS, TASK_FIELDS, TASK_STATUS
+from .schema import (
+    DRIVERS,
+    JOB_FIELDS,
+    JOBS,
+    LEVEL_FIELDS,
+    LEVEL_STATUS,
+    MISSING_AREAS,
+    MISSING_FIELDS,
+    TASK_FIELDS,
+    TASK_STATUS,
+)
 
 #: Rows buffered before they are written: memory stays flat whatever the cache's size, and most
 #: rows are written while the scan goes on, leaving little for the end.
@@ -227,9 +238,16 @@ class StatusWriter:
         self._created = True
         self.rows_written += len(rows)
 
-    def commit(self, levels: Sequence[LevelSummary], jobs: Sequence[JobRecord]) -> None:
-        """Write the last rows, ``LevelStatus`` and ``Jobs``, then swap the store into place."""
+    def commit(
+        self,
+        levels: Sequence[LevelSummary],
+        jobs: Sequence[JobRecord],
+        missing: Sequence[MissingArea] = (),
+    ) -> None:
+        """Write the last rows, ``MissingAreas``, ``LevelStatus`` and ``Jobs``, then swap the
+        store into place."""
         self._flush()
+        self._write_missing(missing)
         level_cols: list[list[Any]] = [
             [lv.level for lv in levels],
             [lv.scale for lv in levels],
@@ -262,6 +280,20 @@ class StatusWriter:
                 f"{self.target}: could not be replaced ({exc.strerror}); the previous status "
                 "is unchanged"
             ) from exc
+
+    def _write_missing(self, missing: Sequence[MissingArea]) -> None:
+        import shapely
+
+        geometry = np.array(
+            [shapely.to_wkb(shapely.force_2d(area.geometry)) for area in missing], dtype=object
+        )
+        columns: list[list[Any]] = [
+            [area.level for area in missing],
+            [area.scale for area in missing],
+            [area.tiles_missing for area in missing],
+        ]
+        data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, MISSING_FIELDS, strict=True)]
+        self._write(MISSING_AREAS, geometry, MISSING_FIELDS, data, append=False, spatial=True)
 
     def _write_table(
         self, layer: str, fields: Sequence[tuple[str, str]], columns: list[list[Any]]
