@@ -37,9 +37,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-## bench: the rebuild benchmark (builds a 20,000-bundle cache under /tmp)
+## bench: the benchmarks (build their caches under /tmp once: about 3 GB)
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_rebuild.py
+	$(BIN)/python benchmarks/bench_report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ _LAZY = {
     "open_cache": "formats",
     "rebuild": "operations",
     "report": "operations",
+    "missing": "operations",
     "delete": "operations",
     "summary": "operations",
     "level_infos": "operations",
