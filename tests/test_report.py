@@ -391,3 +391,59 @@ def test_missing_command_exports_polygons_and_tiles(cache, tmp_path, suffix):
     assert listed == {(6, c, r) for r, c in truth}  # z/x/y: x is the column, y the row
     again = CliRunner().invoke(main, ["missing", str(root), "--levels", "6", "--out", str(out)])
     assert again.exit_code == 2 and "add --overwrite" in again.stderr
+
+
+def test_aoi_from_a_filegdb_feature_class_and_gpkg_output(cache, tmp_path):
+    root, _ = cache
+    gdb = tmp_path / "areas.gdb"
+    for layer, polygon in (("other", shapely.box(0, 0, 1, 1)), ("county", AREA_3857)):
+        write(
+            str(gdb),
+            shapely.to_wkb(np.array([polygon])),
+            [],
+            [],
+            layer=layer,
+            driver="OpenFileGDB",
+            geometry_type="Polygon",
+            crs="EPSG:3857",
+        )
+    by_path = operations.report(
+        root, tmp_path / "a", levels=[6], aoi=gdb / "county", store_format="gpkg", workers=1
+    )
+    assert by_path.status_path == str(tmp_path / "a" / "Status.gpkg")
+    assert by_path.levels[0].tiles_expected == len(tiles_of(AREA_3857, 6))
+    by_option = operations.report(
+        root, tmp_path / "b", levels=[6], aoi=gdb, aoi_layer="county", workers=1
+    )
+    assert by_option.levels == by_path.levels
+    layers = dict(pyogrio.list_layers(by_path.status_path).tolist())
+    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs", "MissingAreas"}
+
+
+def test_empty_aoi_is_refused(cache, tmp_path):
+    root, _ = cache
+    aoi = tmp_path / "empty.gpkg"
+    write(
+        str(aoi),
+        np.array([None], dtype=object),
+        [np.array([1])],
+        ["id"],
+        driver="GPKG",
+        geometry_type="Polygon",
+        crs="EPSG:3857",
+    )
+    result = CliRunner().invoke(
+        main, ["report", str(root), "--out", str(tmp_path / "o"), "--aoi", str(aoi)]
+    )
+    assert result.exit_code == 2
+    assert "empty.gpkg: its features have no geometry (empty)" in result.stderr
+    with pytest.raises(InvalidAOI, match="area_of_interest: the geometry is empty"):
+        operations.report(root, tmp_path / "o", aoi=shapely.Polygon())
+
+
+def test_report_leaves_the_cache_untouched(cache, tmp_path):
+    root, _ = cache
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*")}
+    operations.report(root, tmp_path / "out", levels=[9], aoi=AREA_3857, workers=1)
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*")}
+    assert after == before

@@ -83,6 +83,8 @@ def reproject(geometry: Any, source: str, target: str) -> Any:
 def _polygons(geometry: Any, source: str) -> Any:
     import shapely
 
+    if geometry is None or geometry.is_empty:
+        raise InvalidAOI(f"{source}: the geometry is empty")
     parts = shapely.get_parts(shapely.make_valid(geometry))
     polygons = [p for p in parts if p.geom_type in ("Polygon", "MultiPolygon") and not p.is_empty]
     if not polygons:
@@ -132,7 +134,10 @@ def read_aoi(
     label = f"{dataset}" + (f" (layer {layer})" if layer else "")
     if wkb is None or len(wkb) == 0:
         raise InvalidAOI(f"{label}: holds no features")
-    geometry = shapely.union_all(shapely.from_wkb([g for g in wkb if g is not None]))
+    geometries = [g for g in wkb if g is not None]
+    if not geometries:
+        raise InvalidAOI(f"{label}: its features have no geometry (empty)")
+    geometry = shapely.union_all(shapely.from_wkb(geometries))
     area = _polygons(geometry, label)
     warnings = []
     if info.get("crs") is None:
