@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import synthetic_cache
+
+from benchmarks.timing import alternate, median, runs
 
 FLOOR = """
 import os, sys
@@ -59,12 +59,6 @@ def build(root: Path, bundles: int) -> Path:
     return cache
 
 
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 def peak_rss_kib(cmd: list[str]) -> int:
     out = subprocess.run(
         [sys.executable, "-c", RSS_WRAPPER, *cmd], check=True, capture_output=True, text=True
@@ -88,22 +82,14 @@ def main() -> int:
     status = args.workdir / "bench-status.gdb"
     floor_cmd = [sys.executable, "-c", FLOOR, str(cache)]
     rebuild_cmd = [*cachestatus, "rebuild", str(cache), "--status", str(status)]
-    timed(floor_cmd)  # warm the page cache
-    timed(rebuild_cmd)
-    floors, rebuilds = [], []
-    for _ in range(args.repeat):
-        floors.append(timed(floor_cmd))
-        rebuilds.append(timed(rebuild_cmd))
-    floor, rebuild = statistics.median(floors), statistics.median(rebuilds)
+    floors, rebuilds = alternate(floor_cmd, rebuild_cmd, args.repeat)
+    floor, rebuild = median(floors), median(rebuilds)
     bundles = sum(1 for _ in (cache / "_alllayers" / "L15").iterdir())
 
     small = build(args.workdir, args.small)
     small_bundles = sum(1 for _ in (small / "_alllayers" / "L15").iterdir())
     small_cmd = [*cachestatus, "rebuild", str(small), "--status", str(args.workdir / "small.gdb")]
     rss_big, rss_small = peak_rss_kib(rebuild_cmd), peak_rss_kib(small_cmd)
-
-    def runs(times: list[float]) -> str:
-        return ", ".join(f"{t:.3f}" for t in times)
 
     print(f"bundles                 {bundles:,}")
     print(f"floor (read indexes)    median {floor:.3f} s   runs {runs(floors)}")

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,8 @@ from pyogrio.raw import write
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, synthetic_sizes, write_conf
+
+from benchmarks.timing import alternate, median, runs
 
 LEVEL = 15
 
@@ -80,12 +79,6 @@ def build(root: Path, side: int) -> tuple[Path, Path]:
     return cache, aoi
 
 
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--side", type=int, default=71, help="bundles across the area's box")
@@ -110,21 +103,12 @@ def main() -> int:
         str(aoi),
         "--overwrite",
     ]
-    timed(rebuild)  # warm the page cache
-    timed(report)
-    rebuilds, reports = [], []
-    for _ in range(args.repeat):
-        rebuilds.append(timed(rebuild))
-        reports.append(timed(report))
-    a, b = statistics.median(rebuilds), statistics.median(reports)
+    rebuilds, reports = alternate(rebuild, report, args.repeat)
+    a, b = median(rebuilds), median(reports)
     bundles = sum(1 for _ in (cache / "_alllayers" / f"L{LEVEL:02d}").iterdir())
     print(f"bundles                 {bundles:,} at level {LEVEL} (meeting the area)")
-    print(
-        f"rebuild                 median {a:.3f} s   runs {', '.join(f'{t:.3f}' for t in rebuilds)}"
-    )
-    print(
-        f"report --aoi            median {b:.3f} s   runs {', '.join(f'{t:.3f}' for t in reports)}"
-    )
+    print(f"rebuild                 median {a:.3f} s   runs {runs(rebuilds)}")
+    print(f"report --aoi            median {b:.3f} s   runs {runs(reports)}")
     print(f"ratio report / rebuild  {b / a:.2f}   (bar: <= 1.5)")
     return 0
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cachestatus.models import LOD, SpatialReference, TilingScheme
+
 WEB_MERCATOR_HALF = 20037508.342787001
 SAMPLE_CACHE = Path(__file__).parent / "data" / "esri" / "sample_cache"
 V2_HEADER = struct.pack("<4I3Q6I", 3, 16384, 0, 5, 0, 0, 40, 0, 3, 16, 16384, 5, 131072)
@@ -26,6 +28,19 @@ def web_mercator_lods(count: int) -> list[tuple[int, float, float]]:
         res = 2 * WEB_MERCATOR_HALF / 256 / 2**level
         out.append((level, res * 96 / 0.0254, res))
     return out
+
+
+def web_mercator_scheme(levels: int = 24) -> TilingScheme:
+    """The Web Mercator tiling scheme of ArcGIS Online, 256 px tiles, ``levels`` LODs."""
+    return TilingScheme(
+        SpatialReference(102100, 3857),
+        -WEB_MERCATOR_HALF,
+        WEB_MERCATOR_HALF,
+        256,
+        256,
+        96.0,
+        tuple(LOD(*lod) for lod in web_mercator_lods(levels)),
+    )
 
 
 def conf_xml(

@@ -10,18 +10,10 @@ from hypothesis import strategies as st
 
 from cachestatus import grid
 from cachestatus.expected import AreaExpectation, ExtentExpectation
-from cachestatus.models import LOD, BundleKey, SpatialReference, TileRange, TilingScheme
-from tests.helpers import WEB_MERCATOR_HALF, web_mercator_lods
+from cachestatus.models import BundleKey, TileRange
+from tests.helpers import web_mercator_scheme
 
-SCHEME = TilingScheme(
-    SpatialReference(102100, 3857),
-    -WEB_MERCATOR_HALF,
-    WEB_MERCATOR_HALF,
-    256,
-    256,
-    96.0,
-    tuple(LOD(*lod) for lod in web_mercator_lods(20)),
-)
+SCHEME = web_mercator_scheme(20)
 
 
 def brute_force(area, level: int) -> set[tuple[int, int]]:

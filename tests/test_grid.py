@@ -17,17 +17,9 @@ from cachestatus.models import (
     TileRange,
     TilingScheme,
 )
-from tests.helpers import WEB_MERCATOR_HALF, web_mercator_lods
+from tests.helpers import WEB_MERCATOR_HALF, web_mercator_scheme
 
-WEB_MERCATOR = TilingScheme(
-    SpatialReference(102100, 3857),
-    -WEB_MERCATOR_HALF,
-    WEB_MERCATOR_HALF,
-    256,
-    256,
-    96.0,
-    tuple(LOD(*lod) for lod in web_mercator_lods(24)),
-)
+WEB_MERCATOR = web_mercator_scheme(24)
 # A scheme whose scales do not halve, with non-square tiles and an odd origin.
 ODD = TilingScheme(
     SpatialReference(2056),

@@ -22,6 +22,8 @@ from .models import StatusReport
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .progress import BundleProgress
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -173,6 +175,73 @@ def info(ctx: Context, cache: str, as_json: bool, format_hint: str | None) -> No
             ctx.warn(f"level folder {name} is not a level of the tiling scheme")
 
 
+def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+#: Options of every command that scans: workers and the progress bar.
+scan_options = _compose(
+    click.option(
+        "--workers",
+        type=int,
+        default=None,
+        help="Worker processes (default: all cores; 1 scans in-process).",
+    ),
+    click.option(
+        "--progress/--no-progress",
+        "force_progress",
+        default=None,
+        help="Show the progress bar even when stderr is not a terminal (or never).",
+    ),
+)
+#: Options choosing levels and the area: report and missing.
+selection_options = _compose(
+    click.option(
+        "--scales",
+        default=None,
+        help="Scale denominators, comma or semicolon separated, each matched within 1 %.",
+    ),
+    click.option("--levels", "levels_text", default=None, help="Level IDs and ranges: 0-5,7."),
+    click.option(
+        "--aoi",
+        default=None,
+        type=click.Path(path_type=str),
+        help="Area of interest: any vector file GDAL reads; all polygons are unioned.",
+    ),
+    click.option("--aoi-layer", default=None, help="The layer of a multi-layer --aoi file."),
+    click.option("--extent", default=None, help="Rectangle XMIN,YMIN,XMAX,YMAX (--aoi wins)."),
+    click.option(
+        "--extent-crs", default=None, help="CRS of --extent, e.g. EPSG:4326 (default: the cache's)."
+    ),
+)
+max_missing_option = click.option(
+    "--max-missing-rows",
+    type=click.IntRange(min=0),
+    default=100_000,
+    show_default=True,
+    help="Cap on MISSING rows in TaskStatus (totals stay exact).",
+)
+
+
+def _selection(levels_text: str | None, **selection: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`operations.report` and ``missing`` for the selection."""
+    from .selection import parse_levels
+
+    return {**selection, "levels": parse_levels(levels_text) if levels_text is not None else None}
+
+
+def _progress(ctx: Context, force_progress: bool | None) -> BundleProgress:
+    from .progress import BundleProgress
+
+    quiet = ctx.verbosity < 0 or force_progress is False
+    return BundleProgress("Scanning", force=bool(force_progress), quiet=quiet)
+
+
 @main.command()
 @cache_argument
 @status_option
@@ -183,25 +252,8 @@ def info(ctx: Context, cache: str, as_json: bool, format_hint: str | None) -> No
     default=None,
     help="Store format for the default location (default gdb).",
 )
-@click.option(
-    "--workers",
-    type=int,
-    default=None,
-    help="Worker processes (default: all cores; 1 scans in-process).",
-)
-@click.option(
-    "--max-missing-rows",
-    type=click.IntRange(min=0),
-    default=100_000,
-    show_default=True,
-    help="Cap on MISSING rows in TaskStatus (totals stay exact).",
-)
-@click.option(
-    "--progress/--no-progress",
-    "force_progress",
-    default=None,
-    help="Show the progress bar even when stderr is not a terminal (or never).",
-)
+@max_missing_option
+@scan_options
 @json_option
 @hint_option
 @click.pass_obj
@@ -211,18 +263,16 @@ def rebuild(
     cache: str,
     status: str | None,
     store_format: str | None,
-    workers: int | None,
     max_missing_rows: int,
+    workers: int | None,
     force_progress: bool | None,
     as_json: bool,
     format_hint: str | None,
 ) -> None:
     """REBUILD_CACHE_STATUS: scan CACHE and write its status store."""
     from . import operations
-    from .progress import BundleProgress
 
-    quiet = ctx.verbosity < 0 or force_progress is False
-    with BundleProgress("Scanning", force=bool(force_progress), quiet=quiet) as bar:
+    with _progress(ctx, force_progress) as bar:
         report = operations.rebuild(
             cache,
             status,
@@ -244,23 +294,7 @@ def rebuild(
     type=click.Path(path_type=str),
     help="Folder of the report's Status.gdb (created if needed).",
 )
-@click.option(
-    "--scales",
-    default=None,
-    help="Scale denominators, comma or semicolon separated, each matched within 1 %.",
-)
-@click.option("--levels", "levels_text", default=None, help="Level IDs and ranges: 0-5,7.")
-@click.option(
-    "--aoi",
-    default=None,
-    type=click.Path(path_type=str),
-    help="Area of interest: any vector file GDAL reads; all polygons are unioned.",
-)
-@click.option("--aoi-layer", default=None, help="The layer of a multi-layer --aoi file.")
-@click.option("--extent", default=None, help="Rectangle XMIN,YMIN,XMAX,YMAX (--aoi wins).")
-@click.option(
-    "--extent-crs", default=None, help="CRS of --extent, e.g. EPSG:4326 (default: the cache's)."
-)
+@selection_options
 @click.option(
     "--format",
     "store_format",
@@ -270,63 +304,34 @@ def rebuild(
     help="Store format.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing report in --out.")
-@click.option(
-    "--workers",
-    type=int,
-    default=None,
-    help="Worker processes (default: all cores; 1 scans in-process).",
-)
-@click.option(
-    "--max-missing-rows",
-    type=click.IntRange(min=0),
-    default=100_000,
-    show_default=True,
-    help="Cap on MISSING rows in TaskStatus (totals stay exact).",
-)
-@click.option(
-    "--progress/--no-progress",
-    "force_progress",
-    default=None,
-    help="Show the progress bar even when stderr is not a terminal (or never).",
-)
+@max_missing_option
+@scan_options
 @json_option
 @hint_option
 @click.pass_obj
 @handle_errors
 def report(
     ctx: Context,
+    /,
     cache: str,
     out_folder: str,
-    scales: str | None,
-    levels_text: str | None,
-    aoi: str | None,
-    aoi_layer: str | None,
-    extent: str | None,
-    extent_crs: str | None,
     store_format: str,
     overwrite: bool,
-    workers: int | None,
     max_missing_rows: int,
+    workers: int | None,
     force_progress: bool | None,
     as_json: bool,
     format_hint: str | None,
+    **selection: Any,
 ) -> None:
     """REPORT_BUNDLE_STATUS: status of chosen levels over an area, written to --out."""
     from . import operations
-    from .progress import BundleProgress
-    from .selection import parse_levels
 
-    quiet = ctx.verbosity < 0 or force_progress is False
-    with BundleProgress("Scanning", force=bool(force_progress), quiet=quiet) as bar:
+    with _progress(ctx, force_progress) as bar:
         result = operations.report(
             cache,
             out_folder,
-            scales=scales,
-            levels=parse_levels(levels_text) if levels_text is not None else None,
-            aoi=aoi,
-            aoi_layer=aoi_layer,
-            extent=extent,
-            extent_crs=extent_crs,
+            **_selection(**selection),
             store_format=store_format,
             overwrite=overwrite,
             workers=workers,
@@ -353,79 +358,44 @@ def report(
     type=click.Path(path_type=str),
     help="Also list the missing tiles, one z/x/y a line (small sets).",
 )
-@click.option(
-    "--scales",
-    default=None,
-    help="Scale denominators, comma or semicolon separated, each matched within 1 %.",
-)
-@click.option("--levels", "levels_text", default=None, help="Level IDs and ranges: 0-5,7.")
-@click.option(
-    "--aoi",
-    default=None,
-    type=click.Path(path_type=str),
-    help="Area of interest: any vector file GDAL reads (default: the full extent).",
-)
-@click.option("--aoi-layer", default=None, help="The layer of a multi-layer --aoi file.")
-@click.option("--extent", default=None, help="Rectangle XMIN,YMIN,XMAX,YMAX (--aoi wins).")
-@click.option("--extent-crs", default=None, help="CRS of --extent (default: the cache's).")
+@selection_options
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option(
-    "--workers",
-    type=int,
-    default=None,
-    help="Worker processes (default: all cores; 1 scans in-process).",
-)
-@click.option(
-    "--progress/--no-progress",
-    "force_progress",
-    default=None,
-    help="Show the progress bar even when stderr is not a terminal (or never).",
-)
+@scan_options
 @json_option
 @hint_option
 @click.pass_obj
 @handle_errors
 def missing(
     ctx: Context,
+    /,
     cache: str,
     out_path: str,
     tiles_path: str | None,
-    scales: str | None,
-    levels_text: str | None,
-    aoi: str | None,
-    aoi_layer: str | None,
-    extent: str | None,
-    extent_crs: str | None,
     overwrite: bool,
     workers: int | None,
     force_progress: bool | None,
     as_json: bool,
     format_hint: str | None,
+    **selection: Any,
 ) -> None:
     """The areas still to seed: polygons of the expected tiles not present, per level."""
     from . import operations
-    from .progress import BundleProgress
-    from .selection import parse_levels
 
-    quiet = ctx.verbosity < 0 or force_progress is False
-    with BundleProgress("Scanning", force=bool(force_progress), quiet=quiet) as bar:
-        areas = operations.missing(
+    with _progress(ctx, force_progress) as bar:
+        result = operations.missing(
             cache,
             out_path,
             tiles=tiles_path,
-            scales=scales,
-            levels=parse_levels(levels_text) if levels_text is not None else None,
-            aoi=aoi,
-            aoi_layer=aoi_layer,
-            extent=extent,
-            extent_crs=extent_crs,
+            **_selection(**selection),
             overwrite=overwrite,
             workers=workers,
             progress=bar,
             format_hint=format_hint,
         )
+    for warning in result.warnings:
+        ctx.warn(warning)
     summary = [
-        {"level": a.level, "scale": a.scale, "tiles_missing": a.tiles_missing} for a in areas
+        {"level": a.level, "scale": a.scale, "tiles_missing": a.tiles_missing} for a in result.areas
     ]
     if as_json:
         click.echo(

@@ -129,7 +129,6 @@ def rebuild(
     clock = time.perf_counter()
     with open_cache(cache, format_hint) as reader:
         target = status_path(reader, status, store_format)
-        job_id, token = new_job_id()
         scanner = Scanner(
             reader,
             levels=levels,
@@ -137,39 +136,12 @@ def rebuild(
             max_missing_rows=max_missing_rows,
             progress=progress,
         )
-        scanner.prepare()
-        with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:
-            outcome = scanner.run(writer.add)
-            history = _previous_jobs(target)  # the old store is untouched until the swap
-            job = JobRecord(
-                job_id=job_id,
-                mode=REBUILD,
-                started=started,
-                finished=datetime.now(UTC),
-                cache_path=str(Path(cache).resolve()),
-                format=reader.name,
-                parameters=json.dumps(
-                    {
-                        "workers": scanner.workers,
-                        "levels": None if levels is None else list(levels),
-                        "max_missing_rows": max_missing_rows,
-                        "status": str(target),
-                    }
-                ),
-                tool_version=__version__,
-                outcome="succeeded with warnings" if outcome.problems else "succeeded",
-            )
-            writer.commit(outcome.levels, [*history, job], outcome.missing_areas)
-        return StatusReport(
-            cache=str(cache),
-            format=reader.name,
-            status_path=str(target),
-            job_id=job_id,
-            mode=REBUILD,
-            elapsed_s=time.perf_counter() - clock,
-            levels=outcome.levels,
-            problems=outcome.problems,
-            warnings=outcome.warnings,
+        parameters = {
+            "levels": None if levels is None else list(levels),
+            "max_missing_rows": max_missing_rows,
+        }
+        return _scan_to_store(
+            cache, reader, scanner, target, REBUILD, parameters, (started, clock), keep_history=True
         )
 
 
@@ -214,6 +186,40 @@ def _resolve_area(
             )
         area.geometry = clipped
     return area
+
+
+@dataclass
+class _Selection:
+    """The levels and area a report or a missing-areas run covers."""
+
+    levels: tuple[int, ...]
+    scales: list[float] | None
+    area: AreaOfInterest | None
+    warnings: list[str]
+
+
+def _select(
+    reader: CacheReader,
+    scales: Sequence[float] | str | None,
+    levels: Sequence[int] | None,
+    aoi: str | os.PathLike[str] | Any | None,
+    aoi_layer: str | None,
+    extent: str | Sequence[float] | None,
+    extent_crs: str | None,
+) -> _Selection:
+    scale_list = parse_scales(scales) if scales is not None else None
+    selected = select_levels(reader.scheme, scale_list, levels)
+    warnings: list[str] = []
+    area = _resolve_area(reader, aoi, aoi_layer, extent, extent_crs, warnings)
+    return _Selection(selected, scale_list, area, warnings)
+
+
+@dataclass
+class MissingReport:
+    """What :func:`missing` found: one area per level with missing tiles, and warnings."""
+
+    areas: list[MissingArea]
+    warnings: list[str]
 
 
 def _bounds(geometry: Any) -> str:
@@ -278,56 +284,28 @@ def report(
             raise OutputExists(
                 f"{target}: exists; add --overwrite to replace it, or choose another --out folder"
             )
-        scale_list = parse_scales(scales) if scales is not None else None
-        selected = select_levels(reader.scheme, scale_list, levels)
-        warnings: list[str] = []
-        area = _resolve_area(reader, aoi, aoi_layer, extent, extent_crs, warnings)
-        job_id, token = new_job_id()
+        chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
         scanner = Scanner(
             reader,
-            levels=selected,
+            levels=chosen.levels,
             workers=workers,
             max_missing_rows=max_missing_rows,
             progress=progress,
-            area=None if area is None else area.geometry,
+            area=None if chosen.area is None else chosen.area.geometry,
             missing_on_unbuilt_levels=True,
             only_expected=True,
         )
-        scanner.prepare()
-        with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:
-            outcome = scanner.run(writer.add)
-            job = JobRecord(
-                job_id=job_id,
-                mode=REPORT,
-                started=started,
-                finished=datetime.now(UTC),
-                cache_path=str(Path(cache).resolve()),
-                format=reader.name,
-                parameters=json.dumps(
-                    {
-                        "levels": list(selected),
-                        "scales": scale_list,
-                        "area_of_interest": None if area is None else area.source,
-                        "workers": scanner.workers,
-                        "max_missing_rows": max_missing_rows,
-                        "status": str(target),
-                    }
-                ),
-                tool_version=__version__,
-                outcome="succeeded with warnings" if outcome.problems else "succeeded",
-            )
-            writer.commit(outcome.levels, [job], outcome.missing_areas)
-        return StatusReport(
-            cache=str(cache),
-            format=reader.name,
-            status_path=str(target),
-            job_id=job_id,
-            mode=REPORT,
-            elapsed_s=time.perf_counter() - clock,
-            levels=outcome.levels,
-            problems=outcome.problems,
-            warnings=warnings + outcome.warnings,
+        parameters = {
+            "levels": list(chosen.levels),
+            "scales": chosen.scales,
+            "area_of_interest": None if chosen.area is None else chosen.area.source,
+            "max_missing_rows": max_missing_rows,
+        }
+        result = _scan_to_store(
+            cache, reader, scanner, target, REPORT, parameters, (started, clock)
         )
+        result.warnings[:0] = chosen.warnings
+        return result
 
 
 #: Vector formats ``missing --out`` writes, by suffix.
@@ -356,7 +334,7 @@ def missing(
     workers: int | None = None,
     progress: Progress | None = None,
     format_hint: str | None = None,
-) -> list[MissingArea]:
+) -> MissingReport:
     """The areas still to seed: per level, the expected tiles that are not present, as polygons.
 
     Scans like :func:`report` (levels, area or extent; the full extent by default) and writes the
@@ -379,18 +357,15 @@ def missing(
         if path is not None and path.exists() and not overwrite:
             raise OutputExists(f"{path}: exists; add --overwrite to replace it")
     with open_cache(cache, format_hint) as reader:
-        scale_list = parse_scales(scales) if scales is not None else None
-        selected = select_levels(reader.scheme, scale_list, levels)
-        warnings: list[str] = []
-        area = _resolve_area(reader, aoi, aoi_layer, extent, extent_crs, warnings)
+        chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
         scanner = Scanner(
             reader,
-            levels=selected,
+            levels=chosen.levels,
             workers=workers,
             max_missing_rows=0,
             progress=progress,
-            area=None if area is None else area.geometry,
-            only_expected=area is not None,
+            area=None if chosen.area is None else chosen.area.geometry,
+            only_expected=chosen.area is not None,
         )
         outcome = scanner.run(lambda batch: None)
         areas = outcome.missing_areas
@@ -424,7 +399,7 @@ def missing(
                 promote_to_multi=True,
             )
         _replace_dataset(temp, out_path)
-        return areas
+        return MissingReport(areas, chosen.warnings + outcome.warnings)
 
 
 def _write_tiles(path: Path, reader: CacheReader, areas: Sequence[MissingArea]) -> None:
@@ -448,6 +423,54 @@ def _replace_dataset(temp: Path, target: Path) -> None:
             os.replace(sidecar, target.with_suffix(sidecar.suffix))
     else:
         os.replace(temp, target)
+
+
+def _scan_to_store(
+    cache: str | os.PathLike[str],
+    reader: CacheReader,
+    scanner: Scanner,
+    target: Path,
+    mode: str,
+    parameters: dict[str, Any],
+    started: tuple[datetime, float],
+    keep_history: bool = False,
+) -> StatusReport:
+    """Run ``scanner`` into a new store at ``target``, swapped in when complete.
+
+    ``started`` is when the run began (UTC, and ``time.perf_counter``); ``keep_history`` carries
+    the ``Jobs`` rows of the store being replaced over.
+    """
+    job_id, token = new_job_id()
+    scanner.prepare()
+    with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:
+        outcome = scanner.run(writer.add)
+        # The old store is untouched until the swap: its history is read now.
+        history = _previous_jobs(target) if keep_history else []
+        job = JobRecord(
+            job_id=job_id,
+            mode=mode,
+            started=started[0],
+            finished=datetime.now(UTC),
+            cache_path=str(Path(cache).resolve()),
+            format=reader.name,
+            parameters=json.dumps(
+                {**parameters, "workers": scanner.workers, "status": str(target)}
+            ),
+            tool_version=__version__,
+            outcome="succeeded with warnings" if outcome.problems else "succeeded",
+        )
+        writer.commit(outcome.levels, [*history, job], outcome.missing_areas)
+    return StatusReport(
+        cache=str(cache),
+        format=reader.name,
+        status_path=str(target),
+        job_id=job_id,
+        mode=mode,
+        elapsed_s=time.perf_counter() - started[1],
+        levels=outcome.levels,
+        problems=outcome.problems,
+        warnings=outcome.warnings,
+    )
 
 
 def _previous_jobs(target: Path) -> list[JobRecord]:

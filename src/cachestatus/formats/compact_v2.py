@@ -73,15 +73,6 @@ def index_entries(buf: Buffer) -> npt.NDArray[np.uint64]:
     return entries.reshape(BUNDLE_SIZE, BUNDLE_SIZE)
 
 
-def decode_index(buf: Buffer) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """Offsets and sizes of the 128 x 128 slots, each a ``uint64`` array of shape (128, 128).
-
-    Sizes of empty slots are 0; their offsets are meaningless.
-    """
-    entries = index_entries(buf)
-    return entries & _MASK, entries >> _SHIFT
-
-
 class Scratch:
     """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle."""
 
