@@ -180,3 +180,18 @@ def test_lock_directory_and_corrupt_rows(sample):
     assert folder["tilesExpected"] == 0  # row 128 lies outside the 4 x 4 tiles of level 2
     assert [p.bundle for p in report.problems] == ["L02/R0080C0000"]
     assert rows["L00/R0000C0000"]["status"] == "COMPLETE"  # the scan went on
+
+
+def test_scattered_missing_tiles_get_a_warning_not_a_polygon(tmp_path):
+    from tests.helpers import synthetic_bundle, write_conf
+
+    rng = np.random.default_rng(5)
+    root = write_conf(tmp_path / "sparse", 10)  # no conf.cdi: the whole grid is expected
+    sizes = rng.integers(100, 200, (128, 128))
+    sizes[rng.random((128, 128)) < 0.5] = 0  # an on-demand cache: tiles here and there
+    synthetic_bundle(root / "_alllayers/L09/R0000C0000.bundle", sizes)
+    report = operations.rebuild(root, workers=1)
+    assert any("level 9" in w and "scattered" in w for w in report.warnings)
+    _, _, _, values = read(report.status_path, layer="MissingAreas")
+    levels = values[0].tolist()
+    assert 9 not in levels and 8 in levels  # the other levels still get their polygons

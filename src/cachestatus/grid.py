@@ -124,10 +124,13 @@ def mask_runs(mask: npt.NDArray[np.bool_], row0: int, col0: int) -> npt.NDArray[
     return np.column_stack([rows, rows + 1, cols[::2] + col0, cols[1::2] + col0]).astype(np.int64)
 
 
-def mask_blocks(mask: npt.NDArray[np.bool_], row0: int, col0: int) -> npt.NDArray[np.int64]:
+def mask_blocks(
+    mask: npt.NDArray[np.bool_], row0: int, col0: int, limit: int | None = None
+) -> npt.NDArray[np.int64] | None:
     """Blocks ``(row0, row1, col0, col1)`` covering exactly the ``True`` cells of a mask whose
     top-left tile is ``(row0, col0)``: one block when they form a rectangle (the common case of
-    an unbuilt corner), else runs merged down the rows."""
+    an unbuilt corner), else runs merged down the rows. ``None`` when the cells fall in more
+    than ``limit`` runs (scattered cells: counted in one pass, never split into runs)."""
     rows = np.flatnonzero(mask.any(axis=1))
     if not rows.size:
         return np.zeros((0, 4), dtype=np.int64)
@@ -135,7 +138,12 @@ def mask_blocks(mask: npt.NDArray[np.bool_], row0: int, col0: int) -> npt.NDArra
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     if np.count_nonzero(mask) == (r1 - r0) * (c1 - c0):
         return np.array([[row0 + r0, row0 + r1, col0 + c0, col0 + c1]], dtype=np.int64)
-    return merge_blocks(mask_runs(mask[r0:r1, c0:c1], row0 + r0, col0 + c0))
+    inner = mask[r0:r1, c0:c1]
+    if limit is not None:
+        starts = np.count_nonzero(inner[:, 1:] & ~inner[:, :-1]) + np.count_nonzero(inner[:, 0])
+        if starts > limit:
+            return None
+    return merge_blocks(mask_runs(inner, row0 + r0, col0 + c0))
 
 
 def merge_blocks(blocks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

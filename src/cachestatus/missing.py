@@ -95,7 +95,9 @@ class MissingAreas:
             if mask is None:
                 blocks.append(np.array([block], dtype=np.int64))
             else:
-                blocks.append(grid.mask_blocks(mask, block.row0, block.col0))
+                cells = grid.mask_blocks(mask, block.row0, block.col0)
+                assert cells is not None  # no limit given
+                blocks.append(cells)
         return np.concatenate(blocks)
 
     def areas(

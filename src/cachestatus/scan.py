@@ -175,8 +175,8 @@ def evaluate(
     holes = None
     if expected and present < expected:
         lacking = window == 0 if mask is None else (window == 0) & mask
-        holes = grid.mask_blocks(lacking, block.row0, block.col0)
-        if len(holes) > MAX_BUNDLE_HOLES:
+        holes = grid.mask_blocks(lacking, block.row0, block.col0, limit=4 * MAX_BUNDLE_HOLES)
+        if holes is None or len(holes) > MAX_BUNDLE_HOLES:
             holes = _SCATTERED
     return BundleStatus(
         key,
