@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -127,3 +128,23 @@ def test_bundle_names_grow_past_four_digits():
     assert BundleKey(17, 0x10000, 0x1FF80).name == "R10000C1ff80"
     assert BundleKey(5, 128, 256).label == "L05/R0080C0100"
     assert str(Tile(5, 130, 260)) == "L5/R130/C260"
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 2**24), st.integers(0, 2**24)), max_size=60),
+    st.tuples(st.integers(0, 2**24), st.integers(0, 2**24)),
+)
+def test_bundle_set_is_a_set(pairs, probe):
+    from cachestatus.models import BundleSet
+
+    found = BundleSet()
+    half = len(pairs) // 2
+    for part in (pairs[:half], pairs[half:]):
+        found.add(
+            np.array([r for r, _ in part], dtype=np.int64),
+            np.array([c for _, c in part], dtype=np.int64),
+        )
+    assert len(found) == len(set(pairs))
+    assert list(found.pairs()) == sorted(set(pairs))
+    assert (probe in found) == (probe in set(pairs))
+    assert all(p in found for p in pairs)

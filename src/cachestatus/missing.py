@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import grid
-from .models import BundleState, LevelSummary, RowBatch, TilingScheme
+from .models import BundleSet, BundleState, LevelSummary, RowBatch, TilingScheme
 
 #: Blocks of holes kept per level. A level whose missing tiles are scattered beyond this gets
 #: no missing area, with a warning, rather than a polygon of millions of holes.
@@ -75,15 +75,13 @@ class MissingAreas:
             else:
                 self._holes[level].append(blocks)
 
-    def _absent_windows(
-        self, level: int, found: set[tuple[int, int]]
-    ) -> npt.NDArray[np.int64] | None:
+    def _absent_windows(self, level: int, found: BundleSet) -> npt.NDArray[np.int64] | None:
         """Blocks of the expected tiles of the bundles without a file, where an area of interest
         makes the expected area costly to draw whole; ``None`` to subtract instead."""
         from .expected import AreaExpectation
 
         expected = self.expected[level]
-        if not isinstance(expected, AreaExpectation) or not found:
+        if not isinstance(expected, AreaExpectation) or not len(found):
             return None
         if expected.bundle_count() - len(found) > MAX_ABSENT_BUNDLES:
             return None
@@ -101,7 +99,7 @@ class MissingAreas:
         return np.concatenate(blocks)
 
     def areas(
-        self, levels: Sequence[LevelSummary], found: dict[int, set[tuple[int, int]]]
+        self, levels: Sequence[LevelSummary], found: dict[int, BundleSet]
     ) -> tuple[list[MissingArea], list[str]]:
         """One area per level with missing tiles, and warnings for levels left out.
 
@@ -122,7 +120,7 @@ class MissingAreas:
                 continue
             level = summary.level
             holes = self._holes[level]
-            absent = self._absent_windows(level, found.get(level, set()))
+            absent = self._absent_windows(level, found.get(level, BundleSet()))
             if absent is not None:  # the windows of absent bundles, and the holes of the others
                 geometry = _union(self.scheme, level, np.concatenate([absent, *holes]))
             else:  # the expected area less the files' blocks, and their holes

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -385,3 +385,44 @@ class RowBatch:
                 TileRange(*(int(v) for v in self.tiles[i])),
                 self.detail[i],
             )
+
+
+class BundleSet:
+    """A set of bundles of one level, 8 bytes each: (row, col) pairs packed into sorted int64.
+
+    Scans add bundles in batches; membership is a binary search. A Python set of tuples would
+    cost about a hundred bytes a bundle, which millions of bundles make felt.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[npt.NDArray[np.int64]] = []
+        self._keys: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+
+    @staticmethod
+    def _pack(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return (np.asarray(rows, dtype=np.int64) << 32) | np.asarray(cols, dtype=np.int64)
+
+    def add(self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> None:
+        """Add bundles given by their top-left rows and columns."""
+        self._parts.append(self._pack(rows, cols))
+
+    def _sorted(self) -> npt.NDArray[np.int64]:
+        if self._parts:
+            self._keys = np.unique(np.concatenate([self._keys, *self._parts]))
+            self._parts = []
+        return self._keys
+
+    def __contains__(self, bundle: object) -> bool:
+        row, col = cast(tuple[int, int], bundle)
+        keys = self._sorted()
+        key = (row << 32) | col
+        i = int(np.searchsorted(keys, key))
+        return i < len(keys) and int(keys[i]) == key
+
+    def __len__(self) -> int:
+        return len(self._sorted())
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """The bundles as (row, col), sorted."""
+        keys = self._sorted()
+        yield from zip((keys >> 32).tolist(), (keys & 0xFFFFFFFF).tolist(), strict=True)

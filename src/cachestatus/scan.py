@@ -30,6 +30,7 @@ from .models import (
     BUNDLE_SIZE,
     LOD,
     BundleKey,
+    BundleSet,
     BundleState,
     BundleStatus,
     Extent,
@@ -414,7 +415,7 @@ class Scanner:
             )
             for p in self.plans
         }
-        found: dict[int, set[tuple[int, int]]] = {p.lod.level: set() for p in self.plans}
+        found = {p.lod.level: BundleSet() for p in self.plans}
         missing_areas = MissingAreas(
             self.reader.scheme, {p.lod.level: p.expected for p in self.plans}
         )
@@ -428,9 +429,7 @@ class Scanner:
                 level.tiles_present += int(batch.tiles_present[mine].sum())
                 level.tiles_stray += int(batch.tiles_stray[mine].sum())
                 level.tile_bytes += int(batch.tile_bytes[mine].sum())
-                found[level_id].update(
-                    zip(batch.row[mine].tolist(), batch.col[mine].tolist(), strict=True)
-                )
+                found[level_id].add(batch.row[mine], batch.col[mine])
             problems.extend(
                 Problem(BundleKey(level_id, r, c).label, "corrupt", detail)
                 for level_id, r, c, state, detail in zip(
@@ -463,7 +462,7 @@ class Scanner:
         )
 
     def _missing_rows(
-        self, found: dict[int, set[tuple[int, int]]], sink: Callable[[RowBatch], None]
+        self, found: dict[int, BundleSet], sink: Callable[[RowBatch], None]
     ) -> tuple[int, int]:
         """``MISSING`` rows for absent bundles of levels that have files; (written, omitted)."""
         budget = self.max_missing_rows if self.max_missing_rows is not None else 2**63
@@ -472,10 +471,10 @@ class Scanner:
         for plan in self.plans:
             level = plan.lod.level
             level_found = found[level]
-            if not level_found and not self.missing_on_unbuilt_levels:
+            if not len(level_found) and not self.missing_on_unbuilt_levels:
                 continue  # a level never built: its totals say so, rows would only be noise
             found_inside = sum(
-                1 for (r, c) in level_found if plan.expected.holds(BundleKey(level, r, c))
+                1 for (r, c) in level_found.pairs() if plan.expected.holds(BundleKey(level, r, c))
             )
             missing = plan.expected.bundle_count() - found_inside
             written = 0
