@@ -6,7 +6,7 @@ cache (real headers and indexes, sparse tile bodies), with a warm page cache, al
 times; the medians are compared. Peak RSS of the rebuild is measured at two cache sizes to show
 that memory does not grow with the number of bundles.
 
-    python benchmarks/bench_rebuild.py [--bundles 20000] [--small 5000] [--repeat 5]
+    python benchmarks/bench_rebuild.py [--bundles 20000] [--small 5000] [--repeat 5] [--cold]
 """
 
 from __future__ import annotations
@@ -72,6 +72,11 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="also time both from disk, emptying the page cache before each run (Linux, root)",
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
@@ -95,6 +100,16 @@ def main() -> int:
     print(f"floor (read indexes)    median {floor:.3f} s   runs {runs(floors)}")
     print(f"cachestatus rebuild     median {rebuild:.3f} s   runs {runs(rebuilds)}")
     print(f"ratio rebuild / floor   {rebuild / floor:.2f}   (bar: <= 2.0)")
+    if args.cold:
+        cold_floors, cold_rebuilds = alternate(floor_cmd, rebuild_cmd, 2, cold=True)
+        print(
+            f"cold floor              median {median(cold_floors):.3f} s   runs {runs(cold_floors)}"
+        )
+        print(
+            f"cold rebuild            median {median(cold_rebuilds):.3f} s   "
+            f"runs {runs(cold_rebuilds)}"
+        )
+        print(f"cold ratio              {median(cold_rebuilds) / median(cold_floors):.2f}")
     print(f"peak RSS at {bundles:>6,} bundles   {rss_big / 1024:.1f} MiB")
     print(f"peak RSS at {small_bundles:>6,} bundles   {rss_small / 1024:.1f} MiB")
     print(f"RSS ratio {rss_big / rss_small:.2f} for {bundles / small_bundles:.2f}x the bundles")

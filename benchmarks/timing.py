@@ -7,22 +7,35 @@ import subprocess
 import time
 
 
-def timed(cmd: list[str]) -> float:
-    """Wall time of one run of ``cmd`` (its output discarded); fails if the command fails."""
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache (Linux, as root), so that the next run reads from disk."""
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def timed(cmd: list[str], cold: bool = False) -> float:
+    """Wall time of one run of ``cmd`` (its output discarded); fails if the command fails.
+    With ``cold``, the page cache is emptied first."""
+    if cold:
+        drop_page_cache()
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
-def alternate(first: list[str], second: list[str], repeat: int) -> tuple[list[float], list[float]]:
-    """Run both commands once to warm the page cache, then ``repeat`` times each, alternately,
-    so that both see the same machine state; the times of each."""
-    timed(first)
-    timed(second)
+def alternate(
+    first: list[str], second: list[str], repeat: int, cold: bool = False
+) -> tuple[list[float], list[float]]:
+    """Run both commands once to warm the page cache (or, with ``cold``, empty it before every
+    run), then ``repeat`` times each, alternately, so that both see the same machine state."""
+    if not cold:
+        timed(first)
+        timed(second)
     a, b = [], []
     for _ in range(repeat):
-        a.append(timed(first))
-        b.append(timed(second))
+        a.append(timed(first, cold))
+        b.append(timed(second, cold))
     return a, b
 
 
