@@ -90,14 +90,14 @@ def test_the_cache_can_be_named_several_ways(tmp_path, sample, layout):
 def test_detection_errors(tmp_path):
     with pytest.raises(CacheNotFound, match="no such file or folder"):
         formats.open_cache(tmp_path / "nope")
-    with pytest.raises(UnsupportedFormat, match=r"holds no conf\.xml.*known formats: compact-v2"):
+    with pytest.raises(UnsupportedFormat, match=r"holds no conf\.xml.*known formats: compact-v2, tpkx"):
         formats.open_cache(tmp_path)
     write_conf(tmp_path / "v1", 3, storage="esriMapCacheStorageModeCompact")
     with pytest.raises(UnsupportedFormat, match="declares esriMapCacheStorageModeCompact,"):
         formats.open_cache(tmp_path / "v1")
     with pytest.raises(UnsupportedFormat, match="unknown format 'zip'"):
         formats.get("zip")
-    assert formats.names() == ["compact-v2"]
+    assert formats.names() == ["compact-v2", "tpkx"]
 
 
 def test_sample_bundles_known_counts_and_bytes(sample):

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import CacheNotFound, UnsupportedFormat
 from .base import BundleFile, BundleIndex, CacheReader
 from .compact_v2 import CompactV2Cache
+from .tpkx import TilePackage
 
 __all__ = [
     "BundleFile",
@@ -105,3 +106,4 @@ def open_cache(path: str | os.PathLike[str], format_hint: str | None = None) -> 
 
 
 register(CompactV2Cache)
+register(TilePackage)

@@ -46,6 +46,31 @@ def _read_bytes(path: Path) -> bytes:
         raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror})") from None
 
 
+def parse_bundle_name(
+    level: int, name: str, path: str, suffix: str = ".bundle", locked: bool = False
+) -> BundleFile | Problem:
+    """The bundle a file name ``R{row:04x}C{col:04x}.bundle`` stands for, or why it stands for
+    none (a name that does not parse, or a row or column off a 128-tile boundary).
+
+    Anything named like a bundle is one: a directory or an unreadable file then fails to read
+    and becomes a ``CORRUPT`` row, rather than vanishing from the status.
+    """
+    label = f"{level_folder_name(level)}/{name}"
+    match = BUNDLE_NAME.match(name[: -len(suffix)] if name.endswith(suffix) else name)
+    if match is None:
+        return Problem(
+            label, "bad-name", f"{path}: not a bundle name (R<row hex>C<col hex>{suffix})"
+        )
+    row, col = int(match.group(1), 16), int(match.group(2), 16)
+    if row % BUNDLE_SIZE or col % BUNDLE_SIZE:
+        return Problem(
+            label,
+            "bad-name",
+            f"{path}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
+        )
+    return BundleFile(BundleKey(level, row, col), path, locked=locked)
+
+
 def level_folder_name(level: int) -> str:
     """``L05``: the folder of a level under ``_alllayers``."""
     return f"L{level:02d}"
@@ -137,27 +162,7 @@ class ArcGISFolderCache(CacheReader):
         with os.scandir(folder) as it:
             entries = [(e.name, e.path) for e in it]
         locks = {name[: -len(".lock")] for name, _ in entries if name.endswith(".lock")}
-        label = level_folder_name(level)
         for name, path in entries:
-            if not name.endswith(suffix):
-                continue
-            stem = name[: -len(suffix)]
-            match = BUNDLE_NAME.match(stem)
-            if match is None:
-                yield Problem(
-                    f"{label}/{name}",
-                    "bad-name",
-                    f"{path}: not a bundle name (R<row hex>C<col hex>{suffix})",
-                )
-                continue
-            row, col = int(match.group(1), 16), int(match.group(2), 16)
-            if row % BUNDLE_SIZE or col % BUNDLE_SIZE:
-                yield Problem(
-                    f"{label}/{name}",
-                    "bad-name",
-                    f"{path}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
-                )
-                continue
-            # Anything named like a bundle is one: a directory or an unreadable file fails in
-            # read_bundle and becomes a CORRUPT row rather than vanishing from the status.
-            yield BundleFile(BundleKey(level, row, col), path, locked=stem in locks)
+            if name.endswith(suffix):
+                stem = name[: -len(suffix)]
+                yield parse_bundle_name(level, name, path, suffix, locked=stem in locks)

@@ -1,0 +1,211 @@
+"""ArcGIS tile packages ``.tpkx``: a zip holding ``root.json`` and Compact V2 bundles.
+
+``root.json`` carries the tiling scheme as ArcGIS REST JSON (``tileInfo``: ``rows``, ``cols``,
+``dpi``, ``origin``, ``spatialReference``, ``lods``), the ``fullExtent``, ``storageInfo`` and
+``minLOD``/``maxLOD`` (the levels the package holds). Bundles are ``tile/Lnn/R....C....bundle``
+(under ``tileBundlesPath``). They are read inside the zip, never extracted: only the first
+131,136 bytes of each, as for a folder cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidCacheConfig
+from ..models import LOD, Extent, Problem, SpatialReference, TilingScheme
+from .arcgis_folder import LEVEL_NAME, parse_bundle_name
+from .base import BundleFile, BundleIndex, CacheReader
+from .compact_v2 import HEADER_INDEX_SIZE, Scratch, summarize_index
+
+ROOT_JSON = "root.json"
+
+
+def _number(node: dict[str, Any], key: str, source: str) -> float:
+    value = node.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidCacheConfig(f"{source}: {key!r} is {value!r}, not a number")
+    return float(value)
+
+
+def _spatial_reference(node: Any) -> SpatialReference:
+    if not isinstance(node, dict):
+        return SpatialReference()
+    wkid, latest = node.get("wkid"), node.get("latestWkid")
+    return SpatialReference(
+        wkid=wkid if isinstance(wkid, int) else None,
+        latest_wkid=latest if isinstance(latest, int) else None,
+        wkt=node.get("wkt") if isinstance(node.get("wkt"), str) else None,
+    )
+
+
+def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingScheme, Extent | None]:
+    """The tiling scheme and full extent of a tile package's ``root.json``.
+
+    Only the LODs between ``minLOD`` and ``maxLOD`` are the package's levels.
+
+    Raises:
+        InvalidCacheConfig: not JSON, or a required member missing or malformed.
+    """
+    try:
+        root = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCacheConfig(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(root, dict) or not isinstance(root.get("tileInfo"), dict):
+        raise InvalidCacheConfig(f"{source}: no 'tileInfo' object; is this a tile package?")
+    info = root["tileInfo"]
+    origin = info.get("origin")
+    if not isinstance(origin, dict):
+        raise InvalidCacheConfig(f"{source}: tileInfo has no 'origin'")
+    raw_lods = info.get("lods")
+    if not isinstance(raw_lods, list) or not raw_lods:
+        raise InvalidCacheConfig(f"{source}: tileInfo has no 'lods'")
+    low = root.get("minLOD", -math.inf)
+    high = root.get("maxLOD", math.inf)
+    lods = []
+    for node in raw_lods:
+        if not isinstance(node, dict):
+            raise InvalidCacheConfig(f"{source}: a LOD is {node!r}, not an object")
+        lod = LOD(
+            int(_number(node, "level", source)),
+            _number(node, "scale", source),
+            _number(node, "resolution", source),
+        )
+        if lod.scale <= 0 or lod.resolution <= 0:
+            raise InvalidCacheConfig(f"{source}: level {lod.level} has a scale or resolution <= 0")
+        if low <= lod.level <= high:
+            lods.append(lod)
+    if not lods:
+        raise InvalidCacheConfig(f"{source}: no LOD between minLOD {low} and maxLOD {high}")
+    storage: dict[str, Any] = root.get("storageInfo") or {}
+    image: dict[str, Any] = root.get("tileImageInfo") or {}
+    if not isinstance(storage, dict) or not isinstance(image, dict):
+        raise InvalidCacheConfig(f"{source}: 'storageInfo' and 'tileImageInfo' must be objects")
+    scheme = TilingScheme(
+        spatial_reference=_spatial_reference(
+            info.get("spatialReference") or root.get("spatialReference")
+        ),
+        origin_x=_number(origin, "x", source),
+        origin_y=_number(origin, "y", source),
+        tile_cols=int(_number(info, "cols", source)),
+        tile_rows=int(_number(info, "rows", source)),
+        dpi=float(info.get("dpi", 96)),
+        lods=tuple(lods),
+        tile_format=str(image.get("format", "PNG")),
+        storage_format=str(storage.get("storageFormat", "esriMapCacheStorageModeCompactV2")),
+        packet_size=int(storage.get("packetSize", 128)),
+    )
+    extent = None
+    full = root.get("fullExtent")
+    if isinstance(full, dict):
+        extent = Extent(*(_number(full, key, source) for key in ("xmin", "ymin", "xmax", "ymax")))
+        if extent.is_empty:
+            extent = None
+    return scheme, extent
+
+
+class TilePackage(CacheReader):
+    """A ``.tpkx`` tile package: Compact V2 bundles read inside the zip."""
+
+    name = "tpkx"
+    description = "ArcGIS tile package (.tpkx: zip of root.json and Compact V2 bundles)"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._zip: zipfile.ZipFile | None = None
+        self._scratch: Scratch | None = None
+        archive = self._archive()
+        try:
+            data = archive.read(ROOT_JSON)
+        except KeyError:
+            raise InvalidCacheConfig(
+                f"{path}: a zip without {ROOT_JSON}; a .tpkx tile package "
+                "holds root.json (an older .tpk holds conf.xml)"
+            ) from None
+        self._scheme, self._extent = parse_root_json(data, f"{path}!{ROOT_JSON}")
+        if self._scheme.storage_format != "esriMapCacheStorageModeCompactV2":
+            raise InvalidCacheConfig(
+                f"{path}: root.json declares {self._scheme.storage_format}; "
+                "a .tpkx holds Compact V2 bundles"
+            )
+        self._entries = {info.filename: info for info in archive.infolist()}
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """A file ending in ``.tpkx``."""
+        return path.is_file() and path.suffix.lower() == ".tpkx"
+
+    def _archive(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
+        return self._zip
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_zip": None, "_scratch": None}
+
+    @property
+    def scheme(self) -> TilingScheme:
+        """The tiling scheme of ``root.json``."""
+        return self._scheme
+
+    @property
+    def full_extent(self) -> Extent | None:
+        """``fullExtent`` of ``root.json``."""
+        return self._extent
+
+    @property
+    def status_dir(self) -> Path:
+        """The folder holding the package."""
+        return self.path.parent
+
+    @property
+    def status_stem(self) -> str:
+        """``Usa.Status`` for ``Usa.tpkx``."""
+        return f"{self.path.stem}.Status"
+
+    def _level_entries(self) -> dict[int, list[str]]:
+        levels: dict[int, list[str]] = {}
+        for name in self._entries:
+            parts = name.rstrip("/").split("/")
+            if len(parts) >= 3 and parts[-1].endswith(".bundle"):
+                match = LEVEL_NAME.match(parts[-2])
+                if match:
+                    levels.setdefault(int(match.group(1)), []).append(name)
+        return levels
+
+    def unknown_levels(self) -> list[str]:
+        """Level folders in the package that are not among its LODs."""
+        known = set(self._scheme.levels)
+        return sorted(f"L{lv:02d}" for lv in self._level_entries() if lv not in known)
+
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """The bundle entries of a level folder inside the zip."""
+        for name in sorted(self._level_entries().get(level, [])):
+            yield parse_bundle_name(level, name.rsplit("/", 1)[-1], f"{self.path}!{name}")
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """Read the header and index of a bundle inside the zip."""
+        name = bundle.path.split("!", 1)[1]
+        info = self._entries[name]
+        with self._archive().open(info) as member:
+            buf = member.read(HEADER_INDEX_SIZE)
+        if self._scratch is None:
+            self._scratch = Scratch()
+        modified = datetime(*info.date_time).timestamp()
+        return summarize_index(
+            buf, info.file_size, bundle.key.row, bundle.key.col, self._scratch, modified
+        )
+
+    def close(self) -> None:
+        """Close the zip."""
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
