@@ -90,7 +90,9 @@ def test_the_cache_can_be_named_several_ways(tmp_path, sample, layout):
 def test_detection_errors(tmp_path):
     with pytest.raises(CacheNotFound, match="no such file or folder"):
         formats.open_cache(tmp_path / "nope")
-    with pytest.raises(UnsupportedFormat, match=r"holds no conf\.xml.*known formats: compact-v2, tpkx"):
+    with pytest.raises(
+        UnsupportedFormat, match=r"holds no conf\.xml.*known formats: compact-v2, tpkx"
+    ):
         formats.open_cache(tmp_path)
     write_conf(tmp_path / "v1", 3, storage="esriMapCacheStorageModeCompact")
     with pytest.raises(UnsupportedFormat, match="declares esriMapCacheStorageModeCompact,"):
