@@ -108,14 +108,19 @@ def mapproxy_v2_cache(
     tiles: Mapping[tuple[int, int, int], bytes],
     levels: int = 20,
     extent: tuple[float, float, float, float] | None = None,
+    version: int = 2,
 ) -> Path:
-    """A Compact V2 cache written by MapProxy; ``tiles`` maps (level, row, col) to data."""
-    from mapproxy.cache.compact import CompactCacheV2
+    """A Compact V2 (or, with ``version=1``, V1) cache written by MapProxy; ``tiles`` maps
+    (level, row, col) to data."""
+    from mapproxy.cache.compact import CompactCacheV1, CompactCacheV2
     from mapproxy.cache.tile import Tile
     from mapproxy.image import ImageResult
 
-    write_conf(root, levels, extent)
-    cache = CompactCacheV2(str(root / "_alllayers"))
+    v2 = version == 2
+    write_conf(
+        root, levels, extent, storage="esriMapCacheStorageModeCompact" + ("V2" if v2 else "")
+    )
+    cache = (CompactCacheV2 if v2 else CompactCacheV1)(str(root / "_alllayers"))
     for (level, row, col), data in tiles.items():
         assert cache.store_tile(Tile((col, row, level), ImageResult(BytesIO(data))))
     return root

@@ -91,15 +91,15 @@ def test_detection_errors(tmp_path):
     with pytest.raises(CacheNotFound, match="no such file or folder"):
         formats.open_cache(tmp_path / "nope")
     with pytest.raises(
-        UnsupportedFormat, match=r"holds no conf\.xml.*known formats: compact-v2, tpkx"
+        UnsupportedFormat, match=r"holds no conf\.xml.*known formats: compact-v2, compact-v1, tpkx"
     ):
         formats.open_cache(tmp_path)
-    write_conf(tmp_path / "v1", 3, storage="esriMapCacheStorageModeCompact")
-    with pytest.raises(UnsupportedFormat, match="declares esriMapCacheStorageModeCompact,"):
-        formats.open_cache(tmp_path / "v1")
+    write_conf(tmp_path / "exploded", 3, storage="esriMapCacheStorageModeExploded")
+    with pytest.raises(UnsupportedFormat, match="declares esriMapCacheStorageModeExploded,"):
+        formats.open_cache(tmp_path / "exploded")
     with pytest.raises(UnsupportedFormat, match="unknown format 'zip'"):
         formats.get("zip")
-    assert formats.names() == ["compact-v2", "tpkx"]
+    assert formats.names() == ["compact-v2", "compact-v1", "tpkx"]
 
 
 def test_sample_bundles_known_counts_and_bytes(sample):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import CacheNotFound, UnsupportedFormat
 from .base import BundleFile, BundleIndex, CacheReader
+from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
 from .tpkx import TilePackage
 
@@ -106,4 +107,5 @@ def open_cache(path: str | os.PathLike[str], format_hint: str | None = None) -> 
 
 
 register(CompactV2Cache)
+register(CompactV1Cache)
 register(TilePackage)

@@ -1,0 +1,157 @@
+"""ArcGIS Compact Cache V1 (``esriMapCacheStorageModeCompact``): ``.bundle`` + ``.bundlx``.
+
+The ``.bundlx`` index is 81,952 bytes: a 16-byte header, 16,384 five-byte little-endian offsets
+in column-major order (``16 + 5 * (128 * c + r)``) and a 16-byte footer. Each offset points at
+a u32 size prefix in the ``.bundle``, whose first 60 bytes are a header and next 65,536 bytes
+the zero size slots that empty tiles point into. A tile exists when its offset lies past that
+reserved zone and the size found there is above zero: empty slots are recognised from the index
+alone, and only the 4-byte size words of the other slots are read from the ``.bundle`` (through
+a memory map, so only the pages holding them are touched).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import CorruptBundle
+from ..models import BUNDLE_SIZE
+from .arcgis_folder import ArcGISFolderCache
+from .base import BundleFile, BundleIndex
+
+BUNDLX_HEADER = 16  # the 5-byte offsets start at byte 16 of the .bundlx
+TILES = BUNDLE_SIZE * BUNDLE_SIZE
+BUNDLX_SIZE = BUNDLX_HEADER + 5 * TILES + 16  # 81,952 bytes
+BUNDLE_HEADER = 60  # the .bundle's header
+RESERVED = 4 * TILES  # 65,536 bytes of zero size slots after it
+DATA_START = BUNDLE_HEADER + RESERVED  # 65,596: the first byte a tile's size prefix can be at
+SIZE_PREFIX = 4
+
+
+def decode_bundlx(buf: bytes) -> npt.NDArray[np.int64]:
+    """The 128 x 128 offsets of a ``.bundlx``, row-major (``[row, col]``).
+
+    Raises:
+        CorruptBundle: the index is not 81,952 bytes.
+    """
+    if len(buf) != BUNDLX_SIZE:
+        raise CorruptBundle(
+            f"bad index: the .bundlx is {len(buf):,} bytes, expected {BUNDLX_SIZE:,}"
+        )
+    raw = np.frombuffer(buf, dtype=np.uint8, count=5 * TILES, offset=BUNDLX_HEADER)
+    raw = raw.reshape(TILES, 5).astype(np.int64)
+    offsets = raw[:, 0] | raw[:, 1] << 8 | raw[:, 2] << 16 | raw[:, 3] << 24 | raw[:, 4] << 32
+    return offsets.reshape(BUNDLE_SIZE, BUNDLE_SIZE).T  # stored column by column
+
+
+def tile_slots(offsets: npt.NDArray[np.int64], file_size: int) -> npt.NDArray[np.bool_]:
+    """Slots whose size word must be read: those pointing past the reserved zone.
+
+    Raises:
+        CorruptBundle: an offset inside the header, or past the end of the ``.bundle``.
+    """
+    inside_header = (offsets > 0) & (offsets < BUNDLE_HEADER)
+    past_end = offsets > file_size - SIZE_PREFIX
+    bad = inside_header | past_end
+    if bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        raise CorruptBundle(
+            f"tile slot R{r}/C{c}: offset {int(offsets[r, c])} lies "
+            f"{'inside the header' if inside_header[r, c] else 'past the end'} "
+            f"of the .bundle ({file_size:,} bytes)"
+        )
+    return offsets >= DATA_START
+
+
+def summarize_v1(
+    offsets: npt.NDArray[np.int64],
+    size_words: npt.NDArray[np.uint32],
+    file_size: int,
+    first_row: int = 0,
+    first_col: int = 0,
+    modified: float | None = None,
+) -> BundleIndex:
+    """Sizes, counts and dead bytes from the offsets and the size words read at the live slots.
+
+    Args:
+        offsets: the (128, 128) offsets of :func:`decode_bundlx`.
+        size_words: the u32 found at each offset where :func:`tile_slots` is true, in row-major
+            order of those slots.
+        file_size: the ``.bundle``'s size.
+        first_row: row of the bundle's top-left tile, to name tiles in messages.
+        first_col: column of the bundle's top-left tile.
+        modified: the ``.bundle``'s modification time, passed through.
+
+    Raises:
+        CorruptBundle: a tile running past the end of the file, or more tile bytes than the file.
+    """
+    live = offsets >= DATA_START
+    sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+    sizes[live] = size_words
+    ends = np.where(sizes > 0, offsets + SIZE_PREFIX + sizes.astype(np.int64), 0)
+    if ends.max(initial=0) > file_size:
+        r, c = (int(v) for v in np.argwhere(ends > file_size)[0])
+        raise CorruptBundle(
+            f"tile R{first_row + r}/C{first_col + c}: offset {int(offsets[r, c])} + size "
+            f"{int(sizes[r, c])} runs past the end of the file ({file_size:,} bytes)"
+        )
+    tiles = int(np.count_nonzero(sizes))
+    tile_bytes = int(sizes.sum())
+    used = tile_bytes + SIZE_PREFIX * tiles
+    if used > file_size - DATA_START:
+        raise CorruptBundle(
+            f"the index claims {used:,} bytes of tiles, more than the "
+            f"{file_size - DATA_START:,} the file holds after its header"
+        )
+    return BundleIndex(sizes, tiles, tile_bytes, file_size, file_size - DATA_START - used, modified)
+
+
+def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleIndex:
+    """Read a V1 bundle: its whole ``.bundlx``, and the size words of its live slots."""
+    index_path = path[: -len(".bundle")] + ".bundlx"
+    try:
+        with open(index_path, "rb") as f:
+            offsets = decode_bundlx(f.read(BUNDLX_SIZE + 1))
+    except FileNotFoundError:
+        raise CorruptBundle("no .bundlx index beside it") from None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if st.st_size < DATA_START:
+            raise CorruptBundle(
+                f"truncated: {st.st_size:,} bytes, a Compact V1 bundle holds at "
+                f"least {DATA_START:,} (header and size slots)"
+            )
+        live = tile_slots(offsets, st.st_size)
+        words = np.zeros(0, dtype=np.uint32)
+        if live.any():
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+                data = np.frombuffer(view, dtype=np.uint8)
+                at = offsets[live][:, None] + np.arange(SIZE_PREFIX)
+                b = data[at].astype(np.uint32)
+                words = b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16 | b[:, 3] << 24
+                del data, b  # release the buffer before the map closes
+    finally:
+        os.close(fd)
+    return summarize_v1(offsets, words, st.st_size, first_row, first_col, st.st_mtime)
+
+
+class CompactV1Cache(ArcGISFolderCache):
+    """An ArcGIS Compact V1 folder cache: ``conf.xml``, ``.bundle`` + ``.bundlx`` files."""
+
+    name = "compact-v1"
+    description = "ArcGIS Compact Cache V1 folder (conf.xml, _alllayers/Lnn/*.bundle + .bundlx)"
+    storage_formats = ("esriMapCacheStorageModeCompact",)
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """True for a folder cache whose ``conf.xml`` declares Compact (V1) storage."""
+        return cls._detect_storage(path)
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """Read the ``.bundlx`` and the size words of the live slots."""
+        return read_bundle_v1(bundle.path, bundle.key.row, bundle.key.col)
