@@ -91,7 +91,8 @@ def test_detection_errors(tmp_path):
     with pytest.raises(CacheNotFound, match="no such file or folder"):
         formats.open_cache(tmp_path / "nope")
     with pytest.raises(
-        UnsupportedFormat, match=r"holds no conf\.xml.*known formats: compact-v2, compact-v1, tpkx"
+        UnsupportedFormat,
+        match=r"holds no conf\.xml.*known formats: compact-v2, compact-v1, tpkx, mbtiles",
     ):
         formats.open_cache(tmp_path)
     write_conf(tmp_path / "exploded", 3, storage="esriMapCacheStorageModeExploded")
@@ -99,7 +100,7 @@ def test_detection_errors(tmp_path):
         formats.open_cache(tmp_path / "exploded")
     with pytest.raises(UnsupportedFormat, match="unknown format 'zip'"):
         formats.get("zip")
-    assert formats.names() == ["compact-v2", "compact-v1", "tpkx"]
+    assert formats.names() == ["compact-v2", "compact-v1", "tpkx", "mbtiles"]
 
 
 def test_sample_bundles_known_counts_and_bytes(sample):

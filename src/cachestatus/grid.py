@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -73,6 +74,15 @@ def tiles_in_extent(scheme: TilingScheme, level: int, extent: Extent) -> TileRan
         _ceil((extent.xmax - ox) / w),
     )
     return TileRange(0, 0, 0, 0) if found.is_empty else found
+
+
+RowT = TypeVar("RowT", int, npt.NDArray[np.int64])
+
+
+def tms_row(level: int, row: RowT) -> RowT:
+    """The TMS row (counted up from the bottom, as MBTiles stores it) of an XYZ row, or back:
+    ``2**level - 1 - row``."""
+    return (1 << level) - 1 - row
 
 
 def bundle_range(bundle: BundleKey) -> TileRange:

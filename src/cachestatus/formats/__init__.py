@@ -14,6 +14,7 @@ from ..errors import CacheNotFound, UnsupportedFormat
 from .base import BundleFile, BundleIndex, CacheReader
 from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
+from .mbtiles import MBTiles
 from .tpkx import TilePackage
 
 __all__ = [
@@ -109,3 +110,4 @@ def open_cache(path: str | os.PathLike[str], format_hint: str | None = None) -> 
 register(CompactV2Cache)
 register(CompactV1Cache)
 register(TilePackage)
+register(MBTiles)

@@ -1,0 +1,132 @@
+"""MBTiles written by MapProxy: the same stored tiles, bundle by bundle, as a V2 cache of them."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+from pyogrio.raw import read
+
+from cachestatus import formats, grid, operations
+from cachestatus.cli import main
+from tests.helpers import mapproxy_v2_cache
+
+EXTENT = (-9.5e6, -4.2e6, 1.31e7, 7.7e6)
+
+
+@given(st.integers(0, 30), st.data())
+def test_tms_row_flips_and_flips_back(level, data):
+    row = data.draw(st.integers(0, 2**level - 1))
+    assert 0 <= grid.tms_row(level, row) < 2**level
+    assert grid.tms_row(level, grid.tms_row(level, row)) == row
+
+
+def _mbtiles(path: Path, tiles: dict[tuple[int, int, int], bytes]) -> Path:
+    """MapProxy's MBTiles cache, fed TMS rows as its 'sw'-origin grids do."""
+    from mapproxy.cache.mbtiles import MBTilesCache
+    from mapproxy.cache.tile import Tile
+    from mapproxy.image import ImageResult
+
+    cache = MBTilesCache(str(path))
+    for (level, row, col), data in tiles.items():
+        tile = Tile((col, grid.tms_row(level, row), level), ImageResult(BytesIO(data)))
+        assert cache.store_tile(tile)
+    cache.update_metadata(name="test", format="png")
+    cache.cleanup()
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> tuple[Path, Path, dict]:
+    rng = random.Random(5)
+    tiles = {}
+    for level, row0, col0, span in [(2, 0, 0, 4), (8, 60, 70, 120), (17, 65400, 70000, 300)]:
+        for _ in range(60):
+            row, col = row0 + rng.randrange(span), col0 + rng.randrange(span)
+            tiles[(level, row, col)] = rng.randbytes(rng.randrange(1, 300))
+    root = tmp_path_factory.mktemp("mbt")
+    mbt = _mbtiles(root / "tiles.mbtiles", tiles)
+    v2 = mapproxy_v2_cache(root / "v2", tiles, levels=18, extent=EXTENT)
+    return mbt, v2, tiles
+
+
+def _stored(status: str) -> dict[str, tuple[int, int]]:
+    meta, _, _, values = read(status, layer="TaskStatus", read_geometry=False)
+    f = list(meta["fields"])
+    return {
+        row[0]: (
+            row[f.index("tilesPresent")] + row[f.index("tilesStray")],
+            row[f.index("tileBytes")],
+        )
+        for row in zip(*values, strict=True)
+        if row[f.index("status")] != "MISSING"
+    }
+
+
+def test_mbtiles_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path):
+    mbt, v2, tiles = pair
+    with formats.open_cache(mbt) as reader:
+        assert reader.name == "mbtiles"
+        assert reader.scheme.levels == (2, 8, 17)
+    a = operations.rebuild(mbt, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
+    b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
+    assert _stored(a.status_path) == _stored(b.status_path)
+    assert a.totals.tiles_present + a.totals.tiles_stray == len(tiles)
+    assert a.totals.tile_bytes == sum(len(d) for d in tiles.values())
+    assert a.status_path == str(tmp_path / "a.gdb")
+
+
+def test_mbtiles_is_opened_read_only(pair, tmp_path):
+    mbt, _, _ = pair
+    before = (hashlib.sha256(mbt.read_bytes()).hexdigest(), mbt.stat().st_mtime_ns)
+    siblings = sorted(p.name for p in mbt.parent.iterdir())
+    report = operations.rebuild(mbt, tmp_path / "s.gdb", workers=1, max_missing_rows=0)
+    assert report.problems == []
+    assert (hashlib.sha256(mbt.read_bytes()).hexdigest(), mbt.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in mbt.parent.iterdir()) == siblings  # no journal, no WAL
+
+
+def test_default_status_beside_the_file(pair, tmp_path):
+    mbt, _, _ = pair
+    copy = tmp_path / "copy.mbtiles"
+    copy.write_bytes(mbt.read_bytes())
+    report = operations.rebuild(copy, workers=1, max_missing_rows=0)
+    assert report.status_path == str(tmp_path / "copy.Status.gdb")
+
+
+def test_bounds_are_the_full_extent(tmp_path):
+    path = tmp_path / "b.mbtiles"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE tiles (zoom_level, tile_column, tile_row, tile_data)")
+        db.execute("CREATE TABLE metadata (name, value)")
+        db.execute("INSERT INTO metadata VALUES ('bounds', '-180,-85.0511287798066,0,0')")
+        db.execute("INSERT INTO tiles VALUES (3, 0, 0, x'00ff')")
+    report = operations.rebuild(path, workers=1)
+    (level,) = report.levels
+    assert level.tiles_expected == 4 * 4  # the south-west quarter at level 3
+    assert level.tiles_present == 1 and level.tile_bytes == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not sqlite at all, just bytes" * 10, "not a readable SQLite file"),
+        (None, "without a 'tiles' table"),
+    ],
+)
+def test_bad_mbtiles_exit_2(tmp_path, content, message):
+    path = tmp_path / "bad.mbtiles"
+    if content is None:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE other (a)")
+    else:
+        path.write_bytes(content)
+    result = CliRunner().invoke(main, ["rebuild", str(path)])
+    assert result.exit_code == 2 and message in result.stderr
