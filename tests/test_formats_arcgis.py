@@ -92,7 +92,7 @@ def test_detection_errors(tmp_path):
         formats.open_cache(tmp_path / "nope")
     with pytest.raises(
         UnsupportedFormat,
-        match=r"holds no conf\.xml.*known formats: compact-v2, compact-v1, tpkx, mbtiles",
+        match=r"holds no conf\.xml.*known formats: " + ", ".join(formats.names()),
     ):
         formats.open_cache(tmp_path)
     write_conf(tmp_path / "exploded", 3, storage="esriMapCacheStorageModeExploded")
@@ -100,7 +100,7 @@ def test_detection_errors(tmp_path):
         formats.open_cache(tmp_path / "exploded")
     with pytest.raises(UnsupportedFormat, match="unknown format 'zip'"):
         formats.get("zip")
-    assert formats.names() == ["compact-v2", "compact-v1", "tpkx", "mbtiles"]
+    assert formats.names() == ["compact-v2", "compact-v1", "tpkx", "mbtiles", "geopackage"]
 
 
 def test_sample_bundles_known_counts_and_bytes(sample):

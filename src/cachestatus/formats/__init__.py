@@ -14,6 +14,7 @@ from ..errors import CacheNotFound, UnsupportedFormat
 from .base import BundleFile, BundleIndex, CacheReader
 from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
+from .geopackage import GeoPackageTiles
 from .mbtiles import MBTiles
 from .tpkx import TilePackage
 
@@ -111,3 +112,4 @@ register(CompactV2Cache)
 register(CompactV1Cache)
 register(TilePackage)
 register(MBTiles)
+register(GeoPackageTiles)

@@ -1,0 +1,121 @@
+"""What MBTiles and GeoPackage share: tiles in an SQLite table, opened read-only.
+
+The table holds ``(zoom_level, tile_column, tile_row, tile_data)``; tiles are reported in
+virtual 128 x 128 bundles of the grid. One grouped query lists a level's bundles; one indexed
+range query per bundle gives its tiles and sizes (``length(tile_data)``, read from the record
+header without the blob). The file is opened through an SQLite ``mode=ro`` URI: no journal,
+no WAL, nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from .. import grid
+from ..errors import InvalidCacheConfig
+from ..models import BUNDLE_SIZE, BundleKey, Problem
+from .base import BundleFile, BundleIndex, CacheReader
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an SQLite file (``mode=ro`` URI).
+
+    Raises:
+        InvalidCacheConfig: the file cannot be opened.
+    """
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+    try:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise InvalidCacheConfig(f"{path}: cannot be opened as SQLite ({exc})") from None
+
+
+class SQLiteTileCache(CacheReader):
+    """Base of the readers of tiles in an SQLite table.
+
+    Subclasses set :attr:`table` and :attr:`tms_rows` (rows counted up from the bottom) while
+    they open the file.
+    """
+
+    #: The tile table (or view).
+    table: str = "tiles"
+    #: True when rows count up from the bottom (MBTiles' TMS rows).
+    tms_rows: bool = False
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = open_read_only(self.path)
+        return self._db
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connect().execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise InvalidCacheConfig(f"{self.path}: not a readable SQLite file ({exc})") from None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_db": None}
+
+    @property
+    def status_dir(self) -> Path:
+        """The folder holding the file."""
+        return self.path.parent
+
+    @property
+    def status_stem(self) -> str:
+        """``world.Status`` for ``world.mbtiles``."""
+        return f"{self.path.stem}.Status"
+
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """The virtual bundles holding tiles: one grouped query on the level."""
+        found = self._query(
+            f'SELECT DISTINCT tile_column >> 7, tile_row >> 7 FROM "{self.table}" '
+            "WHERE zoom_level = ?",
+            (level,),
+        )
+        top = max(0, (1 << level) // BUNDLE_SIZE - 1)  # TMS bundle rows count up too
+        keys = sorted((int(r), int(c)) for c, r in found)
+        for brow, bcol in keys:
+            row = (top - brow if self.tms_rows else brow) * BUNDLE_SIZE
+            key = BundleKey(level, row, bcol * BUNDLE_SIZE)
+            yield BundleFile(key, f"{self.path}#{key.label}")
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """The tiles of one bundle and their sizes: one indexed range query."""
+        key = bundle.key
+        low, high = key.row, key.row + BUNDLE_SIZE - 1
+        if self.tms_rows:
+            low = grid.tms_row(key.level, min(high, (1 << key.level) - 1))
+            high = grid.tms_row(key.level, key.row)
+        found = (
+            self._connect()
+            .execute(
+                f'SELECT tile_column, tile_row, length(tile_data) FROM "{self.table}" '
+                "WHERE zoom_level = ? AND tile_column BETWEEN ? AND ? AND tile_row BETWEEN ? AND ?",
+                (key.level, key.col, key.col + BUNDLE_SIZE - 1, low, high),
+            )
+            .fetchall()
+        )
+        sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+        if found:
+            table = np.array([(c, r, s or 0) for c, r, s in found], dtype=np.int64)
+            rows = grid.tms_row(key.level, table[:, 1]) if self.tms_rows else table[:, 1]
+            sizes[rows - key.row, table[:, 0] - key.col] = table[:, 2]
+        return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
+
+    def close(self) -> None:
+        """Close the database."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None

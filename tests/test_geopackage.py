@@ -1,0 +1,103 @@
+"""GeoPackage tiles written by MapProxy: the same stored tiles, bundle by bundle, as a V2 cache."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cachestatus import formats, operations
+from cachestatus.cli import main
+from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
+from tests.test_mbtiles import _stored
+
+WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
+
+
+def _geopackage(path: Path, tiles: dict[tuple[int, int, int], bytes]) -> Path:
+    from mapproxy.cache.geopackage import GeopackageCache
+    from mapproxy.cache.tile import Tile
+    from mapproxy.grid.tile_grid import tile_grid
+    from mapproxy.image import ImageResult
+
+    cache = GeopackageCache(str(path), tile_grid(3857, origin="nw", name="g"), "tiles")
+    for (level, row, col), data in tiles.items():
+        assert cache.store_tile(Tile((col, row, level), ImageResult(BytesIO(data))))
+    cache.cleanup()
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> tuple[Path, Path, dict]:
+    rng = random.Random(8)
+    tiles = {}
+    for level, row0, col0, span in [(1, 0, 0, 2), (9, 100, 300, 200), (18, 131000, 131300, 300)]:
+        for _ in range(60):
+            row, col = row0 + rng.randrange(span), col0 + rng.randrange(span)
+            tiles[(level, row, col)] = rng.randbytes(rng.randrange(1, 300))
+    root = tmp_path_factory.mktemp("gpkg")
+    return (
+        _geopackage(root / "tiles.gpkg", tiles),
+        mapproxy_v2_cache(root / "v2", tiles, levels=20, extent=WORLD),
+        tiles,
+    )
+
+
+def test_geopackage_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path):
+    gpkg, v2, tiles = pair
+    with formats.open_cache(gpkg) as reader:
+        assert reader.name == "geopackage"
+        assert reader.scheme.levels == tuple(range(20))  # every tile matrix, built or not
+        assert reader.scheme.spatial_reference.user_input() == "EPSG:3857"
+        assert reader.full_extent is not None
+        assert reader.full_extent.xmax == pytest.approx(WEB_MERCATOR_HALF)
+    a = operations.rebuild(gpkg, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
+    b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
+    assert _stored(a.status_path) == _stored(b.status_path)
+
+    def counts(report):
+        return [
+            (
+                lv.level,
+                lv.bundles,
+                lv.tiles_expected,
+                lv.tiles_present,
+                lv.tiles_stray,
+                lv.tile_bytes,
+            )
+            for lv in report.levels
+        ]
+
+    assert counts(a) == counts(b)  # same grid, same full extent: same totals
+    assert a.totals.tiles_present == len(tiles)
+
+
+def test_geopackage_is_left_untouched(pair, tmp_path):
+    gpkg, _, _ = pair
+    before = (hashlib.sha256(gpkg.read_bytes()).hexdigest(), gpkg.stat().st_mtime_ns)
+    operations.rebuild(gpkg, tmp_path / "s.gdb", workers=1, max_missing_rows=0)
+    assert (hashlib.sha256(gpkg.read_bytes()).hexdigest(), gpkg.stat().st_mtime_ns) == before
+
+
+def test_a_status_geopackage_is_not_a_tile_cache(tmp_path, sample):
+    report = operations.rebuild(sample, store_format="gpkg", workers=1)
+    result = CliRunner().invoke(main, ["info", report.status_path])
+    assert result.exit_code == 2 and "not a tile cache" in result.stderr
+
+
+def test_several_tile_tables_are_refused(pair, tmp_path):
+    gpkg, _, _ = pair
+    copy = tmp_path / "two.gpkg"
+    copy.write_bytes(gpkg.read_bytes())
+    with sqlite3.connect(copy) as db:
+        db.execute(
+            "INSERT INTO gpkg_contents (table_name, data_type, srs_id) "
+            "VALUES ('more', 'tiles', 3857)"
+        )
+    result = CliRunner().invoke(main, ["rebuild", str(copy)])
+    assert result.exit_code == 2 and "several tile tables (more, tiles)" in result.stderr
