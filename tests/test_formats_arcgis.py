@@ -95,12 +95,21 @@ def test_detection_errors(tmp_path):
         match=r"holds no conf\.xml.*known formats: " + ", ".join(formats.names()),
     ):
         formats.open_cache(tmp_path)
-    write_conf(tmp_path / "exploded", 3, storage="esriMapCacheStorageModeExploded")
-    with pytest.raises(UnsupportedFormat, match="declares esriMapCacheStorageModeExploded,"):
-        formats.open_cache(tmp_path / "exploded")
+    write_conf(tmp_path / "future", 3, storage="esriMapCacheStorageModeFuture")
+    with pytest.raises(UnsupportedFormat, match="declares esriMapCacheStorageModeFuture,"):
+        formats.open_cache(tmp_path / "future")
     with pytest.raises(UnsupportedFormat, match="unknown format 'zip'"):
         formats.get("zip")
-    assert formats.names() == ["compact-v2", "compact-v1", "tpkx", "mbtiles", "geopackage"]
+    assert formats.names() == [
+        "compact-v2",
+        "compact-v1",
+        "tpkx",
+        "mbtiles",
+        "geopackage",
+        "exploded",
+        "xyz",
+        "tms",
+    ]
 
 
 def test_sample_bundles_known_counts_and_bytes(sample):

@@ -343,7 +343,7 @@ class Scanner:
                 max(b.ymax for b in boxes),
             )
         log.debug("%d bundles on %d levels", self.total, len(self.plans))
-        if self.workers > 1 and self.total >= PARALLEL_THRESHOLD:
+        if self.workers > 1 and self.total >= PARALLEL_THRESHOLD and self.reader.parallel:
             processes = min(self.workers, -(-self.total // CHUNK))
             log.debug("scanning with %d worker processes", processes)
             self._pool = _pool_context().Pool(

@@ -16,6 +16,7 @@ from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
 from .geopackage import GeoPackageTiles
 from .mbtiles import MBTiles
+from .tile_folders import ExplodedCache, TMSFolder, XYZFolder
 from .tpkx import TilePackage
 
 __all__ = [
@@ -113,3 +114,6 @@ register(CompactV1Cache)
 register(TilePackage)
 register(MBTiles)
 register(GeoPackageTiles)
+register(ExplodedCache)
+register(XYZFolder)
+register(TMSFolder)

@@ -59,6 +59,9 @@ class CacheReader(ABC):
     name: ClassVar[str]
     #: One line for ``cachestatus info`` and error messages.
     description: ClassVar[str]
+    #: Whether reading bundles is worth worker processes (false where the listing already holds
+    #: everything, as for folders of tile files).
+    parallel: ClassVar[bool] = True
 
     def __init__(self, path: Path) -> None:
         self.path = path

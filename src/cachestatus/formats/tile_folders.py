@@ -1,0 +1,189 @@
+"""Caches of one file per tile: ArcGIS exploded caches and XYZ/TMS folders.
+
+Every tile file of a level is found by one listing of each row (or column) folder, with the
+sizes from the listing's stat data; tiles are then grouped into virtual 128 x 128 bundles. The
+listing already holds everything a status needs, so these readers run in the calling process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import grid
+from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem, TilingScheme
+from .arcgis_folder import ArcGISFolderCache
+from .base import BundleFile, BundleIndex, CacheReader
+from .mbtiles import web_mercator_scheme
+
+#: Tile file extensions (``MIXED`` exploded caches hold both PNG and JPEG).
+TILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pbf", ".mvt", ".lerc")
+_ROW_DIR = re.compile(r"^R([0-9a-fA-F]{8})$")
+_COL_FILE = re.compile(r"^C([0-9a-fA-F]{8})\.", re.IGNORECASE)
+
+
+class _Grouped:
+    """Tiles of one level (row, col, size arrays) grouped into virtual bundles."""
+
+    def __init__(self, level: int, tiles: list[tuple[int, int, int]]) -> None:
+        table = np.array(tiles, dtype=np.int64).reshape(-1, 3)
+        keys = (table[:, 0] // BUNDLE_SIZE) * (1 << 32) + table[:, 1] // BUNDLE_SIZE
+        order = np.argsort(keys, kind="stable")  # the tiles of a bundle side by side
+        self.table, keys = table[order], keys[order]
+        self.level = level
+        self._keys, self._starts = np.unique(keys, return_index=True)
+        self._ends = np.r_[self._starts[1:], len(self.table)]
+
+    def bundles(self) -> Iterator[BundleKey]:
+        for key in self._keys.tolist():
+            yield BundleKey(self.level, (key >> 32) * BUNDLE_SIZE, (key & 0xFFFFFFFF) * BUNDLE_SIZE)
+
+    def sizes(self, key: BundleKey) -> npt.NDArray[np.uint64]:
+        packed = (key.row // BUNDLE_SIZE) * (1 << 32) + key.col // BUNDLE_SIZE
+        i = int(np.searchsorted(self._keys, packed))
+        sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+        if i < len(self._keys) and self._keys[i] == packed:
+            part = self.table[self._starts[i] : self._ends[i]]
+            sizes[part[:, 0] - key.row, part[:, 1] - key.col] = part[:, 2]
+        return sizes
+
+
+class _TileFiles(CacheReader):
+    """Listing, grouping and reading for the caches of one file per tile."""
+
+    parallel = False
+
+    def _level_tiles(self, level: int) -> list[tuple[int, int, int]]:
+        raise NotImplementedError
+
+    def _grouped(self, level: int) -> _Grouped:
+        cache: dict[int, _Grouped] = self.__dict__.setdefault("_groups", {})
+        if level not in cache:
+            cache.clear()  # one level at a time: memory follows the largest level, not the cache
+            cache[level] = _Grouped(level, self._level_tiles(level))
+        return cache[level]
+
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """Virtual bundles holding tile files."""
+        for key in self._grouped(level).bundles():
+            yield BundleFile(key, f"{self.path}#{key.label}")
+
+    def count_bundles(self, level: int) -> int:
+        """From the same listing."""
+        return sum(1 for _ in self._grouped(level).bundles())
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """From the listing: sizes of the tile files of the bundle."""
+        sizes = self._grouped(bundle.key.level).sizes(bundle.key)
+        return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
+
+
+def _files(folder: str) -> Iterator[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            yield from (e for e in entries if e.name.lower().endswith(TILE_SUFFIXES))
+    except (NotADirectoryError, FileNotFoundError):
+        return
+
+
+class ExplodedCache(_TileFiles, ArcGISFolderCache):
+    """An ArcGIS exploded cache: ``_alllayers/Lnn/Rxxxxxxxx/Cxxxxxxxx.png|jpg``."""
+
+    name = "exploded"
+    description = "ArcGIS exploded cache folder (conf.xml, _alllayers/Lnn/Rrrrrrrrr/Ccccccccc.png)"
+    storage_formats = ("esriMapCacheStorageModeExploded",)
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """True for a folder cache whose ``conf.xml`` declares exploded storage."""
+        return cls._detect_storage(path)
+
+    def _level_tiles(self, level: int) -> list[tuple[int, int, int]]:
+        folder = self._level_dirs.get(level)
+        tiles: list[tuple[int, int, int]] = []
+        if folder is None:
+            return tiles
+        with os.scandir(folder) as rows:
+            row_dirs = [
+                (int(m.group(1), 16), e.path)
+                for e in rows
+                if (m := _ROW_DIR.match(e.name)) and e.is_dir()
+            ]
+        for row, path in row_dirs:  # one listing per row folder
+            for entry in _files(path):
+                match = _COL_FILE.match(entry.name)
+                if match:
+                    tiles.append((row, int(match.group(1), 16), entry.stat().st_size))
+        return tiles
+
+
+class XYZFolder(_TileFiles):
+    """A ``{z}/{x}/{y}.png`` folder on the Web Mercator grid, rows counted down (XYZ)."""
+
+    name = "xyz"
+    description = "XYZ tile folder ({z}/{x}/{y}.png, Web Mercator, rows downward)"
+    #: Rows counted up from the bottom (TMS).
+    tms = False
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        levels = sorted(int(e.name) for e in os.scandir(path) if e.name.isdigit() and e.is_dir())
+        self._scheme = web_mercator_scheme(levels or [0])
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """A folder whose subfolders are numbers (zoom levels) holding numbered folders."""
+        if not path.is_dir() or (path / "conf.xml").exists():
+            return False
+        levels = [e for e in os.scandir(path) if e.name.isdigit() and e.is_dir()]
+        return bool(levels) and any(e.name.isdigit() for e in os.scandir(levels[0].path))
+
+    @property
+    def scheme(self) -> TilingScheme:
+        """GoogleMapsCompatible, with the levels that have folders."""
+        return self._scheme
+
+    @property
+    def full_extent(self) -> Extent | None:
+        """None: the whole grid is expected."""
+        return None
+
+    @property
+    def status_dir(self) -> Path:
+        """The tile folder itself."""
+        return self.path
+
+    def _level_tiles(self, level: int) -> list[tuple[int, int, int]]:
+        tiles: list[tuple[int, int, int]] = []
+        level_dir = self.path / str(level)
+        if not level_dir.is_dir():
+            return tiles
+        with os.scandir(level_dir) as cols:
+            col_dirs = [(int(e.name), e.path) for e in cols if e.name.isdigit() and e.is_dir()]
+        for col, path in col_dirs:  # one listing per column folder
+            for entry in _files(path):
+                stem = entry.name.split(".", 1)[0]
+                if stem.isdigit():
+                    row = int(stem)
+                    tiles.append(
+                        (grid.tms_row(level, row) if self.tms else row, col, entry.stat().st_size)
+                    )
+        return tiles
+
+
+class TMSFolder(XYZFolder):
+    """A ``{z}/{x}/{y}.png`` folder with rows counted up from the bottom (TMS)."""
+
+    name = "tms"
+    description = "TMS tile folder ({z}/{x}/{y}.png, Web Mercator, rows upward)"
+    tms = True
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """Never detected: the same layout as XYZ; chosen with ``--format-hint tms``."""
+        return False

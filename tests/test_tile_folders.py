@@ -1,0 +1,84 @@
+"""Exploded caches and XYZ/TMS folders written by MapProxy: the same tiles as a V2 cache."""
+
+from __future__ import annotations
+
+import random
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cachestatus import formats, grid, operations
+from cachestatus.cli import main
+from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, write_conf
+from tests.test_mbtiles import _stored
+
+WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
+
+
+def _file_cache(root: Path, layout: str, tiles: dict, tms: bool = False, ext: str = "png") -> Path:
+    from mapproxy.cache.file import FileCache
+    from mapproxy.cache.tile import Tile
+    from mapproxy.image import ImageResult
+
+    cache = FileCache(str(root), ext, directory_layout=layout)
+    for (level, row, col), data in tiles.items():
+        y = grid.tms_row(level, row) if tms else row
+        cache.store_tile(Tile((col, y, level), ImageResult(BytesIO(data))))  # returns None
+    assert sum(1 for p in root.rglob(f"*.{ext}")) >= len(tiles)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiles() -> dict:
+    rng = random.Random(13)
+    out = {}
+    for level, row0, col0, span in [(2, 0, 0, 4), (9, 100, 300, 200), (14, 5000, 9000, 300)]:
+        for _ in range(50):
+            row, col = row0 + rng.randrange(span), col0 + rng.randrange(span)
+            out[(level, row, col)] = rng.randbytes(rng.randrange(1, 300))
+    return out
+
+
+@pytest.fixture(scope="module")
+def v2_status(tiles, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("v2")
+    cache = mapproxy_v2_cache(root / "v2", tiles, levels=15, extent=WORLD)
+    return _stored(
+        operations.rebuild(cache, root / "v2.gdb", workers=1, max_missing_rows=0).status_path
+    )
+
+
+def test_exploded_cache_matches_v2(tiles, v2_status, tmp_path):
+    root = write_conf(tmp_path / "exploded", 15, WORLD, storage="esriMapCacheStorageModeExploded")
+    png = {k: v for i, (k, v) in enumerate(tiles.items()) if i % 2}
+    jpg = {k: v for i, (k, v) in enumerate(tiles.items()) if not i % 2}
+    _file_cache(root / "_alllayers", "arcgis", png)
+    _file_cache(root / "_alllayers", "arcgis", jpg, ext="jpg")  # a MIXED cache
+    with formats.open_cache(root) as reader:
+        assert reader.name == "exploded"
+    report = operations.rebuild(root, tmp_path / "e.gdb", workers=2, max_missing_rows=0)
+    assert _stored(report.status_path) == v2_status
+
+
+@pytest.mark.parametrize("scheme", ["xyz", "tms"])
+def test_xyz_and_tms_folders_match_v2(tiles, v2_status, tmp_path, scheme):
+    root = _file_cache(tmp_path / scheme, "tms", tiles, tms=scheme == "tms")
+    hint = None if scheme == "xyz" else "tms"
+    with formats.open_cache(root, hint) as reader:
+        assert reader.name == scheme and reader.scheme.levels == (2, 9, 14)
+    report = operations.rebuild(
+        root, tmp_path / "f.gdb", workers=1, max_missing_rows=0, format_hint=hint
+    )
+    assert _stored(report.status_path) == v2_status
+
+
+def test_zero_byte_tile_files_are_not_present(tmp_path):
+    root = tmp_path / "xyz"
+    (root / "3" / "2").mkdir(parents=True)
+    (root / "3" / "2" / "5.png").write_bytes(b"png!")
+    (root / "3" / "2" / "6.png").write_bytes(b"")
+    result = CliRunner().invoke(main, ["rebuild", str(root), "--json", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert '"tiles_present": 1' in result.stdout and '"tile_bytes": 4' in result.stdout
