@@ -12,75 +12,16 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
 from .. import grid
-from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem, TilingScheme
+from ..models import Extent, TilingScheme
 from .arcgis_folder import ArcGISFolderCache
-from .base import BundleFile, BundleIndex, CacheReader
+from .listed import ListedTiles
 from .mbtiles import web_mercator_scheme
 
 #: Tile file extensions (``MIXED`` exploded caches hold both PNG and JPEG).
 TILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pbf", ".mvt", ".lerc")
 _ROW_DIR = re.compile(r"^R([0-9a-fA-F]{8})$")
 _COL_FILE = re.compile(r"^C([0-9a-fA-F]{8})\.", re.IGNORECASE)
-
-
-class _Grouped:
-    """Tiles of one level (row, col, size arrays) grouped into virtual bundles."""
-
-    def __init__(self, level: int, tiles: list[tuple[int, int, int]]) -> None:
-        table = np.array(tiles, dtype=np.int64).reshape(-1, 3)
-        keys = (table[:, 0] // BUNDLE_SIZE) * (1 << 32) + table[:, 1] // BUNDLE_SIZE
-        order = np.argsort(keys, kind="stable")  # the tiles of a bundle side by side
-        self.table, keys = table[order], keys[order]
-        self.level = level
-        self._keys, self._starts = np.unique(keys, return_index=True)
-        self._ends = np.r_[self._starts[1:], len(self.table)]
-
-    def bundles(self) -> Iterator[BundleKey]:
-        for key in self._keys.tolist():
-            yield BundleKey(self.level, (key >> 32) * BUNDLE_SIZE, (key & 0xFFFFFFFF) * BUNDLE_SIZE)
-
-    def sizes(self, key: BundleKey) -> npt.NDArray[np.uint64]:
-        packed = (key.row // BUNDLE_SIZE) * (1 << 32) + key.col // BUNDLE_SIZE
-        i = int(np.searchsorted(self._keys, packed))
-        sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
-        if i < len(self._keys) and self._keys[i] == packed:
-            part = self.table[self._starts[i] : self._ends[i]]
-            sizes[part[:, 0] - key.row, part[:, 1] - key.col] = part[:, 2]
-        return sizes
-
-
-class _TileFiles(CacheReader):
-    """Listing, grouping and reading for the caches of one file per tile."""
-
-    parallel = False
-
-    def _level_tiles(self, level: int) -> list[tuple[int, int, int]]:
-        raise NotImplementedError
-
-    def _grouped(self, level: int) -> _Grouped:
-        cache: dict[int, _Grouped] = self.__dict__.setdefault("_groups", {})
-        if level not in cache:
-            cache.clear()  # one level at a time: memory follows the largest level, not the cache
-            cache[level] = _Grouped(level, self._level_tiles(level))
-        return cache[level]
-
-    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
-        """Virtual bundles holding tile files."""
-        for key in self._grouped(level).bundles():
-            yield BundleFile(key, f"{self.path}#{key.label}")
-
-    def count_bundles(self, level: int) -> int:
-        """From the same listing."""
-        return sum(1 for _ in self._grouped(level).bundles())
-
-    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """From the listing: sizes of the tile files of the bundle."""
-        sizes = self._grouped(bundle.key.level).sizes(bundle.key)
-        return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
 
 
 def _files(folder: str) -> Iterator[os.DirEntry[str]]:
@@ -91,7 +32,7 @@ def _files(folder: str) -> Iterator[os.DirEntry[str]]:
         return
 
 
-class ExplodedCache(_TileFiles, ArcGISFolderCache):
+class ExplodedCache(ListedTiles, ArcGISFolderCache):
     """An ArcGIS exploded cache: ``_alllayers/Lnn/Rxxxxxxxx/Cxxxxxxxx.png|jpg``."""
 
     name = "exploded"
@@ -122,7 +63,7 @@ class ExplodedCache(_TileFiles, ArcGISFolderCache):
         return tiles
 
 
-class XYZFolder(_TileFiles):
+class XYZFolder(ListedTiles):
     """A ``{z}/{x}/{y}.png`` folder on the Web Mercator grid, rows counted down (XYZ)."""
 
     name = "xyz"

@@ -1,0 +1,76 @@
+"""Readers whose listing already holds everything a status needs: tile files, PMTiles entries.
+
+They give, per level, every stored tile as (row, col, size); tiles are grouped into virtual
+128 x 128 bundles and "reading" a bundle is a lookup, in the calling process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from ..models import BUNDLE_SIZE, BundleKey, Problem
+from .base import BundleFile, BundleIndex, CacheReader
+
+
+class Grouped:
+    """Tiles of one level (row, col, size arrays) grouped into virtual bundles."""
+
+    def __init__(
+        self, level: int, tiles: list[tuple[int, int, int]] | npt.NDArray[np.int64]
+    ) -> None:
+        table = np.asarray(tiles, dtype=np.int64).reshape(-1, 3)
+        keys = (table[:, 0] // BUNDLE_SIZE) * (1 << 32) + table[:, 1] // BUNDLE_SIZE
+        order = np.argsort(keys, kind="stable")  # the tiles of a bundle side by side
+        self.table, keys = table[order], keys[order]
+        self.level = level
+        self._keys, self._starts = np.unique(keys, return_index=True)
+        self._ends = np.r_[self._starts[1:], len(self.table)]
+
+    def bundles(self) -> Iterator[BundleKey]:
+        """The bundles holding tiles, row by row."""
+        for key in self._keys.tolist():
+            yield BundleKey(self.level, (key >> 32) * BUNDLE_SIZE, (key & 0xFFFFFFFF) * BUNDLE_SIZE)
+
+    def sizes(self, key: BundleKey) -> npt.NDArray[np.uint64]:
+        """The (128, 128) tile sizes of one bundle (0 where no tile)."""
+        packed = (key.row // BUNDLE_SIZE) * (1 << 32) + key.col // BUNDLE_SIZE
+        i = int(np.searchsorted(self._keys, packed))
+        sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+        if i < len(self._keys) and self._keys[i] == packed:
+            part = self.table[self._starts[i] : self._ends[i]]
+            sizes[part[:, 0] - key.row, part[:, 1] - key.col] = part[:, 2]
+        return sizes
+
+
+class ListedTiles(CacheReader):
+    """Listing, grouping and reading for the caches of one file per tile."""
+
+    parallel = False
+
+    def _level_tiles(self, level: int) -> list[tuple[int, int, int]] | npt.NDArray[np.int64]:
+        """Every stored tile of ``level`` as (row, col, size in bytes)."""
+        raise NotImplementedError
+
+    def _grouped(self, level: int) -> Grouped:
+        cache: dict[int, Grouped] = self.__dict__.setdefault("_groups", {})
+        if level not in cache:
+            cache.clear()  # one level at a time: memory follows the largest level, not the cache
+            cache[level] = Grouped(level, self._level_tiles(level))
+        return cache[level]
+
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """Virtual bundles holding tile files."""
+        for key in self._grouped(level).bundles():
+            yield BundleFile(key, f"{self.path}#{key.label}")
+
+    def count_bundles(self, level: int) -> int:
+        """From the same listing."""
+        return sum(1 for _ in self._grouped(level).bundles())
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """From the listing: sizes of the tile files of the bundle."""
+        sizes = self._grouped(bundle.key.level).sizes(bundle.key)
+        return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
