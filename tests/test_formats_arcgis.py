@@ -109,6 +109,7 @@ def test_detection_errors(tmp_path):
         "exploded",
         "xyz",
         "tms",
+        "pmtiles",
     ]
 
 

@@ -1,8 +1,9 @@
 """Missing areas: per level, the dissolved polygons of expected tiles that are not present.
 
-A level's missing area is the expected area less the blocks of the bundle files found, plus the
-holes inside those files: polygons ready to be the area of interest of the next caching job.
-Their area is exactly the number of missing tiles times the area of a tile.
+A level's missing area is the expected area less the blocks of the bundle files found, plus what
+those files miss: the holes of mostly built bundles, and for mostly empty ones their expected
+tiles less their present ones. Polygons ready to be the area of interest of the next caching
+job; their area is exactly the number of missing tiles times the area of a tile.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import grid
-from .models import BundleSet, BundleState, LevelSummary, RowBatch, TilingScheme
+from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, RowBatch, TilingScheme
+
+#: Kinds of the tagged blocks a scan sends for partial bundles (:attr:`RowBatch.holes`).
+HOLE, EXPECTED, PRESENT, SCATTERED = 0, 1, 2, -1
 
 #: Blocks of holes kept per level. A level whose missing tiles are scattered beyond this gets
 #: no missing area, with a warning, rather than a polygon of millions of holes.
@@ -52,28 +56,56 @@ class MissingAreas:
         #: Level ID to its :class:`~cachestatus.expected.Expectation`.
         self.expected = expected
         self._files: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
-        self._holes: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
+        # Per level and kind (HOLE, EXPECTED, PRESENT), the blocks gathered so far.
+        self._parts: dict[int, dict[int, list[npt.NDArray[np.int64]]]] = {
+            lv: {HOLE: [], EXPECTED: [], PRESENT: []} for lv in expected
+        }
         self._hole_count: dict[int, int] = dict.fromkeys(expected, 0)
         self.scattered: set[int] = set()
 
     def add(self, batch: RowBatch) -> None:
-        """Keep the blocks and holes of a batch of rows."""
+        """Keep the blocks of the files and what they miss, from a batch of rows."""
+        tagged = batch.holes
+        # Mostly empty files (they sent EXPECTED blocks) stay in the expected area: what they
+        # hold is taken out of it block by block instead.
+        sparse = tagged[tagged[:, 1] == EXPECTED]
+        sparse_keys = set(
+            zip(
+                sparse[:, 0].tolist(),
+                (sparse[:, 2] // BUNDLE_SIZE).tolist(),
+                (sparse[:, 4] // BUNDLE_SIZE).tolist(),
+                strict=True,
+            )
+        )
         files = (batch.tiles_expected > 0) & np.array(
-            [state != BundleState.MISSING for state in batch.state], dtype=np.bool_
+            [
+                state != BundleState.MISSING
+                and (lv, r // BUNDLE_SIZE, c // BUNDLE_SIZE) not in sparse_keys
+                for state, lv, r, c in zip(
+                    batch.state,
+                    batch.level.tolist(),
+                    batch.row.tolist(),
+                    batch.col.tolist(),
+                    strict=True,
+                )
+            ],
+            dtype=np.bool_,
         )
         for level in np.unique(batch.level[files]).tolist():
             self._files[level].append(batch.tiles[files & (batch.level == level)])
-        holes = batch.holes
-        for level in np.unique(holes[:, 0]).tolist() if len(holes) else []:
+        for level in np.unique(tagged[:, 0]).tolist() if len(tagged) else []:
             if level in self.scattered:
                 continue
-            blocks = holes[holes[:, 0] == level, 1:]
-            self._hole_count[level] += len(blocks)
-            if (blocks[:, 0] < 0).any() or self._hole_count[level] > MAX_HOLES:
+            mine = tagged[tagged[:, 0] == level]
+            self._hole_count[level] += len(mine)
+            if (mine[:, 1] == SCATTERED).any() or self._hole_count[level] > MAX_HOLES:
                 self.scattered.add(level)
-                self._holes[level] = []
-            else:
-                self._holes[level].append(blocks)
+                self._parts[level] = {HOLE: [], EXPECTED: [], PRESENT: []}
+                continue
+            for kind, parts in self._parts[level].items():
+                blocks = mine[mine[:, 1] == kind, 2:]
+                if len(blocks):
+                    parts.append(blocks)
 
     def _absent_windows(self, level: int, found: BundleSet) -> npt.NDArray[np.int64] | None:
         """Blocks of the expected tiles of the bundles without a file, where an area of interest
@@ -119,18 +151,20 @@ class MissingAreas:
                 )
                 continue
             level = summary.level
-            holes = self._holes[level]
+            parts = self._parts[level]
             absent = self._absent_windows(level, found.get(level, BundleSet()))
-            if absent is not None:  # the windows of absent bundles, and the holes of the others
-                geometry = _union(self.scheme, level, np.concatenate([absent, *holes]))
-            else:  # the expected area less the files' blocks, and their holes
+            if absent is not None:  # the windows of absent bundles and of mostly empty files
+                geometry = _union(self.scheme, level, np.concatenate([absent, *parts[EXPECTED]]))
+            else:  # the expected area less the blocks of mostly built files
                 geometry = _union(self.scheme, level, self.expected[level].blocks())
                 if self._files[level]:
                     files = _union(self.scheme, level, np.concatenate(self._files[level]))
                     geometry = shapely.difference(geometry, files)
-                if holes:
-                    geometry = shapely.union(
-                        geometry, _union(self.scheme, level, np.concatenate(holes))
-                    )
+            if parts[PRESENT]:  # what mostly empty files hold
+                present = _union(self.scheme, level, np.concatenate(parts[PRESENT]))
+                geometry = shapely.difference(geometry, present)
+            if parts[HOLE]:  # what mostly built files miss
+                holes = _union(self.scheme, level, np.concatenate(parts[HOLE]))
+                geometry = shapely.union(geometry, holes)
             out.append(MissingArea(level, summary.scale, missing, geometry))
         return out, warnings

@@ -191,9 +191,8 @@ class BundleStatus(NamedTuple):
     #: The tiles the row's polygon covers: the bundle clipped to the level's tile-aligned extent.
     tiles: TileRange
     detail: str = ""
-    #: Blocks ``(row0, row1, col0, col1)`` of the expected tiles missing from a bundle file,
-    #: shape (n, 4); ``None`` when none is (or the file is not read). A row ``(-1, -1, -1, -1)``
-    #: says they are too scattered to keep.
+    #: What a partial bundle file misses, as tagged blocks ``(kind, row0, row1, col0, col1)``,
+    #: shape (n, 5) (kinds in :mod:`cachestatus.missing`); ``None`` when it misses nothing.
     holes: npt.NDArray[np.int64] | None = None
 
     @property
@@ -289,8 +288,8 @@ class RowBatch:
     #: The polygon's tile block: row0, row1, col0, col1 (shape (n, 4)).
     tiles: npt.NDArray[np.int64]
     detail: list[str]
-    #: Blocks of missing expected tiles of all the batch's bundle files: level, row0, row1, col0,
-    #: col1 (shape (m, 5)). Kept per batch, not per row: :meth:`statuses` does not give them back.
+    #: The tagged blocks of what the batch's bundle files miss: level, kind, row0, row1, col0,
+    #: col1 (shape (m, 6)). Kept per batch, not per row: :meth:`statuses` does not give them back.
     holes: npt.NDArray[np.int64]
 
     def __len__(self) -> int:
@@ -315,7 +314,7 @@ class RowBatch:
                 np.zeros(0),
                 np.zeros((0, 4), dtype=np.int64),
                 [],
-                np.zeros((0, 5), dtype=np.int64),
+                np.zeros((0, 6), dtype=np.int64),
             )
         (
             keys,
@@ -347,7 +346,7 @@ class RowBatch:
             tiles=np.array(tiles, dtype=np.int64),
             detail=list(details),
             holes=np.concatenate(
-                [np.zeros((0, 5), dtype=np.int64)]
+                [np.zeros((0, 6), dtype=np.int64)]
                 + [
                     np.column_stack([np.full(len(c), k.level, dtype=np.int64), c])
                     for k, c in zip(keys, holes, strict=True)

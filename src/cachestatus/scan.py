@@ -25,7 +25,7 @@ from . import grid
 from .errors import CorruptBundle
 from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import BundleFile, BundleIndex, CacheReader
-from .missing import MissingArea, MissingAreas
+from .missing import EXPECTED, HOLE, PRESENT, SCATTERED, MissingArea, MissingAreas
 from .models import (
     BUNDLE_SIZE,
     LOD,
@@ -51,7 +51,7 @@ MISSING_BATCH = 10_000
 _FULL = BUNDLE_SIZE * BUNDLE_SIZE
 #: Blocks of missing tiles kept per bundle; beyond, its holes are too scattered to draw.
 MAX_BUNDLE_HOLES = 256
-_SCATTERED = np.full((1, 4), -1, dtype=np.int64)
+_SCATTERED = np.array([[SCATTERED, -1, -1, -1, -1]], dtype=np.int64)
 
 
 class Progress(Protocol):
@@ -175,10 +175,7 @@ def evaluate(
         present = 0
     holes = None
     if expected and present < expected:
-        lacking = window == 0 if mask is None else (window == 0) & mask
-        holes = grid.mask_blocks(lacking, block.row0, block.col0, limit=4 * MAX_BUNDLE_HOLES)
-        if holes is None or len(holes) > MAX_BUNDLE_HOLES:
-            holes = _SCATTERED
+        holes = _missing_blocks(window, mask, block, present, expected)
     return BundleStatus(
         key,
         classify(expected, present, bundle.locked),
@@ -193,6 +190,36 @@ def evaluate(
         "a caching job holds a .lock on it" if bundle.locked else "",
         holes,
     )
+
+
+def _missing_blocks(
+    window: npt.NDArray[np.unsignedinteger[Any]],
+    mask: npt.NDArray[np.bool_] | None,
+    block: TileRange,
+    present: int,
+    expected: int,
+) -> npt.NDArray[np.int64]:
+    """What a partial bundle misses, as few blocks as possible, each row tagged (see
+    :class:`~cachestatus.missing.MissingAreas`): the blocks of its missing tiles (``HOLE``); or,
+    where fewer tiles are present than missing, the blocks of its expected tiles (``EXPECTED``)
+    and of its present ones (``PRESENT``); or one ``SCATTERED`` row when they are too many."""
+    stored = window != 0
+    if 2 * present >= expected:
+        lacking = ~stored if mask is None else ~stored & mask
+        parts = [(HOLE, grid.mask_blocks(lacking, block.row0, block.col0, 4 * MAX_BUNDLE_HOLES))]
+    else:
+        have = stored if mask is None else stored & mask
+        whole = np.array([block], dtype=np.int64)
+        expected_blocks = whole if mask is None else grid.mask_blocks(mask, block.row0, block.col0)
+        parts = [
+            (EXPECTED, expected_blocks),
+            (PRESENT, grid.mask_blocks(have, block.row0, block.col0, 4 * MAX_BUNDLE_HOLES)),
+        ]
+    if any(b is None or len(b) > MAX_BUNDLE_HOLES for _, b in parts):
+        return _SCATTERED
+    return np.concatenate(
+        [np.column_stack([np.full(len(b), kind), b]) for kind, b in parts if b is not None]
+    ).astype(np.int64)
 
 
 def scan_bundle(reader: CacheReader, plan: LevelPlan, bundle: BundleFile) -> BundleStatus:

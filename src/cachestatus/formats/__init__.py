@@ -16,6 +16,7 @@ from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
 from .geopackage import GeoPackageTiles
 from .mbtiles import MBTiles
+from .pmtiles import PMTilesCache
 from .tile_folders import ExplodedCache, TMSFolder, XYZFolder
 from .tpkx import TilePackage
 
@@ -117,3 +118,4 @@ register(GeoPackageTiles)
 register(ExplodedCache)
 register(XYZFolder)
 register(TMSFolder)
+register(PMTilesCache)

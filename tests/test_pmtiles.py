@@ -1,0 +1,118 @@
+"""PMTiles archives written by the pmtiles package: tile IDs, runs, leaf directories, bundles."""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from click.testing import CliRunner
+
+from cachestatus import formats, operations
+from cachestatus.cli import main
+from cachestatus.formats.pmtiles import decode_header, tile_zxy
+from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
+from tests.test_mbtiles import _stored
+
+pmtiles_writer = pytest.importorskip("pmtiles.writer")
+from pmtiles.tile import Compression, TileType, zxy_to_tileid  # noqa: E402
+
+WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
+
+
+def _archive(path: Path, tiles: dict[tuple[int, int, int], bytes]) -> Path:
+    """Tiles keyed (level, row, col) written with the pmtiles package's Writer."""
+    with open(path, "wb") as f:
+        writer = pmtiles_writer.Writer(f)
+        for tile_id, data in sorted((zxy_to_tileid(z, c, r), d) for (z, r, c), d in tiles.items()):
+            writer.write_tile(tile_id, data)
+        writer.finalize(
+            {
+                "tile_type": TileType.PNG,
+                "tile_compression": Compression.NONE,
+                "min_lon_e7": -1800000000,
+                "min_lat_e7": -850511287,
+                "max_lon_e7": 1800000000,
+                "max_lat_e7": 850511287,
+                "center_zoom": 0,
+                "center_lon_e7": 0,
+                "center_lat_e7": 0,
+            },
+            {},
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiles() -> dict:
+    rng = random.Random(21)
+    out: dict[tuple[int, int, int], bytes] = {}
+    for level, row0, col0, span in [(0, 0, 0, 1), (6, 10, 20, 40), (12, 1000, 2000, 300)]:
+        for _ in range(80):
+            row, col = row0 + rng.randrange(span), col0 + rng.randrange(span)
+            out[(level, row, col)] = rng.randbytes(rng.randrange(1, 200))
+    # A block of identical tiles: the writer stores them as runs of one body.
+    for row in range(3000, 3004):
+        for col in range(4000, 4016):
+            out[(13, row, col)] = b"ocean"
+    return out
+
+
+def test_tile_ids_decode_like_the_pmtiles_package():
+    rng = random.Random(4)
+    cases = [(z, rng.randrange(2**z), rng.randrange(2**z)) for z in range(25) for _ in range(30)]
+    z, x, y = tile_zxy(np.array([zxy_to_tileid(*c) for c in cases], dtype=np.int64))
+    assert list(zip(z.tolist(), x.tolist(), y.tolist(), strict=True)) == cases
+
+
+def test_archive_matches_a_v2_cache_of_the_same_tiles(tiles, tmp_path):
+    archive = _archive(tmp_path / "t.pmtiles", tiles)
+    with formats.open_cache(archive) as reader:
+        assert reader.name == "pmtiles"
+        assert reader.scheme.levels == tuple(range(0, 14))
+    v2 = mapproxy_v2_cache(tmp_path / "v2", tiles, levels=14, extent=WORLD)
+    a = operations.rebuild(archive, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
+    b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
+    assert _stored(a.status_path) == _stored(b.status_path)
+    assert a.totals.tiles_present == len(tiles)
+    assert a.status_path == str(tmp_path / "a.gdb")
+
+
+def test_leaf_directories_are_followed(tmp_path):
+    rng = random.Random(2)
+    # Scattered tiles with distinct bodies: too many entries for a 16 KiB root directory.
+    many: dict[tuple[int, int, int], bytes] = {}
+    while len(many) < 30000:
+        many[(14, rng.randrange(2**14), rng.randrange(2**14))] = rng.randbytes(8)
+    archive = _archive(tmp_path / "many.pmtiles", many)
+    with open(archive, "rb") as f:
+        header = f.read(127)
+    assert struct.unpack_from("<Q", header, 48)[0] > 0  # the archive has leaf directories
+    assert decode_header(header).max_zoom == 14
+    report = operations.rebuild(archive, tmp_path / "m.gdb", workers=1, max_missing_rows=0)
+    assert report.levels[-1].tiles_present == 30000
+    assert report.levels[-1].tile_bytes == 8 * 30000
+    # Mostly empty bundles: their missing area is their expected tiles less the 30,000 present.
+    from pyogrio.raw import read
+
+    _, _, geometry, values = read(report.status_path, layer="MissingAreas")
+    areas = dict(zip(values[0].tolist(), geometry, strict=True))
+    tile = 2 * WEB_MERCATOR_HALF / 2**14
+    assert shapely.from_wkb(areas[14]).area == pytest.approx((4**14 - 30000) * tile**2, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not an archive" * 20, "no 'PMTiles' magic number"),
+        (b"PMTiles\x02" + bytes(200), "PMTiles version 2"),
+    ],
+)
+def test_bad_archives_exit_2(tmp_path, content, message):
+    path = tmp_path / "bad.pmtiles"
+    path.write_bytes(content)
+    result = CliRunner().invoke(main, ["rebuild", str(path)])
+    assert result.exit_code == 2 and message in result.stderr
