@@ -18,6 +18,7 @@ from .geopackage import GeoPackageTiles
 from .mbtiles import MBTiles
 from .pmtiles import PMTilesCache
 from .tile_folders import ExplodedCache, TMSFolder, XYZFolder
+from .tpk import TpkPackage
 from .tpkx import TilePackage
 
 __all__ = [
@@ -113,6 +114,7 @@ def open_cache(path: str | os.PathLike[str], format_hint: str | None = None) -> 
 register(CompactV2Cache)
 register(CompactV1Cache)
 register(TilePackage)
+register(TpkPackage)
 register(MBTiles)
 register(GeoPackageTiles)
 register(ExplodedCache)

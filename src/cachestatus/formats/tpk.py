@@ -1,0 +1,139 @@
+"""ArcGIS tile packages ``.tpk``: a zip holding a cache folder (``conf.xml``, ``conf.cdi``,
+``_alllayers``), usually under ``v101/<name>/``, with Compact V1 (or V2) bundles.
+
+Bundles are read inside the zip, never extracted: a V1 bundle's whole ``.bundlx`` and the 4-byte
+size words of its live slots (one seek and read each); a V2 bundle's header and index.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptBundle, InvalidCacheConfig
+from ..models import Extent, Problem, TilingScheme
+from .arcgis_conf import parse_conf_cdi, parse_conf_xml
+from .arcgis_folder import LAYERS_DIR, LEVEL_NAME, parse_bundle_name
+from .base import BundleFile, BundleIndex, CacheReader
+from .compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, tile_slots
+from .compact_v2 import HEADER_INDEX_SIZE, summarize_index
+
+V1, V2 = "esriMapCacheStorageModeCompact", "esriMapCacheStorageModeCompactV2"
+
+
+class TpkPackage(CacheReader):
+    """A ``.tpk`` tile package: a Compact cache folder inside a zip."""
+
+    name = "tpk"
+    description = "ArcGIS tile package (.tpk: zip of a Compact V1 cache folder with conf.xml)"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._zip: zipfile.ZipFile | None = None
+        archive = self._archive()
+        self._entries = {info.filename: info for info in archive.infolist()}
+        confs = sorted(n for n in self._entries if n.rsplit("/", 1)[-1].lower() == "conf.xml")
+        if not confs:
+            raise InvalidCacheConfig(
+                f"{path}: a zip without conf.xml; a .tpk tile package holds "
+                "a cache folder (a .tpkx holds root.json)"
+            )
+        conf = confs[0]
+        self._root = conf.rsplit("/", 1)[0] + "/" if "/" in conf else ""
+        self._scheme = parse_conf_xml(archive.read(conf), f"{path}!{conf}")
+        if self._scheme.storage_format not in (V1, V2):
+            raise InvalidCacheConfig(
+                f"{path}: conf.xml declares {self._scheme.storage_format}; "
+                "this version reads .tpk packages of Compact bundles"
+            )
+        self._extent: Extent | None = None
+        for name in ("conf.cdi", "Conf.cdi"):
+            if self._root + name in self._entries:
+                cdi = self._root + name
+                self._extent = parse_conf_cdi(archive.read(cdi), f"{path}!{cdi}")
+                break
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """A file ending in ``.tpk``."""
+        return path.is_file() and path.suffix.lower() == ".tpk"
+
+    def _archive(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
+        return self._zip
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_zip": None}
+
+    @property
+    def scheme(self) -> TilingScheme:
+        """The tiling scheme of the packaged ``conf.xml``."""
+        return self._scheme
+
+    @property
+    def full_extent(self) -> Extent | None:
+        """The packaged ``conf.cdi``, if any."""
+        return self._extent
+
+    @property
+    def status_dir(self) -> Path:
+        """The folder holding the package."""
+        return self.path.parent
+
+    @property
+    def status_stem(self) -> str:
+        """``Roads.Status`` for ``Roads.tpk``."""
+        return f"{self.path.stem}.Status"
+
+    def _level_entries(self) -> dict[int, list[str]]:
+        prefix = self._root + LAYERS_DIR + "/"
+        levels: dict[int, list[str]] = {}
+        for name in self._entries:
+            if name.startswith(prefix) and name.endswith(".bundle"):
+                parts = name[len(prefix) :].split("/")
+                match = LEVEL_NAME.match(parts[0]) if len(parts) == 2 else None
+                if match:
+                    levels.setdefault(int(match.group(1)), []).append(name)
+        return levels
+
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """The bundle entries of a level folder inside the zip."""
+        for name in sorted(self._level_entries().get(level, [])):
+            yield parse_bundle_name(level, name.rsplit("/", 1)[-1], f"{self.path}!{name}")
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """Read a bundle inside the zip: V1 through its ``.bundlx``, V2 through its index."""
+        name = bundle.path.split("!", 1)[1]
+        info = self._entries[name]
+        modified = datetime(*info.date_time).timestamp()
+        archive = self._archive()
+        key = bundle.key
+        if self._scheme.storage_format == V2:
+            with archive.open(info) as member:
+                buf = member.read(HEADER_INDEX_SIZE)
+            return summarize_index(buf, info.file_size, key.row, key.col, None, modified)
+        index_name = name[: -len(".bundle")] + ".bundlx"
+        if index_name not in self._entries:
+            raise CorruptBundle("no .bundlx index beside it")
+        offsets = decode_bundlx(archive.read(index_name)[: BUNDLX_SIZE + 1])
+        live = tile_slots(offsets, info.file_size)
+        words = np.zeros(int(live.sum()), dtype=np.uint32)
+        with archive.open(info) as member:
+            for i, offset in enumerate(offsets[live].tolist()):
+                member.seek(offset)
+                words[i] = int.from_bytes(member.read(4), "little")
+        return summarize_v1(offsets, words, info.file_size, key.row, key.col, modified)
+
+    def close(self) -> None:
+        """Close the zip."""
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
