@@ -104,6 +104,7 @@ def test_detection_errors(tmp_path):
         "compact-v2",
         "compact-v1",
         "tpkx",
+        "tpk",
         "mbtiles",
         "geopackage",
         "exploded",
