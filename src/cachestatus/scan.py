@@ -429,10 +429,10 @@ class Scanner:
             f"level folder {name} is not a level of the tiling scheme; it was not scanned"
             for name in self.reader.unknown_levels()
         ]
-        if self.reader.full_extent is None:
+        if self.reader.full_extent is None and not self.missing_on_unbuilt_levels:
             warnings.append(
-                "the cache declares no full extent (conf.cdi); expected tiles are those of "
-                "the whole grid"
+                "the cache declares no full extent; expected tiles are those of the whole grid, "
+                "and no MISSING rows are written (LevelStatus and MissingAreas still count them)"
             )
         if self.progress:
             self.progress.start(self.total)
@@ -492,6 +492,8 @@ class Scanner:
         self, found: dict[int, BundleSet], sink: Callable[[RowBatch], None]
     ) -> tuple[int, int]:
         """``MISSING`` rows for absent bundles of levels that have files; (written, omitted)."""
+        if self.reader.full_extent is None and not self.missing_on_unbuilt_levels:
+            return 0, 0  # the whole grid is a guess: a row per unbuilt bundle of it is noise
         budget = self.max_missing_rows if self.max_missing_rows is not None else 2**63
         written_total, omitted = 0, 0
         pending: list[BundleStatus] = []

@@ -55,9 +55,10 @@ class ListedTiles(CacheReader):
         raise NotImplementedError
 
     def _grouped(self, level: int) -> Grouped:
+        # Every level listed once and kept (24 bytes a tile): a scan asks for each level while it
+        # counts, lists and reads bundles, in that order.
         cache: dict[int, Grouped] = self.__dict__.setdefault("_groups", {})
         if level not in cache:
-            cache.clear()  # one level at a time: memory follows the largest level, not the cache
             cache[level] = Grouped(level, self._level_tiles(level))
         return cache[level]
 

@@ -1,0 +1,111 @@
+"""Benchmark: MBTiles and tile folders against the bare tools that list the same tiles.
+
+- MBTiles: a whole ``cachestatus rebuild`` against the ``sqlite3`` command line running
+  ``SELECT zoom_level, tile_column, tile_row FROM tiles`` on the same file (bar: <= 1.5).
+- XYZ folder: a whole ``cachestatus rebuild`` against ``find DIR -type f | wc -l`` on the same
+  tree (bar: <= 1.5).
+
+Both caches hold the same synthetic tiles (small bodies) over a few levels, built once.
+
+    python benchmarks/bench_formats.py [--tiles 200000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.timing import alternate, median, runs
+
+
+def tile_set(count: int) -> list[tuple[int, int, int]]:
+    """(zoom, x, y) of ``count`` tiles: full blocks at zooms 14-16 around one place."""
+    out: list[tuple[int, int, int]] = []
+    zoom = 14
+    while len(out) < count:
+        side = 2 ** (zoom - 6)  # a square of tiles per zoom
+        x0, y0 = 2 ** (zoom - 1), 2 ** (zoom - 1)
+        for i in range(min(side * side, count - len(out))):
+            out.append((zoom, x0 + i % side, y0 + i // side))
+        zoom += 1
+    return out
+
+
+def build_mbtiles(path: Path, tiles: list[tuple[int, int, int]]) -> None:
+    if path.exists():
+        return
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE tiles (zoom_level integer, tile_column integer, "
+            "tile_row integer, tile_data blob)"
+        )
+        db.execute("CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row)")
+        db.execute("CREATE TABLE metadata (name text, value text)")
+        # The data's bounds, as MBTiles writers record them (WGS 84).
+        zmax = max(z for z, _, _ in tiles)
+        xs = [x for z, x, _ in tiles if z == zmax]
+        ys = [y for z, _, y in tiles if z == zmax]
+        west, east = min(xs) / 2**zmax * 360 - 180, (max(xs) + 1) / 2**zmax * 360 - 180
+        north = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * min(ys) / 2**zmax))))
+        south = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (max(ys) + 1) / 2**zmax))))
+        db.execute("INSERT INTO metadata VALUES ('bounds', ?)", (f"{west},{south},{east},{north}",))
+        db.executemany(
+            "INSERT INTO tiles VALUES (?, ?, ?, ?)",
+            ((z, x, (1 << z) - 1 - y, b"tile" * 50) for z, x, y in tiles),
+        )
+
+
+def build_folder(root: Path, tiles: list[tuple[int, int, int]]) -> None:
+    if root.exists():
+        return
+    for z, x, y in tiles:
+        folder = root / str(z) / str(x)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{y}.png").write_bytes(b"tile" * 50)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tiles", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
+    )
+    args = parser.parse_args()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    tiles = tile_set(args.tiles)
+    mbtiles = work / f"formats-{args.tiles}.mbtiles"
+    folder = work / f"formats-{args.tiles}-xyz"
+    build_mbtiles(mbtiles, tiles)
+    build_folder(folder, tiles)
+    cli = [sys.executable, "-m", "cachestatus.cli", "-q", "rebuild"]
+    sqlite = shutil.which("sqlite3")
+    if sqlite is None:
+        print("sqlite3 command line not found: apt-get install sqlite3")
+        return 1
+    floor = [sqlite, str(mbtiles), "SELECT zoom_level, tile_column, tile_row FROM tiles"]
+    ours = [*cli, str(mbtiles), "--status", str(work / "formats-mbtiles.gdb")]
+    a, b = alternate(floor, ours, args.repeat)
+    print(f"tiles                   {len(tiles):,} at zooms {tiles[0][0]}-{tiles[-1][0]}")
+    print(f"sqlite3 SELECT          median {median(a):.3f} s   runs {runs(a)}")
+    print(f"rebuild MBTiles         median {median(b):.3f} s   runs {runs(b)}")
+    print(f"ratio MBTiles           {median(b) / median(a):.2f}   (bar: <= 1.5)")
+    find = ["sh", "-c", f"find '{folder}' -type f | wc -l"]
+    ours = [*cli, str(folder), "--status", str(work / "formats-xyz.gdb")]
+    a, b = alternate(find, ours, args.repeat)
+    print(f"find | wc -l            median {median(a):.3f} s   runs {runs(a)}")
+    print(f"rebuild XYZ folder      median {median(b):.3f} s   runs {runs(b)}")
+    print(f"ratio XYZ folder        {median(b) / median(a):.2f}   (bar: <= 1.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
