@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import InvalidCacheConfig
-from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem, TilingScheme
+from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml
 from .base import BundleFile, CacheReader
 
@@ -110,16 +110,6 @@ class ArcGISFolderCache(CacheReader):
         except (OSError, InvalidCacheConfig):
             return False
         return scheme.storage_format in cls.storage_formats
-
-    @property
-    def scheme(self) -> TilingScheme:
-        """The tiling scheme read from ``conf.xml``."""
-        return self._scheme
-
-    @property
-    def full_extent(self) -> Extent | None:
-        """The envelope of ``conf.cdi``, or ``None`` when the cache has none."""
-        return self._extent
 
     @property
     def status_dir(self) -> Path:

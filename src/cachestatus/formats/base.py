@@ -71,20 +71,24 @@ class CacheReader(ABC):
     def detect(cls, path: Path) -> bool:
         """True when ``path`` looks like a cache of this format (cheap: no full parse)."""
 
+    # Readers set these two while they open the cache.
+    _scheme: TilingScheme
+    _extent: Extent | None = None
+
     @property
-    @abstractmethod
     def scheme(self) -> TilingScheme:
         """The cache's tiling scheme."""
+        return self._scheme
 
     @property
-    @abstractmethod
     def full_extent(self) -> Extent | None:
         """The cache's declared data extent, or ``None`` when the cache declares none."""
+        return self._extent
 
     @property
-    @abstractmethod
     def status_dir(self) -> Path:
-        """The folder where the default status store goes (beside ``conf.xml``)."""
+        """The folder where the default status store goes: the cache folder itself."""
+        return self.path
 
     @property
     def status_stem(self) -> str:
@@ -128,3 +132,28 @@ class CacheReader(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class SingleFileCache(CacheReader):
+    """A cache that is one file (a package, an SQLite database, an archive), found by suffix.
+
+    Its status goes beside it, named after it: ``world.Status.gdb`` for ``world.mbtiles``.
+    """
+
+    #: The file suffix that identifies the format (lower case, with the dot).
+    suffix: ClassVar[str]
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """A file with the format's suffix."""
+        return path.is_file() and path.suffix.lower() == cls.suffix
+
+    @property
+    def status_dir(self) -> Path:
+        """The folder holding the file."""
+        return self.path.parent
+
+    @property
+    def status_stem(self) -> str:
+        """``world.Status`` for ``world.mbtiles``."""
+        return f"{self.path.stem}.Status"

@@ -34,6 +34,7 @@ class GeoPackageTiles(SQLiteTileCache):
 
     name = "geopackage"
     description = "GeoPackage tiles (gpkg_tile_matrix_set, gpkg_tile_matrix, rows downward)"
+    suffix = ".gpkg"
     tms_rows = False
 
     def __init__(self, path: Path) -> None:
@@ -110,20 +111,10 @@ class GeoPackageTiles(SQLiteTileCache):
     @classmethod
     def detect(cls, path: Path) -> bool:
         """A ``.gpkg`` file holding a tile table."""
-        if not (path.is_file() and path.suffix.lower() == ".gpkg"):
+        if not super().detect(path):
             return False
         db = open_read_only(path)
         try:
             return bool(_tile_tables(db))
         finally:
             db.close()
-
-    @property
-    def scheme(self) -> TilingScheme:
-        """The tile matrix set as a tiling scheme."""
-        return self._scheme
-
-    @property
-    def full_extent(self) -> Extent | None:
-        """The bounds of ``gpkg_contents``."""
-        return self._extent

@@ -53,6 +53,7 @@ class MBTiles(SQLiteTileCache):
 
     name = "mbtiles"
     description = "MBTiles (SQLite: tiles(zoom_level, tile_column, tile_row, tile_data), TMS rows)"
+    suffix = ".mbtiles"
     table = "tiles"
     tms_rows = True
 
@@ -82,21 +83,6 @@ class MBTiles(SQLiteTileCache):
             levels = list(range(int(lo), int(hi) + 1)) if lo and hi else [0]
         self._scheme = web_mercator_scheme(levels)
         self._extent = _bounds(metadata.get("bounds"))
-
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        """A file ending in ``.mbtiles``."""
-        return path.is_file() and path.suffix.lower() == ".mbtiles"
-
-    @property
-    def scheme(self) -> TilingScheme:
-        """GoogleMapsCompatible, with the levels that hold tiles."""
-        return self._scheme
-
-    @property
-    def full_extent(self) -> Extent | None:
-        """``metadata`` ``bounds``, in Web Mercator."""
-        return self._extent
 
 
 def _bounds(text: object) -> Extent | None:

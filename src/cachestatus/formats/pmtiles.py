@@ -22,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import Extent, TilingScheme
+from ..models import Extent
+from .base import SingleFileCache
 from .listed import ListedTiles
 from .mbtiles import web_mercator, web_mercator_scheme
 
@@ -166,11 +167,12 @@ def tile_zxy(tile_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ..
     return z, x, y
 
 
-class PMTilesCache(ListedTiles):
+class PMTilesCache(ListedTiles, SingleFileCache):
     """A ``.pmtiles`` archive: its directories give every tile and its size."""
 
     name = "pmtiles"
     description = "PMTiles v3 archive (Hilbert tile IDs; directories only, never tile bodies)"
+    suffix = ".pmtiles"
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -184,31 +186,6 @@ class PMTilesCache(ListedTiles):
         extent = Extent(xmin, ymin, xmax, ymax)
         self._extent = None if extent.is_empty else extent
         self._tiles: npt.NDArray[np.int64] | None = None
-
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        """A file ending in ``.pmtiles``."""
-        return path.is_file() and path.suffix.lower() == ".pmtiles"
-
-    @property
-    def scheme(self) -> TilingScheme:
-        """GoogleMapsCompatible, levels ``min_zoom`` to ``max_zoom``."""
-        return self._scheme
-
-    @property
-    def full_extent(self) -> Extent | None:
-        """The header's bounds, in Web Mercator."""
-        return self._extent
-
-    @property
-    def status_dir(self) -> Path:
-        """The folder holding the archive."""
-        return self.path.parent
-
-    @property
-    def status_stem(self) -> str:
-        """``world.Status`` for ``world.pmtiles``."""
-        return f"{self.path.stem}.Status"
 
     def _directory(self, f: BinaryIO, offset: int, length: int) -> bytes:
         f.seek(offset)

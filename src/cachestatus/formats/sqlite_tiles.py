@@ -21,7 +21,7 @@ import numpy as np
 from .. import grid
 from ..errors import InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
-from .base import BundleFile, BundleIndex, CacheReader
+from .base import BundleFile, BundleIndex, SingleFileCache
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
@@ -37,7 +37,7 @@ def open_read_only(path: Path) -> sqlite3.Connection:
         raise InvalidCacheConfig(f"{path}: cannot be opened as SQLite ({exc})") from None
 
 
-class SQLiteTileCache(CacheReader):
+class SQLiteTileCache(SingleFileCache):
     """Base of the readers of tiles in an SQLite table.
 
     Subclasses set :attr:`table` and :attr:`tms_rows` (rows counted up from the bottom) while
@@ -66,16 +66,6 @@ class SQLiteTileCache(CacheReader):
 
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_db": None}
-
-    @property
-    def status_dir(self) -> Path:
-        """The folder holding the file."""
-        return self.path.parent
-
-    @property
-    def status_stem(self) -> str:
-        """``world.Status`` for ``world.mbtiles``."""
-        return f"{self.path.stem}.Status"
 
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
         """The virtual bundles holding tiles: one grouped query on the level."""

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import grid
-from ..models import Extent, TilingScheme
 from .arcgis_folder import ArcGISFolderCache
 from .listed import ListedTiles
 from .mbtiles import web_mercator_scheme
@@ -83,21 +82,6 @@ class XYZFolder(ListedTiles):
             return False
         levels = [e for e in os.scandir(path) if e.name.isdigit() and e.is_dir()]
         return bool(levels) and any(e.name.isdigit() for e in os.scandir(levels[0].path))
-
-    @property
-    def scheme(self) -> TilingScheme:
-        """GoogleMapsCompatible, with the levels that have folders."""
-        return self._scheme
-
-    @property
-    def full_extent(self) -> Extent | None:
-        """None: the whole grid is expected."""
-        return None
-
-    @property
-    def status_dir(self) -> Path:
-        """The tile folder itself."""
-        return self.path
 
     def _level_tiles(self, level: int) -> list[tuple[int, int, int]]:
         tiles: list[tuple[int, int, int]] = []

@@ -15,21 +15,22 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import Extent, Problem, TilingScheme
+from ..models import Extent, Problem
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml
 from .arcgis_folder import LAYERS_DIR, LEVEL_NAME, parse_bundle_name
-from .base import BundleFile, BundleIndex, CacheReader
+from .base import BundleFile, BundleIndex, SingleFileCache
 from .compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, tile_slots
 from .compact_v2 import HEADER_INDEX_SIZE, summarize_index
 
 V1, V2 = "esriMapCacheStorageModeCompact", "esriMapCacheStorageModeCompactV2"
 
 
-class TpkPackage(CacheReader):
+class TpkPackage(SingleFileCache):
     """A ``.tpk`` tile package: a Compact cache folder inside a zip."""
 
     name = "tpk"
     description = "ArcGIS tile package (.tpk: zip of a Compact V1 cache folder with conf.xml)"
+    suffix = ".tpk"
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -57,11 +58,6 @@ class TpkPackage(CacheReader):
                 self._extent = parse_conf_cdi(archive.read(cdi), f"{path}!{cdi}")
                 break
 
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        """A file ending in ``.tpk``."""
-        return path.is_file() and path.suffix.lower() == ".tpk"
-
     def _archive(self) -> zipfile.ZipFile:
         if self._zip is None:
             try:
@@ -72,26 +68,6 @@ class TpkPackage(CacheReader):
 
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_zip": None}
-
-    @property
-    def scheme(self) -> TilingScheme:
-        """The tiling scheme of the packaged ``conf.xml``."""
-        return self._scheme
-
-    @property
-    def full_extent(self) -> Extent | None:
-        """The packaged ``conf.cdi``, if any."""
-        return self._extent
-
-    @property
-    def status_dir(self) -> Path:
-        """The folder holding the package."""
-        return self.path.parent
-
-    @property
-    def status_stem(self) -> str:
-        """``Roads.Status`` for ``Roads.tpk``."""
-        return f"{self.path.stem}.Status"
 
     def _level_entries(self) -> dict[int, list[str]]:
         prefix = self._root + LAYERS_DIR + "/"

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import InvalidCacheConfig
 from ..models import LOD, Extent, Problem, SpatialReference, TilingScheme
 from .arcgis_folder import LEVEL_NAME, parse_bundle_name
-from .base import BundleFile, BundleIndex, CacheReader
+from .base import BundleFile, BundleIndex, SingleFileCache
 from .compact_v2 import HEADER_INDEX_SIZE, Scratch, summarize_index
 
 ROOT_JSON = "root.json"
@@ -109,11 +109,12 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
     return scheme, extent
 
 
-class TilePackage(CacheReader):
+class TilePackage(SingleFileCache):
     """A ``.tpkx`` tile package: Compact V2 bundles read inside the zip."""
 
     name = "tpkx"
     description = "ArcGIS tile package (.tpkx: zip of root.json and Compact V2 bundles)"
+    suffix = ".tpkx"
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -135,11 +136,6 @@ class TilePackage(CacheReader):
             )
         self._entries = {info.filename: info for info in archive.infolist()}
 
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        """A file ending in ``.tpkx``."""
-        return path.is_file() and path.suffix.lower() == ".tpkx"
-
     def _archive(self) -> zipfile.ZipFile:
         if self._zip is None:
             try:
@@ -150,26 +146,6 @@ class TilePackage(CacheReader):
 
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_zip": None, "_scratch": None}
-
-    @property
-    def scheme(self) -> TilingScheme:
-        """The tiling scheme of ``root.json``."""
-        return self._scheme
-
-    @property
-    def full_extent(self) -> Extent | None:
-        """``fullExtent`` of ``root.json``."""
-        return self._extent
-
-    @property
-    def status_dir(self) -> Path:
-        """The folder holding the package."""
-        return self.path.parent
-
-    @property
-    def status_stem(self) -> str:
-        """``Usa.Status`` for ``Usa.tpkx``."""
-        return f"{self.path.stem}.Status"
 
     def _level_entries(self) -> dict[int, list[str]]:
         levels: dict[int, list[str]] = {}
