@@ -8,6 +8,7 @@ scanner can hand them to worker processes.
 
 from __future__ import annotations
 
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, NamedTuple, Self
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InvalidCacheConfig
 from ..models import BundleKey, Extent, Problem, TilingScheme
 
 
@@ -157,3 +159,29 @@ class SingleFileCache(CacheReader):
     def status_stem(self) -> str:
         """``world.Status`` for ``world.mbtiles``."""
         return f"{self.path.stem}.Status"
+
+
+class ZipPackage(SingleFileCache):
+    """A single-file cache that is a zip (tile packages), read in place, never extracted.
+
+    The zip is opened lazily in each process: a reader handed to a worker reopens it there.
+    """
+
+    _zip: zipfile.ZipFile | None = None
+
+    def _archive(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
+        return self._zip
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_zip": None}
+
+    def close(self) -> None:
+        """Close the zip."""
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None

@@ -7,7 +7,6 @@ size words of its live slots (one seek and read each); a V2 bundle's header and 
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,14 +17,14 @@ from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import Extent, Problem
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml
 from .arcgis_folder import LAYERS_DIR, LEVEL_NAME, parse_bundle_name
-from .base import BundleFile, BundleIndex, SingleFileCache
+from .base import BundleFile, BundleIndex, ZipPackage
 from .compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, tile_slots
 from .compact_v2 import HEADER_INDEX_SIZE, summarize_index
 
 V1, V2 = "esriMapCacheStorageModeCompact", "esriMapCacheStorageModeCompactV2"
 
 
-class TpkPackage(SingleFileCache):
+class TpkPackage(ZipPackage):
     """A ``.tpk`` tile package: a Compact cache folder inside a zip."""
 
     name = "tpk"
@@ -34,7 +33,6 @@ class TpkPackage(SingleFileCache):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._zip: zipfile.ZipFile | None = None
         archive = self._archive()
         self._entries = {info.filename: info for info in archive.infolist()}
         confs = sorted(n for n in self._entries if n.rsplit("/", 1)[-1].lower() == "conf.xml")
@@ -57,17 +55,6 @@ class TpkPackage(SingleFileCache):
                 cdi = self._root + name
                 self._extent = parse_conf_cdi(archive.read(cdi), f"{path}!{cdi}")
                 break
-
-    def _archive(self) -> zipfile.ZipFile:
-        if self._zip is None:
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
-        return self._zip
-
-    def __getstate__(self) -> dict[str, object]:
-        return {**self.__dict__, "_zip": None}
 
     def _level_entries(self) -> dict[int, list[str]]:
         prefix = self._root + LAYERS_DIR + "/"
@@ -107,9 +94,3 @@ class TpkPackage(SingleFileCache):
                 member.seek(offset)
                 words[i] = int.from_bytes(member.read(4), "little")
         return summarize_v1(offsets, words, info.file_size, key.row, key.col, modified)
-
-    def close(self) -> None:
-        """Close the zip."""
-        if self._zip is not None:
-            self._zip.close()
-            self._zip = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from ..errors import InvalidCacheConfig
 from ..models import LOD, Extent, Problem, SpatialReference, TilingScheme
 from .arcgis_folder import LEVEL_NAME, parse_bundle_name
-from .base import BundleFile, BundleIndex, SingleFileCache
+from .base import BundleFile, BundleIndex, ZipPackage
 from .compact_v2 import HEADER_INDEX_SIZE, Scratch, summarize_index
 
 ROOT_JSON = "root.json"
@@ -109,7 +108,7 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
     return scheme, extent
 
 
-class TilePackage(SingleFileCache):
+class TilePackage(ZipPackage):
     """A ``.tpkx`` tile package: Compact V2 bundles read inside the zip."""
 
     name = "tpkx"
@@ -118,7 +117,6 @@ class TilePackage(SingleFileCache):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._zip: zipfile.ZipFile | None = None
         self._scratch: Scratch | None = None
         archive = self._archive()
         try:
@@ -136,16 +134,8 @@ class TilePackage(SingleFileCache):
             )
         self._entries = {info.filename: info for info in archive.infolist()}
 
-    def _archive(self) -> zipfile.ZipFile:
-        if self._zip is None:
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
-        return self._zip
-
     def __getstate__(self) -> dict[str, object]:
-        return {**self.__dict__, "_zip": None, "_scratch": None}
+        return {**super().__getstate__(), "_scratch": None}
 
     def _level_entries(self) -> dict[int, list[str]]:
         levels: dict[int, list[str]] = {}
@@ -179,9 +169,3 @@ class TilePackage(SingleFileCache):
         return summarize_index(
             buf, info.file_size, bundle.key.row, bundle.key.col, self._scratch, modified
         )
-
-    def close(self) -> None:
-        """Close the zip."""
-        if self._zip is not None:
-            self._zip.close()
-            self._zip = None
