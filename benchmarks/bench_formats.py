@@ -1,5 +1,7 @@
 """Benchmark: MBTiles and tile folders against the bare tools that list the same tiles.
 
+Tile sizes are not read (no ``--sizes``), as neither floor reads them.
+
 - MBTiles: a whole ``cachestatus rebuild`` against the ``sqlite3`` command line running
   ``SELECT zoom_level, tile_column, tile_row FROM tiles`` on the same file (bar: <= 1.5).
 - XYZ folder: a whole ``cachestatus rebuild`` against ``find DIR -type f | wc -l`` on the same
@@ -49,12 +51,14 @@ def build_mbtiles(path: Path, tiles: list[tuple[int, int, int]]) -> None:
         db.execute("CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row)")
         db.execute("CREATE TABLE metadata (name text, value text)")
         # The data's bounds, as MBTiles writers record them (WGS 84).
-        zmax = max(z for z, _, _ in tiles)
-        xs = [x for z, x, _ in tiles if z == zmax]
-        ys = [y for z, _, y in tiles if z == zmax]
-        west, east = min(xs) / 2**zmax * 360 - 180, (max(xs) + 1) / 2**zmax * 360 - 180
-        north = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * min(ys) / 2**zmax))))
-        south = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (max(ys) + 1) / 2**zmax))))
+        # Fractions of the world (0..1) covered by the tiles of every zoom.
+        left = min(x / 2**z for z, x, _ in tiles)
+        right = max((x + 1) / 2**z for z, x, _ in tiles)
+        top = min(y / 2**z for z, _, y in tiles)
+        bottom = max((y + 1) / 2**z for z, _, y in tiles)
+        west, east = left * 360 - 180, right * 360 - 180
+        north = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * top))))
+        south = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * bottom))))
         db.execute("INSERT INTO metadata VALUES ('bounds', ?)", (f"{west},{south},{east},{north}",))
         db.executemany(
             "INSERT INTO tiles VALUES (?, ?, ?, ?)",

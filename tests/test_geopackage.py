@@ -56,7 +56,7 @@ def test_geopackage_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path)
         assert reader.scheme.spatial_reference.user_input() == "EPSG:3857"
         assert reader.full_extent is not None
         assert reader.full_extent.xmax == pytest.approx(WEB_MERCATOR_HALF)
-    a = operations.rebuild(gpkg, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
+    a = operations.rebuild(gpkg, tmp_path / "a.gdb", workers=1, sizes=True, max_missing_rows=0)
     b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
     assert _stored(a.status_path) == _stored(b.status_path)
 
@@ -80,7 +80,7 @@ def test_geopackage_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path)
 def test_geopackage_is_left_untouched(pair, tmp_path):
     gpkg, _, _ = pair
     before = (hashlib.sha256(gpkg.read_bytes()).hexdigest(), gpkg.stat().st_mtime_ns)
-    operations.rebuild(gpkg, tmp_path / "s.gdb", workers=1, max_missing_rows=0)
+    operations.rebuild(gpkg, tmp_path / "s.gdb", workers=1, sizes=True, max_missing_rows=0)
     assert (hashlib.sha256(gpkg.read_bytes()).hexdigest(), gpkg.stat().st_mtime_ns) == before
 
 

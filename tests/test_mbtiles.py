@@ -75,7 +75,7 @@ def test_mbtiles_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path):
     with formats.open_cache(mbt) as reader:
         assert reader.name == "mbtiles"
         assert reader.scheme.levels == (2, 8, 17)
-    a = operations.rebuild(mbt, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
+    a = operations.rebuild(mbt, tmp_path / "a.gdb", workers=1, sizes=True, max_missing_rows=0)
     b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
     assert _stored(a.status_path) == _stored(b.status_path)
     assert a.totals.tiles_present + a.totals.tiles_stray == len(tiles)
@@ -87,7 +87,7 @@ def test_mbtiles_is_opened_read_only(pair, tmp_path):
     mbt, _, _ = pair
     before = (hashlib.sha256(mbt.read_bytes()).hexdigest(), mbt.stat().st_mtime_ns)
     siblings = sorted(p.name for p in mbt.parent.iterdir())
-    report = operations.rebuild(mbt, tmp_path / "s.gdb", workers=1, max_missing_rows=0)
+    report = operations.rebuild(mbt, tmp_path / "s.gdb", workers=1, sizes=True, max_missing_rows=0)
     assert report.problems == []
     assert (hashlib.sha256(mbt.read_bytes()).hexdigest(), mbt.stat().st_mtime_ns) == before
     assert sorted(p.name for p in mbt.parent.iterdir()) == siblings  # no journal, no WAL
@@ -97,7 +97,7 @@ def test_default_status_beside_the_file(pair, tmp_path):
     mbt, _, _ = pair
     copy = tmp_path / "copy.mbtiles"
     copy.write_bytes(mbt.read_bytes())
-    report = operations.rebuild(copy, workers=1, max_missing_rows=0)
+    report = operations.rebuild(copy, workers=1, sizes=True, max_missing_rows=0)
     assert report.status_path == str(tmp_path / "copy.Status.gdb")
 
 
@@ -108,7 +108,7 @@ def test_bounds_are_the_full_extent(tmp_path):
         db.execute("CREATE TABLE metadata (name, value)")
         db.execute("INSERT INTO metadata VALUES ('bounds', '-180,-85.0511287798066,0,0')")
         db.execute("INSERT INTO tiles VALUES (3, 0, 0, x'00ff')")
-    report = operations.rebuild(path, workers=1)
+    report = operations.rebuild(path, workers=1, sizes=True)
     (level,) = report.levels
     assert level.tiles_expected == 4 * 4  # the south-west quarter at level 3
     assert level.tiles_present == 1 and level.tile_bytes == 2

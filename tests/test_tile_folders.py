@@ -58,7 +58,7 @@ def test_exploded_cache_matches_v2(tiles, v2_status, tmp_path):
     _file_cache(root / "_alllayers", "arcgis", jpg, ext="jpg")  # a MIXED cache
     with formats.open_cache(root) as reader:
         assert reader.name == "exploded"
-    report = operations.rebuild(root, tmp_path / "e.gdb", workers=2, max_missing_rows=0)
+    report = operations.rebuild(root, tmp_path / "e.gdb", workers=2, sizes=True, max_missing_rows=0)
     assert _stored(report.status_path) == v2_status
 
 
@@ -69,7 +69,7 @@ def test_xyz_and_tms_folders_match_v2(tiles, v2_status, tmp_path, scheme):
     with formats.open_cache(root, hint) as reader:
         assert reader.name == scheme and reader.scheme.levels == (2, 9, 14)
     report = operations.rebuild(
-        root, tmp_path / "f.gdb", workers=1, max_missing_rows=0, format_hint=hint
+        root, tmp_path / "f.gdb", workers=1, max_missing_rows=0, format_hint=hint, sizes=True
     )
     assert _stored(report.status_path) == v2_status
 
@@ -79,6 +79,19 @@ def test_zero_byte_tile_files_are_not_present(tmp_path):
     (root / "3" / "2").mkdir(parents=True)
     (root / "3" / "2" / "5.png").write_bytes(b"png!")
     (root / "3" / "2" / "6.png").write_bytes(b"")
-    result = CliRunner().invoke(main, ["rebuild", str(root), "--json", "--workers", "1"])
+    result = CliRunner().invoke(main, ["rebuild", str(root), "--json", "--workers", "1", "--sizes"])
     assert result.exit_code == 0, result.output
     assert '"tiles_present": 1' in result.stdout and '"tile_bytes": 4' in result.stdout
+
+
+def test_without_sizes_tiles_are_counted_not_measured(tiles, tmp_path):
+    root = _file_cache(tmp_path / "xyz", "tms", tiles)
+    counted = operations.rebuild(root, tmp_path / "c.gdb", workers=1, max_missing_rows=0)
+    measured = operations.rebuild(
+        root, tmp_path / "m.gdb", workers=1, max_missing_rows=0, sizes=True
+    )
+    assert [lv.tiles_present for lv in counted.levels] == [
+        lv.tiles_present for lv in measured.levels
+    ]
+    assert counted.totals.tile_bytes == 0
+    assert measured.totals.tile_bytes == sum(len(d) for d in tiles.values())

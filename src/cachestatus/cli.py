@@ -219,6 +219,11 @@ selection_options = _compose(
         "--extent-crs", default=None, help="CRS of --extent, e.g. EPSG:4326 (default: the cache's)."
     ),
 )
+sizes_option = click.option(
+    "--sizes",
+    is_flag=True,
+    help="Read tile sizes where they cost extra (MBTiles, GeoPackage, tile folders).",
+)
 max_missing_option = click.option(
     "--max-missing-rows",
     type=click.IntRange(min=0),
@@ -253,6 +258,7 @@ def _progress(ctx: Context, force_progress: bool | None) -> BundleProgress:
     help="Store format for the default location (default gdb).",
 )
 @max_missing_option
+@sizes_option
 @scan_options
 @json_option
 @hint_option
@@ -264,6 +270,7 @@ def rebuild(
     status: str | None,
     store_format: str | None,
     max_missing_rows: int,
+    sizes: bool,
     workers: int | None,
     force_progress: bool | None,
     as_json: bool,
@@ -281,6 +288,7 @@ def rebuild(
             max_missing_rows=max_missing_rows,
             progress=bar,
             format_hint=format_hint,
+            sizes=sizes,
         )
     _emit_report(ctx, report, as_json)
 
@@ -305,6 +313,7 @@ def rebuild(
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing report in --out.")
 @max_missing_option
+@sizes_option
 @scan_options
 @json_option
 @hint_option
@@ -318,6 +327,7 @@ def report(
     store_format: str,
     overwrite: bool,
     max_missing_rows: int,
+    sizes: bool,
     workers: int | None,
     force_progress: bool | None,
     as_json: bool,
@@ -338,6 +348,7 @@ def report(
             max_missing_rows=max_missing_rows,
             progress=bar,
             format_hint=format_hint,
+            sizes=sizes,
         )
     _emit_report(ctx, result, as_json)
 

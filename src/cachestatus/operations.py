@@ -109,6 +109,7 @@ def rebuild(
     max_missing_rows: int = 100_000,
     progress: Progress | None = None,
     format_hint: str | None = None,
+    sizes: bool = False,
 ) -> StatusReport:
     """REBUILD_CACHE_STATUS: scan the cache and replace its status store atomically.
 
@@ -121,13 +122,14 @@ def rebuild(
         max_missing_rows: cap on ``MISSING`` rows in ``TaskStatus``.
         progress: receives scan progress.
         format_hint: force a reader from the registry instead of detecting one.
+        sizes: read tile sizes where they cost extra (SQLite blobs, a stat per tile file).
 
     Returns:
         The level totals, problems and warnings of the run.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    with open_cache(cache, format_hint) as reader:
+    with open_cache(cache, format_hint, sizes) as reader:
         target = status_path(reader, status, store_format)
         scanner = Scanner(
             reader,
@@ -242,6 +244,7 @@ def report(
     max_missing_rows: int | None = 100_000,
     progress: Progress | None = None,
     format_hint: str | None = None,
+    sizes: bool = False,
 ) -> StatusReport:
     """REPORT_BUNDLE_STATUS: the status of chosen levels over an area, as a new store.
 
@@ -265,6 +268,7 @@ def report(
         max_missing_rows: cap on ``MISSING`` rows (``None``: no cap).
         progress: receives scan progress.
         format_hint: force a reader from the registry.
+        sizes: read tile sizes where they cost extra (SQLite blobs, a stat per tile file).
 
     Raises:
         OutputExists: the report store exists and ``overwrite`` is false.
@@ -272,7 +276,7 @@ def report(
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    with open_cache(cache, format_hint) as reader:
+    with open_cache(cache, format_hint, sizes) as reader:
         target = check_store_path(Path(out_folder) / f"Status.{store_format}")
         own = {status_path(reader, None, fmt).resolve() for fmt in STORE_FORMATS}
         if target.resolve() in own:

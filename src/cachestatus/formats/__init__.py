@@ -97,8 +97,13 @@ def detect(path: Path) -> type[CacheReader]:
     )
 
 
-def open_cache(path: str | os.PathLike[str], format_hint: str | None = None) -> CacheReader:
+def open_cache(
+    path: str | os.PathLike[str], format_hint: str | None = None, sizes: bool = False
+) -> CacheReader:
     """Open the cache at ``path`` with the detected reader, or with ``format_hint``'s.
+
+    ``sizes`` asks readers for tile sizes where they cost extra reads (see
+    :attr:`CacheReader.sizes`).
 
     Raises:
         CacheNotFound, UnsupportedFormat, InvalidCacheConfig: the path is not a readable cache.
@@ -107,8 +112,11 @@ def open_cache(path: str | os.PathLike[str], format_hint: str | None = None) -> 
     if format_hint is not None:
         if not where.exists():
             detect(where)  # raises CacheNotFound with the usual message
-        return get(format_hint)(where)
-    return detect(where)(where)
+        reader = get(format_hint)(where)
+    else:
+        reader = detect(where)(where)
+    reader.sizes = sizes or type(reader).sizes  # formats whose sizes come free keep them
+    return reader
 
 
 register(CompactV2Cache)

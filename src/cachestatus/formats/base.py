@@ -64,6 +64,10 @@ class CacheReader(ABC):
     #: Whether reading bundles is worth worker processes (false where the listing already holds
     #: everything, as for folders of tile files).
     parallel: ClassVar[bool] = True
+    #: Read tile sizes where they cost extra reads (SQLite blobs, a stat per tile file); without
+    #: them such readers count stored tiles and report no tile bytes. Bundle formats always have
+    #: sizes.
+    sizes: bool = False
 
     def __init__(self, path: Path) -> None:
         self.path = path

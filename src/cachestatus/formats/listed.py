@@ -74,4 +74,5 @@ class ListedTiles(CacheReader):
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """From the listing: sizes of the tile files of the bundle."""
         sizes = self._grouped(bundle.key.level).sizes(bundle.key)
-        return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
+        tile_bytes = int(sizes.sum()) if self.sizes else 0
+        return BundleIndex(sizes, int(np.count_nonzero(sizes)), tile_bytes, 0, 0, None)

@@ -173,6 +173,7 @@ class PMTilesCache(ListedTiles, SingleFileCache):
     name = "pmtiles"
     description = "PMTiles v3 archive (Hilbert tile IDs; directories only, never tile bodies)"
     suffix = ".pmtiles"
+    sizes = True  # the directories give every size: no extra read
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)

@@ -67,18 +67,29 @@ class SQLiteTileCache(SingleFileCache):
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_db": None}
 
+    def _bundle_keys(self, level: int) -> list[BundleKey]:
+        """The level's bundles holding tiles: one grouped query, kept (a scan asks twice)."""
+        cache: dict[int, list[BundleKey]] = self.__dict__.setdefault("_keys", {})
+        if level not in cache:
+            found = self._query(
+                f'SELECT DISTINCT tile_column >> 7, tile_row >> 7 FROM "{self.table}" '
+                "WHERE zoom_level = ?",
+                (level,),
+            )
+            top = max(0, (1 << level) // BUNDLE_SIZE - 1)  # TMS bundle rows count up too
+            cache[level] = [
+                BundleKey(level, (top - r if self.tms_rows else r) * BUNDLE_SIZE, c * BUNDLE_SIZE)
+                for r, c in sorted((int(r), int(c)) for c, r in found)
+            ]
+        return cache[level]
+
+    def count_bundles(self, level: int) -> int:
+        """From the same grouped query as :meth:`list_bundles`."""
+        return len(self._bundle_keys(level))
+
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
-        """The virtual bundles holding tiles: one grouped query on the level."""
-        found = self._query(
-            f'SELECT DISTINCT tile_column >> 7, tile_row >> 7 FROM "{self.table}" '
-            "WHERE zoom_level = ?",
-            (level,),
-        )
-        top = max(0, (1 << level) // BUNDLE_SIZE - 1)  # TMS bundle rows count up too
-        keys = sorted((int(r), int(c)) for c, r in found)
-        for brow, bcol in keys:
-            row = (top - brow if self.tms_rows else brow) * BUNDLE_SIZE
-            key = BundleKey(level, row, bcol * BUNDLE_SIZE)
+        """The virtual bundles holding tiles."""
+        for key in self._bundle_keys(level):
             yield BundleFile(key, f"{self.path}#{key.label}")
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
@@ -102,7 +113,8 @@ class SQLiteTileCache(SingleFileCache):
             table = np.array([(c, r, s or 0) for c, r, s in found], dtype=np.int64)
             rows = grid.tms_row(key.level, table[:, 1]) if self.tms_rows else table[:, 1]
             sizes[rows - key.row, table[:, 0] - key.col] = table[:, 2]
-        return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
+        tile_bytes = int(sizes.sum()) if self.sizes else 0
+        return BundleIndex(sizes, int(np.count_nonzero(sizes)), tile_bytes, 0, 0, None)
 
     def close(self) -> None:
         """Close the database."""

@@ -58,7 +58,8 @@ class ExplodedCache(ListedTiles, ArcGISFolderCache):
             for entry in _files(path):
                 match = _COL_FILE.match(entry.name)
                 if match:
-                    tiles.append((row, int(match.group(1), 16), entry.stat().st_size))
+                    size = entry.stat().st_size if self.sizes else 1
+                    tiles.append((row, int(match.group(1), 16), size))
         return tiles
 
 
@@ -95,9 +96,8 @@ class XYZFolder(ListedTiles):
                 stem = entry.name.split(".", 1)[0]
                 if stem.isdigit():
                     row = int(stem)
-                    tiles.append(
-                        (grid.tms_row(level, row) if self.tms else row, col, entry.stat().st_size)
-                    )
+                    size = entry.stat().st_size if self.sizes else 1
+                    tiles.append((grid.tms_row(level, row) if self.tms else row, col, size))
         return tiles
 
 
