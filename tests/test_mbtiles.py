@@ -130,3 +130,20 @@ def test_bad_mbtiles_exit_2(tmp_path, content, message):
         path.write_bytes(content)
     result = CliRunner().invoke(main, ["rebuild", str(path)])
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_parallel_scan_opens_its_own_connections(tmp_path):
+    # 1,200 bundles (one tile each) at zoom 13: enough for worker processes.
+    path = tmp_path / "wide.mbtiles"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE tiles (zoom_level, tile_column, tile_row, tile_data)")
+        db.execute("CREATE UNIQUE INDEX t ON tiles (zoom_level, tile_column, tile_row)")
+        db.executemany(
+            "INSERT INTO tiles VALUES (13, ?, ?, x'0102')",
+            [(128 * (i % 40) + 5, 128 * (i // 40) + 7) for i in range(1200)],
+        )
+    serial = operations.rebuild(path, tmp_path / "s.gdb", workers=1, sizes=True)
+    parallel = operations.rebuild(path, tmp_path / "p.gdb", workers=2, sizes=True)
+    assert parallel.levels == serial.levels
+    assert serial.levels[0].bundles == 1200 and serial.levels[0].tile_bytes == 2400
+    assert _stored(parallel.status_path) == _stored(serial.status_path)

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import multiprocessing.pool
 import os
+import pickle
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -247,7 +248,9 @@ _worker_plans: dict[int, LevelPlan] = {}
 
 def _init_worker(reader: CacheReader, plans: dict[int, LevelPlan]) -> None:
     global _worker_reader, _worker_plans
-    _worker_reader, _worker_plans = reader, plans
+    # A forked worker inherits the parent's reader with its open handles (an SQLite connection,
+    # a zip); a copy made through pickling drops them, and the worker opens its own.
+    _worker_reader, _worker_plans = pickle.loads(pickle.dumps(reader)), plans
 
 
 def scan_chunk(
