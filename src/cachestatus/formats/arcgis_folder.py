@@ -101,7 +101,8 @@ class ArcGISFolderCache(CacheReader):
                 break
 
     @classmethod
-    def _detect_storage(cls, path: Path) -> bool:
+    def detect(cls, path: Path) -> bool:
+        """True for a folder cache whose ``conf.xml`` declares one of :attr:`storage_formats`."""
         conf = find_conf(path)
         if conf is None:
             return False

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import mmap
 import os
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -146,11 +145,6 @@ class CompactV1Cache(ArcGISFolderCache):
     name = "compact-v1"
     description = "ArcGIS Compact Cache V1 folder (conf.xml, _alllayers/Lnn/*.bundle + .bundlx)"
     storage_formats = ("esriMapCacheStorageModeCompact",)
-
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        """True for a folder cache whose ``conf.xml`` declares Compact (V1) storage."""
-        return cls._detect_storage(path)
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read the ``.bundlx`` and the size words of the live slots."""

@@ -201,11 +201,6 @@ class CompactV2Cache(ArcGISFolderCache):
     description = "ArcGIS Compact Cache V2 folder (conf.xml, _alllayers/Lnn/R....C....bundle)"
     storage_formats = ("esriMapCacheStorageModeCompactV2",)
 
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        """True for a folder cache whose ``conf.xml`` declares Compact V2 storage."""
-        return cls._detect_storage(path)
-
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._scratch: Scratch | None = None

@@ -1,8 +1,9 @@
 """Caches of one file per tile: ArcGIS exploded caches and XYZ/TMS folders.
 
-Every tile file of a level is found by one listing of each row (or column) folder, with the
-sizes from the listing's stat data; tiles are then grouped into virtual 128 x 128 bundles. The
-listing already holds everything a status needs, so these readers run in the calling process.
+Every tile file of a level is found by one listing of each row (or column) folder (with a
+stat per file for its size only when sizes are asked for); tiles are then grouped into virtual
+128 x 128 bundles. The listing holds everything a status needs, so these readers run in the
+calling process.
 """
 
 from __future__ import annotations
@@ -37,11 +38,6 @@ class ExplodedCache(ListedTiles, ArcGISFolderCache):
     name = "exploded"
     description = "ArcGIS exploded cache folder (conf.xml, _alllayers/Lnn/Rrrrrrrrr/Ccccccccc.png)"
     storage_formats = ("esriMapCacheStorageModeExploded",)
-
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        """True for a folder cache whose ``conf.xml`` declares exploded storage."""
-        return cls._detect_storage(path)
 
     def _level_tiles(self, level: int) -> list[tuple[int, int, int]]:
         folder = self._level_dirs.get(level)
