@@ -101,3 +101,37 @@ def test_several_tile_tables_are_refused(pair, tmp_path):
         )
     result = CliRunner().invoke(main, ["rebuild", str(copy)])
     assert result.exit_code == 2 and "several tile tables (more, tiles)" in result.stderr
+
+
+def test_geographic_geopackage_any_crs(tmp_path):
+    """A GeoPackage on an EPSG:4326 grid: origin, resolutions and bundles from its tables."""
+    from collections import Counter
+
+    from mapproxy.cache.geopackage import GeopackageCache
+    from mapproxy.cache.tile import Tile
+    from mapproxy.grid.tile_grid import tile_grid
+    from mapproxy.image import ImageResult
+
+    rng = random.Random(3)
+    tiles = {}
+    for level in (1, 5, 9):
+        for _ in range(40):
+            row, col = rng.randrange(2**level), rng.randrange(2 ** (level + 1))
+            tiles[(level, row, col)] = rng.randbytes(rng.randrange(1, 100))
+    mp_grid = tile_grid(4326, origin="nw", name="geodetic")
+    cache = GeopackageCache(str(tmp_path / "geo.gpkg"), mp_grid, "tiles")
+    for (level, row, col), data in tiles.items():
+        cache.store_tile(Tile((col, row, level), ImageResult(BytesIO(data))))
+    cache.cleanup()
+    with formats.open_cache(tmp_path / "geo.gpkg") as reader:
+        scheme = reader.scheme
+        assert scheme.spatial_reference.user_input() == "EPSG:4326"
+        assert (scheme.origin_x, scheme.origin_y) == pytest.approx((-180.0, 90.0))
+        assert scheme.lod(5).resolution == pytest.approx(mp_grid.resolution(5))
+    report = operations.rebuild(tmp_path / "geo.gpkg", workers=1, sizes=True, max_missing_rows=0)
+    per_level = Counter(level for level, _, _ in tiles)
+    for lv in report.levels:
+        assert lv.tiles_present + lv.tiles_stray == per_level.get(lv.level, 0), lv.level
+    stored = _stored(report.status_path)
+    bundles = Counter(f"L{lv:02d}/R{r - r % 128:04x}C{c - c % 128:04x}" for lv, r, c in tiles)
+    assert {k: v[0] for k, v in stored.items()} == dict(bundles)
