@@ -195,3 +195,31 @@ def test_scattered_missing_tiles_get_a_warning_not_a_polygon(tmp_path):
     _, _, _, values = read(report.status_path, layer="MissingAreas")
     levels = values[0].tolist()
     assert 9 not in levels and 8 in levels  # the other levels still get their polygons
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="names open files through /proc")
+def test_a_bundle_written_while_read_is_in_progress(sample, monkeypatch):
+    from cachestatus.formats import compact_v2
+
+    target = str(sample / "_alllayers/L02/R0000C0000.bundle")
+    real = compact_v2._read_into
+
+    def read_while_a_job_appends(fd, view, wanted):  # a caching job appends a tile meanwhile
+        got = real(fd, view, wanted)
+        if os.readlink(f"/proc/self/fd/{fd}") == target:
+            with open(target, "ab") as f:
+                f.write(b"\0" * 100)
+        return got
+
+    monkeypatch.setattr(compact_v2, "_read_into", read_while_a_job_appends)
+    report = operations.rebuild(sample, workers=1)
+    _, _, _, values = read(
+        report.status_path,
+        layer="TaskStatus",
+        read_geometry=False,
+        columns=["bundleName", "status", "detail"],
+    )
+    rows = {n: (s, d) for n, s, d in zip(*values, strict=True)}
+    assert rows["L02/R0000C0000"][0] == "IN_PROGRESS"
+    assert "changed while being read" in rows["L02/R0000C0000"][1]
+    assert rows["L01/R0000C0000"][0] == "COMPLETE" and report.problems == []

@@ -53,5 +53,9 @@ class CorruptBundle(CacheStatusError):
         self.reason = reason
 
 
+class BundleChanging(CorruptBundle):
+    """A bundle changed while it was read (a caching job writing it): an ``IN_PROGRESS`` row."""
+
+
 class StatusWriteError(CacheStatusError, OSError):
     """The status store could not be written; the previous status is left in place."""

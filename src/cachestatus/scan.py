@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import grid
-from .errors import CorruptBundle
+from .errors import BundleChanging, CorruptBundle
 from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import BundleFile, BundleIndex, CacheReader
 from .missing import EXPECTED, HOLE, PRESENT, SCATTERED, MissingArea, MissingAreas
@@ -227,6 +227,8 @@ def scan_bundle(reader: CacheReader, plan: LevelPlan, bundle: BundleFile) -> Bun
     """Read and evaluate one bundle; damage becomes a ``CORRUPT`` row, never an exception."""
     try:
         index = reader.read_bundle(bundle)
+    except BundleChanging as exc:
+        return evaluate(plan, bundle._replace(locked=True), None, exc.reason)
     except CorruptBundle as exc:
         return evaluate(plan, bundle, None, exc.reason)
     except OSError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import CorruptBundle
+from ..errors import BundleChanging, CorruptBundle
 from ..models import BUNDLE_SIZE
 from .arcgis_folder import ArcGISFolderCache
 from .base import BundleFile, BundleIndex
@@ -188,8 +188,15 @@ def read_bundle_file(
     try:
         st = os.fstat(fd)
         got = _read_into(fd, scratch.view, min(HEADER_INDEX_SIZE, st.st_size))
+        after = os.fstat(fd)
     finally:
         os.close(fd)
+    if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        # A caching job wrote to it while it was read: no mixed count, call it in progress.
+        raise BundleChanging(
+            f"changed while being read ({st.st_size:,} -> {after.st_size:,} "
+            "bytes); a caching job is writing it"
+        )
     buf = scratch.view if got == HEADER_INDEX_SIZE else scratch.view[:got]
     return summarize_index(buf, st.st_size, first_row, first_col, scratch, st.st_mtime)
 
