@@ -15,7 +15,7 @@ if os.environ.get("CI"):
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from tests.helpers import copy_sample
+from tests.helpers import copy_sample  # noqa: E402 - after the path is set
 
 
 @pytest.fixture
