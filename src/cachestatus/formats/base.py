@@ -8,9 +8,11 @@ scanner can hand them to worker processes.
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Self
@@ -172,6 +174,17 @@ class ZipPackage(SingleFileCache):
     """
 
     _zip: zipfile.ZipFile | None = None
+
+    @functools.cached_property
+    def entries(self) -> dict[str, zipfile.ZipInfo]:
+        """The zip's members by name (read once, kept when the reader goes to a worker)."""
+        return {info.filename: info for info in self._archive().infolist()}
+
+    def member(self, bundle: BundleFile) -> tuple[str, zipfile.ZipInfo, float]:
+        """Name, zip entry and modification time (seconds) of a bundle listed as ``zip!name``."""
+        name = bundle.path.split("!", 1)[1]
+        info = self.entries[name]
+        return name, info, datetime(*info.date_time).timestamp()
 
     def _archive(self) -> zipfile.ZipFile:
         if self._zip is None:

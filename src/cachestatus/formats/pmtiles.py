@@ -29,7 +29,12 @@ from .mbtiles import web_mercator, web_mercator_scheme
 
 HEADER_SIZE = 127
 MAGIC = b"PMTiles"
-_HEADER = struct.Struct("<7sB" + "Q" * 11 + "BBBB" + "BB" + "iiii" + "Bii")
+VERSION = 7  # u8, after the 7-byte magic
+ROOT_DIRECTORY = 8  # u64 offset, u64 length
+LEAF_DIRECTORIES = 40  # u64 offset (of all leaf directories), u64 length
+INTERNAL_COMPRESSION = 97  # u8: 1 none, 2 gzip
+ZOOMS = 100  # u8 min_zoom, u8 max_zoom
+BOUNDS = 102  # i32 min lon, min lat, max lon, max lat, in 1e-7 degrees
 COMPRESSION_NONE, COMPRESSION_GZIP = 1, 2
 MAX_ZOOM = 31
 
@@ -55,46 +60,15 @@ def decode_header(buf: bytes, source: str = "PMTiles") -> Header:
     """
     if len(buf) < HEADER_SIZE or not buf.startswith(MAGIC):
         raise InvalidCacheConfig(f"{source}: not a PMTiles file (no 'PMTiles' magic number)")
-    fields = _HEADER.unpack_from(buf, 0)
-    if fields[1] != 3:
-        raise InvalidCacheConfig(f"{source}: PMTiles version {fields[1]}; this version reads v3")
-    (
-        _,
-        _,
-        root_off,
-        root_len,
-        _,
-        _,
-        leaf_off,
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
-        compression,
-        _,
-        _,
-        min_zoom,
-        max_zoom,
-        w,
-        s,
-        e,
-        n,
-        _,
-        _,
-        _,
-    ) = fields
-    return Header(
-        root_off,
-        root_len,
-        leaf_off,
-        compression,
-        min_zoom,
-        max_zoom,
-        (w / 1e7, s / 1e7, e / 1e7, n / 1e7),
-    )
+    (version,) = struct.unpack_from("<B", buf, VERSION)
+    if version != 3:
+        raise InvalidCacheConfig(f"{source}: PMTiles version {version}; this version reads v3")
+    root_offset, root_length = struct.unpack_from("<QQ", buf, ROOT_DIRECTORY)
+    (leaf_offset,) = struct.unpack_from("<Q", buf, LEAF_DIRECTORIES)
+    (compression,) = struct.unpack_from("<B", buf, INTERNAL_COMPRESSION)
+    min_zoom, max_zoom = struct.unpack_from("<BB", buf, ZOOMS)
+    bounds = tuple(v / 1e7 for v in struct.unpack_from("<iiii", buf, BOUNDS))
+    return Header(root_offset, root_length, leaf_offset, compression, min_zoom, max_zoom, bounds)
 
 
 def _varints(data: bytes, count: int, pos: int) -> tuple[list[int], int]:

@@ -8,7 +8,6 @@ size words of its live slots (one seek and read each); a V2 bundle's header and 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from .arcgis_conf import parse_conf_cdi, parse_conf_xml
 from .arcgis_folder import LAYERS_DIR, LEVEL_NAME, parse_bundle_name
 from .base import BundleFile, BundleIndex, ZipPackage
 from .compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, tile_slots
-from .compact_v2 import HEADER_INDEX_SIZE, summarize_index
+from .tpkx import read_v2_member
 
 V1, V2 = "esriMapCacheStorageModeCompact", "esriMapCacheStorageModeCompactV2"
 
@@ -34,8 +33,7 @@ class TpkPackage(ZipPackage):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         archive = self._archive()
-        self._entries = {info.filename: info for info in archive.infolist()}
-        confs = sorted(n for n in self._entries if n.rsplit("/", 1)[-1].lower() == "conf.xml")
+        confs = sorted(n for n in self.entries if n.rsplit("/", 1)[-1].lower() == "conf.xml")
         if not confs:
             raise InvalidCacheConfig(
                 f"{path}: a zip without conf.xml; a .tpk tile package holds "
@@ -51,7 +49,7 @@ class TpkPackage(ZipPackage):
             )
         self._extent: Extent | None = None
         for name in ("conf.cdi", "Conf.cdi"):
-            if self._root + name in self._entries:
+            if self._root + name in self.entries:
                 cdi = self._root + name
                 self._extent = parse_conf_cdi(archive.read(cdi), f"{path}!{cdi}")
                 break
@@ -59,7 +57,7 @@ class TpkPackage(ZipPackage):
     def _level_entries(self) -> dict[int, list[str]]:
         prefix = self._root + LAYERS_DIR + "/"
         levels: dict[int, list[str]] = {}
-        for name in self._entries:
+        for name in self.entries:
             if name.startswith(prefix) and name.endswith(".bundle"):
                 parts = name[len(prefix) :].split("/")
                 match = LEVEL_NAME.match(parts[0]) if len(parts) == 2 else None
@@ -74,17 +72,13 @@ class TpkPackage(ZipPackage):
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read a bundle inside the zip: V1 through its ``.bundlx``, V2 through its index."""
-        name = bundle.path.split("!", 1)[1]
-        info = self._entries[name]
-        modified = datetime(*info.date_time).timestamp()
+        if self._scheme.storage_format == V2:
+            return read_v2_member(self, bundle)
+        name, info, modified = self.member(bundle)
         archive = self._archive()
         key = bundle.key
-        if self._scheme.storage_format == V2:
-            with archive.open(info) as member:
-                buf = member.read(HEADER_INDEX_SIZE)
-            return summarize_index(buf, info.file_size, key.row, key.col, None, modified)
         index_name = name[: -len(".bundle")] + ".bundlx"
-        if index_name not in self._entries:
+        if index_name not in self.entries:
             raise CorruptBundle("no .bundlx index beside it")
         offsets = decode_bundlx(archive.read(index_name)[: BUNDLX_SIZE + 1])
         live = tile_slots(offsets, info.file_size)

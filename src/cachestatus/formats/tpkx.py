@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +107,16 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
     return scheme, extent
 
 
+def read_v2_member(
+    package: ZipPackage, bundle: BundleFile, scratch: Scratch | None = None
+) -> BundleIndex:
+    """Decode a Compact V2 bundle stored in a zip: the first 131,136 bytes of its entry."""
+    _, info, modified = package.member(bundle)
+    with package._archive().open(info) as entry:
+        buf = entry.read(HEADER_INDEX_SIZE)
+    return summarize_index(buf, info.file_size, bundle.key.row, bundle.key.col, scratch, modified)
+
+
 class TilePackage(ZipPackage):
     """A ``.tpkx`` tile package: Compact V2 bundles read inside the zip."""
 
@@ -132,14 +141,13 @@ class TilePackage(ZipPackage):
                 f"{path}: root.json declares {self._scheme.storage_format}; "
                 "a .tpkx holds Compact V2 bundles"
             )
-        self._entries = {info.filename: info for info in archive.infolist()}
 
     def __getstate__(self) -> dict[str, object]:
         return {**super().__getstate__(), "_scratch": None}
 
     def _level_entries(self) -> dict[int, list[str]]:
         levels: dict[int, list[str]] = {}
-        for name in self._entries:
+        for name in self.entries:
             parts = name.rstrip("/").split("/")
             if len(parts) >= 3 and parts[-1].endswith(".bundle"):
                 match = LEVEL_NAME.match(parts[-2])
@@ -159,13 +167,6 @@ class TilePackage(ZipPackage):
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read the header and index of a bundle inside the zip."""
-        name = bundle.path.split("!", 1)[1]
-        info = self._entries[name]
-        with self._archive().open(info) as member:
-            buf = member.read(HEADER_INDEX_SIZE)
         if self._scratch is None:
             self._scratch = Scratch()
-        modified = datetime(*info.date_time).timestamp()
-        return summarize_index(
-            buf, info.file_size, bundle.key.row, bundle.key.col, self._scratch, modified
-        )
+        return read_v2_member(self, bundle, self._scratch)
