@@ -41,7 +41,8 @@ def _layers(path: Path) -> set[str]:
     return {str(name) for name, _ in list_layers(str(path))}
 
 
-def _check(path: Path) -> None:
+def _check(path: Path) -> set[str]:
+    """Recover an interrupted swap, check the store is ours; its layer names."""
     atomic.recover(path)
     if not path.exists():
         raise StatusNotFound(
@@ -58,6 +59,7 @@ def _check(path: Path) -> None:
             f"{path}: not a cachestatus store (no {', '.join(sorted(missing))} "
             "table); rebuild it with `cachestatus rebuild`"
         )
+    return layers
 
 
 def _to_datetime(value: Any) -> datetime | None:
@@ -69,6 +71,10 @@ def _to_datetime(value: Any) -> datetime | None:
 def read_jobs(path: Path) -> list[JobRecord]:
     """All rows of the store's ``Jobs`` table, oldest first."""
     _check(path)
+    return _jobs(path)
+
+
+def _jobs(path: Path) -> list[JobRecord]:
     jobs = []
     for row in _records(path, JOBS):
         jobs.append(
@@ -89,7 +95,7 @@ def read_jobs(path: Path) -> list[JobRecord]:
 
 def read_status(path: Path) -> StatusReport:
     """The stored status as a report: level totals, corrupt bundles, the last job."""
-    _check(path)
+    layers = _check(path)
     levels = [
         LevelSummary(
             level=int(row["levelID"]),
@@ -104,7 +110,7 @@ def read_status(path: Path) -> StatusReport:
         for row in _records(path, LEVEL_STATUS)
     ]
     problems = []
-    if TASK_STATUS in _layers(path):
+    if TASK_STATUS in layers:
         # The filtered field must be read too: GDAL's OpenFileGDB driver does not see ignored
         # fields in attribute filters.
         bad = _table(
@@ -117,7 +123,7 @@ def read_status(path: Path) -> StatusReport:
             Problem(str(name), "corrupt", str(detail))
             for name, detail in zip(bad["bundleName"], bad["detail"], strict=True)
         ]
-    jobs = read_jobs(path)
+    jobs = _jobs(path)
     last = jobs[-1] if jobs else None
     elapsed = math.nan
     if last is not None and last.finished is not None:
