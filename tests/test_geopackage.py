@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import sqlite3
 from io import BytesIO
@@ -19,13 +20,13 @@ from tests.test_mbtiles import _stored
 WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
 
 
-def _geopackage(path: Path, tiles: dict[tuple[int, int, int], bytes]) -> Path:
+def _geopackage(path: Path, tiles: dict[tuple[int, int, int], bytes], table: str = "tiles") -> Path:
     from mapproxy.cache.geopackage import GeopackageCache
     from mapproxy.cache.tile import Tile
     from mapproxy.grid.tile_grid import tile_grid
     from mapproxy.image import ImageResult
 
-    cache = GeopackageCache(str(path), tile_grid(3857, origin="nw", name="g"), "tiles")
+    cache = GeopackageCache(str(path), tile_grid(3857, origin="nw", name="g"), table)
     for (level, row, col), data in tiles.items():
         assert cache.store_tile(Tile((col, row, level), ImageResult(BytesIO(data))))
     cache.cleanup()
@@ -101,6 +102,35 @@ def test_several_tile_tables_are_refused(pair, tmp_path):
         )
     result = CliRunner().invoke(main, ["rebuild", str(copy)])
     assert result.exit_code == 2 and "several tile tables (more, tiles)" in result.stderr
+    assert "--table" in result.stderr
+
+
+def test_table_option_chooses_among_tile_tables(pair, tmp_path):
+    """Two tile tables written by MapProxy into one file: each read on its own, each with its
+    own default status store beside the file."""
+    _, _, tiles = pair
+    gpkg = tmp_path / "two.gpkg"
+    items = sorted(tiles.items())
+    _geopackage(gpkg, dict(items[:50]))
+    _geopackage(gpkg, dict(items[50:]), table="roads")
+    counts = {}
+    for table in ("tiles", "roads"):
+        result = CliRunner().invoke(
+            main, ["rebuild", str(gpkg), "--table", table, "--json", "--workers", "1"]
+        )
+        assert result.exit_code == 0, result.output
+        totals = json.loads(result.stdout)["totals"]
+        counts[table] = totals["tiles_present"] + totals["tiles_stray"]
+        assert (tmp_path / f"two.{table}.Status.gdb").is_dir()
+    assert counts == {"tiles": 50, "roads": len(items) - 50}
+    result = CliRunner().invoke(main, ["info", str(gpkg), "--table", "rivers"])
+    assert result.exit_code == 2
+    assert "no tile table 'rivers'; its tile tables: roads, tiles" in result.stderr
+
+
+def test_table_option_is_refused_for_other_formats(sample):
+    result = CliRunner().invoke(main, ["info", str(sample), "--table", "tiles"])
+    assert result.exit_code == 2 and "only GeoPackages hold several tile tables" in result.stderr
 
 
 def test_geographic_geopackage_any_crs(tmp_path):

@@ -74,6 +74,27 @@ def test_xyz_and_tms_folders_match_v2(tiles, v2_status, tmp_path, scheme):
     assert _stored(report.status_path) == v2_status
 
 
+def test_scheme_option_reads_a_tms_folder_from_the_command_line(tiles, v2_status, tmp_path):
+    root = _file_cache(tmp_path / "tms", "tms", tiles, tms=True)
+    status = tmp_path / "s.gdb"
+    args = ["rebuild", str(root), "--status", str(status), "--workers", "1", "--sizes"]
+    result = CliRunner().invoke(main, [*args, "--scheme", "tms", "--max-missing-rows", "0"])
+    assert result.exit_code == 0, result.output
+    assert _stored(str(status)) == v2_status
+    read_as_xyz = operations.rebuild(
+        root, tmp_path / "x.gdb", workers=1, max_missing_rows=0, sizes=True, scheme="xyz"
+    )
+    assert _stored(read_as_xyz.status_path) != v2_status  # rows upside down
+
+
+def test_scheme_option_is_refused_where_row_order_is_fixed(sample):
+    result = CliRunner().invoke(main, ["info", str(sample), "--scheme", "tms"])
+    assert result.exit_code == 2
+    assert "compact-v2, whose row order is fixed" in result.stderr
+    result = CliRunner().invoke(main, ["info", str(sample), "--scheme", "zyx"])
+    assert result.exit_code == 2 and "'zyx' is not one of 'xyz', 'tms'" in result.stderr
+
+
 def test_zero_byte_tile_files_are_not_present(tmp_path):
     root = tmp_path / "xyz"
     (root / "3" / "2").mkdir(parents=True)

@@ -108,12 +108,35 @@ status_option = click.option(
     default=None,
     help="Status store path (.gdb or .gpkg); default: Status.gdb beside conf.xml.",
 )
-hint_option = click.option(
-    "--format-hint",
-    type=click.Choice(_format_choices()),
-    default=None,
-    help="Read the cache as this format instead of detecting it.",
-)
+
+
+def open_options(func: F) -> F:
+    """How to open CACHE: ``--format-hint``, ``--table``, ``--scheme``; the command receives
+    them as one ``opening`` dict, the keyword arguments of ``open_cache`` and the operations."""
+
+    @click.option(
+        "--format-hint",
+        type=click.Choice(_format_choices()),
+        default=None,
+        help="Read the cache as this format instead of detecting it.",
+    )
+    @click.option(
+        "--table", default=None, help="The tile table of a GeoPackage that holds several."
+    )
+    @click.option(
+        "--scheme",
+        type=click.Choice(["xyz", "tms"]),
+        default=None,
+        help="Row order of a {z}/{x}/{y} folder: xyz (rows down, default) or tms (rows up).",
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, format_hint: str | None, table: str | None, scheme: str | None, **kwargs: Any
+    ) -> Any:
+        opening = {"format_hint": format_hint, "table": table, "scheme": scheme}
+        return func(*args, opening=opening, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -156,16 +179,16 @@ def _emit_report(ctx: Context, report: StatusReport, as_json: bool) -> None:
 @main.command()
 @cache_argument
 @json_option
-@hint_option
+@open_options
 @click.pass_obj
 @handle_errors
-def info(ctx: Context, cache: str, as_json: bool, format_hint: str | None) -> None:
+def info(ctx: Context, cache: str, as_json: bool, opening: dict[str, Any]) -> None:
     """Show the tiling scheme, format, extent and levels of CACHE."""
     from .formats import open_cache
     from .operations import level_infos
     from .render import info_json, print_info
 
-    with open_cache(cache, format_hint) as reader:
+    with open_cache(cache, **opening) as reader:
         levels = level_infos(reader)
         if as_json:
             click.echo(json.dumps(info_json(reader, levels), indent=2))
@@ -261,7 +284,7 @@ def _progress(ctx: Context, force_progress: bool | None) -> BundleProgress:
 @sizes_option
 @scan_options
 @json_option
-@hint_option
+@open_options
 @click.pass_obj
 @handle_errors
 def rebuild(
@@ -274,7 +297,7 @@ def rebuild(
     workers: int | None,
     force_progress: bool | None,
     as_json: bool,
-    format_hint: str | None,
+    opening: dict[str, Any],
 ) -> None:
     """REBUILD_CACHE_STATUS: scan CACHE and write its status store."""
     from . import operations
@@ -287,7 +310,7 @@ def rebuild(
             workers=workers,
             max_missing_rows=max_missing_rows,
             progress=bar,
-            format_hint=format_hint,
+            **opening,
             sizes=sizes,
         )
     _emit_report(ctx, report, as_json)
@@ -316,7 +339,7 @@ def rebuild(
 @sizes_option
 @scan_options
 @json_option
-@hint_option
+@open_options
 @click.pass_obj
 @handle_errors
 def report(
@@ -331,7 +354,7 @@ def report(
     workers: int | None,
     force_progress: bool | None,
     as_json: bool,
-    format_hint: str | None,
+    opening: dict[str, Any],
     **selection: Any,
 ) -> None:
     """REPORT_BUNDLE_STATUS: status of chosen levels over an area, written to --out."""
@@ -347,7 +370,7 @@ def report(
             workers=workers,
             max_missing_rows=max_missing_rows,
             progress=bar,
-            format_hint=format_hint,
+            **opening,
             sizes=sizes,
         )
     _emit_report(ctx, result, as_json)
@@ -373,7 +396,7 @@ def report(
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @scan_options
 @json_option
-@hint_option
+@open_options
 @click.pass_obj
 @handle_errors
 def missing(
@@ -386,7 +409,7 @@ def missing(
     workers: int | None,
     force_progress: bool | None,
     as_json: bool,
-    format_hint: str | None,
+    opening: dict[str, Any],
     **selection: Any,
 ) -> None:
     """The areas still to seed: polygons of the expected tiles not present, per level."""
@@ -401,7 +424,7 @@ def missing(
             overwrite=overwrite,
             workers=workers,
             progress=bar,
-            format_hint=format_hint,
+            **opening,
         )
     for warning in result.warnings:
         ctx.warn(warning)
@@ -426,14 +449,14 @@ def missing(
 @main.command()
 @cache_argument
 @status_option
-@hint_option
+@open_options
 @click.pass_obj
 @handle_errors
-def delete(ctx: Context, cache: str, status: str | None, format_hint: str | None) -> None:
+def delete(ctx: Context, cache: str, status: str | None, opening: dict[str, Any]) -> None:
     """DELETE_CACHE_STATUS: remove the status store of CACHE (nothing to delete is fine)."""
     from . import operations
 
-    removed = operations.delete(cache, status, format_hint)
+    removed = operations.delete(cache, status, **opening)
     for path in removed:
         ctx.note(f"Deleted {path}")
     if not removed:
@@ -444,16 +467,16 @@ def delete(ctx: Context, cache: str, status: str | None, format_hint: str | None
 @cache_argument
 @status_option
 @json_option
-@hint_option
+@open_options
 @click.pass_obj
 @handle_errors
 def summary(
-    ctx: Context, cache: str, status: str | None, as_json: bool, format_hint: str | None
+    ctx: Context, cache: str, status: str | None, as_json: bool, opening: dict[str, Any]
 ) -> None:
     """Per-level table of the stored status of CACHE, without rescanning."""
     from . import operations
 
-    _emit_report(ctx, operations.summary(cache, status, format_hint), as_json)
+    _emit_report(ctx, operations.summary(cache, status, **opening), as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,6 +110,8 @@ def rebuild(
     progress: Progress | None = None,
     format_hint: str | None = None,
     sizes: bool = False,
+    table: str | None = None,
+    scheme: str | None = None,
 ) -> StatusReport:
     """REBUILD_CACHE_STATUS: scan the cache and replace its status store atomically.
 
@@ -123,13 +125,15 @@ def rebuild(
         progress: receives scan progress.
         format_hint: force a reader from the registry instead of detecting one.
         sizes: read tile sizes where they cost extra (SQLite blobs, a stat per tile file).
+        table: the tile table of a GeoPackage holding several.
+        scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
 
     Returns:
         The level totals, problems and warnings of the run.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    with open_cache(cache, format_hint, sizes) as reader:
+    with open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader:
         target = status_path(reader, status, store_format)
         scanner = Scanner(
             reader,
@@ -245,6 +249,8 @@ def report(
     progress: Progress | None = None,
     format_hint: str | None = None,
     sizes: bool = False,
+    table: str | None = None,
+    scheme: str | None = None,
 ) -> StatusReport:
     """REPORT_BUNDLE_STATUS: the status of chosen levels over an area, as a new store.
 
@@ -269,6 +275,8 @@ def report(
         progress: receives scan progress.
         format_hint: force a reader from the registry.
         sizes: read tile sizes where they cost extra (SQLite blobs, a stat per tile file).
+        table: the tile table of a GeoPackage holding several.
+        scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
 
     Raises:
         OutputExists: the report store exists and ``overwrite`` is false.
@@ -276,7 +284,7 @@ def report(
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    with open_cache(cache, format_hint, sizes) as reader:
+    with open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader:
         target = check_store_path(Path(out_folder) / f"Status.{store_format}")
         own = {status_path(reader, None, fmt).resolve() for fmt in STORE_FORMATS}
         if target.resolve() in own:
@@ -338,6 +346,8 @@ def missing(
     workers: int | None = None,
     progress: Progress | None = None,
     format_hint: str | None = None,
+    table: str | None = None,
+    scheme: str | None = None,
 ) -> MissingReport:
     """The areas still to seed: per level, the expected tiles that are not present, as polygons.
 
@@ -360,7 +370,7 @@ def missing(
     for path in (out_path, Path(tiles) if tiles is not None else None):
         if path is not None and path.exists() and not overwrite:
             raise OutputExists(f"{path}: exists; add --overwrite to replace it")
-    with open_cache(cache, format_hint) as reader:
+    with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
         scanner = Scanner(
             reader,
@@ -491,9 +501,12 @@ def delete(
     cache: str | os.PathLike[str],
     status: str | os.PathLike[str] | None = None,
     format_hint: str | None = None,
+    *,
+    table: str | None = None,
+    scheme: str | None = None,
 ) -> list[Path]:
     """DELETE_CACHE_STATUS: remove the status store(s); returns what was removed (maybe none)."""
-    with open_cache(cache, format_hint) as reader:
+    with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
         if status is not None:
             targets = [status_path(reader, status)]
         else:
@@ -510,13 +523,16 @@ def summary(
     cache: str | os.PathLike[str],
     status: str | os.PathLike[str] | None = None,
     format_hint: str | None = None,
+    *,
+    table: str | None = None,
+    scheme: str | None = None,
 ) -> StatusReport:
     """Read the stored status back (no rescan): level totals, corrupt bundles, last job.
 
     Raises:
         StatusNotFound: there is no store (run :func:`rebuild` first).
     """
-    with open_cache(cache, format_hint) as reader:
+    with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
         target = _existing_store(reader, status)
         report = read_status(target)
         report.cache = str(cache)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import CacheNotFound, UnsupportedFormat
+from ..errors import CacheNotFound, UnsupportedFormat, UsageError
 from .base import BundleFile, BundleIndex, CacheReader
 from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
@@ -22,6 +22,7 @@ from .tpk import TpkPackage
 from .tpkx import TilePackage
 
 __all__ = [
+    "SCHEMES",
     "BundleFile",
     "BundleIndex",
     "CacheReader",
@@ -97,26 +98,61 @@ def detect(path: Path) -> type[CacheReader]:
     )
 
 
+#: Row orders of ``{z}/{x}/{y}`` folders (``--scheme``), each the name of its reader.
+SCHEMES = ("xyz", "tms")
+
+
 def open_cache(
-    path: str | os.PathLike[str], format_hint: str | None = None, sizes: bool = False
+    path: str | os.PathLike[str],
+    format_hint: str | None = None,
+    sizes: bool = False,
+    *,
+    table: str | None = None,
+    scheme: str | None = None,
 ) -> CacheReader:
     """Open the cache at ``path`` with the detected reader, or with ``format_hint``'s.
 
-    ``sizes`` asks readers for tile sizes where they cost extra reads (see
-    :attr:`CacheReader.sizes`).
+    Args:
+        path: the cache folder or file.
+        format_hint: a registered format name, read as that format instead of detecting one.
+        sizes: read tile sizes where they cost extra reads (see :attr:`CacheReader.sizes`).
+        table: the tile table of a GeoPackage that holds several.
+        scheme: row order of a ``{z}/{x}/{y}`` folder, ``xyz`` (rows counted down, the default)
+            or ``tms`` (rows counted up).
 
     Raises:
         CacheNotFound, UnsupportedFormat, InvalidCacheConfig: the path is not a readable cache.
+        UsageError: ``table`` or ``scheme`` given for a format that has no such choice.
     """
     where = Path(path)
-    if format_hint is not None:
-        if not where.exists():
-            detect(where)  # raises CacheNotFound with the usual message
-        reader = get(format_hint)(where)
+    if not where.exists():
+        detect(where)  # raises CacheNotFound with the usual message
+    reader_class = get(format_hint) if format_hint is not None else detect(where)
+    if scheme is not None:
+        reader_class = _with_scheme(where, reader_class, scheme)
+    if table is not None:
+        if not issubclass(reader_class, GeoPackageTiles):
+            raise UsageError(
+                f"--table {table}: {where} is read as {reader_class.name}; "
+                "only GeoPackages hold several tile tables"
+            )
+        reader: CacheReader = reader_class(where, table=table)
     else:
-        reader = detect(where)(where)
+        reader = reader_class(where)
     reader.sizes = sizes or type(reader).sizes  # formats whose sizes come free keep them
     return reader
+
+
+def _with_scheme(where: Path, reader_class: type[CacheReader], scheme: str) -> type[CacheReader]:
+    """The folder reader for ``scheme``; an error for a format whose row order is fixed."""
+    if scheme not in SCHEMES:
+        raise UsageError(f"--scheme {scheme}: unknown row order; use one of {', '.join(SCHEMES)}")
+    if reader_class.name not in SCHEMES:
+        raise UsageError(
+            f"--scheme {scheme}: {where} is read as {reader_class.name}, whose row order is "
+            "fixed; --scheme applies to {z}/{x}/{y} tile folders"
+        )
+    return get(scheme)
 
 
 register(CompactV2Cache)

@@ -9,6 +9,7 @@ scanner can hand them to worker processes.
 from __future__ import annotations
 
 import functools
+import os
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -22,6 +23,23 @@ import numpy.typing as npt
 
 from ..errors import InvalidCacheConfig
 from ..models import BundleKey, Extent, Problem, TilingScheme
+
+#: ``os.open`` flags for reading a cache file (binary on Windows).
+O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
+def read_at(fd: int, view: memoryview, offset: int) -> int:
+    """Read into ``view`` from byte ``offset`` of ``fd`` (one call, maybe short); bytes read.
+
+    ``os.preadv`` reads without a copy where it exists; Windows has neither it nor ``pread``,
+    there the file position is moved and ``os.read`` used (readers hold their own descriptors).
+    """
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    chunk = os.read(fd, len(view))
+    view[: len(chunk)] = chunk
+    return len(chunk)
 
 
 class BundleFile(NamedTuple):

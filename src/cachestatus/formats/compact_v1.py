@@ -5,13 +5,12 @@ in column-major order (``16 + 5 * (128 * c + r)``) and a 16-byte footer. Each of
 a u32 size prefix in the ``.bundle``, whose first 60 bytes are a header and next 65,536 bytes
 the zero size slots that empty tiles point into. A tile exists when its offset lies past that
 reserved zone and the size found there is above zero: empty slots are recognised from the index
-alone, and only the 4-byte size words of the other slots are read from the ``.bundle`` (through
-a memory map, so only the pages holding them are touched).
+alone, and only the 4-byte size words of the other slots are read from the ``.bundle``: one
+``pread`` of 4 bytes per tile, in file order, never a byte of a tile's body.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy.typing as npt
 from ..errors import CorruptBundle
 from ..models import BUNDLE_SIZE
 from .arcgis_folder import ArcGISFolderCache
-from .base import BundleFile, BundleIndex
+from .base import O_RDONLY, BundleFile, BundleIndex, read_at
 
 BUNDLX_HEADER = 16  # the 5-byte offsets start at byte 16 of the .bundlx
 TILES = BUNDLE_SIZE * BUNDLE_SIZE
@@ -109,6 +108,26 @@ def summarize_v1(
     return BundleIndex(sizes, tiles, tile_bytes, file_size, file_size - DATA_START - used, modified)
 
 
+def read_size_words(fd: int, at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
+    """The little-endian u32 at each offset of ``at`` in ``fd``: 4 bytes read per offset.
+
+    Reads go in file order (the kernel's read-ahead then serves them from few disk reads).
+
+    Raises:
+        CorruptBundle: the file ends inside a word (it shrank after its size was checked).
+    """
+    order = np.argsort(at, kind="stable")
+    buf = bytearray(SIZE_PREFIX * len(at))
+    view = memoryview(buf)
+    for i, offset in enumerate(at[order].tolist()):
+        word = view[SIZE_PREFIX * i : SIZE_PREFIX * (i + 1)]
+        if read_at(fd, word, offset) != SIZE_PREFIX:
+            raise CorruptBundle(f"truncated: the file ends inside the size word at byte {offset}")
+    words = np.empty(len(at), dtype=np.uint32)
+    words[order] = np.frombuffer(buf, dtype="<u4")
+    return words
+
+
 def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleIndex:
     """Read a V1 bundle: its whole ``.bundlx``, and the size words of its live slots."""
     index_path = path[: -len(".bundle")] + ".bundlx"
@@ -117,7 +136,7 @@ def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleI
             offsets = decode_bundlx(f.read(BUNDLX_SIZE + 1))
     except FileNotFoundError:
         raise CorruptBundle("no .bundlx index beside it") from None
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, O_RDONLY)
     try:
         st = os.fstat(fd)
         if st.st_size < DATA_START:
@@ -125,15 +144,7 @@ def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleI
                 f"truncated: {st.st_size:,} bytes, a Compact V1 bundle holds at "
                 f"least {DATA_START:,} (header and size slots)"
             )
-        live = tile_slots(offsets, st.st_size)
-        words = np.zeros(0, dtype=np.uint32)
-        if live.any():
-            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
-                data = np.frombuffer(view, dtype=np.uint8)
-                at = offsets[live][:, None] + np.arange(SIZE_PREFIX)
-                b = data[at].astype(np.uint32)
-                words = b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16 | b[:, 3] << 24
-                del data, b  # release the buffer before the map closes
+        words = read_size_words(fd, offsets[tile_slots(offsets, st.st_size)])
     finally:
         os.close(fd)
     return summarize_v1(offsets, words, st.st_size, first_row, first_col, st.st_mtime)

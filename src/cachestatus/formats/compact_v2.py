@@ -19,7 +19,7 @@ import numpy.typing as npt
 from ..errors import BundleChanging, CorruptBundle
 from ..models import BUNDLE_SIZE
 from .arcgis_folder import ArcGISFolderCache
-from .base import BundleFile, BundleIndex
+from .base import O_RDONLY, BundleFile, BundleIndex, read_at
 
 HEADER_SIZE = 64
 TILES_PER_BUNDLE = BUNDLE_SIZE * BUNDLE_SIZE
@@ -156,23 +156,14 @@ def _unique_bytes(entries: npt.NDArray[np.uint64]) -> int:
     return int((live >> _SHIFT).sum()) + SIZE_PREFIX * int(live.size)
 
 
-_O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-
-
 def _read_into(fd: int, view: memoryview, wanted: int) -> int:
     """Read up to ``wanted`` bytes from the start of ``fd`` into ``view``; bytes read.
 
-    Loops over short reads (network shares). ``os.preadv`` reads without a copy where it exists;
-    Windows has no ``preadv``, there ``os.read`` is used.
+    Loops over short reads (network shares).
     """
     got = 0
     while got < wanted:
-        if hasattr(os, "preadv"):
-            n = os.preadv(fd, [view[got:wanted]], got)
-        else:
-            chunk = os.read(fd, wanted - got)
-            n = len(chunk)
-            view[got : got + n] = chunk
+        n = read_at(fd, view[got:wanted], got)
         if n == 0:
             break
         got += n
@@ -184,7 +175,7 @@ def read_bundle_file(
 ) -> BundleIndex:
     """Read one V2 bundle's header and index (one read of 131,136 bytes) and decode it."""
     scratch = scratch or Scratch()
-    fd = os.open(path, _O_RDONLY)
+    fd = os.open(path, O_RDONLY)
     try:
         st = os.fstat(fd)
         got = _read_into(fd, scratch.view, min(HEADER_INDEX_SIZE, st.st_size))

@@ -37,17 +37,28 @@ class GeoPackageTiles(SQLiteTileCache):
     suffix = ".gpkg"
     tms_rows = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, table: str | None = None) -> None:
+        """Open the GeoPackage's tile table: ``table``, or the only one it holds.
+
+        Raises:
+            InvalidCacheConfig: no tile table; several and none chosen; ``table`` not among them.
+        """
         super().__init__(path)
         tables = _tile_tables(self._connect())
         if not tables:
             raise InvalidCacheConfig(f"{path}: a GeoPackage without tile tables")
-        if len(tables) > 1:
+        if table is not None and table not in tables:
+            raise InvalidCacheConfig(
+                f"{path}: no tile table {table!r}; its tile tables: {', '.join(tables)}"
+            )
+        if table is None and len(tables) > 1:
             raise InvalidCacheConfig(
                 f"{path}: holds several tile tables ({', '.join(tables)}); "
-                "this version reads GeoPackages with one"
+                "choose one with --table NAME"
             )
-        self.table = tables[0]
+        self.table = table or tables[0]
+        #: The file holds several tile tables: each has its own default status store.
+        self.shared = len(tables) > 1
         matrix_set = self._query(
             "SELECT srs_id, min_x, min_y, max_x, max_y FROM gpkg_tile_matrix_set "
             "WHERE table_name = ?",
@@ -90,6 +101,11 @@ class GeoPackageTiles(SQLiteTileCache):
         if bounds and None not in bounds[0]:
             extent = Extent(*(float(v) for v in bounds[0]))
             self._extent = None if extent.is_empty else extent
+
+    @property
+    def status_stem(self) -> str:
+        """``world.Status``, or ``world.roads.Status`` for table ``roads`` of a shared file."""
+        return f"{self.path.stem}.{self.table}.Status" if self.shared else super().status_stem
 
     def _srs(self, srs_id: int) -> SpatialReference:
         found = self._query(
