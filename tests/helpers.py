@@ -135,8 +135,9 @@ def copy_sample(dest: Path) -> Path:
     return dest
 
 
-def synthetic_bundle(path: Path, sizes: np.ndarray) -> None:
-    """A V2 bundle with a real header and index for ``sizes`` (128 x 128) and a sparse body."""
+def synthetic_bundle(path: Path, sizes: np.ndarray, body: bytes | None = None) -> None:
+    """A V2 bundle with a real header and index for ``sizes`` (128 x 128) and a sparse body;
+    with ``body`` (every size must then be its length or 0), each tile's size prefix and bytes."""
     flat = sizes.astype(np.uint64).ravel()
     ends = 131136 + np.cumsum(flat + 4)
     offsets = np.where(flat > 0, ends - flat, 4).astype(np.uint64)
@@ -146,6 +147,10 @@ def synthetic_bundle(path: Path, sizes: np.ndarray) -> None:
         f.write(V2_HEADER)
         f.write(index.tobytes())
         f.truncate(int(ends[-1]))
+        if body is not None:
+            for offset in offsets[flat > 0].tolist():
+                f.seek(offset - 4)
+                f.write(len(body).to_bytes(4, "little") + body)
 
 
 def synthetic_sizes(rng: np.random.Generator) -> np.ndarray:

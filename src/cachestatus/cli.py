@@ -448,6 +448,58 @@ def missing(
 
 @main.command()
 @cache_argument
+@selection_options
+@click.option("--decode", is_flag=True, help="Also decode every PNG, JPEG and WebP tile.")
+@click.option("--blank", is_flag=True, help="Also count tiles without content.")
+@scan_options
+@json_option
+@open_options
+@click.pass_obj
+@handle_errors
+def verify(
+    ctx: Context,
+    /,
+    cache: str,
+    decode: bool,
+    blank: bool,
+    workers: int | None,
+    force_progress: bool | None,
+    as_json: bool,
+    opening: dict[str, Any],
+    **selection: Any,
+) -> None:
+    """Deep check: read every stored tile and name each bad one. Exit 1 when any is."""
+    from . import operations
+    from .render import verify_json, verify_table
+
+    with _progress(ctx, force_progress) as bar:
+        report = operations.verify(
+            cache,
+            **_selection(**selection),
+            decode=decode,
+            blank=blank,
+            workers=workers,
+            progress=bar,
+            **opening,
+        )
+    for warning in report.warnings:
+        ctx.warn(warning)
+    if as_json:
+        click.echo(json.dumps(verify_json(report), indent=2))
+    else:
+        for problem in report.problems:
+            click.echo(f"{problem.tile or problem.bundle}  {problem.kind}: {problem.detail}")
+        ctx.out.print(verify_table(report))
+    if not report.clean:
+        ctx.note(
+            f"{report.totals.bad:,} bad tiles, "
+            f"{sum(1 for p in report.problems if not p.tile):,} unreadable bundles"
+        )
+        sys.exit(1)
+
+
+@main.command()
+@cache_argument
 @status_option
 @open_options
 @click.pass_obj

@@ -64,6 +64,10 @@ class BundleKey(NamedTuple):
     def __str__(self) -> str:
         return self.label
 
+    def holds(self, row: int, col: int) -> bool:
+        """Whether tile (``row``, ``col``) of the bundle's level lies in the bundle."""
+        return self.row <= row < self.row + BUNDLE_SIZE and self.col <= col < self.col + BUNDLE_SIZE
+
     @classmethod
     def of_tile(cls, tile: Tile) -> BundleKey:
         """The bundle that holds ``tile``."""
@@ -236,6 +240,8 @@ class Problem:
     bundle: str
     kind: str
     detail: str
+    #: The tile, ``L05/R1234/C5678``, for a problem with one tile (``verify``).
+    tile: str = ""
 
 
 @dataclass

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from warnings import catch_warnings, filterwarnings
@@ -26,6 +27,7 @@ from .models import Extent, LevelSummary, StatusReport
 from .scan import Progress, Scanner, plan_levels
 from .selection import parse_scales, select_levels
 from .store import JobRecord, StatusWriter, atomic, check_store_path, read_jobs, read_status
+from .verify import LevelCheck, VerifyReport, check_chunk
 
 if TYPE_CHECKING:
     from .aoi import AreaOfInterest
@@ -414,6 +416,85 @@ def missing(
             )
         _replace_dataset(temp, out_path)
         return MissingReport(areas, chosen.warnings + outcome.warnings)
+
+
+#: ``verify`` lists at most this many problems; beyond, it counts them.
+MAX_PROBLEMS = 100_000
+
+
+def verify(
+    cache: str | os.PathLike[str],
+    *,
+    scales: Sequence[float] | str | None = None,
+    levels: Sequence[int] | None = None,
+    aoi: str | os.PathLike[str] | Any | None = None,
+    aoi_layer: str | None = None,
+    extent: str | Sequence[float] | None = None,
+    extent_crs: str | None = None,
+    decode: bool = False,
+    blank: bool = False,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    max_problems: int = MAX_PROBLEMS,
+    format_hint: str | None = None,
+    table: str | None = None,
+    scheme: str | None = None,
+) -> VerifyReport:
+    """The deep check: every stored tile of the chosen levels (and area) read and judged.
+
+    A tile is bad when its storage is damaged, when it is empty, when its bytes are not an image
+    of the cache's tile format, or (``decode``) when it does not decode. The cache is only read.
+    Levels and area are chosen as for :func:`report`; without an area every stored tile is
+    checked, with one only the tiles it holds. ``blank`` also counts tiles without content.
+
+    Returns:
+        Per-level totals and one problem per bad tile (``tile`` names it) or unreadable bundle,
+        at most ``max_problems`` of them (the others counted in ``problems_omitted``).
+    """
+    clock = time.perf_counter()
+    with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
+        chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
+        area = None if chosen.area is None else chosen.area.geometry
+        scanner = Scanner(
+            reader,
+            levels=chosen.levels,
+            workers=workers,
+            progress=progress,
+            area=area,
+            only_expected=area is not None,
+        )
+        totals = {
+            p.lod.level: LevelCheck(p.lod.level, p.lod.scale, blank=0 if blank else None)
+            for p in scanner.plans
+        }
+        report = VerifyReport(str(cache), reader.name, 0.0, list(totals.values()))
+        report.warnings.extend(chosen.warnings)
+        work = partial(check_chunk, decode=decode, blank=blank, only_expected=area is not None)
+        try:
+            scanner.prepare()
+            if progress:
+                progress.start(scanner.total or 0)
+            for checks in scanner.each(work):
+                for found in checks:
+                    level = totals[found.key.level]
+                    level.bundles += 1
+                    level.tiles += found.tiles
+                    level.bad += sum(1 for p in found.problems if p.tile)
+                    if found.blank is not None and level.blank is not None:
+                        level.blank += found.blank
+                    room = max(0, max_problems - len(report.problems))
+                    report.problems.extend(found.problems[:room])
+                    report.problems_omitted += len(found.problems[room:])
+        finally:
+            scanner.close()
+        report.problems[:0] = scanner.listing_problems
+        if report.problems_omitted:
+            report.warnings.append(
+                f"{report.problems_omitted:,} more problems were found and not listed "
+                f"(at most {max_problems:,} are)"
+            )
+        report.elapsed_s = time.perf_counter() - clock
+        return report
 
 
 def _write_tiles(path: Path, reader: CacheReader, areas: Sequence[MissingArea]) -> None:

@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .formats import CacheReader
-from .models import LevelSummary, StatusReport
+from .models import LevelSummary, Problem, StatusReport
 from .operations import LevelInfo, expected_extent
+from .verify import LevelCheck, VerifyReport
 
 
 def _level_dict(lv: LevelSummary, with_level: bool = True) -> dict[str, Any]:
@@ -40,9 +41,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "elapsed_s": None if math.isnan(report.elapsed_s) else round(report.elapsed_s, 3),
         "levels": [_level_dict(lv) for lv in report.levels],
         "totals": _level_dict(report.totals, with_level=False),
-        "problems": [
-            {"bundle": p.bundle, "kind": p.kind, "detail": p.detail} for p in report.problems
-        ],
+        "problems": [_problem_dict(p) for p in report.problems],
         "warnings": list(report.warnings),
     }
 
@@ -93,6 +92,59 @@ def level_table(report: StatusReport) -> Table:
         f"{t.tile_bytes:,}",
         style="bold",
     )
+    return table
+
+
+def _problem_dict(p: Problem) -> dict[str, Any]:
+    out: dict[str, Any] = {"bundle": p.bundle, "kind": p.kind, "detail": p.detail}
+    if p.tile:
+        out["tile"] = p.tile
+    return out
+
+
+def _check_dict(lv: LevelCheck) -> dict[str, Any]:
+    out: dict[str, Any] = {"bundles": lv.bundles, "tiles_checked": lv.tiles, "tiles_bad": lv.bad}
+    if lv.blank is not None:
+        out["tiles_blank"] = lv.blank
+    return out
+
+
+def verify_json(report: VerifyReport) -> dict[str, Any]:
+    """The ``verify --json`` document: per-level counts, and the problems (bad tiles under
+    ``tile``, unreadable bundles without)."""
+    return {
+        "cache": report.cache,
+        "format": report.format,
+        "mode": "VERIFY",
+        "elapsed_s": round(report.elapsed_s, 3),
+        "clean": report.clean,
+        "levels": [
+            {"level": lv.level, "scale": lv.scale, **_check_dict(lv)} for lv in report.levels
+        ],
+        "totals": _check_dict(report.totals),
+        "problems": [_problem_dict(p) for p in report.problems],
+        "problems_omitted": report.problems_omitted,
+        "warnings": list(report.warnings),
+    }
+
+
+def verify_table(report: VerifyReport) -> Table:
+    """Per-level table of a deep check: bundles, tiles checked, bad (and blank) tiles."""
+    blank = report.totals.blank is not None
+    table = Table(title=f"VERIFY · {report.format} · {report.cache}", title_justify="left")
+    names = ["Level", "Scale", "Bundles", "Tiles checked", "Bad tiles"]
+    for name in names + (["Blank tiles"] if blank else []):
+        table.add_column(name, justify="right")
+
+    def cells(lv: LevelCheck) -> list[str]:
+        out = [f"{lv.bundles:,}", f"{lv.tiles:,}", f"{lv.bad:,}"]
+        return out + ([f"{lv.blank or 0:,}"] if blank else [])
+
+    for lv in report.levels:
+        if lv.bundles:
+            table.add_row(str(lv.level), f"{lv.scale:,.2f}", *cells(lv))
+    table.add_section()
+    table.add_row("all", "", *cells(report.totals), style="bold")
     return table
 
 

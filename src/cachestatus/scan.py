@@ -15,9 +15,9 @@ import os
 import pickle
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -247,12 +247,23 @@ def missing_row(plan: LevelPlan, key: BundleKey) -> BundleStatus:
 _worker_reader: CacheReader | None = None
 _worker_plans: dict[int, LevelPlan] = {}
 
+T = TypeVar("T")
+SizedT = TypeVar("SizedT", bound=Sized)
+#: Work on a list of bundles, run in a worker process (or in the calling one): gets the reader and
+#: the level plans, returns what travels back (it must pickle, as must the function itself).
+ChunkWork = Callable[[CacheReader, dict[int, LevelPlan], list[BundleFile]], T]
+
 
 def _init_worker(reader: CacheReader, plans: dict[int, LevelPlan]) -> None:
     global _worker_reader, _worker_plans
     # A forked worker inherits the parent's reader with its open handles (an SQLite connection,
     # a zip); a copy made through pickling drops them, and the worker opens its own.
     _worker_reader, _worker_plans = pickle.loads(pickle.dumps(reader)), plans
+
+
+def _in_worker(work: ChunkWork[T], bundles: list[BundleFile]) -> T:
+    assert _worker_reader is not None, "worker not initialised"
+    return work(_worker_reader, _worker_plans, bundles)
 
 
 def scan_chunk(
@@ -262,12 +273,8 @@ def scan_chunk(
     return RowBatch.from_statuses([scan_bundle(reader, plans[b.key.level], b) for b in bundles])
 
 
-def _scan_chunk_in_worker(bundles: list[BundleFile]) -> RowBatch:
-    assert _worker_reader is not None, "worker not initialised"
-    return scan_chunk(_worker_reader, _worker_plans, bundles)
-
-
-def _chunks(items: Iterator[BundleFile], size: int) -> Iterator[list[BundleFile]]:
+def chunks(items: Iterable[BundleFile], size: int = 256) -> Iterator[list[BundleFile]]:
+    """``items`` in lists of ``size``."""
     chunk: list[BundleFile] = []
     for item in items:
         chunk.append(item)
@@ -276,6 +283,66 @@ def _chunks(items: Iterator[BundleFile], size: int) -> Iterator[list[BundleFile]
             chunk = []
     if chunk:
         yield chunk
+
+
+class WorkerPool:
+    """Worker processes that each hold the reader and the level plans, set up once.
+
+    Args:
+        reader: the open cache (a copy goes to each worker).
+        plans: the level plans by level ID.
+        processes: how many workers.
+    """
+
+    def __init__(self, reader: CacheReader, plans: dict[int, LevelPlan], processes: int) -> None:
+        self.processes = processes
+        self._pool = _pool_context().Pool(
+            processes, initializer=_init_worker, initargs=(reader, plans)
+        )
+
+    def map(self, work: ChunkWork[T], bundle_lists: Iterable[list[BundleFile]]) -> Iterator[T]:
+        """``work`` on each list, in the workers, results in order. A bounded number of lists
+        is queued ahead: workers stay busy while results are used, memory stays flat."""
+        pending: deque[multiprocessing.pool.AsyncResult[T]] = deque()
+        window = 32 * self.processes
+        for bundles in bundle_lists:
+            pending.append(self._pool.apply_async(_in_worker, (work, bundles)))
+            if len(pending) >= window:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._pool.terminate()
+        self._pool.join()
+
+
+def start_pool(
+    reader: CacheReader, plans: Iterable[LevelPlan], workers: int, total: int
+) -> WorkerPool | None:
+    """Worker processes for ``total`` bundles, or ``None`` where the calling process should do
+    the work (one worker asked for, too few bundles, or a reader whose listing holds it all)."""
+    if workers <= 1 or total < PARALLEL_THRESHOLD or not reader.parallel:
+        return None
+    processes = min(workers, -(-total // CHUNK))
+    log.debug("working with %d worker processes", processes)
+    return WorkerPool(reader, {p.lod.level: p for p in plans}, processes)
+
+
+def run_chunks(
+    work: ChunkWork[T],
+    bundle_lists: Iterable[list[BundleFile]],
+    reader: CacheReader,
+    plans: dict[int, LevelPlan],
+    pool: WorkerPool | None,
+) -> Iterator[T]:
+    """``work`` on each list of bundles, in ``pool``'s workers or, without one, here."""
+    if pool is not None:
+        yield from pool.map(work, bundle_lists)
+    else:
+        for bundles in bundle_lists:
+            yield work(reader, plans, bundles)
 
 
 def default_workers() -> int:
@@ -339,7 +406,9 @@ class Scanner:
             reader.scheme.origin_y,
         )
         self._problems: list[Problem] = []
-        self._pool: multiprocessing.pool.Pool | None = None
+        self._pool: WorkerPool | None = None
+        #: What is done with each list of bundles.
+        self.work: ChunkWork[RowBatch] = scan_chunk
 
     def _bundles(self, problems: list[Problem]) -> Iterator[BundleFile]:
         for plan in self.plans:
@@ -375,46 +444,30 @@ class Scanner:
                 max(b.ymax for b in boxes),
             )
         log.debug("%d bundles on %d levels", self.total, len(self.plans))
-        if self.workers > 1 and self.total >= PARALLEL_THRESHOLD and self.reader.parallel:
-            processes = min(self.workers, -(-self.total // CHUNK))
-            log.debug("scanning with %d worker processes", processes)
-            self._pool = _pool_context().Pool(
-                processes,
-                initializer=_init_worker,
-                initargs=(self.reader, {p.lod.level: p for p in self.plans}),
-            )
+        self._pool = start_pool(self.reader, self.plans, self.workers, self.total)
 
     def close(self) -> None:
         """Stop the worker processes (``run`` does it when it ends)."""
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.close()
             self._pool = None
 
-    def _batches(self) -> Iterator[RowBatch]:
+    def each(self, work: ChunkWork[SizedT]) -> Iterator[SizedT]:
+        """``work`` on every bundle to scan, a list at a time, in the workers once
+        :meth:`prepare` has started them; progress advances by each result's length (one
+        entry per bundle). Problems of the listing go to :attr:`listing_problems`."""
+        self.prepare()
         by_level = {plan.lod.level: plan for plan in self.plans}
-        chunks = _chunks(self._bundles(self._problems), CHUNK)
-        if self._pool is None:
-            for chunk in chunks:
-                batch = scan_chunk(self.reader, by_level, chunk)
-                if self.progress:
-                    self.progress.advance(len(batch))
-                yield batch
-            return
-        pending: deque[multiprocessing.pool.AsyncResult[RowBatch]] = deque()
-        window = 32 * self.workers  # queued work keeps workers busy while rows are written
-        for chunk in chunks:
-            pending.append(self._pool.apply_async(_scan_chunk_in_worker, (chunk,)))
-            if len(pending) >= window:
-                yield self._collect(pending.popleft())
-        while pending:
-            yield self._collect(pending.popleft())
+        bundle_lists = chunks(self._bundles(self._problems), CHUNK)
+        for result in run_chunks(work, bundle_lists, self.reader, by_level, self._pool):
+            if self.progress:
+                self.progress.advance(len(result))
+            yield result
 
-    def _collect(self, result: multiprocessing.pool.AsyncResult[RowBatch]) -> RowBatch:
-        batch = result.get()
-        if self.progress:
-            self.progress.advance(len(batch))
-        return batch
+    @property
+    def listing_problems(self) -> list[Problem]:
+        """What the listing found that is not a bundle (names that do not parse...)."""
+        return self._problems
 
     def run(self, sink: Callable[[RowBatch], None]) -> ScanOutcome:
         """Scan every bundle, hand the ``TaskStatus`` rows to ``sink`` in batches, return totals.
@@ -452,7 +505,7 @@ class Scanner:
             self.reader.scheme, {p.lod.level: p.expected for p in self.plans}
         )
         rows = 0
-        for batch in self._batches():
+        for batch in self.each(self.work):
             missing_areas.add(batch)
             for level_id in np.unique(batch.level).tolist():
                 mine = batch.level == level_id

@@ -8,11 +8,13 @@ scanner can hand them to worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import stat
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -21,11 +23,29 @@ from typing import Any, ClassVar, NamedTuple, Self
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InvalidCacheConfig
+from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BundleKey, Extent, Problem, TilingScheme
 
 #: ``os.open`` flags for reading a cache file (binary on Windows).
 O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of the regular file at ``path``.
+
+    Opened without blocking, so that a FIFO named like a bundle cannot hang a scan.
+
+    Raises:
+        CorruptBundle: the path is a directory, a FIFO or a device, not a file.
+        OSError: it cannot be opened.
+    """
+    fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(mode) else "a special file (FIFO, device or socket)"
+        raise CorruptBundle(f"not a file: {what} named like a bundle")
+    return fd
 
 
 def read_at(fd: int, view: memoryview, offset: int) -> int:
@@ -40,6 +60,45 @@ def read_at(fd: int, view: memoryview, offset: int) -> int:
     chunk = os.read(fd, len(view))
     view[: len(chunk)] = chunk
     return len(chunk)
+
+
+def read_exactly(fd: int, offset: int, length: int) -> bytes:
+    """``length`` bytes from byte ``offset`` of ``fd``, fewer only where the file ends."""
+    buf = bytearray(length)
+    view = memoryview(buf)
+    got = 0
+    while got < length:
+        n = read_at(fd, view[got:], offset + got)
+        if n == 0:
+            break
+        got += n
+    return bytes(view[:got])
+
+
+#: Reads ``length`` bytes at ``offset`` of a bundle (fewer where it ends): a file or a zip member.
+ReadAt = Callable[[int, int], bytes]
+
+
+class StoredTile(NamedTuple):
+    """One stored tile and its bytes, read for a deep check (``verify``, ``--blank``)."""
+
+    #: Tile row (counted down from the origin) and column.
+    row: int
+    col: int
+    data: bytes
+    #: What is wrong with how the tile is stored (a size prefix that disagrees with the index,
+    #: a body running past the end of the file); empty when nothing is.
+    damage: str = ""
+
+    @classmethod
+    def past_end(cls, row: int, col: int, offset: int, size: int, end: int) -> StoredTile:
+        """A tile whose ``size`` bytes at ``offset`` run past byte ``end`` of its file."""
+        return cls(
+            row,
+            col,
+            b"",
+            f"offset {offset} + size {size} runs past the end of the file ({end:,} bytes)",
+        )
 
 
 class BundleFile(NamedTuple):
@@ -141,6 +200,26 @@ class CacheReader(ABC):
             OSError: the bundle cannot be read.
         """
 
+    @abstractmethod
+    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
+        """Every stored tile of one bundle with its bytes, in the order they lie in the file.
+
+        Damage to one tile (its size prefix, its bounds) is reported on that tile; damage to
+        the bundle (its header, its index) raises.
+
+        Raises:
+            CorruptBundle: the bundle cannot be decoded (the reason says why).
+            OSError: the bundle cannot be read.
+        """
+
+    @property
+    def tile_kinds(self) -> frozenset[str] | None:
+        """The tile kinds (``png``, ``jpeg``...) the cache's declared tile format allows;
+        ``None`` when any image is fine (see :mod:`cachestatus.content`)."""
+        from ..content import kinds_for
+
+        return kinds_for(self.scheme.tile_format)
+
     def unknown_levels(self) -> list[str]:
         """Names of level folders that are not LODs of the scheme (reported as warnings)."""
         return []
@@ -203,6 +282,21 @@ class ZipPackage(SingleFileCache):
         name = bundle.path.split("!", 1)[1]
         info = self.entries[name]
         return name, info, datetime(*info.date_time).timestamp()
+
+    @contextlib.contextmanager
+    def open_member(self, bundle: BundleFile) -> Iterator[tuple[ReadAt, int]]:
+        """A reader of a bundle's bytes inside the zip at any offset, and the bundle's size.
+
+        Reads in increasing offsets are cheapest (a compressed member is never rewound).
+        """
+        _, info, _ = self.member(bundle)
+        with self._archive().open(info) as entry:
+
+            def read(offset: int, length: int) -> bytes:
+                entry.seek(offset)
+                return entry.read(length)
+
+            yield read, info.file_size
 
     def _archive(self) -> zipfile.ZipFile:
         if self._zip is None:

@@ -12,6 +12,7 @@ alone, and only the 4-byte size words of the other slots are read from the ``.bu
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,7 @@ import numpy.typing as npt
 from ..errors import CorruptBundle
 from ..models import BUNDLE_SIZE
 from .arcgis_folder import ArcGISFolderCache
-from .base import O_RDONLY, BundleFile, BundleIndex, read_at
+from .base import BundleFile, BundleIndex, ReadAt, StoredTile, open_regular, read_at, read_exactly
 
 BUNDLX_HEADER = 16  # the 5-byte offsets start at byte 16 of the .bundlx
 TILES = BUNDLE_SIZE * BUNDLE_SIZE
@@ -128,26 +129,87 @@ def read_size_words(fd: int, at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32
     return words
 
 
-def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleIndex:
-    """Read a V1 bundle: its whole ``.bundlx``, and the size words of its live slots."""
-    index_path = path[: -len(".bundle")] + ".bundlx"
+def v1_tiles(
+    offsets: npt.NDArray[np.int64],
+    file_size: int,
+    read: ReadAt,
+    first_row: int = 0,
+    first_col: int = 0,
+) -> Iterator[StoredTile]:
+    """Every stored tile of a V1 bundle, in file order: its size word, then its bytes.
+
+    Args:
+        offsets: the (128, 128) offsets of :func:`decode_bundlx`.
+        file_size: the ``.bundle``'s size.
+        read: reads the ``.bundle``'s bytes at an offset (a file or a zip member).
+        first_row: row of the bundle's top-left tile.
+        first_col: column of the bundle's top-left tile.
+
+    Raises:
+        CorruptBundle: an offset inside the header or past the end of the file.
+    """
+    live = tile_slots(offsets, file_size).ravel()
+    flat = offsets.ravel()
+    slots = np.flatnonzero(live)
+    for slot in slots[np.argsort(flat[slots], kind="stable")].tolist():
+        offset = int(flat[slot])
+        size = int.from_bytes(read(offset, SIZE_PREFIX), "little")
+        if size == 0:
+            continue  # a slot written empty
+        r, c = divmod(slot, BUNDLE_SIZE)
+        row, col = first_row + r, first_col + c
+        if offset + SIZE_PREFIX + size > file_size:
+            yield StoredTile.past_end(row, col, offset, size, file_size)
+        else:
+            yield StoredTile(row, col, read(offset + SIZE_PREFIX, size))
+
+
+def _bundlx_offsets(path: str) -> npt.NDArray[np.int64]:
+    """The decoded ``.bundlx`` beside the ``.bundle`` at ``path``."""
     try:
-        with open(index_path, "rb") as f:
-            offsets = decode_bundlx(f.read(BUNDLX_SIZE + 1))
+        with open(path[: -len(".bundle")] + ".bundlx", "rb") as f:
+            return decode_bundlx(f.read(BUNDLX_SIZE + 1))
     except FileNotFoundError:
         raise CorruptBundle("no .bundlx index beside it") from None
-    fd = os.open(path, O_RDONLY)
+
+
+def _check_length(file_size: int) -> None:
+    if file_size < DATA_START:
+        raise CorruptBundle(
+            f"truncated: {file_size:,} bytes, a Compact V1 bundle holds at "
+            f"least {DATA_START:,} (header and size slots)"
+        )
+
+
+def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleIndex:
+    """Read a V1 bundle: its whole ``.bundlx``, and the size words of its live slots."""
+    offsets = _bundlx_offsets(path)
+    fd = open_regular(path)
     try:
         st = os.fstat(fd)
-        if st.st_size < DATA_START:
-            raise CorruptBundle(
-                f"truncated: {st.st_size:,} bytes, a Compact V1 bundle holds at "
-                f"least {DATA_START:,} (header and size slots)"
-            )
+        _check_length(st.st_size)
         words = read_size_words(fd, offsets[tile_slots(offsets, st.st_size)])
     finally:
         os.close(fd)
     return summarize_v1(offsets, words, st.st_size, first_row, first_col, st.st_mtime)
+
+
+def read_tiles_v1(path: str, first_row: int = 0, first_col: int = 0) -> Iterator[StoredTile]:
+    """The tiles of a V1 bundle file, in file order (see :func:`v1_tiles`)."""
+    offsets = _bundlx_offsets(path)
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        _check_length(size)
+        yield from v1_tiles(
+            offsets,
+            size,
+            lambda offset, length: read_exactly(fd, offset, length),
+            first_row,
+            first_col,
+        )
+    finally:
+        os.close(fd)
 
 
 class CompactV1Cache(ArcGISFolderCache):
@@ -160,3 +222,7 @@ class CompactV1Cache(ArcGISFolderCache):
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read the ``.bundlx`` and the size words of the live slots."""
         return read_bundle_v1(bundle.path, bundle.key.row, bundle.key.col)
+
+    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tiles in file order."""
+        return read_tiles_v1(bundle.path, bundle.key.row, bundle.key.col)

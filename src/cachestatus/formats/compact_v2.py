@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,15 @@ import numpy.typing as npt
 from ..errors import BundleChanging, CorruptBundle
 from ..models import BUNDLE_SIZE
 from .arcgis_folder import ArcGISFolderCache
-from .base import O_RDONLY, BundleFile, BundleIndex, read_at
+from .base import (
+    BundleFile,
+    BundleIndex,
+    ReadAt,
+    StoredTile,
+    open_regular,
+    read_at,
+    read_exactly,
+)
 
 HEADER_SIZE = 64
 TILES_PER_BUNDLE = BUNDLE_SIZE * BUNDLE_SIZE
@@ -175,7 +184,7 @@ def read_bundle_file(
 ) -> BundleIndex:
     """Read one V2 bundle's header and index (one read of 131,136 bytes) and decode it."""
     scratch = scratch or Scratch()
-    fd = os.open(path, O_RDONLY)
+    fd = open_regular(path)
     try:
         st = os.fstat(fd)
         got = _read_into(fd, scratch.view, min(HEADER_INDEX_SIZE, st.st_size))
@@ -190,6 +199,47 @@ def read_bundle_file(
         )
     buf = scratch.view if got == HEADER_INDEX_SIZE else scratch.view[:got]
     return summarize_index(buf, st.st_size, first_row, first_col, scratch, st.st_mtime)
+
+
+def v2_tiles(
+    buf: Buffer, file_size: int, read: ReadAt, first_row: int = 0, first_col: int = 0
+) -> Iterator[StoredTile]:
+    """Every stored tile of a V2 bundle, in file order, each checked against its size prefix.
+
+    Args:
+        buf: the bundle's first 131,136 bytes (header and index).
+        file_size: the bundle's size in bytes.
+        read: reads the bundle's bytes at an offset (a file or a zip member).
+        first_row: row of the bundle's top-left tile.
+        first_col: column of the bundle's top-left tile.
+
+    Raises:
+        CorruptBundle: bad header, or a file shorter than its index.
+    """
+    check_header(buf)
+    if file_size < HEADER_INDEX_SIZE:
+        raise CorruptBundle(f"truncated: file is {file_size:,} bytes, shorter than its index")
+    entries = index_entries(buf).ravel()
+    sizes = (entries >> _SHIFT).astype(np.int64)
+    offsets = (entries & _MASK).astype(np.int64)
+    live = np.flatnonzero(sizes)
+    for slot in live[np.argsort(offsets[live], kind="stable")].tolist():
+        offset, size = int(offsets[slot]), int(sizes[slot])
+        r, c = divmod(slot, BUNDLE_SIZE)
+        row, col = first_row + r, first_col + c
+        if offset < FIRST_TILE_OFFSET:
+            yield StoredTile(row, col, b"", f"offset {offset} lies inside the header and index")
+        elif offset + size > file_size:
+            yield StoredTile.past_end(row, col, offset, size, file_size)
+        else:
+            chunk = read(offset - SIZE_PREFIX, size + SIZE_PREFIX)
+            prefix = int.from_bytes(chunk[:SIZE_PREFIX], "little")
+            damage = (
+                ""
+                if prefix == size
+                else f"size prefix {prefix:,} disagrees with the index's {size:,}"
+            )
+            yield StoredTile(row, col, chunk[SIZE_PREFIX:], damage)
 
 
 class CompactV2Cache(ArcGISFolderCache):
@@ -214,3 +264,19 @@ class CompactV2Cache(ArcGISFolderCache):
         if self._scratch is None:
             self._scratch = Scratch()
         return read_bundle_file(bundle.path, bundle.key.row, bundle.key.col, self._scratch)
+
+    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tiles in file order, each checked against its size prefix."""
+        fd = open_regular(bundle.path)
+        try:
+            size = os.fstat(fd).st_size
+            head = read_exactly(fd, 0, HEADER_INDEX_SIZE)
+            yield from v2_tiles(
+                head,
+                size,
+                lambda offset, length: read_exactly(fd, offset, length),
+                bundle.key.row,
+                bundle.key.col,
+            )
+        finally:
+            os.close(fd)

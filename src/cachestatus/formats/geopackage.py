@@ -90,7 +90,7 @@ class GeoPackageTiles(SQLiteTileCache):
             tile_rows=tile_h,
             dpi=96.0,
             lods=lods,
-            tile_format="PNG",
+            tile_format="MIXED",  # each tile PNG or JPEG (WebP with the extension)
             storage_format="GeoPackage",
         )
         bounds = self._query(

@@ -29,7 +29,9 @@ def web_mercator(lon: float, lat: float) -> tuple[float, float]:
     return x, y
 
 
-def web_mercator_scheme(levels: list[int], tile_size: int = 256) -> TilingScheme:
+def web_mercator_scheme(
+    levels: list[int], tile_size: int = 256, tile_format: str = "PNG"
+) -> TilingScheme:
     """The GoogleMapsCompatible tiling scheme for ``levels`` (96 DPI scales)."""
     lods = []
     for level in levels:
@@ -43,7 +45,7 @@ def web_mercator_scheme(levels: list[int], tile_size: int = 256) -> TilingScheme
         tile_size,
         96.0,
         tuple(lods),
-        tile_format="PNG",
+        tile_format=tile_format,
         storage_format="MBTiles",
     )
 
@@ -81,7 +83,9 @@ class MBTiles(SQLiteTileCache):
         if not levels:
             lo, hi = metadata.get("minzoom"), metadata.get("maxzoom")
             levels = list(range(int(lo), int(hi) + 1)) if lo and hi else [0]
-        self._scheme = web_mercator_scheme(levels)
+        # metadata format: png, jpg, webp or pbf; where it is absent, any image is fine.
+        tile_format = str(metadata.get("format") or "any").upper()
+        self._scheme = web_mercator_scheme(levels, tile_format=tile_format)
         self._extent = _bounds(metadata.get("bounds"))
 
 

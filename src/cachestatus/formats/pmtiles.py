@@ -13,7 +13,9 @@ bytes. Tile bodies are never read.
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import Extent
-from .base import SingleFileCache
+from ..models import BUNDLE_SIZE, Extent
+from .base import BundleFile, SingleFileCache, StoredTile, open_regular, read_exactly
 from .listed import ListedTiles
 from .mbtiles import web_mercator, web_mercator_scheme
 
@@ -32,10 +34,13 @@ MAGIC = b"PMTiles"
 VERSION = 7  # u8, after the 7-byte magic
 ROOT_DIRECTORY = 8  # u64 offset, u64 length
 LEAF_DIRECTORIES = 40  # u64 offset (of all leaf directories), u64 length
+TILE_DATA = 56  # u64 offset, u64 length of the tile data section
 INTERNAL_COMPRESSION = 97  # u8: 1 none, 2 gzip
+TILE_TYPE = 99  # u8: 0 unknown, 1 MVT, 2 PNG, 3 JPEG, 4 WebP, 5 AVIF
 ZOOMS = 100  # u8 min_zoom, u8 max_zoom
 BOUNDS = 102  # i32 min lon, min lat, max lon, max lat, in 1e-7 degrees
 COMPRESSION_NONE, COMPRESSION_GZIP = 1, 2
+TILE_FORMATS = {1: "PBF", 2: "PNG", 3: "JPEG", 4: "WEBP", 5: "AVIF"}
 MAX_ZOOM = 31
 
 
@@ -50,6 +55,11 @@ class Header:
     min_zoom: int
     max_zoom: int
     bounds: tuple[float, float, float, float]
+    tile_data_offset: int = 0
+    tile_data_length: int = 0
+    #: The tiles' format (``tile_type``) as a tile format name: ``PBF``, ``PNG``...; ``any``
+    #: where the header says unknown.
+    tile_format: str = "any"
 
 
 def decode_header(buf: bytes, source: str = "PMTiles") -> Header:
@@ -68,7 +78,20 @@ def decode_header(buf: bytes, source: str = "PMTiles") -> Header:
     (compression,) = struct.unpack_from("<B", buf, INTERNAL_COMPRESSION)
     min_zoom, max_zoom = struct.unpack_from("<BB", buf, ZOOMS)
     bounds = tuple(v / 1e7 for v in struct.unpack_from("<iiii", buf, BOUNDS))
-    return Header(root_offset, root_length, leaf_offset, compression, min_zoom, max_zoom, bounds)
+    data_offset, data_length = struct.unpack_from("<QQ", buf, TILE_DATA)
+    (tile_type,) = struct.unpack_from("<B", buf, TILE_TYPE)
+    return Header(
+        root_offset,
+        root_length,
+        leaf_offset,
+        compression,
+        min_zoom,
+        max_zoom,
+        bounds,
+        data_offset,
+        data_length,
+        TILE_FORMATS.get(tile_type, "any"),
+    )
 
 
 def _varints(data: bytes, count: int, pos: int) -> tuple[list[int], int]:
@@ -155,7 +178,7 @@ class PMTilesCache(ListedTiles, SingleFileCache):
             self._header = decode_header(f.read(HEADER_SIZE), str(path))
         h = self._header
         levels = list(range(h.min_zoom, h.max_zoom + 1)) or [0]
-        self._scheme = web_mercator_scheme(levels)
+        self._scheme = web_mercator_scheme(levels, tile_format=h.tile_format)
         west, south, east, north = h.bounds
         (xmin, ymin), (xmax, ymax) = web_mercator(west, south), web_mercator(east, north)
         extent = Extent(xmin, ymin, xmax, ymax)
@@ -183,10 +206,11 @@ class PMTilesCache(ListedTiles, SingleFileCache):
         return data
 
     def _all_tiles(self) -> npt.NDArray[np.int64]:
-        """(zoom, row, col, size) of every tile, from the root and leaf directories."""
+        """(zoom, row, col, size, offset in the tile data) of every tile, from the root and
+        leaf directories."""
         if self._tiles is not None:
             return self._tiles
-        ids_parts, size_parts = [], []
+        ids_parts, size_parts, offset_parts = [], [], []
         with open(self.path, "rb") as f:
             todo = [(self._header.root_offset, self._header.root_length)]
             while todo:
@@ -212,13 +236,39 @@ class PMTilesCache(ListedTiles, SingleFileCache):
                 step = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
                 ids_parts.append(first + step)
                 size_parts.append(np.repeat(lengths[tiles], counts))
+                offset_parts.append(np.repeat(offsets[tiles], counts))
         all_ids = np.concatenate([np.zeros(0, np.int64), *ids_parts])
         z, x, y = tile_zxy(all_ids)
         sizes = np.concatenate([np.zeros(0, np.int64), *size_parts])
-        self._tiles = np.column_stack([z, y, x, sizes])
+        offsets = np.concatenate([np.zeros(0, np.int64), *offset_parts])
+        self._tiles = np.column_stack([z, y, x, sizes, offsets])
         return self._tiles
 
     def _level_tiles(self, level: int) -> npt.NDArray[np.int64]:
         tiles = self._all_tiles()
-        found: npt.NDArray[np.int64] = tiles[tiles[:, 0] == level][:, 1:]
+        found: npt.NDArray[np.int64] = tiles[tiles[:, 0] == level][:, 1:4]
         return found
+
+    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tile bodies, in file order; a body outside the tile data section is
+        damage. Tiles of one run share one body."""
+        key, h = bundle.key, self._header
+        tiles = self._all_tiles()
+        mine = tiles[
+            (tiles[:, 0] == key.level)
+            & (tiles[:, 1] >= key.row)
+            & (tiles[:, 1] < key.row + BUNDLE_SIZE)
+            & (tiles[:, 2] >= key.col)
+            & (tiles[:, 2] < key.col + BUNDLE_SIZE)
+        ]
+        fd = open_regular(str(self.path))
+        try:
+            for _, row, col, size, offset in mine[np.argsort(mine[:, 4], kind="stable")].tolist():
+                if offset < 0 or offset + size > h.tile_data_length:
+                    yield StoredTile.past_end(row, col, offset, size, h.tile_data_length)
+                    continue
+                data = read_exactly(fd, h.tile_data_offset + offset, size)
+                damage = "" if len(data) == size else "the file ends inside the tile"
+                yield StoredTile(row, col, data, damage)
+        finally:
+            os.close(fd)

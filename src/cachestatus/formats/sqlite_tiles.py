@@ -19,9 +19,9 @@ from urllib.parse import quote
 import numpy as np
 
 from .. import grid
-from ..errors import InvalidCacheConfig
+from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
-from .base import BundleFile, BundleIndex, SingleFileCache
+from .base import BundleFile, BundleIndex, SingleFileCache, StoredTile
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
@@ -92,22 +92,26 @@ class SQLiteTileCache(SingleFileCache):
         for key in self._bundle_keys(level):
             yield BundleFile(key, f"{self.path}#{key.label}")
 
-    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """The tiles of one bundle and their sizes: one indexed range query."""
-        key = bundle.key
+    def _bundle_query(self, key: BundleKey, value: str) -> sqlite3.Cursor:
+        """``(tile_column, tile_row, value)`` of the stored tiles of one bundle: an indexed
+        range query."""
         low, high = key.row, key.row + BUNDLE_SIZE - 1
         if self.tms_rows:
             low = grid.tms_row(key.level, min(high, (1 << key.level) - 1))
             high = grid.tms_row(key.level, key.row)
-        found = (
-            self._connect()
-            .execute(
-                f'SELECT tile_column, tile_row, length(tile_data) FROM "{self.table}" '
-                "WHERE zoom_level = ? AND tile_column BETWEEN ? AND ? AND tile_row BETWEEN ? AND ?",
-                (key.level, key.col, key.col + BUNDLE_SIZE - 1, low, high),
-            )
-            .fetchall()
+        return self._connect().execute(
+            f'SELECT tile_column, tile_row, {value} FROM "{self.table}" '
+            "WHERE zoom_level = ? AND tile_column BETWEEN ? AND ? AND tile_row BETWEEN ? AND ?",
+            (key.level, key.col, key.col + BUNDLE_SIZE - 1, low, high),
         )
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """The tiles of one bundle and their sizes: one indexed range query."""
+        key = bundle.key
+        try:
+            found = self._bundle_query(key, "length(tile_data)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptBundle(f"the SQLite file cannot be read here ({exc})") from None
         sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
         if found:
             table = np.array([(c, r, s or 0) for c, r, s in found], dtype=np.int64)
@@ -115,6 +119,16 @@ class SQLiteTileCache(SingleFileCache):
             sizes[rows - key.row, table[:, 0] - key.col] = table[:, 2]
         tile_bytes = int(sizes.sum()) if self.sizes else 0
         return BundleIndex(sizes, int(np.count_nonzero(sizes)), tile_bytes, 0, 0, None)
+
+    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tiles and their blobs, in the table's order."""
+        key = bundle.key
+        try:
+            for col, row, data in self._bundle_query(key, "tile_data"):
+                row = grid.tms_row(key.level, row) if self.tms_rows else row
+                yield StoredTile(int(row), int(col), bytes(data or b""))
+        except sqlite3.DatabaseError as exc:
+            raise CorruptBundle(f"the SQLite file cannot be read here ({exc})") from None
 
     def close(self) -> None:
         """Close the database."""

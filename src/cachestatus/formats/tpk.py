@@ -16,9 +16,9 @@ from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import Extent, Problem
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml
 from .arcgis_folder import LAYERS_DIR, LEVEL_NAME, parse_bundle_name
-from .base import BundleFile, BundleIndex, ZipPackage
-from .compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, tile_slots
-from .tpkx import read_v2_member
+from .base import BundleFile, BundleIndex, StoredTile, ZipPackage
+from .compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, tile_slots, v1_tiles
+from .tpkx import read_v2_member, v2_member_tiles
 
 V1, V2 = "esriMapCacheStorageModeCompact", "esriMapCacheStorageModeCompactV2"
 
@@ -70,21 +70,33 @@ class TpkPackage(ZipPackage):
         for name in sorted(self._level_entries().get(level, [])):
             yield parse_bundle_name(level, name.rsplit("/", 1)[-1], f"{self.path}!{name}")
 
+    def _offsets(self, bundle: BundleFile) -> np.ndarray:
+        name = bundle.path.split("!", 1)[1]
+        index_name = name[: -len(".bundle")] + ".bundlx"
+        if index_name not in self.entries:
+            raise CorruptBundle("no .bundlx index beside it")
+        return decode_bundlx(self._archive().read(index_name)[: BUNDLX_SIZE + 1])
+
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read a bundle inside the zip: V1 through its ``.bundlx``, V2 through its index."""
         if self._scheme.storage_format == V2:
             return read_v2_member(self, bundle)
-        name, info, modified = self.member(bundle)
-        archive = self._archive()
+        _, info, modified = self.member(bundle)
         key = bundle.key
-        index_name = name[: -len(".bundle")] + ".bundlx"
-        if index_name not in self.entries:
-            raise CorruptBundle("no .bundlx index beside it")
-        offsets = decode_bundlx(archive.read(index_name)[: BUNDLX_SIZE + 1])
+        offsets = self._offsets(bundle)
         live = tile_slots(offsets, info.file_size)
         words = np.zeros(int(live.sum()), dtype=np.uint32)
-        with archive.open(info) as member:
+        with self._archive().open(info) as member:
             for i, offset in enumerate(offsets[live].tolist()):
                 member.seek(offset)
                 words[i] = int.from_bytes(member.read(4), "little")
         return summarize_v1(offsets, words, info.file_size, key.row, key.col, modified)
+
+    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tiles inside the zip, in file order."""
+        if self._scheme.storage_format == V2:
+            yield from v2_member_tiles(self, bundle)
+            return
+        offsets = self._offsets(bundle)
+        with self.open_member(bundle) as (read, size):
+            yield from v1_tiles(offsets, size, read, bundle.key.row, bundle.key.col)

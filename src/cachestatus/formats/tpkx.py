@@ -18,8 +18,8 @@ from typing import Any
 from ..errors import InvalidCacheConfig
 from ..models import LOD, Extent, Problem, SpatialReference, TilingScheme
 from .arcgis_folder import LEVEL_NAME, parse_bundle_name
-from .base import BundleFile, BundleIndex, ZipPackage
-from .compact_v2 import HEADER_INDEX_SIZE, Scratch, summarize_index
+from .base import BundleFile, BundleIndex, StoredTile, ZipPackage
+from .compact_v2 import HEADER_INDEX_SIZE, Scratch, summarize_index, v2_tiles
 
 ROOT_JSON = "root.json"
 
@@ -117,6 +117,13 @@ def read_v2_member(
     return summarize_index(buf, info.file_size, bundle.key.row, bundle.key.col, scratch, modified)
 
 
+def v2_member_tiles(package: ZipPackage, bundle: BundleFile) -> Iterator[StoredTile]:
+    """The tiles of a Compact V2 bundle stored in a zip, in file order (see :func:`v2_tiles`)."""
+    with package.open_member(bundle) as (read, size):
+        head = read(0, HEADER_INDEX_SIZE)
+        yield from v2_tiles(head, size, read, bundle.key.row, bundle.key.col)
+
+
 class TilePackage(ZipPackage):
     """A ``.tpkx`` tile package: Compact V2 bundles read inside the zip."""
 
@@ -170,3 +177,7 @@ class TilePackage(ZipPackage):
         if self._scratch is None:
             self._scratch = Scratch()
         return read_v2_member(self, bundle, self._scratch)
+
+    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tiles inside the zip, in file order."""
+        return v2_member_tiles(self, bundle)
