@@ -277,3 +277,54 @@ def test_mbtiles_with_an_empty_blob_and_a_web_page(tiles, tmp_path):
     report = operations.verify(mbtiles, workers=1)
     assert sorted(p.kind for p in report.problems) == ["empty", "not-an-image"]
     shutil.copy(mbtiles, tmp_path / "copy.mbtiles")  # readable: nothing was locked or changed
+
+
+def _blank_fields(status: str, layer: str) -> list:
+    """tilesBlank as GDAL reads it back (null: None)."""
+    from pyogrio.raw import read
+
+    meta, _, _, values = read(status, layer=layer, read_geometry=False)
+    column = values[list(meta["fields"]).index("tilesBlank")]
+    return [None if v != v else int(v) for v in column.tolist()]
+
+
+def test_rebuild_with_blank_counts_the_esri_transparent_tiles(tmp_path):
+    plain = operations.rebuild(USA, tmp_path / "plain.gdb", workers=1)
+    assert set(_blank_fields(plain.status_path, "LevelStatus")) == {None}  # not counted: null
+    assert set(_blank_fields(plain.status_path, "TaskStatus")) == {None}
+    result = CliRunner().invoke(
+        main, ["rebuild", str(USA), "--status", str(tmp_path / "b.gdb"), "--blank", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    levels = json.loads(result.stdout)["levels"]
+    assert [lv["tiles_blank"] for lv in levels] == [0, 0, 1, 2, 13, 59]
+    assert _blank_fields(str(tmp_path / "b.gdb"), "LevelStatus") == [0, 0, 1, 2, 13, 59]
+    assert sorted(_blank_fields(str(tmp_path / "b.gdb"), "TaskStatus")) == [0, 0, 1, 2, 13, 59]
+    again = operations.summary(USA, tmp_path / "b.gdb")
+    assert again.totals.tiles_blank == 75
+
+
+@pytest.mark.parametrize("kind", ["compact-v2", "mbtiles", "xyz"])
+def test_report_with_blank_counts_what_was_made_blank(kind, tiles, tmp_path):
+    stored, blank = tiles
+    cache, opening = _build(kind, tmp_path, stored)
+    report = operations.report(
+        cache, tmp_path / "out", levels=[2, 9, 14], blank=True, workers=1, **opening
+    )
+    present = report.totals.tiles_present + report.totals.tiles_stray
+    assert present == len(stored)
+    assert report.totals.tiles_blank == blank
+
+
+def test_blank_rebuild_checks_the_size_prefix_of_what_it_reads(tiles, tmp_path):
+    stored, _ = tiles
+    cache = mapproxy_v2_cache(tmp_path / "v2", stored, 15, WORLD)
+    key = min(k for k in stored if k[0] == 9)
+    bundle, offset, size = _v2_slot(cache, *key)
+    _overwrite(bundle, offset - 4, struct.pack("<I", size + 7))
+    plain = operations.rebuild(cache, tmp_path / "a.gdb", workers=1)
+    assert not plain.problems  # the index alone cannot tell
+    checked = operations.rebuild(cache, tmp_path / "b.gdb", workers=1, blank=True)
+    (problem,) = checked.problems
+    assert problem.bundle == f"L09/{bundle.stem}"
+    assert f"tile R{key[1]}/C{key[2]}: size prefix {size + 7:,} disagrees" in problem.detail

@@ -247,6 +247,11 @@ sizes_option = click.option(
     is_flag=True,
     help="Read tile sizes where they cost extra (MBTiles, GeoPackage, tile folders).",
 )
+blank_option = click.option(
+    "--blank",
+    is_flag=True,
+    help="Also read every stored tile and count those without content (tilesBlank).",
+)
 max_missing_option = click.option(
     "--max-missing-rows",
     type=click.IntRange(min=0),
@@ -282,6 +287,7 @@ def _progress(ctx: Context, force_progress: bool | None) -> BundleProgress:
 )
 @max_missing_option
 @sizes_option
+@blank_option
 @scan_options
 @json_option
 @open_options
@@ -294,6 +300,7 @@ def rebuild(
     store_format: str | None,
     max_missing_rows: int,
     sizes: bool,
+    blank: bool,
     workers: int | None,
     force_progress: bool | None,
     as_json: bool,
@@ -312,6 +319,7 @@ def rebuild(
             progress=bar,
             **opening,
             sizes=sizes,
+            blank=blank,
         )
     _emit_report(ctx, report, as_json)
 
@@ -337,6 +345,7 @@ def rebuild(
 @click.option("--overwrite", is_flag=True, help="Replace an existing report in --out.")
 @max_missing_option
 @sizes_option
+@blank_option
 @scan_options
 @json_option
 @open_options
@@ -351,6 +360,7 @@ def report(
     overwrite: bool,
     max_missing_rows: int,
     sizes: bool,
+    blank: bool,
     workers: int | None,
     force_progress: bool | None,
     as_json: bool,
@@ -372,6 +382,7 @@ def report(
             progress=bar,
             **opening,
             sizes=sizes,
+            blank=blank,
         )
     _emit_report(ctx, result, as_json)
 
@@ -450,7 +461,7 @@ def missing(
 @cache_argument
 @selection_options
 @click.option("--decode", is_flag=True, help="Also decode every PNG, JPEG and WebP tile.")
-@click.option("--blank", is_flag=True, help="Also count tiles without content.")
+@blank_option
 @scan_options
 @json_option
 @open_options

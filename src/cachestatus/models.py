@@ -198,6 +198,8 @@ class BundleStatus(NamedTuple):
     #: What a partial bundle file misses, as tagged blocks ``(kind, row0, row1, col0, col1)``,
     #: shape (n, 5) (kinds in :mod:`cachestatus.missing`); ``None`` when it misses nothing.
     holes: npt.NDArray[np.int64] | None = None
+    #: Present tiles without content (``--blank``); ``None`` when not counted.
+    tiles_blank: int | None = None
 
     @property
     def percent_complete(self) -> float | None:
@@ -224,6 +226,8 @@ class LevelSummary:
     tiles_present: int = 0
     tiles_stray: int = 0
     tile_bytes: int = 0
+    #: Present tiles without content (``--blank``); ``None`` when not counted.
+    tiles_blank: int | None = None
 
     @property
     def percent_complete(self) -> float | None:
@@ -268,6 +272,8 @@ class StatusReport:
             total.tiles_present += lv.tiles_present
             total.tiles_stray += lv.tiles_stray
             total.tile_bytes += lv.tile_bytes
+            if lv.tiles_blank is not None:
+                total.tiles_blank = (total.tiles_blank or 0) + lv.tiles_blank
         return total
 
 
@@ -297,6 +303,8 @@ class RowBatch:
     #: The tagged blocks of what the batch's bundle files miss: level, kind, row0, row1, col0,
     #: col1 (shape (m, 6)). Kept per batch, not per row: :meth:`statuses` does not give them back.
     holes: npt.NDArray[np.int64]
+    #: Present tiles without content; -1 where not counted.
+    tiles_blank: npt.NDArray[np.int64]
 
     def __len__(self) -> int:
         return len(self.state)
@@ -321,6 +329,7 @@ class RowBatch:
                 np.zeros((0, 4), dtype=np.int64),
                 [],
                 np.zeros((0, 6), dtype=np.int64),
+                empty,
             )
         (
             keys,
@@ -335,6 +344,7 @@ class RowBatch:
             tiles,
             details,
             holes,
+            blanks,
         ) = zip(*statuses, strict=True)
         key = np.array(keys, dtype=np.int64)
         return cls(
@@ -359,6 +369,7 @@ class RowBatch:
                     if c is not None
                 ]
             ),
+            tiles_blank=np.array([-1 if b is None else b for b in blanks], dtype=np.int64),
         )
 
     @classmethod
@@ -389,6 +400,7 @@ class RowBatch:
                 None if np.isnan(mtime) else mtime,
                 TileRange(*(int(v) for v in self.tiles[i])),
                 self.detail[i],
+                tiles_blank=None if self.tiles_blank[i] < 0 else int(self.tiles_blank[i]),
             )
 
 

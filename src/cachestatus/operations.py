@@ -112,6 +112,7 @@ def rebuild(
     progress: Progress | None = None,
     format_hint: str | None = None,
     sizes: bool = False,
+    blank: bool = False,
     table: str | None = None,
     scheme: str | None = None,
 ) -> StatusReport:
@@ -127,6 +128,7 @@ def rebuild(
         progress: receives scan progress.
         format_hint: force a reader from the registry instead of detecting one.
         sizes: read tile sizes where they cost extra (SQLite blobs, a stat per tile file).
+        blank: also read every stored tile and count those without content (``tilesBlank``).
         table: the tile table of a GeoPackage holding several.
         scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
 
@@ -143,10 +145,12 @@ def rebuild(
             workers=workers,
             max_missing_rows=max_missing_rows,
             progress=progress,
+            blank=blank,
         )
         parameters = {
             "levels": None if levels is None else list(levels),
             "max_missing_rows": max_missing_rows,
+            "blank": blank,
         }
         return _scan_to_store(
             cache, reader, scanner, target, REBUILD, parameters, (started, clock), keep_history=True
@@ -251,6 +255,7 @@ def report(
     progress: Progress | None = None,
     format_hint: str | None = None,
     sizes: bool = False,
+    blank: bool = False,
     table: str | None = None,
     scheme: str | None = None,
 ) -> StatusReport:
@@ -277,6 +282,7 @@ def report(
         progress: receives scan progress.
         format_hint: force a reader from the registry.
         sizes: read tile sizes where they cost extra (SQLite blobs, a stat per tile file).
+        blank: also read every stored tile and count those without content (``tilesBlank``).
         table: the tile table of a GeoPackage holding several.
         scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
 
@@ -308,12 +314,14 @@ def report(
             area=None if chosen.area is None else chosen.area.geometry,
             missing_on_unbuilt_levels=True,
             only_expected=True,
+            blank=blank,
         )
         parameters = {
             "levels": list(chosen.levels),
             "scales": chosen.scales,
             "area_of_interest": None if chosen.area is None else chosen.area.source,
             "max_missing_rows": max_missing_rows,
+            "blank": blank,
         }
         result = _scan_to_store(
             cache, reader, scanner, target, REPORT, parameters, (started, clock)

@@ -27,6 +27,8 @@ def _level_dict(lv: LevelSummary, with_level: bool = True) -> dict[str, Any]:
         percent_complete=None if pct is None else round(pct, 6),
         tile_bytes=lv.tile_bytes,
     )
+    if lv.tiles_blank is not None:
+        out["tiles_blank"] = lv.tiles_blank
     return out
 
 
@@ -51,47 +53,25 @@ def _pct(value: float | None) -> str:
 
 
 def level_table(report: StatusReport) -> Table:
-    """Per-level table: scale, bundles, expected, present, stray, percent, bytes."""
+    """Per-level table: scale, bundles, expected, present, stray, percent, bytes (and blank
+    tiles, when counted)."""
     title = f"{report.mode} · {report.format} · {report.cache} · job {report.job_id}"
     table = Table(title=title, title_justify="left")
-    for name in (
-        "Level",
-        "Scale",
-        "Resolution",
-        "Bundles",
-        "Expected",
-        "Present",
-        "Stray",
-        "% complete",
-        "Tile bytes",
-    ):
+    blank = report.totals.tiles_blank is not None
+    names = ["Level", "Scale", "Resolution", "Bundles", "Expected", "Present", "Stray"]
+    names += ["Blank"] if blank else []
+    for name in [*names, "% complete", "Tile bytes"]:
         table.add_column(name, justify="right")
+
+    def cells(lv: LevelSummary) -> list[str]:
+        counts = [f"{lv.bundles:,}", f"{lv.tiles_expected:,}", f"{lv.tiles_present:,}"]
+        counts += [f"{lv.tiles_stray:,}"] + ([f"{lv.tiles_blank or 0:,}"] if blank else [])
+        return [*counts, _pct(lv.percent_complete), f"{lv.tile_bytes:,}"]
+
     for lv in report.levels:
-        table.add_row(
-            str(lv.level),
-            f"{lv.scale:,.2f}",
-            f"{lv.resolution:.6g}",
-            f"{lv.bundles:,}",
-            f"{lv.tiles_expected:,}",
-            f"{lv.tiles_present:,}",
-            f"{lv.tiles_stray:,}",
-            _pct(lv.percent_complete),
-            f"{lv.tile_bytes:,}",
-        )
-    t = report.totals
+        table.add_row(str(lv.level), f"{lv.scale:,.2f}", f"{lv.resolution:.6g}", *cells(lv))
     table.add_section()
-    table.add_row(
-        "all",
-        "",
-        "",
-        f"{t.bundles:,}",
-        f"{t.tiles_expected:,}",
-        f"{t.tiles_present:,}",
-        f"{t.tiles_stray:,}",
-        _pct(t.percent_complete),
-        f"{t.tile_bytes:,}",
-        style="bold",
-    )
+    table.add_row("all", "", "", *cells(report.totals), style="bold")
     return table
 
 

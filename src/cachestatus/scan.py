@@ -17,12 +17,14 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from . import grid
+from .content import shared_blank_tiles
 from .errors import BundleChanging, CorruptBundle
 from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import BundleFile, BundleIndex, CacheReader
@@ -140,12 +142,17 @@ def stored_range(key: BundleKey, sizes: npt.NDArray[np.unsignedinteger[Any]] | N
 
 
 def evaluate(
-    plan: LevelPlan, bundle: BundleFile, index: BundleIndex | None, error: str = ""
+    plan: LevelPlan,
+    bundle: BundleFile,
+    index: BundleIndex | None,
+    error: str = "",
+    blank: npt.NDArray[np.bool_] | None = None,
 ) -> BundleStatus:
     """Turn a decoded bundle index (or the reason it could not be decoded) into a status row.
 
     The row's polygon is the block of the bundle's expected tiles (the bundle clipped to the
     level's expected area), or, where nothing is expected, the block of its stored tiles.
+    ``blank`` marks the bundle's tiles without content (128 x 128), when they were looked for.
     """
     key = bundle.key
     block, mask = plan.expected.window(key)
@@ -164,14 +171,19 @@ def evaluate(
             block if expected else stored_range(key, None),
             error,
         )
+    inside = (
+        slice(block.row0 - key.row, block.row1 - key.row),
+        slice(block.col0 - key.col, block.col1 - key.col),
+    )
+    blanks = None if blank is None else 0
     if expected:
-        window = index.sizes[
-            block.row0 - key.row : block.row1 - key.row, block.col0 - key.col : block.col1 - key.col
-        ]
+        window = index.sizes[inside]
         if expected == _FULL:
             present = index.tiles
         else:
             present = int(np.count_nonzero(window if mask is None else window[mask]))
+        if blank is not None:
+            blanks = int(np.count_nonzero(blank[inside] if mask is None else blank[inside][mask]))
     else:
         present = 0
     holes = None
@@ -190,6 +202,7 @@ def evaluate(
         block if expected else stored_range(key, index.sizes),
         "a caching job holds a .lock on it" if bundle.locked else "",
         holes,
+        blanks,
     )
 
 
@@ -223,17 +236,45 @@ def _missing_blocks(
     ).astype(np.int64)
 
 
-def scan_bundle(reader: CacheReader, plan: LevelPlan, bundle: BundleFile) -> BundleStatus:
-    """Read and evaluate one bundle; damage becomes a ``CORRUPT`` row, never an exception."""
+def blank_tiles(
+    reader: CacheReader, bundle: BundleFile, judge: Callable[[bytes], bool | None]
+) -> npt.NDArray[np.bool_]:
+    """Which tiles of a bundle carry no content (128 x 128), from their bytes.
+
+    Raises:
+        CorruptBundle: a tile's storage is damaged (its size prefix disagrees with the index...).
+    """
+    key = bundle.key
+    found = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=bool)
+    for tile in reader.read_tiles(bundle):
+        if tile.damage:
+            raise CorruptBundle(f"tile R{tile.row}/C{tile.col}: {tile.damage}")
+        if judge(tile.data):
+            found[tile.row - key.row, tile.col - key.col] = True
+    return found
+
+
+def scan_bundle(
+    reader: CacheReader,
+    plan: LevelPlan,
+    bundle: BundleFile,
+    blank: Callable[[bytes], bool | None] | None = None,
+) -> BundleStatus:
+    """Read and evaluate one bundle; damage becomes a ``CORRUPT`` row, never an exception.
+
+    With ``blank`` (which tells a tile without content from its bytes), every stored tile is
+    read too, and the row counts the tiles without content.
+    """
     try:
         index = reader.read_bundle(bundle)
+        blanks = None if blank is None else blank_tiles(reader, bundle, blank)
     except BundleChanging as exc:
         return evaluate(plan, bundle._replace(locked=True), None, exc.reason)
     except CorruptBundle as exc:
         return evaluate(plan, bundle, None, exc.reason)
     except OSError as exc:
         return evaluate(plan, bundle, None, f"cannot read: {exc.strerror or exc}")
-    return evaluate(plan, bundle, index)
+    return evaluate(plan, bundle, index, blank=blanks)
 
 
 def missing_row(plan: LevelPlan, key: BundleKey) -> BundleStatus:
@@ -267,10 +308,17 @@ def _in_worker(work: ChunkWork[T], bundles: list[BundleFile]) -> T:
 
 
 def scan_chunk(
-    reader: CacheReader, plans: dict[int, LevelPlan], bundles: list[BundleFile]
+    reader: CacheReader,
+    plans: dict[int, LevelPlan],
+    bundles: list[BundleFile],
+    blank: bool = False,
 ) -> RowBatch:
-    """Scan a list of bundles into one batch of rows (columns travel cheaply between processes)."""
-    return RowBatch.from_statuses([scan_bundle(reader, plans[b.key.level], b) for b in bundles])
+    """Scan a list of bundles into one batch of rows (columns travel cheaply between processes);
+    with ``blank``, tiles without content are counted too."""
+    judge = shared_blank_tiles() if blank else None
+    return RowBatch.from_statuses(
+        [scan_bundle(reader, plans[b.key.level], b, judge) for b in bundles]
+    )
 
 
 def chunks(items: Iterable[BundleFile], size: int = 256) -> Iterator[list[BundleFile]]:
@@ -375,6 +423,7 @@ class Scanner:
             their totals).
         only_expected: skip bundle files that hold no expected tile (a report over an area is
             about that area: bundles outside it are not even read).
+        blank: also read every stored tile and count those without content.
     """
 
     def __init__(
@@ -387,8 +436,10 @@ class Scanner:
         area: Any | None = None,
         missing_on_unbuilt_levels: bool = False,
         only_expected: bool = False,
+        blank: bool = False,
     ) -> None:
         self.reader = reader
+        self.blank = blank
         self.plans = plan_levels(reader, levels, area)
         self.missing_on_unbuilt_levels = missing_on_unbuilt_levels
         self.only_expected = only_expected
@@ -408,7 +459,7 @@ class Scanner:
         self._problems: list[Problem] = []
         self._pool: WorkerPool | None = None
         #: What is done with each list of bundles.
-        self.work: ChunkWork[RowBatch] = scan_chunk
+        self.work: ChunkWork[RowBatch] = partial(scan_chunk, blank=True) if blank else scan_chunk
 
     def _bundles(self, problems: list[Problem]) -> Iterator[BundleFile]:
         for plan in self.plans:
@@ -496,7 +547,11 @@ class Scanner:
             self.progress.start(self.total)
         summaries = {
             p.lod.level: LevelSummary(
-                p.lod.level, p.lod.scale, p.lod.resolution, tiles_expected=p.expected.total()
+                p.lod.level,
+                p.lod.scale,
+                p.lod.resolution,
+                tiles_expected=p.expected.total(),
+                tiles_blank=0 if self.blank else None,
             )
             for p in self.plans
         }
@@ -514,6 +569,8 @@ class Scanner:
                 level.tiles_present += int(batch.tiles_present[mine].sum())
                 level.tiles_stray += int(batch.tiles_stray[mine].sum())
                 level.tile_bytes += int(batch.tile_bytes[mine].sum())
+                if level.tiles_blank is not None:
+                    level.tiles_blank += int(np.maximum(batch.tiles_blank[mine], 0).sum())
                 found[level_id].add(batch.row[mine], batch.col[mine])
             problems.extend(
                 Problem(BundleKey(level_id, r, c).label, "corrupt", detail)

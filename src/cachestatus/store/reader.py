@@ -68,6 +68,13 @@ def _to_datetime(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(np.datetime_as_string(value, unit="ms"))).replace(tzinfo=UTC)
 
 
+def _count(value: Any) -> int | None:
+    """A nullable count as read back (null is NaN; stores of older versions lack the field)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value)
+
+
 def read_jobs(path: Path) -> list[JobRecord]:
     """All rows of the store's ``Jobs`` table, oldest first."""
     _check(path)
@@ -106,6 +113,7 @@ def read_status(path: Path) -> StatusReport:
             tiles_present=int(row["tilesPresent"]),
             tiles_stray=int(row["tilesStray"]),
             tile_bytes=int(row["tileBytes"]),
+            tiles_blank=_count(row.get("tilesBlank")),
         )
         for row in _records(path, LEVEL_STATUS)
     ]

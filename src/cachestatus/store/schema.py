@@ -17,6 +17,7 @@ JOBS: Final = "Jobs"
 MISSING_AREAS: Final = "MissingAreas"
 
 #: (name, numpy dtype) of ``TaskStatus``, in order; ``object`` is text, ``datetime64[ms]`` UTC.
+#: ``tilesBlank`` (tiles stored without content, ``--blank``) is null where it was not counted.
 TASK_FIELDS: Final = (
     ("bundleName", "object"),
     ("jobID", "object"),
@@ -35,6 +36,7 @@ TASK_FIELDS: Final = (
     ("deadBytes", "int64"),
     ("modified", "datetime64[ms]"),
     ("detail", "object"),
+    ("tilesBlank", "int32"),
 )
 
 LEVEL_FIELDS: Final = (
@@ -48,6 +50,7 @@ LEVEL_FIELDS: Final = (
     ("percentComplete", "float64"),
     ("tileBytes", "int64"),
     ("jobID", "object"),
+    ("tilesBlank", "int64"),
 )
 
 MISSING_FIELDS: Final = (

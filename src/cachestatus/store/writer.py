@@ -168,6 +168,7 @@ class StatusWriter:
         data: list[np.ndarray],
         append: bool,
         spatial: bool,
+        nulls: dict[str, np.ndarray] | None = None,
     ) -> None:
         kwargs: dict[str, Any] = {}
         if spatial:
@@ -183,6 +184,7 @@ class StatusWriter:
                     geometry,
                     data,
                     [name for name, _ in columns],
+                    field_mask=None if not nulls else [nulls.get(name) for name, _ in columns],
                     layer=layer,
                     driver=self.driver,
                     append=append,
@@ -231,10 +233,19 @@ class StatusWriter:
             rows.dead_bytes,
             _epoch_ms(rows.mtime),
             rows.detail,
+            np.maximum(rows.tiles_blank, 0),
         ]
         data = [np.asarray(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
         geometry = rectangles_wkb(*tile_rectangles(self.scheme, rows.level, rows.tiles, self.clip))
-        self._write(TASK_STATUS, geometry, TASK_FIELDS, data, append=self._created, spatial=True)
+        self._write(
+            TASK_STATUS,
+            geometry,
+            TASK_FIELDS,
+            data,
+            append=self._created,
+            spatial=True,
+            nulls={"tilesBlank": rows.tiles_blank < 0},
+        )
         self._created = True
         self.rows_written += len(rows)
 
@@ -259,8 +270,14 @@ class StatusWriter:
             [np.nan if lv.percent_complete is None else lv.percent_complete for lv in levels],
             [lv.tile_bytes for lv in levels],
             [self.job_id] * len(levels),
+            [lv.tiles_blank or 0 for lv in levels],
         ]
-        self._write_table(LEVEL_STATUS, LEVEL_FIELDS, level_cols)
+        self._write_table(
+            LEVEL_STATUS,
+            LEVEL_FIELDS,
+            level_cols,
+            {"tilesBlank": np.array([lv.tiles_blank is None for lv in levels], dtype=bool)},
+        )
         job_cols: list[list[Any]] = [
             [j.job_id for j in jobs],
             [j.mode for j in jobs],
@@ -296,10 +313,14 @@ class StatusWriter:
         self._write(MISSING_AREAS, geometry, MISSING_FIELDS, data, append=False, spatial=True)
 
     def _write_table(
-        self, layer: str, fields: Sequence[tuple[str, str]], columns: list[list[Any]]
+        self,
+        layer: str,
+        fields: Sequence[tuple[str, str]],
+        columns: list[list[Any]],
+        nulls: dict[str, np.ndarray] | None = None,
     ) -> None:
         data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, fields, strict=True)]
-        self._write(layer, None, fields, data, append=False, spatial=False)
+        self._write(layer, None, fields, data, append=False, spatial=False, nulls=nulls)
 
 
 def _is_geographic(crs: str | None) -> bool:
