@@ -25,6 +25,8 @@ _LAZY = {
     "rebuild": "operations",
     "report": "operations",
     "missing": "operations",
+    "verify": "operations",
+    "VerifyReport": "verify",
     "delete": "operations",
     "summary": "operations",
     "level_infos": "operations",
