@@ -8,9 +8,13 @@ import pytest
 from hypothesis import settings
 
 # CI runs the property tests with a fixed seed: a run is reproducible, and a new random example
-# found later, on a developer's machine, is what reports a new edge case.
-settings.register_profile("ci", derandomize=True, deadline=None)
-if os.environ.get("CI"):
+# found later, on a developer's machine, is what reports a new edge case. "fuzz" is the long run
+# for local use: HYPOTHESIS_PROFILE=fuzz .venv/bin/pytest tests/test_fuzz.py
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=200)
+settings.register_profile("fuzz", max_examples=20_000)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+elif os.environ.get("CI"):
     settings.load_profile("ci")
 
 sys.path.insert(0, str(Path(__file__).parent.parent))

@@ -101,6 +101,31 @@ def test_sigkill_leaves_the_previous_status_complete(big_cache, tmp_path, delay)
     assert [p.name for p in tmp_path.iterdir() if p.name != "Status.gdb"] == []
 
 
+@pytest.mark.parametrize("delay", [0.1, 0.3, 0.45, "writing"])
+def test_sigkill_during_a_report_leaves_the_previous_report_complete(big_cache, tmp_path, delay):
+    out = tmp_path / "report"
+    args = ("report", big_cache, "--out", out, "--levels", "12", "--overwrite")
+    _json(*args)
+    store = out / "Status.gdb"
+    before = _json("summary", big_cache, "--status", store)
+    rows_before = _task_rows(store)
+    victim = subprocess.Popen(
+        _cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    if delay == "writing":
+        _temporary_store_appears(out)
+    else:
+        time.sleep(delay)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    after = _json("summary", big_cache, "--status", store)
+    assert after["levels"] == before["levels"] and after["totals"] == before["totals"]
+    assert _task_rows(store) == rows_before
+    again = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert [p.name for p in out.iterdir()] == ["Status.gdb"]
+
+
 def test_store_renamed_away_by_a_killed_swap_is_restored(sample):
     operations.rebuild(sample, workers=1)
     target = sample / "Status.gdb"

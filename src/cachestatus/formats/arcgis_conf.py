@@ -18,7 +18,7 @@ from ..models import BUNDLE_SIZE, LOD, Extent, SpatialReference, TilingScheme
 def _root(data: bytes, source: str, expected_tag: str) -> ET.Element:
     try:
         root = ET.fromstring(data)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError) as exc:  # LookupError: an unknown encoding declared
         raise InvalidCacheConfig(
             f"{source}: not valid XML ({exc}); restore it from a backup "
             "or from the cache's source service"

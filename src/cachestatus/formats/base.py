@@ -64,6 +64,7 @@ def read_at(fd: int, view: memoryview, offset: int) -> int:
 
 def read_exactly(fd: int, offset: int, length: int) -> bytes:
     """``length`` bytes from byte ``offset`` of ``fd``, fewer only where the file ends."""
+    length = max(0, min(length, os.fstat(fd).st_size - offset))  # never more than there is
     buf = bytearray(length)
     view = memoryview(buf)
     got = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,15 +187,15 @@ class PMTilesCache(ListedTiles, SingleFileCache):
         self._tiles: npt.NDArray[np.int64] | None = None
 
     def _directory(self, f: BinaryIO, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0 or offset + length > os.fstat(f.fileno()).st_size:
+            raise InvalidCacheConfig(f"{self.path}: a directory runs past the end of the file")
         f.seek(offset)
         data = f.read(length)
-        if len(data) != length:
-            raise InvalidCacheConfig(f"{self.path}: a directory runs past the end of the file")
         compression = self._header.internal_compression
         if compression == COMPRESSION_GZIP:
             try:
                 return gzip.decompress(data)
-            except (OSError, EOFError) as exc:
+            except (OSError, EOFError, zlib.error) as exc:
                 raise InvalidCacheConfig(
                     f"{self.path}: a directory does not decompress ({exc})"
                 ) from None

@@ -23,14 +23,33 @@ from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile, BundleIndex, SingleFileCache, StoredTile
 
+#: Byte 18 of an SQLite file: its write version, 2 in write-ahead-log (WAL) mode.
+_WRITE_VERSION = 18
+_WAL = 2
+
+
+def _in_wal_mode(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            header = f.read(_WRITE_VERSION + 1)
+    except OSError:
+        return False
+    return len(header) > _WRITE_VERSION and header[_WRITE_VERSION] == _WAL
+
 
 def open_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection to an SQLite file (``mode=ro`` URI).
+    """A read-only connection to an SQLite file (``mode=ro`` URI) that leaves its folder as it is.
+
+    A database in WAL mode opened read-only would create ``-wal`` and ``-shm`` files beside it
+    (and leave them): with no ``-wal`` file there, no writer is at work and the file holds all
+    its content, so it is opened ``immutable`` instead, which creates nothing.
 
     Raises:
         InvalidCacheConfig: the file cannot be opened.
     """
     uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+    if _in_wal_mode(path) and not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
     try:
         return sqlite3.connect(uri, uri=True, check_same_thread=False)
     except sqlite3.Error as exc:

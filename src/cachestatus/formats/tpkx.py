@@ -31,6 +31,11 @@ def _number(node: dict[str, Any], key: str, source: str) -> float:
     return float(value)
 
 
+def _optional(node: dict[str, Any], key: str, default: float, source: str) -> float:
+    """A number that may be absent (then ``default``), but not malformed."""
+    return default if node.get(key) is None else _number(node, key, source)
+
+
 def _spatial_reference(node: Any) -> SpatialReference:
     if not isinstance(node, dict):
         return SpatialReference()
@@ -63,8 +68,8 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
     raw_lods = info.get("lods")
     if not isinstance(raw_lods, list) or not raw_lods:
         raise InvalidCacheConfig(f"{source}: tileInfo has no 'lods'")
-    low = root.get("minLOD", -math.inf)
-    high = root.get("maxLOD", math.inf)
+    low = _optional(root, "minLOD", -math.inf, source)
+    high = _optional(root, "maxLOD", math.inf, source)
     lods = []
     for node in raw_lods:
         if not isinstance(node, dict):
@@ -84,19 +89,26 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
     image: dict[str, Any] = root.get("tileImageInfo") or {}
     if not isinstance(storage, dict) or not isinstance(image, dict):
         raise InvalidCacheConfig(f"{source}: 'storageInfo' and 'tileImageInfo' must be objects")
+    sizes = [int(_number(info, key, source)) for key in ("cols", "rows")]
+    dpi = _optional(info, "dpi", 96.0, source)
+    packet = int(_optional(storage, "packetSize", 128, source))
+    if min(sizes) <= 0 or dpi <= 0 or packet <= 0:
+        raise InvalidCacheConfig(
+            f"{source}: tile size {sizes}, dpi {dpi} and packetSize {packet} must be above 0"
+        )
     scheme = TilingScheme(
         spatial_reference=_spatial_reference(
             info.get("spatialReference") or root.get("spatialReference")
         ),
         origin_x=_number(origin, "x", source),
         origin_y=_number(origin, "y", source),
-        tile_cols=int(_number(info, "cols", source)),
-        tile_rows=int(_number(info, "rows", source)),
-        dpi=float(info.get("dpi", 96)),
+        tile_cols=sizes[0],
+        tile_rows=sizes[1],
+        dpi=dpi,
         lods=tuple(lods),
         tile_format=str(image.get("format", "PNG")),
         storage_format=str(storage.get("storageFormat", "esriMapCacheStorageModeCompactV2")),
-        packet_size=int(storage.get("packetSize", 128)),
+        packet_size=packet,
     )
     extent = None
     full = root.get("fullExtent")

@@ -1,0 +1,268 @@
+"""Fuzzing: random and mutated bytes into every decoder, random paths and files into the detector.
+
+Whatever comes in, only the project's own errors may come out (``CacheStatusError``
+subclasses), and nothing may hang (each example has a deadline). The number of examples comes
+from the Hypothesis profile: CI runs a fixed seed (``ci``); a longer run for local use is
+
+    HYPOTHESIS_PROFILE=fuzz .venv/bin/pytest tests/test_fuzz.py
+
+(see ``tests/conftest.py`` for the profiles' budgets).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import struct
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cachestatus import content, formats
+from cachestatus.errors import CacheStatusError, CorruptBundle, InvalidCacheConfig
+from cachestatus.formats.arcgis_conf import parse_conf_cdi, parse_conf_xml
+from cachestatus.formats.compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, v1_tiles
+from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE, v2_tiles
+from cachestatus.formats.pmtiles import HEADER_SIZE, decode_directory, decode_header
+from cachestatus.formats.tpkx import parse_root_json
+from tests.helpers import conf_cdi, conf_xml, synthetic_bundle, web_mercator_lods
+
+fuzz = settings(
+    deadline=timedelta(seconds=5),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def _reader(data: bytes):
+    def read(offset: int, length: int) -> bytes:
+        return data[offset : offset + length] if offset >= 0 else b""
+
+    return read
+
+
+def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
+    """``data`` with bytes replaced: (position, new byte) pairs, positions taken modulo."""
+    out = bytearray(data)
+    for position, value in edits:
+        if out:
+            out[position % len(out)] = value
+    return bytes(out)
+
+
+edits = st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), max_size=64)
+
+
+def _valid_v2() -> bytes:
+    import tempfile
+
+    sizes = np.zeros((128, 128), dtype=np.int64)
+    sizes[3:9, 10:20] = 7
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "R0000C0000.bundle"
+        synthetic_bundle(path, sizes, body=b"\x89PNG\r\n\x1a")
+        return path.read_bytes()
+
+
+VALID_V2 = _valid_v2()
+
+
+@fuzz
+@given(edits, st.integers(0, 200))
+def test_v2_tile_reading_takes_any_mutation(changes, cut):
+    data = _mutate(VALID_V2, changes)
+    data = data[: len(data) - cut]
+    try:
+        for tile in v2_tiles(data[:HEADER_INDEX_SIZE], len(data), _reader(data)):
+            assert tile.damage or len(tile.data) >= 0
+    except CorruptBundle:
+        pass
+
+
+@fuzz
+@given(st.binary(max_size=BUNDLX_SIZE + 8) | st.just(bytes(BUNDLX_SIZE)), st.binary(max_size=4096))
+def test_v1_index_and_tiles_take_random_bytes(index, bundle):
+    try:
+        offsets = decode_bundlx(index)
+    except CorruptBundle:
+        return
+    try:
+        tiles = list(v1_tiles(offsets, len(bundle), _reader(bundle)))
+    except CorruptBundle:
+        return
+    assert all(0 <= t.row < 128 and 0 <= t.col < 128 for t in tiles)
+
+
+@fuzz
+@given(st.lists(st.tuples(st.integers(0, 16383), st.integers(0, 2**40 - 1)), max_size=40))
+def test_v1_mutated_offsets_only_raise_corrupt_bundle(changes):
+    index = bytearray(BUNDLX_SIZE)
+    for slot, value in changes:
+        index[16 + 5 * slot : 21 + 5 * slot] = value.to_bytes(5, "little")
+    offsets = decode_bundlx(bytes(index))
+    bundle = bytes(65_596) + b"\x05\x00\x00\x00hello" * 20
+    try:
+        live = offsets >= 65_596
+        words = np.array(
+            [
+                int.from_bytes(bundle[o : o + 4].ljust(4, b"\0"), "little")
+                for o in offsets[live].tolist()
+            ],
+            dtype=np.uint32,
+        )
+        summarize_v1(offsets, words, len(bundle))
+        list(v1_tiles(offsets, len(bundle), _reader(bundle)))
+    except CorruptBundle:
+        pass
+
+
+@fuzz
+@given(st.binary(max_size=256))
+def test_pmtiles_header_takes_random_bytes(data):
+    try:
+        header = decode_header(data)
+    except InvalidCacheConfig:
+        return
+    assert header.min_zoom >= 0
+
+
+@fuzz
+@given(st.binary(max_size=512), st.booleans())
+def test_pmtiles_directory_takes_random_bytes(data, compressed):
+    with contextlib.suppress(CorruptBundle):
+        decode_directory(gzip.compress(data) if compressed else data)
+
+
+@fuzz
+@given(edits)
+def test_pmtiles_directory_takes_any_mutation(changes):
+    from pmtiles.tile import Entry, serialize_directory
+
+    entries = [Entry(i * 3, 1 + i % 4, i * 100, 100) for i in range(50)]
+    data = _mutate(gzip.decompress(serialize_directory(entries)), changes)
+    try:
+        ids, runs, lengths, offsets = decode_directory(data)
+    except CorruptBundle:
+        return
+    assert len(ids) == len(runs) == len(lengths) == len(offsets)
+
+
+@fuzz
+@given(st.integers(0, HEADER_SIZE * 4), edits)
+def test_a_pmtiles_file_of_mutated_bytes_opens_or_is_refused(tmp_path_factory, length, changes):
+    from pmtiles.tile import Entry, serialize_directory
+
+    root = serialize_directory([Entry(i, 1, i * 10, 10) for i in range(20)])
+    header = bytearray(b"PMTiles\x03" + bytes(HEADER_SIZE - 8))
+    struct.pack_into("<QQ", header, 8, HEADER_SIZE, len(root))
+    struct.pack_into("<QQ", header, 56, HEADER_SIZE + len(root), 200)
+    header[97], header[99], header[100], header[101] = 2, 2, 0, 3
+    data = _mutate(bytes(header) + root + bytes(200), changes)[: HEADER_SIZE + length]
+    path = tmp_path_factory.mktemp("pm") / "x.pmtiles"
+    path.write_bytes(data)
+    try:
+        with formats.open_cache(path) as reader:
+            for level in reader.scheme.levels:
+                for bundle in reader.list_bundles(level):
+                    if isinstance(bundle, formats.BundleFile):
+                        reader.read_bundle(bundle)
+                        list(reader.read_tiles(bundle))
+    except CacheStatusError:
+        pass
+
+
+CONF = conf_xml(web_mercator_lods(4)).encode()
+CDI = conf_cdi((-1e6, -1e6, 1e6, 1e6)).encode()
+
+
+@fuzz
+@given(edits, st.integers(0, len(CONF)))
+def test_conf_xml_takes_any_mutation(changes, cut):
+    with contextlib.suppress(InvalidCacheConfig):
+        parse_conf_xml(_mutate(CONF, changes)[:cut])
+
+
+@fuzz
+@given(edits, st.integers(0, len(CDI)))
+def test_conf_cdi_takes_any_mutation(changes, cut):
+    with contextlib.suppress(InvalidCacheConfig):
+        parse_conf_cdi(_mutate(CDI, changes)[:cut])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+ROOT = {
+    "tileInfo": {
+        "rows": 256,
+        "cols": 256,
+        "dpi": 96,
+        "origin": {"x": -1.0, "y": 1.0},
+        "spatialReference": {"wkid": 3857},
+        "lods": [{"level": 0, "scale": 1e8, "resolution": 1000.0}],
+        "format": "PNG",
+    },
+    "fullExtent": {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1},
+    "storageInfo": {"storageFormat": "esriMapCacheStorageModeCompactV2", "packetSize": 128},
+}
+
+
+@fuzz
+@given(json_values, st.sampled_from(["", "tileInfo", "lods", "origin", "fullExtent", "dpi"]))
+def test_root_json_takes_any_value_anywhere(value, where):
+    root = json.loads(json.dumps(ROOT))
+    if where == "":
+        root = value
+    elif where in ("tileInfo", "fullExtent"):
+        root[where] = value
+    elif where == "lods":
+        root["tileInfo"]["lods"] = value
+    else:
+        root["tileInfo"][where] = value
+    with contextlib.suppress(InvalidCacheConfig):
+        parse_root_json(json.dumps(root).encode())
+
+
+@fuzz
+@given(st.binary(max_size=300))
+def test_root_json_takes_random_bytes(data):
+    with contextlib.suppress(InvalidCacheConfig):
+        parse_root_json(data)
+
+
+@fuzz
+@given(st.text(max_size=60))
+def test_the_detector_takes_any_path(text):
+    with contextlib.suppress(CacheStatusError):
+        formats.detect(Path(text))
+
+
+@fuzz
+@given(
+    st.sampled_from([".mbtiles", ".gpkg", ".tpkx", ".tpk", ".pmtiles", ".png", ""]),
+    st.binary(max_size=2048) | st.just(b"SQLite format 3\x00" + bytes(200)),
+)
+def test_a_file_of_random_bytes_is_detected_or_refused(tmp_path_factory, suffix, data):
+    path = tmp_path_factory.mktemp("f") / f"cache{suffix}"
+    path.write_bytes(data)
+    try:
+        with formats.open_cache(path) as reader:
+            for level in reader.scheme.levels[:3]:
+                list(reader.list_bundles(level))
+    except CacheStatusError:
+        pass
+
+
+@fuzz
+@given(st.binary(max_size=600) | st.builds(lambda b: b"\x89PNG\r\n\x1a\n" + b, st.binary()))
+def test_tile_content_checks_take_random_bytes(data):
+    content.kind_of(data)
+    content.check(data, None)
+    content.check(data, content.kinds_for("PNG"))
+    assert content.decode_error(data) is None or content.decode_error(data)[0] == "undecodable"
+    assert content.is_blank(data) in (True, False, None)
