@@ -23,7 +23,7 @@ from typing import Any, ClassVar, NamedTuple, Self
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import CorruptBundle, InvalidCacheConfig
+from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 from ..models import BundleKey, Extent, Problem, TilingScheme
 
 #: ``os.open`` flags for reading a cache file (binary on Windows).
@@ -46,6 +46,19 @@ def open_regular(path: str) -> int:
         what = "a directory" if stat.S_ISDIR(mode) else "a special file (FIFO, device or socket)"
         raise CorruptBundle(f"not a file: {what} named like a bundle")
     return fd
+
+
+def check_unchanged(before: os.stat_result, after: os.stat_result) -> None:
+    """Raise :class:`BundleChanging` when a file's size or mtime moved while it was read.
+
+    A caching job writing the bundle meanwhile would otherwise make a count that mixes two
+    states of the file.
+    """
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise BundleChanging(
+            f"changed while being read ({before.st_size:,} -> {after.st_size:,} "
+            "bytes); a caching job is writing it"
+        )
 
 
 def read_at(fd: int, view: memoryview, offset: int) -> int:

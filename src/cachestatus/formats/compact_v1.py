@@ -20,7 +20,16 @@ import numpy.typing as npt
 from ..errors import CorruptBundle
 from ..models import BUNDLE_SIZE
 from .arcgis_folder import ArcGISFolderCache
-from .base import BundleFile, BundleIndex, ReadAt, StoredTile, open_regular, read_at, read_exactly
+from .base import (
+    BundleFile,
+    BundleIndex,
+    ReadAt,
+    StoredTile,
+    check_unchanged,
+    open_regular,
+    read_at,
+    read_exactly,
+)
 
 BUNDLX_HEADER = 16  # the 5-byte offsets start at byte 16 of the .bundlx
 TILES = BUNDLE_SIZE * BUNDLE_SIZE
@@ -164,11 +173,11 @@ def v1_tiles(
             yield StoredTile(row, col, read(offset + SIZE_PREFIX, size))
 
 
-def _bundlx_offsets(path: str) -> npt.NDArray[np.int64]:
-    """The decoded ``.bundlx`` beside the ``.bundle`` at ``path``."""
+def _bundlx_offsets(path: str) -> tuple[npt.NDArray[np.int64], os.stat_result]:
+    """The decoded ``.bundlx`` beside the ``.bundle`` at ``path``, and its stat as read."""
     try:
         with open(path[: -len(".bundle")] + ".bundlx", "rb") as f:
-            return decode_bundlx(f.read(BUNDLX_SIZE + 1))
+            return decode_bundlx(f.read(BUNDLX_SIZE + 1)), os.fstat(f.fileno())
     except FileNotFoundError:
         raise CorruptBundle("no .bundlx index beside it") from None
 
@@ -183,20 +192,22 @@ def _check_length(file_size: int) -> None:
 
 def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleIndex:
     """Read a V1 bundle: its whole ``.bundlx``, and the size words of its live slots."""
-    offsets = _bundlx_offsets(path)
+    offsets, index_stat = _bundlx_offsets(path)
     fd = open_regular(path)
     try:
         st = os.fstat(fd)
         _check_length(st.st_size)
         words = read_size_words(fd, offsets[tile_slots(offsets, st.st_size)])
+        check_unchanged(st, os.fstat(fd))
     finally:
         os.close(fd)
+    check_unchanged(index_stat, os.stat(path[: -len(".bundle")] + ".bundlx"))
     return summarize_v1(offsets, words, st.st_size, first_row, first_col, st.st_mtime)
 
 
 def read_tiles_v1(path: str, first_row: int = 0, first_col: int = 0) -> Iterator[StoredTile]:
     """The tiles of a V1 bundle file, in file order (see :func:`v1_tiles`)."""
-    offsets = _bundlx_offsets(path)
+    offsets, _ = _bundlx_offsets(path)
     fd = open_regular(path)
     try:
         size = os.fstat(fd).st_size

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import BundleChanging, CorruptBundle
+from ..errors import CorruptBundle
 from ..models import BUNDLE_SIZE
 from .arcgis_folder import ArcGISFolderCache
 from .base import (
@@ -25,6 +25,7 @@ from .base import (
     BundleIndex,
     ReadAt,
     StoredTile,
+    check_unchanged,
     open_regular,
     read_at,
     read_exactly,
@@ -191,12 +192,7 @@ def read_bundle_file(
         after = os.fstat(fd)
     finally:
         os.close(fd)
-    if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-        # A caching job wrote to it while it was read: no mixed count, call it in progress.
-        raise BundleChanging(
-            f"changed while being read ({st.st_size:,} -> {after.st_size:,} "
-            "bytes); a caching job is writing it"
-        )
+    check_unchanged(st, after)
     buf = scratch.view if got == HEADER_INDEX_SIZE else scratch.view[:got]
     return summarize_index(buf, st.st_size, first_row, first_col, scratch, st.st_mtime)
 
