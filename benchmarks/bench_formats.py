@@ -6,6 +6,8 @@ Tile sizes are not read (no ``--sizes``), as neither floor reads them.
   ``SELECT zoom_level, tile_column, tile_row FROM tiles`` on the same file (bar: <= 1.5).
 - XYZ folder: a whole ``cachestatus rebuild`` against ``find DIR -type f | wc -l`` on the same
   tree (bar: <= 1.5).
+- Compact V1: bytes of the ``.bundle`` files read per present tile while every bundle of a
+  synthetic V1 cache is read, as the kernel counts them (``/proc/self/io``; bar: <= 4).
 
 Both caches hold the same synthetic tiles (small bodies) over a few levels, built once.
 
@@ -21,6 +23,8 @@ import sqlite3
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -108,7 +112,42 @@ def main() -> int:
     print(f"find | wc -l            median {median(a):.3f} s   runs {runs(a)}")
     print(f"rebuild XYZ folder      median {median(b):.3f} s   runs {runs(b)}")
     print(f"ratio XYZ folder        {median(b) / median(a):.2f}   (bar: <= 1.5)")
+    v1_bytes_per_tile(work)
     return 0
+
+
+def _bytes_read() -> int:
+    with open("/proc/self/io") as f:
+        return int(dict(line.split(": ") for line in f.read().splitlines())["rchar"])
+
+
+def v1_bytes_per_tile(work: Path, side: int = 8) -> None:
+    """Read every bundle of a synthetic V1 cache; print the .bundle bytes read per present tile."""
+    from cachestatus.formats import BundleFile, open_cache
+    from cachestatus.formats.compact_v1 import BUNDLX_SIZE
+    from tests.helpers import synthetic_sizes, synthetic_v1_bundle, write_conf
+
+    if not Path("/proc/self/io").exists():
+        print("Compact V1 bytes read: needs Linux's /proc/self/io")
+        return
+    cache = work / f"v1-{side * side}"
+    if not (cache / "conf.xml").exists():
+        rng = np.random.default_rng(1)
+        write_conf(cache, 14, storage="esriMapCacheStorageModeCompact")
+        for i in range(side * side):
+            r, c = divmod(i, side)
+            synthetic_v1_bundle(
+                cache / f"_alllayers/L12/R{r * 128:04x}C{c * 128:04x}.bundle", synthetic_sizes(rng)
+            )
+    with open_cache(cache) as reader:
+        bundles = [b for b in reader.list_bundles(12) if isinstance(b, BundleFile)]
+        reader.read_bundle(bundles[0])  # first-use costs out of the way
+        start = _bytes_read()
+        before = _bytes_read()  # reading the counter counts too
+        present = sum(reader.read_bundle(b).tiles for b in bundles)
+        read = _bytes_read() - before - (before - start) - len(bundles) * BUNDLX_SIZE
+    print(f"Compact V1 bundles      {len(bundles):,}, {present:,} present tiles")
+    print(f"V1 .bundle bytes read   {read:,}: {read / present:.2f} per present tile (bar: <= 4)")
 
 
 if __name__ == "__main__":

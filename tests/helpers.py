@@ -153,6 +153,23 @@ def synthetic_bundle(path: Path, sizes: np.ndarray, body: bytes | None = None) -
                 f.write(len(body).to_bytes(4, "little") + body)
 
 
+def synthetic_v1_bundle(path: Path, sizes: np.ndarray) -> None:
+    """A Compact V1 ``.bundle`` + ``.bundlx`` pair for ``sizes`` (128 x 128, row-major): real
+    size words and offsets, sparse tile bodies. Empty slots point into the reserved zone."""
+    flat = sizes.astype(np.int64).T.ravel()  # the .bundlx runs column by column
+    reserved = 60 + 4 * np.arange(flat.size)
+    ends = 65_596 + np.cumsum(np.where(flat > 0, flat + 4, 0))
+    offsets = np.where(flat > 0, ends - flat - 4, reserved)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.truncate(int(ends[-1]))
+        for offset, size in zip(offsets[flat > 0].tolist(), flat[flat > 0].tolist(), strict=True):
+            f.seek(offset)
+            f.write(size.to_bytes(4, "little"))
+    index = bytearray(16) + b"".join(int(o).to_bytes(5, "little") for o in offsets) + bytes(16)
+    path.with_suffix(".bundlx").write_bytes(bytes(index))
+
+
 def synthetic_sizes(rng: np.random.Generator) -> np.ndarray:
     """Tile sizes of one synthetic bundle: most bundles complete, one in four missing a random
     block of tiles, as caches whose seeding stopped or skipped an area look."""

@@ -141,7 +141,7 @@ def test_pmtiles_directory_takes_random_bytes(data, compressed):
 def test_pmtiles_directory_takes_any_mutation(changes):
     from pmtiles.tile import Entry, serialize_directory
 
-    entries = [Entry(i * 3, 1 + i % 4, i * 100, 100) for i in range(50)]
+    entries = [Entry(i * 3, i * 100, 100, 1 + i % 4) for i in range(50)]  # id, offset, length, run
     data = _mutate(gzip.decompress(serialize_directory(entries)), changes)
     try:
         ids, runs, lengths, offsets = decode_directory(data)
@@ -155,7 +155,7 @@ def test_pmtiles_directory_takes_any_mutation(changes):
 def test_a_pmtiles_file_of_mutated_bytes_opens_or_is_refused(tmp_path_factory, length, changes):
     from pmtiles.tile import Entry, serialize_directory
 
-    root = serialize_directory([Entry(i, 1, i * 10, 10) for i in range(20)])
+    root = serialize_directory([Entry(i, i * 10, 10, 1) for i in range(20)])
     header = bytearray(b"PMTiles\x03" + bytes(HEADER_SIZE - 8))
     struct.pack_into("<QQ", header, 8, HEADER_SIZE, len(root))
     struct.pack_into("<QQ", header, 56, HEADER_SIZE + len(root), 200)

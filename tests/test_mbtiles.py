@@ -147,3 +147,38 @@ def test_parallel_scan_opens_its_own_connections(tmp_path):
     assert parallel.levels == serial.levels
     assert serial.levels[0].bundles == 1200 and serial.levels[0].tile_bytes == 2400
     assert _stored(parallel.status_path) == _stored(serial.status_path)
+
+
+def _plain_mbtiles(path: Path, rows: list[tuple[int, int, int, bytes]], unique: bool) -> Path:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE tiles (zoom_level, tile_column, tile_row, tile_data)")
+        if unique:  # as the MBTiles spec asks
+            db.execute(
+                "CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row)"
+            )
+        db.execute("CREATE TABLE metadata (name, value)")
+        db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)", rows)
+    db.close()
+    return path
+
+
+def test_a_full_bundle_is_known_from_its_count_only_under_a_unique_index(tmp_path):
+    """Level 7 written whole (16,384 tiles, one bundle): without --sizes it is counted from the
+    grouped query alone. The same count in a table without a unique index, one tile given twice
+    in place of another, must not pass for full."""
+    rows = [(7, c, r, b"t") for r in range(128) for c in range(128)] + [(6, 2, 1, b"t")]
+    full = _plain_mbtiles(tmp_path / "full.mbtiles", rows, unique=True)
+    report = operations.rebuild(full, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
+    level = next(lv for lv in report.levels if lv.level == 7)
+    assert (level.bundles, level.tiles_present) == (1, 128 * 128)
+    measured = operations.rebuild(full, tmp_path / "b.gdb", workers=1, sizes=True)
+    assert [lv.tiles_present for lv in measured.levels] == [
+        lv.tiles_present for lv in report.levels
+    ]
+    assert measured.totals.tile_bytes == len(rows)  # one byte a tile
+
+    twice = [row for row in rows if row[1:3] != (0, 0)] + [(7, 1, 1, b"t")]
+    loose = _plain_mbtiles(tmp_path / "loose.mbtiles", twice, unique=False)
+    report = operations.rebuild(loose, tmp_path / "c.gdb", workers=1, max_missing_rows=0)
+    level = next(lv for lv in report.levels if lv.level == 7)
+    assert level.tiles_present == 128 * 128 - 1

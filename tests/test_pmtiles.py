@@ -116,3 +116,22 @@ def test_bad_archives_exit_2(tmp_path, content, message):
     path.write_bytes(content)
     result = CliRunner().invoke(main, ["rebuild", str(path)])
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_leaf_directories_that_loop_are_refused_not_followed_forever(tmp_path):
+    """A leaf entry pointing back at the root directory: refused, exit 2, no hang."""
+    from pmtiles.tile import Entry, serialize_directory
+
+    length = 10
+    for _ in range(5):  # the root holds its own length: settle it
+        root = serialize_directory([Entry(0, 0, length, 0)])  # id, offset, length, run 0
+        length = len(root)
+    header = bytearray(b"PMTiles\x03" + bytes(127 - 8))
+    struct.pack_into("<QQ", header, 8, 127, len(root))  # root directory
+    struct.pack_into("<QQ", header, 40, 127, len(root))  # leaf directories: the same bytes
+    struct.pack_into("<QQ", header, 56, 127 + len(root), 0)
+    header[97], header[99], header[100], header[101] = 2, 2, 0, 3
+    path = tmp_path / "loop.pmtiles"
+    path.write_bytes(bytes(header) + root)
+    result = CliRunner().invoke(main, ["rebuild", str(path), "--workers", "1"])
+    assert result.exit_code == 2 and "leaf directories form a loop" in result.stderr

@@ -42,6 +42,8 @@ ZOOMS = 100  # u8 min_zoom, u8 max_zoom
 BOUNDS = 102  # i32 min lon, min lat, max lon, max lat, in 1e-7 degrees
 COMPRESSION_NONE, COMPRESSION_GZIP = 1, 2
 TILE_FORMATS = {1: "PBF", 2: "PNG", 3: "JPEG", 4: "WEBP", 5: "AVIF"}
+#: Offsets and lengths from 2**63 up lie past any file (and past numpy's int64).
+LARGEST = 2**63
 MAX_ZOOM = 31
 
 
@@ -81,6 +83,8 @@ def decode_header(buf: bytes, source: str = "PMTiles") -> Header:
     bounds = tuple(v / 1e7 for v in struct.unpack_from("<iiii", buf, BOUNDS))
     data_offset, data_length = struct.unpack_from("<QQ", buf, TILE_DATA)
     (tile_type,) = struct.unpack_from("<B", buf, TILE_TYPE)
+    if max(root_offset, root_length, leaf_offset, data_offset, data_length) >= LARGEST:
+        raise InvalidCacheConfig(f"{source}: a header offset or length lies past any file")
     return Header(
         root_offset,
         root_length,
@@ -127,6 +131,8 @@ def decode_directory(data: bytes) -> tuple[npt.NDArray[np.int64], ...]:
     runs, pos = _varints(data, count, pos)
     lengths, pos = _varints(data, count, pos)
     raw_offsets, pos = _varints(data, count, pos)
+    if count and max(max(deltas), max(runs), max(lengths), max(raw_offsets)) >= LARGEST:
+        raise CorruptBundle("an entry's offset, length or run lies past any file")
     ids = np.cumsum(np.array(deltas, dtype=np.uint64)).astype(np.int64)
     offsets = np.zeros(count, dtype=np.int64)
     for i, raw in enumerate(raw_offsets):
@@ -214,8 +220,12 @@ class PMTilesCache(ListedTiles, SingleFileCache):
         ids_parts, size_parts, offset_parts = [], [], []
         with open(self.path, "rb") as f:
             todo = [(self._header.root_offset, self._header.root_length)]
+            seen: set[tuple[int, int]] = set()
             while todo:
                 offset, length = todo.pop()
+                if (offset, length) in seen:  # a leaf pointing back up would never end
+                    raise InvalidCacheConfig(f"{self.path}: its leaf directories form a loop")
+                seen.add((offset, length))
                 try:
                     ids, runs, lengths, offsets = decode_directory(
                         self._directory(f, offset, length)

@@ -9,6 +9,7 @@ no WAL, nothing written.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile, BundleIndex, SingleFileCache, StoredTile
+
+TILES = BUNDLE_SIZE * BUNDLE_SIZE
 
 #: Byte 18 of an SQLite file: its write version, 2 in write-ahead-log (WAL) mode.
 _WRITE_VERSION = 18
@@ -86,29 +89,47 @@ class SQLiteTileCache(SingleFileCache):
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_db": None}
 
-    def _bundle_keys(self, level: int) -> list[BundleKey]:
-        """The level's bundles holding tiles: one grouped query, kept (a scan asks twice)."""
-        cache: dict[int, list[BundleKey]] = self.__dict__.setdefault("_keys", {})
+    def _bundle_counts(self, level: int) -> dict[BundleKey, int]:
+        """The level's bundles holding tiles and their row counts: one grouped query over the
+        index, kept (a scan asks for each level while it counts, lists and reads bundles)."""
+        cache: dict[int, dict[BundleKey, int]] = self.__dict__.setdefault("_counts", {})
         if level not in cache:
             found = self._query(
-                f'SELECT DISTINCT tile_column >> 7, tile_row >> 7 FROM "{self.table}" '
-                "WHERE zoom_level = ?",
+                f'SELECT tile_column >> 7, tile_row >> 7, count(*) FROM "{self.table}" '
+                "WHERE zoom_level = ? GROUP BY 1, 2",
                 (level,),
             )
             top = max(0, (1 << level) // BUNDLE_SIZE - 1)  # TMS bundle rows count up too
-            cache[level] = [
-                BundleKey(level, (top - r if self.tms_rows else r) * BUNDLE_SIZE, c * BUNDLE_SIZE)
-                for r, c in sorted((int(r), int(c)) for c, r in found)
-            ]
+            keys = {
+                BundleKey(
+                    level, (top - r if self.tms_rows else r) * BUNDLE_SIZE, c * BUNDLE_SIZE
+                ): n
+                for c, r, n in found
+            }
+            cache[level] = dict(sorted(keys.items()))
         return cache[level]
+
+    @functools.cached_property
+    def _unique_tiles(self) -> bool:
+        """Whether a unique index on (zoom_level, tile_column, tile_row) guards the table: then
+        a bundle with 16,384 rows holds every one of its tiles."""
+        wanted = {"zoom_level", "tile_column", "tile_row"}
+        try:
+            for _, name, unique, *_ in self._query(f'PRAGMA index_list("{self.table}")'):
+                columns = {str(c[2]) for c in self._query(f'PRAGMA index_info("{name}")')}
+                if unique and columns == wanted:
+                    return True
+        except InvalidCacheConfig:
+            pass
+        return False
 
     def count_bundles(self, level: int) -> int:
         """From the same grouped query as :meth:`list_bundles`."""
-        return len(self._bundle_keys(level))
+        return len(self._bundle_counts(level))
 
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
         """The virtual bundles holding tiles."""
-        for key in self._bundle_keys(level):
+        for key in self._bundle_counts(level):
             yield BundleFile(key, f"{self.path}#{key.label}")
 
     def _bundle_query(self, key: BundleKey, value: str) -> sqlite3.Cursor:
@@ -125,15 +146,21 @@ class SQLiteTileCache(SingleFileCache):
         )
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """The tiles of one bundle and their sizes: one indexed range query."""
+        """The tiles of one bundle (and their sizes, with :attr:`sizes`): one indexed range
+        query. Without sizes, a full bundle is known from the listing's count alone."""
         key = bundle.key
+        full = self._unique_tiles and self._bundle_counts(key.level).get(key) == TILES
+        if full and not self.sizes:
+            return BundleIndex(np.ones((BUNDLE_SIZE, BUNDLE_SIZE), np.uint64), TILES, 0, 0, 0, None)
+        # Without sizes the query stays in the (zoom, column, row) index: tiles are counted.
+        value = "ifnull(length(tile_data), 0)" if self.sizes else "1"
         try:
-            found = self._bundle_query(key, "length(tile_data)").fetchall()
+            found = self._bundle_query(key, value).fetchall()
         except sqlite3.DatabaseError as exc:
             raise CorruptBundle(f"the SQLite file cannot be read here ({exc})") from None
         sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
         if found:
-            table = np.array([(c, r, s or 0) for c, r, s in found], dtype=np.int64)
+            table = np.array(found, dtype=np.int64)
             rows = grid.tms_row(key.level, table[:, 1]) if self.tms_rows else table[:, 1]
             sizes[rows - key.row, table[:, 0] - key.col] = table[:, 2]
         tile_bytes = int(sizes.sum()) if self.sizes else 0

@@ -12,6 +12,10 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from .. import grid
 from ..models import BUNDLE_SIZE, BundleKey
@@ -20,18 +24,37 @@ from .base import BundleFile, StoredTile, open_regular, read_exactly
 from .listed import ListedTiles
 from .mbtiles import web_mercator_scheme
 
+#: A tile number, or an array of them (listings are placed in bulk, single files one by one).
+NumberT = TypeVar("NumberT", int, npt.NDArray[np.int64])
+
 #: Tile file extensions (``MIXED`` exploded caches hold both PNG and JPEG).
 TILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pbf", ".mvt", ".lerc")
+_EXTENSION = "(?:" + "|".join(s[1:] for s in TILE_SUFFIXES) + ")"
 _ROW_DIR = re.compile(r"^R([0-9a-fA-F]{8})$")
-_COL_FILE = re.compile(r"^C([0-9a-fA-F]{8})\.", re.IGNORECASE)
 
 
-def _files(folder: str) -> Iterator[os.DirEntry[str]]:
+def _listing(folder: str, pattern: re.Pattern[str], sizes: bool) -> tuple[list[str], list[int]]:
+    """The names in ``folder`` that ``pattern`` matches, and with ``sizes`` their sizes (from
+    the listing's stat data); without sizes, one ``listdir``, names filtered in C loops."""
     try:
+        if not sizes:
+            return os.listdir(folder), []
         with os.scandir(folder) as entries:
-            yield from (e for e in entries if e.name.lower().endswith(TILE_SUFFIXES))
+            found = [(e.name, e.stat().st_size) for e in entries if pattern.match(e.name)]
     except (NotADirectoryError, FileNotFoundError):
-        return
+        return [], []
+    return [name for name, _ in found], [size for _, size in found]
+
+
+def names_to_numbers(
+    names: list[str], pattern: re.Pattern[str], base: int
+) -> npt.NDArray[np.int64]:
+    """The number each matching name carries (``pattern``'s one group, in base 10 or 16): one
+    regular-expression pass over all names joined, not a Python step per name."""
+    found: list[str] = pattern.findall("\n".join(names))
+    if base == 10:
+        return np.array(found, dtype=np.int64) if found else np.zeros(0, dtype=np.int64)
+    return np.fromiter((int(h, 16) for h in found), dtype=np.int64, count=len(found))
 
 
 def read_file(path: str) -> bytes:
@@ -69,6 +92,11 @@ def _decimal(name: str) -> int | None:
 class TileFolders(ListedTiles):
     """A cache of one file per tile in one folder per row (or column)."""
 
+    #: A tile's file name (anchored per line); its one group is the number the name carries.
+    name_pattern: ClassVar[re.Pattern[str]]
+    #: The base of that number.
+    name_base: ClassVar[int] = 10
+
     def _folders(self, level: int) -> dict[int, str]:
         """The level's row (or column) folders by number, listed once."""
         cache: dict[int, dict[int, str]] = self.__dict__.setdefault("_folder_cache", {})
@@ -79,35 +107,44 @@ class TileFolders(ListedTiles):
     def _list_folders(self, level: int) -> dict[int, str]:
         raise NotImplementedError
 
-    def _tile(self, level: int, folder: int, name: str) -> tuple[int, int] | None:
-        """(row, col) of the file ``name`` in folder number ``folder``; ``None``: not a tile."""
+    def _place(
+        self, level: int, folder: int, number: NumberT
+    ) -> tuple[NumberT | int, NumberT | int]:
+        """(row, col) of the tile whose file carries ``number`` in folder number ``folder``."""
         raise NotImplementedError
 
     def _folder_span(self, key: BundleKey) -> range:
         """The folder numbers that can hold tiles of a bundle."""
         raise NotImplementedError
 
-    def _level_tiles(self, level: int) -> list[tuple[int, int, int]]:
-        tiles: list[tuple[int, int, int]] = []
-        for number, path in self._folders(level).items():  # one listing per folder
-            for entry in _files(path):
-                tile = self._tile(level, number, entry.name)
-                if tile is not None:
-                    size = entry.stat().st_size if self.sizes else 1
-                    tiles.append((*tile, size))
-        return tiles
+    def _level_tiles(self, level: int) -> npt.NDArray[np.int64]:
+        parts = [np.zeros((0, 3), dtype=np.int64)]
+        for folder, path in self._folders(level).items():  # one listing per folder
+            names, sizes = _listing(path, self.name_pattern, self.sizes)
+            numbers = names_to_numbers(names, self.name_pattern, self.name_base)
+            rows, cols = self._place(level, folder, numbers)
+            part = np.ones((len(numbers), 3), dtype=np.int64)
+            part[:, 0], part[:, 1] = rows, cols
+            if self.sizes:
+                part[:, 2] = sizes
+            parts.append(part)
+        return np.concatenate(parts)
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tile files, folder by folder, each read whole."""
         key = bundle.key
         folders = self._folders(key.level)
-        for number in self._folder_span(key):
-            if number not in folders:
+        for folder in self._folder_span(key):
+            if folder not in folders:
                 continue
-            for entry in sorted(_files(folders[number]), key=lambda e: e.name):
-                tile = self._tile(key.level, number, entry.name)
-                if tile is not None and key.holds(*tile):
-                    yield StoredTile(*tile, read_file(entry.path))
+            names, _ = _listing(folders[folder], self.name_pattern, False)
+            for name in sorted(names):
+                match = self.name_pattern.match(name)
+                if match is None:
+                    continue
+                row, col = self._place(key.level, folder, int(match.group(1), self.name_base))
+                if key.holds(row, col):
+                    yield StoredTile(row, col, read_file(os.path.join(folders[folder], name)))
 
 
 class ExplodedCache(TileFolders, ArcGISFolderCache):
@@ -121,9 +158,13 @@ class ExplodedCache(TileFolders, ArcGISFolderCache):
         folder = self._level_dirs.get(level)
         return {} if folder is None else _numbered_dirs(folder, _row_number)
 
-    def _tile(self, level: int, folder: int, name: str) -> tuple[int, int] | None:
-        match = _COL_FILE.match(name)
-        return (folder, int(match.group(1), 16)) if match else None
+    name_pattern = re.compile(rf"^C([0-9a-f]{{8}})\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE)
+    name_base = 16
+
+    def _place(
+        self, level: int, folder: int, number: NumberT
+    ) -> tuple[NumberT | int, NumberT | int]:
+        return folder, number  # a row folder of column files
 
     def _folder_span(self, key: BundleKey) -> range:
         return range(key.row, key.row + BUNDLE_SIZE)
@@ -153,12 +194,13 @@ class XYZFolder(TileFolders):
     def _list_folders(self, level: int) -> dict[int, str]:
         return _numbered_dirs(self.path / str(level), _decimal)
 
-    def _tile(self, level: int, folder: int, name: str) -> tuple[int, int] | None:
-        stem = name.split(".", 1)[0]
-        if not stem.isdigit():
-            return None
-        row = int(stem)
-        return (grid.tms_row(level, row) if self.tms else row), folder
+    name_pattern = re.compile(rf"^(\d+)\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE)
+
+    def _place(
+        self, level: int, folder: int, number: NumberT
+    ) -> tuple[NumberT | int, NumberT | int]:
+        # A column folder of row files.
+        return (grid.tms_row(level, number) if self.tms else number), folder
 
     def _folder_span(self, key: BundleKey) -> range:
         return range(key.col, key.col + BUNDLE_SIZE)
@@ -168,9 +210,10 @@ def _tile_format(path: Path, levels: list[int]) -> str:
     """The tile format of a folder, from the extension of the first tile file found."""
     for level in levels:
         for folder in _numbered_dirs(path / str(level), _decimal).values():
-            for entry in _files(folder):
-                suffix = entry.name.rsplit(".", 1)[-1].upper()
-                return {"JPG": "JPEG", "MVT": "PBF"}.get(suffix, suffix)
+            for name in os.listdir(folder):
+                if name.lower().endswith(TILE_SUFFIXES):
+                    suffix = name.rsplit(".", 1)[-1].upper()
+                    return {"JPG": "JPEG", "MVT": "PBF"}.get(suffix, suffix)
     return "any"
 
 
