@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.timing import alternate, median, runs
+from benchmarks.timing import alternate, compile_package, median, runs
 
 
 def tile_set(count: int) -> list[tuple[int, int, int]]:
@@ -87,6 +87,7 @@ def main() -> int:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
+    compile_package()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     tiles = tile_set(args.tiles)
@@ -123,9 +124,10 @@ def _bytes_read() -> int:
 
 def v1_bytes_per_tile(work: Path, side: int = 8) -> None:
     """Read every bundle of a synthetic V1 cache; print the .bundle bytes read per present tile."""
+    from tests.helpers import synthetic_sizes, synthetic_v1_bundle, write_conf
+
     from cachestatus.formats import BundleFile, open_cache
     from cachestatus.formats.compact_v1 import BUNDLX_SIZE
-    from tests.helpers import synthetic_sizes, synthetic_v1_bundle, write_conf
 
     if not Path("/proc/self/io").exists():
         print("Compact V1 bytes read: needs Linux's /proc/self/io")

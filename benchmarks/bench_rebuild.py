@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import synthetic_cache
 
-from benchmarks.timing import alternate, median, runs
+from benchmarks.timing import alternate, compile_package, median, runs
 
 FLOOR = """
 import os, sys
@@ -80,6 +80,7 @@ def main() -> int:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
+    compile_package()
     args.workdir.mkdir(parents=True, exist_ok=True)
     cachestatus = [sys.executable, "-m", "cachestatus.cli", "-q"]
 

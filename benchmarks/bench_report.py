@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, synthetic_sizes, write_conf
 
-from benchmarks.timing import alternate, median, runs
+from benchmarks.timing import alternate, compile_package, median, runs
 
 LEVEL = 15
 
@@ -87,6 +87,7 @@ def main() -> int:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
+    compile_package()
     args.workdir.mkdir(parents=True, exist_ok=True)
     cache, aoi = build(args.workdir, args.side)
     cli = [sys.executable, "-m", "cachestatus.cli", "-q"]

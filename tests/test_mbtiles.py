@@ -8,9 +8,10 @@ import sqlite3
 from io import BytesIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyogrio.raw import read
 
@@ -51,6 +52,9 @@ def pair(tmp_path_factory) -> tuple[Path, Path, dict]:
         for _ in range(60):
             row, col = row0 + rng.randrange(span), col0 + rng.randrange(span)
             tiles[(level, row, col)] = rng.randbytes(rng.randrange(1, 300))
+    for row in range(100, 300):  # a seeded block: whole columns across bundle rows
+        for col in range(126, 131):
+            tiles[(9, row, col)] = rng.randbytes(rng.randrange(1, 50))
     root = tmp_path_factory.mktemp("mbt")
     mbt = _mbtiles(root / "tiles.mbtiles", tiles)
     v2 = mapproxy_v2_cache(root / "v2", tiles, levels=18, extent=EXTENT)
@@ -74,10 +78,15 @@ def test_mbtiles_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path):
     mbt, v2, tiles = pair
     with formats.open_cache(mbt) as reader:
         assert reader.name == "mbtiles"
-        assert reader.scheme.levels == (2, 8, 17)
+        assert reader.scheme.levels == (2, 8, 9, 17)
     a = operations.rebuild(mbt, tmp_path / "a.gdb", workers=1, sizes=True, max_missing_rows=0)
     b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
     assert _stored(a.status_path) == _stored(b.status_path)
+    # Without sizes, from the index alone (runs of rows): the same tiles, bundle by bundle.
+    c = operations.rebuild(mbt, tmp_path / "c.gdb", workers=1, max_missing_rows=0)
+    assert {k: v[0] for k, v in _stored(c.status_path).items()} == {
+        k: v[0] for k, v in _stored(b.status_path).items()
+    }
     assert a.totals.tiles_present + a.totals.tiles_stray == len(tiles)
     assert a.totals.tile_bytes == sum(len(d) for d in tiles.values())
     assert a.status_path == str(tmp_path / "a.gdb")
@@ -182,3 +191,33 @@ def test_a_full_bundle_is_known_from_its_count_only_under_a_unique_index(tmp_pat
     report = operations.rebuild(loose, tmp_path / "c.gdb", workers=1, max_missing_rows=0)
     level = next(lv for lv in report.levels if lv.level == 7)
     assert level.tiles_present == 128 * 128 - 1
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.sets(st.tuples(st.integers(0, 511), st.integers(0, 511)), max_size=400),
+    st.lists(st.tuples(st.integers(0, 500), st.integers(0, 500), st.integers(1, 300)), max_size=4),
+)
+def test_runs_give_the_bundles_and_presence_of_the_tiles(scattered, blocks):
+    """Tiles as runs (scattered ones and whole blocks, as seeded caches hold them) give the
+    same bundles, counts and presence as the tiles counted one by one."""
+    from collections import Counter
+
+    from cachestatus.formats.sqlite_tiles import RunIndex, rows_to_runs
+    from cachestatus.models import BundleKey
+
+    tiles = set(scattered)
+    for r0, c0, side in blocks:
+        tiles |= {(r, c) for r in range(r0, min(r0 + side, 512)) for c in range(c0, c0 + 3)}
+    rows = np.array([r for r, _ in tiles], dtype=np.int64)
+    cols = np.array([c for _, c in tiles], dtype=np.int64)
+    # Duplicates, as a table without a unique index may hold: counted once.
+    runs = rows_to_runs(np.r_[cols, cols[:5]], np.r_[rows, rows[:5]])
+    index = RunIndex(9, runs)
+    expected = Counter(BundleKey(9, r - r % 128, c - c % 128) for r, c in tiles)
+    assert index.counts() == dict(sorted(expected.items()))
+    for key in expected:
+        presence = index.presence(key)
+        assert {(key.row + r, key.col + c) for r, c in zip(*np.nonzero(presence), strict=True)} == {
+            t for t in tiles if key.holds(*t)
+        }

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cachestatus import formats, grid, operations
 from cachestatus.cli import main
@@ -116,3 +118,35 @@ def test_without_sizes_tiles_are_counted_not_measured(tiles, tmp_path):
     ]
     assert counted.totals.tile_bytes == 0
     assert measured.totals.tile_bytes == sum(len(d) for d in tiles.values())
+
+
+_NAME = st.one_of(
+    st.integers(0, 2**31).map(lambda n: f"{n}.png"),
+    st.integers(0, 2**31).map(lambda n: f"{n:08x}.jpg"),
+    st.integers(0, 2**32 - 1).map(lambda n: f"C{n:08x}.png"),
+    st.integers(0, 2**32 - 1).map(lambda n: f"C{n:08X}.PNG"),
+    st.text(alphabet="0123456789abcdefC.pngjPG+- ", max_size=14),
+)
+
+
+@settings(deadline=None)
+@given(st.lists(_NAME, max_size=30), st.sampled_from(["xyz", "exploded"]))
+def test_names_parse_in_bulk_as_one_by_one(names, layout):
+    """The bulk parse of a folder listing gives what matching each name on its own gives."""
+    from cachestatus.formats.tile_folders import ExplodedCache, XYZFolder, names_to_numbers
+
+    reader = XYZFolder if layout == "xyz" else ExplodedCache
+    pattern, base = reader.name_pattern, reader.name_base
+    expected = [int(m.group(1), base) for n in names if (m := pattern.fullmatch(n))]
+    assert names_to_numbers(names, pattern, base).tolist() == expected
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=50), st.booleans())
+def test_whole_folders_of_tiles_parse_in_bulk(numbers, hexadecimal):
+    """The common folder: every name a tile of one extension (the bulk path)."""
+    from cachestatus.formats.tile_folders import ExplodedCache, XYZFolder, names_to_numbers
+
+    reader = ExplodedCache if hexadecimal else XYZFolder
+    names = [f"C{n:08x}.jpg" if hexadecimal else f"{n}.png" for n in numbers]
+    assert names_to_numbers(names, reader.name_pattern, reader.name_base).tolist() == numbers

@@ -1,32 +1,51 @@
-"""Progress bars on stderr (rich): bundles done / total, rate, ETA."""
+"""Progress bars on stderr (rich): bundles done / total, rate, ETA.
+
+rich is imported only when a bar is shown: a quiet or piped run does not pay for it.
+"""
 
 from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
-class _RateColumn(ProgressColumn):
-    """Bundles per second."""
+def _bar() -> Progress:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} bundles/s", style="progress.data.speed")
+    class RateColumn(ProgressColumn):
+        """Bundles per second."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            rate = "" if speed is None else f"{speed:,.0f} bundles/s"
+            return Text(rate, style="progress.data.speed")
+
+    columns: list[Any] = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bundles"),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    return Progress(*columns, console=Console(stderr=True), transient=False)
 
 
 class BundleProgress:
@@ -50,18 +69,7 @@ class BundleProgress:
         The bar (and its refresh thread) starts here, once worker processes exist.
         """
         if self.enabled and self._bar is None:
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("bundles"),
-                _RateColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
+            self._bar = _bar()
             self._bar.start()
             self._task = self._bar.add_task(self._description, total=total)
 

@@ -23,10 +23,11 @@ class Grouped:
     ) -> None:
         table = np.asarray(tiles, dtype=np.int64).reshape(-1, 3)
         keys = (table[:, 0] // BUNDLE_SIZE) * (1 << 32) + table[:, 1] // BUNDLE_SIZE
-        order = np.argsort(keys, kind="stable")  # the tiles of a bundle side by side
+        order = np.argsort(keys)  # the tiles of a bundle side by side, in any order
         self.table, keys = table[order], keys[order]
         self.level = level
-        self._keys, self._starts = np.unique(keys, return_index=True)
+        self._starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1][: len(keys)]
+        self._keys = keys[self._starts]
         self._ends = np.r_[self._starts[1:], len(self.table)]
 
     def bundles(self) -> Iterator[BundleKey]:

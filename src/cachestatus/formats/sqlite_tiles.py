@@ -18,13 +18,15 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile, BundleIndex, SingleFileCache, StoredTile
 
-TILES = BUNDLE_SIZE * BUNDLE_SIZE
+#: Beyond this many stretches of columns to fetch, one query for the whole level is cheaper.
+MAX_RANGE_QUERIES = 256
 
 #: Byte 18 of an SQLite file: its write version, 2 in write-ahead-log (WAL) mode.
 _WRITE_VERSION = 18
@@ -59,6 +61,74 @@ def open_read_only(path: Path) -> sqlite3.Connection:
         raise InvalidCacheConfig(f"{path}: cannot be opened as SQLite ({exc})") from None
 
 
+def rows_to_runs(cols: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Tiles (column, row) as runs of consecutive rows in one column: (col, row0, row1), half-open.
+
+    Duplicates (a table without a unique index may hold a tile twice) count once.
+    """
+    if not len(cols):
+        return np.zeros((0, 3), dtype=np.int64)
+    order = np.lexsort((rows, cols))
+    cols, rows = cols[order], rows[order]
+    keep = np.r_[True, (cols[1:] != cols[:-1]) | (rows[1:] != rows[:-1])]
+    cols, rows = cols[keep], rows[keep]
+    starts = np.flatnonzero(np.r_[True, (cols[1:] != cols[:-1]) | (rows[1:] != rows[:-1] + 1)])
+    ends = np.r_[starts[1:], len(rows)]
+    return np.column_stack([cols[starts], rows[starts], rows[ends - 1] + 1])
+
+
+class RunIndex:
+    """The stored tiles of one level as runs of rows, cut at bundle boundaries.
+
+    A seeded cache stores whole blocks: each column is one run, and a level of millions of
+    tiles is a few thousand runs. Bundles' tile counts are sums of run lengths; a bundle's
+    presence is its runs painted into a 128 x 128 array.
+    """
+
+    def __init__(self, level: int, runs: npt.NDArray[np.int64]) -> None:
+        col, row0, row1 = runs[:, 0], runs[:, 1], runs[:, 2]
+        first, last = row0 // BUNDLE_SIZE, (row1 - 1) // BUNDLE_SIZE
+        pieces = last - first + 1 if len(runs) else np.zeros(0, dtype=np.int64)
+        which = np.repeat(np.arange(len(runs)), pieces)
+        step = np.arange(len(which)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        band = first[which] + step
+        table = np.column_stack(
+            [
+                band,
+                col[which] // BUNDLE_SIZE,
+                col[which],
+                np.maximum(row0[which], band * BUNDLE_SIZE),
+                np.minimum(row1[which], (band + 1) * BUNDLE_SIZE),
+            ]
+        ).reshape(-1, 5)
+        keys = (table[:, 0] << 32) | table[:, 1]
+        order = np.argsort(keys, kind="stable")
+        self.level = level
+        self._table, keys = table[order], keys[order]
+        self._starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1][: len(keys)]
+        self._keys = keys[self._starts]
+        lengths = self._table[:, 4] - self._table[:, 3]
+        self._counts = np.add.reduceat(lengths, self._starts) if len(keys) else lengths
+
+    def counts(self) -> dict[BundleKey, int]:
+        """Every bundle holding tiles, row by row, with its number of tiles."""
+        return {
+            BundleKey(self.level, (k >> 32) * BUNDLE_SIZE, (k & 0xFFFFFFFF) * BUNDLE_SIZE): n
+            for k, n in zip(self._keys.tolist(), self._counts.tolist(), strict=True)
+        }
+
+    def presence(self, key: BundleKey) -> npt.NDArray[np.uint64]:
+        """The (128, 128) array of a bundle: 1 where a tile is stored."""
+        packed = (key.row // BUNDLE_SIZE) << 32 | key.col // BUNDLE_SIZE
+        i = int(np.searchsorted(self._keys, packed))
+        found = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+        if i < len(self._keys) and self._keys[i] == packed:
+            end = self._starts[i + 1] if i + 1 < len(self._starts) else len(self._table)
+            for _, _, col, row0, row1 in self._table[self._starts[i] : end].tolist():
+                found[row0 - key.row : row1 - key.row, col - key.col] = 1
+        return found
+
+
 class SQLiteTileCache(SingleFileCache):
     """Base of the readers of tiles in an SQLite table.
 
@@ -89,25 +159,58 @@ class SQLiteTileCache(SingleFileCache):
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_db": None}
 
-    def _bundle_counts(self, level: int) -> dict[BundleKey, int]:
-        """The level's bundles holding tiles and their row counts: one grouped query over the
-        index, kept (a scan asks for each level while it counts, lists and reads bundles)."""
-        cache: dict[int, dict[BundleKey, int]] = self.__dict__.setdefault("_counts", {})
+    def _runs(self, level: int) -> RunIndex:
+        """The level's stored tiles as runs, kept (a scan asks for each level while it counts,
+        lists and reads bundles).
+
+        One query walks the (zoom, column, row) index in its own order and gives each column's
+        count and first and last row: under a unique index, a column whose count spans its
+        rows is one run, known without its rows. Only the other columns' rows are fetched.
+        """
+        cache: dict[int, RunIndex] = self.__dict__.setdefault("_run_cache", {})
         if level not in cache:
-            found = self._query(
-                f'SELECT tile_column >> 7, tile_row >> 7, count(*) FROM "{self.table}" '
-                "WHERE zoom_level = ? GROUP BY 1, 2",
-                (level,),
-            )
-            top = max(0, (1 << level) // BUNDLE_SIZE - 1)  # TMS bundle rows count up too
-            keys = {
-                BundleKey(
-                    level, (top - r if self.tms_rows else r) * BUNDLE_SIZE, c * BUNDLE_SIZE
-                ): n
-                for c, r, n in found
-            }
-            cache[level] = dict(sorted(keys.items()))
+            summary = np.array(
+                self._query(
+                    "SELECT tile_column, count(*), min(tile_row), max(tile_row) "
+                    f'FROM "{self.table}" WHERE zoom_level = ? GROUP BY tile_column',
+                    (level,),
+                ),
+                dtype=np.int64,
+            ).reshape(-1, 4)
+            col, count, low, high = summary.T
+            whole = (count == high - low + 1) & self._unique_tiles
+            top = (1 << level) - 1
+            if self.tms_rows:  # TMS rows count up: flip the run
+                low, high = top - high, top - low
+            runs = np.column_stack([col[whole], low[whole], high[whole] + 1])
+            gapped = self._rows_of(level, col[~whole])
+            cache[level] = RunIndex(level, np.concatenate([runs, gapped]))
         return cache[level]
+
+    def _rows_of(self, level: int, columns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The runs of the stored tiles in ``columns``: one range query per stretch of
+        neighbouring columns, or one query for the level when they are too scattered."""
+        if not len(columns):
+            return np.zeros((0, 3), dtype=np.int64)
+        breaks = np.flatnonzero(np.diff(columns) != 1) + 1
+        firsts, lasts = columns[np.r_[0, breaks]], columns[np.r_[breaks - 1, len(columns) - 1]]
+        select = f'SELECT tile_column, tile_row FROM "{self.table}" WHERE zoom_level = ?'
+        if len(firsts) > MAX_RANGE_QUERIES:
+            found = np.array(self._query(select, (level,)), dtype=np.int64).reshape(-1, 2)
+            found = found[np.isin(found[:, 0], columns)]
+        else:
+            found = np.array(
+                [
+                    row
+                    for first, last in zip(firsts.tolist(), lasts.tolist(), strict=True)
+                    for row in self._query(
+                        select + " AND tile_column BETWEEN ? AND ?", (level, first, last)
+                    )
+                ],
+                dtype=np.int64,
+            ).reshape(-1, 2)
+        rows = grid.tms_row(level, found[:, 1]) if self.tms_rows else found[:, 1]
+        return rows_to_runs(found[:, 0], rows)
 
     @functools.cached_property
     def _unique_tiles(self) -> bool:
@@ -124,12 +227,12 @@ class SQLiteTileCache(SingleFileCache):
         return False
 
     def count_bundles(self, level: int) -> int:
-        """From the same grouped query as :meth:`list_bundles`."""
-        return len(self._bundle_counts(level))
+        """From the same runs as :meth:`list_bundles`."""
+        return len(self._runs(level).counts())
 
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
         """The virtual bundles holding tiles."""
-        for key in self._bundle_counts(level):
+        for key in self._runs(level).counts():
             yield BundleFile(key, f"{self.path}#{key.label}")
 
     def _bundle_query(self, key: BundleKey, value: str) -> sqlite3.Cursor:
@@ -146,16 +249,14 @@ class SQLiteTileCache(SingleFileCache):
         )
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """The tiles of one bundle (and their sizes, with :attr:`sizes`): one indexed range
-        query. Without sizes, a full bundle is known from the listing's count alone."""
+        """The tiles of one bundle: from the level's runs, or with :attr:`sizes` from one
+        indexed range query that reads each tile's length."""
         key = bundle.key
-        full = self._unique_tiles and self._bundle_counts(key.level).get(key) == TILES
-        if full and not self.sizes:
-            return BundleIndex(np.ones((BUNDLE_SIZE, BUNDLE_SIZE), np.uint64), TILES, 0, 0, 0, None)
-        # Without sizes the query stays in the (zoom, column, row) index: tiles are counted.
-        value = "ifnull(length(tile_data), 0)" if self.sizes else "1"
+        if not self.sizes:
+            presence = self._runs(key.level).presence(key)
+            return BundleIndex(presence, int(np.count_nonzero(presence)), 0, 0, 0, None)
         try:
-            found = self._bundle_query(key, value).fetchall()
+            found = self._bundle_query(key, "ifnull(length(tile_data), 0)").fetchall()
         except sqlite3.DatabaseError as exc:
             raise CorruptBundle(f"the SQLite file cannot be read here ({exc})") from None
         sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
@@ -163,8 +264,7 @@ class SQLiteTileCache(SingleFileCache):
             table = np.array(found, dtype=np.int64)
             rows = grid.tms_row(key.level, table[:, 1]) if self.tms_rows else table[:, 1]
             sizes[rows - key.row, table[:, 0] - key.col] = table[:, 2]
-        tile_bytes = int(sizes.sum()) if self.sizes else 0
-        return BundleIndex(sizes, int(np.count_nonzero(sizes)), tile_bytes, 0, 0, None)
+        return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tiles and their blobs, in the table's order."""

@@ -49,12 +49,68 @@ def _listing(folder: str, pattern: re.Pattern[str], sizes: bool) -> tuple[list[s
 def names_to_numbers(
     names: list[str], pattern: re.Pattern[str], base: int
 ) -> npt.NDArray[np.int64]:
-    """The number each matching name carries (``pattern``'s one group, in base 10 or 16): one
-    regular-expression pass over all names joined, not a Python step per name."""
+    """The number each matching name carries (``pattern``'s one group, in base 10 or 16), in C
+    loops: the common folder (every name a number with one tile extension) parsed in bulk,
+    any other by one regular-expression pass over all names joined."""
+    if not names:
+        return np.zeros(0, dtype=np.int64)
+    bulk = _bulk_numbers(names) if base == 10 else _bulk_hex_numbers(names)
+    if bulk is not None:
+        return bulk
     found: list[str] = pattern.findall("\n".join(names))
     if base == 10:
         return np.array(found, dtype=np.int64) if found else np.zeros(0, dtype=np.int64)
     return np.fromiter((int(h, 16) for h in found), dtype=np.int64, count=len(found))
+
+
+def _one_extension(names: list[str]) -> tuple[str, str] | None:
+    """The names joined, and the tile extension they all end with; ``None`` when they differ."""
+    ext = names[0][names[0].rfind(".") :]
+    text = "\n".join(names)
+    if ext.lower() not in TILE_SUFFIXES or text.count(ext) != len(names):
+        return None
+    return text, ext
+
+
+def _bulk_numbers(names: list[str]) -> npt.NDArray[np.int64] | None:
+    """``{y}.png`` names parsed by numpy at once; ``None`` unless every name is one."""
+    joined = _one_extension(names)
+    if joined is None:
+        return None
+    text, ext = joined
+    digits = text.replace(ext, "")
+    if not digits.replace("\n", "").isdigit():
+        return None
+    numbers = np.fromstring(digits, dtype=np.int64, sep="\n")
+    return numbers if len(numbers) == len(names) else None
+
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _HEX[ord(chr(_c).upper())] = _i
+
+
+def _bulk_hex_numbers(names: list[str]) -> npt.NDArray[np.int64] | None:
+    """``C{col:08x}.png`` names parsed by numpy at once; ``None`` unless every name is one."""
+    joined = _one_extension(names)
+    width = 1 + 8 + len(joined[1]) if joined else 0
+    if joined is None or len(joined[0]) != len(names) * (width + 1) - 1:
+        return None
+    try:
+        raw = (joined[0] + "\n").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    table = np.frombuffer(raw, dtype=np.uint8).reshape(len(names), width + 1)
+    nibbles = _HEX[table[:, 1:9]]
+    ext = np.frombuffer(joined[1].encode("ascii"), dtype=np.uint8)
+    valid = (
+        np.isin(table[:, 0], (ord("C"), ord("c"))).all()
+        and (nibbles < 16).all()
+        and (table[:, 9:width] == ext).all()
+    )
+    if not valid:
+        return None
+    return nibbles.astype(np.int64) @ (16 ** np.arange(7, -1, -1, dtype=np.int64))
 
 
 def read_file(path: str) -> bytes:
