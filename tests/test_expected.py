@@ -97,3 +97,27 @@ def test_extent_expectation_is_the_block():
     assert exp.total() == 297 * 40
     assert exp.bundle_count() == len(list(exp.bundles())) == 3 * 2
     assert exp.window(BundleKey(5, 128, 128)) == (TileRange(128, 256, 128, 140), None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 15), st.integers(0, 15)), max_size=30),
+    st.tuples(st.integers(0, 2047), st.integers(0, 2047), st.integers(1, 900)),
+)
+def test_bundles_holding_expected_tiles_count_as_one_by_one(bundles, block):
+    """The vectorised count of bundles holding expected tiles, for a block and for an area,
+    equals asking each bundle on its own."""
+    scheme = web_mercator_scheme(12)
+    r0, c0, side = block
+    bounds = TileRange(r0, min(r0 + side, 2048), c0, min(c0 + side, 2048))
+    rows = np.array([r * 128 for r, _ in bundles], dtype=np.int64)
+    cols = np.array([c * 128 for _, c in bundles], dtype=np.int64)
+    extent = ExtentExpectation(11, bounds)
+    box = grid.range_bounds(scheme, 11, bounds)
+    area = AreaExpectation(11, scheme, shapely.box(*box).buffer(-1.0))
+    for exp in (extent, area):
+        one_by_one = sum(
+            exp.holds(BundleKey(11, r, c))
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
+        )
+        assert exp.count_holding(rows, cols) == one_by_one

@@ -62,6 +62,14 @@ class Expectation(ABC):
         """True when the bundle holds at least one expected tile."""
         return self.count_in(key) > 0
 
+    def count_holding(self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> int:
+        """How many of the bundles (top-left ``rows`` and ``cols``) hold expected tiles."""
+        return sum(
+            1
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
+            if self.holds(BundleKey(self.level, r, c))
+        )
+
 
 class ExtentExpectation(Expectation):
     """Expected tiles of a rectangle: a block of tiles, no per-tile work at all."""
@@ -90,6 +98,15 @@ class ExtentExpectation(Expectation):
     def holds(self, key: BundleKey) -> bool:
         """True when the bundle overlaps the block."""
         return not grid.bundle_range(key).intersect(self.bounds).is_empty
+
+    def count_holding(self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> int:
+        """Bundles overlapping the block, counted in one vectorised step."""
+        b = self.bounds
+        if b.is_empty:
+            return 0
+        inside = (rows < b.row1) & (rows + BUNDLE_SIZE > b.row0)
+        inside &= (cols < b.col1) & (cols + BUNDLE_SIZE > b.col0)
+        return int(np.count_nonzero(inside))
 
 
 class AreaExpectation(Expectation):
@@ -212,6 +229,11 @@ class AreaExpectation(Expectation):
         return grid.merge_blocks(
             np.column_stack([self._row, self._row + 1, self._col0, self._col1]).astype(np.int64)
         )
+
+    def count_holding(self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> int:
+        """Bundles among the area's, counted in one vectorised step."""
+        mine = (self._bundles[:, 0].astype(np.int64) << 32) | self._bundles[:, 1]
+        return int(np.count_nonzero(np.isin((rows << 32) | cols, mine)))
 
     def holds(self, key: BundleKey) -> bool:
         """A set lookup."""

@@ -439,6 +439,11 @@ class BundleSet:
     def __len__(self) -> int:
         return len(self._sorted())
 
+    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The bundles' top-left rows and columns, sorted."""
+        keys = self._sorted()
+        return keys >> 32, keys & 0xFFFFFFFF
+
     def pairs(self) -> Iterator[tuple[int, int]]:
         """The bundles as (row, col), sorted."""
         keys = self._sorted()

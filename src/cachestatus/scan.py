@@ -617,9 +617,7 @@ class Scanner:
             level_found = found[level]
             if not len(level_found) and not self.missing_on_unbuilt_levels:
                 continue  # a level never built: its totals say so, rows would only be noise
-            found_inside = sum(
-                1 for (r, c) in level_found.pairs() if plan.expected.holds(BundleKey(level, r, c))
-            )
+            found_inside = plan.expected.count_holding(*level_found.arrays())
             missing = plan.expected.bundle_count() - found_inside
             written = 0
             if budget > 0 and missing > 0:

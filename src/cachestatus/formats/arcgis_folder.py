@@ -55,20 +55,21 @@ def parse_bundle_name(
     Anything named like a bundle is one: a directory or an unreadable file then fails to read
     and becomes a ``CORRUPT`` row, rather than vanishing from the status.
     """
-    label = f"{level_folder_name(level)}/{name}"
     match = BUNDLE_NAME.match(name[: -len(suffix)] if name.endswith(suffix) else name)
     if match is None:
         return Problem(
-            label, "bad-name", f"{path}: not a bundle name (R<row hex>C<col hex>{suffix})"
+            f"{level_folder_name(level)}/{name}",
+            "bad-name",
+            f"{path}: not a bundle name (R<row hex>C<col hex>{suffix})",
         )
     row, col = int(match.group(1), 16), int(match.group(2), 16)
     if row % BUNDLE_SIZE or col % BUNDLE_SIZE:
         return Problem(
-            label,
+            f"{level_folder_name(level)}/{name}",
             "bad-name",
             f"{path}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
         )
-    return BundleFile(BundleKey(level, row, col), path, locked=locked)
+    return BundleFile(BundleKey(level, row, col), path, locked)
 
 
 def level_folder_name(level: int) -> str:
@@ -150,10 +151,10 @@ class ArcGISFolderCache(CacheReader):
         if folder is None:
             return
         suffix = self.bundle_suffix
-        with os.scandir(folder) as it:
-            entries = [(e.name, e.path) for e in it]
-        locks = {name[: -len(".lock")] for name, _ in entries if name.endswith(".lock")}
-        for name, path in entries:
+        names = os.listdir(folder)
+        locks = {name[: -len(".lock")] for name in names if name.endswith(".lock")}
+        prefix = os.path.join(folder, "")
+        for name in names:
             if name.endswith(suffix):
-                stem = name[: -len(suffix)]
-                yield parse_bundle_name(level, name, path, suffix, locked=stem in locks)
+                locked = bool(locks) and name[: -len(suffix)] in locks
+                yield parse_bundle_name(level, name, prefix + name, suffix, locked)
