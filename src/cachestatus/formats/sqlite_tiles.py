@@ -1,10 +1,11 @@
 """What MBTiles and GeoPackage share: tiles in an SQLite table, opened read-only.
 
 The table holds ``(zoom_level, tile_column, tile_row, tile_data)``; tiles are reported in
-virtual 128 x 128 bundles of the grid. One grouped query lists a level's bundles; one indexed
-range query per bundle gives its tiles and sizes (``length(tile_data)``, read from the record
-header without the blob). The file is opened through an SQLite ``mode=ro`` URI: no journal,
-no WAL, nothing written.
+virtual 128 x 128 bundles of the grid. One walk of the ``(zoom, column, row)`` index per level
+gives its tiles as runs of rows (:class:`RunIndex`); with sizes, one indexed range query per
+bundle reads each tile's length (``length(tile_data)``, from the record header without the
+blob). The file is opened through an SQLite ``mode=ro`` URI: no journal, no WAL, nothing
+written.
 """
 
 from __future__ import annotations
