@@ -297,3 +297,51 @@ def test_a_wal_mode_sqlite_cache_gets_no_wal_files(healthy, tmp_path):
     assert {n: {f: r[f] for f in FIELDS} for n, r in rows.items()} == {
         n: {f: r[f] for f in FIELDS} for n, r in baseline.items()
     }
+
+
+def _can_mount_read_only() -> bool:
+    import subprocess
+
+    try:
+        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs unshare -m (root) for a ro mount")
+@pytest.mark.parametrize(
+    "kind", ["compact-v2", "compact-v1", "tpkx", "xyz", "mbtiles", "mbtiles-wal", "pmtiles"]
+)
+def test_a_cache_on_a_read_only_file_system_gets_its_status(kind, tiles, tmp_path):
+    """The cache folder bind-mounted read-only (as a share mounted ro): any write beside the
+    cache, a WAL or journal file or a status store, would fail with EROFS. Rebuild with the
+    status elsewhere, and verify, succeed."""
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.test_verify import _build
+
+    home = tmp_path / "home"
+    home.mkdir()
+    cache, opening = _build(kind.removesuffix("-wal"), home, tiles)
+    if kind.endswith("-wal"):  # a WAL file read-only would need -wal and -shm files beside it
+        with sqlite3.connect(cache) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+        db.close()
+    hint = f"--scheme {opening['scheme']}" if opening else ""
+    cli = f"{shlex.quote(sys.executable)} -m cachestatus.cli"
+    script = (
+        f"mount --bind {home} {home} && mount -o remount,ro,bind {home} {home} && "
+        f"! touch {home}/probe 2>/dev/null && "
+        f"{cli} rebuild {cache} {hint} --workers 1 --status {tmp_path / 's.gdb'} --json && "
+        f"{cli} verify {cache} {hint} --workers 1 --json; echo verify=$?"
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"tiles_present"' in done.stdout
+    assert "verify=1" in done.stdout  # it ran to the end: these tiles are not images
+    assert (tmp_path / "s.gdb").is_dir() and not (home / "probe").exists()
