@@ -103,10 +103,20 @@ def build_geopackage(path: Path, tiles: list[tuple[int, int, int]]) -> None:
             "INSERT INTO gpkg_spatial_ref_sys VALUES ('Web Mercator', 3857, 'EPSG', 3857, "
             "'undefined', '')"
         )
+        # The data's bounds, as GDAL records them: fractions of the world covered at every zoom.
+        left = min(x / 2**z for z, x, _ in tiles)
+        right = max((x + 1) / 2**z for z, x, _ in tiles)
+        top = min(y / 2**z for z, _, y in tiles)
+        bottom = max((y + 1) / 2**z for z, _, y in tiles)
         db.execute(
             "INSERT INTO gpkg_contents VALUES "
             "('tiles', 'tiles', 'tiles', '', '', ?, ?, ?, ?, 3857)",
-            (-half, -half, half, half),
+            (
+                -half + 2 * half * left,
+                half - 2 * half * bottom,
+                -half + 2 * half * right,
+                half - 2 * half * top,
+            ),
         )
         db.execute(
             "INSERT INTO gpkg_tile_matrix_set VALUES ('tiles', 3857, ?, ?, ?, ?)",
