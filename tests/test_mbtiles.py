@@ -221,3 +221,16 @@ def test_runs_give_the_bundles_and_presence_of_the_tiles(scattered, blocks):
         assert {(key.row + r, key.col + c) for r, c in zip(*np.nonzero(presence), strict=True)} == {
             t for t in tiles if key.holds(*t)
         }
+
+
+def test_walking_the_index_in_processes_matches_walking_it_here(pair, tmp_path, monkeypatch):
+    """The index walked in stretches of columns by listing processes (as for files of more
+    than 32 MB; here for any size) gives the same status as one walk in this process."""
+    from cachestatus.formats import sqlite_tiles
+
+    mbt, _, _ = pair
+    here = operations.rebuild(mbt, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
+    monkeypatch.setattr(sqlite_tiles, "PARALLEL_BYTES", 0)
+    spread = operations.rebuild(mbt, tmp_path / "b.gdb", workers=2, max_missing_rows=0)
+    assert spread.levels == here.levels
+    assert _stored(spread.status_path) == _stored(here.status_path)

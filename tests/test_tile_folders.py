@@ -150,3 +150,26 @@ def test_whole_folders_of_tiles_parse_in_bulk(numbers, hexadecimal):
     reader = ExplodedCache if hexadecimal else XYZFolder
     names = [f"C{n:08x}.jpg" if hexadecimal else f"{n}.png" for n in numbers]
     assert names_to_numbers(names, reader.name_pattern, reader.name_base).tolist() == numbers
+
+
+@pytest.mark.parametrize("sizes", [False, True])
+def test_listing_in_worker_processes_matches_listing_here(tmp_path, sizes):
+    """Enough column folders for listing processes: the same status as listing in-process."""
+    rng = random.Random(4)
+    tiles = {}
+    for col in range(300):  # 300 column folders at level 10
+        for row in rng.sample(range(1024), 5):
+            tiles[(10, row, col)] = rng.randbytes(rng.randrange(1, 40))
+    root = tmp_path / "xyz"
+    for (level, row, col), data in tiles.items():
+        folder = root / str(level) / str(col)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{row}.png").write_bytes(data)
+    (root / "10" / "7" / "notes.txt").write_text("not a tile")
+    one = operations.rebuild(root, tmp_path / "a.gdb", workers=1, sizes=sizes)
+    two = operations.rebuild(root, tmp_path / "b.gdb", workers=2, sizes=sizes)
+    assert one.levels == two.levels
+    assert _stored(one.status_path) == _stored(two.status_path)
+    assert two.totals.tiles_present + two.totals.tiles_stray == len(tiles)
+    if sizes:
+        assert two.totals.tile_bytes == sum(len(d) for d in tiles.values())

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.pool
-import os
 import pickle
-import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from .models import (
     RowBatch,
     TileRange,
 )
+from .parallel import default_workers, pool_context
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +343,7 @@ class WorkerPool:
 
     def __init__(self, reader: CacheReader, plans: dict[int, LevelPlan], processes: int) -> None:
         self.processes = processes
-        self._pool = _pool_context().Pool(
+        self._pool = pool_context().Pool(
             processes, initializer=_init_worker, initargs=(reader, plans)
         )
 
@@ -391,21 +390,6 @@ def run_chunks(
     else:
         for bundles in bundle_lists:
             yield work(reader, plans, bundles)
-
-
-def default_workers() -> int:
-    """All cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # On Linux, fork: workers start in milliseconds and inherit the open reader. The pool is
-    # created before the progress bar's thread starts and before GDAL is used, and workers only
-    # read files and run numpy. Elsewhere, spawn (fork is unsafe on macOS, absent on Windows).
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 class Scanner:
@@ -477,6 +461,8 @@ class Scanner:
         """
         if self.total is not None:
             return
+        self.reader.workers = self.workers
+        self.reader.prefetch([p.lod.level for p in self.plans])
         scheme = self.reader.scheme
         if self.only_expected:
             self.total = sum(1 for _ in self._bundles([]))

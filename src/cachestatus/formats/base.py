@@ -161,6 +161,8 @@ class CacheReader(ABC):
     #: them such readers count stored tiles and report no tile bytes. Bundle formats always have
     #: sizes.
     sizes: bool = False
+    #: Processes the reader may use for its own listing (:meth:`prefetch`); the scanner sets it.
+    workers: int = 1
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -197,6 +199,10 @@ class CacheReader(ABC):
     @abstractmethod
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
         """The bundles of ``level`` found in the cache, and problems with what is not a bundle."""
+
+    def prefetch(self, levels: list[int]) -> None:  # noqa: B027 - a no-op is the right default
+        """Prepare the listings of ``levels`` at once (in :attr:`workers` processes where that
+        pays), before a scan counts and lists them. Readers whose listing is cheap do nothing."""
 
     def count_bundles(self, level: int) -> int:
         """How many bundles :meth:`list_bundles` would yield, or about (it sizes progress bars).

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
+from ..parallel import map_in_processes
 from .base import BundleFile, BundleIndex, SingleFileCache, StoredTile
 
 #: Beyond this many stretches of columns to fetch, one query for the whole level is cheaper.
@@ -130,6 +131,39 @@ class RunIndex:
         return found
 
 
+#: Below this file size, walking the index in several processes costs more than it saves.
+PARALLEL_BYTES = 32 * 1024 * 1024
+#: A stretch of one level's index to summarise: file, table, level, first and last column
+#: (``None``: all of them).
+SummaryTask = tuple[Path, str, int, int | None, int | None]
+
+
+def column_summary(task: SummaryTask) -> npt.NDArray[np.int64]:
+    """(column, count, first row, last row) of each column of a stretch of a level: one walk of
+    the (zoom, column, row) index in its own order, no sorting. Runs in a listing process too:
+    it opens its own connection.
+
+    Raises:
+        InvalidCacheConfig: the file cannot be read.
+    """
+    path, table, level, first, last = task
+    sql = (
+        "SELECT tile_column, count(*), min(tile_row), max(tile_row) "
+        f'FROM "{table}" WHERE zoom_level = ?'
+    )
+    args: tuple[int, ...] = (level,)
+    if first is not None and last is not None:
+        sql, args = sql + " AND tile_column BETWEEN ? AND ?", (level, first, last)
+    db = open_read_only(path)
+    try:
+        found = db.execute(sql + " GROUP BY tile_column", args).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise InvalidCacheConfig(f"{path}: not a readable SQLite file ({exc})") from None
+    finally:
+        db.close()
+    return np.array(found, dtype=np.int64).reshape(-1, 4)
+
+
 class SQLiteTileCache(SingleFileCache):
     """Base of the readers of tiles in an SQLite table.
 
@@ -170,23 +204,52 @@ class SQLiteTileCache(SingleFileCache):
         """
         cache: dict[int, RunIndex] = self.__dict__.setdefault("_run_cache", {})
         if level not in cache:
-            summary = np.array(
-                self._query(
-                    "SELECT tile_column, count(*), min(tile_row), max(tile_row) "
-                    f'FROM "{self.table}" WHERE zoom_level = ? GROUP BY tile_column',
-                    (level,),
-                ),
-                dtype=np.int64,
-            ).reshape(-1, 4)
-            col, count, low, high = summary.T
-            whole = (count == high - low + 1) & self._unique_tiles
-            top = (1 << level) - 1
-            if self.tms_rows:  # TMS rows count up: flip the run
-                low, high = top - high, top - low
-            runs = np.column_stack([col[whole], low[whole], high[whole] + 1])
-            gapped = self._rows_of(level, col[~whole])
-            cache[level] = RunIndex(level, np.concatenate([runs, gapped]))
+            summary = column_summary((self.path, self.table, level, None, None))
+            cache[level] = self._run_index(level, summary)
         return cache[level]
+
+    def prefetch(self, levels: list[int]) -> None:
+        """Walk the index of ``levels`` in :attr:`workers` processes, each a stretch of columns,
+        when the file is large enough to pay for starting them."""
+        cache: dict[int, RunIndex] = self.__dict__.setdefault("_run_cache", {})
+        todo = [level for level in levels if level not in cache]
+        if self.workers <= 1 or not todo or os.path.getsize(self.path) < PARALLEL_BYTES:
+            return  # each level is walked here when it is first asked for
+        tasks: list[SummaryTask] = []
+        for level in todo:
+            # Two subqueries: SQLite seeks the index for a lone min() or max(), not for both.
+            ((low, high),) = self._query(
+                f'SELECT (SELECT min(tile_column) FROM "{self.table}" WHERE zoom_level = ?), '
+                f'(SELECT max(tile_column) FROM "{self.table}" WHERE zoom_level = ?)',
+                (level, level),
+            )
+            if low is None:
+                cache[level] = self._run_index(level, np.zeros((0, 4), dtype=np.int64))
+                continue
+            step = -(-(high - low + 1) // (2 * self.workers))
+            tasks += [
+                (self.path, self.table, level, first, min(first + step - 1, high))
+                for first in range(low, high + 1, step)
+            ]
+        parts: dict[int, list[npt.NDArray[np.int64]]] = {}
+        for task, summary in zip(
+            tasks, map_in_processes(column_summary, tasks, self.workers), strict=True
+        ):
+            parts.setdefault(task[2], []).append(summary)
+        for level, found in parts.items():
+            cache[level] = self._run_index(level, np.concatenate(found))
+
+    def _run_index(self, level: int, summary: npt.NDArray[np.int64]) -> RunIndex:
+        """Runs from a level's column summary: whole columns as they are, the rows of the
+        others fetched."""
+        col, count, low, high = summary.T
+        whole = (count == high - low + 1) & self._unique_tiles
+        top = (1 << level) - 1
+        if self.tms_rows:  # TMS rows count up: flip the run
+            low, high = top - high, top - low
+        runs = np.column_stack([col[whole], low[whole], high[whole] + 1])
+        gapped = self._rows_of(level, col[~whole])
+        return RunIndex(level, np.concatenate([runs, gapped]))
 
     def _rows_of(self, level: int, columns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """The runs of the stored tiles in ``columns``: one range query per stretch of

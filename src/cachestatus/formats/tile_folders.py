@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -19,9 +20,10 @@ import numpy.typing as npt
 
 from .. import grid
 from ..models import BUNDLE_SIZE, BundleKey
+from ..parallel import map_in_processes
 from .arcgis_folder import ArcGISFolderCache
 from .base import BundleFile, StoredTile, open_regular, read_exactly
-from .listed import ListedTiles
+from .listed import Grouped, ListedTiles
 from .mbtiles import web_mercator_scheme
 
 #: A tile number, or an array of them (listings are placed in bulk, single files one by one).
@@ -113,6 +115,24 @@ def _bulk_hex_numbers(names: list[str]) -> npt.NDArray[np.int64] | None:
     return nibbles.astype(np.int64) @ (16 ** np.arange(7, -1, -1, dtype=np.int64))
 
 
+#: Below this many folders to list, processes would cost more than they save.
+PARALLEL_FOLDERS = 256
+#: One folder's listing: level, folder number, the numbers its tile files carry, their sizes.
+Listed = tuple[int, int, npt.NDArray[np.int64], list[int]]
+
+
+def _read_folders(
+    how: tuple[re.Pattern[str], int, bool], jobs: list[tuple[int, int, str]]
+) -> list[Listed]:
+    """List folders (level, folder number, path): the work a listing process does."""
+    pattern, base, sizes = how
+    out: list[Listed] = []
+    for level, folder, path in jobs:
+        names, found = _listing(path, pattern, sizes)
+        out.append((level, folder, names_to_numbers(names, pattern, base), found))
+    return out
+
+
 def read_file(path: str) -> bytes:
     """The bytes of one tile file."""
     fd = open_regular(path)
@@ -174,10 +194,16 @@ class TileFolders(ListedTiles):
         raise NotImplementedError
 
     def _level_tiles(self, level: int) -> npt.NDArray[np.int64]:
+        jobs = [(level, folder, path) for folder, path in self._folders(level).items()]
+        return self._table(level, _read_folders(self._how(), jobs))
+
+    def _how(self) -> tuple[re.Pattern[str], int, bool]:
+        return self.name_pattern, self.name_base, self.sizes
+
+    def _table(self, level: int, listed: Iterable[Listed]) -> npt.NDArray[np.int64]:
+        """(row, col, size) of every tile from the listings of a level's folders."""
         parts = [np.zeros((0, 3), dtype=np.int64)]
-        for folder, path in self._folders(level).items():  # one listing per folder
-            names, sizes = _listing(path, self.name_pattern, self.sizes)
-            numbers = names_to_numbers(names, self.name_pattern, self.name_base)
+        for _, folder, numbers, sizes in listed:
             rows, cols = self._place(level, folder, numbers)
             part = np.ones((len(numbers), 3), dtype=np.int64)
             part[:, 0], part[:, 1] = rows, cols
@@ -185,6 +211,27 @@ class TileFolders(ListedTiles):
                 part[:, 2] = sizes
             parts.append(part)
         return np.concatenate(parts)
+
+    def prefetch(self, levels: list[int]) -> None:
+        """List the folders of ``levels`` in :attr:`workers` processes, when there are enough
+        of them to pay for starting the processes."""
+        groups: dict[int, Grouped] = self.__dict__.setdefault("_groups", {})
+        jobs = [
+            (level, folder, path)
+            for level in levels
+            if level not in groups
+            for folder, path in self._folders(level).items()
+        ]
+        if self.workers <= 1 or len(jobs) < PARALLEL_FOLDERS:
+            return  # each level is listed here when it is first asked for
+        size = -(-len(jobs) // (4 * self.workers))
+        batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        by_level: dict[int, list[Listed]] = {level: [] for level in levels if level not in groups}
+        for done in map_in_processes(partial(_read_folders, self._how()), batches, self.workers):
+            for item in done:
+                by_level[item[0]].append(item)
+        for level, listed in by_level.items():
+            groups[level] = Grouped(level, self._table(level, listed))
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tile files, folder by folder, each read whole."""
