@@ -4,8 +4,8 @@ Tile sizes are not read (no ``--sizes``), as neither floor reads them.
 
 - MBTiles and GeoPackage: a whole ``cachestatus rebuild`` against the ``sqlite3`` command line
   running ``SELECT zoom_level, tile_column, tile_row FROM tiles`` on the same file (bar: <= 1.5).
-- XYZ folder: a whole ``cachestatus rebuild`` against ``find DIR -type f | wc -l`` on the same
-  tree (bar: <= 1.5).
+- XYZ folder and ArcGIS exploded cache: a whole ``cachestatus rebuild`` against
+  ``find DIR -type f | wc -l`` on the same tree (bar: <= 1.5).
 - Compact V1: bytes of the ``.bundle`` files read per present tile while every bundle of a
   synthetic V1 cache is read, as the kernel counts them (``/proc/self/io``; bar: <= 4).
 
@@ -141,6 +141,19 @@ def build_folder(root: Path, tiles: list[tuple[int, int, int]]) -> None:
         (folder / f"{y}.png").write_bytes(b"tile" * 50)
 
 
+def build_exploded(root: Path, tiles: list[tuple[int, int, int]]) -> None:
+    """The same tiles as an ArcGIS exploded cache: ``_alllayers/Lzz/Rrrrrrrrr/Ccccccccc.png``."""
+    from tests.helpers import write_conf
+
+    if (root / "conf.xml").exists():
+        return
+    write_conf(root, 20, storage="esriMapCacheStorageModeExploded")
+    for z, x, y in tiles:
+        folder = root / "_alllayers" / f"L{z:02d}" / f"R{y:08x}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"C{x:08x}.png").write_bytes(b"tile" * 50)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -165,7 +178,7 @@ def main() -> int:
     if len(sizes) == 2:
         # The extra time from the smaller cache to the larger one: the cost per tile, without
         # the fixed cost of starting a Python process, importing GDAL and writing the store.
-        for i, name in enumerate(("MBTiles", "GeoPackage", "XYZ folder")):
+        for i, name in enumerate(("MBTiles", "GeoPackage", "XYZ folder", "exploded")):
             (floor_a, ours_a), (floor_b, ours_b) = medians[0][i], medians[1][i]
             extra = (ours_b - ours_a) / (floor_b - floor_a)
             print(f"per-tile ratio {name:<10} {extra:.2f}   ({sizes[0]:,} -> {sizes[1]:,} tiles)")
@@ -182,6 +195,8 @@ def run_size(work: Path, count: int, repeat: int, sqlite: str) -> list[tuple[flo
     build_mbtiles(mbtiles, tiles)
     build_geopackage(geopackage, tiles)
     build_folder(folder, tiles)
+    exploded = work / f"formats-{count}-exploded"
+    build_exploded(exploded, tiles)
     cli = [sys.executable, "-m", "cachestatus.cli", "-q", "rebuild"]
     print(f"tiles                   {len(tiles):,} at zooms {tiles[0][0]}-{tiles[-1][0]}")
     found = []
@@ -193,13 +208,15 @@ def run_size(work: Path, count: int, repeat: int, sqlite: str) -> list[tuple[flo
         print(f"rebuild {name:<15} median {median(b):.3f} s   runs {runs(b)}")
         print(f"ratio {name:<17} {median(b) / median(a):.2f}   (bar: <= 1.5)")
         found.append((median(a), median(b)))
-    find = ["sh", "-c", f"find '{folder}' -type f | wc -l"]
-    ours = [*cli, str(folder), "--status", str(work / "formats-xyz.gdb")]
-    c, d = alternate(find, ours, repeat)
-    print(f"find | wc -l            median {median(c):.3f} s   runs {runs(c)}")
-    print(f"rebuild XYZ folder      median {median(d):.3f} s   runs {runs(d)}")
-    print(f"ratio XYZ folder        {median(d) / median(c):.2f}   (bar: <= 1.5)")
-    return [*found, (median(c), median(d))]
+    for name, tree in (("XYZ folder", folder), ("exploded", exploded)):
+        find = ["sh", "-c", f"find '{tree}' -type f | wc -l"]
+        ours = [*cli, str(tree), "--status", str(work / f"formats-{tree.name}.gdb")]
+        c, d = alternate(find, ours, repeat)
+        print(f"find | wc -l            median {median(c):.3f} s   runs {runs(c)}")
+        print(f"rebuild {name:<15} median {median(d):.3f} s   runs {runs(d)}")
+        print(f"ratio {name:<17} {median(d) / median(c):.2f}   (bar: <= 1.5)")
+        found.append((median(c), median(d)))
+    return found
 
 
 def _bytes_read() -> int:
