@@ -268,11 +268,13 @@ def _selection(levels_text: str | None, **selection: Any) -> dict[str, Any]:
     return {**selection, "levels": parse_levels(levels_text) if levels_text is not None else None}
 
 
-def _progress(ctx: Context, force_progress: bool | None) -> BundleProgress:
+def _progress(
+    ctx: Context, force_progress: bool | None, description: str = "Scanning"
+) -> BundleProgress:
     from .progress import BundleProgress
 
     quiet = ctx.verbosity < 0 or force_progress is False
-    return BundleProgress("Scanning", force=bool(force_progress), quiet=quiet)
+    return BundleProgress(description, force=bool(force_progress), quiet=quiet)
 
 
 @main.command()
@@ -483,7 +485,7 @@ def verify(
     from . import operations
     from .render import verify_json, verify_table
 
-    with _progress(ctx, force_progress) as bar:
+    with _progress(ctx, force_progress, "Verifying") as bar:
         report = operations.verify(
             cache,
             **_selection(**selection),
