@@ -54,6 +54,9 @@ def names_to_numbers(
     """The number each matching name carries (``pattern``'s one group, in base 10 or 16), in C
     loops: the common folder (every name a number with one tile extension) parsed in bulk,
     any other by one regular-expression pass over all names joined."""
+    if "\n".join(names).count("\n") > len(names) - 1:
+        # A name holding a line break is never a tile, and would read as two names joined.
+        names = [name for name in names if "\n" not in name]
     if not names:
         return np.zeros(0, dtype=np.int64)
     bulk = _bulk_numbers(names) if base == 10 else _bulk_hex_numbers(names)
