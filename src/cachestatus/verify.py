@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from . import content
 from .errors import BundleChanging, CorruptBundle
 from .formats.base import BundleFile, CacheReader
-from .models import BundleKey, Problem
+from .models import BundleKey, Problem, TileRange
 from .scan import LevelPlan
 
 #: Problem kind of a tile whose storage is damaged (size prefix, bounds).
@@ -63,15 +66,11 @@ def check_bundle(
     key = bundle.key
     found = BundleCheck(key, blank=0 if blank is not None else None)
     kinds = reader.tile_kinds
-    block, mask = plan.expected.window(key) if only_expected else (None, None)
+    block, mask = plan.expected.window(key)
     try:
         for tile in reader.read_tiles(bundle):
-            if block is not None:
-                inside = block.row0 <= tile.row < block.row1 and block.col0 <= tile.col < block.col1
-                if not inside or (
-                    mask is not None and not mask[tile.row - block.row0, tile.col - block.col0]
-                ):
-                    continue
+            if only_expected and not _expected(block, mask, tile.row, tile.col):
+                continue
             found.tiles += 1
             verdict = (
                 (DAMAGED, tile.damage)
@@ -92,6 +91,13 @@ def check_bundle(
     except OSError as exc:
         found.problems.append(Problem(key.label, CORRUPT, f"cannot read: {exc.strerror or exc}"))
     return found
+
+
+def _expected(block: TileRange, mask: npt.NDArray[np.bool_] | None, row: int, col: int) -> bool:
+    """Whether tile (``row``, ``col``) is in a bundle's expected window (its block and mask)."""
+    if not (block.row0 <= row < block.row1 and block.col0 <= col < block.col1):
+        return False
+    return mask is None or bool(mask[row - block.row0, col - block.col0])
 
 
 def check_chunk(
