@@ -328,3 +328,15 @@ def test_blank_rebuild_checks_the_size_prefix_of_what_it_reads(tiles, tmp_path):
     (problem,) = checked.problems
     assert problem.bundle == f"L09/{bundle.stem}"
     assert f"tile R{key[1]}/C{key[2]}: size prefix {size + 7:,} disagrees" in problem.detail
+
+
+@pytest.mark.parametrize("kind", ["xyz", "mbtiles", "pmtiles", "tpkx"])
+def test_verify_spreads_bundles_over_workers_in_every_format(kind, tiles, tmp_path):
+    """Reading every tile is heavy: bundles go to worker processes one at a time, whatever the
+    format, with the same findings as in one process."""
+    stored, blank = tiles
+    cache, opening = _build(kind, tmp_path, stored)
+    one = operations.verify(cache, decode=True, blank=True, workers=1, **opening)
+    two = operations.verify(cache, decode=True, blank=True, workers=2, **opening)
+    assert two.levels == one.levels and two.problems == one.problems
+    assert two.totals.tiles == len(stored) and two.totals.blank == blank

@@ -470,6 +470,7 @@ def verify(
             progress=progress,
             area=area,
             only_expected=area is not None,
+            heavy=True,
         )
         totals = {
             p.lod.level: LevelCheck(p.lod.level, p.lod.scale, blank=0 if blank else None)

@@ -366,13 +366,24 @@ class WorkerPool:
 
 
 def start_pool(
-    reader: CacheReader, plans: Iterable[LevelPlan], workers: int, total: int
+    reader: CacheReader,
+    plans: Iterable[LevelPlan],
+    workers: int,
+    total: int,
+    heavy: bool = False,
 ) -> WorkerPool | None:
     """Worker processes for ``total`` bundles, or ``None`` where the calling process should do
-    the work (one worker asked for, too few bundles, or a reader whose listing holds it all)."""
-    if workers <= 1 or total < PARALLEL_THRESHOLD or not reader.parallel:
+    the work (one worker asked for, too few bundles, or a reader whose listing holds it all).
+    ``heavy`` work (every tile of a bundle read) is worth workers from two bundles up, in any
+    format."""
+    if heavy:
+        if workers <= 1 or total < 2:
+            return None
+        processes = min(workers, total)
+    elif workers <= 1 or total < PARALLEL_THRESHOLD or not reader.parallel:
         return None
-    processes = min(workers, -(-total // CHUNK))
+    else:
+        processes = min(workers, -(-total // CHUNK))
     log.debug("working with %d worker processes", processes)
     return WorkerPool(reader, {p.lod.level: p for p in plans}, processes)
 
@@ -408,6 +419,8 @@ class Scanner:
         only_expected: skip bundle files that hold no expected tile (a report over an area is
             about that area: bundles outside it are not even read).
         blank: also read every stored tile and count those without content.
+        heavy: the work on each bundle reads its tiles (``verify``, ``blank``): bundles go to
+            worker processes one at a time, in every format.
     """
 
     def __init__(
@@ -421,9 +434,11 @@ class Scanner:
         missing_on_unbuilt_levels: bool = False,
         only_expected: bool = False,
         blank: bool = False,
+        heavy: bool = False,
     ) -> None:
         self.reader = reader
         self.blank = blank
+        self.heavy = heavy or blank
         self.plans = plan_levels(reader, levels, area)
         self.missing_on_unbuilt_levels = missing_on_unbuilt_levels
         self.only_expected = only_expected
@@ -481,7 +496,7 @@ class Scanner:
                 max(b.ymax for b in boxes),
             )
         log.debug("%d bundles on %d levels", self.total, len(self.plans))
-        self._pool = start_pool(self.reader, self.plans, self.workers, self.total)
+        self._pool = start_pool(self.reader, self.plans, self.workers, self.total, self.heavy)
 
     def close(self) -> None:
         """Stop the worker processes (``run`` does it when it ends)."""
@@ -495,7 +510,7 @@ class Scanner:
         entry per bundle). Problems of the listing go to :attr:`listing_problems`."""
         self.prepare()
         by_level = {plan.lod.level: plan for plan in self.plans}
-        bundle_lists = chunks(self._bundles(self._problems), CHUNK)
+        bundle_lists = chunks(self._bundles(self._problems), 1 if self.heavy else CHUNK)
         for result in run_chunks(work, bundle_lists, self.reader, by_level, self._pool):
             if self.progress:
                 self.progress.advance(len(result))

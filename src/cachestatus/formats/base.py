@@ -30,8 +30,8 @@ from ..models import BundleKey, Extent, Problem, TilingScheme
 O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
 
-def open_regular(path: str) -> int:
-    """A read-only descriptor of the regular file at ``path``.
+def open_regular(path: str) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file at ``path``, and its stat as opened.
 
     Opened without blocking, so that a FIFO named like a bundle cannot hang a scan.
 
@@ -40,12 +40,14 @@ def open_regular(path: str) -> int:
         OSError: it cannot be opened.
     """
     fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        what = "a directory" if stat.S_ISDIR(mode) else "a special file (FIFO, device or socket)"
-        raise CorruptBundle(f"not a file: {what} named like a bundle")
-    return fd
+        kind = (
+            "a directory" if stat.S_ISDIR(st.st_mode) else "a special file (FIFO, device, socket)"
+        )
+        raise CorruptBundle(f"not a file: {kind} named like a bundle")
+    return fd, st
 
 
 def check_unchanged(before: os.stat_result, after: os.stat_result) -> None:
@@ -75,9 +77,10 @@ def read_at(fd: int, view: memoryview, offset: int) -> int:
     return len(chunk)
 
 
-def read_exactly(fd: int, offset: int, length: int) -> bytes:
-    """``length`` bytes from byte ``offset`` of ``fd``, fewer only where the file ends."""
-    length = max(0, min(length, os.fstat(fd).st_size - offset))  # never more than there is
+def read_exactly(fd: int, offset: int, length: int, end: int) -> bytes:
+    """``length`` bytes from byte ``offset`` of ``fd``, fewer only where the file ends (at
+    ``end``, its size, or sooner)."""
+    length = max(0, min(length, end - offset))  # never more than there is
     buf = bytearray(length)
     view = memoryview(buf)
     got = 0

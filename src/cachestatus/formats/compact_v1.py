@@ -193,9 +193,8 @@ def _check_length(file_size: int) -> None:
 def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleIndex:
     """Read a V1 bundle: its whole ``.bundlx``, and the size words of its live slots."""
     offsets, index_stat = _bundlx_offsets(path)
-    fd = open_regular(path)
+    fd, st = open_regular(path)
     try:
-        st = os.fstat(fd)
         _check_length(st.st_size)
         words = read_size_words(fd, offsets[tile_slots(offsets, st.st_size)])
         check_unchanged(st, os.fstat(fd))
@@ -208,14 +207,14 @@ def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleI
 def read_tiles_v1(path: str, first_row: int = 0, first_col: int = 0) -> Iterator[StoredTile]:
     """The tiles of a V1 bundle file, in file order (see :func:`v1_tiles`)."""
     offsets, _ = _bundlx_offsets(path)
-    fd = open_regular(path)
+    fd, st = open_regular(path)
+    size = st.st_size
     try:
-        size = os.fstat(fd).st_size
         _check_length(size)
         yield from v1_tiles(
             offsets,
             size,
-            lambda offset, length: read_exactly(fd, offset, length),
+            lambda offset, length: read_exactly(fd, offset, length, size),
             first_row,
             first_col,
         )

@@ -185,9 +185,8 @@ def read_bundle_file(
 ) -> BundleIndex:
     """Read one V2 bundle's header and index (one read of 131,136 bytes) and decode it."""
     scratch = scratch or Scratch()
-    fd = open_regular(path)
+    fd, st = open_regular(path)
     try:
-        st = os.fstat(fd)
         got = _read_into(fd, scratch.view, min(HEADER_INDEX_SIZE, st.st_size))
         after = os.fstat(fd)
     finally:
@@ -263,14 +262,14 @@ class CompactV2Cache(ArcGISFolderCache):
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tiles in file order, each checked against its size prefix."""
-        fd = open_regular(bundle.path)
+        fd, st = open_regular(bundle.path)
+        size = st.st_size
         try:
-            size = os.fstat(fd).st_size
-            head = read_exactly(fd, 0, HEADER_INDEX_SIZE)
+            head = read_exactly(fd, 0, HEADER_INDEX_SIZE, size)
             yield from v2_tiles(
                 head,
                 size,
-                lambda offset, length: read_exactly(fd, offset, length),
+                lambda offset, length: read_exactly(fd, offset, length, size),
                 bundle.key.row,
                 bundle.key.col,
             )

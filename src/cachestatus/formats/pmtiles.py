@@ -272,13 +272,13 @@ class PMTilesCache(ListedTiles, SingleFileCache):
             & (tiles[:, 2] >= key.col)
             & (tiles[:, 2] < key.col + BUNDLE_SIZE)
         ]
-        fd = open_regular(str(self.path))
+        fd, st = open_regular(str(self.path))
         try:
             for _, row, col, size, offset in mine[np.argsort(mine[:, 4], kind="stable")].tolist():
                 if offset < 0 or offset + size > h.tile_data_length:
                     yield StoredTile.past_end(row, col, offset, size, h.tile_data_length)
                     continue
-                data = read_exactly(fd, h.tile_data_offset + offset, size)
+                data = read_exactly(fd, h.tile_data_offset + offset, size, st.st_size)
                 damage = "" if len(data) == size else "the file ends inside the tile"
                 yield StoredTile(row, col, data, damage)
         finally:

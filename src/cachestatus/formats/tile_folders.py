@@ -138,9 +138,9 @@ def _read_folders(
 
 def read_file(path: str) -> bytes:
     """The bytes of one tile file."""
-    fd = open_regular(path)
+    fd, st = open_regular(path)
     try:
-        return read_exactly(fd, 0, os.fstat(fd).st_size)
+        return read_exactly(fd, 0, st.st_size, st.st_size)
     finally:
         os.close(fd)
 
