@@ -300,12 +300,18 @@ def test_a_wal_mode_sqlite_cache_gets_no_wal_files(healthy, tmp_path):
 
 
 def _can_mount_read_only() -> bool:
+    """Whether a folder can be bind-mounted read-only in a mount namespace here."""
     import subprocess
+    import tempfile
 
-    try:
-        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return False
+    with tempfile.TemporaryDirectory() as folder:
+        script = f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} {folder}"
+        try:
+            probe = subprocess.run(
+                ["unshare", "-m", "sh", "-c", script], capture_output=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
     return probe.returncode == 0
 
 
