@@ -219,14 +219,9 @@ def run_size(work: Path, count: int, repeat: int, sqlite: str) -> list[tuple[flo
     return found
 
 
-def _bytes_read() -> int:
-    with open("/proc/self/io") as f:
-        return int(dict(line.split(": ") for line in f.read().splitlines())["rchar"])
-
-
 def v1_bytes_per_tile(work: Path, side: int = 8) -> None:
     """Read every bundle of a synthetic V1 cache; print the .bundle bytes read per present tile."""
-    from tests.helpers import synthetic_sizes, synthetic_v1_bundle, write_conf
+    from tests.helpers import bytes_read, synthetic_sizes, synthetic_v1_bundle, write_conf
 
     from cachestatus.formats import BundleFile, open_cache
     from cachestatus.formats.compact_v1 import BUNDLX_SIZE
@@ -246,10 +241,10 @@ def v1_bytes_per_tile(work: Path, side: int = 8) -> None:
     with open_cache(cache) as reader:
         bundles = [b for b in reader.list_bundles(12) if isinstance(b, BundleFile)]
         reader.read_bundle(bundles[0])  # first-use costs out of the way
-        start = _bytes_read()
-        before = _bytes_read()  # reading the counter counts too
+        start = bytes_read()
+        before = bytes_read()  # reading the counter counts too
         present = sum(reader.read_bundle(b).tiles for b in bundles)
-        read = _bytes_read() - before - (before - start) - len(bundles) * BUNDLX_SIZE
+        read = bytes_read() - before - (before - start) - len(bundles) * BUNDLX_SIZE
     print(f"Compact V1 bundles      {len(bundles):,}, {present:,} present tiles")
     print(f"V1 .bundle bytes read   {read:,}: {read / present:.2f} per present tile (bar: <= 4)")
 

@@ -199,3 +199,20 @@ def synthetic_cache(root: Path, side: int, level: int = 12, seed: int = 0) -> Pa
             root / f"_alllayers/L{level:02d}/R{r * 128:04x}C{c * 128:04x}.bundle", sizes
         )
     return root
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[bytes | None, int, int]]:
+    """Every path under ``root`` (or the file itself) with its bytes, mtime and mode; folders
+    with their mtime and mode (a file created and removed inside changes the mtime)."""
+    paths = [root, *root.rglob("*")] if root.is_dir() else [root]
+    return {
+        str(p): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns, p.stat().st_mode)
+        for p in paths
+    }
+
+
+def bytes_read() -> int:
+    """Bytes this process has received from read system calls, by the kernel's count (Linux's
+    ``/proc/self/io``). Reading the counter counts too: take it twice to know that cost."""
+    with open("/proc/self/io") as f:
+        return int(dict(line.split(": ") for line in f.read().splitlines())["rchar"])

@@ -14,7 +14,7 @@ from cachestatus import formats, operations
 from cachestatus.errors import CorruptBundle
 from cachestatus.formats.base import BundleFile
 from cachestatus.formats.compact_v1 import BUNDLX_SIZE, DATA_START, decode_bundlx
-from tests.helpers import mapproxy_v2_cache
+from tests.helpers import bytes_read, mapproxy_v2_cache
 
 EXTENT = (-9.5e6, -4.2e6, 1.31e7, 7.7e6)
 
@@ -103,13 +103,6 @@ def test_decode_rejects_a_wrong_size():
         decode_bundlx(bytes(BUNDLX_SIZE - 1))
 
 
-def _bytes_read() -> int:
-    """Bytes this process has received from read system calls, by the kernel's count."""
-    with open("/proc/self/io") as f:
-        counters = dict(line.split(": ") for line in f.read().splitlines())
-    return int(counters["rchar"])
-
-
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's /proc/self/io")
 def test_four_bytes_of_the_bundle_are_read_per_present_tile(twins):
     """The whole .bundlx, then 4 bytes of the .bundle per stored tile, as the kernel counts."""
@@ -117,10 +110,10 @@ def test_four_bytes_of_the_bundle_are_read_per_present_tile(twins):
     with formats.open_cache(v1) as reader:
         bundles = [b for b in reader.list_bundles(17) if isinstance(b, BundleFile)]
         reader.read_bundle(bundles[0])  # imports and first-use costs out of the way
-        start = _bytes_read()
-        before = _bytes_read()  # reading the counter counts too: start..before is that cost
+        start = bytes_read()
+        before = bytes_read()  # reading the counter counts too: start..before is that cost
         present = sum(reader.read_bundle(b).tiles for b in bundles)
-        after = _bytes_read()
+        after = bytes_read()
     assert present == sum(1 for lv, _, _ in tiles if lv == 17)
     # The counter's own text may gain a digit between reads: a byte or two of slack, far below
     # the 40 a fifth byte per tile would add.

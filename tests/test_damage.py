@@ -20,7 +20,7 @@ import pytest
 from pyogrio.raw import read
 
 from cachestatus import operations
-from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
+from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, tree_snapshot
 from tests.test_geopackage import _geopackage
 from tests.test_mbtiles import _mbtiles
 
@@ -228,16 +228,6 @@ def test_corrupt_sqlite_pages_make_corrupt_bundles_and_the_scan_goes_on(healthy,
             assert {f: rows[name][f] for f in FIELDS} == {f: row[f] for f in FIELDS}, name
 
 
-def _tree(root: Path) -> dict[str, tuple]:
-    """Every path under ``root`` (or the file itself) with its bytes and mtime; folders with
-    their mtime (a file created and removed inside changes it)."""
-    paths = [root, *root.rglob("*")] if root.is_dir() else [root]
-    return {
-        str(p): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns, p.stat().st_mode)
-        for p in paths
-    }
-
-
 @pytest.mark.parametrize(
     "kind",
     ["compact-v2", "compact-v1", "tpkx", "exploded", "xyz", "mbtiles", "geopackage", "pmtiles"],
@@ -255,7 +245,7 @@ def test_nothing_in_the_cache_changes(kind, tiles, tmp_path):
     cache, opening = _build(kind, home, tiles)
     elsewhere = tmp_path / "elsewhere"
     hint = ["--scheme", opening["scheme"]] if opening else []
-    snapshot = _tree(home)
+    snapshot = tree_snapshot(home)
     for path in [home, *home.rglob("*")]:
         if path.is_dir():
             path.chmod(0o555)
@@ -275,7 +265,7 @@ def test_nothing_in_the_cache_changes(kind, tiles, tmp_path):
         for path in [home, *home.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
-    assert _tree(home) == snapshot
+    assert tree_snapshot(home) == snapshot
 
 
 def test_a_wal_mode_sqlite_cache_gets_no_wal_files(healthy, tmp_path):
@@ -290,9 +280,9 @@ def test_a_wal_mode_sqlite_cache_gets_no_wal_files(healthy, tmp_path):
         assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
     db.close()
     assert sorted(p.name for p in folder.iterdir()) == [cache.name]  # closed cleanly
-    before = _tree(folder)
+    before = tree_snapshot(folder)
     report = operations.rebuild(cache, tmp_path / "s.gdb", workers=1, sizes=True)
-    assert _tree(folder) == before
+    assert tree_snapshot(folder) == before
     rows = _rows(report.status_path)
     assert {n: {f: r[f] for f in FIELDS} for n, r in rows.items()} == {
         n: {f: r[f] for f in FIELDS} for n, r in baseline.items()

@@ -203,16 +203,16 @@ def test_a_bundle_written_while_read_is_in_progress(sample, monkeypatch):
     from cachestatus.formats import compact_v2
 
     target = str(sample / "_alllayers/L02/R0000C0000.bundle")
-    real = compact_v2._read_into
+    real = compact_v2.read_into
 
-    def read_while_a_job_appends(fd, view, wanted):  # a caching job appends a tile meanwhile
-        got = real(fd, view, wanted)
+    def read_while_a_job_appends(fd, view, offset):  # a caching job appends a tile meanwhile
+        got = real(fd, view, offset)
         if os.readlink(f"/proc/self/fd/{fd}") == target:
             with open(target, "ab") as f:
                 f.write(b"\0" * 100)
         return got
 
-    monkeypatch.setattr(compact_v2, "_read_into", read_while_a_job_appends)
+    monkeypatch.setattr(compact_v2, "read_into", read_while_a_job_appends)
     report = operations.rebuild(sample, workers=1)
     _, _, _, values = read(
         report.status_path,

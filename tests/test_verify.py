@@ -22,7 +22,7 @@ from PIL import Image
 from cachestatus import content, formats, operations
 from cachestatus.cli import main
 from cachestatus.formats.base import BundleFile
-from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, write_conf
+from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, tree_snapshot, write_conf
 from tests.test_geopackage import _geopackage
 from tests.test_mbtiles import _mbtiles
 from tests.test_tile_folders import _file_cache
@@ -260,10 +260,9 @@ def test_damaged_bundles_are_bundle_problems_and_the_check_goes_on(tiles, tmp_pa
 def test_verify_leaves_the_cache_untouched(tiles, tmp_path):
     stored, _ = tiles
     cache = mapproxy_v2_cache(tmp_path / "v2", stored, 15, WORLD)
-    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in cache.rglob("*") if p.is_file()}
+    before = tree_snapshot(cache)
     operations.verify(cache, decode=True, blank=True, workers=1)
-    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in cache.rglob("*") if p.is_file()}
-    assert after == before
+    assert tree_snapshot(cache) == before
 
 
 def test_mbtiles_with_an_empty_blob_and_a_web_page(tiles, tmp_path):

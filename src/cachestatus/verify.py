@@ -66,10 +66,10 @@ def check_bundle(
     key = bundle.key
     found = BundleCheck(key, blank=0 if blank is not None else None)
     kinds = reader.tile_kinds
-    block, mask = plan.expected.window(key)
+    window = plan.expected.window(key) if only_expected else None
     try:
         for tile in reader.read_tiles(bundle):
-            if only_expected and not _expected(block, mask, tile.row, tile.col):
+            if window is not None and not _expected(*window, tile.row, tile.col):
                 continue
             found.tiles += 1
             verdict = (

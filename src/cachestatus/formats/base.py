@@ -77,19 +77,23 @@ def read_at(fd: int, view: memoryview, offset: int) -> int:
     return len(chunk)
 
 
-def read_exactly(fd: int, offset: int, length: int, end: int) -> bytes:
-    """``length`` bytes from byte ``offset`` of ``fd``, fewer only where the file ends (at
-    ``end``, its size, or sooner)."""
-    length = max(0, min(length, end - offset))  # never more than there is
-    buf = bytearray(length)
-    view = memoryview(buf)
+def read_into(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from byte ``offset`` of ``fd``, looping over short reads (network shares);
+    bytes read, fewer only where the file ends."""
     got = 0
-    while got < length:
+    while got < len(view):
         n = read_at(fd, view[got:], offset + got)
         if n == 0:
             break
         got += n
-    return bytes(view[:got])
+    return got
+
+
+def read_exactly(fd: int, offset: int, length: int, end: int) -> bytes:
+    """``length`` bytes from byte ``offset`` of ``fd``, fewer only where the file ends (at
+    ``end``, its size, or sooner)."""
+    view = memoryview(bytearray(max(0, min(length, end - offset))))  # never more than there is
+    return bytes(view[: read_into(fd, view, offset)])
 
 
 #: Reads ``length`` bytes at ``offset`` of a bundle (fewer where it ends): a file or a zip member.

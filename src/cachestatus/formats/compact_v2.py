@@ -27,8 +27,8 @@ from .base import (
     StoredTile,
     check_unchanged,
     open_regular,
-    read_at,
     read_exactly,
+    read_into,
 )
 
 HEADER_SIZE = 64
@@ -166,20 +166,6 @@ def _unique_bytes(entries: npt.NDArray[np.uint64]) -> int:
     return int((live >> _SHIFT).sum()) + SIZE_PREFIX * int(live.size)
 
 
-def _read_into(fd: int, view: memoryview, wanted: int) -> int:
-    """Read up to ``wanted`` bytes from the start of ``fd`` into ``view``; bytes read.
-
-    Loops over short reads (network shares).
-    """
-    got = 0
-    while got < wanted:
-        n = read_at(fd, view[got:wanted], got)
-        if n == 0:
-            break
-        got += n
-    return got
-
-
 def read_bundle_file(
     path: str, first_row: int = 0, first_col: int = 0, scratch: Scratch | None = None
 ) -> BundleIndex:
@@ -187,7 +173,7 @@ def read_bundle_file(
     scratch = scratch or Scratch()
     fd, st = open_regular(path)
     try:
-        got = _read_into(fd, scratch.view, min(HEADER_INDEX_SIZE, st.st_size))
+        got = read_into(fd, scratch.view[: min(HEADER_INDEX_SIZE, st.st_size)], 0)
         after = os.fstat(fd)
     finally:
         os.close(fd)

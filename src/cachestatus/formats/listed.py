@@ -15,34 +15,60 @@ from ..models import BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile, BundleIndex, CacheReader
 
 
-class Grouped:
-    """Tiles of one level (row, col, size arrays) grouped into virtual bundles."""
+class BundleRows:
+    """The rows of a table grouped by the virtual bundle each falls in, bundles in row order.
+
+    Args:
+        level: the level of the bundles.
+        table: rows of any width.
+        bundle_row: each row's bundle row (tile row // 128).
+        bundle_col: each row's bundle column (tile column // 128).
+    """
+
+    def __init__(
+        self,
+        level: int,
+        table: npt.NDArray[np.int64],
+        bundle_row: npt.NDArray[np.int64],
+        bundle_col: npt.NDArray[np.int64],
+    ) -> None:
+        keys = (bundle_row << 32) | bundle_col
+        order = np.argsort(keys)  # the rows of a bundle side by side, in any order
+        self.level = level
+        self.table, keys = table[order], keys[order]
+        #: Where each bundle's rows start in :attr:`table`.
+        self.starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1][: len(keys)]
+        self._keys = keys[self.starts]
+        self._ends = np.r_[self.starts[1:], len(self.table)]
+
+    def bundles(self) -> Iterator[BundleKey]:
+        """The bundles holding rows, row by row."""
+        for key in self._keys.tolist():
+            yield BundleKey(self.level, (key >> 32) * BUNDLE_SIZE, (key & 0xFFFFFFFF) * BUNDLE_SIZE)
+
+    def rows(self, key: BundleKey) -> npt.NDArray[np.int64]:
+        """The rows of one bundle (none when it holds none)."""
+        packed = (key.row // BUNDLE_SIZE) << 32 | key.col // BUNDLE_SIZE
+        i = int(np.searchsorted(self._keys, packed))
+        if i < len(self._keys) and self._keys[i] == packed:
+            return self.table[self.starts[i] : self._ends[i]]
+        return self.table[:0]
+
+
+class Grouped(BundleRows):
+    """Tiles of one level (row, col, size) grouped into virtual bundles."""
 
     def __init__(
         self, level: int, tiles: list[tuple[int, int, int]] | npt.NDArray[np.int64]
     ) -> None:
         table = np.asarray(tiles, dtype=np.int64).reshape(-1, 3)
-        keys = (table[:, 0] // BUNDLE_SIZE) * (1 << 32) + table[:, 1] // BUNDLE_SIZE
-        order = np.argsort(keys)  # the tiles of a bundle side by side, in any order
-        self.table, keys = table[order], keys[order]
-        self.level = level
-        self._starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1][: len(keys)]
-        self._keys = keys[self._starts]
-        self._ends = np.r_[self._starts[1:], len(self.table)]
-
-    def bundles(self) -> Iterator[BundleKey]:
-        """The bundles holding tiles, row by row."""
-        for key in self._keys.tolist():
-            yield BundleKey(self.level, (key >> 32) * BUNDLE_SIZE, (key & 0xFFFFFFFF) * BUNDLE_SIZE)
+        super().__init__(level, table, table[:, 0] // BUNDLE_SIZE, table[:, 1] // BUNDLE_SIZE)
 
     def sizes(self, key: BundleKey) -> npt.NDArray[np.uint64]:
         """The (128, 128) tile sizes of one bundle (0 where no tile)."""
-        packed = (key.row // BUNDLE_SIZE) * (1 << 32) + key.col // BUNDLE_SIZE
-        i = int(np.searchsorted(self._keys, packed))
+        part = self.rows(key)
         sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
-        if i < len(self._keys) and self._keys[i] == packed:
-            part = self.table[self._starts[i] : self._ends[i]]
-            sizes[part[:, 0] - key.row, part[:, 1] - key.col] = part[:, 2]
+        sizes[part[:, 0] - key.row, part[:, 1] - key.col] = part[:, 2]
         return sizes
 
 

@@ -26,6 +26,7 @@ from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
 from ..parallel import map_in_processes
 from .base import BundleFile, BundleIndex, SingleFileCache, StoredTile
+from .listed import BundleRows
 
 #: Beyond this many stretches of columns to fetch, one query for the whole level is cheaper.
 MAX_RANGE_QUERIES = 256
@@ -79,7 +80,7 @@ def rows_to_runs(cols: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]) -> np
     return np.column_stack([cols[starts], rows[starts], rows[ends - 1] + 1])
 
 
-class RunIndex:
+class RunIndex(BundleRows):
     """The stored tiles of one level as runs of rows, cut at bundle boundaries.
 
     A seeded cache stores whole blocks: each column is one run, and a level of millions of
@@ -96,38 +97,24 @@ class RunIndex:
         band = first[which] + step
         table = np.column_stack(
             [
-                band,
-                col[which] // BUNDLE_SIZE,
                 col[which],
                 np.maximum(row0[which], band * BUNDLE_SIZE),
                 np.minimum(row1[which], (band + 1) * BUNDLE_SIZE),
             ]
-        ).reshape(-1, 5)
-        keys = (table[:, 0] << 32) | table[:, 1]
-        order = np.argsort(keys, kind="stable")
-        self.level = level
-        self._table, keys = table[order], keys[order]
-        self._starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1][: len(keys)]
-        self._keys = keys[self._starts]
-        lengths = self._table[:, 4] - self._table[:, 3]
-        self._counts = np.add.reduceat(lengths, self._starts) if len(keys) else lengths
+        ).reshape(-1, 3)
+        super().__init__(level, table, band, table[:, 0] // BUNDLE_SIZE)
+        lengths = self.table[:, 2] - self.table[:, 1]
+        self._counts = np.add.reduceat(lengths, self.starts) if len(lengths) else lengths
 
     def counts(self) -> dict[BundleKey, int]:
         """Every bundle holding tiles, row by row, with its number of tiles."""
-        return {
-            BundleKey(self.level, (k >> 32) * BUNDLE_SIZE, (k & 0xFFFFFFFF) * BUNDLE_SIZE): n
-            for k, n in zip(self._keys.tolist(), self._counts.tolist(), strict=True)
-        }
+        return dict(zip(self.bundles(), self._counts.tolist(), strict=True))
 
     def presence(self, key: BundleKey) -> npt.NDArray[np.uint64]:
         """The (128, 128) array of a bundle: 1 where a tile is stored."""
-        packed = (key.row // BUNDLE_SIZE) << 32 | key.col // BUNDLE_SIZE
-        i = int(np.searchsorted(self._keys, packed))
         found = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
-        if i < len(self._keys) and self._keys[i] == packed:
-            end = self._starts[i + 1] if i + 1 < len(self._starts) else len(self._table)
-            for _, _, col, row0, row1 in self._table[self._starts[i] : end].tolist():
-                found[row0 - key.row : row1 - key.row, col - key.col] = 1
+        for col, row0, row1 in self.rows(key).tolist():
+            found[row0 - key.row : row1 - key.row, col - key.col] = 1
         return found
 
 
@@ -138,10 +125,12 @@ PARALLEL_BYTES = 32 * 1024 * 1024
 SummaryTask = tuple[Path, str, int, int | None, int | None]
 
 
-def column_summary(task: SummaryTask) -> npt.NDArray[np.int64]:
+def column_summary(
+    task: SummaryTask, db: sqlite3.Connection | None = None
+) -> npt.NDArray[np.int64]:
     """(column, count, first row, last row) of each column of a stretch of a level: one walk of
     the (zoom, column, row) index in its own order, no sorting. Runs in a listing process too:
-    it opens its own connection.
+    without ``db`` it opens (and closes) its own connection.
 
     Raises:
         InvalidCacheConfig: the file cannot be read.
@@ -154,13 +143,15 @@ def column_summary(task: SummaryTask) -> npt.NDArray[np.int64]:
     args: tuple[int, ...] = (level,)
     if first is not None and last is not None:
         sql, args = sql + " AND tile_column BETWEEN ? AND ?", (level, first, last)
-    db = open_read_only(path)
+    own = db is None
+    connection = open_read_only(path) if db is None else db
     try:
-        found = db.execute(sql + " GROUP BY tile_column", args).fetchall()
+        found = connection.execute(sql + " GROUP BY tile_column", args).fetchall()
     except sqlite3.DatabaseError as exc:
         raise InvalidCacheConfig(f"{path}: not a readable SQLite file ({exc})") from None
     finally:
-        db.close()
+        if own:
+            connection.close()
     return np.array(found, dtype=np.int64).reshape(-1, 4)
 
 
@@ -204,7 +195,7 @@ class SQLiteTileCache(SingleFileCache):
         """
         cache: dict[int, RunIndex] = self.__dict__.setdefault("_run_cache", {})
         if level not in cache:
-            summary = column_summary((self.path, self.table, level, None, None))
+            summary = column_summary((self.path, self.table, level, None, None), self._connect())
             cache[level] = self._run_index(level, summary)
         return cache[level]
 

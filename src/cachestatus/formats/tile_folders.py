@@ -54,40 +54,42 @@ def names_to_numbers(
     """The number each matching name carries (``pattern``'s one group, in base 10 or 16), in C
     loops: the common folder (every name a number with one tile extension) parsed in bulk,
     any other by one regular-expression pass over all names joined."""
-    if "\n".join(names).count("\n") > len(names) - 1:
+    text = "\n".join(names)
+    if text.count("\n") > len(names) - 1:
         # A name holding a line break is never a tile, and would read as two names joined.
         names = [name for name in names if "\n" not in name]
+        text = "\n".join(names)
     if not names:
         return np.zeros(0, dtype=np.int64)
-    bulk = _bulk_numbers(names) if base == 10 else _bulk_hex_numbers(names)
+    ext = _one_extension(names, text)
+    bulk = (
+        None
+        if ext is None
+        else (_bulk_numbers if base == 10 else _bulk_hex_numbers)(len(names), text, ext)
+    )
     if bulk is not None:
         return bulk
-    found: list[str] = pattern.findall("\n".join(names))
+    found: list[str] = pattern.findall(text)
     if base == 10:
         return np.array(found, dtype=np.int64) if found else np.zeros(0, dtype=np.int64)
     return np.fromiter((int(h, 16) for h in found), dtype=np.int64, count=len(found))
 
 
-def _one_extension(names: list[str]) -> tuple[str, str] | None:
-    """The names joined, and the tile extension they all end with; ``None`` when they differ."""
+def _one_extension(names: list[str], text: str) -> str | None:
+    """The tile extension every name (joined in ``text``) ends with; ``None`` when they differ."""
     ext = names[0][names[0].rfind(".") :]
-    text = "\n".join(names)
     if ext.lower() not in TILE_SUFFIXES or text.count(ext) != len(names):
         return None
-    return text, ext
+    return ext
 
 
-def _bulk_numbers(names: list[str]) -> npt.NDArray[np.int64] | None:
+def _bulk_numbers(count: int, text: str, ext: str) -> npt.NDArray[np.int64] | None:
     """``{y}.png`` names parsed by numpy at once; ``None`` unless every name is one."""
-    joined = _one_extension(names)
-    if joined is None:
-        return None
-    text, ext = joined
     digits = text.replace(ext, "")
     if not digits.replace("\n", "").isdigit():
         return None
     numbers = np.fromstring(digits, dtype=np.int64, sep="\n")
-    return numbers if len(numbers) == len(names) else None
+    return numbers if len(numbers) == count else None
 
 
 _HEX = np.full(256, 255, dtype=np.uint8)
@@ -95,23 +97,21 @@ for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _HEX[ord(chr(_c).upper())] = _i
 
 
-def _bulk_hex_numbers(names: list[str]) -> npt.NDArray[np.int64] | None:
+def _bulk_hex_numbers(count: int, text: str, ext: str) -> npt.NDArray[np.int64] | None:
     """``C{col:08x}.png`` names parsed by numpy at once; ``None`` unless every name is one."""
-    joined = _one_extension(names)
-    width = 1 + 8 + len(joined[1]) if joined else 0
-    if joined is None or len(joined[0]) != len(names) * (width + 1) - 1:
+    width = 1 + 8 + len(ext)
+    if len(text) != count * (width + 1) - 1:
         return None
     try:
-        raw = (joined[0] + "\n").encode("ascii")
+        raw = (text + "\n").encode("ascii")
     except UnicodeEncodeError:
         return None
-    table = np.frombuffer(raw, dtype=np.uint8).reshape(len(names), width + 1)
+    table = np.frombuffer(raw, dtype=np.uint8).reshape(count, width + 1)
     nibbles = _HEX[table[:, 1:9]]
-    ext = np.frombuffer(joined[1].encode("ascii"), dtype=np.uint8)
     valid = (
         np.isin(table[:, 0], (ord("C"), ord("c"))).all()
         and (nibbles < 16).all()
-        and (table[:, 9:width] == ext).all()
+        and (table[:, 9:width] == np.frombuffer(ext.encode("ascii"), dtype=np.uint8)).all()
     )
     if not valid:
         return None
@@ -287,7 +287,8 @@ class XYZFolder(TileFolders):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         levels = sorted(int(e.name) for e in os.scandir(path) if e.name.isdigit() and e.is_dir())
-        self._scheme = web_mercator_scheme(levels or [0], tile_format=_tile_format(path, levels))
+        folders = (f for level in levels for f in self._folders(level).values())
+        self._scheme = web_mercator_scheme(levels or [0], tile_format=_tile_format(folders))
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -312,14 +313,13 @@ class XYZFolder(TileFolders):
         return range(key.col, key.col + BUNDLE_SIZE)
 
 
-def _tile_format(path: Path, levels: list[int]) -> str:
-    """The tile format of a folder, from the extension of the first tile file found."""
-    for level in levels:
-        for folder in _numbered_dirs(path / str(level), _decimal).values():
-            for name in os.listdir(folder):
-                if name.lower().endswith(TILE_SUFFIXES):
-                    suffix = name.rsplit(".", 1)[-1].upper()
-                    return {"JPG": "JPEG", "MVT": "PBF"}.get(suffix, suffix)
+def _tile_format(folders: Iterable[str]) -> str:
+    """The tile format of a folder cache, from the extension of the first tile file found."""
+    for folder in folders:
+        for name in os.listdir(folder):
+            if name.lower().endswith(TILE_SUFFIXES):
+                suffix = name.rsplit(".", 1)[-1].upper()
+                return {"JPG": "JPEG", "MVT": "PBF"}.get(suffix, suffix)
     return "any"
 
 
