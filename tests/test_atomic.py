@@ -15,7 +15,9 @@ import pytest
 from pyogrio.raw import read
 
 from cachestatus import operations
+from cachestatus.errors import StoreLocked
 from cachestatus.store import atomic
+from cachestatus.store.lock import StoreLock
 from tests.helpers import synthetic_cache, synthetic_sizes
 
 SIDE = 34  # 1,156 bundles: above the threshold for worker processes
@@ -139,12 +141,19 @@ def test_store_renamed_away_by_a_killed_swap_is_restored(sample):
     assert target.exists() and report.totals.tiles_present == 21
 
 
-def test_leftovers_of_live_processes_are_kept(sample):
+def test_leftovers_of_a_run_holding_the_lock_are_kept(sample):
+    """A temporary store is removed only by a run holding the store's lock: while another run
+    holds it, a second run is refused and touches nothing."""
     operations.rebuild(sample, workers=1)
-    mine = atomic.sibling(sample / "Status.gdb", "tmp", "feed01")
-    mine.mkdir()
-    atomic.recover(sample / "Status.gdb")
-    assert mine.exists()  # this process is alive: its temporary store is not touched
+    target = sample / "Status.gdb"
+    with StoreLock(target, "rebuild"):
+        mine = atomic.sibling(target, "tmp", "feed01")
+        mine.mkdir()
+        with pytest.raises(StoreLocked, match="is being written by another run"):
+            operations.rebuild(sample, workers=1)
+        assert mine.exists()
+    operations.rebuild(sample, workers=1)  # holds the lock: the leftover is abandoned
+    assert not mine.exists()
 
 
 def test_exchange_swaps_folders_atomically(tmp_path):

@@ -59,3 +59,12 @@ class BundleChanging(CorruptBundle):
 
 class StatusWriteError(CacheStatusError, OSError):
     """The status store could not be written; the previous status is left in place."""
+
+
+class StoreLocked(UsageError):
+    """Another run is writing the same status store (its lock file names it)."""
+
+
+class NotOurs(UsageError, FileExistsError):
+    """A path to be written or deleted holds something cachestatus did not write (a cache, a
+    user's geodatabase...), or lies inside the cache: it is left alone."""

@@ -5,11 +5,13 @@ The command line and the arcpy-style tool are thin layers over these functions.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -27,6 +29,14 @@ from .models import Extent, LevelSummary, StatusReport
 from .scan import Progress, Scanner, plan_levels
 from .selection import parse_scales, select_levels
 from .store import JobRecord, StatusWriter, atomic, check_store_path, read_jobs, read_status
+from .store.guard import (
+    check_outside_cache,
+    check_tile_list,
+    check_vector_output,
+    claim,
+    real,
+)
+from .store.lock import StoreLock
 from .verify import LevelCheck, VerifyReport, check_chunk
 
 if TYPE_CHECKING:
@@ -66,12 +76,33 @@ def status_path(
     return path
 
 
+def _default_stores(reader: CacheReader) -> list[Path]:
+    """The default status stores of a cache (``Status.gdb`` and ``Status.gpkg``)."""
+    return [status_path(reader, None, fmt) for fmt in STORE_FORMATS]
+
+
+def _claim(reader: CacheReader, target: Path, command: str) -> AbstractContextManager[StoreLock]:
+    """The store at ``target``, checked and locked for writing or deleting (see
+    :func:`cachestatus.store.guard.claim`)."""
+    return claim(target, reader.root, defaults=_default_stores(reader), command=command)
+
+
+def _recovered(target: Path) -> None:
+    """Restore a store a killed swap left renamed away, when no run holds its lock (a reader
+    that cannot take the lock, on a read-only share, leaves things as they are)."""
+    try:
+        with StoreLock(target, "summary"):
+            atomic.recover(target)
+    except UsageError:
+        pass
+
+
 def _existing_store(reader: CacheReader, status: str | os.PathLike[str] | None) -> Path:
     if status is not None:
         return status_path(reader, status)
-    for fmt in STORE_FORMATS:
-        candidate = status_path(reader, None, fmt)
-        atomic.recover(candidate)
+    for candidate in _default_stores(reader):
+        if not candidate.exists() and candidate.parent.is_dir():
+            _recovered(candidate)
         if candidate.exists():
             return candidate
     return status_path(reader, None, "gdb")
@@ -137,8 +168,10 @@ def rebuild(
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    with open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader:
-        target = status_path(reader, status, store_format)
+    with (
+        open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader,
+        _claim(reader, status_path(reader, status, store_format), "rebuild") as lock,
+    ):
         scanner = Scanner(
             reader,
             levels=levels,
@@ -153,7 +186,7 @@ def rebuild(
             "blank": blank,
         }
         return _scan_to_store(
-            cache, reader, scanner, target, REBUILD, parameters, (started, clock), keep_history=True
+            cache, reader, scanner, lock, REBUILD, parameters, (started, clock), keep_history=True
         )
 
 
@@ -292,18 +325,22 @@ def report(
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    with open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader:
+    with ExitStack() as stack:
+        reader = stack.enter_context(
+            open_cache(cache, format_hint, sizes, table=table, scheme=scheme)
+        )
         target = check_store_path(Path(out_folder) / f"Status.{store_format}")
-        own = {status_path(reader, None, fmt).resolve() for fmt in STORE_FORMATS}
-        if target.resolve() in own:
+        if real(target) in {real(p) for p in _default_stores(reader)}:
             raise UsageError(
                 f"{out_folder}: is the cache's own status folder; a report goes to "
                 "another folder (--out)"
             )
-        if target.exists() and not overwrite:
+        check_outside_cache(target, reader.root)
+        if os.path.lexists(target) and not overwrite:
             raise OutputExists(
                 f"{target}: exists; add --overwrite to replace it, or choose another --out folder"
             )
+        lock = stack.enter_context(_claim(reader, target, "report"))
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
         scanner = Scanner(
             reader,
@@ -323,9 +360,7 @@ def report(
             "max_missing_rows": max_missing_rows,
             "blank": blank,
         }
-        result = _scan_to_store(
-            cache, reader, scanner, target, REPORT, parameters, (started, clock)
-        )
+        result = _scan_to_store(cache, reader, scanner, lock, REPORT, parameters, (started, clock))
         result.warnings[:0] = chosen.warnings
         return result
 
@@ -374,13 +409,20 @@ def missing(
     from pyogrio.raw import write
 
     out_path = Path(out)
+    tiles_path = Path(tiles) if tiles is not None else None
     driver = MISSING_DRIVERS.get(out_path.suffix.lower())
     if driver is None:
         raise UsageError(f"{out}: write missing areas to .geojson, .gpkg or .shp")
-    for path in (out_path, Path(tiles) if tiles is not None else None):
-        if path is not None and path.exists() and not overwrite:
-            raise OutputExists(f"{path}: exists; add --overwrite to replace it")
+    if tiles_path is not None and real(tiles_path) == real(out_path):
+        raise UsageError(f"{tiles}: --tiles and --out name the same file")
     with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
+        outputs = [(out_path, check_vector_output)]
+        if tiles_path is not None:
+            outputs.append((tiles_path, check_tile_list))
+        for path, ours in outputs:
+            check_outside_cache(path, reader.root)
+            if ours(path) and not overwrite:
+                raise OutputExists(f"{path}: exists; add --overwrite to replace it")
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
         scanner = Scanner(
             reader,
@@ -393,7 +435,7 @@ def missing(
         )
         outcome = scanner.run(lambda batch: None)
         areas = outcome.missing_areas
-        if tiles is not None:
+        if tiles_path is not None:
             count = sum(a.tiles_missing for a in areas)
             if count > MAX_TILE_LIST:
                 raise UsageError(
@@ -401,10 +443,10 @@ def missing(
                     f"{MAX_TILE_LIST:,}); use the polygons of {out}, or fewer "
                     "levels or a smaller area"
                 )
-            _write_tiles(Path(tiles), reader, areas)
-        temp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")
+            _write_tiles(tiles_path, reader, areas)
+        temp = out_path.with_name(f".{out_path.stem}.{secrets.token_hex(4)}.tmp{out_path.suffix}")
         geometry = np.array([shapely.to_wkb(a.geometry) for a in areas], dtype=object)
-        with catch_warnings():
+        with _removed_on_failure(temp), catch_warnings():
             # Shapefiles cut field names to 10 characters: tilesMissing becomes tilesMissi.
             filterwarnings("ignore", message="Normalized/laundered field name")
             write(
@@ -506,12 +548,24 @@ def verify(
         return report
 
 
+@contextmanager
+def _removed_on_failure(temp: Path) -> Iterator[None]:
+    """Remove ``temp`` (and a Shapefile's sidecars) when the block fails: no half-written
+    output stays behind."""
+    try:
+        yield
+    except BaseException:
+        for leftover in temp.parent.glob(f"{glob.escape(temp.stem)}.*"):
+            atomic.remove(leftover)
+        raise
+
+
 def _write_tiles(path: Path, reader: CacheReader, areas: Sequence[MissingArea]) -> None:
     """``z/x/y`` of every tile of the missing areas, written to a temporary file then renamed."""
     from .expected import AreaExpectation
 
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "w", encoding="ascii") as f:
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with _removed_on_failure(temp), open(temp, "w", encoding="ascii") as f:
         for area in areas:
             blocks = AreaExpectation(area.level, reader.scheme, area.geometry).blocks()
             for row0, row1, col0, col1 in blocks.tolist():
@@ -533,20 +587,22 @@ def _scan_to_store(
     cache: str | os.PathLike[str],
     reader: CacheReader,
     scanner: Scanner,
-    target: Path,
+    lock: StoreLock,
     mode: str,
     parameters: dict[str, Any],
     started: tuple[datetime, float],
     keep_history: bool = False,
 ) -> StatusReport:
-    """Run ``scanner`` into a new store at ``target``, swapped in when complete.
+    """Run ``scanner`` into a new store at the locked target, swapped in when complete.
 
     ``started`` is when the run began (UTC, and ``time.perf_counter``); ``keep_history`` carries
     the ``Jobs`` rows of the store being replaced over.
     """
+    target = lock.target
     job_id, token = new_job_id()
     scanner.prepare()
-    with StatusWriter(target, reader.scheme, scanner.domain, job_id, token) as writer:
+    lock.keep_fresh()  # a thread: only once the worker processes are forked
+    with StatusWriter(target, reader.scheme, scanner.domain, job_id, token, lock) as writer:
         outcome = scanner.run(writer.add)
         # The old store is untouched until the swap: its history is read now.
         history = _previous_jobs(target) if keep_history else []
@@ -600,12 +656,12 @@ def delete(
         if status is not None:
             targets = [status_path(reader, status)]
         else:
-            targets = [status_path(reader, None, fmt) for fmt in STORE_FORMATS]
+            targets = [p for p in _default_stores(reader) if os.path.lexists(p)]
         removed = []
         for target in targets:
-            atomic.recover(target)
-            if atomic.delete(target, secrets.token_hex(3)):
-                removed.append(target)
+            with _claim(reader, target, "delete"):
+                if atomic.delete(target, secrets.token_hex(3)):
+                    removed.append(target)
         return removed
 
 

@@ -114,6 +114,11 @@ class ArcGISFolderCache(CacheReader):
         return scheme.storage_format in cls.storage_formats
 
     @property
+    def root(self) -> Path:
+        """The folder holding ``conf.xml`` and the cache's levels."""
+        return self.cache_dir
+
+    @property
     def status_dir(self) -> Path:
         """The folder holding ``conf.xml``: ArcGIS keeps ``Status.gdb`` there."""
         return self.cache_dir

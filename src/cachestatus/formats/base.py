@@ -194,6 +194,12 @@ class CacheReader(ABC):
         return self._extent
 
     @property
+    def root(self) -> Path:
+        """The cache's own files: its folder, or its file. Nothing is ever written inside it
+        but the default status store."""
+        return self.path
+
+    @property
     def status_dir(self) -> Path:
         """The folder where the default status store goes: the cache folder itself."""
         return self.path

@@ -3,7 +3,8 @@
 A new store is written beside the target under a temporary name that keeps the suffix (GDAL wants
 ``.gdb``), then swapped in: ``os.replace`` for a file; for a folder, Linux's
 ``renameat2(RENAME_EXCHANGE)`` swaps old and new in one step, elsewhere two renames whose gap
-:func:`recover` closes. Leftovers of killed runs are removed by the next run.
+:func:`recover` closes. Leftovers of killed runs are removed by the next run that holds the
+store's lock.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def sibling(target: Path, kind: str, token: str) -> Path:
     return target.with_name(f".{target.stem}.{os.getpid()}-{token}.{kind}{target.suffix}")
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """Remove a file or a folder tree (a store, or a temporary copy of one)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -65,12 +67,12 @@ def replace(new: Path, target: Path, token: str) -> None:
         os.replace(new, target)
         return
     if _exchange(new, target):
-        _remove(new)  # now holds the old store
+        remove(new)  # now holds the old store
         return
     old = sibling(target, "old", token)
     os.rename(target, old)
     os.rename(new, target)
-    _remove(old)
+    remove(old)
 
 
 def delete(target: Path, token: str) -> bool:
@@ -79,26 +81,16 @@ def delete(target: Path, token: str) -> bool:
         return False
     doomed = sibling(target, "del", token)
     os.rename(target, doomed)
-    _remove(doomed)
-    return True
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    remove(doomed)
     return True
 
 
 def recover(target: Path) -> None:
     """Restore a store left renamed away by a run killed between two renames; drop leftovers.
 
-    Leftovers of runs whose process is gone are removed; those of running processes are kept.
+    Called only while holding the store's lock (:mod:`cachestatus.store.lock`): then no other run
+    is writing beside ``target``, and every temporary, old or deleted copy found is abandoned,
+    whatever process, container or host made it.
     """
     try:
         entries = list(os.scandir(target.parent))
@@ -108,10 +100,8 @@ def recover(target: Path) -> None:
         match = _LEFTOVER.match(entry.name.removesuffix(target.suffix))
         if match is None or match["stem"] != target.stem or not entry.name.endswith(target.suffix):
             continue
-        if _alive(int(match["pid"])):
-            continue
         path = Path(entry.path)
-        if match["kind"] == "old" and not target.exists():
+        if match["kind"] == "old" and not os.path.lexists(target):
             os.rename(path, target)
         else:
-            _remove(path)
+            remove(path)

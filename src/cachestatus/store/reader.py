@@ -11,7 +11,6 @@ import numpy as np
 
 from ..errors import StatusNotFound
 from ..models import LevelSummary, Problem, StatusReport
-from . import atomic
 from .schema import JOBS, LEVEL_STATUS, TASK_STATUS
 from .writer import JobRecord
 
@@ -42,8 +41,7 @@ def _layers(path: Path) -> set[str]:
 
 
 def _check(path: Path) -> set[str]:
-    """Recover an interrupted swap, check the store is ours; its layer names."""
-    atomic.recover(path)
+    """Check the store is there and ours; its layer names."""
     if not path.exists():
         raise StatusNotFound(
             f"{path}: no status store here; run `cachestatus rebuild` first "

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ..missing import MissingArea
 from ..models import Extent, LevelSummary, RowBatch, TilingScheme
 from . import atomic
 from .geometry import rectangles_wkb, tile_rectangles
+from .lock import StoreLock
 from .schema import (
     DRIVERS,
     JOB_FIELDS,
@@ -100,7 +102,8 @@ class StatusWriter:
     """Writes one status store beside ``target`` and swaps it in on :meth:`commit`.
 
     Used as a context manager: leaving it by an exception removes the temporary store and leaves
-    whatever was at ``target`` untouched.
+    whatever was at ``target`` untouched. The caller holds the store's ``lock`` (see
+    :func:`cachestatus.store.guard.claim`); the store is swapped in only while it still does.
     """
 
     def __init__(
@@ -110,8 +113,10 @@ class StatusWriter:
         domain: Extent,
         job_id: str,
         token: str,
+        lock: StoreLock | None = None,
     ) -> None:
         self.target = target
+        self.lock = lock
         self.driver = DRIVERS[target.suffix.lower()]
         self.scheme = scheme
         self.job_id = job_id
@@ -126,8 +131,6 @@ class StatusWriter:
         self.rows_written = 0
 
     def __enter__(self) -> Self:
-        atomic.recover(self.target)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
         return self
 
     def __exit__(
@@ -151,7 +154,7 @@ class StatusWriter:
 
     def abort(self) -> None:
         """Remove the temporary store; the target is not touched."""
-        atomic._remove(self.temp)
+        atomic.remove(self.temp)
 
     def add(self, batch: RowBatch) -> None:
         """Queue ``TaskStatus`` rows; they are written once :data:`BATCH` rows are queued."""
@@ -192,7 +195,9 @@ class StatusWriter:
                     **kwargs,
                 )
         except Exception as exc:  # pyogrio raises its own error types and OSError
-            raise StatusWriteError(f"{self.target}: writing {layer} failed: {exc}") from exc
+            raise StatusWriteError(
+                f"{self.target}: writing {layer} failed: {_write_failure(self.temp.parent, exc)}"
+            ) from exc
 
     def _flush(self) -> None:
         batches, self._batches, self._queued = self._batches, [], 0
@@ -290,6 +295,8 @@ class StatusWriter:
             [j.outcome for j in jobs],
         ]
         self._write_table(JOBS, JOB_FIELDS, job_cols)
+        if self.lock is not None:
+            self.lock.check()
         try:
             atomic.replace(self.temp, self.target, self.token)
         except OSError as exc:
@@ -321,6 +328,21 @@ class StatusWriter:
     ) -> None:
         data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, fields, strict=True)]
         self._write(layer, None, fields, data, append=False, spatial=False, nulls=nulls)
+
+
+#: Below this many free bytes, a failed write is put down to a full disk.
+_NEARLY_FULL = 4 * 1024 * 1024
+
+
+def _write_failure(folder: Path, exc: Exception) -> str:
+    """Why a write failed, in the user's words: GDAL says "Unspecified error" for a full disk."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return str(exc)
+    if free < _NEARLY_FULL:
+        return f"No space left on device ({free:,} bytes free in {folder})"
+    return str(exc)
 
 
 def _is_geographic(crs: str | None) -> bool:

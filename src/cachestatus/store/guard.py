@@ -1,0 +1,237 @@
+"""What cachestatus may create, replace or delete: only what it can prove it wrote.
+
+Every path a run writes (a status store, a report, missing areas, a tile list) passes two checks
+before any work starts:
+
+- it is not the cache, nor inside it, nor a folder holding it (:func:`check_outside_cache`); the
+  one exception is the default status store beside ``conf.xml``, where ArcGIS keeps it;
+- what is there already, if anything, is a cachestatus output of the same kind
+  (:func:`check_store`, :func:`check_vector_output`, :func:`check_tile_list`): a status store
+  holds only the status layers and a ``Jobs`` table with cachestatus's fields; a user's own
+  geodatabase, GeoPackage, cache or any other file is left alone. ``--overwrite`` never widens
+  this: it only allows replacing a previous output of the same kind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import NotOurs, UsageError
+from . import atomic
+from .lock import StoreLock
+from .schema import JOB_FIELDS, JOBS, LEVEL_STATUS, MISSING_AREAS, MISSING_FIELDS, TASK_STATUS
+
+#: The layers a status store holds, and nothing else.
+STATUS_LAYERS = frozenset({TASK_STATUS, LEVEL_STATUS, JOBS, MISSING_AREAS})
+_JOB_FIELD_NAMES = frozenset(name for name, _ in JOB_FIELDS)
+#: A tile list (``missing --tiles``): ``z/x/y`` lines.
+_TILE_LINE = re.compile(rb"^\d{1,2}/\d{1,19}/\d{1,19}$")
+
+
+def real(path: Path) -> Path:
+    """``path`` with links and ``..`` resolved, whether or not it exists."""
+    return Path(os.path.realpath(path))
+
+
+def check_outside_cache(path: Path, cache_root: Path, allowed: Iterable[Path] = ()) -> None:
+    """Refuse ``path`` when it is the cache, lies inside it or holds it.
+
+    Args:
+        path: what a run would write or delete.
+        cache_root: the cache's own files: its folder, or its file.
+        allowed: paths inside the cache that may be written all the same (the default status
+            store beside ``conf.xml``).
+
+    Raises:
+        NotOurs: with the path and the reason.
+    """
+    where, root = real(path), real(cache_root)
+    if where in {real(p) for p in allowed}:
+        return
+    if where == root:
+        raise NotOurs(f"{path}: is the cache itself; write the output somewhere else")
+    if where.is_relative_to(root):
+        raise NotOurs(
+            f"{path}: lies inside the cache {cache_root}, which is never written; write the "
+            "output somewhere else"
+        )
+    if root.is_relative_to(where):
+        raise NotOurs(
+            f"{path}: holds the cache {cache_root}; replacing or deleting it would lose the "
+            "cache; write the output somewhere else"
+        )
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise NotOurs(f"{path}: is a symbolic link; give the real path of the status store")
+
+
+def _gpkg_tables(path: Path) -> tuple[set[str], set[str]]:
+    """A GeoPackage's registered tables, and the columns of its ``Jobs`` table (read-only)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        tables = {str(row[0]) for row in db.execute("SELECT table_name FROM gpkg_contents")}
+        columns = {str(row[1]) for row in db.execute(f"PRAGMA table_info('{JOBS}')")}
+    finally:
+        db.close()
+    return tables, columns
+
+
+def _gdb_tables(path: Path) -> tuple[set[str], set[str]]:
+    """A file geodatabase's layers and tables, and the fields of its ``Jobs`` table."""
+    from pyogrio import list_layers, read_info
+
+    tables = {str(name) for name, _ in list_layers(str(path))}
+    columns = set(map(str, read_info(str(path), layer=JOBS)["fields"])) if JOBS in tables else set()
+    return tables, columns
+
+
+def store_tables(path: Path) -> tuple[set[str], set[str]]:
+    """The tables of the store at ``path`` and the fields of its ``Jobs`` table.
+
+    Raises:
+        NotOurs: ``path`` is not a geodatabase or GeoPackage that can be read.
+    """
+    try:
+        if path.suffix.lower() == ".gpkg":
+            if not path.is_file():
+                raise NotOurs(f"{path}: is not a GeoPackage file; it is left alone")
+            return _gpkg_tables(path)
+        if not path.is_dir():
+            raise NotOurs(f"{path}: is not a file geodatabase folder; it is left alone")
+        return _gdb_tables(path)
+    except NotOurs:
+        raise
+    except Exception as exc:  # sqlite3 and pyogrio errors: whatever it is, it is not ours
+        raise NotOurs(
+            f"{path}: exists and is not a status store cachestatus can read ({exc}); it is left "
+            "alone: remove it yourself, or choose another path"
+        ) from None
+
+
+def check_store(path: Path, *, arcgis_allowed: bool = False) -> bool:
+    """Whether a status store exists at ``path``; raise unless it is one cachestatus may replace
+    or delete.
+
+    A store is cachestatus's when it holds only the status layers and a ``Jobs`` table with
+    cachestatus's fields. With ``arcgis_allowed`` (the default location beside ``conf.xml``),
+    the ``Status.gdb`` ArcGIS itself writes there (``TaskStatus`` and no foreign layer) is
+    accepted too: replacing it is what ArcGIS's own tool does.
+
+    Raises:
+        NotOurs: the path holds something else (the message says what was found).
+    """
+    _refuse_link(path)
+    if not os.path.lexists(path):
+        return False
+    tables, job_fields = store_tables(path)
+    foreign = sorted(tables - STATUS_LAYERS)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise NotOurs(
+            f"{path}: holds layers cachestatus did not write ({shown}); it is left alone: "
+            "choose another path for the status"
+        )
+    if JOBS in tables and job_fields >= _JOB_FIELD_NAMES:
+        return True
+    if arcgis_allowed and TASK_STATUS in tables:
+        return True
+    raise NotOurs(
+        f"{path}: is not a cachestatus status store (no {JOBS} table with its fields); it is "
+        "left alone: remove it yourself, or choose another path"
+    )
+
+
+def check_vector_output(path: Path) -> bool:
+    """Whether ``missing --out`` output exists at ``path``; raise unless it is one cachestatus
+    wrote (a ``MissingAreas`` layer with its fields, and nothing else).
+
+    Raises:
+        NotOurs: the file holds something else.
+    """
+    _refuse_link(path)
+    if not os.path.lexists(path):
+        return False
+    if not path.is_file():
+        raise NotOurs(f"{path}: is not a file; it is left alone")
+    from pyogrio import list_layers, read_info
+
+    wanted = {name[:10] if path.suffix.lower() == ".shp" else name for name, _ in MISSING_FIELDS}
+    try:
+        layers = [str(name) for name, _ in list_layers(str(path))]
+        fields = set(map(str, read_info(str(path), layer=layers[0])["fields"])) if layers else set()
+    except Exception as exc:  # pyogrio's errors: not a vector file it can read
+        raise NotOurs(
+            f"{path}: exists and is not missing areas cachestatus wrote ({exc}); it is left alone"
+        ) from None
+    expected_name = path.stem if path.suffix.lower() == ".shp" else MISSING_AREAS
+    if layers != [expected_name] or fields != wanted:
+        raise NotOurs(
+            f"{path}: exists and holds other data than missing areas (layers {layers}); it is "
+            "left alone: choose another --out"
+        )
+    return True
+
+
+def check_tile_list(path: Path) -> bool:
+    """Whether a tile list (``missing --tiles``) exists at ``path``; raise unless it is one:
+    a text file of ``z/x/y`` lines.
+
+    Raises:
+        NotOurs: the file holds something else.
+    """
+    _refuse_link(path)
+    if not os.path.lexists(path):
+        return False
+    if not path.is_file():
+        raise NotOurs(f"{path}: is not a file; it is left alone")
+    with open(path, "rb") as f:
+        head = f.read(64 * 1024)
+    lines = head.split(b"\n")
+    if len(head) == 64 * 1024:
+        lines = lines[:-1]  # the last one may be cut
+    if not all(_TILE_LINE.match(line) for line in lines if line):
+        raise NotOurs(
+            f"{path}: exists and is not a tile list cachestatus wrote (z/x/y lines); it is "
+            "left alone: choose another --tiles"
+        )
+    return True
+
+
+@contextmanager
+def claim(
+    target: Path, cache_root: Path, *, defaults: Iterable[Path] = (), command: str
+) -> Iterator[StoreLock]:
+    """Make ``target`` ours to write or delete, for the time of a ``with`` block.
+
+    In order, before any work: the path is outside the cache (``defaults``, the cache's default
+    status stores, excepted); its folder exists or is made; the store's lock is taken (which
+    tells a read-only folder at once); leftovers of abandoned runs are cleared; and what is at
+    ``target``, if anything, is a store cachestatus may replace (at a default place, ArcGIS's
+    own status store too).
+
+    Raises:
+        NotOurs: the path is, holds or lies in the cache, or holds something else.
+        StoreLocked: another run is writing this store.
+        UsageError: the folder cannot be made or written.
+    """
+    defaults = [real(p) for p in defaults]
+    check_outside_cache(target, cache_root, defaults)
+    _refuse_link(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"{target.parent}: cannot be made ({exc.strerror}); choose another place"
+        ) from None
+    with StoreLock(target, command) as lock:
+        atomic.recover(target)
+        check_store(target, arcgis_allowed=real(target) in defaults)
+        yield lock
