@@ -26,3 +26,22 @@ from tests.helpers import copy_sample  # noqa: E402 - after the path is set
 def sample(tmp_path: Path) -> Path:
     """A writable copy of Esri's sample Compact V2 cache."""
     return copy_sample(tmp_path / "sample_cache")
+
+
+#: Set by .ci/run: programs the suite needs that pip cannot install (Debian's GDAL, a browser...)
+#: must be there, and a missing one fails its tests instead of skipping them.
+REQUIRE_EXTERNAL = bool(os.environ.get("CACHESTATUS_REQUIRE_EXTERNAL"))
+
+
+def need_program(path: str, how: str) -> str:
+    """``path`` when that program is installed; otherwise skip the test, saying how to get it
+    (or fail, in CI, where .ci/run installs it)."""
+    import shutil
+
+    found = shutil.which(path)
+    if found is None:
+        message = f"{path} is not installed ({how})"
+        if REQUIRE_EXTERNAL:
+            pytest.fail(message + "; CACHESTATUS_REQUIRE_EXTERNAL is set, so it must be")
+        pytest.skip(message)
+    return found

@@ -28,9 +28,11 @@ GDAL_TYPES = {
 }
 
 
-@pytest.mark.parametrize("fmt", ["gdb", "gpkg"])
-def test_layers_fields_types_and_crs(sample, fmt):
-    report = operations.rebuild(sample, store_format=fmt, workers=1)
+@pytest.mark.parametrize(("fmt", "big_integer"), [("gdb", False), ("gdb", True), ("gpkg", False)])
+def test_layers_fields_types_and_crs(sample, fmt, big_integer):
+    report = operations.rebuild(sample, store_format=fmt, workers=1, big_integer=big_integer)
+    # A geodatabase for every reader holds 64-bit counts as Double, unless Big Integer is asked.
+    types = {**GDAL_TYPES, "int64": "float64"} if fmt == "gdb" and not big_integer else GDAL_TYPES
     path = sample / f"Status.{fmt}"
     assert report.status_path == str(path) and path.exists()
     layers = dict(pyogrio.list_layers(str(path)).tolist())
@@ -44,8 +46,20 @@ def test_layers_fields_types_and_crs(sample, fmt):
     ):
         info = pyogrio.read_info(str(path), layer=layer)
         assert list(info["fields"]) == [name for name, _ in fields]
-        assert list(info["dtypes"]) == [GDAL_TYPES[dt] for _, dt in fields], layer
+        assert list(info["dtypes"]) == [types[dt] for _, dt in fields], layer
     assert pyogrio.read_info(str(path), layer="TaskStatus")["crs"] == "EPSG:3857"
+
+
+@pytest.mark.parametrize(("fmt", "big_integer"), [("gpkg", False), ("gdb", True)])
+def test_modified_times_to_the_millisecond_where_the_store_holds_them(sample, fmt, big_integer):
+    store = sample.parent / f"s.{fmt}"
+    operations.rebuild(sample, store, workers=1, big_integer=big_integer)
+    _, _, _, values = read(
+        str(store), layer="TaskStatus", read_geometry=False, columns=["bundleName", "modified"]
+    )
+    stored = dict(zip(values[0].tolist(), values[1], strict=True))["L02/R0000C0000"]
+    mtime_ms = os.path.getmtime(sample / "_alllayers/L02/R0000C0000.bundle") * 1000
+    assert abs(int(stored.astype("datetime64[ms]").astype(np.int64)) - mtime_ms) <= 1
 
 
 def test_sample_rows_and_polygons(sample):
@@ -66,7 +80,8 @@ def test_sample_rows_and_polygons(sample):
     assert l02["fileBytes"] == os.path.getsize(sample / "_alllayers/L02/R0000C0000.bundle")
     mtime_ms = os.path.getmtime(sample / "_alllayers/L02/R0000C0000.bundle") * 1000
     stored_ms = l02["modified"].astype("datetime64[ms]").astype(np.int64)
-    assert abs(int(stored_ms) - mtime_ms) <= 1  # UTC, to the millisecond
+    # UTC, to the second: the classic Date type every ArcGIS reads (see the next test for ms).
+    assert abs(int(stored_ms) - mtime_ms) < 1000 and stored_ms % 1000 == 0
     # At L02 a bundle is 128 x 128 tiles of 9.8e6 m: the polygon is clipped to the 4 x 4 tiles
     # that cover the full extent, i.e. the Web Mercator square, not 1.25e9 m of nothing.
     for polygon in shapely.from_wkb(geometry):

@@ -252,6 +252,12 @@ blank_option = click.option(
     is_flag=True,
     help="Also read every stored tile and count those without content (tilesBlank).",
 )
+big_integer_option = click.option(
+    "--big-integer",
+    is_flag=True,
+    help="Write a .gdb's 64-bit counts as Big Integer fields (ArcGIS Pro 3.2+, GDAL 3.9+ "
+    "only; default: Double fields that every ArcGIS, QGIS and GDAL opens).",
+)
 max_missing_option = click.option(
     "--max-missing-rows",
     type=click.IntRange(min=0),
@@ -288,6 +294,7 @@ def _progress(
     help="Store format for the default location (default gdb).",
 )
 @max_missing_option
+@big_integer_option
 @sizes_option
 @blank_option
 @scan_options
@@ -301,6 +308,7 @@ def rebuild(
     status: str | None,
     store_format: str | None,
     max_missing_rows: int,
+    big_integer: bool,
     sizes: bool,
     blank: bool,
     workers: int | None,
@@ -322,6 +330,7 @@ def rebuild(
             **opening,
             sizes=sizes,
             blank=blank,
+            big_integer=big_integer,
         )
     _emit_report(ctx, report, as_json)
 
@@ -346,6 +355,7 @@ def rebuild(
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing report in --out.")
 @max_missing_option
+@big_integer_option
 @sizes_option
 @blank_option
 @scan_options
@@ -361,6 +371,7 @@ def report(
     store_format: str,
     overwrite: bool,
     max_missing_rows: int,
+    big_integer: bool,
     sizes: bool,
     blank: bool,
     workers: int | None,
@@ -385,6 +396,7 @@ def report(
             **opening,
             sizes=sizes,
             blank=blank,
+            big_integer=big_integer,
         )
     _emit_report(ctx, result, as_json)
 

@@ -146,6 +146,7 @@ def rebuild(
     blank: bool = False,
     table: str | None = None,
     scheme: str | None = None,
+    big_integer: bool = False,
 ) -> StatusReport:
     """REBUILD_CACHE_STATUS: scan the cache and replace its status store atomically.
 
@@ -162,6 +163,8 @@ def rebuild(
         blank: also read every stored tile and count those without content (``tilesBlank``).
         table: the tile table of a GeoPackage holding several.
         scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
+        big_integer: write a FileGDB's 64-bit counts as Big Integer fields, which only ArcGIS
+            Pro 3.2+ and GDAL 3.9+ read (default: Double, which every reader opens).
 
     Returns:
         The level totals, problems and warnings of the run.
@@ -186,7 +189,15 @@ def rebuild(
             "blank": blank,
         }
         return _scan_to_store(
-            cache, reader, scanner, lock, REBUILD, parameters, (started, clock), keep_history=True
+            cache,
+            reader,
+            scanner,
+            lock,
+            REBUILD,
+            parameters,
+            (started, clock),
+            keep_history=True,
+            big_integer=big_integer,
         )
 
 
@@ -291,6 +302,7 @@ def report(
     blank: bool = False,
     table: str | None = None,
     scheme: str | None = None,
+    big_integer: bool = False,
 ) -> StatusReport:
     """REPORT_BUNDLE_STATUS: the status of chosen levels over an area, as a new store.
 
@@ -318,6 +330,7 @@ def report(
         blank: also read every stored tile and count those without content (``tilesBlank``).
         table: the tile table of a GeoPackage holding several.
         scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
+        big_integer: Big Integer fields in a FileGDB (see :func:`rebuild`).
 
     Raises:
         OutputExists: the report store exists and ``overwrite`` is false.
@@ -360,7 +373,16 @@ def report(
             "max_missing_rows": max_missing_rows,
             "blank": blank,
         }
-        result = _scan_to_store(cache, reader, scanner, lock, REPORT, parameters, (started, clock))
+        result = _scan_to_store(
+            cache,
+            reader,
+            scanner,
+            lock,
+            REPORT,
+            parameters,
+            (started, clock),
+            big_integer=big_integer,
+        )
         result.warnings[:0] = chosen.warnings
         return result
 
@@ -592,6 +614,7 @@ def _scan_to_store(
     parameters: dict[str, Any],
     started: tuple[datetime, float],
     keep_history: bool = False,
+    big_integer: bool = False,
 ) -> StatusReport:
     """Run ``scanner`` into a new store at the locked target, swapped in when complete.
 
@@ -602,7 +625,9 @@ def _scan_to_store(
     job_id, token = new_job_id()
     scanner.prepare()
     lock.keep_fresh()  # a thread: only once the worker processes are forked
-    with StatusWriter(target, reader.scheme, scanner.domain, job_id, token, lock) as writer:
+    with StatusWriter(
+        target, reader.scheme, scanner.domain, job_id, token, lock, big_integer
+    ) as writer:
         outcome = scanner.run(writer.add)
         # The old store is untouched until the swap: its history is read now.
         history = _previous_jobs(target) if keep_history else []

@@ -1,10 +1,13 @@
 """The status store's layers and fields (spec §3.3), named once.
 
 Counts and byte sums that can pass 2**31 (a bundle's bytes, a level's tile counts) are 64-bit
-integers. In a FileGDB they are written with GDAL's OpenFileGDB layer option
-``TARGET_ARCGIS_VERSION=ARCGIS_PRO_3_2_OR_LATER`` as *Big Integer* fields, read by ArcGIS Pro 3.2
-and later, QGIS and GDAL >= 3.9. (With the option's default, GDAL would write them as Double,
-exact only to 2**53 and shown as decimals.) GeoPackage stores them as INTEGER (64-bit) natively.
+integers. A FileGDB is written by default for every reader administrators still run (ArcMap 10.x,
+ArcGIS Pro before 3.2, GDAL before 3.9 and the QGIS built on it): GDAL then stores 64-bit integers
+as Double fields, exact to 2**53, far beyond any cache. With ``big_integer`` (``--big-integer``)
+they are written as *Big Integer* fields (GDAL's OpenFileGDB layer option
+``TARGET_ARCGIS_VERSION=ARCGIS_PRO_3_2_OR_LATER``), which only ArcGIS Pro 3.2 and later and
+GDAL 3.9 and later open: older readers see no fields and no rows at all in such a layer.
+GeoPackage stores them as INTEGER (64-bit) natively.
 """
 
 from __future__ import annotations

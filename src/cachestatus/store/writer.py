@@ -114,9 +114,11 @@ class StatusWriter:
         job_id: str,
         token: str,
         lock: StoreLock | None = None,
+        big_integer: bool = False,
     ) -> None:
         self.target = target
         self.lock = lock
+        self.big_integer = big_integer
         self.driver = DRIVERS[target.suffix.lower()]
         self.scheme = scheme
         self.job_id = job_id
@@ -143,10 +145,13 @@ class StatusWriter:
             self.abort()
 
     def _layer_options(self, spatial: bool) -> dict[str, str] | None:
-        """FileGDB layer options: 64-bit integers, and for the feature class an XY domain."""
+        """FileGDB layer options: an XY domain for the feature class, and Big Integer fields
+        when asked for (see :mod:`cachestatus.store.schema`)."""
         if self.driver != "OpenFileGDB":
             return None
-        options = {"TARGET_ARCGIS_VERSION": "ARCGIS_PRO_3_2_OR_LATER"}
+        options = {}
+        if self.big_integer:
+            options["TARGET_ARCGIS_VERSION"] = "ARCGIS_PRO_3_2_OR_LATER"
         if spatial:
             geographic = _is_geographic(self.scheme.spatial_reference.wkt or self.crs)
             options.update(xy_domain(self._domain_source, geographic))
