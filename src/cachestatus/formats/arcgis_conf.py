@@ -64,21 +64,27 @@ def read_member(archive: zipfile.ZipFile, name: str, source: str, cap: int = CON
     return data
 
 
-def _refuse_entities(source: str, name: str, *args: object) -> None:
-    raise InvalidCacheConfig(
-        f"{source}: declares the XML entity {name!r}; a cache configuration has none "
-        "(entities can expand a small file to gigabytes)"
-    )
+def _entity_names(data: bytes) -> list[str]:
+    """The entities an XML document declares (a first pass with expat; malformed XML is
+    left to the parse that follows to report)."""
+    names: list[str] = []
+    scan = xml.parsers.expat.ParserCreate()
+    scan.EntityDeclHandler = lambda name, *_: names.append(name)
+    with contextlib.suppress(xml.parsers.expat.ExpatError, LookupError, ValueError):
+        scan.Parse(data, True)
+    return names
 
 
 def _root(data: bytes, source: str, expected_tag: str) -> ET.Element:
     check_size(data, source)
     # Expat would expand internal entities (it bounds the expansion, but a conf.xml never
-    # declares any): a first pass refuses them where declared, before any is used.
-    scan = xml.parsers.expat.ParserCreate()
-    scan.EntityDeclHandler = functools.partial(_refuse_entities, source)
-    with contextlib.suppress(xml.parsers.expat.ExpatError, LookupError, ValueError):
-        scan.Parse(data, True)  # malformed XML is told by the parse below
+    # declares any): refused where declared, before any is used.
+    declared = _entity_names(data)
+    if declared:
+        raise InvalidCacheConfig(
+            f"{source}: declares the XML entity {declared[0]!r}; a cache configuration has "
+            "none (entities can expand a small file to gigabytes)"
+        )
     try:
         root = ET.fromstring(data)
     except (ET.ParseError, LookupError) as exc:  # LookupError: an unknown encoding declared
