@@ -266,3 +266,42 @@ def test_tile_content_checks_take_random_bytes(data):
     content.check(data, content.kinds_for("PNG"))
     assert content.decode_error(data) is None or content.decode_error(data)[0] == "undecodable"
     assert content.is_blank(data) in (True, False, None)
+
+
+@fuzz
+@given(st.binary(max_size=512), st.integers(1, 4096))
+def test_pmtiles_inflate_stays_within_its_cap(data, cap):
+    from cachestatus.formats.pmtiles import COMPRESSION_GZIP, inflate
+
+    for packed in (data, gzip.compress(data)):
+        try:
+            out = inflate(packed, COMPRESSION_GZIP, cap)
+        except CorruptBundle:
+            continue
+        assert len(out) <= cap
+
+
+@fuzz
+@given(st.lists(st.tuples(st.integers(0, 2**40), st.integers(1, 2**20)), max_size=8))
+def test_pmtiles_runs_count_like_their_tiles(runs):
+    """Bundles counted by arithmetic equal the bundles listed, at every zoom the runs touch."""
+    from cachestatus.formats.pmtiles import ZoomRuns
+
+    start = np.array([s for s, _ in runs], dtype=np.int64)
+    end = start + np.array([n for _, n in runs], dtype=np.int64)
+    sizes = np.ones(len(runs), dtype=np.int64)
+    for zoom in range(0, 11):
+        zr = ZoomRuns.clip(zoom, start, end, sizes, sizes)
+        listed = list(zr.bundles())
+        assert len(listed) == len(set(listed)) == zr.count()
+        covered = sum(len(zr.tiles(key)) for key in listed)
+        assert covered == int((zr.end - zr.start).sum())
+
+
+@fuzz
+@given(json_values, st.integers(0, 80))
+def test_root_json_depth_is_bounded_not_recursed(value, depth):
+    data = json.dumps({"tileInfo": [value] if depth == 0 else [[value]]}).encode()
+    deep = b"[" * depth * 2 + data + b"]" * depth * 2
+    with contextlib.suppress(InvalidCacheConfig):
+        parse_root_json(deep)

@@ -4,18 +4,87 @@ Layout (spec §4): ``CacheInfo/TileCacheInfo/{SpatialReference/{WKT,WKID,LatestW
 TileOrigin/{X,Y}, TileCols, TileRows, DPI, LODInfos/LODInfo/{LevelID,Scale,Resolution}}``,
 ``TileImageInfo/CacheTileFormat`` and ``CacheStorageInfo/{StorageFormat,PacketSize}``;
 ``conf.cdi`` is an ``EnvelopeN`` with ``XMin, YMin, XMax, YMax``.
+
+Every value is checked where it enters, by the helpers here that ``root.json`` (``.tpkx``) uses
+too: level IDs, scales, resolutions, tile size, DPI, origin, extent and spatial reference. A bad
+value is an :class:`InvalidCacheConfig` naming the file, the element and the value. A
+configuration file is read up to :data:`CONFIG_CAP` bytes (a tiling scheme is kilobytes), and an
+XML one that declares entities is refused (entity expansion is how small XML files grow huge).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import xml.etree.ElementTree as ET
+import xml.parsers.expat
+import zipfile
+import zlib
+from collections.abc import Sequence
 
 from ..errors import InvalidCacheConfig
 from ..models import BUNDLE_SIZE, LOD, Extent, SpatialReference, TilingScheme
 
+#: Most bytes read of a configuration file (conf.xml, conf.cdi, root.json): a tiling scheme of
+#: a hundred levels with a long WKT is tens of kilobytes.
+CONFIG_CAP = 16 * 2**20
+#: Highest level ID: custom schemes have a few dozen levels; beyond this, tiles would be
+#: smaller than any float can place.
+MAX_LEVEL = 1023
+#: Largest tile side in pixels (ArcGIS makes 128 to 1024; a few use more).
+MAX_TILE_SIZE = 65_536
+#: Largest DPI (ArcGIS uses 90 to 400).
+MAX_DPI = 100_000.0
+
+
+def check_size(data: bytes, source: str, cap: int = CONFIG_CAP) -> None:
+    """Refuse configuration bytes over ``cap`` (read as ``cap + 1`` bytes at most)."""
+    if len(data) > cap:
+        raise InvalidCacheConfig(
+            f"{source}: larger than {cap:,} bytes; a tiling scheme is kilobytes, so this is "
+            "not the cache's configuration (or it is damaged)"
+        )
+
+
+def read_member(archive: zipfile.ZipFile, name: str, source: str, cap: int = CONFIG_CAP) -> bytes:
+    """A configuration file inside a package, never inflated past ``cap`` + 1 bytes.
+
+    Raises:
+        InvalidCacheConfig: the member is larger than ``cap`` or cannot be read.
+    """
+    try:
+        with archive.open(name) as member:
+            data = member.read(cap + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError (a RuntimeError): an unknown
+        # compression method.
+        raise InvalidCacheConfig(f"{source}: cannot be read from the package ({exc})") from None
+    check_size(data, source, cap)
+    return data
+
+
+def _entity_names(data: bytes) -> list[str]:
+    """The entities an XML document declares (a first pass with expat; malformed XML is
+    left to the parse that follows to report)."""
+    names: list[str] = []
+    scan = xml.parsers.expat.ParserCreate()
+    scan.EntityDeclHandler = lambda name, *_: names.append(name)
+    with contextlib.suppress(xml.parsers.expat.ExpatError, LookupError, ValueError):
+        scan.Parse(data, True)
+    return names
+
 
 def _root(data: bytes, source: str, expected_tag: str) -> ET.Element:
+    check_size(data, source)
+    # Expat would expand internal entities (it bounds the expansion, but a conf.xml never
+    # declares any): refused where declared, before any is used.
+    declared = _entity_names(data)
+    if declared:
+        raise InvalidCacheConfig(
+            f"{source}: declares the XML entity {declared[0]!r}; a cache configuration has "
+            "none (entities can expand a small file to gigabytes)"
+        )
     try:
         root = ET.fromstring(data)
     except (ET.ParseError, LookupError) as exc:  # LookupError: an unknown encoding declared
@@ -59,6 +128,113 @@ def _optional_int(node: ET.Element, path: str) -> int | None:
         return None
 
 
+def check_lods(lods: Sequence[tuple[float, float, float]], source: str, element: str) -> list[LOD]:
+    """Levels from (level ID, scale, resolution) triples: IDs whole numbers 0 to
+    :data:`MAX_LEVEL`, each once; scales and resolutions finite and above 0. Any number of
+    levels (custom schemes have more than 32)."""
+    found: list[LOD] = []
+    seen: set[int] = set()
+    for raw_level, scale, resolution in lods:
+        if not (math.isfinite(raw_level) and raw_level == int(raw_level)):
+            raise InvalidCacheConfig(
+                f"{source}: {element} level ID {raw_level!r} is not a whole number"
+            )
+        level = int(raw_level)
+        if not 0 <= level <= MAX_LEVEL:
+            raise InvalidCacheConfig(
+                f"{source}: {element} level ID {level} is outside 0-{MAX_LEVEL}"
+            )
+        if level in seen:
+            raise InvalidCacheConfig(f"{source}: {element}: a LevelID appears twice ({level})")
+        seen.add(level)
+        for name, value in (("scale", scale), ("resolution", resolution)):
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidCacheConfig(
+                    f"{source}: {element} level {level} has {name} {value!r}; it must be above 0"
+                )
+        found.append(LOD(level, scale, resolution))
+    if not found:
+        raise InvalidCacheConfig(f"{source}: no {element} levels")
+    return found
+
+
+def check_tile_size(
+    cols: float, rows: float, dpi: float, source: str, element: str
+) -> tuple[int, int, float]:
+    """Tile width and height in pixels (whole, 1 to :data:`MAX_TILE_SIZE`) and DPI (above 0)."""
+    for value in (cols, rows):
+        if not (math.isfinite(value) and value == int(value) and 1 <= value <= MAX_TILE_SIZE):
+            raise InvalidCacheConfig(
+                f"{source}: {element} tile size {cols:g} x {rows:g} pixels; each side must be a "
+                f"whole number from 1 to {MAX_TILE_SIZE:,}"
+            )
+    if not (math.isfinite(dpi) and 0 < dpi <= MAX_DPI):
+        raise InvalidCacheConfig(f"{source}: {element} DPI is {dpi!r}; it must be above 0")
+    return int(cols), int(rows), dpi
+
+
+def check_extent(values: Sequence[float], source: str, element: str) -> Extent:
+    """An extent of finite coordinates with minimums not above maximums."""
+    extent = Extent(*values)
+    if (
+        not all(math.isfinite(v) for v in extent)
+        or extent.xmin > extent.xmax
+        or extent.ymin > extent.ymax
+    ):
+        raise InvalidCacheConfig(
+            f"{source}: {element} is {tuple(extent)}; it needs finite coordinates with "
+            "xmin <= xmax and ymin <= ymax"
+        )
+    return extent
+
+
+@functools.lru_cache(maxsize=64)
+def _crs_known(text: str) -> bool:
+    try:
+        from pyproj import CRS
+
+        CRS.from_user_input(text)
+    except Exception:  # pyproj raises CRSError, and others for odd input
+        return False
+    return True
+
+
+def check_spatial_reference(sr: SpatialReference, source: str, element: str) -> SpatialReference:
+    """The spatial reference as PROJ can use it: codes it does not know dropped, a WKT it
+    cannot read dropped, an ESRI code written out as its WKT.
+
+    The status store is written in the cache's CRS, so a CRS that PROJ cannot use would fail
+    that write after the whole scan; this tells it before any work instead. A cache that
+    declares no spatial reference at all keeps none (its store has no CRS, as before).
+
+    Raises:
+        InvalidCacheConfig: a spatial reference is declared, but neither its WKID nor its WKT is
+            one PROJ knows.
+    """
+    declared = sr.user_input()
+    if declared is None or _crs_known(declared):
+        return sr
+    wkt = sr.wkt if sr.wkt and _crs_known(sr.wkt) else None
+    wkid, latest = (
+        c if c is None or c >= 100000 or _crs_known(f"EPSG:{c}") else None
+        for c in (sr.wkid, sr.latest_wkid)
+    )
+    usable = SpatialReference(wkid, latest, wkt)
+    text = usable.user_input()
+    if text is not None and _crs_known(text):
+        return usable
+    for code in (sr.latest_wkid, sr.wkid):
+        if code is not None and _crs_known(f"ESRI:{code}"):  # e.g. 54009, Mollweide
+            from pyproj import CRS
+
+            return SpatialReference(None, None, CRS.from_user_input(f"ESRI:{code}").to_wkt())
+    raise InvalidCacheConfig(
+        f"{source}: {element} WKID {sr.wkid}, latest WKID {sr.latest_wkid}"
+        f"{', WKT ' + repr(sr.wkt[:60]) if sr.wkt else ''} is not a coordinate system PROJ "
+        "knows, so the status cannot be georeferenced; add the CRS's WKT"
+    )
+
+
 def parse_conf_xml(data: bytes, source: str = "conf.xml") -> TilingScheme:
     """Read a tiling scheme from the bytes of an ArcGIS ``conf.xml``.
 
@@ -82,26 +258,35 @@ def parse_conf_xml(data: bytes, source: str = "conf.xml") -> TilingScheme:
             latest_wkid=_optional_int(sr_node, "LatestWKID"),
             wkt=wkt.text.strip() if wkt is not None and wkt.text else None,
         )
-    lods = []
-    for node in info.findall("LODInfos/LODInfo"):
-        level = _number(node, "LevelID", source)
-        lod = LOD(int(level), _number(node, "Scale", source), _number(node, "Resolution", source))
-        if lod.resolution <= 0 or lod.scale <= 0:
-            raise InvalidCacheConfig(f"{source}: level {lod.level} has a scale or resolution <= 0")
-        lods.append(lod)
-    if not lods:
-        raise InvalidCacheConfig(f"{source}: no <LODInfos/LODInfo> levels")
-    if len({lod.level for lod in lods}) != len(lods):
-        raise InvalidCacheConfig(f"{source}: a LevelID appears twice in <LODInfos>")
-    tile_cols = int(_number(info, "TileCols", source))
-    tile_rows = int(_number(info, "TileRows", source))
-    if tile_cols <= 0 or tile_rows <= 0:
-        raise InvalidCacheConfig(f"{source}: tile size {tile_cols} x {tile_rows} is not positive")
+    lods = check_lods(
+        [
+            (
+                _number(node, "LevelID", source),
+                _number(node, "Scale", source),
+                _number(node, "Resolution", source),
+            )
+            for node in info.findall("LODInfos/LODInfo")
+        ],
+        source,
+        "<LODInfos/LODInfo>",
+    )
     dpi_node = info.find("DPI")
-    dpi = _number(info, "DPI", source) if dpi_node is not None else 96.0
+    tile_cols, tile_rows, dpi = check_tile_size(
+        _number(info, "TileCols", source),
+        _number(info, "TileRows", source),
+        _number(info, "DPI", source) if dpi_node is not None else 96.0,
+        source,
+        "<TileCacheInfo>",
+    )
+    sr = check_spatial_reference(sr, source, "<SpatialReference>")
     fmt = root.findtext("TileImageInfo/CacheTileFormat", default="PNG").strip() or "PNG"
     storage = root.findtext("CacheStorageInfo/StorageFormat", default="").strip()
     packet = _optional_int(root, "CacheStorageInfo/PacketSize") or BUNDLE_SIZE
+    if not 1 <= packet <= MAX_TILE_SIZE:
+        raise InvalidCacheConfig(
+            f"{source}: <CacheStorageInfo/PacketSize> is {packet}; bundles are {BUNDLE_SIZE} "
+            "tiles a side"
+        )
     return TilingScheme(
         spatial_reference=sr,
         origin_x=_number(info, "TileOrigin/X", source),
@@ -123,7 +308,11 @@ def parse_conf_cdi(data: bytes, source: str = "conf.cdi") -> Extent:
         InvalidCacheConfig: the XML is malformed, lacks a coordinate, or the envelope is empty.
     """
     root = _root(data, source, "EnvelopeN")
-    extent = Extent(*(_number(root, tag, source) for tag in ("XMin", "YMin", "XMax", "YMax")))
+    extent = check_extent(
+        [_number(root, tag, source) for tag in ("XMin", "YMin", "XMax", "YMax")],
+        source,
+        "<EnvelopeN>",
+    )
     if extent.is_empty:
         raise InvalidCacheConfig(f"{source}: the envelope {tuple(extent)} has no area")
     return extent

@@ -2,22 +2,36 @@
 
 Header (127 bytes, little-endian): ``PMTiles`` magic and version 3 at 0-7; u64 offsets and lengths
 of the root directory (8, 16), metadata (24, 32), leaf directories (40, 48) and tile data (56,
-64); counts (72-95); ``internal_compression`` at 97; ``min_zoom``/``max_zoom`` at 100/101; the
-bounds in 1e-7 degrees as i32 at 102, 106, 110, 114. A directory, once decompressed, is a varint
-count then four varint columns: tile ID deltas, run lengths, lengths, offsets (0 after the first
-entry: just after the previous one; else offset + 1). An entry with run length 0 points to a
-leaf directory; others are ``run length`` consecutive tile IDs sharing one body of ``length``
-bytes. Tile bodies are never read.
+64); counts of addressed tiles, tile entries and tile contents (72, 80, 88);
+``internal_compression`` at 97; ``min_zoom``/``max_zoom`` at 100/101; the bounds in 1e-7 degrees
+as i32 at 102, 106, 110, 114. A directory, once decompressed, is a varint count then four varint
+columns: tile ID deltas, run lengths, lengths, offsets (0 after the first entry: just after the
+previous one; else offset + 1). An entry with run length 0 points to a leaf directory; others are
+``run length`` consecutive tile IDs sharing one body of ``length`` bytes. Tile bodies are read
+only by ``verify`` and ``--blank``; the metadata is never read.
+
+Runs stay runs. On the Hilbert curve, the 4**7 consecutive tile IDs of a zoom that start at a
+multiple of 4**7 (counted from the zoom's first ID) fill one aligned 128 x 128 square: one
+bundle. So a run is kept as a range of IDs per zoom, a bundle is a block of 4**7 IDs, and a
+bundle's tiles are expanded only when that bundle is read (at most 16,384 of them). Memory grows
+with the directories' entries, time with the bundles: a 174-byte file whose one entry covers
+2**40 tiles costs what its bundles cost.
+
+Limits (what a real archive can need, refused beyond): a directory decompresses to at most
+:data:`DIRECTORY_CAP` bytes, and to at most 40 bytes an entry when the header counts its tile
+entries; all directories together to at most :data:`DIRECTORIES_CAP`; leaves nest at most
+:data:`MAX_DEPTH` deep. A root directory over a limit or broken refuses the archive
+(:class:`InvalidCacheConfig`); a broken leaf makes the bundle of its first tile ``CORRUPT`` and
+the scan goes on.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,17 +39,25 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import BUNDLE_SIZE, Extent
-from .base import BundleFile, SingleFileCache, StoredTile, open_regular, read_exactly
-from .listed import ListedTiles
+from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
+from .base import (
+    BundleFile,
+    BundleIndex,
+    SingleFileCache,
+    StoredTile,
+    open_regular,
+    read_exactly,
+)
 from .mbtiles import web_mercator, web_mercator_scheme
 
 HEADER_SIZE = 127
 MAGIC = b"PMTiles"
 VERSION = 7  # u8, after the 7-byte magic
 ROOT_DIRECTORY = 8  # u64 offset, u64 length
+METADATA = 24  # u64 offset, u64 length
 LEAF_DIRECTORIES = 40  # u64 offset (of all leaf directories), u64 length
 TILE_DATA = 56  # u64 offset, u64 length of the tile data section
+TILE_ENTRIES = 80  # u64 number of tile entries in all directories (0: unknown)
 INTERNAL_COMPRESSION = 97  # u8: 1 none, 2 gzip
 TILE_TYPE = 99  # u8: 0 unknown, 1 MVT, 2 PNG, 3 JPEG, 4 WebP, 5 AVIF
 ZOOMS = 100  # u8 min_zoom, u8 max_zoom
@@ -44,7 +66,28 @@ COMPRESSION_NONE, COMPRESSION_GZIP = 1, 2
 TILE_FORMATS = {1: "PBF", 2: "PNG", 3: "JPEG", 4: "WEBP", 5: "AVIF"}
 #: Offsets and lengths from 2**63 up lie past any file (and past numpy's int64).
 LARGEST = 2**63
+#: The deepest zoom tile IDs can address in 64 bits.
 MAX_ZOOM = 31
+#: Tile IDs of all zooms 0-31: no tile ID (nor the end of a run) lies beyond.
+LAST_TILE_ID = (4 ** (MAX_ZOOM + 1) - 1) // 3
+#: Zooms below this are smaller than one bundle (2**7 = 128 tiles a side).
+BUNDLE_ZOOM = 7
+#: Tile IDs in one bundle-sized block of the Hilbert curve.
+BLOCK = BUNDLE_SIZE * BUNDLE_SIZE
+#: Most bytes one directory may decompress to (a root directory is at most 16 KiB compressed;
+#: a leaf of a planet-wide archive holds a few hundred thousand entries, a few MiB).
+DIRECTORY_CAP = 64 * 2**20
+#: Most bytes all directories together may decompress to.
+DIRECTORIES_CAP = 1024 * 2**20
+#: Most bytes one entry takes: four varints of at most 10 bytes.
+ENTRY_BYTES = 40
+#: Root, leaves, leaves of leaves...: no writer nests deeper (readers stop at 4 lookups).
+MAX_DEPTH = 4
+
+
+def first_tile_id(zoom: int) -> int:
+    """The tile ID of zoom ``zoom``'s first tile: the number of tiles of all lower zooms."""
+    return int((4**zoom - 1) // 3)
 
 
 @dataclass(frozen=True)
@@ -63,13 +106,23 @@ class Header:
     #: The tiles' format (``tile_type``) as a tile format name: ``PBF``, ``PNG``...; ``any``
     #: where the header says unknown.
     tile_format: str = "any"
+    #: Tile entries in all directories, 0 when the writer did not count them.
+    tile_entries: int = 0
 
 
-def decode_header(buf: bytes, source: str = "PMTiles") -> Header:
-    """Read a PMTiles v3 header.
+def decode_header(buf: bytes, source: str = "PMTiles", file_size: int | None = None) -> Header:
+    """Read and check a PMTiles v3 header.
+
+    Args:
+        buf: the file's first bytes.
+        source: the path to name in error messages.
+        file_size: the file's size, to check that the root directory lies inside it.
 
     Raises:
-        InvalidCacheConfig: no magic, another version, or a short header.
+        InvalidCacheConfig: no magic, another version, a short header, or a value no archive
+            can hold (a zoom above 31, ``min_zoom`` above ``max_zoom``, bounds outside
+            longitudes -180..180 and latitudes -90..90 or crossed, a root directory past the
+            end of the file, an unknown directory compression).
     """
     if len(buf) < HEADER_SIZE or not buf.startswith(MAGIC):
         raise InvalidCacheConfig(f"{source}: not a PMTiles file (no 'PMTiles' magic number)")
@@ -80,11 +133,29 @@ def decode_header(buf: bytes, source: str = "PMTiles") -> Header:
     (leaf_offset,) = struct.unpack_from("<Q", buf, LEAF_DIRECTORIES)
     (compression,) = struct.unpack_from("<B", buf, INTERNAL_COMPRESSION)
     min_zoom, max_zoom = struct.unpack_from("<BB", buf, ZOOMS)
-    bounds = tuple(v / 1e7 for v in struct.unpack_from("<iiii", buf, BOUNDS))
+    raw_bounds = struct.unpack_from("<iiii", buf, BOUNDS)
     data_offset, data_length = struct.unpack_from("<QQ", buf, TILE_DATA)
+    (tile_entries,) = struct.unpack_from("<Q", buf, TILE_ENTRIES)
     (tile_type,) = struct.unpack_from("<B", buf, TILE_TYPE)
     if max(root_offset, root_length, leaf_offset, data_offset, data_length) >= LARGEST:
         raise InvalidCacheConfig(f"{source}: a header offset or length lies past any file")
+    if file_size is not None and root_offset + root_length > file_size:
+        raise InvalidCacheConfig(
+            f"{source}: the header's root directory (offset {root_offset:,}, length "
+            f"{root_length:,}) runs past the end of the file ({file_size:,} bytes); "
+            "the file is truncated"
+        )
+    if max_zoom > MAX_ZOOM or min_zoom > max_zoom:
+        raise InvalidCacheConfig(
+            f"{source}: header min_zoom {min_zoom}, max_zoom {max_zoom}; PMTiles zooms are "
+            f"0-{MAX_ZOOM} with min_zoom <= max_zoom"
+        )
+    if compression not in (COMPRESSION_NONE, COMPRESSION_GZIP):
+        raise InvalidCacheConfig(
+            f"{source}: directories compressed with method {compression}; this version reads "
+            "none (1) or gzip (2)"
+        )
+    bounds = _check_bounds(raw_bounds, source)
     return Header(
         root_offset,
         root_length,
@@ -96,48 +167,122 @@ def decode_header(buf: bytes, source: str = "PMTiles") -> Header:
         data_offset,
         data_length,
         TILE_FORMATS.get(tile_type, "any"),
+        tile_entries if tile_entries < LARGEST else 0,
     )
 
 
-def _varints(data: bytes, count: int, pos: int) -> tuple[list[int], int]:
-    out = []
-    for _ in range(count):
-        value = shift = 0
-        while True:
-            if pos >= len(data):
-                raise CorruptBundle("directory ends inside a varint")
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise CorruptBundle("varint longer than 64 bits")
-        out.append(value)
-    return out, pos
+def _check_bounds(raw: tuple[int, ...], source: str) -> tuple[float, float, float, float]:
+    """The header's bounds in degrees; refused when off the globe or crossed."""
+    west, south, east, north = (v / 1e7 for v in raw)
+    names = ("min_lon_e7", "min_lat_e7", "max_lon_e7", "max_lat_e7")
+    for name, value, limit in zip(
+        names, (west, south, east, north), (180, 90, 180, 90), strict=True
+    ):
+        if abs(value) > limit:
+            raise InvalidCacheConfig(
+                f"{source}: header {name} is {value * 1e7:.0f} ({value} degrees), outside "
+                f"-{limit}..{limit} degrees"
+            )
+    if west > east or south > north:
+        raise InvalidCacheConfig(
+            f"{source}: header bounds west {west}, south {south}, east {east}, north {north}: "
+            "a minimum above its maximum"
+        )
+    return west, south, east, north
 
 
-def decode_directory(data: bytes) -> tuple[npt.NDArray[np.int64], ...]:
-    """The entries of a decompressed directory: tile IDs, run lengths, lengths, offsets.
+def inflate(data: bytes, compression: int, cap: int) -> bytes:
+    """A directory's bytes, decompressed to at most ``cap`` bytes.
 
     Raises:
-        CorruptBundle: truncated or inconsistent varints.
+        CorruptBundle: the data does not decompress, or would decompress past ``cap``.
     """
-    (count,), pos = _varints(data, 1, 0)
+    if compression == COMPRESSION_NONE:
+        out = data
+    else:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip
+        try:
+            out = inflater.decompress(data, cap + 1)
+        except zlib.error as exc:
+            raise CorruptBundle(f"the directory does not decompress ({exc})") from None
+        if len(out) <= cap and not inflater.eof:
+            raise CorruptBundle("the directory's compressed data is truncated")
+    if len(out) > cap:
+        raise CorruptBundle(
+            f"the directory decompresses to more than {cap:,} bytes, more than its entries "
+            "can need (a compression bomb, or a damaged file)"
+        )
+    return out
+
+
+def decode_varints(data: bytes, count: int, pos: int = 0) -> tuple[npt.NDArray[np.int64], int]:
+    """``count`` unsigned LEB128 varints from byte ``pos`` of ``data``, and the position after.
+
+    Raises:
+        CorruptBundle: the data ends inside them, or one is 2**63 or more.
+    """
+    raw = np.frombuffer(data, dtype=np.uint8, offset=min(pos, len(data)))
+    ends = np.flatnonzero(raw < 0x80)
+    if len(ends) < count:
+        raise CorruptBundle("directory ends inside a varint")
+    ends = ends[:count]
+    used = int(ends[-1]) + 1 if count else 0
+    raw = raw[:used]
+    starts = np.r_[0, ends[:-1] + 1] if count else np.zeros(0, np.int64)
+    sizes = ends - starts + 1
+    if count and int(sizes.max()) > 9:  # 9 bytes hold 63 bits
+        raise CorruptBundle("a varint of 2**63 or more: past any file")
+    group = np.repeat(np.arange(count), sizes)
+    shift = (np.arange(used) - np.repeat(starts, sizes)) * 7
+    parts = (raw & 0x7F).astype(np.uint64) << shift.astype(np.uint64)
+    values = np.zeros(count, dtype=np.uint64)
+    np.add.at(values, group, parts)
+    return values.astype(np.int64), pos + used
+
+
+def decode_directory(
+    data: bytes, max_entries: int | None = None
+) -> tuple[npt.NDArray[np.int64], ...]:
+    """The entries of a decompressed directory: tile IDs, run lengths, lengths, offsets.
+
+    Args:
+        data: the decompressed directory.
+        max_entries: most entries a directory of this archive can hold (the header's count of
+            tile entries), ``None`` when unknown.
+
+    Raises:
+        CorruptBundle: truncated or inconsistent varints, more entries than the archive holds,
+            tile IDs that wrap around or a run past the last tile of zoom 31.
+    """
+    (count,), pos = decode_varints(data, 1, 0)
+    count = int(count)
     if count > len(data):
         raise CorruptBundle(f"directory claims {count:,} entries in {len(data):,} bytes")
-    deltas, pos = _varints(data, count, pos)
-    runs, pos = _varints(data, count, pos)
-    lengths, pos = _varints(data, count, pos)
-    raw_offsets, pos = _varints(data, count, pos)
-    if count and max(max(deltas), max(runs), max(lengths), max(raw_offsets)) >= LARGEST:
-        raise CorruptBundle("an entry's offset, length or run lies past any file")
-    ids = np.cumsum(np.array(deltas, dtype=np.uint64)).astype(np.int64)
-    offsets = np.zeros(count, dtype=np.int64)
-    for i, raw in enumerate(raw_offsets):
-        offsets[i] = offsets[i - 1] + lengths[i - 1] if raw == 0 and i > 0 else raw - 1
-    return (ids, np.array(runs, dtype=np.int64), np.array(lengths, dtype=np.int64), offsets)
+    if max_entries is not None and count > max_entries:
+        raise CorruptBundle(
+            f"directory claims {count:,} entries; the header counts {max_entries:,} in all"
+        )
+    columns, pos = decode_varints(data, 4 * count, pos)
+    deltas, runs, lengths, raw_offsets = columns.reshape(4, count)
+    wide = np.cumsum(deltas.astype(np.uint64))  # a wrap past 2**64 shows as a decrease
+    if count and (np.any(wide[1:] < wide[:-1]) or int(wide[-1]) >= LAST_TILE_ID):
+        raise CorruptBundle("tile IDs past the last tile of zoom 31")
+    ids = wide.astype(np.int64)
+    if np.any(runs > LAST_TILE_ID - ids):
+        i = int(np.argmax(runs > LAST_TILE_ID - ids))
+        raise CorruptBundle(
+            f"a run of {int(runs[i]):,} tiles from tile ID {int(ids[i]):,} runs past the last "
+            "tile of zoom 31"
+        )
+    # Offset 0 after the first entry: right after the previous entry's body.
+    explicit = raw_offsets > 0
+    if count:
+        explicit[0] = True
+    segment = np.cumsum(explicit) - 1
+    before = np.r_[0, np.cumsum(lengths[:-1])] if count else lengths
+    starts = np.flatnonzero(explicit)
+    offsets = (raw_offsets[starts] - 1)[segment] + before - before[starts][segment]
+    return ids, runs.astype(np.int64), lengths.astype(np.int64), offsets.astype(np.int64)
 
 
 def tile_zxy(tile_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
@@ -146,7 +291,7 @@ def tile_zxy(tile_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ..
     z = np.zeros_like(ids)
     start = np.zeros_like(ids)
     for zoom in range(MAX_ZOOM + 1):
-        first = (4**zoom - 1) // 3  # tiles of all lower zooms
+        first = first_tile_id(zoom)  # tiles of all lower zooms
         here = ids >= first
         z[here], start[here] = zoom, first
     d = ids - start
@@ -171,115 +316,335 @@ def tile_zxy(tile_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ..
     return z, x, y
 
 
-class PMTilesCache(ListedTiles, SingleFileCache):
-    """A ``.pmtiles`` archive: its directories give every tile and its size."""
+def hilbert_xy(
+    zoom: int, d: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Column and row (downward) of positions ``d`` along the Hilbert curve of one zoom."""
+    d = d.astype(np.int64)
+    x = np.zeros_like(d)
+    y = np.zeros_like(d)
+    for bit in range(zoom):
+        s = 1 << bit
+        rx = (d >> 1) & 1
+        ry = (d ^ rx) & 1
+        flip = (ry == 0) & (rx == 1)
+        x = np.where(flip, s - 1 - x, x)
+        y = np.where(flip, s - 1 - y, y)
+        swap = ry == 0
+        x, y = np.where(swap, y, x), np.where(swap, x, y)
+        x += s * rx
+        y += s * ry
+        d >>= 2
+    return x, y
+
+
+def tile_id(zoom: int, x: int, y: int) -> int:
+    """The Hilbert tile ID of column ``x``, row ``y`` (downward) of ``zoom``."""
+    n = 1 << zoom
+    d = 0
+    s = n >> 1
+    while s > 0:
+        rx = 1 if x & s else 0
+        ry = 1 if y & s else 0
+        d += s * s * ((3 * rx) ^ ry)
+        if ry == 0:  # rotate the quadrant, as the curve does
+            if rx == 1:
+                x, y = s - 1 - x, s - 1 - y
+            x, y = y, x
+        s >>= 1
+    return first_tile_id(zoom) + d
+
+
+def block_size(zoom: int) -> int:
+    """Tile IDs of ``zoom`` in one bundle: 4**7, or the whole zoom below zoom 7."""
+    return int(4 ** min(zoom, BUNDLE_ZOOM))
+
+
+@dataclass
+class ZoomRuns:
+    """The tiles of one zoom as sorted, disjoint runs of tile IDs ``[start, end)``, each with
+    the size and offset (in the tile data) of the one body its tiles share."""
+
+    zoom: int
+    start: npt.NDArray[np.int64]
+    end: npt.NDArray[np.int64]
+    size: npt.NDArray[np.int64]
+    offset: npt.NDArray[np.int64]
+    #: Bundles whose leaf directory is broken, and why.
+    broken: dict[BundleKey, str] = field(default_factory=dict)
+
+    @classmethod
+    def clip(
+        cls,
+        zoom: int,
+        starts: npt.NDArray[np.int64],
+        ends: npt.NDArray[np.int64],
+        sizes: npt.NDArray[np.int64],
+        offsets: npt.NDArray[np.int64],
+    ) -> ZoomRuns:
+        """The parts of runs (of any zooms) inside ``zoom``; where runs overlap (a damaged
+        archive), the earlier one keeps the tiles."""
+        lo, hi = first_tile_id(zoom), first_tile_id(zoom + 1)
+        start, end = np.maximum(starts, lo), np.minimum(ends, hi)
+        keep = start < end
+        start, end, size, offset = start[keep], end[keep], sizes[keep], offsets[keep]
+        order = np.argsort(start, kind="stable")
+        start, end, size, offset = start[order], end[order], size[order], offset[order]
+        if len(start) > 1:
+            reach = np.maximum.accumulate(end)
+            start = np.maximum(start, np.r_[start[0], reach[:-1]])
+            keep = start < end
+            start, end, size, offset = start[keep], end[keep], size[keep], offset[keep]
+        return cls(zoom, start, end, size, offset)
+
+    def _blocks(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Each run's first and last block (bundle-sized span of IDs), counted in the zoom."""
+        lo, step = first_tile_id(self.zoom), block_size(self.zoom)
+        return (self.start - lo) // step, (self.end - 1 - lo) // step
+
+    def count(self) -> int:
+        """How many bundles hold tiles, computed without listing them."""
+        if not len(self.start):
+            return 0
+        first, last = self._blocks()
+        shared = int(np.count_nonzero(first[1:] == last[:-1]))
+        return int((last - first + 1).sum()) - shared
+
+    def bundles(self, chunk: int = 65_536) -> Iterator[BundleKey]:
+        """The bundles holding tiles, in the order of the curve, ``chunk`` at a time."""
+        if not len(self.start):
+            return
+        if self.zoom < BUNDLE_ZOOM:
+            yield BundleKey(self.zoom, 0, 0)
+            return
+        done = -1  # the last block yielded: runs may share their edge blocks
+        for first, last in zip(*(a.tolist() for a in self._blocks()), strict=True):
+            first = max(first, done + 1)
+            for block0 in range(first, last + 1, chunk):
+                blocks = np.arange(block0, min(last + 1, block0 + chunk), dtype=np.int64)
+                x, y = hilbert_xy(self.zoom, blocks * BLOCK)
+                rows = (y // BUNDLE_SIZE * BUNDLE_SIZE).tolist()
+                cols = (x // BUNDLE_SIZE * BUNDLE_SIZE).tolist()
+                for row, col in zip(rows, cols, strict=True):
+                    yield BundleKey(self.zoom, row, col)
+            done = max(done, last)
+
+    def _span(self, key: BundleKey) -> tuple[int, int, int, int]:
+        """The first tile ID of bundle ``key``'s block, the ID after it, and the runs
+        ``[i0, i1)`` that share tiles with it."""
+        lo = first_tile_id(self.zoom)
+        if self.zoom >= BUNDLE_ZOOM:  # blocks count from the zoom's first tile ID
+            lo += (tile_id(self.zoom, key.col, key.row) - lo) // BLOCK * BLOCK
+        hi = lo + block_size(self.zoom)
+        i0 = int(np.searchsorted(self.end, lo, side="right"))
+        i1 = int(np.searchsorted(self.start, hi, side="left"))
+        return lo, hi, i0, i1
+
+    def sizes(self, key: BundleKey) -> npt.NDArray[np.uint64]:
+        """The (128, 128) tile sizes of bundle ``key`` (0 where no tile); a bundle that one run
+        fills is filled without listing its tiles."""
+        lo, hi, i0, i1 = self._span(key)
+        sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+        if i1 - i0 == 1 and self.start[i0] <= lo and self.end[i0] >= hi:
+            side = 1 << min(self.zoom, BUNDLE_ZOOM)
+            sizes[:side, :side] = self.size[i0]
+            return sizes
+        tiles = self.tiles(key)
+        sizes[tiles[:, 0] - key.row, tiles[:, 1] - key.col] = tiles[:, 2]
+        return sizes
+
+    def tiles(self, key: BundleKey) -> npt.NDArray[np.int64]:
+        """(row, col, size, offset) of every tile of bundle ``key``: at most 16,384."""
+        lo, hi, i0, i1 = self._span(key)
+        start = np.maximum(self.start[i0:i1], lo)
+        end = np.minimum(self.end[i0:i1], hi)
+        counts = end - start
+        ids = np.repeat(start, counts) + (
+            np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        )
+        x, y = hilbert_xy(self.zoom, ids - first_tile_id(self.zoom))
+        return np.column_stack(
+            [y, x, np.repeat(self.size[i0:i1], counts), np.repeat(self.offset[i0:i1], counts)]
+        ).astype(np.int64)
+
+
+@dataclass
+class Directories:
+    """What all directories of an archive list: every run of tiles, and broken leaves."""
+
+    #: First tile ID, end (after the last), body size and offset of every run of tiles.
+    start: npt.NDArray[np.int64]
+    end: npt.NDArray[np.int64]
+    size: npt.NDArray[np.int64]
+    offset: npt.NDArray[np.int64]
+    #: (first tile ID, reason) of every leaf directory that could not be read.
+    broken: list[tuple[int, str]]
+
+
+class PMTilesCache(SingleFileCache):
+    """A ``.pmtiles`` archive: its directories give every tile and its size.
+
+    Bundles are virtual 128 x 128 blocks, listed and read from the directories' runs in the
+    calling process.
+    """
 
     name = "pmtiles"
     description = "PMTiles v3 archive (Hilbert tile IDs; directories only, never tile bodies)"
     suffix = ".pmtiles"
+    parallel = False  # reading a bundle is a lookup in the directories
     sizes = True  # the directories give every size: no extra read
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         with open(path, "rb") as f:
-            self._header = decode_header(f.read(HEADER_SIZE), str(path))
+            size = os.fstat(f.fileno()).st_size
+            self._header = decode_header(f.read(HEADER_SIZE), str(path), size)
         h = self._header
-        levels = list(range(h.min_zoom, h.max_zoom + 1)) or [0]
-        self._scheme = web_mercator_scheme(levels, tile_format=h.tile_format)
+        self._scheme = web_mercator_scheme(
+            list(range(h.min_zoom, h.max_zoom + 1)), tile_format=h.tile_format
+        )
         west, south, east, north = h.bounds
         (xmin, ymin), (xmax, ymax) = web_mercator(west, south), web_mercator(east, north)
         extent = Extent(xmin, ymin, xmax, ymax)
         self._extent = None if extent.is_empty else extent
-        self._tiles: npt.NDArray[np.int64] | None = None
+        self._directories: Directories | None = None
+        self._zooms: dict[int, ZoomRuns] = {}
 
-    def _directory(self, f: BinaryIO, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0 or offset + length > os.fstat(f.fileno()).st_size:
-            raise InvalidCacheConfig(f"{self.path}: a directory runs past the end of the file")
-        f.seek(offset)
-        data = f.read(length)
-        compression = self._header.internal_compression
-        if compression == COMPRESSION_GZIP:
-            try:
-                return gzip.decompress(data)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise InvalidCacheConfig(
-                    f"{self.path}: a directory does not decompress ({exc})"
-                ) from None
-        if compression != COMPRESSION_NONE:
-            raise InvalidCacheConfig(
-                f"{self.path}: directories compressed with method "
-                f"{compression}; this version reads none or gzip"
+    def _read_directory(self, f: BinaryIO, offset: int, length: int, budget: int) -> bytes:
+        """One directory, decompressed within the per-directory cap and what is left of the
+        budget of all directories."""
+        h = self._header
+        cap = DIRECTORY_CAP
+        if h.tile_entries:
+            cap = min(cap, 16 + ENTRY_BYTES * h.tile_entries)
+        cap = min(cap, budget)
+        if offset + length > os.fstat(f.fileno()).st_size:
+            raise CorruptBundle(
+                f"the directory at offset {offset:,} ({length:,} bytes) runs past the end of "
+                "the file"
             )
-        return data
+        if length > cap + 4096:  # gzip never makes data much bigger
+            raise CorruptBundle(
+                f"the directory at offset {offset:,} is {length:,} bytes, more than its "
+                f"entries can need ({cap:,})"
+            )
+        f.seek(offset)
+        return inflate(f.read(length), h.internal_compression, cap)
 
-    def _all_tiles(self) -> npt.NDArray[np.int64]:
-        """(zoom, row, col, size, offset in the tile data) of every tile, from the root and
-        leaf directories."""
-        if self._tiles is not None:
-            return self._tiles
-        ids_parts, size_parts, offset_parts = [], [], []
+    def _load(self) -> Directories:
+        """Read the root and leaf directories once: their runs of tiles and broken leaves."""
+        if self._directories is not None:
+            return self._directories
+        h = self._header
+        max_entries = h.tile_entries or None
+        parts: list[tuple[npt.NDArray[np.int64], ...]] = []
+        broken: list[tuple[int, str]] = []
+        budget = DIRECTORIES_CAP
+        # (offset, length, depth, first tile ID of the leaf; -1 for the root)
+        todo = [(h.root_offset, h.root_length, 0, -1)]
+        seen: set[tuple[int, int]] = set()
         with open(self.path, "rb") as f:
-            todo = [(self._header.root_offset, self._header.root_length)]
-            seen: set[tuple[int, int]] = set()
             while todo:
-                offset, length = todo.pop()
-                if (offset, length) in seen:  # a leaf pointing back up would never end
-                    raise InvalidCacheConfig(f"{self.path}: its leaf directories form a loop")
-                seen.add((offset, length))
+                offset, length, depth, first = todo.pop()
                 try:
-                    ids, runs, lengths, offsets = decode_directory(
-                        self._directory(f, offset, length)
-                    )
+                    if (offset, length) in seen:  # a leaf pointing back up would never end
+                        raise CorruptBundle("the leaf directories form a loop")
+                    if depth > MAX_DEPTH:
+                        raise CorruptBundle(f"leaf directories nested over {MAX_DEPTH} deep")
+                    seen.add((offset, length))
+                    data = self._read_directory(f, offset, length, budget)
+                    budget -= len(data)
+                    ids, runs, lengths, offsets = decode_directory(data, max_entries)
                 except CorruptBundle as exc:
-                    raise InvalidCacheConfig(f"{self.path}: a broken directory ({exc})") from None
+                    if first < 0:
+                        raise InvalidCacheConfig(
+                            f"{self.path}: the root directory is broken ({exc.reason})"
+                        ) from None
+                    if "form a loop" in exc.reason:
+                        raise InvalidCacheConfig(
+                            f"{self.path}: its leaf directories form a loop"
+                        ) from None
+                    broken.append((first, f"its leaf directory at offset {offset:,}: {exc.reason}"))
+                    continue
                 leaves = runs == 0
                 todo.extend(
                     zip(
-                        (self._header.leaf_offset + offsets[leaves]).tolist(),
+                        (h.leaf_offset + offsets[leaves]).tolist(),
                         lengths[leaves].tolist(),
+                        [depth + 1] * int(np.count_nonzero(leaves)),
+                        ids[leaves].tolist(),
                         strict=True,
                     )
                 )
                 tiles = ~leaves
-                # A run of n tiles shares one body: expand it into n tile IDs.
-                counts = runs[tiles]
-                first = np.repeat(ids[tiles], counts)
-                step = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-                ids_parts.append(first + step)
-                size_parts.append(np.repeat(lengths[tiles], counts))
-                offset_parts.append(np.repeat(offsets[tiles], counts))
-        all_ids = np.concatenate([np.zeros(0, np.int64), *ids_parts])
-        z, x, y = tile_zxy(all_ids)
-        sizes = np.concatenate([np.zeros(0, np.int64), *size_parts])
-        offsets = np.concatenate([np.zeros(0, np.int64), *offset_parts])
-        self._tiles = np.column_stack([z, y, x, sizes, offsets])
-        return self._tiles
+                parts.append((ids[tiles], ids[tiles] + runs[tiles], lengths[tiles], offsets[tiles]))
+        c = [np.concatenate([np.zeros(0, np.int64), *(p[i] for p in parts)]) for i in range(4)]
+        self._directories = Directories(c[0], c[1], c[2], c[3], broken)
+        return self._directories
 
-    def _level_tiles(self, level: int) -> npt.NDArray[np.int64]:
-        tiles = self._all_tiles()
-        found: npt.NDArray[np.int64] = tiles[tiles[:, 0] == level][:, 1:4]
-        return found
+    def _zoom(self, level: int) -> ZoomRuns:
+        """The runs of one zoom, clipped and sorted once."""
+        if level not in self._zooms:
+            d = self._load()
+            runs = ZoomRuns.clip(level, d.start, d.end, d.size, d.offset)
+            for first, reason in d.broken:
+                z, x, y = (int(v[0]) for v in tile_zxy(np.array([first], dtype=np.int64)))
+                if z == level:
+                    key = BundleKey(z, y - y % BUNDLE_SIZE, x - x % BUNDLE_SIZE)
+                    runs.broken.setdefault(key, reason)
+            self._zooms[level] = runs
+        return self._zooms[level]
+
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """Virtual bundles holding tiles, in the order of the Hilbert curve; bundles whose leaf
+        directory is broken first."""
+        runs = self._zoom(level)
+        for key in runs.broken:
+            yield BundleFile(key, f"{self.path}#{key.label}")
+        for key in runs.bundles():
+            if key not in runs.broken:
+                yield BundleFile(key, f"{self.path}#{key.label}")
+
+    def count_bundles(self, level: int) -> int:
+        """From the runs, without listing them."""
+        runs = self._zoom(level)
+        return runs.count() + len(runs.broken)
+
+    def _tiles(self, key: BundleKey) -> npt.NDArray[np.int64]:
+        runs = self._zoom(key.level)
+        if key in runs.broken:
+            raise CorruptBundle(runs.broken[key])
+        return runs.tiles(key)
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """From the directories: the sizes of the bundle's tiles.
+
+        Raises:
+            CorruptBundle: the leaf directory listing the bundle's first tile is broken.
+        """
+        runs = self._zoom(bundle.key.level)
+        if bundle.key in runs.broken:
+            raise CorruptBundle(runs.broken[bundle.key])
+        sizes = runs.sizes(bundle.key)
+        return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tile bodies, in file order; a body outside the tile data section is
-        damage. Tiles of one run share one body."""
-        key, h = bundle.key, self._header
-        tiles = self._all_tiles()
-        mine = tiles[
-            (tiles[:, 0] == key.level)
-            & (tiles[:, 1] >= key.row)
-            & (tiles[:, 1] < key.row + BUNDLE_SIZE)
-            & (tiles[:, 2] >= key.col)
-            & (tiles[:, 2] < key.col + BUNDLE_SIZE)
-        ]
+        damage. The tiles of one run share one body, read once."""
+        h = self._header
+        tiles = self._tiles(bundle.key)
         fd, st = open_regular(str(self.path))
         try:
-            for _, row, col, size, offset in mine[np.argsort(mine[:, 4], kind="stable")].tolist():
+            last: tuple[int, int] | None = None
+            data, damage = b"", ""
+            for row, col, size, offset in tiles[np.argsort(tiles[:, 3], kind="stable")].tolist():
                 if offset < 0 or offset + size > h.tile_data_length:
                     yield StoredTile.past_end(row, col, offset, size, h.tile_data_length)
                     continue
-                data = read_exactly(fd, h.tile_data_offset + offset, size, st.st_size)
-                damage = "" if len(data) == size else "the file ends inside the tile"
+                if (offset, size) != last:
+                    data = read_exactly(fd, h.tile_data_offset + offset, size, st.st_size)
+                    damage = "" if len(data) == size else "the file ends inside the tile"
+                    last = (offset, size)
                 yield StoredTile(row, col, data, damage)
         finally:
             os.close(fd)

@@ -14,11 +14,11 @@ import numpy as np
 
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import Extent, Problem
-from .arcgis_conf import parse_conf_cdi, parse_conf_xml
+from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_member
 from .arcgis_folder import LAYERS_DIR, LEVEL_NAME, parse_bundle_name
 from .base import BundleFile, BundleIndex, StoredTile, ZipPackage
 from .compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, tile_slots, v1_tiles
-from .tpkx import read_v2_member, v2_member_tiles
+from .tpkx import member_errors, read_v2_member, v2_member_tiles
 
 V1, V2 = "esriMapCacheStorageModeCompact", "esriMapCacheStorageModeCompactV2"
 
@@ -41,7 +41,9 @@ class TpkPackage(ZipPackage):
             )
         conf = confs[0]
         self._root = conf.rsplit("/", 1)[0] + "/" if "/" in conf else ""
-        self._scheme = parse_conf_xml(archive.read(conf), f"{path}!{conf}")
+        self._scheme = parse_conf_xml(
+            read_member(archive, conf, f"{path}!{conf}"), f"{path}!{conf}"
+        )
         if self._scheme.storage_format not in (V1, V2):
             raise InvalidCacheConfig(
                 f"{path}: conf.xml declares {self._scheme.storage_format}; "
@@ -51,7 +53,9 @@ class TpkPackage(ZipPackage):
         for name in ("conf.cdi", "Conf.cdi"):
             if self._root + name in self.entries:
                 cdi = self._root + name
-                self._extent = parse_conf_cdi(archive.read(cdi), f"{path}!{cdi}")
+                self._extent = parse_conf_cdi(
+                    read_member(archive, cdi, f"{path}!{cdi}"), f"{path}!{cdi}"
+                )
                 break
 
     def _level_entries(self) -> dict[int, list[str]]:
@@ -75,7 +79,9 @@ class TpkPackage(ZipPackage):
         index_name = name[: -len(".bundle")] + ".bundlx"
         if index_name not in self.entries:
             raise CorruptBundle("no .bundlx index beside it")
-        return decode_bundlx(self._archive().read(index_name)[: BUNDLX_SIZE + 1])
+        info = self.entries[index_name]
+        with member_errors(info), self._archive().open(info) as member:
+            return decode_bundlx(member.read(BUNDLX_SIZE + 1))  # never more than an index
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read a bundle inside the zip: V1 through its ``.bundlx``, V2 through its index."""
@@ -86,7 +92,7 @@ class TpkPackage(ZipPackage):
         offsets = self._offsets(bundle)
         live = tile_slots(offsets, info.file_size)
         words = np.zeros(int(live.sum()), dtype=np.uint32)
-        with self._archive().open(info) as member:
+        with member_errors(info), self._archive().open(info) as member:
             for i, offset in enumerate(offsets[live].tolist()):
                 member.seek(offset)
                 words[i] = int.from_bytes(member.read(4), "little")
@@ -98,5 +104,5 @@ class TpkPackage(ZipPackage):
             yield from v2_member_tiles(self, bundle)
             return
         offsets = self._offsets(bundle)
-        with self.open_member(bundle) as (read, size):
+        with member_errors(self.member(bundle)[1]), self.open_member(bundle) as (read, size):
             yield from v1_tiles(offsets, size, read, bundle.key.row, bundle.key.col)
