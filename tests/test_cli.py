@@ -145,16 +145,37 @@ def test_quiet_hides_warnings(sample):
     assert code == 0 and "L25" not in err
 
 
-def test_run_failure_exits_1_and_keeps_the_previous_status(sample):
+def test_run_failure_exits_1_and_keeps_the_previous_status(sample, monkeypatch):
+    import errno
+
+    from cachestatus.store import writer
+
     assert run("rebuild", sample, "--workers", "1")[0] == 0
     before = json.loads(run("summary", sample, "--json")[1])
-    # A spatial reference GDAL cannot use: writing the new store fails half-way.
+
+    def fail(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    # The new store is written whole, then the swap fails (a share gone away).
+    monkeypatch.setattr(writer.atomic, "replace", fail)
+    code, _, err = run("rebuild", sample, "--workers", "1")
+    assert code == 1 and "nothing was changed" in err and "Traceback" not in err
+    monkeypatch.undo()
+    after = json.loads(run("summary", sample, "--json")[1])
+    assert after == before
+    assert [p.name for p in sample.iterdir() if p.name.startswith(".Status")] == []
+
+
+def test_a_crs_that_cannot_be_written_exits_2_before_the_scan(sample):
+    assert run("rebuild", sample, "--workers", "1")[0] == 0
+    before = json.loads(run("summary", sample, "--json")[1])
     conf = sample / "conf.xml"
     text = conf.read_text()
     start, end = text.index("<SpatialReference"), text.index("</SpatialReference>")
     conf.write_text(text[:start] + "<SpatialReference><WKT>PROJCS[nonsense</WKT>" + text[end:])
     code, _, err = run("rebuild", sample, "--workers", "1")
-    assert code == 1 and "nothing was changed" in err and "Traceback" not in err
+    assert code == 2 and "Traceback" not in err and "nonsense" in err
+    conf.write_text(text)
     after = json.loads(run("summary", sample, "--json")[1])
     assert after == before
     assert [p.name for p in sample.iterdir() if p.name.startswith(".Status")] == []
