@@ -37,6 +37,7 @@ from .store.guard import (
     real,
 )
 from .store.lock import StoreLock
+from .values import as_count, as_path
 from .verify import LevelCheck, VerifyReport, check_chunk
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def status_path(
         raise UsageError(f"store format {store_format!r}: use one of {', '.join(STORE_FORMATS)}")
     if status is None:
         return reader.status_dir / f"{reader.status_stem}.{store_format or 'gdb'}"
-    path = check_store_path(Path(status))
+    path = check_store_path(as_path(status, "status"))
     if store_format is not None and path.suffix.lower() != f".{store_format}":
         raise UsageError(f"{path}: --status ends in {path.suffix} but --format is {store_format}")
     return path
@@ -179,7 +180,7 @@ def rebuild(
             reader,
             levels=levels,
             workers=workers,
-            max_missing_rows=max_missing_rows,
+            max_missing_rows=as_count(max_missing_rows, "max_missing_rows"),
             progress=progress,
             blank=blank,
         )
@@ -224,8 +225,12 @@ def _resolve_area(
             )
         if isinstance(aoi, (str, os.PathLike)):
             area = read_aoi(aoi, cache_crs, aoi_layer)
-        else:
+        elif isinstance(aoi, shapely.Geometry):
             area = geometry_aoi(aoi)
+        else:
+            raise InvalidAOI(
+                f"aoi={aoi!r}: give a vector file's path or a shapely geometry in the cache's CRS"
+            )
     elif extent is not None:
         area = extent_aoi(extent, cache_crs, extent_crs)
     if area is None:
@@ -342,7 +347,7 @@ def report(
         reader = stack.enter_context(
             open_cache(cache, format_hint, sizes, table=table, scheme=scheme)
         )
-        target = check_store_path(Path(out_folder) / f"Status.{store_format}")
+        target = check_store_path(as_path(out_folder, "out_folder") / f"Status.{store_format}")
         if real(target) in {real(p) for p in _default_stores(reader)}:
             raise UsageError(
                 f"{out_folder}: is the cache's own status folder; a report goes to "
@@ -359,7 +364,9 @@ def report(
             reader,
             levels=chosen.levels,
             workers=workers,
-            max_missing_rows=max_missing_rows,
+            max_missing_rows=None
+            if max_missing_rows is None
+            else as_count(max_missing_rows, "max_missing_rows"),
             progress=progress,
             area=None if chosen.area is None else chosen.area.geometry,
             missing_on_unbuilt_levels=True,
@@ -430,8 +437,8 @@ def missing(
     import shapely
     from pyogrio.raw import write
 
-    out_path = Path(out)
-    tiles_path = Path(tiles) if tiles is not None else None
+    out_path = as_path(out, "out")
+    tiles_path = as_path(tiles, "tiles") if tiles is not None else None
     driver = MISSING_DRIVERS.get(out_path.suffix.lower())
     if driver is None:
         raise UsageError(f"{out}: write missing areas to .geojson, .gpkg or .shp")
@@ -524,6 +531,7 @@ def verify(
         at most ``max_problems`` of them (the others counted in ``problems_omitted``).
     """
     clock = time.perf_counter()
+    as_count(max_problems, "max_problems")
     with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
         area = None if chosen.area is None else chosen.area.geometry

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..errors import CacheNotFound, UnsupportedFormat, UsageError
+from ..values import as_path
 from .base import BundleFile, BundleIndex, CacheReader
 from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
@@ -124,7 +125,7 @@ def open_cache(
         CacheNotFound, UnsupportedFormat, InvalidCacheConfig: the path is not a readable cache.
         UsageError: ``table`` or ``scheme`` given for a format that has no such choice.
     """
-    where = Path(path)
+    where = as_path(path, "cache")
     if not where.exists():
         detect(where)  # raises CacheNotFound with the usual message
     reader_class = get(format_hint) if format_hint is not None else detect(where)
