@@ -140,10 +140,10 @@ def _bulk_numbers(count: int, text: str, ext: str) -> npt.NDArray[np.int64] | No
 
     ASCII digits only: ``str.isdigit`` alone takes ``²`` or ``٣``. A number too large for 64
     bits comes out as the largest one (numpy saturates), as the one-by-one path gives it."""
-    digits = text.replace(ext, "").replace("\n", "")
-    if not (digits.isascii() and digits.isdigit()):
+    digits = text.replace(ext, "")
+    if not digits.isascii() or not digits.replace("\n", "").isdigit():
         return None
-    numbers = np.fromstring(text.replace(ext, ""), dtype=np.int64, sep="\n")
+    numbers = np.fromstring(digits, dtype=np.int64, sep="\n")
     return numbers if len(numbers) == count else None
 
 
@@ -222,8 +222,8 @@ def list_tile_folder(path: str, how: How, limit: int) -> Listing:
             odd = [(name, None) for name in odd_names]
     except OSError as exc:
         return Listing(np.zeros(0, dtype=np.int64), [], [], [], f"cannot list: {_why(exc)}")
-    inside = numbers < limit
-    if not inside.all():  # rare: the names off the grid, one by one
+    if numbers.max(initial=0) >= limit:  # rare: the names off the grid, one by one
+        inside = numbers < limit
         odd += [
             (name, number)
             for name in names
