@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
+import re
 import struct
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from cachestatus.formats.compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize
 from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE, v2_tiles
 from cachestatus.formats.pmtiles import HEADER_SIZE, decode_directory, decode_header
 from cachestatus.formats.tpkx import parse_root_json
-from tests.helpers import conf_cdi, conf_xml, synthetic_bundle, web_mercator_lods
+from tests.helpers import conf_cdi, conf_xml, synthetic_bundle, web_mercator_lods, write_conf
 
 fuzz = settings(
     deadline=timedelta(seconds=5),
@@ -305,3 +307,98 @@ def test_root_json_depth_is_bounded_not_recursed(value, depth):
     deep = b"[" * depth * 2 + data + b"]" * depth * 2
     with contextlib.suppress(InvalidCacheConfig):
         parse_root_json(deep)
+
+
+# -- tile folders: random names, text and bytes --------------------------------------------
+
+_TILE_EXTENSIONS = ["png", "jpg", "jpeg", "webp", "pbf", "mvt", "lerc", "PNG", "Jpg", "txt", ""]
+_ODD_TEXT = "0123456789²٣\uff13 +-.\n\tCcRrLlpngjPGfF_é"
+
+
+def _tile_name(number: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda n, ext: f"{n}.{ext}" if ext else n, number, st.sampled_from(_TILE_EXTENSIONS)
+    )
+
+
+#: Names for a folder of an XYZ (decimal) or exploded (``C`` + 8 hex) cache: good ones, good
+#: ones with leading zeros or off the grid, digits of other scripts, random text and bytes.
+_DECIMAL = st.one_of(
+    st.integers(0, 40).map(str),
+    st.integers(0, 10**30).map(str),
+    st.integers(0, 40).map(lambda n: f"{n:05d}"),
+    st.text(alphabet=_ODD_TEXT, min_size=1, max_size=12),
+)
+_HEX = st.one_of(
+    st.integers(0, 2**32 - 1).map(lambda n: f"C{n:08x}"),
+    st.integers(0, 2**32 - 1).map(lambda n: f"C{n:08X}"),
+    st.integers(0, 2**40).map(lambda n: f"C{n:x}"),
+    st.text(alphabet=_ODD_TEXT, min_size=1, max_size=12).map(lambda t: "C" + t),
+)
+_BYTES = st.binary(min_size=1, max_size=24).map(os.fsdecode)
+_GOOD_NAME = re.compile(r"([0-9]+)\.(png|jpg|jpeg|webp|pbf|mvt|lerc)", re.IGNORECASE | re.ASCII)
+_GOOD_HEX = re.compile(
+    r"C([0-9a-f]{8})\.(png|jpg|jpeg|webp|pbf|mvt|lerc)", re.IGNORECASE | re.ASCII
+)
+
+
+def _writable(name: str) -> bool:
+    raw = os.fsencode(name)
+    return raw not in (b".", b"..") and b"/" not in raw and b"\0" not in raw and len(raw) < 250
+
+
+def _count_folder_cache(root: Path, hint: str, sizes: bool) -> tuple[int, int]:
+    """(tiles counted by the listing, tile files read back) over every level."""
+    counted = read = 0
+    with formats.open_cache(root, hint, sizes) as reader:
+        for level in reader.scheme.levels:
+            for found in reader.list_bundles(level):
+                if isinstance(found, formats.BundleFile):
+                    counted += reader.read_bundle(found).tiles
+                    read += sum(1 for tile in reader.read_tiles(found) if not tile.damage)
+    return counted, read
+
+
+@fuzz
+@given(
+    st.sampled_from(["xyz", "exploded"]),
+    st.integers(0, 5),
+    st.one_of(st.none(), _DECIMAL, _BYTES),
+    st.lists(st.one_of(_tile_name(_DECIMAL), _tile_name(_HEX), _BYTES), max_size=25),
+    st.booleans(),
+)
+def test_tile_folders_take_any_names(tmp_path_factory, layout, zoom, folder, names, sizes):
+    """Whatever the names, the listing works and counts exactly the valid tiles (a name that
+    parses, on the level's grid, in a folder that does), or refuses with a CacheStatusError."""
+    root = tmp_path_factory.mktemp("names")
+    if layout == "xyz":
+        folder = str(zoom) if folder is None else folder
+        if not _writable(folder):
+            return
+        column = root / str(zoom) / folder
+        good_folder = folder.isascii() and folder.isdigit() and int(folder) < 2**zoom
+        limit, pattern, base = 2**zoom, _GOOD_NAME, 10
+    else:
+        write_conf(root, 6, storage="esriMapCacheStorageModeExploded")
+        row = 0 if folder is None else int.from_bytes(os.fsencode(folder)[:4], "big")
+        column = root / "_alllayers" / f"L{zoom:02d}" / f"R{row:08x}"
+        good_folder = row < 2**31
+        limit, pattern, base = 2**31, _GOOD_HEX, 16
+    column.mkdir(parents=True)
+    written: set[bytes] = set()
+    valid: list[int] = []  # one number per tile file (two files may name one tile)
+    for name in names:
+        if not _writable(name) or os.fsencode(name) in written:
+            continue
+        written.add(os.fsencode(name))
+        with open(os.fsencode(column / name), "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n")
+        match = pattern.fullmatch(name)
+        if match and int(match.group(1), base) < limit:
+            valid.append(int(match.group(1), base))
+    try:
+        counted, read = _count_folder_cache(root, layout, sizes)
+    except CacheStatusError:
+        return
+    assert counted == (len(set(valid)) if good_folder else 0)
+    assert read == (len(valid) if good_folder else 0)  # verify reads every tile file

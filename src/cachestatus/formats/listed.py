@@ -89,9 +89,15 @@ class ListedTiles(CacheReader):
             cache[level] = Grouped(level, self._level_tiles(level))
         return cache[level]
 
+    def _listing_problems(self, level: int) -> list[Problem]:
+        """What the listing of ``level`` found that is not a tile (after :meth:`_grouped`)."""
+        return []
+
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
-        """Virtual bundles holding tile files."""
-        for key in self._grouped(level).bundles():
+        """Virtual bundles holding tile files, after the listing's problems."""
+        grouped = self._grouped(level)
+        yield from self._listing_problems(level)
+        for key in grouped.bundles():
             yield BundleFile(key, f"{self.path}#{key.label}")
 
     def count_bundles(self, level: int) -> int:

@@ -4,25 +4,51 @@ Every tile file of a level is found by one listing of each row (or column) folde
 stat per file for its size only when sizes are asked for); tiles are then grouped into virtual
 128 x 128 bundles. The listing holds everything a status needs, so these readers run in the
 calling process.
+
+What a listing does with each name (the folder caches' one rule, for hostile names too):
+
+- a name that parses (ASCII digits, or the exploded cache's 8 hex digits, one tile extension)
+  and lies on the level's grid is a tile; without ``sizes`` nothing more is asked of it (a link
+  is not followed), with ``sizes`` it must stat as a regular file, or it is a ``corrupt``
+  problem for that tile, which is not counted;
+- a name that ends like a tile (``.png``...) but does not parse (``².png``, `` 5.png``, a line
+  break, bytes that are not UTF-8), or that lies off the grid (``9.png`` at zoom 3,
+  ``99999999999999999999999.png``), is a ``bad-name`` problem, never counted;
+- anything else (``.DS_Store``, ``Thumbs.db``, ``metadata.json``, macOS's ``._5.png``) is plainly
+  not a tile, and is ignored;
+- folders the same way: a row or column folder that cannot be listed (a link loop, a file named
+  like a folder) is a problem; a zoom folder that cannot hold a level (``40``, ``-1``, ``٣``) a
+  warning. A problem never stops the scan, and nothing off the grid is ever materialised.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import grid
-from ..models import BUNDLE_SIZE, BundleKey
+from ..errors import CorruptBundle, InvalidCacheConfig
+from ..models import BUNDLE_SIZE, BundleKey, Problem, Tile
 from ..parallel import map_in_processes
-from .arcgis_folder import ArcGISFolderCache
-from .base import BundleFile, StoredTile, open_regular, read_exactly
+from .arcgis_folder import (
+    GRID_LIMIT,
+    ArcGISFolderCache,
+    hex_number,
+    is_folder,
+    looks_numbered,
+    not_a_file,
+    shown,
+    why_not_a_folder,
+)
+from .base import O_RDONLY, BundleFile, StoredTile, read_exactly
 from .listed import Grouped, ListedTiles
 from .mbtiles import web_mercator_scheme
 
@@ -33,19 +59,16 @@ NumberT = TypeVar("NumberT", int, npt.NDArray[np.int64])
 TILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pbf", ".mvt", ".lerc")
 _EXTENSION = "(?:" + "|".join(s[1:] for s in TILE_SUFFIXES) + ")"
 _ROW_DIR = re.compile(r"^R([0-9a-fA-F]{8})$")
-
-
-def _listing(folder: str, pattern: re.Pattern[str], sizes: bool) -> tuple[list[str], list[int]]:
-    """The names in ``folder`` that ``pattern`` matches, and with ``sizes`` their sizes (from
-    the listing's stat data); without sizes, one ``listdir``, names filtered in C loops."""
-    try:
-        if not sizes:
-            return os.listdir(folder), []
-        with os.scandir(folder) as entries:
-            found = [(e.name, e.stat().st_size) for e in entries if pattern.match(e.name)]
-    except (NotADirectoryError, FileNotFoundError):
-        return [], []
-    return [name for name, _ in found], [size for _, size in found]
+#: A name that ends like a tile file and is not hidden: reported when it does not parse as a
+#: tile. (``re.ASCII``: only ASCII letters fold case, as in every name pattern here.)
+_TILE_LIKE = re.compile(rf"^[^.\n][^\n]*\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE | re.ASCII)
+#: The deepest zoom of an XYZ/TMS folder: its 2**zoom rows and columns must stay below
+#: :data:`GRID_LIMIT` (as in PMTiles).
+MAX_ZOOM = 31
+#: The largest tile file read whole (``verify``, ``--blank``); a larger one is damage, not read.
+MAX_TILE_BYTES = 64 * 2**20
+#: A number parsed from a name that does not fit in 64 bits: off every grid.
+_HUGE = np.iinfo(np.int64).max
 
 
 def names_to_numbers(
@@ -53,14 +76,25 @@ def names_to_numbers(
 ) -> npt.NDArray[np.int64]:
     """The number each matching name carries (``pattern``'s one group, in base 10 or 16), in C
     loops: the common folder (every name a number with one tile extension) parsed in bulk,
-    any other by one regular-expression pass over all names joined."""
+    any other by one regular-expression pass over all names joined. A number too large for
+    64 bits reads as the largest one (off every grid)."""
+    return _parse(names, pattern, base)[0]
+
+
+def _parse(
+    names: list[str], pattern: re.Pattern[str], base: int
+) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """:func:`names_to_numbers`, and the names that end like tiles but do not parse as tiles
+    (looked for only where the bulk parse fails: the common folder costs nothing more)."""
     text = "\n".join(names)
+    odd: list[str] = []
     if text.count("\n") > len(names) - 1:
         # A name holding a line break is never a tile, and would read as two names joined.
+        odd = [name for name in names if "\n" in name and _tile_like(name)]
         names = [name for name in names if "\n" not in name]
         text = "\n".join(names)
     if not names:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), odd
     ext = _one_extension(names, text)
     bulk = (
         None
@@ -68,11 +102,29 @@ def names_to_numbers(
         else (_bulk_numbers if base == 10 else _bulk_hex_numbers)(len(names), text, ext)
     )
     if bulk is not None:
-        return bulk
+        return bulk, odd
     found: list[str] = pattern.findall(text)
-    if base == 10:
-        return np.array(found, dtype=np.int64) if found else np.zeros(0, dtype=np.int64)
-    return np.fromiter((int(h, 16) for h in found), dtype=np.int64, count=len(found))
+    if len(_TILE_LIKE.findall(text)) > len(found):  # every tile name is tile-like
+        odd += [n for n in names if _TILE_LIKE.match(n) and not pattern.match(n)]
+    if base == 16:
+        numbers = np.fromiter((int(h, 16) for h in found), dtype=np.int64, count=len(found))
+    elif found and max(map(len, found)) > 18:
+        numbers = np.fromiter((_decimal_number(d) for d in found), np.int64, count=len(found))
+    else:
+        numbers = np.array(found, dtype=np.int64) if found else np.zeros(0, dtype=np.int64)
+    return numbers, odd
+
+
+def _tile_like(name: str) -> bool:
+    """Whether ``name`` ends like a tile file (a line of it, for a name with line breaks) and
+    is not hidden (``.DS_Store``, macOS's ``._5.png``)."""
+    return name[:1] != "." and _TILE_LIKE.search(name) is not None
+
+
+def _decimal_number(digits: str) -> int:
+    """The value of ASCII ``digits``; at most :data:`_HUGE` (never an int() of a long name)."""
+    digits = digits.lstrip("0")
+    return _HUGE if len(digits) > 19 else min(int(digits or "0"), _HUGE)
 
 
 def _one_extension(names: list[str], text: str) -> str | None:
@@ -84,9 +136,12 @@ def _one_extension(names: list[str], text: str) -> str | None:
 
 
 def _bulk_numbers(count: int, text: str, ext: str) -> npt.NDArray[np.int64] | None:
-    """``{y}.png`` names parsed by numpy at once; ``None`` unless every name is one."""
+    """``{y}.png`` names parsed by numpy at once; ``None`` unless every name is one.
+
+    ASCII digits only: ``str.isdigit`` alone takes ``²`` or ``٣``. A number too large for 64
+    bits comes out as the largest one (numpy saturates), as the one-by-one path gives it."""
     digits = text.replace(ext, "")
-    if not digits.replace("\n", "").isdigit():
+    if not digits.isascii() or not digits.replace("\n", "").isdigit():
         return None
     numbers = np.fromstring(digits, dtype=np.int64, sep="\n")
     return numbers if len(numbers) == count else None
@@ -112,60 +167,241 @@ def _bulk_hex_numbers(count: int, text: str, ext: str) -> npt.NDArray[np.int64] 
         np.isin(table[:, 0], (ord("C"), ord("c"))).all()
         and (nibbles < 16).all()
         and (table[:, 9:width] == np.frombuffer(ext.encode("ascii"), dtype=np.uint8)).all()
+        and (table[:, width] == ord("\n")).all()
     )
     if not valid:
         return None
     return nibbles.astype(np.int64) @ (16 ** np.arange(7, -1, -1, dtype=np.int64))
 
 
+class Listing(NamedTuple):
+    """What the listing of one row (or column) folder found."""
+
+    #: The numbers the tile files carry, each on the level's grid.
+    numbers: npt.NDArray[np.int64]
+    #: Their sizes in bytes (with sizes only).
+    sizes: list[int]
+    #: Names that end like tiles and are none: ``(name, None)`` for a name that does not parse,
+    #: ``(name, number)`` for one off the grid.
+    odd: list[tuple[str, int | None]]
+    #: Tile files that cannot be counted (with sizes): ``(name, number, why)``.
+    unreadable: list[tuple[str, int, str]]
+    #: Why the folder could not be listed; empty when it was.
+    error: str = ""
+
+
+#: How a folder's names are read: the tile name pattern, its number's base, sizes or not.
+How = tuple[re.Pattern[str], int, bool]
+#: A folder to list: level, folder number, its path, the numbers its tiles may carry (below).
+Job = tuple[int, int, str, int]
+#: One folder's listing: level, folder number, its path, what it holds.
+Listed = tuple[int, int, str, Listing]
+
+
+def list_tile_folder(path: str, how: How, limit: int) -> Listing:
+    """The tiles (numbers below ``limit``) of the row (or column) folder at ``path``, and what
+    in it is not one. Never raises: a folder that cannot be listed says why."""
+    pattern, base, sizes = how
+    found: list[int] = []
+    try:
+        if sizes:
+            names, found, unreadable, others = _stat_listing(path, pattern, base)
+            numbers = names_to_numbers(names, pattern, base)
+            odd: list[tuple[str, int | None]] = [(n, None) for n in others if _tile_like(n)]
+        else:
+            names, directories = _names(path)
+            unreadable = []
+            if directories:
+                tiles = {n for n in directories if "\n" not in n and pattern.match(n)}
+                names = [n for n in names if n not in tiles]
+                unreadable = [
+                    (n, _number(pattern, base, n), "not a file: a directory named like a tile")
+                    for n in sorted(tiles)
+                ]
+            numbers, odd_names = _parse(names, pattern, base)
+            odd = [(name, None) for name in odd_names]
+    except OSError as exc:
+        return Listing(np.zeros(0, dtype=np.int64), [], [], [], f"cannot list: {_why(exc)}")
+    if numbers.max(initial=0) >= limit:  # rare: the names off the grid, one by one
+        inside = numbers < limit
+        odd += [
+            (name, number)
+            for name in names
+            if "\n" not in name
+            and pattern.match(name)
+            and (number := _number(pattern, base, name)) >= limit
+        ]
+        numbers = numbers[inside]
+        if sizes:
+            found = [size for size, keep in zip(found, inside.tolist(), strict=True) if keep]
+    odd += [(name, number) for name, number, _ in unreadable if number >= limit]
+    unreadable = [item for item in unreadable if item[1] < limit]
+    return Listing(numbers, found, odd, unreadable)
+
+
+def _names(folder: str) -> tuple[list[str], list[str]]:
+    """The names in ``folder``, and those of its subfolders (no stat per name).
+
+    A folder's link count is 2 plus its subfolders on the usual file systems (ext4, XFS, tmpfs,
+    NTFS through ntfs-3g): at 2, one ``listdir`` tells all. Otherwise (a subfolder named like a
+    tile; btrfs, which always says 1) the listing's own file types tell, without a stat each.
+    """
+    if os.stat(folder).st_nlink == 2:
+        return os.listdir(folder), []
+    names: list[str] = []
+    directories: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            names.append(entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                directories.append(entry.name)
+    return names, directories
+
+
+def _stat_listing(
+    folder: str, pattern: re.Pattern[str], base: int
+) -> tuple[list[str], list[int], list[tuple[str, int, str]], list[str]]:
+    """With sizes: the names of the tile files of ``folder`` and their sizes (a stat each,
+    links followed), the tile names that are not regular files with why, and the other names."""
+    names: list[str] = []
+    sizes: list[int] = []
+    unreadable: list[tuple[str, str]] = []
+    others: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if "\n" in name or pattern.match(name) is None:
+                others.append(name)
+                continue
+            try:
+                st = entry.stat()
+            except OSError as exc:  # a dangling link, a link loop, a file gone meanwhile
+                unreadable.append((name, f"cannot read: {_why(exc)}"))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                unreadable.append((name, f"not a file: {not_a_file(st.st_mode)} named like a tile"))
+                continue
+            names.append(name)
+            sizes.append(st.st_size)
+    found = [(n, _number(pattern, base, n), why) for n, why in unreadable]
+    return names, sizes, found, others
+
+
+def _number(pattern: re.Pattern[str], base: int, name: str) -> int:
+    """The number of one name ``pattern`` matches (as :func:`names_to_numbers` reads it)."""
+    match = pattern.match(name)
+    assert match is not None
+    digits = match.group(1)
+    return int(digits, 16) if base == 16 else _decimal_number(digits)
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
 #: Below this many folders to list, processes would cost more than they save.
 PARALLEL_FOLDERS = 256
-#: One folder's listing: level, folder number, the numbers its tile files carry, their sizes.
-Listed = tuple[int, int, npt.NDArray[np.int64], list[int]]
 
 
-def _read_folders(
-    how: tuple[re.Pattern[str], int, bool], jobs: list[tuple[int, int, str]]
-) -> list[Listed]:
-    """List folders (level, folder number, path): the work a listing process does."""
-    pattern, base, sizes = how
-    out: list[Listed] = []
-    for level, folder, path in jobs:
-        names, found = _listing(path, pattern, sizes)
-        out.append((level, folder, names_to_numbers(names, pattern, base), found))
-    return out
+def _read_folders(how: How, jobs: list[Job]) -> list[Listed]:
+    """List folders: the work a listing process does."""
+    return [
+        (level, folder, path, list_tile_folder(path, how, limit))
+        for level, folder, path, limit in jobs
+    ]
 
 
 def read_file(path: str) -> bytes:
-    """The bytes of one tile file."""
-    fd, st = open_regular(path)
+    """The bytes of one tile file, opened without blocking (a FIFO named like a tile cannot
+    hang a read).
+
+    Raises:
+        CorruptBundle: the path is not a regular file, or is larger than any tile.
+        OSError: it cannot be opened or read.
+    """
+    fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptBundle(f"not a file: {not_a_file(st.st_mode)} named like a tile")
+        if st.st_size > MAX_TILE_BYTES:
+            raise CorruptBundle(
+                f"{st.st_size:,} bytes: larger than any tile (at most {MAX_TILE_BYTES:,} read)"
+            )
         return read_exactly(fd, 0, st.st_size, st.st_size)
     finally:
         os.close(fd)
 
 
-def _numbered_dirs(folder: str | Path, parse: Callable[[str], int | None]) -> dict[int, str]:
-    """The subfolders of ``folder`` whose names ``parse`` turns into numbers, by number."""
+class Folders(NamedTuple):
+    """The numbered subfolders of a folder, and what is named like one and is not."""
+
+    #: Path by number.
+    found: dict[int, str]
+    #: ``(name, kind, why)`` of the entries named like subfolders that are not read: a
+    #: ``bad-name``, or ``corrupt`` for one that cannot be gone into.
+    ignored: list[tuple[str, str, str]]
+    #: Why the folder could not be listed; empty when it was.
+    error: str = ""
+
+
+def numbered_folders(
+    folder: str | Path,
+    parse: Callable[[str], int | None],
+    looks: Callable[[str], bool],
+    limit: tuple[int, str],
+    canonical: Callable[[int], str],
+) -> Folders:
+    """The subfolders of ``folder`` whose names ``parse`` turns into numbers below ``limit``
+    (a number, and what being beyond it means, for messages).
+
+    A name that ``looks`` numbered and does not parse, a number at or beyond the limit, an entry
+    that is not a folder and a second name of one number (``03`` beside ``3``: the
+    ``canonical`` name is read, else the first in sort order) are listed in ``ignored``.
+    """
     found: dict[int, str] = {}
+    ignored: list[tuple[str, str, str]] = []
     try:
-        with os.scandir(folder) as entries:
-            for e in entries:
-                number = parse(e.name)
-                if number is not None and e.is_dir():
-                    found[number] = e.path
-    except (NotADirectoryError, FileNotFoundError):
-        pass
-    return found
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        return Folders({}, [], _why(exc))
+    for entry in entries:
+        number = parse(entry.name)
+        if number is None:
+            if looks(entry.name):
+                ignored.append((entry.name, "bad-name", "not a number in ASCII digits"))
+            continue
+        if number >= limit[0]:
+            ignored.append((entry.name, "bad-name", limit[1]))
+            continue
+        if not is_folder(entry):
+            ignored.append((entry.name, "corrupt", why_not_a_folder(entry.path)))
+            continue
+        previous = found.get(number)
+        if previous is not None:
+            kept, dropped = os.path.basename(previous), entry.name
+            if entry.name == canonical(number):
+                kept, dropped = dropped, kept
+                found[number] = entry.path
+            ignored.append((dropped, "bad-name", f"the same number as {shown(kept)}"))
+            continue
+        found[number] = entry.path
+    return Folders(found, ignored)
 
 
 def _row_number(name: str) -> int | None:
     match = _ROW_DIR.match(name)
-    return int(match.group(1), 16) if match else None
+    return None if match is None else hex_number(match.group(1))
+
+
+def _looks_like_row(name: str) -> bool:
+    rest = name[1:].strip()
+    return name[:1] in "Rr" and rest.isalnum() and any(c.isdigit() for c in rest)
 
 
 def _decimal(name: str) -> int | None:
-    return int(name) if name.isdigit() else None
+    return _decimal_number(name) if name.isascii() and name.isdigit() else None
 
 
 class TileFolders(ListedTiles):
@@ -178,13 +414,25 @@ class TileFolders(ListedTiles):
 
     def _folders(self, level: int) -> dict[int, str]:
         """The level's row (or column) folders by number, listed once."""
-        cache: dict[int, dict[int, str]] = self.__dict__.setdefault("_folder_cache", {})
+        cache: dict[int, Folders] = self.__dict__.setdefault("_folder_cache", {})
         if level not in cache:
             cache[level] = self._list_folders(level)
-        return cache[level]
+        return cache[level].found
 
-    def _list_folders(self, level: int) -> dict[int, str]:
+    def _list_folders(self, level: int) -> Folders:
         raise NotImplementedError
+
+    def _level_folder(self, level: int) -> str | None:
+        """The folder of a level's row (or column) folders."""
+        raise NotImplementedError
+
+    def _label(self, path: str) -> str:
+        """``path`` as problems name it: from the level folder down, printable."""
+        raise NotImplementedError
+
+    def _limit(self, level: int) -> int:
+        """Row and column numbers of ``level`` are below this."""
+        return GRID_LIMIT
 
     def _place(
         self, level: int, folder: int, number: NumberT
@@ -196,35 +444,90 @@ class TileFolders(ListedTiles):
         """The folder numbers that can hold tiles of a bundle."""
         raise NotImplementedError
 
-    def _level_tiles(self, level: int) -> npt.NDArray[np.int64]:
-        jobs = [(level, folder, path) for folder, path in self._folders(level).items()]
-        return self._table(level, _read_folders(self._how(), jobs))
+    def _jobs(self, level: int) -> list[Job]:
+        limit = self._limit(level)
+        return [(level, folder, path, limit) for folder, path in self._folders(level).items()]
 
-    def _how(self) -> tuple[re.Pattern[str], int, bool]:
+    def _level_tiles(self, level: int) -> npt.NDArray[np.int64]:
+        return self._table(level, _read_folders(self._how(), self._jobs(level)))
+
+    def _how(self) -> How:
         return self.name_pattern, self.name_base, self.sizes
 
     def _table(self, level: int, listed: Iterable[Listed]) -> npt.NDArray[np.int64]:
-        """(row, col, size) of every tile from the listings of a level's folders."""
+        """(row, col, size) of every tile from the listings of a level's folders; what is not a
+        tile becomes the level's problems."""
+        problems = self._folder_problems(level)
         parts = [np.zeros((0, 3), dtype=np.int64)]
-        for _, folder, numbers, sizes in listed:
-            rows, cols = self._place(level, folder, numbers)
-            part = np.ones((len(numbers), 3), dtype=np.int64)
+        for _, folder, path, found in sorted(listed, key=lambda item: item[1]):
+            problems += self._listing_problems_of(level, folder, path, found)
+            rows, cols = self._place(level, folder, found.numbers)
+            part = np.ones((len(found.numbers), 3), dtype=np.int64)
             part[:, 0], part[:, 1] = rows, cols
             if self.sizes:
-                part[:, 2] = sizes
+                part[:, 2] = found.sizes
             parts.append(part)
+        self.__dict__.setdefault("_problems", {})[level] = problems
         return np.concatenate(parts)
+
+    def _folder_problems(self, level: int) -> list[Problem]:
+        """What the listing of the level's folder found that is not a row (or column) folder."""
+        self._folders(level)
+        listed: Folders = self.__dict__["_folder_cache"][level]
+        where = self._level_folder(level) or ""
+        if listed.error:
+            return [
+                Problem(
+                    self._label(where), "corrupt", f"{shown(where)}: cannot list: {listed.error}"
+                )
+            ]
+        return [
+            Problem(
+                self._label(os.path.join(where, name)),
+                kind,
+                f"{shown(os.path.join(where, name))}: {why}; not read",
+            )
+            for name, kind, why in listed.ignored
+        ]
+
+    def _listing_problems_of(
+        self, level: int, folder: int, path: str, found: Listing
+    ) -> list[Problem]:
+        problems = []
+        if found.error:
+            problems.append(Problem(self._label(path), "corrupt", f"{shown(path)}: {found.error}"))
+        for name, number in found.odd:
+            file = os.path.join(path, name)
+            why = (
+                "not a tile name"
+                if number is None
+                else f"off the grid: tile numbers of level {level} are below {self._limit(level):,}"
+            )
+            problems.append(Problem(self._label(file), "bad-name", f"{shown(file)}: {why}"))
+        for name, number, why in found.unreadable:
+            row, col = self._place(level, folder, number)
+            key = BundleKey.of_tile(Tile(level, row, col))
+            file = os.path.join(path, name)
+            problems.append(
+                Problem(
+                    key.label,
+                    "corrupt",
+                    f"{shown(file)}: {why}",
+                    tile=f"L{level:02d}/R{row}/C{col}",
+                )
+            )
+        return problems
+
+    def _listing_problems(self, level: int) -> list[Problem]:
+        self._grouped(level)
+        found: list[Problem] = self.__dict__.get("_problems", {}).get(level, [])
+        return found
 
     def prefetch(self, levels: list[int]) -> None:
         """List the folders of ``levels`` in :attr:`workers` processes, when there are enough
         of them to pay for starting the processes."""
         groups: dict[int, Grouped] = self.__dict__.setdefault("_groups", {})
-        jobs = [
-            (level, folder, path)
-            for level in levels
-            if level not in groups
-            for folder, path in self._folders(level).items()
-        ]
+        jobs = [job for level in levels if level not in groups for job in self._jobs(level)]
         if self.workers <= 1 or len(jobs) < PARALLEL_FOLDERS:
             return  # each level is listed here when it is first asked for
         size = -(-len(jobs) // (4 * self.workers))
@@ -237,20 +540,40 @@ class TileFolders(ListedTiles):
             groups[level] = Grouped(level, self._table(level, listed))
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
-        """The bundle's tile files, folder by folder, each read whole."""
+        """The bundle's tile files, folder by folder, each read whole: those the listing
+        counted (with sizes, a dangling link is not one). A tile file that cannot be read is
+        damage on that tile; the others are read."""
         key = bundle.key
         folders = self._folders(key.level)
+        counted = self._grouped(key.level).sizes(key)
+        limit = self._limit(key.level)
+        pattern, base = self.name_pattern, self.name_base
         for folder in self._folder_span(key):
-            if folder not in folders:
+            path = folders.get(folder)
+            if path is None:
                 continue
-            names, _ = _listing(folders[folder], self.name_pattern, False)
+            try:
+                names = os.listdir(path)
+            except OSError:
+                continue  # the listing reported it
             for name in sorted(names):
-                match = self.name_pattern.match(name)
-                if match is None:
+                if "\n" in name or pattern.match(name) is None:
                     continue
-                row, col = self._place(key.level, folder, int(match.group(1), self.name_base))
-                if key.holds(row, col):
-                    yield StoredTile(row, col, read_file(os.path.join(folders[folder], name)))
+                number = _number(pattern, base, name)
+                if number >= limit:
+                    continue
+                row, col = self._place(key.level, folder, number)
+                if key.holds(row, col) and counted[row - key.row, col - key.col]:
+                    yield _stored_tile(row, col, os.path.join(path, name))
+
+
+def _stored_tile(row: int, col: int, path: str) -> StoredTile:
+    try:
+        return StoredTile(row, col, read_file(path))
+    except CorruptBundle as exc:
+        return StoredTile(row, col, b"", exc.reason)
+    except OSError as exc:
+        return StoredTile(row, col, b"", f"cannot read: {_why(exc)}")
 
 
 class ExplodedCache(TileFolders, ArcGISFolderCache):
@@ -260,11 +583,21 @@ class ExplodedCache(TileFolders, ArcGISFolderCache):
     description = "ArcGIS exploded cache folder (conf.xml, _alllayers/Lnn/Rrrrrrrrr/Ccccccccc.png)"
     storage_formats = ("esriMapCacheStorageModeExploded",)
 
-    def _list_folders(self, level: int) -> dict[int, str]:
-        folder = self._level_dirs.get(level)
-        return {} if folder is None else _numbered_dirs(folder, _row_number)
+    def _level_folder(self, level: int) -> str | None:
+        return self._level_dirs.get(level)
 
-    name_pattern = re.compile(rf"^C([0-9a-f]{{8}})\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE)
+    def _list_folders(self, level: int) -> Folders:
+        folder = self._level_dirs.get(level)
+        if folder is None:
+            return Folders({}, [])
+        return numbered_folders(folder, _row_number, _looks_like_row, _ROWS, "R{:08x}".format)
+
+    def _label(self, path: str) -> str:
+        return shown(os.path.relpath(path, self.layers_dir))
+
+    name_pattern = re.compile(
+        rf"^C([0-9a-f]{{8}})\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE | re.ASCII
+    )
     name_base = 16
 
     def _place(
@@ -274,6 +607,23 @@ class ExplodedCache(TileFolders, ArcGISFolderCache):
 
     def _folder_span(self, key: BundleKey) -> range:
         return range(key.row, key.row + BUNDLE_SIZE)
+
+
+#: Rows of an exploded cache, and what a row folder beyond them is.
+_ROWS = (GRID_LIMIT, "off the grid a status holds (rows below 2**31)")
+_ZOOMS = (MAX_ZOOM + 1, f"deeper than zoom {MAX_ZOOM}, the deepest a status holds")
+
+
+def _zoom_folders(path: Path) -> Folders:
+    """The zoom folders of an XYZ/TMS folder (at most :data:`MAX_ZOOM`).
+
+    Raises:
+        InvalidCacheConfig: the folder cannot be listed.
+    """
+    found = numbered_folders(path, _decimal, looks_numbered, _ZOOMS, str)
+    if found.error:
+        raise InvalidCacheConfig(f"{shown(str(path))}: cannot be listed ({found.error})")
+    return found
 
 
 class XYZFolder(TileFolders):
@@ -286,22 +636,48 @@ class XYZFolder(TileFolders):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        levels = sorted(int(e.name) for e in os.scandir(path) if e.name.isdigit() and e.is_dir())
+        self._zooms = _zoom_folders(path)
+        levels = sorted(self._zooms.found)
         folders = (f for level in levels for f in self._folders(level).values())
         self._scheme = web_mercator_scheme(levels or [0], tile_format=_tile_format(folders))
 
     @classmethod
     def detect(cls, path: Path) -> bool:
         """A folder whose subfolders are numbers (zoom levels) holding numbered folders."""
-        if not path.is_dir() or (path / "conf.xml").exists():
+        try:
+            if not path.is_dir() or (path / "conf.xml").exists():
+                return False
+            with os.scandir(path) as entries:
+                levels = [e.path for e in entries if _decimal(e.name) is not None and is_folder(e)]
+            if not levels:
+                return False
+            with os.scandir(sorted(levels)[0]) as entries:
+                return any(_decimal(e.name) is not None for e in entries)
+        except OSError:
             return False
-        levels = [e for e in os.scandir(path) if e.name.isdigit() and e.is_dir()]
-        return bool(levels) and any(e.name.isdigit() for e in os.scandir(levels[0].path))
 
-    def _list_folders(self, level: int) -> dict[int, str]:
-        return _numbered_dirs(self.path / str(level), _decimal)
+    def unknown_levels(self) -> list[str]:
+        """Entries of the folder named like zoom folders that are not read (``name (why)``)."""
+        return [f"{shown(name)} ({why})" for name, _, why in self._zooms.ignored]
 
-    name_pattern = re.compile(rf"^(\d+)\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE)
+    def _level_folder(self, level: int) -> str | None:
+        return self._zooms.found.get(level)
+
+    def _list_folders(self, level: int) -> Folders:
+        folder = self._zooms.found.get(level)
+        if folder is None:
+            return Folders({}, [])
+        limit = self._limit(level)
+        beyond = f"off the grid: level {level} has {limit:,} columns"
+        return numbered_folders(folder, _decimal, looks_numbered, (limit, beyond), str)
+
+    def _label(self, path: str) -> str:
+        return shown(os.path.relpath(path, self.path))
+
+    def _limit(self, level: int) -> int:
+        return 1 << level
+
+    name_pattern = re.compile(rf"^([0-9]+)\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE | re.ASCII)
 
     def _place(
         self, level: int, folder: int, number: NumberT
@@ -316,8 +692,12 @@ class XYZFolder(TileFolders):
 def _tile_format(folders: Iterable[str]) -> str:
     """The tile format of a folder cache, from the extension of the first tile file found."""
     for folder in folders:
-        for name in os.listdir(folder):
-            if name.lower().endswith(TILE_SUFFIXES):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue  # the listing reports it
+        for name in names:
+            if name.lower().endswith(TILE_SUFFIXES) and _TILE_LIKE.fullmatch(name):
                 suffix = name.rsplit(".", 1)[-1].upper()
                 return {"JPG": "JPEG", "MVT": "PBF"}.get(suffix, suffix)
     return "any"
