@@ -233,7 +233,6 @@ def test_a_deeply_nested_root_json_exits_2(tmp_path):
         ({"cols": 0}, "tile size 0 x 256"),
         ({"rows": 10**9}, "tile size 256 x 1e+09"),
         ({"dpi": 0}, "DPI is 0"),
-        ({"spatialReference": {"wkid": 123}}, "WKID 123"),
     ],
 )
 def test_bad_root_json_values_exit_2_naming_the_value(tmp_path, change, message):
@@ -249,6 +248,19 @@ def test_crossed_full_extent_exits_2(tmp_path):
     root["fullExtent"] = {"xmin": 5, "ymin": 0, "xmax": 1, "ymax": 1}
     result = _cli("rebuild", _tpkx(tmp_path / "x.tpkx", root), "--workers", "1")
     assert result.returncode == 2 and "fullExtent" in result.stderr
+
+
+def test_a_crs_nobody_knows_gives_a_store_without_one_and_a_warning(tmp_path):
+    """Issue 10: when no CRS can be had, the store is written without one, with a warning
+    decided before the scan (not a failed write after it)."""
+    import pyogrio
+
+    root = _root_json(LODS, spatialReference={"wkid": 123})
+    status = tmp_path / "s.gdb"
+    result = _cli("rebuild", _tpkx(tmp_path / "u.tpkx", root), "--status", status)
+    assert result.returncode == 0, result.stderr
+    assert "not one PROJ knows" in result.stderr and "without a coordinate system" in result.stderr
+    assert pyogrio.read_info(str(status), layer="TaskStatus")["crs"] is None
 
 
 def test_an_unknown_wkid_with_a_wkt_uses_the_wkt(tmp_path):

@@ -37,6 +37,7 @@ from .store.guard import (
     real,
 )
 from .store.lock import StoreLock
+from .store.writer import store_crs
 from .values import as_count, as_path
 from .verify import LevelCheck, VerifyReport, check_chunk
 
@@ -215,7 +216,7 @@ def _resolve_area(
 
     from .aoi import extent_aoi, geometry_aoi, read_aoi
 
-    cache_crs = reader.scheme.spatial_reference.user_input()
+    cache_crs, _ = store_crs(reader.scheme.spatial_reference)
     area: AreaOfInterest | None = None
     if aoi is not None:
         if extent is not None:
@@ -490,11 +491,14 @@ def missing(
                 layer="MissingAreas",
                 driver=driver,
                 geometry_type="MultiPolygon",
-                crs=reader.scheme.spatial_reference.user_input(),
+                crs=store_crs(reader.scheme.spatial_reference)[0],
                 promote_to_multi=True,
             )
         _replace_dataset(temp, out_path)
-        return MissingReport(areas, chosen.warnings + outcome.warnings)
+        crs_warning = store_crs(reader.scheme.spatial_reference)[1]
+        return MissingReport(
+            areas, [*([crs_warning] if crs_warning else []), *chosen.warnings, *outcome.warnings]
+        )
 
 
 #: ``verify`` lists at most this many problems; beyond, it counts them.
@@ -631,6 +635,7 @@ def _scan_to_store(
     """
     target = lock.target
     job_id, token = new_job_id()
+    _, crs_warning = store_crs(reader.scheme.spatial_reference)
     scanner.prepare()
     lock.keep_fresh()  # a thread: only once the worker processes are forked
     with StatusWriter(
@@ -662,7 +667,7 @@ def _scan_to_store(
         elapsed_s=time.perf_counter() - started[1],
         levels=outcome.levels,
         problems=outcome.problems,
-        warnings=outcome.warnings,
+        warnings=[crs_warning, *outcome.warnings] if crs_warning else outcome.warnings,
     )
 
 

@@ -203,13 +203,9 @@ def check_spatial_reference(sr: SpatialReference, source: str, element: str) -> 
     """The spatial reference as PROJ can use it: codes it does not know dropped, a WKT it
     cannot read dropped, an ESRI code written out as its WKT.
 
-    The status store is written in the cache's CRS, so a CRS that PROJ cannot use would fail
-    that write after the whole scan; this tells it before any work instead. A cache that
-    declares no spatial reference at all keeps none (its store has no CRS, as before).
-
-    Raises:
-        InvalidCacheConfig: a spatial reference is declared, but neither its WKID nor its WKT is
-            one PROJ knows.
+    A spatial reference of which nothing is usable is returned as declared: the status store is
+    then written without a CRS, with a warning that names it (see
+    :func:`cachestatus.store.writer.store_crs`), decided before any work.
     """
     declared = sr.user_input()
     if declared is None or _crs_known(declared):
@@ -228,11 +224,8 @@ def check_spatial_reference(sr: SpatialReference, source: str, element: str) -> 
             from pyproj import CRS
 
             return SpatialReference(None, None, CRS.from_user_input(f"ESRI:{code}").to_wkt())
-    raise InvalidCacheConfig(
-        f"{source}: {element} WKID {sr.wkid}, latest WKID {sr.latest_wkid}"
-        f"{', WKT ' + repr(sr.wkt[:60]) if sr.wkt else ''} is not a coordinate system PROJ "
-        "knows, so the status cannot be georeferenced; add the CRS's WKT"
-    )
+    del source, element  # named by the store's warning, which shows the values
+    return sr
 
 
 def parse_conf_xml(data: bytes, source: str = "conf.xml") -> TilingScheme:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import warnings
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..errors import StatusWriteError
 from ..missing import MissingArea
-from ..models import Extent, LevelSummary, RowBatch, TilingScheme
+from ..models import Extent, LevelSummary, RowBatch, SpatialReference, TilingScheme
 from . import atomic
 from .geometry import rectangles_wkb, tile_rectangles
 from .lock import StoreLock
@@ -124,7 +125,7 @@ class StatusWriter:
         self.job_id = job_id
         self.token = token
         self.temp = atomic.sibling(target, "tmp", token)
-        self.crs = scheme.spatial_reference.user_input()
+        self.crs, _ = store_crs(scheme.spatial_reference)
         self.clip = domain_bounds(domain, margin=0.5)
         self._domain_source = domain
         self._batches: list[RowBatch] = []
@@ -333,6 +334,29 @@ class StatusWriter:
     ) -> None:
         data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, fields, strict=True)]
         self._write(layer, None, fields, data, append=False, spatial=False, nulls=nulls)
+
+
+@functools.lru_cache(maxsize=16)
+def store_crs(sr: SpatialReference) -> tuple[str | None, str | None]:
+    """The CRS the store is written in, and a warning when the cache's cannot be used.
+
+    Called before the scan: a CRS that GDAL could not set would otherwise fail the write after
+    it. A cache whose spatial reference PROJ does not know gets a store without a CRS (its
+    coordinates are still the cache's), and the warning says so.
+    """
+    text = sr.user_input()
+    if text is None:
+        return None, None
+    try:
+        from pyproj import CRS
+
+        CRS.from_user_input(text)
+    except Exception:  # pyproj's CRSError, and others for odd input
+        return None, (
+            f"the cache's spatial reference ({sr}: {text[:60]!r}) is not one PROJ knows; the "
+            "status is written without a coordinate system (its coordinates are the cache's)"
+        )
+    return text, None
 
 
 #: Below this many free bytes, a failed write is put down to a full disk.
