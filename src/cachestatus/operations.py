@@ -479,6 +479,7 @@ def missing(
         with _removed_on_failure(temp), catch_warnings():
             # Shapefiles cut field names to 10 characters: tilesMissing becomes tilesMissi.
             filterwarnings("ignore", message="Normalized/laundered field name")
+            filterwarnings("ignore", message="'crs' was not provided")  # store_crs() warned
             write(
                 str(temp),
                 geometry,

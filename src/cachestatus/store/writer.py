@@ -188,6 +188,8 @@ class StatusWriter:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
+                # A cache without a usable CRS: store_crs() has warned the user already.
+                warnings.filterwarnings("ignore", message="'crs' was not provided")
                 ogr_write(
                     str(self.temp),
                     geometry,
