@@ -481,3 +481,10 @@ def test_inflate_stays_within_its_cap_for_every_codec(data, cap, codec):
         assert len(out) <= cap
         if packed is not data:  # what decompresses at all decompresses whole
             assert out == data
+
+
+def test_arcgis_mixed_jpgpng_is_a_declared_type_not_an_undeclared_one():
+    from cachestatus import content
+
+    assert content.kinds_for("JPGPNG") == {content.PNG, content.JPEG}
+    assert content.check(b"<html>", content.kinds_for("JPGPNG"))[0] == "not-an-image"

@@ -34,6 +34,7 @@ _FORMATS: Final = {
     "JPEG": frozenset({JPEG}),
     "JPG": frozenset({JPEG}),
     "MIXED": frozenset({PNG, JPEG, WEBP}),
+    "JPGPNG": frozenset({PNG, JPEG}),  # ArcGIS Pro's name for mixed JPEG and PNG tiles
     "WEBP": frozenset({WEBP}),
     "AVIF": frozenset({AVIF}),
     "LERC": frozenset({LERC}),
