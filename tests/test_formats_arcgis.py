@@ -111,6 +111,7 @@ def test_detection_errors(tmp_path):
         "xyz",
         "tms",
         "pmtiles",
+        "tpkx-folder",
     ]
 
 

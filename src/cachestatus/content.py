@@ -34,6 +34,7 @@ _FORMATS: Final = {
     "JPEG": frozenset({JPEG}),
     "JPG": frozenset({JPEG}),
     "MIXED": frozenset({PNG, JPEG, WEBP}),
+    "JPGPNG": frozenset({PNG, JPEG}),  # ArcGIS Pro's name for mixed JPEG and PNG tiles
     "WEBP": frozenset({WEBP}),
     "AVIF": frozenset({AVIF}),
     "LERC": frozenset({LERC}),
@@ -98,17 +99,44 @@ UNDECODABLE: Final = "undecodable"
 
 def check(data: bytes, allowed: Iterable[str] | None) -> tuple[str, str] | None:
     """What is wrong with ``data`` as a tile of a cache whose tile format allows ``allowed``
-    kinds (``None``: any known kind), as (problem kind, reason); ``None`` when nothing is."""
+    kinds, as (problem kind, reason); ``None`` when nothing is.
+
+    ``allowed`` is ``None`` when the cache declares no tile type (or one without known
+    signatures): then a tile is judged only where its signature is recognised, and bytes of no
+    known kind are not called wrong, there being no declared type to hold them against (see
+    :func:`unjudged`).
+    """
     if not data:
         return EMPTY, "0 bytes"
     kind = kind_of(data)
     allowed = None if allowed is None else frozenset(allowed)
     if kind is None:
-        expected = "an image" if allowed is None else _list(allowed)
-        return NOT_AN_IMAGE, f"not {expected}: {_describe(data)}"
+        if allowed is None:
+            return None
+        return NOT_AN_IMAGE, f"not {_list(allowed)}: {_describe(data)}"
     if allowed is not None and kind not in allowed:
         return WRONG_FORMAT, f"a {_NAMES[kind]} tile in a cache of {_list(allowed)} tiles"
     return None
+
+
+def unjudged(data: bytes, allowed: Iterable[str] | None) -> bool:
+    """True for a tile :func:`check` could not judge: of no known kind, in a cache that
+    declares no tile type."""
+    return allowed is None and bool(data) and kind_of(data) is None
+
+
+def undeclared_type(tile_format: str, unjudged_tiles: int) -> str:
+    """The warning of a deep check of a cache that declares no tile type (said once a run)."""
+    known = ", ".join(_NAMES[k] for k in (PNG, JPEG, WEBP, AVIF, LERC, GZIP, PBF))
+    declared = (
+        "declares no tile type"
+        if tile_format.strip().lower() in ("", "any", "unknown")
+        else f"declares tile format {tile_format!r:.40}, whose signature is not known"
+    )
+    return (
+        f"the cache {declared}: tiles were checked only where their signature is recognised "
+        f"({known}); {unjudged_tiles:,} tiles of no recognised kind were not judged"
+    )
 
 
 def _list(kinds: frozenset[str]) -> str:

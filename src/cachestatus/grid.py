@@ -64,16 +64,24 @@ def range_bounds(scheme: TilingScheme, level: int, tiles: TileRange) -> Extent:
 
 
 def tiles_in_extent(scheme: TilingScheme, level: int, extent: Extent) -> TileRange:
-    """The tiles of ``level`` that share interior area with ``extent`` (rows, cols >= 0)."""
+    """The tiles of ``level`` that share interior area with ``extent`` (rows, cols >= 0).
+
+    An extent that is a point or a line (no width, or no height) has no interior: its tiles are
+    those holding it, as :func:`tile_at` finds them (one a level for a point), never none.
+    """
     w, h = tile_span(scheme, level)
     ox, oy = scheme.origin_x, scheme.origin_y
-    found = TileRange(
-        max(0, _floor((oy - extent.ymax) / h)),
-        _ceil((oy - extent.ymin) / h),
-        max(0, _floor((extent.xmin - ox) / w)),
-        _ceil((extent.xmax - ox) / w),
-    )
+    row0, row1 = _cells((oy - extent.ymax) / h, (oy - extent.ymin) / h)
+    col0, col1 = _cells((extent.xmin - ox) / w, (extent.xmax - ox) / w)
+    found = TileRange(max(0, row0), row1, max(0, col0), col1)
     return TileRange(0, 0, 0, 0) if found.is_empty else found
+
+
+def _cells(low: float, high: float) -> tuple[int, int]:
+    """The first cell and the cell after the last whose interior overlaps ``[low, high]`` (in
+    cells); when ``low == high``, the cell holding that coordinate."""
+    first = _floor(low)
+    return first, (first + 1 if low == high else _ceil(high))
 
 
 RowT = TypeVar("RowT", int, npt.NDArray[np.int64])

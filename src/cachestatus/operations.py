@@ -39,7 +39,7 @@ from .store.guard import (
 from .store.lock import StoreLock
 from .store.writer import store_crs
 from .values import as_count, as_path
-from .verify import LevelCheck, VerifyReport, check_chunk
+from .verify import LevelCheck, VerifyReport, check_chunk, type_warning
 
 if TYPE_CHECKING:
     from .aoi import AreaOfInterest
@@ -566,6 +566,7 @@ def verify(
                     level.bundles += 1
                     level.tiles += found.tiles
                     level.bad += sum(1 for p in found.problems if p.tile)
+                    report.tiles_unjudged += found.unjudged
                     if found.blank is not None and level.blank is not None:
                         level.blank += found.blank
                     room = max(0, max_problems - len(report.problems))
@@ -574,6 +575,7 @@ def verify(
         finally:
             scanner.close()
         report.problems[:0] = scanner.listing_problems
+        report.warnings.extend(type_warning(reader, report.tiles_unjudged))
         if report.problems_omitted:
             report.warnings.append(
                 f"{report.problems_omitted:,} more problems were found and not listed "

@@ -43,6 +43,8 @@ class BundleCheck:
     blank: int | None = None
     #: One problem per bad tile, or one for the bundle when it could not be read.
     problems: list[Problem] = field(default_factory=list)
+    #: Tiles of no recognised kind in a cache that declares no tile type: not judged.
+    unjudged: int = 0
 
 
 def check_bundle(
@@ -72,6 +74,8 @@ def check_bundle(
             if window is not None and not _expected(*window, tile.row, tile.col):
                 continue
             found.tiles += 1
+            if not tile.damage and content.unjudged(tile.data, kinds):
+                found.unjudged += 1
             verdict = (
                 (DAMAGED, tile.damage)
                 if tile.damage
@@ -140,6 +144,8 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
     #: Problems found beyond the listed ones (the list is capped).
     problems_omitted: int = 0
+    #: Tiles of no recognised kind in a cache that declares no tile type: not judged.
+    tiles_unjudged: int = 0
 
     @property
     def clean(self) -> bool:
@@ -159,6 +165,14 @@ class VerifyReport:
         return total
 
 
+def type_warning(reader: CacheReader, unjudged: int) -> list[str]:
+    """The one warning of a deep check of a cache that declares no tile type (none for a
+    cache that declares one): its tiles could be judged only by recognised signatures."""
+    if reader.tile_kinds is not None:
+        return []
+    return [content.undeclared_type(reader.scheme.tile_format, unjudged)]
+
+
 __all__ = [
     "CORRUPT",
     "DAMAGED",
@@ -168,4 +182,5 @@ __all__ = [
     "check_bundle",
     "check_chunk",
     "tile_address",
+    "type_warning",
 ]

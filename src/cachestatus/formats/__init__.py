@@ -20,7 +20,7 @@ from .mbtiles import MBTiles
 from .pmtiles import PMTilesCache
 from .tile_folders import ExplodedCache, TMSFolder, XYZFolder
 from .tpk import TpkPackage
-from .tpkx import TilePackage
+from .tpkx import TilePackage, TilePackageFolder
 
 __all__ = [
     "SCHEMES",
@@ -166,3 +166,4 @@ register(ExplodedCache)
 register(XYZFolder)
 register(TMSFolder)
 register(PMTilesCache)
+register(TilePackageFolder)

@@ -7,8 +7,18 @@ of the root directory (8, 16), metadata (24, 32), leaf directories (40, 48) and 
 as i32 at 102, 106, 110, 114. A directory, once decompressed, is a varint count then four varint
 columns: tile ID deltas, run lengths, lengths, offsets (0 after the first entry: just after the
 previous one; else offset + 1). An entry with run length 0 points to a leaf directory; others are
-``run length`` consecutive tile IDs sharing one body of ``length`` bytes. Tile bodies are read
-only by ``verify`` and ``--blank``; the metadata is never read.
+``run length`` consecutive tile IDs sharing one body of ``length`` bytes. Directories and the
+JSON metadata are compressed with ``internal_compression``, tile bodies with
+``tile_compression`` (98): none, gzip, brotli or zstd (1-4), all read. Tile bodies are read only
+by ``verify`` and ``--blank``, and decompressed for them.
+
+What the archive declares: the header's bounds (WGS 84 degrees, put into Web Mercator, the
+grid's CRS) are the full extent; bounds that are a point or a line make the tiles holding it
+expected, all-zero bounds are bounds never set (the whole grid is expected). The header's
+``min_zoom``..``max_zoom`` are the levels: each is expected, built or not; tiles listed at
+other zooms are not scanned (a warning names them). The metadata's ``tileSize`` (TileJSON)
+gives the tile size in pixels, 256 when it declares none: a 512-pixel archive's levels have
+half the resolution and scale of 256-pixel ones.
 
 Runs stay runs. On the Hilbert curve, the 4**7 consecutive tile IDs of a zoom that start at a
 multiple of 4**7 (counted from the zoom's first ID) fill one aligned 128 x 128 square: one
@@ -17,12 +27,14 @@ bundle's tiles are expanded only when that bundle is read (at most 16,384 of the
 with the directories' entries, time with the bundles: a 174-byte file whose one entry covers
 2**40 tiles costs what its bundles cost.
 
-Limits (what a real archive can need, refused beyond): a directory decompresses to at most
-:data:`DIRECTORY_CAP` bytes, and to at most 40 bytes an entry when the header counts its tile
-entries; all directories together to at most :data:`DIRECTORIES_CAP`; leaves nest at most
-:data:`MAX_DEPTH` deep. A root directory over a limit or broken refuses the archive
-(:class:`InvalidCacheConfig`); a broken leaf makes the bundle of its first tile ``CORRUPT`` and
-the scan goes on.
+Limits (what a real archive can need, refused beyond), the same for every compression: a
+directory decompresses to at most :data:`DIRECTORY_CAP` bytes, and to at most 40 bytes an entry
+when the header counts its tile entries; all directories together to at most
+:data:`DIRECTORIES_CAP`; leaves nest at most :data:`MAX_DEPTH` deep; the metadata to at most
+:data:`~.arcgis_conf.CONFIG_CAP` bytes of JSON nested at most 64 deep (else the archive is
+refused); a tile body to at most :data:`TILE_CAP` (else that tile is damaged). A root directory
+over a limit or broken refuses the archive (:class:`InvalidCacheConfig`); a broken leaf makes
+the bundle of its first tile ``CORRUPT`` and the scan goes on.
 """
 
 from __future__ import annotations
@@ -33,13 +45,14 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
+from .arcgis_conf import CONFIG_CAP
 from .base import (
     BundleFile,
     BundleIndex,
@@ -49,6 +62,7 @@ from .base import (
     read_exactly,
 )
 from .mbtiles import web_mercator, web_mercator_scheme
+from .tilejson import load_json, tile_size
 
 HEADER_SIZE = 127
 MAGIC = b"PMTiles"
@@ -58,11 +72,19 @@ METADATA = 24  # u64 offset, u64 length
 LEAF_DIRECTORIES = 40  # u64 offset (of all leaf directories), u64 length
 TILE_DATA = 56  # u64 offset, u64 length of the tile data section
 TILE_ENTRIES = 80  # u64 number of tile entries in all directories (0: unknown)
-INTERNAL_COMPRESSION = 97  # u8: 1 none, 2 gzip
+INTERNAL_COMPRESSION = 97  # u8: 0 unknown, 1 none, 2 gzip, 3 brotli, 4 zstd
+TILE_COMPRESSION = 98  # u8: the same values, for tile bodies
 TILE_TYPE = 99  # u8: 0 unknown, 1 MVT, 2 PNG, 3 JPEG, 4 WebP, 5 AVIF
 ZOOMS = 100  # u8 min_zoom, u8 max_zoom
 BOUNDS = 102  # i32 min lon, min lat, max lon, max lat, in 1e-7 degrees
-COMPRESSION_NONE, COMPRESSION_GZIP = 1, 2
+COMPRESSION_UNKNOWN, COMPRESSION_NONE, COMPRESSION_GZIP, COMPRESSION_BROTLI, COMPRESSION_ZSTD = (
+    0,
+    1,
+    2,
+    3,
+    4,
+)
+COMPRESSION_NAMES = {1: "none", 2: "gzip", 3: "brotli", 4: "zstd"}
 TILE_FORMATS = {1: "PBF", 2: "PNG", 3: "JPEG", 4: "WEBP", 5: "AVIF"}
 #: Offsets and lengths from 2**63 up lie past any file (and past numpy's int64).
 LARGEST = 2**63
@@ -83,6 +105,11 @@ DIRECTORIES_CAP = 1024 * 2**20
 ENTRY_BYTES = 40
 #: Root, leaves, leaves of leaves...: no writer nests deeper (readers stop at 4 lookups).
 MAX_DEPTH = 4
+#: Most bytes one tile body may decompress to (a 4096 x 4096 RGBA image is 64 MiB raw, but
+#: tiles are PNG, JPEG, WebP or vector tiles: a few MiB at most).
+TILE_CAP = 32 * 2**20
+#: Largest window a zstd frame may ask for (zstd's own default limit is 128 MiB).
+ZSTD_WINDOW = 2**26
 
 
 def first_tile_id(zoom: int) -> int:
@@ -108,6 +135,12 @@ class Header:
     tile_format: str = "any"
     #: Tile entries in all directories, 0 when the writer did not count them.
     tile_entries: int = 0
+    #: Offset and length of the JSON metadata (compressed as the directories are).
+    metadata_offset: int = 0
+    metadata_length: int = 0
+    #: How tile bodies are compressed: 1 none, 2 gzip, 3 brotli, 4 zstd (0: unknown, read as
+    #: stored).
+    tile_compression: int = COMPRESSION_NONE
 
 
 def decode_header(buf: bytes, source: str = "PMTiles", file_size: int | None = None) -> Header:
@@ -122,7 +155,7 @@ def decode_header(buf: bytes, source: str = "PMTiles", file_size: int | None = N
         InvalidCacheConfig: no magic, another version, a short header, or a value no archive
             can hold (a zoom above 31, ``min_zoom`` above ``max_zoom``, bounds outside
             longitudes -180..180 and latitudes -90..90 or crossed, a root directory past the
-            end of the file, an unknown directory compression).
+            end of the file, a directory compression other than none, gzip, brotli, zstd).
     """
     if len(buf) < HEADER_SIZE or not buf.startswith(MAGIC):
         raise InvalidCacheConfig(f"{source}: not a PMTiles file (no 'PMTiles' magic number)")
@@ -135,6 +168,8 @@ def decode_header(buf: bytes, source: str = "PMTiles", file_size: int | None = N
     min_zoom, max_zoom = struct.unpack_from("<BB", buf, ZOOMS)
     raw_bounds = struct.unpack_from("<iiii", buf, BOUNDS)
     data_offset, data_length = struct.unpack_from("<QQ", buf, TILE_DATA)
+    metadata_offset, metadata_length = struct.unpack_from("<QQ", buf, METADATA)
+    (tile_compression,) = struct.unpack_from("<B", buf, TILE_COMPRESSION)
     (tile_entries,) = struct.unpack_from("<Q", buf, TILE_ENTRIES)
     (tile_type,) = struct.unpack_from("<B", buf, TILE_TYPE)
     if max(root_offset, root_length, leaf_offset, data_offset, data_length) >= LARGEST:
@@ -150,10 +185,10 @@ def decode_header(buf: bytes, source: str = "PMTiles", file_size: int | None = N
             f"{source}: header min_zoom {min_zoom}, max_zoom {max_zoom}; PMTiles zooms are "
             f"0-{MAX_ZOOM} with min_zoom <= max_zoom"
         )
-    if compression not in (COMPRESSION_NONE, COMPRESSION_GZIP):
+    if compression not in COMPRESSION_NAMES:
         raise InvalidCacheConfig(
-            f"{source}: directories compressed with method {compression}; this version reads "
-            "none (1) or gzip (2)"
+            f"{source}: directories compressed with method {compression}; PMTiles v3 "
+            "compresses them with none (1), gzip (2), brotli (3) or zstd (4)"
         )
     bounds = _check_bounds(raw_bounds, source)
     return Header(
@@ -168,6 +203,9 @@ def decode_header(buf: bytes, source: str = "PMTiles", file_size: int | None = N
         data_length,
         TILE_FORMATS.get(tile_type, "any"),
         tile_entries if tile_entries < LARGEST else 0,
+        metadata_offset if metadata_offset < LARGEST else 0,
+        metadata_length if metadata_length < LARGEST else 0,
+        tile_compression if tile_compression in COMPRESSION_NAMES else COMPRESSION_UNKNOWN,
     )
 
 
@@ -191,28 +229,84 @@ def _check_bounds(raw: tuple[int, ...], source: str) -> tuple[float, float, floa
     return west, south, east, north
 
 
-def inflate(data: bytes, compression: int, cap: int) -> bytes:
-    """A directory's bytes, decompressed to at most ``cap`` bytes.
+def inflate(data: bytes, compression: int, cap: int, what: str = "the directory") -> bytes:
+    """Bytes compressed with ``compression`` (1 none, 2 gzip, 3 brotli, 4 zstd; others are
+    read as stored), decompressed to at most ``cap`` bytes: each codec stops once past the cap,
+    so a bomb costs at most ``cap`` bytes of memory.
+
+    Args:
+        data: the compressed bytes.
+        compression: the header's compression value.
+        cap: the most bytes the data may need decompressed.
+        what: what the data is, for messages (``the directory``, ``the metadata``...).
 
     Raises:
-        CorruptBundle: the data does not decompress, or would decompress past ``cap``.
+        CorruptBundle: the data does not decompress, is truncated, or would decompress past
+            ``cap``.
     """
-    if compression == COMPRESSION_NONE:
-        out = data
+    if compression == COMPRESSION_GZIP:
+        out, finished = _gunzip(data, cap, what)
+    elif compression == COMPRESSION_BROTLI:
+        out, finished = _unbrotli(data, cap, what)
+    elif compression == COMPRESSION_ZSTD:
+        out, finished = _unzstd(data, cap, what)
     else:
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip
-        try:
-            out = inflater.decompress(data, cap + 1)
-        except zlib.error as exc:
-            raise CorruptBundle(f"the directory does not decompress ({exc})") from None
-        if len(out) <= cap and not inflater.eof:
-            raise CorruptBundle("the directory's compressed data is truncated")
+        out, finished = data, True
     if len(out) > cap:
         raise CorruptBundle(
-            f"the directory decompresses to more than {cap:,} bytes, more than its entries "
-            "can need (a compression bomb, or a damaged file)"
+            f"{what} decompresses to more than {cap:,} bytes, more than it can need "
+            "(a compression bomb, or a damaged file)"
         )
+    if not finished:
+        raise CorruptBundle(f"{what}'s compressed data is truncated")
     return out
+
+
+def _gunzip(data: bytes, cap: int, what: str) -> tuple[bytes, bool]:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip
+    try:
+        out = inflater.decompress(data, cap + 1)
+    except zlib.error as exc:
+        raise CorruptBundle(f"{what} does not decompress (gzip: {exc})") from None
+    return out, inflater.eof
+
+
+def _unbrotli(data: bytes, cap: int, what: str) -> tuple[bytes, bool]:
+    import brotli  # only archives compressed with brotli need it
+
+    inflater = brotli.Decompressor()
+    try:
+        # The output stops growing once past the limit (brotli >= 1.2).
+        out: bytes = inflater.process(data, output_buffer_limit=cap + 1)
+    except brotli.error as exc:
+        raise CorruptBundle(f"{what} does not decompress (brotli: {exc})") from None
+    return out, bool(inflater.is_finished())
+
+
+def _unzstd(data: bytes, cap: int, what: str) -> tuple[bytes, bool]:
+    import zstandard  # only archives compressed with zstd need it
+
+    context = zstandard.ZstdDecompressor(max_window_size=ZSTD_WINDOW)
+    try:
+        parts: list[bytes] = []
+        got = 0
+        with context.stream_reader(data) as stream:
+            while got <= cap:
+                part = stream.read(cap + 1 - got)  # never more than asked for
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        out = b"".join(parts)
+        if len(out) > cap:
+            return out, True
+        # A truncated frame reads as fewer bytes, not as an error: check that the frame ends
+        # (the output is known to be within the cap now).
+        check = context.decompressobj()
+        check.decompress(data)
+        return out, bool(check.eof)
+    except zstandard.ZstdError as exc:
+        raise CorruptBundle(f"{what} does not decompress (zstd: {exc})") from None
 
 
 def decode_varints(data: bytes, count: int, pos: int = 0) -> tuple[npt.NDArray[np.int64], int]:
@@ -468,6 +562,30 @@ class ZoomRuns:
         ).astype(np.int64)
 
 
+def declared_extent(bounds: tuple[float, float, float, float]) -> Extent | None:
+    """The full extent of header bounds (WGS 84 degrees) in Web Mercator, the grid's CRS.
+
+    Bounds that are a point or a line stay one: the tiles holding it are expected. All-zero
+    bounds are fields never set: ``None``, no extent declared.
+    """
+    if not any(bounds):
+        return None
+    west, south, east, north = bounds
+    (xmin, ymin), (xmax, ymax) = web_mercator(west, south), web_mercator(east, north)
+    return Extent(xmin, ymin, xmax, ymax)
+
+
+def _tile_body(data: bytes, compression: int) -> tuple[bytes, str]:
+    """A tile's bytes decompressed (``tile_compression``), and what is wrong if they do not
+    decompress."""
+    if compression not in (COMPRESSION_GZIP, COMPRESSION_BROTLI, COMPRESSION_ZSTD):
+        return data, ""
+    try:
+        return inflate(data, compression, TILE_CAP, "the tile"), ""
+    except CorruptBundle as exc:
+        return data, exc.reason
+
+
 @dataclass
 class Directories:
     """What all directories of an archive list: every run of tiles, and broken leaves."""
@@ -499,16 +617,63 @@ class PMTilesCache(SingleFileCache):
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self._header = decode_header(f.read(HEADER_SIZE), str(path), size)
+            #: The archive's JSON metadata (an empty dict when it has none).
+            self.metadata = self._read_metadata(f, size)
         h = self._header
         self._scheme = web_mercator_scheme(
-            list(range(h.min_zoom, h.max_zoom + 1)), tile_format=h.tile_format
+            list(range(h.min_zoom, h.max_zoom + 1)),
+            tile_size=tile_size(self.metadata, f"{path} metadata") or 256,
+            tile_format=h.tile_format,
         )
-        west, south, east, north = h.bounds
-        (xmin, ymin), (xmax, ymax) = web_mercator(west, south), web_mercator(east, north)
-        extent = Extent(xmin, ymin, xmax, ymax)
-        self._extent = None if extent.is_empty else extent
+        self._extent = declared_extent(h.bounds)
         self._directories: Directories | None = None
         self._zooms: dict[int, ZoomRuns] = {}
+
+    def _read_metadata(self, f: BinaryIO, file_size: int) -> dict[str, Any]:
+        """The JSON metadata, decompressed and parsed within the limits of configuration files.
+
+        Raises:
+            InvalidCacheConfig: it lies past the end of the file, does not decompress, is
+                larger than a configuration file can be, or is not JSON.
+        """
+        h = self._header
+        source = f"{self.path} metadata"
+        if not h.metadata_length:
+            return {}
+        if h.metadata_offset + h.metadata_length > file_size:
+            raise InvalidCacheConfig(
+                f"{source} (offset {h.metadata_offset:,}, length {h.metadata_length:,}) runs "
+                f"past the end of the file ({file_size:,} bytes); the file is truncated"
+            )
+        if h.metadata_length > CONFIG_CAP + 4096:  # no codec makes data much bigger
+            raise InvalidCacheConfig(
+                f"{source} is {h.metadata_length:,} bytes; metadata is kilobytes (at most "
+                f"{CONFIG_CAP:,} bytes are read)"
+            )
+        f.seek(h.metadata_offset)
+        try:
+            data = inflate(f.read(h.metadata_length), h.internal_compression, CONFIG_CAP, "it")
+        except CorruptBundle as exc:
+            raise InvalidCacheConfig(f"{source}: {exc.reason}") from None
+        found = load_json(data, source, "PMTiles metadata")
+        # The specification makes it an object; anything else declares nothing.
+        return found if isinstance(found, dict) else {}
+
+    def unknown_levels(self) -> list[str]:
+        """Zooms whose tiles the directories list outside the header's ``min_zoom``..``max_zoom``
+        (not scanned: the header declares the levels)."""
+        d = self._load()
+        if not len(d.start):
+            return []
+        firsts = np.array([first_tile_id(z) for z in range(MAX_ZOOM + 2)], dtype=np.int64)
+        low = np.searchsorted(firsts, d.start, side="right") - 1
+        high = np.searchsorted(firsts, d.end - 1, side="right") - 1
+        zooms = set(np.unique(np.r_[low, high]).tolist())
+        across = low < high  # runs spanning zooms (rare): every zoom between
+        for lo, hi in zip(low[across].tolist(), high[across].tolist(), strict=True):
+            zooms.update(range(lo, hi + 1))
+        h = self._header
+        return [f"z{z}" for z in sorted(zooms) if not h.min_zoom <= z <= h.max_zoom]
 
     def _read_directory(self, f: BinaryIO, offset: int, length: int, budget: int) -> bytes:
         """One directory, decompressed within the per-directory cap and what is left of the
@@ -629,8 +794,9 @@ class PMTilesCache(SingleFileCache):
         return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
-        """The bundle's tile bodies, in file order; a body outside the tile data section is
-        damage. The tiles of one run share one body, read once."""
+        """The bundle's tile bodies, in file order, decompressed as ``tile_compression`` says; a
+        body outside the tile data section, or that does not decompress within
+        :data:`TILE_CAP`, is damage. The tiles of one run share one body, read once."""
         h = self._header
         tiles = self._tiles(bundle.key)
         fd, st = open_regular(str(self.path))
@@ -644,6 +810,8 @@ class PMTilesCache(SingleFileCache):
                 if (offset, size) != last:
                     data = read_exactly(fd, h.tile_data_offset + offset, size, st.st_size)
                     damage = "" if len(data) == size else "the file ends inside the tile"
+                    if not damage:
+                        data, damage = _tile_body(data, h.tile_compression)
                     last = (offset, size)
                 yield StoredTile(row, col, data, damage)
         finally:

@@ -1,80 +1,64 @@
-"""ArcGIS tile packages ``.tpkx``: a zip holding ``root.json`` and Compact V2 bundles.
+"""ArcGIS tile packages ``.tpkx``: a zip holding ``root.json`` and Compact V2 bundles, or the
+same files unpacked into a folder.
 
 ``root.json`` carries the tiling scheme as ArcGIS REST JSON (``tileInfo``: ``rows``, ``cols``,
 ``dpi``, ``origin``, ``spatialReference``, ``lods``), the ``fullExtent``, ``storageInfo`` and
 ``minLOD``/``maxLOD`` (the levels the package holds). Bundles are ``tile/Lnn/R....C....bundle``
-(under ``tileBundlesPath``). They are read inside the zip, never extracted: only the first
-131,136 bytes of each, as for a folder cache.
+(under ``tileBundlesPath``). In a zip they are read in place, never extracted: only the first
+131,136 bytes of each, as for a folder cache. An unpacked package (Esri's tile-package
+specification shows one; ArcGIS Pro unpacks them) is read like a Compact V2 folder cache, with
+``root.json`` in the role of ``conf.xml``.
 
-``root.json`` is read up to 16 MiB and nested at most :data:`MAX_JSON_DEPTH` deep; its values
-are checked by the helpers :mod:`.arcgis_conf` uses for ``conf.xml``. A bundle member that
-cannot be inflated, or declares more bytes than its compressed data can hold, is a ``CORRUPT``
-bundle.
+What a package declares: ``minLOD``..``maxLOD`` are its levels, each expected whether built or
+not; ``fullExtent`` (in the tiling scheme's CRS) is the full extent, and one that is a point or
+a line makes the tiles holding it expected (an all-zero one is none: the whole grid).
+
+``root.json`` is read up to 16 MiB and nested at most :data:`~.tilejson.MAX_JSON_DEPTH` deep;
+its values are checked by the helpers :mod:`.arcgis_conf` uses for ``conf.xml``. A bundle
+member that cannot be inflated, or declares more bytes than its compressed data can hold, is a
+``CORRUPT`` bundle.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import re
+import os
 import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import Extent, Problem, SpatialReference, TilingScheme
 from .arcgis_conf import (
+    CONFIG_CAP,
     check_extent,
     check_lods,
-    check_size,
     check_spatial_reference,
     check_tile_size,
     read_member,
 )
-from .arcgis_folder import LEVEL_NAME, parse_bundle_name
-from .base import BundleFile, BundleIndex, StoredTile, ZipPackage
-from .compact_v2 import HEADER_INDEX_SIZE, Scratch, summarize_index, v2_tiles
+from .arcgis_folder import CONF_NAMES, LEVEL_NAME, parse_bundle_name
+from .base import (
+    BundleFile,
+    BundleIndex,
+    CacheReader,
+    StoredTile,
+    ZipPackage,
+    open_regular,
+    read_exactly,
+)
+from .compact_v2 import HEADER_INDEX_SIZE, CompactV2Cache, Scratch, summarize_index, v2_tiles
+from .tilejson import load_json
 
 ROOT_JSON = "root.json"
-#: Deepest nesting of arrays and objects read in JSON (a root.json nests 4 deep).
-MAX_JSON_DEPTH = 64
+#: Where bundles are when ``root.json`` does not say (``tileBundlesPath``).
+BUNDLES_DIR = "tile"
+V2_STORAGE = "esriMapCacheStorageModeCompactV2"
 #: Most bytes deflate can make of one compressed byte (1032:1), with room to spare.
 MAX_RATIO = 1100
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-
-
-def json_depth(data: bytes) -> int:
-    """How deep arrays and objects nest in JSON text (strings skipped), counted without
-    parsing: the parser recurses once a level."""
-    bare = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)
-    step = np.isin(bare, (ord("["), ord("{"))).astype(np.int64) - np.isin(
-        bare, (ord("]"), ord("}"))
-    )
-    return int(np.cumsum(step).max(initial=0))
-
-
-def load_json(data: bytes, source: str) -> Any:
-    """JSON from a configuration file: at most 16 MiB, nested at most :data:`MAX_JSON_DEPTH`.
-
-    Raises:
-        InvalidCacheConfig: too large, too deep, or not JSON.
-    """
-    check_size(data, source)
-    depth = json_depth(data)
-    if depth > MAX_JSON_DEPTH:
-        raise InvalidCacheConfig(
-            f"{source}: JSON nested {depth:,} deep; a tile package's root.json nests a few "
-            f"levels (at most {MAX_JSON_DEPTH} are read)"
-        )
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidCacheConfig(f"{source}: not valid JSON ({exc})") from None
 
 
 @contextlib.contextmanager
@@ -194,7 +178,7 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
             source,
             "fullExtent",
         )
-        if extent.is_empty:
+        if not any(extent):  # never set; a point or a line stays one
             extent = None
     return scheme, extent
 
@@ -236,7 +220,7 @@ class TilePackage(ZipPackage):
                 "holds root.json (an older .tpk holds conf.xml)"
             ) from None
         self._scheme, self._extent = parse_root_json(data, f"{path}!{ROOT_JSON}")
-        if self._scheme.storage_format != "esriMapCacheStorageModeCompactV2":
+        if self._scheme.storage_format != V2_STORAGE:
             raise InvalidCacheConfig(
                 f"{path}: root.json declares {self._scheme.storage_format}; "
                 "a .tpkx holds Compact V2 bundles"
@@ -274,3 +258,89 @@ class TilePackage(ZipPackage):
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tiles inside the zip, in file order."""
         return v2_member_tiles(self, bundle)
+
+
+def read_config_file(path: Path, cap: int = CONFIG_CAP) -> bytes:
+    """A configuration file of a folder (``root.json``), read up to ``cap`` + 1 bytes, never
+    blocking on a FIFO named like it.
+
+    Raises:
+        InvalidCacheConfig: it is not a regular file or cannot be read.
+    """
+    try:
+        fd, st = open_regular(str(path))
+    except CorruptBundle as exc:
+        raise InvalidCacheConfig(f"{path}: {exc.reason}") from None
+    except OSError as exc:
+        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return read_exactly(fd, 0, cap + 1, st.st_size)
+    except OSError as exc:
+        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+class TilePackageFolder(CompactV2Cache):
+    """A ``.tpkx`` unpacked into a folder: ``root.json`` and ``tile/Lnn/R....C....bundle``.
+
+    Read as the Compact V2 folder cache it is: the scheme and extent from ``root.json``
+    (:func:`parse_root_json`), the bundles by the Compact V2 folder reader. Its default status
+    store goes inside the folder, beside ``root.json``, as ArcGIS keeps ``Status.gdb`` beside
+    ``conf.xml``.
+    """
+
+    name = "tpkx-folder"
+    description = "ArcGIS tile package unpacked to a folder (root.json, tile/Lnn/R....C....bundle)"
+    storage_formats = (V2_STORAGE,)
+
+    def __init__(self, path: Path) -> None:
+        CacheReader.__init__(self, path)
+        folder = path.parent if path.is_file() and path.name == ROOT_JSON else path
+        root_json = folder / ROOT_JSON
+        if not root_json.exists():
+            raise InvalidCacheConfig(f"{path}: no {ROOT_JSON} in it; is it an unpacked .tpkx?")
+        self._scratch = None
+        self.conf_path = root_json
+        self.cache_dir = folder
+        data = read_config_file(root_json)
+        self._scheme, self._extent = parse_root_json(data, str(root_json))
+        if self._scheme.storage_format != V2_STORAGE:
+            raise InvalidCacheConfig(
+                f"{root_json} declares {self._scheme.storage_format}; a tile package holds "
+                "Compact V2 bundles"
+            )
+        self.layers_dir = folder / _bundles_path(load_json(data, str(root_json)), root_json)
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """A folder holding ``root.json`` (or that file itself) and no ``conf.xml``: its
+        content, not its name, says it is a package (a folder of another kind is refused with
+        what its ``root.json`` lacks)."""
+        folder = path.parent if path.is_file() and path.name == ROOT_JSON else path
+        if not folder.is_dir() or any((folder / name).exists() for name in CONF_NAMES):
+            return False
+        return (folder / ROOT_JSON).exists()  # a FIFO or folder so named is refused by name
+
+
+def _bundles_path(root: Any, source: Path) -> str:
+    """``tileBundlesPath`` of a ``root.json`` (``./tile``), a relative path inside the package.
+
+    Raises:
+        InvalidCacheConfig: it is not text, or leads out of the package.
+    """
+    value = root.get("tileBundlesPath") if isinstance(root, dict) else None
+    if value is None:
+        return BUNDLES_DIR
+    parts = [p for p in str(value).replace("\\", "/").split("/") if p not in ("", ".")]
+    if (
+        not isinstance(value, str)
+        or value.startswith(("/", "\\"))
+        or ".." in parts
+        or (parts and ":" in parts[0])  # a drive: C:/tiles
+    ):
+        raise InvalidCacheConfig(
+            f"{source}: tileBundlesPath is {value!r:.80}; it must be a folder inside the "
+            "package, such as './tile'"
+        )
+    return "/".join(parts) or BUNDLES_DIR
