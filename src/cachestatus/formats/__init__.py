@@ -65,13 +65,13 @@ def get(name: str) -> type[CacheReader]:
 
 
 def _describe_unknown(path: Path) -> str:
-    from .arcgis_conf import parse_conf_xml
+    from .arcgis_conf import parse_conf_xml, read_config_file
     from .arcgis_folder import find_conf
 
     conf = find_conf(path)
     if conf is not None:
         # A conf.xml that does not parse is reported as such (InvalidCacheConfig).
-        storage = parse_conf_xml(conf.read_bytes(), str(conf)).storage_format
+        storage = parse_conf_xml(read_config_file(conf), str(conf)).storage_format
         return f"{conf} declares {storage}, which this version does not read"
     if path.is_dir():
         return "it holds no conf.xml (nor Layers/conf.xml)"

@@ -17,14 +17,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
 import zipfile
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
-from ..errors import InvalidCacheConfig
+from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, LOD, Extent, SpatialReference, TilingScheme
+from .base import open_regular, read_exactly
 
 #: Most bytes read of a configuration file (conf.xml, conf.cdi, root.json): a tiling scheme of
 #: a hundred levels with a long WKT is tens of kilobytes.
@@ -45,6 +48,27 @@ def check_size(data: bytes, source: str, cap: int = CONFIG_CAP) -> None:
             f"{source}: larger than {cap:,} bytes; a tiling scheme is kilobytes, so this is "
             "not the cache's configuration (or it is damaged)"
         )
+
+
+def read_config_file(path: Path, cap: int = CONFIG_CAP) -> bytes:
+    """A configuration file of a folder (``conf.xml``, ``conf.cdi``, ``root.json``), read up to
+    ``cap`` + 1 bytes (the parsers refuse more), never blocking on a FIFO named like it.
+
+    Raises:
+        InvalidCacheConfig: it is not a regular file or cannot be read.
+    """
+    try:
+        fd, st = open_regular(str(path))
+    except CorruptBundle as exc:
+        raise InvalidCacheConfig(f"{path}: {exc.reason}") from None
+    except OSError as exc:
+        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return read_exactly(fd, 0, cap + 1, st.st_size)
+    except OSError as exc:
+        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
 
 
 def read_member(archive: zipfile.ZipFile, name: str, source: str, cap: int = CONFIG_CAP) -> bytes:

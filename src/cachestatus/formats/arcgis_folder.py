@@ -16,7 +16,7 @@ from typing import ClassVar, NamedTuple
 
 from ..errors import InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
-from .arcgis_conf import parse_conf_cdi, parse_conf_xml
+from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
 from .base import BundleFile, CacheReader
 
 CONF_NAMES = ("conf.xml", "Conf.xml")
@@ -42,13 +42,6 @@ def find_conf(path: Path) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def shown(name: str) -> str:
@@ -206,12 +199,12 @@ class ArcGISFolderCache(CacheReader):
         self.conf_path = conf
         self.cache_dir = conf.parent
         self.layers_dir = self.cache_dir / LAYERS_DIR
-        self._scheme = parse_conf_xml(_read_bytes(conf), str(conf))
+        self._scheme = parse_conf_xml(read_config_file(conf), str(conf))
         self._extent: Extent | None = None
         for name in CDI_NAMES:
             cdi = self.cache_dir / name
             if cdi.is_file():
-                self._extent = parse_conf_cdi(_read_bytes(cdi), str(cdi))
+                self._extent = parse_conf_cdi(read_config_file(cdi), str(cdi))
                 break
         # Listed now: an _alllayers that cannot be listed is told before any work.
         self._levels = list_level_folders(self.layers_dir)
@@ -223,7 +216,7 @@ class ArcGISFolderCache(CacheReader):
         if conf is None:
             return False
         try:
-            scheme = parse_conf_xml(conf.read_bytes(), str(conf))
+            scheme = parse_conf_xml(read_config_file(conf), str(conf))
         except (OSError, InvalidCacheConfig):
             return False
         return scheme.storage_format in cls.storage_formats

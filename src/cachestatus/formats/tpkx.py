@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -33,22 +32,20 @@ from typing import Any
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import Extent, Problem, SpatialReference, TilingScheme
 from .arcgis_conf import (
-    CONFIG_CAP,
     check_extent,
     check_lods,
     check_spatial_reference,
     check_tile_size,
+    read_config_file,
     read_member,
 )
-from .arcgis_folder import CONF_NAMES, LEVEL_NAME, parse_bundle_name
+from .arcgis_folder import CONF_NAMES, LEVEL_NAME, list_level_folders, parse_bundle_name
 from .base import (
     BundleFile,
     BundleIndex,
     CacheReader,
     StoredTile,
     ZipPackage,
-    open_regular,
-    read_exactly,
 )
 from .compact_v2 import HEADER_INDEX_SIZE, CompactV2Cache, Scratch, summarize_index, v2_tiles
 from .tilejson import load_json
@@ -260,27 +257,6 @@ class TilePackage(ZipPackage):
         return v2_member_tiles(self, bundle)
 
 
-def read_config_file(path: Path, cap: int = CONFIG_CAP) -> bytes:
-    """A configuration file of a folder (``root.json``), read up to ``cap`` + 1 bytes, never
-    blocking on a FIFO named like it.
-
-    Raises:
-        InvalidCacheConfig: it is not a regular file or cannot be read.
-    """
-    try:
-        fd, st = open_regular(str(path))
-    except CorruptBundle as exc:
-        raise InvalidCacheConfig(f"{path}: {exc.reason}") from None
-    except OSError as exc:
-        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        return read_exactly(fd, 0, cap + 1, st.st_size)
-    except OSError as exc:
-        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
-
-
 class TilePackageFolder(CompactV2Cache):
     """A ``.tpkx`` unpacked into a folder: ``root.json`` and ``tile/Lnn/R....C....bundle``.
 
@@ -311,6 +287,7 @@ class TilePackageFolder(CompactV2Cache):
                 "Compact V2 bundles"
             )
         self.layers_dir = folder / _bundles_path(load_json(data, str(root_json)), root_json)
+        self._levels = list_level_folders(self.layers_dir)
 
     @classmethod
     def detect(cls, path: Path) -> bool:
