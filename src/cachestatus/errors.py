@@ -59,3 +59,16 @@ class BundleChanging(CorruptBundle):
 
 class StatusWriteError(CacheStatusError, OSError):
     """The status store could not be written; the previous status is left in place."""
+
+
+class LimitExceeded(UsageError, ValueError):
+    """The request is larger than cachestatus can count, store or draw (a level of more tiles
+    than a 64-bit count holds, an area of interest of too many tile rows or vertices...)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the command line's handler so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__(signum)
+        self.signum = signum
