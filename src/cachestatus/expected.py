@@ -25,8 +25,8 @@ from .models import BUNDLE_SIZE, BundleKey, TileRange, TilingScheme
 Window = tuple[TileRange, npt.NDArray[np.bool_] | None]
 _NONE = TileRange(0, 0, 0, 0)
 #: An area of interest is cut into at most this many tile rows per level (each row costs a cut
-#: of the area, kept until the scan ends): a continent at level 23, the world at level 21.
-MAX_AREA_ROWS = 2**21
+#: of the area, kept until the scan ends): a country at level 23, the world at level 18.
+MAX_AREA_ROWS = 2**18
 #: And its runs may pass through at most this many bundles per level (16 bytes each).
 MAX_AREA_BUNDLES = 2**23
 
