@@ -104,6 +104,8 @@ def test_an_interrupt_ends_a_rebuild_with_one_line(big, rebuilt, signum, when):
         sent = time.monotonic()
         run.send_signal(signum)
         _, err = run.communicate(timeout=15)
+        if "Status:" in err:  # it ended as the signal came: during its last milliseconds
+            pytest.skip("the rebuild ended before the signal")
         assert time.monotonic() - sent < 8
         assert run.returncode == 128 + signum, err
         name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"

@@ -70,7 +70,7 @@ class LevelRanges(Sequence[int]):
         if isinstance(other, LevelRanges):
             return self.ranges == other.ranges
         if isinstance(other, (list, tuple)):  # lengths first: a huge range is never spelt out
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
