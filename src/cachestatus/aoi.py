@@ -7,8 +7,9 @@ taken to be in the cache's, with a warning.
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,13 @@ from .errors import InvalidAOI
 
 #: Straight edges are cut into this many pieces of the area's span before reprojection.
 DENSIFY_STEPS = 1024
+#: Densifying adds at most this many vertices: longer outlines get longer pieces.
+MAX_DENSIFIED_VERTICES = 1_000_000
+#: An area of interest may have at most this many vertices (and this many bytes of WKB).
+MAX_AOI_VERTICES = 2_000_000
+MAX_AOI_WKB_BYTES = 16 * MAX_AOI_VERTICES + 64 * 1024 * 1024
+#: Geometry collections nested deeper than this are not an area of interest.
+MAX_NESTING = 32
 
 
 @dataclass
@@ -47,45 +55,99 @@ def reproject(geometry: Any, source: str, target: str) -> Any:
     """
     import shapely
     from pyproj import Transformer
-    from pyproj.exceptions import CRSError
+    from pyproj.exceptions import CRSError, ProjError
 
     try:
         src, dst = _crs(source), _crs(target)
-    except CRSError as exc:
-        raise InvalidAOI(f"unknown CRS ({exc})") from None
+    except (CRSError, ProjError, TypeError, ValueError) as exc:
+        raise InvalidAOI(f"unknown CRS ({_first_line(exc)})") from None
     if _same_crs(src, dst):
         return geometry
-    transformer = Transformer.from_crs(src, dst, always_xy=True)
+    cannot = f"the area cannot be reprojected from {src.name} into {dst.name}"
+    try:
+        transformer = Transformer.from_crs(src, dst, always_xy=True)
+    except (CRSError, ProjError) as exc:
+        raise InvalidAOI(f"{cannot} ({_first_line(exc)})") from None
 
     def project(xy: np.ndarray) -> np.ndarray:
         x, y = transformer.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([x, y])
-
-    def densified(g: Any) -> Any:
-        xmin, ymin, xmax, ymax = g.bounds
-        step = max(xmax - xmin, ymax - ymin) / DENSIFY_STEPS
-        return shapely.segmentize(g, step) if step > 0 else g
 
     if src.is_geographic and dst.area_of_use is not None:
         # Web Mercator and friends are not defined towards the poles: keep to the target CRS's
         # area of use (in degrees, as the source).
         a = dst.area_of_use
         geometry = shapely.intersection(geometry, shapely.box(a.west, a.south, a.east, a.north))
-    out = shapely.transform(densified(geometry), project)
+    try:
+        out = shapely.transform(densified(geometry), project)
+    except (ProjError, ValueError) as exc:
+        raise InvalidAOI(f"{cannot} ({_first_line(exc)})") from None
     if out.is_empty or not np.isfinite(shapely.get_coordinates(out)).all():
-        raise InvalidAOI(
-            f"the area cannot be reprojected into {dst.name}: it lies outside "
-            "where that CRS is defined"
-        )
+        raise InvalidAOI(f"{cannot}: it lies outside where that CRS is defined")
     return shapely.make_valid(out)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def densified(geometry: Any) -> Any:
+    """``geometry`` with its edges cut into pieces of at most 1/:data:`DENSIFY_STEPS` of its
+    span, or longer pieces where that would add more than :data:`MAX_DENSIFIED_VERTICES`."""
+    import shapely
+
+    if geometry.is_empty:
+        return geometry
+    xmin, ymin, xmax, ymax = geometry.bounds
+    step = max(xmax - xmin, ymax - ymin) / DENSIFY_STEPS
+    # The pieces an outline of this length makes: at most the budget.
+    step = max(step, geometry.length / MAX_DENSIFIED_VERTICES)
+    if not (np.isfinite(step) and step > 0):
+        return geometry
+    return shapely.segmentize(geometry, step)
+
+
+def _check_size(geometry: Any, source: str) -> None:
+    import shapely
+
+    count = int(shapely.get_num_coordinates(geometry))
+    if count > MAX_AOI_VERTICES:
+        raise InvalidAOI(
+            f"{source}: {count:,} vertices; an area of interest may have at most "
+            f"{MAX_AOI_VERTICES:,} (simplify it first)"
+        )
+    if count and not np.isfinite(shapely.get_coordinates(geometry)).all():
+        raise InvalidAOI(f"{source}: has coordinates that are not finite numbers")
+
+
+def _flatten(geometry: Any, source: str) -> list[Any]:
+    """The simple parts of a geometry, collections inside collections opened (to a depth)."""
+    import shapely
+
+    parts = [geometry]
+    for _ in range(MAX_NESTING):
+        if not any(
+            p.geom_type == "GeometryCollection" or p.geom_type.startswith("Multi") for p in parts
+        ):
+            return parts
+        parts = list(shapely.get_parts(parts))
+    raise InvalidAOI(f"{source}: geometry collections nested more than {MAX_NESTING} deep")
 
 
 def _polygons(geometry: Any, source: str) -> Any:
     import shapely
 
-    if geometry is None or geometry.is_empty:
+    if geometry is None:
         raise InvalidAOI(f"{source}: the geometry is empty")
-    parts = shapely.get_parts(shapely.make_valid(geometry))
+    if not isinstance(geometry, shapely.Geometry):
+        raise InvalidAOI(
+            f"{source}: {type(geometry).__name__} is not a geometry (give a shapely polygon)"
+        )
+    if geometry.is_empty:
+        raise InvalidAOI(f"{source}: the geometry is empty")
+    _check_size(geometry, source)
+    parts = [q for p in _flatten(geometry, source) for q in _flatten(shapely.make_valid(p), source)]
     polygons = [p for p in parts if p.geom_type in ("Polygon", "MultiPolygon") and not p.is_empty]
     if not polygons:
         kinds = sorted({p.geom_type for p in parts}) or ["nothing"]
@@ -137,7 +199,25 @@ def read_aoi(
     geometries = [g for g in wkb if g is not None]
     if not geometries:
         raise InvalidAOI(f"{label}: its features have no geometry (empty)")
-    geometry = shapely.union_all(shapely.from_wkb(geometries))
+    size = sum(len(g) for g in geometries)
+    if size > MAX_AOI_WKB_BYTES:
+        raise InvalidAOI(
+            f"{label}: {size:,} bytes of geometry; an area of interest may have at most "
+            f"{MAX_AOI_VERTICES:,} vertices (simplify it first)"
+        )
+    try:
+        shapes = shapely.from_wkb(geometries)
+    except Exception as exc:  # shapely's GEOSException on damaged WKB
+        raise InvalidAOI(f"{label}: a geometry cannot be read ({_first_line(exc)})") from None
+    shapes = shapes[~shapely.is_missing(shapes)]
+    for shape in shapes:
+        _check_size(shape, label)
+    parts = [q for g in shapes for q in _flatten(g, label)]
+    polygons = [p for p in parts if p.geom_type in ("Polygon", "MultiPolygon")]
+    try:
+        geometry = shapely.union_all([shapely.make_valid(p) for p in polygons] or parts)
+    except Exception as exc:  # GEOS topology errors on degenerate input
+        raise InvalidAOI(f"{label}: the polygons cannot be unioned ({_first_line(exc)})") from None
     area = _polygons(geometry, label)
     warnings = []
     if info.get("crs") is None:
@@ -153,13 +233,24 @@ def parse_extent(value: str | Sequence[float]) -> tuple[float, float, float, flo
     Raises:
         InvalidAOI: not four numbers, or no area (min >= max).
     """
-    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    usage = f"extent {shown}: give four numbers XMIN,YMIN,XMAX,YMAX (finite)"
+    if isinstance(value, str):
+        parts: list[Any] = value.replace(",", " ").split()[:5]
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray, dict)):
+        parts = list(itertools.islice(value, 5))
+    else:
+        raise InvalidAOI(usage)
     try:
+        if any(
+            isinstance(v, bool) or not isinstance(v, (str, int, float, np.number)) for v in parts
+        ):
+            raise TypeError
         numbers = tuple(float(v) for v in parts)
-    except (TypeError, ValueError):
-        raise InvalidAOI(f"extent {value!r}: give four numbers XMIN,YMIN,XMAX,YMAX") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidAOI(usage) from None
     if len(numbers) != 4 or not all(np.isfinite(numbers)):
-        raise InvalidAOI(f"extent {value!r}: give four numbers XMIN,YMIN,XMAX,YMAX")
+        raise InvalidAOI(usage)
     xmin, ymin, xmax, ymax = numbers
     if not (xmax > xmin and ymax > ymin):
         raise InvalidAOI(f"extent {value!r} has no area: XMIN < XMAX and YMIN < YMAX are needed")
@@ -173,6 +264,8 @@ def extent_aoi(
     import shapely
 
     box = shapely.box(*parse_extent(value))
+    if crs is not None and not isinstance(crs, str):
+        raise InvalidAOI(f"extent_crs={crs!r}: give a CRS as text, e.g. EPSG:4326")
     label = f"extent {', '.join(f'{v:g}' for v in box.bounds)}" + (f" ({crs})" if crs else "")
     if crs is not None and cache_crs is not None:
         box = reproject(box, crs, cache_crs)

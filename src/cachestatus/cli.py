@@ -6,22 +6,41 @@ Exit codes: 0 done (warnings included), 1 the run failed, 2 bad input or usage.
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
+import os
+import signal
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
 
-import click
 
-from . import __version__
-from .errors import CacheStatusError, UsageError
-from .models import StatusReport
+def _exit_on_early_interrupt(signum: int, frame: object) -> None:
+    """Before a command runs (imports, parsing), an interrupt has nothing to clean up."""
+    name = "SIGTERM" if signum == getattr(signal, "SIGTERM", None) else "SIGINT"
+    os.write(2, f"Error: interrupted ({name}); nothing was changed\n".encode())
+    os._exit(128 + signum)
+
+
+# Run as a program (python -m cachestatus.cli, or the cachestatus script), an interrupt during
+# start-up ends it with one line; imported as a module, the host's handlers stay.
+if __name__ == "__main__" or os.path.basename(sys.argv[0]).split(".")[0] == "cachestatus":
+    for _signum in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if _signum is not None:
+            signal.signal(_signum, _exit_on_early_interrupt)
+
+import functools  # noqa: E402 - after the handlers: these imports take a while
+import json  # noqa: E402
+import logging  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import TYPE_CHECKING, Any, TypeVar  # noqa: E402
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import CacheStatusError, Terminated, UsageError  # noqa: E402
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .models import StatusReport
     from .progress import BundleProgress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,15 +85,54 @@ def _fail(ctx: Context, message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """While a command runs, SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated`,
+    so that ``finally`` and ``with`` blocks clean up (worker processes, temporary stores)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers: dict[int, Callable[[int, Any], None]] = {signal.SIGINT: signal.default_int_handler}
+    if hasattr(signal, "SIGTERM"):
+        handlers[signal.SIGTERM] = _raise_terminated
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _quiet_signals() -> None:
+    """Once interrupted, further interrupts are ignored while the run winds down and exits."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+            if signum is not None:
+                signal.signal(signum, signal.SIG_IGN)
+
+
 def handle_errors(func: F) -> F:
-    """Turn the package's errors into one-line messages and exit codes; tracebacks with -v."""
+    """Turn the package's errors into one-line messages and exit codes; tracebacks with -v.
+
+    Interrupts end the run with one line and 130 (SIGINT) or 143 (SIGTERM), once the run has
+    stopped its workers and removed its temporary files.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context().find_object(Context)
         assert ctx is not None
         try:
-            return func(*args, **kwargs)
+            with _interrupts_raise():
+                return func(*args, **kwargs)
         except UsageError as exc:
             if ctx.verbosity > 0:
                 ctx.err.print_exception()
@@ -83,8 +141,11 @@ def handle_errors(func: F) -> F:
             if ctx.verbosity > 0:
                 ctx.err.print_exception()
             _fail(ctx, f"{exc} (nothing was changed)", 1)
-        except KeyboardInterrupt:
-            _fail(ctx, "interrupted; the previous status is unchanged", 1)
+        except KeyboardInterrupt as exc:
+            _quiet_signals()
+            signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
+            name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+            _fail(ctx, f"interrupted ({name}); the previous status is unchanged", 128 + signum)
         except Exception as exc:
             if ctx.verbosity > 0:
                 ctx.err.print_exception()
@@ -211,9 +272,9 @@ def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
 scan_options = _compose(
     click.option(
         "--workers",
-        type=int,
+        type=click.IntRange(min=0),
         default=None,
-        help="Worker processes (default: all cores; 1 scans in-process).",
+        help="Worker processes (default or 0: all cores; 1 scans in-process; at most 4 per core).",
     ),
     click.option(
         "--progress/--no-progress",

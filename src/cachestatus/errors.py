@@ -68,3 +68,16 @@ class StoreLocked(UsageError):
 class NotOurs(UsageError, FileExistsError):
     """A path to be written or deleted holds something cachestatus did not write (a cache, a
     user's geodatabase...), or lies inside the cache: it is left alone."""
+
+
+class LimitExceeded(UsageError, ValueError):
+    """The request is larger than cachestatus can count, store or draw (a level of more tiles
+    than a 64-bit count holds, an area of interest of too many tile rows or vertices...)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the command line's handler so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__(signum)
+        self.signum = signum

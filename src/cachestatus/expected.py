@@ -17,12 +17,18 @@ import numpy as np
 import numpy.typing as npt
 
 from . import grid
+from .errors import LimitExceeded
 from .grid import SNAP
 from .models import BUNDLE_SIZE, BundleKey, TileRange, TilingScheme
 
 #: A bundle's expected tiles: the block holding them, and a mask over it (``None``: all of it).
 Window = tuple[TileRange, npt.NDArray[np.bool_] | None]
 _NONE = TileRange(0, 0, 0, 0)
+#: An area of interest is cut into at most this many tile rows per level (each row costs a cut
+#: of the area, kept until the scan ends): a country at level 23, the world at level 18.
+MAX_AREA_ROWS = 2**18
+#: And its runs may pass through at most this many bundles per level (16 bytes each).
+MAX_AREA_BUNDLES = 2**23
 
 
 class Expectation(ABC):
@@ -126,6 +132,12 @@ class AreaExpectation(Expectation):
         self.area = area
         xmin, ymin, xmax, ymax = area.bounds
         super().__init__(level, grid.tiles_in_extent(scheme, level, Extent(xmin, ymin, xmax, ymax)))
+        height = self.bounds.row1 - self.bounds.row0
+        if height > MAX_AREA_ROWS:
+            raise LimitExceeded(
+                f"level {level}: the area of interest spans {height:,} tile rows; at most "
+                f"{MAX_AREA_ROWS:,} are worked out per level"
+            )
         rows, col0, col1 = self._runs()
         #: Runs of expected tiles, sorted by row then column: row, first col, col after the last.
         self._row, self._col0, self._col1 = rows, col0, col1
@@ -180,6 +192,11 @@ class AreaExpectation(Expectation):
             self._row // BUNDLE_SIZE, self._col0 // BUNDLE_SIZE, (self._col1 - 1) // BUNDLE_SIZE + 1
         )
         count = after - first
+        if int(count.sum()) > MAX_AREA_BUNDLES:
+            raise LimitExceeded(
+                f"level {self.level}: the area of interest covers {int(count.sum()):,} bundles; "
+                f"at most {MAX_AREA_BUNDLES:,} are worked out per level"
+            )
         offsets = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
         cells = np.column_stack([np.repeat(brow, count), np.repeat(first, count) + offsets])
         return cells * BUNDLE_SIZE
@@ -232,8 +249,15 @@ class AreaExpectation(Expectation):
 
     def count_holding(self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> int:
         """Bundles among the area's, counted in one vectorised step."""
-        mine = (self._bundles[:, 0].astype(np.int64) << 32) | self._bundles[:, 1]
-        return int(np.count_nonzero(np.isin((rows << 32) | cols, mine)))
+        theirs = np.column_stack([np.asarray(rows, np.int64), np.asarray(cols, np.int64)])
+        if not len(theirs) or not len(self._bundles):
+            return 0
+        # Exact at any row and column (no packing of two numbers into one).
+        both = np.concatenate([self._bundles.astype(np.int64).reshape(-1, 2), theirs])
+        _, ids = np.unique(both, axis=0, return_inverse=True)
+        ids = ids.reshape(-1)
+        mine = ids[: len(self._bundles)]
+        return int(np.count_nonzero(np.isin(ids[len(self._bundles) :], mine)))
 
     def holds(self, key: BundleKey) -> bool:
         """A set lookup."""

@@ -19,24 +19,38 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from .errors import InvalidCacheConfig, UsageError
 from .models import BUNDLE_SIZE, BundleKey, Extent, Tile, TileRange, TilingScheme
 
 #: Tolerance, in tiles, when snapping a coordinate onto a tile edge.
 SNAP = 1e-9
+#: The snap grows with the tile position (float noise grows with the coordinate) up to this
+#: many tiles: at deep levels a relative billionth would be hundreds of tiles.
+MAX_SNAP = 1e-3
+
+
+def _snap(v: float) -> float:
+    return min(SNAP * max(1.0, abs(v)), MAX_SNAP)
 
 
 def tile_span(scheme: TilingScheme, level: int) -> tuple[float, float]:
     """Width and height of one tile of ``level`` in map units."""
     res = scheme.lod(level).resolution
-    return scheme.tile_cols * res, scheme.tile_rows * res
+    w, h = scheme.tile_cols * res, scheme.tile_rows * res
+    if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
+        raise InvalidCacheConfig(
+            f"level {level}: resolution {res!r} and tile size {scheme.tile_cols} x "
+            f"{scheme.tile_rows} give no tile span; resolutions must be finite positive numbers"
+        )
+    return w, h
 
 
 def _floor(v: float) -> int:
-    return math.floor(v + SNAP * max(1.0, abs(v)))
+    return math.floor(v + _snap(v))
 
 
 def _ceil(v: float) -> int:
-    return math.ceil(v - SNAP * max(1.0, abs(v)))
+    return math.ceil(v - _snap(v))
 
 
 def tile_at(scheme: TilingScheme, level: int, x: float, y: float) -> Tile:
@@ -71,6 +85,11 @@ def tiles_in_extent(scheme: TilingScheme, level: int, extent: Extent) -> TileRan
     """
     w, h = tile_span(scheme, level)
     ox, oy = scheme.origin_x, scheme.origin_y
+    if not all(math.isfinite(v) for v in (*extent, ox, oy)):
+        raise UsageError(
+            f"extent {tuple(extent)} or tile origin ({ox}, {oy}) is not finite: no tiles can be "
+            "counted in it"
+        )
     row0, row1 = _cells((oy - extent.ymax) / h, (oy - extent.ymin) / h)
     col0, col1 = _cells((extent.xmin - ox) / w, (extent.xmax - ox) / w)
     found = TileRange(max(0, row0), row1, max(0, col0), col1)

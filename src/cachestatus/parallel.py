@@ -1,21 +1,46 @@
-"""Worker processes: how many, how they start, and a plain parallel map.
+"""Worker processes: how many, how they start and stop, and a plain parallel map.
 
 On Linux, workers are forked: they start in milliseconds and inherit what the parent has loaded.
 Elsewhere they are spawned (fork is unsafe on macOS, absent on Windows). Pools are made before any
 other thread exists in the process (the progress bar starts later) and before GDAL is used.
+
+Interrupts are the parent's business: workers ignore SIGINT (a Ctrl-C reaches the whole process
+group) and die quietly on SIGTERM (how a pool is stopped). SIGINT and SIGTERM are held back while
+a pool starts and while it stops, so that an interrupt at that moment can neither leave a pool
+half made nor cut its cleanup short: it is raised as soon as the pool is whole, or gone.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.pool
+import operator
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from .errors import UsageError
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+#: Workers beyond this many per core are not started: the scan reads files, it does not wait on
+#: a network, and each worker costs a process.
+WORKERS_PER_CORE = 4
+#: How long stopping a pool may wait for it to wind down before its workers are killed.
+STOP_TIMEOUT = 5.0
+
+_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None
+)
 
 
 def default_workers() -> int:
@@ -26,19 +51,143 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def max_workers() -> int:
+    """The most worker processes a run starts: :data:`WORKERS_PER_CORE` per core."""
+    return WORKERS_PER_CORE * default_workers()
+
+
+def resolve_workers(workers: object) -> int:
+    """The number of worker processes for ``workers``: all cores for ``None`` or ``<= 0``
+    (arcpy's ``-1``), at most :func:`max_workers` (with a logged warning when clamped).
+
+    Raises:
+        UsageError: not a whole number.
+    """
+    if workers is None:
+        return default_workers()
+    try:
+        if isinstance(workers, (bool, float)):
+            raise TypeError
+        value = operator.index(workers)  # type: ignore[arg-type]  # int, numpy integers
+    except TypeError:
+        raise UsageError(
+            f"workers={workers!r}: give a whole number of worker processes "
+            "(1 scans in the calling process; 0 or none: all cores)"
+        ) from None
+    if value <= 0:
+        return default_workers()
+    most = max_workers()
+    if value > most:
+        log.warning(
+            "%d worker processes asked for; %d are used (%d per core on %d cores)",
+            value,
+            most,
+            WORKERS_PER_CORE,
+            default_workers(),
+        )
+        return most
+    return value
+
+
 def pool_context() -> multiprocessing.context.BaseContext:
     """Fork on Linux, spawn elsewhere."""
     return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (in this thread) until the block ends; then they act.
+
+    Processes forked inside the block start with both held back too. Does nothing where
+    signals cannot be masked (Windows) or off the main thread (signals go to the main thread).
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _init_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+    """In each worker: ignore SIGINT, die quietly on SIGTERM, then the pool's own set-up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def start_pool(
+    processes: int,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> multiprocessing.pool.Pool:
+    """A pool of ``processes`` workers that leave interrupts to this process.
+
+    An interrupt while the pool starts is raised once it is whole, after it has been stopped:
+    no worker outlives it.
+    """
+    pool: multiprocessing.pool.Pool | None = None
+    try:
+        with signals_deferred():
+            pool = pool_context().Pool(
+                processes, initializer=_init_worker, initargs=(initializer, initargs)
+            )
+    except BaseException:
+        if pool is not None:
+            stop_pool(pool)
+        raise
+    return pool
+
+
+def stop_pool(pool: multiprocessing.pool.Pool) -> None:
+    """Stop every worker of ``pool`` and wait for them, in bounded time.
+
+    The pool is terminated in a helper thread; a worker killed from outside can leave the task
+    queue's lock held, on which termination would wait forever: after :data:`STOP_TIMEOUT`, or
+    at once when a worker has already died, the workers left are killed outright.
+    """
+    with signals_deferred():
+        workers = list(getattr(pool, "_pool", []))
+        stopper = threading.Thread(target=pool.terminate, name="stop-pool", daemon=True)
+        stopper.start()
+        died = any(p.exitcode is not None for p in workers)
+        stopper.join(0.5 if died else STOP_TIMEOUT)
+        for process in list(getattr(pool, "_pool", [])) + workers:
+            if process.exitcode is None:
+                process.kill()
+            process.join(STOP_TIMEOUT)
+        if not stopper.is_alive():
+            pool.join()
+
+
 def map_in_processes(func: Callable[[T], R], items: Sequence[T], processes: int) -> list[R]:
     """``func`` on each item, results in order: in up to ``processes`` worker processes, or in
     this one when there is one worker or one item. ``func`` and the items must pickle."""
-    processes = min(processes, len(items))
+    processes = min(resolve_workers(processes), len(items))
     if processes <= 1:
         return [func(item) for item in items]
-    with pool_context().Pool(processes) as pool:
+    pool = start_pool(processes)
+    try:
         return pool.map(func, items)
+    finally:
+        stop_pool(pool)
 
 
-__all__ = ["default_workers", "map_in_processes", "pool_context"]
+__all__ = [
+    "default_workers",
+    "map_in_processes",
+    "max_workers",
+    "pool_context",
+    "resolve_workers",
+    "signals_deferred",
+    "start_pool",
+    "stop_pool",
+]

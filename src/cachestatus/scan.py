@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from . import grid
 from .content import shared_blank_tiles
-from .errors import BundleChanging, CorruptBundle
+from .errors import BundleChanging, CorruptBundle, LimitExceeded
 from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import BundleFile, BundleIndex, CacheReader
 from .missing import EXPECTED, HOLE, PRESENT, SCATTERED, MissingArea, MissingAreas
@@ -39,8 +39,11 @@ from .models import (
     Problem,
     RowBatch,
     TileRange,
+    TilingScheme,
 )
-from .parallel import default_workers, pool_context
+from .parallel import resolve_workers, signals_deferred, stop_pool
+from .parallel import start_pool as start_worker_pool
+from .selection import requested_levels
 
 log = logging.getLogger(__name__)
 
@@ -87,30 +90,86 @@ class ScanOutcome:
     missing_areas: list[MissingArea] = field(default_factory=list)
 
 
+#: The largest tile row or column a status store holds (TaskStatus's bundleRow and bundleCol
+#: are 32-bit): bundles beyond are listed as problems, MISSING rows beyond are left out.
+MAX_TILE_INDEX = 2**31 - 1
+#: The most tiles a level may expect: level totals are 64-bit counts in the store.
+MAX_LEVEL_TILES = 2**63 - 1
+#: Tile rows and columns beyond this are not exact in 64-bit floats (map coordinates).
+MAX_GRID_INDEX = 2**52
+
+
+def _expectation(
+    scheme: TilingScheme, level: int, extent: Extent | None, area: Any | None
+) -> Expectation:
+    if area is not None:
+        return AreaExpectation(level, scheme, area)
+    if extent is not None:
+        return ExtentExpectation(level, grid.tiles_in_extent(scheme, level, extent))
+    return ExtentExpectation(level, TileRange(0, 0, 0, 0))
+
+
+def _check_limits(level: int, expected: Expectation) -> None:
+    b = expected.bounds
+    if max(b.row1, b.col1) > MAX_GRID_INDEX:
+        raise LimitExceeded(
+            f"level {level}: its expected tiles reach tile row {b.row1:,} and column {b.col1:,}; "
+            f"beyond {MAX_GRID_INDEX:,} tile positions are not exact in map coordinates"
+        )
+    total = expected.total()
+    if total > MAX_LEVEL_TILES:
+        raise LimitExceeded(
+            f"level {level}: {total:,} tiles expected, more than a status store counts "
+            f"({MAX_LEVEL_TILES:,})"
+        )
+
+
 def plan_levels(
-    reader: CacheReader, levels: Iterable[int] | None = None, area: Any | None = None
+    reader: CacheReader,
+    levels: Iterable[int] | None = None,
+    area: Any | None = None,
+    warnings: list[str] | None = None,
 ) -> list[LevelPlan]:
     """The levels to scan (all LODs by default) with their expected tiles.
 
     Args:
         reader: the open cache.
-        levels: level IDs; every LOD when ``None``.
+        levels: level IDs (or ranges, see :func:`~cachestatus.selection.requested_levels`);
+            every LOD when ``None``.
         area: a shapely polygon in the cache's CRS: tiles sharing interior with it are expected.
             Without it, those of the full extent (or of the whole grid) are.
+        warnings: with a list, levels too large to count or store (more tiles than a 64-bit
+            count, an area of interest of too many tile rows there) are left out with a warning
+            in it; without, they are kept as they are (``info`` shows them).
+
+    Raises:
+        UsageError: bad level values, a level the scheme lacks.
+        LimitExceeded: with ``warnings``, every level asked for is too large.
     """
     scheme = reader.scheme
     extent = reader.full_extent or grid.grid_extent(scheme)
-    wanted = scheme.levels if levels is None else tuple(levels)
+    wanted = scheme.levels if levels is None else requested_levels(scheme, levels, warnings)
     plans = []
+    too_large: list[str] = []
     for level in wanted:
-        expected: Expectation
-        if area is not None:
-            expected = AreaExpectation(level, scheme, area)
-        elif extent is not None:
-            expected = ExtentExpectation(level, grid.tiles_in_extent(scheme, level, extent))
-        else:
-            expected = ExtentExpectation(level, TileRange(0, 0, 0, 0))
+        try:
+            expected = _expectation(scheme, level, extent, area)
+            if warnings is not None:
+                _check_limits(level, expected)
+        except LimitExceeded as exc:
+            if warnings is None:
+                raise
+            too_large.append(str(exc))
+            continue
         plans.append(LevelPlan(scheme.lod(level), expected))
+    if too_large and warnings is not None:
+        if not plans:
+            raise LimitExceeded(
+                f"{too_large[0]}"
+                + (f" (and {len(too_large) - 1} more levels)" if len(too_large) > 1 else "")
+                + "; choose other levels or a smaller area"
+            )
+        warnings.extend(f"{message}: the level was left out" for message in too_large)
     return plans
 
 
@@ -343,8 +402,8 @@ class WorkerPool:
 
     def __init__(self, reader: CacheReader, plans: dict[int, LevelPlan], processes: int) -> None:
         self.processes = processes
-        self._pool = pool_context().Pool(
-            processes, initializer=_init_worker, initargs=(reader, plans)
+        self._pool: multiprocessing.pool.Pool | None = start_worker_pool(
+            processes, _init_worker, (reader, plans)
         )
 
     def map(self, work: ChunkWork[T], bundle_lists: Iterable[list[BundleFile]]) -> Iterator[T]:
@@ -353,6 +412,7 @@ class WorkerPool:
         pending: deque[multiprocessing.pool.AsyncResult[T]] = deque()
         window = 32 * self.processes
         for bundles in bundle_lists:
+            assert self._pool is not None, "the pool is closed"
             pending.append(self._pool.apply_async(_in_worker, (work, bundles)))
             if len(pending) >= window:
                 yield pending.popleft().get()
@@ -360,9 +420,10 @@ class WorkerPool:
             yield pending.popleft().get()
 
     def close(self) -> None:
-        """Stop the workers."""
-        self._pool.terminate()
-        self._pool.join()
+        """Stop the workers (in bounded time, whatever state they are in); idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            stop_pool(pool)
 
 
 def start_pool(
@@ -439,10 +500,12 @@ class Scanner:
         self.reader = reader
         self.blank = blank
         self.heavy = heavy or blank
-        self.plans = plan_levels(reader, levels, area)
+        #: What the scanner has to say before the scan: levels left out, as too large...
+        self.warnings: list[str] = []
+        self.plans = plan_levels(reader, levels, area, self.warnings)
         self.missing_on_unbuilt_levels = missing_on_unbuilt_levels
         self.only_expected = only_expected
-        self.workers = default_workers() if workers is None or workers <= 0 else workers
+        self.workers = resolve_workers(workers)
         self.max_missing_rows = max_missing_rows
         self.progress = progress
         #: Bundles to scan, known after :meth:`prepare`.
@@ -465,6 +528,15 @@ class Scanner:
             for found in self.reader.list_bundles(plan.lod.level):
                 if not isinstance(found, BundleFile):
                     problems.append(found)
+                elif max(found.key.row, found.key.col) > MAX_TILE_INDEX:
+                    problems.append(
+                        Problem(
+                            found.key.label,
+                            "unsupported",
+                            f"its tile row or column is beyond {MAX_TILE_INDEX:,}, the largest "
+                            "a status store holds; it was not scanned",
+                        )
+                    )
                 elif not self.only_expected or plan.expected.holds(found.key):
                     yield found
 
@@ -476,6 +548,14 @@ class Scanner:
         """
         if self.total is not None:
             return
+        try:
+            self._prepare()
+        except BaseException:  # an interrupt included: no worker outlives the scanner
+            self.close()
+            self.total = None
+            raise
+
+    def _prepare(self) -> None:
         self.reader.workers = self.workers
         self.reader.prefetch([p.lod.level for p in self.plans])
         scheme = self.reader.scheme
@@ -496,7 +576,10 @@ class Scanner:
                 max(b.ymax for b in boxes),
             )
         log.debug("%d bundles on %d levels", self.total, len(self.plans))
-        self._pool = start_pool(self.reader, self.plans, self.workers, self.total, self.heavy)
+        # The pool is ours as soon as it exists: an interrupt is raised only once it is held,
+        # so that close() stops it.
+        with signals_deferred():
+            self._pool = start_pool(self.reader, self.plans, self.workers, self.total, self.heavy)
 
     def close(self) -> None:
         """Stop the worker processes (``run`` does it when it ends)."""
@@ -535,7 +618,7 @@ class Scanner:
         self.prepare()
         assert self.total is not None
         problems = self._problems
-        warnings = [
+        warnings = [*self.warnings] + [
             f"level folder {name} is not a level of the tiling scheme; it was not scanned"
             for name in self.reader.unknown_levels()
         ]
@@ -622,7 +705,15 @@ class Scanner:
             missing = plan.expected.bundle_count() - found_inside
             written = 0
             if budget > 0 and missing > 0:
+                beyond = 0
                 for key in plan.expected.bundles():
+                    if key.row > MAX_TILE_INDEX:
+                        break  # rows come in order: the rest is beyond what a store holds
+                    if key.col > MAX_TILE_INDEX:
+                        beyond += 1
+                        if written + beyond >= budget:
+                            break
+                        continue
                     if (key.row, key.col) in level_found:
                         continue
                     pending.append(missing_row(plan, key))

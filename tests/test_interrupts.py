@@ -1,0 +1,189 @@
+"""Interrupts: SIGINT and SIGTERM at any moment end a run promptly, with one line and 130/143,
+no worker left, no temporary file, the previous status intact; the API raises KeyboardInterrupt
+after the same cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pyogrio.raw import read
+
+from cachestatus import operations
+from tests.helpers import synthetic_cache
+
+SIDE = 64  # 4,096 bundles: about two seconds of scanning in two workers
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    return synthetic_cache(tmp_path_factory.mktemp("interrupts") / "cache", SIDE, level=12)
+
+
+def _rows(status: Path) -> list[tuple]:
+    _, _, _, values = read(str(status), layer="TaskStatus", read_geometry=False)
+    rows = zip(*[v.tolist() for v in values], strict=True)
+    return sorted(
+        (r[0], *(None if isinstance(v, float) and v != v else v for v in r[2:])) for r in rows
+    )
+
+
+def _session(sid: int) -> list[int]:
+    """PIDs of the processes of a session (the run and every worker it started)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[3]) == sid:
+                found.append(int(entry))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.fixture(scope="module")
+def rebuilt(big, tmp_path_factory) -> tuple[Path, list[tuple]]:
+    status = tmp_path_factory.mktemp("status") / "Status.gdb"
+    done = subprocess.run(
+        [sys.executable, "-m", "cachestatus.cli", "rebuild", str(big), "--status", str(status)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return status, _rows(status)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("when", [0.15, 0.3, "workers", 0.6, 0.8])
+def test_an_interrupt_ends_a_rebuild_with_one_line(big, rebuilt, signum, when):
+    status, rows_before = rebuilt
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cachestatus.cli",
+            "rebuild",
+            str(big),
+            "--status",
+            str(status),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        if when == "workers":  # the moment the first worker exists
+            deadline = time.monotonic() + 30
+            while not _children(run.pid) and run.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+        else:
+            time.sleep(when)
+        if run.poll() is not None:
+            pytest.skip("the rebuild ended before the signal")
+        sent = time.monotonic()
+        run.send_signal(signum)
+        _, err = run.communicate(timeout=15)
+        if "Status:" in err:  # it ended as the signal came: during its last milliseconds
+            pytest.skip("the rebuild ended before the signal")
+        assert time.monotonic() - sent < 8
+        assert run.returncode == 128 + signum, err
+        name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+        assert err.splitlines() == [err.strip()] and err.startswith(f"Error: interrupted ({name})")
+        assert "Traceback" not in err
+        deadline = time.monotonic() + 5
+        while _session(run.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _session(run.pid) == []  # no worker outlived the run
+        assert sorted(p.name for p in status.parent.iterdir()) == ["Status.gdb"]
+        assert _rows(status) == rows_before
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_reaches_the_whole_group_and_nothing_is_left(big, rebuilt):
+    """A terminal's Ctrl-C signals every process of the group: the workers leave it to the run."""
+    status, rows_before = rebuilt
+    for delay in (0.35, 0.6):
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cachestatus.cli",
+                "rebuild",
+                str(big),
+                "--status",
+                str(status),
+                "--workers",
+                "2",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            time.sleep(delay)
+            os.killpg(run.pid, signal.SIGINT)
+            _, err = run.communicate(timeout=15)
+            if "Status:" in err:
+                continue  # the rebuild ended before the signal
+            assert run.returncode == 130, err
+            assert len(err.splitlines()) == 1 and "Traceback" not in err
+            time.sleep(0.2)
+            assert _session(run.pid) == []
+            assert _rows(status) == rows_before
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
+class _InterruptAfter:
+    """A progress bar that presses Ctrl-C once some bundles are done."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.done = 0
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.done >= self.after:
+            raise KeyboardInterrupt
+
+
+def test_the_api_raises_keyboardinterrupt_after_cleanup(big, tmp_path):
+    status = tmp_path / "Status.gdb"
+    operations.rebuild(big, status, workers=1)
+    before = _rows(status)
+    with pytest.raises(KeyboardInterrupt):
+        operations.rebuild(big, status, workers=2, progress=_InterruptAfter(300))
+    assert multiprocessing.active_children() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Status.gdb"]
+    assert _rows(status) == before
