@@ -277,7 +277,10 @@ def as_int_table(found: list[tuple[Any, ...]], width: int) -> npt.NDArray[np.int
     is not an integer (a float, text, a blob, NULL): numpy would truncate or refuse it."""
     if not found:
         return np.zeros((0, width), dtype=np.int64)
-    table = np.array(found)
+    try:
+        table = np.array(found)
+    except (ValueError, TypeError, UnicodeError):  # numpy cannot even make strings of them
+        return None
     return table.astype(np.int64) if table.dtype.kind == "i" and table.ndim == 2 else None
 
 
