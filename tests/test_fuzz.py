@@ -359,6 +359,36 @@ def _count_folder_cache(root: Path, hint: str, sizes: bool) -> tuple[int, int]:
     return counted, read
 
 
+# --- SQLite caches: any value in any cell -----------------------------------------------------
+
+sql_values = (
+    st.none()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.binary(max_size=12)
+    | st.sampled_from([0, 1, 2, 3, 30, 31, 40, -1, 2**31, "3", " 2 ", "1e3", "-5"])
+)
+tile_rows = st.lists(st.tuples(sql_values, sql_values, sql_values, sql_values), max_size=12)
+
+
+def _read_everything(path: Path) -> None:
+    """Open, list and read every bundle of ``path``, sizes and tiles: only the package's own
+    errors may come out."""
+    try:
+        with formats.open_cache(path, sizes=True) as reader:
+            for level in reader.scheme.levels:
+                for bundle in reader.list_bundles(level):
+                    if isinstance(bundle, formats.BundleFile):
+                        try:
+                            reader.read_bundle(bundle)
+                            list(reader.read_tiles(bundle))
+                        except CorruptBundle:
+                            pass
+    except CacheStatusError:
+        pass
+
+
 @fuzz
 @given(
     st.sampled_from(["xyz", "exploded"]),
@@ -402,3 +432,71 @@ def test_tile_folders_take_any_names(tmp_path_factory, layout, zoom, folder, nam
         return
     assert counted == (len(set(valid)) if good_folder else 0)
     assert read == (len(valid) if good_folder else 0)  # verify reads every tile file
+
+
+    st.dictionaries(st.sampled_from(["minzoom", "maxzoom", "bounds", "format"]), sql_values),
+    st.sampled_from(["", "-180,-85,180,85", "1,2,3,4,5", "inf,0,1,1", "0,0,nan,1"]),
+    tile_rows,
+    st.booleans(),
+)
+def test_mbtiles_takes_any_value_anywhere(tmp_path_factory, metadata, bounds, rows, unique):
+    import sqlite3
+
+    path = tmp_path_factory.mktemp("mbt") / "x.mbtiles"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE metadata (name text, value text)")
+        db.executemany("INSERT INTO metadata VALUES (?, ?)", list(metadata.items()))
+        if bounds:
+            db.execute("INSERT INTO metadata VALUES ('bounds', ?)", (bounds,))
+        db.execute("CREATE TABLE tiles (zoom_level, tile_column, tile_row, tile_data)")
+        if unique:
+            db.execute("CREATE UNIQUE INDEX t ON tiles (zoom_level, tile_column, tile_row)")
+        db.executemany("INSERT OR IGNORE INTO tiles VALUES (?, ?, ?, ?)", rows)
+    db.close()
+    _read_everything(path)
+
+
+@fuzz
+@given(
+    st.lists(
+        # mostly sane rows (level 0 to 3 of a 2 x 2 unit square), any value anywhere
+        st.tuples(*[sql_values | st.just(v) for v in (2, 4, 4, 256, 256, 1 / 512, 1 / 512)]),
+        min_size=1,
+        max_size=4,
+    ),
+    st.tuples(*[sql_values] * 4) | st.just((-1.0, -1.0, 1.0, 1.0)),
+    st.tuples(*[sql_values] * 4),
+    st.tuples(sql_values, sql_values),
+    tile_rows,
+)
+def test_geopackage_takes_any_value_anywhere(
+    tmp_path_factory, matrices, matrix_set, contents, srs, rows
+):
+    import sqlite3
+
+    path = tmp_path_factory.mktemp("gpkg") / "x.gpkg"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE gpkg_spatial_ref_sys (srs_name, srs_id, organization,
+                organization_coordsys_id, definition, description);
+            CREATE TABLE gpkg_contents (table_name, data_type, identifier, description,
+                last_change, min_x, min_y, max_x, max_y, srs_id);
+            CREATE TABLE gpkg_tile_matrix_set (table_name, srs_id, min_x, min_y, max_x, max_y);
+            CREATE TABLE gpkg_tile_matrix (table_name, zoom_level, matrix_width, matrix_height,
+                tile_width, tile_height, pixel_x_size, pixel_y_size);
+            CREATE TABLE tiles (zoom_level, tile_column, tile_row, tile_data);
+            """
+        )
+        db.execute("INSERT INTO gpkg_spatial_ref_sys VALUES ('s', 7, ?, ?, ?, '')", (*srs, None))
+        db.execute(
+            "INSERT INTO gpkg_contents VALUES ('tiles', 'tiles', 't', '', '', ?, ?, ?, ?, 7)",
+            contents,
+        )
+        db.execute("INSERT INTO gpkg_tile_matrix_set VALUES ('tiles', 7, ?, ?, ?, ?)", matrix_set)
+        db.executemany(
+            "INSERT INTO gpkg_tile_matrix VALUES ('tiles', ?, ?, ?, ?, ?, ?, ?)", matrices
+        )
+        db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)", rows)
+    db.close()
+    _read_everything(path)

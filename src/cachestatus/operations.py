@@ -173,10 +173,8 @@ def rebuild(
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    with (
-        open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader,
-        _claim(reader, status_path(reader, status, store_format), "rebuild") as lock,
-    ):
+    with open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader:
+        target = status_path(reader, status, store_format)
         scanner = Scanner(
             reader,
             levels=levels,
@@ -186,21 +184,23 @@ def rebuild(
             blank=blank,
         )
         parameters = {
-            "levels": None if levels is None else list(levels),
+            "levels": None if levels is None else [p.lod.level for p in scanner.plans],
             "max_missing_rows": max_missing_rows,
             "blank": blank,
         }
-        return _scan_to_store(
-            cache,
-            reader,
-            scanner,
-            lock,
-            REBUILD,
-            parameters,
-            (started, clock),
-            keep_history=True,
-            big_integer=big_integer,
-        )
+        # Claimed once every argument is known to be good: a refused run leaves no folder.
+        with _claim(reader, target, "rebuild") as lock:
+            return _scan_to_store(
+                cache,
+                reader,
+                scanner,
+                lock,
+                REBUILD,
+                parameters,
+                (started, clock),
+                keep_history=True,
+                big_integer=big_integer,
+            )
 
 
 def _resolve_area(
@@ -359,7 +359,6 @@ def report(
             raise OutputExists(
                 f"{target}: exists; add --overwrite to replace it, or choose another --out folder"
             )
-        lock = stack.enter_context(_claim(reader, target, "report"))
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
         scanner = Scanner(
             reader,
@@ -381,6 +380,8 @@ def report(
             "max_missing_rows": max_missing_rows,
             "blank": blank,
         }
+        # Claimed once every argument is known to be good: a refused run leaves no folder.
+        lock = stack.enter_context(_claim(reader, target, "report"))
         result = _scan_to_store(
             cache,
             reader,
@@ -554,7 +555,7 @@ def verify(
             for p in scanner.plans
         }
         report = VerifyReport(str(cache), reader.name, 0.0, list(totals.values()))
-        report.warnings.extend(chosen.warnings)
+        report.warnings.extend([*chosen.warnings, *scanner.warnings])
         work = partial(check_chunk, decode=decode, blank=blank, only_expected=area is not None)
         try:
             scanner.prepare()
@@ -639,11 +640,13 @@ def _scan_to_store(
     target = lock.target
     job_id, token = new_job_id()
     _, crs_warning = store_crs(reader.scheme.spatial_reference)
-    scanner.prepare()
-    lock.keep_fresh()  # a thread: only once the worker processes are forked
-    with StatusWriter(
-        target, reader.scheme, scanner.domain, job_id, token, lock, big_integer
-    ) as writer:
+    with ExitStack() as workers:
+        workers.callback(scanner.close)  # the workers are gone before any error goes up
+        scanner.prepare()
+        lock.keep_fresh()  # a thread: only once the worker processes are forked
+        writer = workers.enter_context(
+            StatusWriter(target, reader.scheme, scanner.domain, job_id, token, lock, big_integer)
+        )
         outcome = scanner.run(writer.add)
         # The old store is untouched until the swap: its history is read now.
         history = _previous_jobs(target) if keep_history else []
