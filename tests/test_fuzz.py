@@ -359,36 +359,6 @@ def _count_folder_cache(root: Path, hint: str, sizes: bool) -> tuple[int, int]:
     return counted, read
 
 
-# --- SQLite caches: any value in any cell -----------------------------------------------------
-
-sql_values = (
-    st.none()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12)
-    | st.binary(max_size=12)
-    | st.sampled_from([0, 1, 2, 3, 30, 31, 40, -1, 2**31, "3", " 2 ", "1e3", "-5"])
-)
-tile_rows = st.lists(st.tuples(sql_values, sql_values, sql_values, sql_values), max_size=12)
-
-
-def _read_everything(path: Path) -> None:
-    """Open, list and read every bundle of ``path``, sizes and tiles: only the package's own
-    errors may come out."""
-    try:
-        with formats.open_cache(path, sizes=True) as reader:
-            for level in reader.scheme.levels:
-                for bundle in reader.list_bundles(level):
-                    if isinstance(bundle, formats.BundleFile):
-                        try:
-                            reader.read_bundle(bundle)
-                            list(reader.read_tiles(bundle))
-                        except CorruptBundle:
-                            pass
-    except CacheStatusError:
-        pass
-
-
 @fuzz
 @given(
     st.sampled_from(["xyz", "exploded"]),
@@ -434,6 +404,38 @@ def test_tile_folders_take_any_names(tmp_path_factory, layout, zoom, folder, nam
     assert read == (len(valid) if good_folder else 0)  # verify reads every tile file
 
 
+# --- SQLite caches: any value in any cell -----------------------------------------------------
+
+sql_values = (
+    st.none()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.binary(max_size=12)
+    | st.sampled_from([0, 1, 2, 3, 30, 31, 40, -1, 2**31, "3", " 2 ", "1e3", "-5"])
+)
+tile_rows = st.lists(st.tuples(sql_values, sql_values, sql_values, sql_values), max_size=12)
+
+
+def _read_everything(path: Path) -> None:
+    """Open, list and read every bundle of ``path``, sizes and tiles: only the package's own
+    errors may come out."""
+    try:
+        with formats.open_cache(path, sizes=True) as reader:
+            for level in reader.scheme.levels:
+                for bundle in reader.list_bundles(level):
+                    if isinstance(bundle, formats.BundleFile):
+                        try:
+                            reader.read_bundle(bundle)
+                            list(reader.read_tiles(bundle))
+                        except CorruptBundle:
+                            pass
+    except CacheStatusError:
+        pass
+
+
+@fuzz
+@given(
     st.dictionaries(st.sampled_from(["minzoom", "maxzoom", "bounds", "format"]), sql_values),
     st.sampled_from(["", "-180,-85,180,85", "1,2,3,4,5", "inf,0,1,1", "0,0,nan,1"]),
     tile_rows,
