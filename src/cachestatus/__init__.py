@@ -26,7 +26,7 @@ _LAZY = {
     "report": "operations",
     "missing": "operations",
     "verify": "operations",
-    "VerifyReport": "verify",
+    "VerifyReport": "tilecheck",
     "delete": "operations",
     "summary": "operations",
     "level_infos": "operations",

@@ -196,7 +196,7 @@ class BundleStatus(NamedTuple):
     tiles: TileRange
     detail: str = ""
     #: What a partial bundle file misses, as tagged blocks ``(kind, row0, row1, col0, col1)``,
-    #: shape (n, 5) (kinds in :mod:`cachestatus.missing`); ``None`` when it misses nothing.
+    #: shape (n, 5) (kinds in :mod:`cachestatus.missing_areas`); ``None`` when it misses nothing.
     holes: npt.NDArray[np.int64] | None = None
     #: Present tiles without content (``--blank``); ``None`` when not counted.
     tiles_blank: int | None = None

@@ -24,7 +24,7 @@ import numpy as np
 from . import __version__, grid
 from .errors import InvalidAOI, OutputExists, UsageError
 from .formats import CacheReader, open_cache
-from .missing import MissingArea
+from .missing_areas import MissingArea
 from .models import Extent, LevelSummary, StatusReport
 from .scan import Progress, Scanner, plan_levels
 from .selection import parse_scales, select_levels
@@ -38,8 +38,8 @@ from .store.guard import (
 )
 from .store.lock import StoreLock
 from .store.writer import store_crs
+from .tilecheck import LevelCheck, VerifyReport, check_chunk, type_warning
 from .values import as_count, as_path
-from .verify import LevelCheck, VerifyReport, check_chunk, type_warning
 
 if TYPE_CHECKING:
     from .aoi import AreaOfInterest

@@ -11,7 +11,7 @@ from rich.table import Table
 from .formats import CacheReader
 from .models import LevelSummary, Problem, StatusReport
 from .operations import LevelInfo, expected_extent
-from .verify import LevelCheck, VerifyReport
+from .tilecheck import LevelCheck, VerifyReport
 
 
 def _level_dict(lv: LevelSummary, with_level: bool = True) -> dict[str, Any]:

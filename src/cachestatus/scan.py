@@ -26,7 +26,7 @@ from .content import shared_blank_tiles
 from .errors import BundleChanging, CorruptBundle, LimitExceeded
 from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import BundleFile, BundleIndex, CacheReader
-from .missing import EXPECTED, HOLE, PRESENT, SCATTERED, MissingArea, MissingAreas
+from .missing_areas import EXPECTED, HOLE, PRESENT, SCATTERED, MissingArea, MissingAreas
 from .models import (
     BUNDLE_SIZE,
     LOD,
@@ -272,9 +272,10 @@ def _missing_blocks(
     expected: int,
 ) -> npt.NDArray[np.int64]:
     """What a partial bundle misses, as few blocks as possible, each row tagged (see
-    :class:`~cachestatus.missing.MissingAreas`): the blocks of its missing tiles (``HOLE``); or,
-    where fewer tiles are present than missing, the blocks of its expected tiles (``EXPECTED``)
-    and of its present ones (``PRESENT``); or one ``SCATTERED`` row when they are too many."""
+    :class:`~cachestatus.missing_areas.MissingAreas`): the blocks of its missing tiles
+    (``HOLE``); or, where fewer tiles are present than missing, the blocks of its expected tiles
+    (``EXPECTED``) and of its present ones (``PRESENT``); or one ``SCATTERED`` row when they are
+    too many."""
     stored = window != 0
     if 2 * present >= expected:
         lacking = ~stored if mask is None else ~stored & mask

@@ -18,7 +18,7 @@ from typing import Any, Self
 import numpy as np
 
 from ..errors import StatusWriteError
-from ..missing import MissingArea
+from ..missing_areas import MissingArea
 from ..models import Extent, LevelSummary, RowBatch, SpatialReference, TilingScheme
 from . import atomic
 from .geometry import rectangles_wkb, tile_rectangles
