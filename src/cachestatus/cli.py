@@ -79,6 +79,14 @@ class Context:
             click.echo(message, err=True)
 
 
+class _PlainFormatter(logging.Formatter):
+    """``Warning: message`` and ``Error: message``, as the command's own lines are written."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        label = "Error" if record.levelno >= logging.ERROR else record.levelname.capitalize()
+        return f"{label}: {record.getMessage()}"
+
+
 def _fail(ctx: Context, message: str, code: int) -> None:
     # One plain line: messages are read by people and grepped by scripts.
     click.echo(f"Error: {message}", err=True)
@@ -209,14 +217,23 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     """Rebuild, report and delete the status of map tile caches."""
     verbosity = verbose - quiet
     ctx.obj = Context(verbosity)
-    logging.basicConfig(
+    # Warnings logged by readers and workers read as the command's own ("Warning: ..."); -v
+    # names where they come from; -q leaves only errors.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        if verbosity > 0
+        else _PlainFormatter()
+    )
+    logging.basicConfig(  # a no-op where the host program set logging up already
         level=logging.DEBUG
         if verbosity > 1
         else logging.INFO
         if verbosity > 0
-        else logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
+        else logging.WARNING
+        if verbosity == 0
+        else logging.ERROR,
+        handlers=[handler],
     )
     if verbosity < 2:  # GDAL's per-write record counts only with -vv
         logging.getLogger("pyogrio").setLevel(logging.WARNING)
