@@ -6,8 +6,12 @@ below exists only for benchmarks and large parallel tests, where MapProxy would 
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import struct
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from io import BytesIO
 from pathlib import Path
@@ -216,3 +220,25 @@ def bytes_read() -> int:
     ``/proc/self/io``). Reading the counter counts too: take it twice to know that cost."""
     with open("/proc/self/io") as f:
         return int(dict(line.split(": ") for line in f.read().splitlines())["rchar"])
+
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+def run_limited(
+    *args: object, memory: int = 2 << 30, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``cachestatus ARGS`` in a subprocess under an address-space limit of ``memory`` bytes and
+    ``timeout`` seconds: what a hostile input may cost, asserted."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    return subprocess.run(
+        [sys.executable, "-m", "cachestatus.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import gzip
 import json
-import resource
 import struct
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import WEB_MERCATOR_HALF, conf_xml, synthetic_bundle, web_mercator_lods
+from tests.helpers import (
+    WEB_MERCATOR_HALF,
+    conf_xml,
+    run_limited,
+    synthetic_bundle,
+    web_mercator_lods,
+)
 
 pytest.importorskip("pmtiles")
 from pmtiles.tile import Entry, serialize_directory, zxy_to_tileid
@@ -28,19 +32,8 @@ LAST = (4**32 - 1) // 3
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
-
-
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cachestatus.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        preexec_fn=_limit,
-        env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
-    )
+    return run_limited(*args, memory=LIMIT, timeout=TIMEOUT)
 
 
 def _pmtiles(

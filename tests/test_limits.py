@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from tests.helpers import (
     WEB_MERCATOR_HALF,
     conf_cdi,
     conf_xml,
+    run_limited,
     synthetic_bundle,
     web_mercator_lods,
     web_mercator_scheme,
@@ -34,16 +33,7 @@ GB = 1024**3
 
 
 def _cli(*args: object, memory: int = 3 * GB, timeout: float = 120) -> subprocess.CompletedProcess:
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
-    return subprocess.run(
-        [sys.executable, "-m", "cachestatus.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=limit,
-    )
+    return run_limited(*args, memory=memory, timeout=timeout)
 
 
 def _one_line_error(done: subprocess.CompletedProcess, code: int = 2) -> str:

@@ -23,6 +23,7 @@ import pytest
 from cachestatus import formats
 from cachestatus.errors import CorruptBundle
 from cachestatus.formats.mbtiles import HALF_WORLD
+from tests.helpers import run_limited
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 #: Address space of a run: GDAL, numpy and the scan fit in well under it.
@@ -36,20 +37,9 @@ ENDLESS = (
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(40)
 
 
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
-
-
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """``cachestatus ARGS`` in a subprocess under :data:`MEMORY` and :data:`TIMEOUT`."""
-    return subprocess.run(
-        [sys.executable, "-m", "cachestatus.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        preexec_fn=_limit,
-        env={**os.environ, "PYTHONPATH": SRC},
-    )
+    return run_limited(*args, memory=MEMORY, timeout=TIMEOUT)
 
 
 def _errors(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -204,7 +194,7 @@ def test_ctrl_c_stops_a_query_that_never_ends(tmp_path):
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=_limit,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY)),
         env={**os.environ, "PYTHONPATH": SRC},
     )
     time.sleep(1.5)  # the interpreter up and the query running

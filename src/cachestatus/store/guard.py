@@ -149,6 +149,16 @@ def check_store(path: Path, *, arcgis_allowed: bool = False) -> bool:
     )
 
 
+def _existing_file(path: Path) -> bool:
+    """Whether an output file is there to be checked (a link or a folder is refused)."""
+    _refuse_link(path)
+    if not os.path.lexists(path):
+        return False
+    if not path.is_file():
+        raise NotOurs(f"{path}: is not a file; it is left alone")
+    return True
+
+
 def check_vector_output(path: Path) -> bool:
     """Whether ``missing --out`` output exists at ``path``; raise unless it is one cachestatus
     wrote (a ``MissingAreas`` layer with its fields, and nothing else).
@@ -156,14 +166,13 @@ def check_vector_output(path: Path) -> bool:
     Raises:
         NotOurs: the file holds something else.
     """
-    _refuse_link(path)
-    if not os.path.lexists(path):
+    if not _existing_file(path):
         return False
-    if not path.is_file():
-        raise NotOurs(f"{path}: is not a file; it is left alone")
     from pyogrio import list_layers, read_info
 
-    wanted = {name[:10] if path.suffix.lower() == ".shp" else name for name, _ in MISSING_FIELDS}
+    shapefile = path.suffix.lower() == ".shp"  # field names cut to 10 characters
+    wanted = {name[:10] if shapefile else name for name, _ in MISSING_FIELDS}
+    core = {name[:10] if shapefile else name for name in ("levelID", "tilesMissing")}
     try:
         layers = [str(name) for name, _ in list_layers(str(path))]
         fields = set(map(str, read_info(str(path), layer=layers[0])["fields"])) if layers else set()
@@ -172,7 +181,8 @@ def check_vector_output(path: Path) -> bool:
             f"{path}: exists and is not missing areas cachestatus wrote ({exc}); it is left alone"
         ) from None
     expected_name = path.stem if path.suffix.lower() == ".shp" else MISSING_AREAS
-    if layers != [expected_name] or fields != wanted:
+    # Fields added by later versions may be missing from an earlier output, never others.
+    if layers != [expected_name] or not core <= fields <= wanted:
         raise NotOurs(
             f"{path}: exists and holds other data than missing areas (layers {layers}); it is "
             "left alone: choose another --out"
@@ -187,11 +197,8 @@ def check_tile_list(path: Path) -> bool:
     Raises:
         NotOurs: the file holds something else.
     """
-    _refuse_link(path)
-    if not os.path.lexists(path):
+    if not _existing_file(path):
         return False
-    if not path.is_file():
-        raise NotOurs(f"{path}: is not a file; it is left alone")
     with open(path, "rb") as f:
         head = f.read(64 * 1024)
     lines = head.split(b"\n")
