@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import sqlite3
 from io import BytesIO
@@ -234,3 +235,93 @@ def test_walking_the_index_in_processes_matches_walking_it_here(pair, tmp_path, 
     spread = operations.rebuild(mbt, tmp_path / "b.gdb", workers=2, max_missing_rows=0)
     assert spread.levels == here.levels
     assert _stored(spread.status_path) == _stored(here.status_path)
+
+
+# --- What the metadata declares: minzoom..maxzoom, tileSize ----------------------------------
+
+
+def _converted(tmp_path: Path, tiles: dict[tuple[int, int, int], bytes], **metadata) -> Path:
+    """An MBTiles written by the pmtiles package's converter (an independent writer of the
+    metadata rows, every value text) from an archive of ``tiles`` (zoom, row down, col) whose
+    JSON metadata holds ``metadata`` (minzoom, maxzoom, tileSize...): the converter copies it
+    into the metadata table, and adds bounds and what is missing from the archive's header."""
+    convert = pytest.importorskip("pmtiles.convert")
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid
+    from pmtiles.writer import Writer
+
+    archive = tmp_path / "source.pmtiles"
+    with open(archive, "wb") as f:
+        writer = Writer(f)
+        for tile_id, data in sorted((zxy_to_tileid(z, c, r), d) for (z, r, c), d in tiles.items()):
+            writer.write_tile(tile_id, data)
+        writer.finalize(
+            {"tile_type": TileType.PNG, "tile_compression": Compression.NONE},
+            {"name": "t", "format": "png", **metadata},
+        )
+    target = tmp_path / "converted.mbtiles"
+    convert.pmtiles_to_mbtiles(str(archive), str(target))
+    return target
+
+
+def test_declared_zoom_range_expects_levels_never_seeded(tmp_path):
+    """Seeding stopped at z3 of a declared z0-z5: z4 and z5 are expected, and empty (0.1.0 read
+    the file as 100 % complete over z0-z3 alone)."""
+    tiles = {(z, r, c): b"\x89PNG" for z in range(4) for r in range(2**z) for c in range(2**z)}
+    path = _converted(tmp_path, tiles, minzoom=0, maxzoom=5)
+    with sqlite3.connect(path) as db:
+        meta = dict(db.execute("SELECT name, value FROM metadata"))
+    assert (meta["minzoom"], meta["maxzoom"]) == ("0", "5")  # the converter writes text
+    report = operations.rebuild(path, tmp_path / "s.gdb", workers=1)
+    assert [lv.level for lv in report.levels] == [0, 1, 2, 3, 4, 5]
+    assert [lv.percent_complete for lv in report.levels] == [100.0] * 4 + [0.0, 0.0]
+    assert [lv.tiles_expected for lv in report.levels][4:] == [4**4, 4**5]
+    assert report.totals.percent_complete < 100.0
+
+
+def test_tiles_outside_the_declared_zoom_range_are_not_scanned_and_named(tmp_path):
+    tiles = {(z, 0, 0): b"\x89PNG" for z in (2, 3, 4, 9)}
+    path = _converted(tmp_path, tiles, minzoom="3", maxzoom="4")  # its tiles go beyond
+    result = CliRunner().invoke(
+        main, ["rebuild", str(path), "--status", str(tmp_path / "s.gdb"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    levels = {lv["level"]: lv for lv in json.loads(result.stdout)["levels"]}
+    assert sorted(levels) == [3, 4]
+    assert "z2 is not a level" in result.stderr and "z9 is not a level" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("minzoom", "maxzoom", "levels"),
+    [
+        ("2", None, [2, 3, 4, 5, 6]),  # a bound not declared: the stored levels' own
+        (None, "8", [1, 2, 3, 4, 5, 6, 7, 8]),
+        ("x", "8", [1, 6]),  # unusable: ignored with a warning, the stored levels
+    ],
+)
+def test_one_declared_bound_is_taken_with_the_stored_levels(tmp_path, minzoom, maxzoom, levels):
+    path = tmp_path / "one.mbtiles"
+    _mbtiles(path, {(1, 0, 0): b"a", (6, 0, 0): b"b"})
+    with sqlite3.connect(path) as db:
+        for name, value in (("minzoom", minzoom), ("maxzoom", maxzoom)):
+            if value is not None:
+                db.execute("INSERT INTO metadata VALUES (?, ?)", (name, value))
+    db.close()
+    with formats.open_cache(path) as reader:
+        assert list(reader.scheme.levels) == levels
+
+
+def test_metadata_tile_size_sets_scales_and_resolutions(tmp_path):
+    """tileSize (text in MBTiles metadata, as the converter writes it): a 512 px level 3 has
+    the resolution of a 256 px level 4."""
+    path = _converted(tmp_path, {(3, 0, 0): b"\x89PNG"}, tileSize=512)
+    with sqlite3.connect(path) as db:
+        (size,) = db.execute("SELECT value FROM metadata WHERE name = 'tileSize'").fetchone()
+    assert size == "512"
+    with formats.open_cache(path) as reader:
+        assert (reader.scheme.tile_cols, reader.scheme.tile_rows) == (512, 512)
+        assert reader.scheme.lod(3).resolution == pytest.approx(2 * 20037508.342789244 / 256 / 2**4)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE metadata SET value = '513.5' WHERE name = 'tileSize'")
+    db.close()
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code == 2 and "tileSize is '513.5'" in result.stderr

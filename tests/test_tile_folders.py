@@ -175,3 +175,118 @@ def test_listing_in_worker_processes_matches_listing_here(tmp_path, sizes):
     assert two.totals.tiles_present + two.totals.tiles_stray == len(tiles)
     if sizes:
         assert two.totals.tile_bytes == sum(len(d) for d in tiles.values())
+
+
+# --- metadata.json beside the zoom folders (mb-util, tippecanoe) -----------------------------
+
+#: The WGS 84 box of tile z2/x1/y1: the tiles inside it at zoom z are its 4**(z-2) descendants.
+Z2_TILE_BOX = (-90.0, 0.0, 0.0, 66.51326044311186)
+
+
+def _mb_util_metadata(root: Path, **values: str) -> None:
+    """metadata.json as mb-util writes it: the MBTiles metadata table as a JSON object of text
+    values (``json.dump(dict(rows), f, indent=4)``)."""
+    import json
+
+    rows = {"name": "test", "description": "", "version": "1", "type": "baselayer", **values}
+    with open(root / "metadata.json", "w") as f:
+        json.dump(rows, f, indent=4)
+
+
+def _descendants(level: int) -> dict[tuple[int, int, int], bytes]:
+    """Every tile (level, row, col) of level ``level`` inside tile z2/x1/y1."""
+    side = 2 ** (level - 2)
+    return {
+        (level, row, col): b"\x89PNG\r\n\x1a\n"
+        for row in range(side, 2 * side)
+        for col in range(side, 2 * side)
+    }
+
+
+def test_metadata_json_declares_levels_and_bounds_of_an_xyz_folder(tmp_path):
+    """minzoom 2 .. maxzoom 6 with tiles seeded to z4 only: z5 and z6 are expected and empty;
+    the bounds (one z2 tile) make every tile outside them stray."""
+    tiles = {**_descendants(2), **_descendants(3), **_descendants(4)}
+    tiles[(3, 0, 0)] = b"\x89PNG\r\n\x1a\n"  # outside the bounds
+    root = _file_cache(tmp_path / "xyz", "tms", tiles)
+    _mb_util_metadata(
+        root, bounds=",".join(map(str, Z2_TILE_BOX)), minzoom="2", maxzoom="6", format="png"
+    )
+    report = operations.rebuild(root, tmp_path / "s.gdb", workers=1)
+    assert report.format == "xyz"
+    counts = {
+        lv.level: (lv.tiles_expected, lv.tiles_present, lv.tiles_stray) for lv in report.levels
+    }
+    assert counts == {
+        2: (1, 1, 0),
+        3: (4, 4, 1),
+        4: (16, 16, 0),
+        5: (64, 0, 0),
+        6: (256, 0, 0),
+    }
+
+
+def test_metadata_json_of_tilejson_numbers_and_a_512_px_tile_size(tmp_path):
+    """A folder the pmtiles package writes (pmtiles_to_dir: the archive's JSON metadata as
+    metadata.json, here TileJSON numbers and arrays)."""
+    convert = pytest.importorskip("pmtiles.convert")
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid
+    from pmtiles.writer import Writer
+
+    archive = tmp_path / "a.pmtiles"
+    with open(archive, "wb") as f:
+        writer = Writer(f)
+        for z, x, y in [(0, 0, 0), (1, 0, 0), (1, 1, 1)]:
+            writer.write_tile(zxy_to_tileid(z, x, y), b"\x1a\x02ab")
+        writer.finalize(
+            {"tile_type": TileType.MVT, "tile_compression": Compression.NONE},
+            {"minzoom": 0, "maxzoom": 3, "bounds": [-180, -85.0511, 180, 85.0511], "tileSize": 512},
+        )
+    folder = tmp_path / "tiles"
+    convert.pmtiles_to_dir(str(archive), str(folder))
+    with formats.open_cache(folder) as reader:
+        assert reader.name == "xyz"
+        assert reader.scheme.levels == (0, 1, 2, 3)
+        assert reader.scheme.tile_cols == 512
+        assert reader.scheme.lod(0).resolution == pytest.approx(2 * WEB_MERCATOR_HALF / 512)
+    report = operations.rebuild(folder, tmp_path / "s.gdb", workers=1)
+    assert [lv.tiles_present for lv in report.levels] == [1, 2, 0, 0]
+    assert [lv.tiles_expected for lv in report.levels] == [1, 4, 16, 64]
+
+
+def test_zoom_folders_outside_the_declared_range_are_not_scanned_and_named(tmp_path):
+    root = _file_cache(tmp_path / "xyz", "tms", {**_descendants(2), **_descendants(5)})
+    _mb_util_metadata(root, minzoom="0", maxzoom="3")
+    args = ["rebuild", str(root), "--status", str(tmp_path / "s.gdb"), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "level folder 5 (outside metadata.json's minzoom..maxzoom, 0..3)" in result.stderr
+    assert '"level": 5' not in result.stdout
+
+
+def test_metadata_json_scheme_tms_makes_a_tms_folder(tiles, v2_status, tmp_path, caplog):
+    root = _file_cache(tmp_path / "tms", "tms", tiles, tms=True)
+    _mb_util_metadata(root, scheme="tms", format="png")
+    assert formats.detect(root).name == "tms"
+    report = operations.rebuild(root, tmp_path / "t.gdb", workers=1, max_missing_rows=0, sizes=True)
+    assert _stored(report.status_path) == v2_status  # rows read upward, as stored
+    with formats.open_cache(root, scheme="xyz") as reader:  # the user's choice wins, warned
+        assert reader.name == "xyz"
+    assert "scheme 'tms', but the folder is read with rows downward" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("content", "warning"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"minzoom": "low", "bounds": "1,2,3"}', "are not zoom levels"),
+        ('{"bounds": [10, 0, -10, 5]}', "west is not below east"),
+    ],
+)
+def test_metadata_json_that_cannot_be_used_is_a_warning(tmp_path, caplog, content, warning):
+    root = _file_cache(tmp_path / "xyz", "tms", _descendants(3))
+    (root / "metadata.json").write_text(content)
+    with formats.open_cache(root) as reader:
+        assert reader.scheme.levels == (3,) and reader.full_extent is None
+    assert warning in caplog.text

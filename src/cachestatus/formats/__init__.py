@@ -3,16 +3,30 @@
 ``names()`` lists the formats (the CLI's ``--format-hint`` choices come from it),
 ``get(name)`` returns a reader class, ``detect(path)`` finds the one that reads a path, and
 ``open_cache`` opens it.
+
+Detection goes by content, never by name alone. A folder by what it holds (``conf.xml``,
+``root.json``, numbered zoom folders). A file by its first bytes (:func:`~.base.read_head`, a
+few KB, opened without blocking: a FIFO never hangs it): the SQLite header, then its tables
+(an MBTiles ``tiles`` table or view, or ``map`` and ``images``; a GeoPackage's
+``gpkg_contents`` naming tile tables), read read-only under the readers' hardening; the
+``PMTiles`` magic and version 3; a zip's signature and its members (``root.json``: a ``.tpkx``;
+``conf.xml``: a ``.tpk``). So ``02.mbtile``, ``tiles.sqlite`` or a file without a suffix is read
+as what it is. The suffix only breaks ties (content of two formats), and decides for a file
+whose content no format recognises (a damaged ``.pmtiles``): its format's reader then says what
+is wrong with it. A file named like one format whose content is another is read as its content
+says, with a warning naming both.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 
-from ..errors import CacheNotFound, UnsupportedFormat, UsageError
+from ..errors import CacheNotFound, InvalidCacheConfig, UnsupportedFormat, UsageError
 from ..values import as_path
-from .base import BundleFile, BundleIndex, CacheReader
+from .base import ZIP_LOCAL_HEADER, BundleFile, BundleIndex, CacheReader, SingleFileCache, read_head
 from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
 from .geopackage import GeoPackageTiles
@@ -33,6 +47,8 @@ __all__ = [
     "open_cache",
     "register",
 ]
+
+log = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, type[CacheReader]] = {}
 
@@ -75,6 +91,25 @@ def _describe_unknown(path: Path) -> str:
         return f"{conf} declares {storage}, which this version does not read"
     if path.is_dir():
         return "it holds no conf.xml (nor Layers/conf.xml)"
+    return _describe_file(path)
+
+
+def _describe_file(path: Path) -> str:
+    """What a file that no format reads is, from its first bytes."""
+    from .pmtiles import MAGIC, VERSION
+    from .sqlite_tiles import sqlite_content
+
+    found = read_head(path)
+    if found is None:
+        return "not a regular file (a FIFO, a device or a socket?) or not readable"
+    content = sqlite_content(path, found)
+    if content is not None:
+        return content.describe()
+    if found.head.startswith(ZIP_LOCAL_HEADER):
+        among = "" if found.zip_complete else f" among its first {len(found.zip_names):,} members"
+        return f"a zip holding no root.json (.tpkx) nor conf.xml (.tpk){among}"
+    if found.head.startswith(MAGIC) and len(found.head) > VERSION:
+        return f"a PMTiles archive of version {found.head[VERSION]}; this version reads v3"
     return "it is not a cache file this version reads"
 
 
@@ -90,13 +125,37 @@ def detect(path: Path) -> type[CacheReader]:
             f"{path}: no such file or folder; give the cache folder (holding "
             "conf.xml) or a cache file"
         )
+    files: list[type[SingleFileCache]] = []
     for reader in _REGISTRY.values():
-        if reader.detect(path):
-            return reader
-    raise UnsupportedFormat(
-        f"{path}: not a tile cache cachestatus can read ({_describe_unknown(path)}); "
-        f"known formats: {', '.join(names())}"
-    )
+        if not reader.detect(path):
+            continue
+        if not issubclass(reader, SingleFileCache):
+            return reader  # a folder: what it holds says which format
+        files.append(reader)
+    if not files:  # no content of a known format: a damaged file of its suffix's format
+        files = [
+            reader
+            for reader in _REGISTRY.values()
+            if issubclass(reader, SingleFileCache) and reader.claims_by_name(path)
+        ]
+    if not files:
+        raise UnsupportedFormat(
+            f"{path}: not a tile cache cachestatus can read ({_describe_unknown(path)}); "
+            f"known formats: {', '.join(names())}"
+        )
+    suffix = path.suffix.lower()
+    chosen = next((r for r in files if r.suffix == suffix), files[0])  # the suffix breaks ties
+    named = [r for r in _REGISTRY.values() if issubclass(r, SingleFileCache) and r.suffix == suffix]
+    if named and chosen not in named:
+        log.warning(
+            "%s: named like %s (%s) but its content is %s; read as %s",
+            path,
+            named[0].name,
+            suffix,
+            chosen.name,
+            chosen.name,
+        )
+    return chosen
 
 
 #: Row orders of ``{z}/{x}/{y}`` folders (``--scheme``), each the name of its reader.
@@ -122,13 +181,16 @@ def open_cache(
             or ``tms`` (rows counted up).
 
     Raises:
-        CacheNotFound, UnsupportedFormat, InvalidCacheConfig: the path is not a readable cache.
+        CacheNotFound, UnsupportedFormat, InvalidCacheConfig: the path is not a readable cache
+            (a FIFO, a device or a folder given as a single-file format's cache included).
         UsageError: ``table`` or ``scheme`` given for a format that has no such choice.
     """
     where = as_path(path, "cache")
     if not where.exists():
         detect(where)  # raises CacheNotFound with the usual message
     reader_class = get(format_hint) if format_hint is not None else detect(where)
+    if issubclass(reader_class, SingleFileCache):
+        _check_regular_file(where, reader_class)
     if scheme is not None:
         reader_class = _with_scheme(where, reader_class, scheme)
     if table is not None:
@@ -142,6 +204,24 @@ def open_cache(
         reader = reader_class(where)
     reader.sizes = sizes or type(reader).sizes  # formats whose sizes come free keep them
     return reader
+
+
+def _check_regular_file(where: Path, reader_class: type[CacheReader]) -> None:
+    """Refuse a path given as a single-file cache (``--format-hint``) that is a folder, a FIFO
+    or a device: its reader would open it, and a FIFO would block it for ever.
+
+    Raises:
+        InvalidCacheConfig: the path is not a regular file.
+    """
+    try:
+        mode = os.stat(where).st_mode
+    except OSError:
+        return  # the reader says why it cannot be opened
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a special file (FIFO, device, socket)"
+        raise InvalidCacheConfig(
+            f"{where}: not a file but {kind}; a {reader_class.name} cache is one file"
+        )
 
 
 def _with_scheme(where: Path, reader_class: type[CacheReader], scheme: str) -> type[CacheReader]:

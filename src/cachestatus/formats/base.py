@@ -272,19 +272,164 @@ class CacheReader(ABC):
         self.close()
 
 
+#: Bytes read from the head of a file to tell its format: every signature lies in them.
+HEAD_BYTES = 4096
+#: Bytes read from a zip's end to find its end-of-central-directory record: the record (22) and
+#: the longest comment it may carry (65,535), plus the ZIP64 locator before it (20).
+_ZIP_TAIL = 22 + 65_535 + 20
+#: At most this many bytes of a zip's central directory are read to learn its members' names.
+ZIP_NAMES_BYTES = 64 * 1024
+ZIP_LOCAL_HEADER = b"PK\x03\x04"
+_ZIP_END = b"PK\x05\x06"  # end of central directory: u16 at 10 entries, u32 at 12 size, 16 offset
+_ZIP64_LOCATOR = b"PK\x06\x07"  # u64 at 8: offset of the ZIP64 end record
+_ZIP64_END = b"PK\x06\x06"  # u64 at 40: size of the central directory, at 48: its offset
+_ZIP_ENTRY = b"PK\x01\x02"  # central directory entry: u16 at 28, 30, 32: name, extra, comment
+_ZIP_ENTRY_SIZE = 46
+_ZIP_END_SIZE = 22
+_ZIP64_LOCATOR_SIZE = 20
+
+
+class FileHead(NamedTuple):
+    """What detection reads of a file: its first bytes, and for a zip its members' names."""
+
+    #: The first :data:`HEAD_BYTES` bytes (fewer for a shorter file).
+    head: bytes
+    #: The file's size in bytes.
+    size: int
+    #: The names of a zip's members, as far as :data:`ZIP_NAMES_BYTES` of its central
+    #: directory hold them (empty for a file that is not a zip).
+    zip_names: tuple[str, ...] = ()
+    #: Whether :attr:`zip_names` holds every member (a huge central directory is cut short).
+    zip_complete: bool = True
+
+
+def read_head(path: Path) -> FileHead | None:
+    """The first bytes of the regular file at ``path`` (and a zip's member names), or ``None``
+    for anything else: a folder, a FIFO, a device, a file that cannot be read.
+
+    Cheap whatever the file: opened without blocking (a FIFO cannot hang it), at most
+    :data:`HEAD_BYTES` from its start, and for a zip its end record and at most
+    :data:`ZIP_NAMES_BYTES` of its central directory.
+    """
+    try:
+        st = os.stat(path)  # never blocks, whatever the path is
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return _read_head(str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_head(path: str, inode: int, size: int, mtime_ns: int) -> FileHead | None:
+    """:func:`read_head` of one state of a file (its inode, size and time): read once, however
+    many formats ask while one path is detected."""
+    try:
+        fd, st = open_regular(path)
+    except (OSError, CorruptBundle):
+        return None
+    try:
+        head = read_exactly(fd, 0, HEAD_BYTES, st.st_size)
+        if not head.startswith(ZIP_LOCAL_HEADER):
+            return FileHead(head, st.st_size)
+        names, complete = zip_member_names(fd, st.st_size)
+        return FileHead(head, st.st_size, names, complete)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def zip_member_names(fd: int, size: int) -> tuple[tuple[str, ...], bool]:
+    """The member names of the zip open as ``fd`` (``size`` bytes), read from its central
+    directory without reading all of it: at most :data:`ZIP_NAMES_BYTES`. Also whether that was
+    every member. A zip whose end record cannot be found gives no names."""
+    # Most zips end with the 22-byte end record (no comment), the ZIP64 locator before it.
+    tail_start = max(0, size - _ZIP_END_SIZE - _ZIP64_LOCATOR_SIZE)
+    tail = read_exactly(fd, tail_start, size - tail_start, size)
+    at = len(tail) - _ZIP_END_SIZE
+    if at < 0 or tail[at : at + 4] != _ZIP_END:  # a comment follows it: look further back
+        tail_start = max(0, size - _ZIP_TAIL)
+        tail = read_exactly(fd, tail_start, size - tail_start, size)
+        at = _end_record(tail)
+    if at < 0:
+        return (), False
+    entries = int.from_bytes(tail[at + 10 : at + 12], "little")
+    directory_size = int.from_bytes(tail[at + 12 : at + 16], "little")
+    offset = int.from_bytes(tail[at + 16 : at + 20], "little")
+    locator = at - _ZIP64_LOCATOR_SIZE
+    if locator >= 0 and tail[locator : locator + 4] == _ZIP64_LOCATOR:
+        end64 = int.from_bytes(tail[locator + 8 : locator + 16], "little")
+        record = read_exactly(fd, end64, 56, size)
+        if record[:4] == _ZIP64_END and len(record) == 56:
+            entries = int.from_bytes(record[32:40], "little")
+            directory_size = int.from_bytes(record[40:48], "little")
+            offset = int.from_bytes(record[48:56], "little")
+    data = read_exactly(fd, offset, min(directory_size, ZIP_NAMES_BYTES), size)
+    names = parse_zip_directory(data)
+    return names, len(names) >= entries
+
+
+def _end_record(tail: bytes) -> int:
+    """Where the end record is in the tail of a zip that ends with a comment: the last
+    signature whose comment length (u16 at 20) reaches exactly to the end (the comment itself
+    may hold the signature's bytes). -1 when there is none."""
+    at = tail.rfind(_ZIP_END)
+    while at >= 0:
+        comment = int.from_bytes(tail[at + 20 : at + 22], "little")
+        if at + _ZIP_END_SIZE + comment == len(tail):
+            return at
+        at = tail.rfind(_ZIP_END, 0, at)
+    return -1
+
+
+def parse_zip_directory(data: bytes) -> tuple[str, ...]:
+    """The member names in (the start of) a zip's central directory: the entries ``data`` holds
+    whole, up to the first that is not an entry."""
+    names: list[str] = []
+    at = 0
+    while at + _ZIP_ENTRY_SIZE <= len(data) and data[at : at + 4] == _ZIP_ENTRY:
+        lengths = [int.from_bytes(data[at + i : at + i + 2], "little") for i in (28, 30, 32)]
+        end = at + _ZIP_ENTRY_SIZE + lengths[0]
+        if end > len(data):
+            break
+        flags = int.from_bytes(data[at + 8 : at + 10], "little")
+        raw = data[at + _ZIP_ENTRY_SIZE : end]
+        names.append(raw.decode("utf-8" if flags & 0x800 else "cp437", "replace"))
+        at = end + lengths[1] + lengths[2]
+    return tuple(names)
+
+
 class SingleFileCache(CacheReader):
-    """A cache that is one file (a package, an SQLite database, an archive), found by suffix.
+    """A cache that is one file (a package, an SQLite database, an archive), found by its
+    content: its first bytes (:func:`read_head`), and what they say it holds. The suffix only
+    breaks ties (:func:`~cachestatus.formats.detect`).
 
     Its status goes beside it, named after it: ``world.Status.gdb`` for ``world.mbtiles``.
     """
 
-    #: The file suffix that identifies the format (lower case, with the dot).
+    #: The file suffix the format is usually named with (lower case, with the dot).
     suffix: ClassVar[str]
 
     @classmethod
     def detect(cls, path: Path) -> bool:
-        """A file with the format's suffix."""
-        return path.is_file() and path.suffix.lower() == cls.suffix
+        """A regular file whose content is of this format (:meth:`recognise`), whatever its
+        name."""
+        found = read_head(path)
+        return found is not None and cls.recognise(path, found)
+
+    @classmethod
+    def recognise(cls, path: Path, found: FileHead) -> bool:
+        """Whether the file at ``path``, whose head is ``found``, holds a cache of this
+        format. Reads nothing more than a few pages (SQLite) beyond ``found``."""
+        return False
+
+    @classmethod
+    def claims_by_name(cls, path: Path) -> bool:
+        """Whether a file that no format recognises by its content is to be opened as this
+        format for its suffix: a damaged file of the format, whose reader then says what is
+        wrong with it. A regular file with :attr:`suffix`."""
+        return path.suffix.lower() == cls.suffix and read_head(path) is not None
 
     @property
     def status_dir(self) -> Path:

@@ -6,6 +6,23 @@ origin); ``gpkg_tile_matrix`` one row per level with its size in tiles, its tile
 size (the resolution). Levels may be missing. A GeoPackage without tiles (a status store, a
 vector layer) is not a tile cache.
 
+What the file declares: the ``gpkg_tile_matrix`` levels are the levels, each expected whether
+built or not. The ``gpkg_contents`` bounds are the full extent, in the CRS of the contents'
+``srs_id``: bounds in another CRS than the matrix set's (NGA's libraries write WGS 84 bounds for
+a Web Mercator pyramid) are put into the matrix set's CRS first (densified, so that curved
+edges stay covered). Bounds that are a point or a line make the tiles holding it expected.
+
+A CRS is resolved from what the file says of it (:func:`resolve_srs`), in this order: the
+``organization`` and ``organization_coordsys_id`` (``EPSG 3857``, ``ESRI 54030``), with the
+codes that are Web Mercator by another number (900913, 3785, 102100, 102113) read as EPSG:3857;
+the ``definition`` when it is WKT pyproj reads (MapProxy writes the text "Added via Mapproxy."
+there); the ``srs_id`` itself when it is such a code. When nothing resolves, the status has no
+CRS, with a warning.
+
+The file is found by its content (:meth:`GeoPackageTiles.recognise`): an SQLite file whose
+``gpkg_contents`` names a tile table it holds, whatever its name. Rows of ``gpkg_contents`` that
+name tables the file does not hold are left out with a warning.
+
 Every value of these tables is checked where it enters (:func:`finite_number`,
 :func:`count_number`, :func:`level_number`): a definition that cannot be used (no origin, no
 usable level) is an :class:`InvalidCacheConfig` before any scan; a bad level row, bounds or CRS
@@ -22,17 +39,19 @@ from typing import Any
 
 from ..errors import InvalidCacheConfig
 from ..models import LOD, Extent, SpatialReference, TilingScheme
+from .base import FileHead, read_head
 from .sqlite_tiles import (
     GRID_LIMIT,
     MAX_LEVEL,
     SQLiteTileCache,
     TileDatabase,
     WorkLimitExceeded,
+    geopackage_tile_tables,
     grid_number,
     level_number,
-    open_read_only,
     quote_name,
     shown_value,
+    sqlite_content,
     unreadable,
 )
 
@@ -44,6 +63,14 @@ MAX_TILE_PIXELS = 1 << 16
 MAX_WKT = 1 << 16
 #: Level rows that cannot be used, named one by one in the warning.
 MAX_NAMED = 5
+#: Codes that are Web Mercator (EPSG:3857) by another number: 900913 (OpenLayers' and
+#: MapProxy's "google"), 3785 (EPSG's withdrawn code for it), 102100 and 102113 (Esri's).
+WEB_MERCATOR_ALIASES = frozenset({900913, 3785, 102100, 102113})
+#: Codes of EPSG below this are written as EPSG codes (``SpatialReference.user_input``); others
+#: that pyproj knows (EPSG:900913 in its "other" list) as the WKT pyproj makes of them.
+_EPSG_CODES = 100_000
+#: Points along each edge of bounds put into another CRS (pyproj's ``transform_bounds``).
+DENSIFY_POINTS = 21
 
 
 def finite_number(value: object) -> float | None:
@@ -62,30 +89,26 @@ def count_number(value: object, limit: int) -> int | None:
     return found if found else None
 
 
-def _bounds(values: tuple[Any, ...]) -> Extent | None:
-    """Four values ``min_x, min_y, max_x, max_y`` as an extent with area, or ``None``."""
+def _bounds(values: tuple[Any, ...], degenerate: bool = False) -> Extent | None:
+    """Four values ``min_x, min_y, max_x, max_y`` as an extent with area, or ``None``. With
+    ``degenerate``, a point or a line (min = max) is an extent too; min above max never is."""
     numbers = [finite_number(v) for v in values]
     if None in numbers or len(numbers) != 4:
         return None
     extent = Extent(*(float(v) for v in numbers if v is not None))
+    if degenerate:
+        return extent if extent.xmin <= extent.xmax and extent.ymin <= extent.ymax else None
     return None if extent.is_empty else extent
 
 
 def _tile_tables(db: TileDatabase) -> list[str]:
-    """The tile tables ``gpkg_contents`` names (none when it cannot be read).
+    """The tile tables ``gpkg_contents`` names that the file holds (none when it cannot be
+    read).
 
     Raises:
         WorkLimitExceeded: ``gpkg_contents`` never ends.
     """
-    try:
-        found = db.rows(
-            "SELECT table_name FROM gpkg_contents WHERE data_type = 'tiles' ORDER BY table_name"
-        )
-    except WorkLimitExceeded:
-        raise
-    except sqlite3.DatabaseError:
-        return []
-    return [name for (name,) in found if isinstance(name, str)]
+    return geopackage_tile_tables(db)
 
 
 class GeoPackageTiles(SQLiteTileCache):
@@ -105,12 +128,14 @@ class GeoPackageTiles(SQLiteTileCache):
                 tile sizes.
         """
         super().__init__(path)
+        self._query("SELECT count(*) FROM sqlite_master")  # not SQLite: says so
         try:
             tables = _tile_tables(self._connect())
         except WorkLimitExceeded as exc:
             raise unreadable(path, exc, "gpkg_contents") from None
         if not tables:
             raise InvalidCacheConfig(f"{path}: a GeoPackage without tile tables")
+        self._warn_missing_tables(tables)
         if table is not None and table not in tables:
             raise InvalidCacheConfig(
                 f"{path}: no tile table {table!r}; its tile tables: {', '.join(tables)}"
@@ -142,6 +167,7 @@ class GeoPackageTiles(SQLiteTileCache):
             )
         lods, sizes = self._levels(box)
         _, _, tile_w, tile_h = next(iter(sizes.values()))
+        self._srs_id = srs_id
         self._scheme = TilingScheme(
             spatial_reference=self._srs(srs_id),
             origin_x=box.xmin,
@@ -264,52 +290,127 @@ class GeoPackageTiles(SQLiteTileCache):
         as any tile outside the expected ones."""
         return GRID_LIMIT, GRID_LIMIT
 
+    def _warn_missing_tables(self, tables: list[str]) -> None:
+        """Warn of the tile rows of ``gpkg_contents`` that name tables the file does not hold
+        (MapProxy's test file has one): they are left out."""
+        try:
+            named = self._connect().rows(
+                "SELECT table_name FROM gpkg_contents WHERE data_type = 'tiles' LIMIT ?",
+                (MAX_NAMED + len(tables) + 1,),
+            )
+        except sqlite3.DatabaseError:
+            return
+        missing = [shown_value(n) for (n,) in named if n not in tables]
+        if missing:
+            log.warning(
+                "%s: gpkg_contents names tile tables the file does not hold (%s); left out",
+                self.path,
+                ", ".join(missing[:MAX_NAMED]),
+            )
+
     def _full_extent(self, box: Extent) -> Extent | None:
-        """``gpkg_contents`` bounds, kept within the matrix set's; ``None`` when absent or
-        unusable (with a warning)."""
+        """``gpkg_contents`` bounds in the matrix set's CRS, kept within the matrix set's
+        bounds; ``None`` when absent or unusable (with a warning). A point or a line stays one.
+        """
         found = self._query(
-            "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?",
+            "SELECT min_x, min_y, max_x, max_y, srs_id FROM gpkg_contents WHERE table_name = ?",
             (self.table,),
             what="gpkg_contents",
         )
-        if not found or all(v is None for v in found[0]):
+        if not found or all(v is None for v in found[0][:4]):
             return None
-        extent = _bounds(found[0])
+        *corners, srs_id = found[0]
+        extent = _bounds(tuple(corners), degenerate=True)
         if extent is None:
             log.warning(
-                "%s: gpkg_contents bounds of %r (%s) are not finite numbers with min below max; "
-                "ignored, the whole grid is expected",
+                "%s: gpkg_contents bounds of %r (%s) are not finite numbers with min not above "
+                "max; ignored, the whole grid is expected",
                 self.path,
                 self.table,
-                ", ".join(shown_value(v) for v in found[0]),
+                ", ".join(shown_value(v) for v in corners),
             )
             return None
+        clamped = False
+        if srs_id is not None and srs_id != self._srs_id:
+            moved = self._into_grid_crs(extent, srs_id)
+            if moved is None:
+                return None
+            extent, clamped = moved
         kept = Extent(
             max(extent.xmin, box.xmin),
             max(extent.ymin, box.ymin),
             min(extent.xmax, box.xmax),
             min(extent.ymax, box.ymax),
         )
+        if kept.xmin > kept.xmax or kept.ymin > kept.ymax:
+            log.warning(
+                "%s: gpkg_contents bounds of %r lie outside its tile matrix set; ignored, the "
+                "whole grid is expected",
+                self.path,
+                self.table,
+            )
+            return None
         slack = 1e-9 * max(box.xmax - box.xmin, box.ymax - box.ymin)
-        if any(abs(a - b) > slack for a, b in zip(kept, extent, strict=True)):
+        if not clamped and any(abs(a - b) > slack for a, b in zip(kept, extent, strict=True)):
             log.warning(
                 "%s: gpkg_contents bounds of %r reach beyond its tile matrix set; kept to it",
                 self.path,
                 self.table,
             )
-        return None if kept.is_empty else kept
+        return kept
+
+    def _into_grid_crs(self, extent: Extent, srs_id: object) -> tuple[Extent, bool] | None:
+        """Contents bounds in the CRS of ``srs_id`` put into the matrix set's CRS (densified
+        along the edges), and whether they were kept to that CRS's area of use first (WGS 84
+        bounds reaching the poles, for Web Mercator). ``None`` (with a warning) when either CRS
+        is unknown or the bounds do not transform."""
+        from pyproj import CRS
+        from pyproj.exceptions import ProjError
+
+        target_input = self._scheme.spatial_reference.user_input()
+        source_input = self._srs(srs_id, warn=False).user_input()
+        why = ""
+        if target_input is None or source_input is None:
+            why = "one of the two CRSs is not known"
+        else:
+            try:
+                source, target = (
+                    CRS.from_user_input(source_input),
+                    CRS.from_user_input(target_input),
+                )
+                if source.equals(target, ignore_axis_order=True):
+                    return extent, False
+                moved = transform_bounds(extent, source, target)
+                if moved is not None:
+                    return moved
+                why = "they do not transform into finite coordinates"
+            except (ProjError, ValueError) as exc:
+                why = f"pyproj cannot transform them ({exc})"
+        log.warning(
+            "%s: gpkg_contents bounds of %r are in srs_id %s, the tile matrix set in srs_id %s, "
+            "and %s; ignored, the whole grid is expected",
+            self.path,
+            self.table,
+            shown_value(srs_id),
+            shown_value(self._srs_id),
+            why,
+        )
+        return None
 
     @property
     def status_stem(self) -> str:
         """``world.Status``, or ``world.roads.Status`` for table ``roads`` of a shared file."""
         return f"{self.path.stem}.{self.table}.Status" if self.shared else super().status_stem
 
-    def _srs(self, srs_id: object) -> SpatialReference:
-        """The CRS of ``srs_id``: its EPSG code, or its WKT definition, whichever pyproj knows
-        (the status store and areas of interest need one it knows). Neither: none, with a
-        warning."""
+    def _srs(self, srs_id: object, warn: bool = True) -> SpatialReference:
+        """The CRS of ``srs_id``, resolved from what ``gpkg_spatial_ref_sys`` says of it
+        (:func:`resolve_srs`). Nothing resolves: none, with a warning (unless ``warn`` is
+        false)."""
         if isinstance(srs_id, bool) or not isinstance(srs_id, int):
-            log.warning("%s: srs_id %s is not an integer; no CRS", self.path, shown_value(srs_id))
+            if warn:
+                log.warning(
+                    "%s: srs_id %s is not an integer; no CRS", self.path, shown_value(srs_id)
+                )
             return SpatialReference()
         found = self._query(
             "SELECT organization, organization_coordsys_id, definition FROM gpkg_spatial_ref_sys "
@@ -317,45 +418,38 @@ class GeoPackageTiles(SQLiteTileCache):
             (srs_id,),
             what="gpkg_spatial_ref_sys",
         )
-        if found:
-            org, code, definition = found[0]
-        else:  # no row: the srs_id taken as an EPSG code, as older writers meant it
-            org, code, definition = "EPSG", srs_id, None
-        wkt = (
-            definition.strip()
-            if isinstance(definition, str)
-            and definition.strip() not in ("", "undefined")
-            and len(definition) <= MAX_WKT
-            else None
-        )
-        epsg = code if isinstance(org, str) and org.lower() == "epsg" else None
-        wkid = grid_number(epsg, GRID_LIMIT) if epsg is not None else None
-        if wkid and _crs_known(f"EPSG:{wkid}"):
-            return SpatialReference(wkid=wkid, latest_wkid=wkid, wkt=wkt)
-        if wkt is not None and _crs_known(wkt):
-            return SpatialReference(wkt=wkt)
-        if srs_id > 0:  # -1 and 0: undefined by the standard, no CRS meant
-            log.warning(
-                "%s: the CRS of srs_id %s (%s %s) is not one pyproj knows; the status has none",
-                self.path,
-                srs_id,
-                shown_value(org),
-                shown_value(code),
-            )
-        return SpatialReference()
+        org, code, definition = found[0] if found else (None, None, None)
+        resolved = resolve_srs(srs_id, org, code, definition)
+        if resolved is None:
+            if warn and srs_id > 0:  # -1 and 0: undefined by the standard, no CRS meant
+                log.warning(
+                    "%s: the CRS of srs_id %s (%s %s, definition %s) is not one pyproj knows; "
+                    "the status has none",
+                    self.path,
+                    srs_id,
+                    shown_value(org),
+                    shown_value(code),
+                    shown_value(definition.strip() if isinstance(definition, str) else definition),
+                )
+            return SpatialReference()
+        return resolved
 
     @classmethod
-    def detect(cls, path: Path) -> bool:
-        """A ``.gpkg`` file holding a tile table."""
-        if not super().detect(path):
+    def recognise(cls, path: Path, found: FileHead) -> bool:
+        """An SQLite file whose ``gpkg_contents`` names a tile table the file holds."""
+        content = sqlite_content(path, found)
+        return content is not None and bool(content.geopackage_tiles)
+
+    @classmethod
+    def claims_by_name(cls, path: Path) -> bool:
+        """A ``.gpkg`` that no format recognises is opened as a GeoPackage (whose reader says
+        what is wrong with it) unless it is a readable SQLite file without tile tables: a
+        vector GeoPackage or a status store is not a tile cache."""
+        if not super().claims_by_name(path):
             return False
-        db = open_read_only(path)
-        try:
-            return bool(_tile_tables(db))
-        except WorkLimitExceeded:
-            return True  # a GeoPackage whose gpkg_contents never ends: opening it says so
-        finally:
-            db.close()
+        found = read_head(path)
+        content = None if found is None else sqlite_content(path, found)
+        return content is None or bool(content.error)
 
 
 def _crs_known(text: str) -> bool:
@@ -368,3 +462,88 @@ def _crs_known(text: str) -> bool:
     except (ProjError, ValueError):
         return False
     return True
+
+
+def resolve_srs(
+    srs_id: int, org: object, code: object, definition: object
+) -> SpatialReference | None:
+    """The CRS a ``gpkg_spatial_ref_sys`` row describes, from what it says, in this order:
+
+    1. ``organization`` and ``organization_coordsys_id``: EPSG codes (a Web Mercator alias,
+       :data:`WEB_MERCATOR_ALIASES`, read as EPSG:3857), or another authority pyproj knows;
+    2. ``srs_id`` when it is a Web Mercator alias (a row that names no organization);
+    3. the ``definition``, when it is WKT pyproj reads (not MapProxy's "Added via Mapproxy.");
+    4. ``srs_id`` as an EPSG code (older writers meant it as one, and wrote no row).
+
+    ``None`` when nothing resolves. Never raises.
+    """
+    number = grid_number(code, GRID_LIMIT)
+    authority = org.strip() if isinstance(org, str) and org.strip().isascii() else None
+    if authority is not None and number is not None:
+        if authority.lower() in ("epsg", "esri") and number in WEB_MERCATOR_ALIASES:
+            return _epsg(3857)
+        if authority.lower() == "epsg":
+            found = _epsg(number)
+            if found is not None:
+                return found
+        elif authority.isalnum() and _crs_known(f"{authority}:{number}"):
+            return SpatialReference(wkt=_wkt_of(f"{authority}:{number}"))
+    if srs_id in WEB_MERCATOR_ALIASES:
+        return _epsg(3857)
+    if isinstance(definition, str) and len(definition) <= MAX_WKT:
+        text = definition.strip()
+        if text.lower() not in ("", "undefined") and _crs_known(text):
+            return SpatialReference(wkt=text)
+    return _epsg(srs_id) if srs_id > 0 else None
+
+
+def _epsg(code: int) -> SpatialReference | None:
+    """EPSG:``code`` when pyproj knows it: as the code, or as its WKT for codes the status
+    would not write as EPSG (900913 and others of pyproj's "other" list)."""
+    if code in WEB_MERCATOR_ALIASES:
+        code = 3857
+    if not (0 < code < GRID_LIMIT) or not _crs_known(f"EPSG:{code}"):
+        return None
+    if code < _EPSG_CODES:
+        return SpatialReference(wkid=code, latest_wkid=code)
+    return SpatialReference(wkt=_wkt_of(f"EPSG:{code}"))
+
+
+def _wkt_of(text: str) -> str:
+    from pyproj import CRS
+
+    return str(CRS.from_user_input(text).to_wkt())
+
+
+def transform_bounds(extent: Extent, source: Any, target: Any) -> tuple[Extent, bool] | None:
+    """``extent`` in pyproj CRS ``source`` put into ``target`` (x = easting or longitude, as
+    GeoPackage bounds are written), each edge densified with :data:`DENSIFY_POINTS` points. A
+    geographic extent is first kept to ``target``'s area of use (Web Mercator ends at 85.06
+    degrees): the second value says whether that cut it. ``None`` when the result is not finite.
+    A point or a line stays one.
+
+    Raises:
+        ProjError: pyproj cannot transform between them.
+    """
+    from pyproj import Transformer
+
+    west, south, east, north = extent
+    clamped = False
+    area = target.area_of_use
+    if source.is_geographic and area is not None and area.west <= area.east:
+        kept = (
+            min(max(west, area.west), area.east),
+            min(max(south, area.south), area.north),
+            max(min(east, area.east), area.west),
+            max(min(north, area.north), area.south),
+        )
+        clamped = kept != (west, south, east, north)
+        west, south, east, north = kept
+    to_target = Transformer.from_crs(source, target, always_xy=True)
+    xmin, ymin, xmax, ymax = to_target.transform_bounds(
+        west, south, east, north, densify_pts=DENSIFY_POINTS
+    )
+    moved = Extent(xmin, ymin, xmax, ymax)
+    if not all(math.isfinite(v) for v in moved) or xmin > xmax or ymin > ymax:
+        return None
+    return moved, clamped

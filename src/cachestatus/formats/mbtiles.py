@@ -1,37 +1,62 @@
 """MBTiles: an SQLite file of tiles on the Web Mercator (GoogleMapsCompatible) grid.
 
 Tiles are in ``tiles(zoom_level, tile_column, tile_row, tile_data)`` (a table, or a view over
-``map`` and ``images``), rows counted up from the bottom (TMS). ``metadata`` ``bounds``
-(WGS 84) is the full extent; the levels are those holding tiles (0 to 30). Every value read
-from ``metadata`` is checked where it enters: one that cannot be used is ignored, or kept to
-what the grid holds, with a warning.
+``map`` and ``images``), rows counted up from the bottom (TMS). Found by its content
+(:meth:`MBTiles.recognise`), whatever its name: BKG distributes MBTiles as ``.mbtile``.
+
+What the ``metadata`` table declares (TileJSON-style, every value text; see
+:mod:`.tilejson`): ``bounds`` (WGS 84) is the full extent, put into Web Mercator; a point or a
+line makes the tiles holding it expected. ``minzoom``..``maxzoom`` are the levels: each is
+expected, built or not (0 % where no tile is), and tiles at other zooms are not scanned (a
+warning names the zooms). Without them, the levels are those holding tiles (0 to 30).
+``tileSize`` is the tile size in pixels (256 when absent), ``format`` the tile format. Every
+value is checked where it enters: one that cannot be used is ignored, or kept to what the grid
+holds, with a warning.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 from ..errors import InvalidCacheConfig
-from ..models import LOD, Extent, SpatialReference, TilingScheme
-from .sqlite_tiles import MAX_LEVEL, SQLiteTileCache, shown_value
+from ..models import LOD, SpatialReference, TilingScheme
+from .base import FileHead
+from .sqlite_tiles import (
+    MAX_LEVEL,
+    MBTILES_COLUMNS,
+    SQLiteTileCache,
+    quote_name,
+    sqlite_content,
+)
+from .tilejson import (
+    EARTH_RADIUS,
+    HALF_WORLD,
+    MAX_LATITUDE,
+    declared_bounds,
+    declared_format,
+    declared_zooms,
+    metadata_int,
+    tile_size,
+    web_mercator,
+    web_mercator_extent,
+    zoom_levels,
+)
 
 log = logging.getLogger(__name__)
 
-#: Half the side of the Web Mercator square, in metres.
-HALF_WORLD = 20037508.342789244
-EARTH_RADIUS = 6378137.0
-#: Latitude where Web Mercator's square ends.
-MAX_LATITUDE = 85.0511287798066
+__all__ = [
+    "EARTH_RADIUS",
+    "HALF_WORLD",
+    "MAX_LATITUDE",
+    "MBTiles",
+    "metadata_int",
+    "web_mercator",
+    "web_mercator_scheme",
+]
 
-
-def web_mercator(lon: float, lat: float) -> tuple[float, float]:
-    """Spherical Mercator coordinates of a WGS 84 point (latitude clamped to the square)."""
-    lat = max(-MAX_LATITUDE, min(MAX_LATITUDE, lat))
-    x = math.radians(lon) * EARTH_RADIUS
-    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * EARTH_RADIUS
-    return x, y
+#: The ``metadata`` rows read.
+METADATA_NAMES = ("minzoom", "maxzoom", "format", "bounds", "tileSize", "tilesize", "tile_size")
 
 
 def web_mercator_scheme(
@@ -66,127 +91,70 @@ class MBTiles(SQLiteTileCache):
     grid_name = f"the Web Mercator grid (levels 0 to {MAX_LEVEL}, 2**level tiles a side)"
 
     def __init__(self, path: Path) -> None:
+        """Open the file and read its levels and ``metadata``.
+
+        Raises:
+            InvalidCacheConfig: no ``tiles`` table or view with MBTiles' columns, a table that
+                cannot be read or never ends, a ``tileSize`` that is not a tile size.
+        """
         super().__init__(path)
         names = {
-            str(n)
+            str(n).lower()
             for (n,) in self._query(
                 "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
             )
         }
         if "tiles" not in names:
-            raise InvalidCacheConfig(
-                f"{path}: an SQLite file without a 'tiles' table or view; is it an MBTiles file?"
+            more = (
+                " (it holds 'map' and 'images' but not the 'tiles' view over them)"
+                if {"map", "images"} <= names
+                else ""
             )
-        levels, bad = self._level_values(MAX_LEVEL, self._zoom_indexed)
+            raise InvalidCacheConfig(
+                f"{path}: an SQLite file without a 'tiles' table or view{more}; is it an "
+                "MBTiles file?"
+            )
+        columns = {str(row[1]).lower() for row in self._query('PRAGMA table_info("tiles")')}
+        if not columns >= MBTILES_COLUMNS:
+            raise InvalidCacheConfig(
+                f"{path}: its 'tiles' has no column {', '.join(sorted(MBTILES_COLUMNS - columns))}"
+                "; MBTiles tiles are (zoom_level, tile_column, tile_row, tile_data)"
+            )
+        stored, bad = self._level_values(MAX_LEVEL, self._zoom_indexed)
         self._bad_levels = bad.listed()
-        metadata = (
-            {
-                str(k): v
-                for k, v in self._query(
-                    "SELECT name, value FROM metadata WHERE name IN (?, ?, ?, ?)",
-                    ("minzoom", "maxzoom", "format", "bounds"),
-                    what="its metadata table",
-                )
-            }
-            if ("metadata" in names)
-            else {}
+        metadata = self._metadata() if "metadata" in names else {}
+        source = f"{path} metadata"
+        levels = zoom_levels(stored, declared_zooms(metadata, source, MAX_LEVEL))
+        #: Zoom levels holding tiles outside the declared ``minzoom``..``maxzoom``: not scanned.
+        self._outside = [level for level in stored if level not in levels]
+        self._scheme = web_mercator_scheme(
+            levels,
+            tile_size=tile_size(metadata, source) or 256,
+            tile_format=declared_format(metadata, source) or "ANY",
         )
-        if not levels:
-            levels = _metadata_levels(path, metadata.get("minzoom"), metadata.get("maxzoom"))
-        self._scheme = web_mercator_scheme(levels, tile_format=_tile_format(path, metadata))
-        self._extent = _bounds(path, metadata.get("bounds"))
+        bounds = declared_bounds(metadata.get("bounds"), source)
+        self._extent = None if bounds is None else web_mercator_extent(bounds)
 
+    def _metadata(self) -> dict[str, object]:
+        """The ``metadata`` rows read (:data:`METADATA_NAMES`), by name."""
+        marks = ", ".join("?" * len(METADATA_NAMES))
+        return {
+            str(k): v
+            for k, v in self._query(
+                f"SELECT name, value FROM {quote_name('metadata')} WHERE name IN ({marks})",
+                METADATA_NAMES,
+                what="its metadata table",
+            )
+        }
 
-def _warn(path: Path, message: str) -> None:
-    log.warning("%s: %s", path, message)
+    def unknown_levels(self) -> list[str]:
+        """Zooms holding tiles outside the declared ``minzoom``..``maxzoom`` (not scanned: the
+        metadata declares the levels)."""
+        return [f"z{level}" for level in self._outside]
 
-
-def metadata_int(value: object) -> int | None:
-    """An integer of the ``metadata`` table (``minzoom``, ``maxzoom``), or ``None`` when the value
-    is not one: text of ASCII digits (at most 12, with a sign), an integer, a float without a
-    fraction. Never raises."""
-    if isinstance(value, str):
-        text = value.strip()
-        digits = text[1:] if text[:1] in "+-" else text
-        if digits.isascii() and digits.isdigit() and len(digits) <= 12:
-            return int(text)
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _metadata_levels(path: Path, low: object, high: object) -> list[int]:
-    """The levels of a file without tiles, from ``minzoom`` and ``maxzoom``, kept to the levels
-    of the grid (0 to :data:`MAX_LEVEL`); ``[0]`` without them."""
-    if low is None or high is None:
-        return [0]
-    first, last = metadata_int(low), metadata_int(high)
-    if first is None or last is None:
-        _warn(
-            path,
-            f"metadata minzoom {shown_value(low)} / maxzoom {shown_value(high)} are not "
-            "zoom levels; level 0 is used",
-        )
-        return [0]
-    kept = max(0, min(first, MAX_LEVEL)), max(0, min(last, MAX_LEVEL))
-    if kept != (first, last):
-        _warn(
-            path,
-            f"metadata minzoom {first} / maxzoom {last} kept to {kept[0]} / {kept[1]}: the "
-            f"grid's levels are 0 to {MAX_LEVEL}",
-        )
-    if kept[0] > kept[1]:
-        _warn(path, f"metadata minzoom {first} is above maxzoom {last}; level 0 is used")
-        return [0]
-    return list(range(kept[0], kept[1] + 1))
-
-
-def _tile_format(path: Path, metadata: dict[str, object]) -> str:
-    """``metadata`` ``format``: png, jpg, webp or pbf; where it is absent (or not a short word),
-    any image is fine."""
-    value = metadata.get("format")
-    if value is None or value == "":
-        return "ANY"
-    if isinstance(value, str) and value.isascii() and value.isprintable() and len(value) <= 16:
-        return value.upper()
-    _warn(path, f"metadata format {shown_value(value)} is not a tile format; any image is fine")
-    return "ANY"
-
-
-def _bounds(path: Path, text: object) -> Extent | None:
-    """``metadata`` ``bounds`` (``west,south,east,north`` in WGS 84) in Web Mercator: ``None``
-    (the whole grid) when absent or unusable (not four finite numbers, west not below east...),
-    kept to the world (longitudes to +-180, latitudes to Web Mercator's +-85.05) when beyond."""
-    if text is None:
-        return None
-    try:
-        if not isinstance(text, str):
-            raise ValueError
-        west, south, east, north = (float(v) for v in text.split(",", 4))
-    except ValueError:
-        _warn(path, f"metadata bounds {shown_value(text)} are not four numbers; ignored")
-        return None
-    if not all(math.isfinite(v) for v in (west, south, east, north)):
-        _warn(path, f"metadata bounds {shown_value(text)} are not finite; ignored")
-        return None
-    if not (west < east and south < north):
-        _warn(
-            path,
-            f"metadata bounds {shown_value(text)}: west is not below east or south not below "
-            "north; ignored, the whole grid is expected",
-        )
-        return None
-    if max(abs(west), abs(east)) > 180 or max(abs(south), abs(north)) > 90:
-        _warn(
-            path,
-            f"metadata bounds {shown_value(text)} reach beyond the world; kept to it "
-            "(longitudes -180 to 180, latitudes -90 to 90)",
-        )
-    west, east = max(-180.0, min(west, 180.0)), max(-180.0, min(east, 180.0))
-    xmin, ymin = web_mercator(west, south)
-    xmax, ymax = web_mercator(east, north)
-    extent = Extent(xmin, ymin, xmax, ymax)
-    return None if extent.is_empty else extent
+    @classmethod
+    def recognise(cls, path: Path, found: FileHead) -> bool:
+        """An SQLite file with a ``tiles`` table or view of MBTiles' columns (or the ``map``
+        and ``images`` tables it is a view over), that is not a GeoPackage."""
+        content = sqlite_content(path, found)
+        return content is not None and content.mbtiles

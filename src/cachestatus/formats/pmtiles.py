@@ -56,6 +56,7 @@ from .arcgis_conf import CONFIG_CAP
 from .base import (
     BundleFile,
     BundleIndex,
+    FileHead,
     SingleFileCache,
     StoredTile,
     open_regular,
@@ -611,6 +612,11 @@ class PMTilesCache(SingleFileCache):
     suffix = ".pmtiles"
     parallel = False  # reading a bundle is a lookup in the directories
     sizes = True  # the directories give every size: no extra read
+
+    @classmethod
+    def recognise(cls, path: Path, found: FileHead) -> bool:
+        """A file that starts with the ``PMTiles`` magic and version 3, whatever its name."""
+        return found.head[:VERSION] == MAGIC and found.head[VERSION : VERSION + 1] == b"\x03"
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)

@@ -25,7 +25,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import numpy as np
@@ -34,7 +34,15 @@ import numpy.typing as npt
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
 from ..parallel import map_in_processes
-from .base import BundleFile, BundleIndex, SingleFileCache, StoredTile
+from .base import (
+    BundleFile,
+    BundleIndex,
+    FileHead,
+    SingleFileCache,
+    StoredTile,
+    open_regular,
+    read_exactly,
+)
 from .listed import BundleRows
 
 #: Beyond this many stretches of columns to fetch, one query for the whole level is cheaper.
@@ -213,12 +221,29 @@ class TileDatabase(sqlite3.Connection):
         return list(self.each(sql, args))
 
 
-def _in_wal_mode(path: Path) -> bool:
+def _regular_header(path: Path) -> bytes:
+    """The first bytes of the file at ``path`` (up to its write version), opened without
+    blocking.
+
+    Raises:
+        InvalidCacheConfig: the path is a FIFO, a device, a folder: SQLite would block on a
+            FIFO, waiting for a writer.
+    """
     try:
-        with open(path, "rb") as f:
-            header = f.read(_WRITE_VERSION + 1)
+        fd, st = open_regular(str(path))
+    except CorruptBundle as exc:
+        raise InvalidCacheConfig(f"{path}: {exc.reason.replace(' like a bundle', '')}") from None
     except OSError:
-        return False
+        return b""  # SQLite says why it cannot be opened
+    try:
+        return read_exactly(fd, 0, _WRITE_VERSION + 1, st.st_size)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _in_wal_mode(header: bytes) -> bool:
     return len(header) > _WRITE_VERSION and header[_WRITE_VERSION] == _WAL
 
 
@@ -232,10 +257,10 @@ def open_read_only(path: Path) -> TileDatabase:
     its content, so it is opened ``immutable`` instead, which creates nothing.
 
     Raises:
-        InvalidCacheConfig: the file cannot be opened.
+        InvalidCacheConfig: the file cannot be opened, or is not a regular file.
     """
     uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
-    if _in_wal_mode(path) and not Path(f"{path}-wal").exists():
+    if _in_wal_mode(_regular_header(path)) and not Path(f"{path}-wal").exists():
         uri += "&immutable=1"
     try:
         db = sqlite3.connect(uri, uri=True, check_same_thread=False, factory=TileDatabase)
@@ -243,6 +268,123 @@ def open_read_only(path: Path) -> TileDatabase:
     except sqlite3.Error as exc:
         raise InvalidCacheConfig(f"{path}: cannot be opened as SQLite ({exc})") from None
     return db
+
+
+#: The first 16 bytes of every SQLite 3 file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: Bytes 68-71 of an SQLite file: its application ID (``PRAGMA application_id``), big-endian.
+_APPLICATION_ID = slice(68, 72)
+#: The application IDs of GeoPackages: ``GPKG`` (1.2 and later), ``GP10`` and ``GP11`` (1.0,
+#: 1.1). MBTiles 1.3 files may say ``MPBX``; most MBTiles say nothing (0).
+GEOPACKAGE_IDS = (b"GPKG", b"GP10", b"GP11")
+MBTILES_ID = b"MPBX"
+#: The columns of an MBTiles ``tiles`` table or view.
+MBTILES_COLUMNS = frozenset({"zoom_level", "tile_column", "tile_row", "tile_data"})
+#: Tables and views whose presence tells the kind of an SQLite tile store.
+_TELLING = ("tiles", "map", "images", "gpkg_contents", "metadata")
+
+
+class SQLiteContent(NamedTuple):
+    """What detection learns of an SQLite file from its header and schema (a few pages)."""
+
+    #: The application ID (bytes 68-71), ``b"GPKG"`` for a GeoPackage, zeros for most others.
+    application_id: bytes
+    #: Which of ``tiles``, ``map``, ``images``, ``gpkg_contents``, ``metadata`` it holds (tables
+    #: or views, lower case: SQLite's names ignore case).
+    tables: frozenset[str]
+    #: Whether ``tiles`` has the columns of MBTiles' tile table.
+    tile_columns: bool
+    #: The tile tables ``gpkg_contents`` names and the file holds.
+    geopackage_tiles: tuple[str, ...]
+    #: Why the schema could not be read; empty when it was.
+    error: str = ""
+
+    @property
+    def geopackage(self) -> bool:
+        """A GeoPackage, by its application ID or its ``gpkg_contents`` table (older writers
+        leave the ID at 0)."""
+        return self.application_id in GEOPACKAGE_IDS or "gpkg_contents" in self.tables
+
+    @property
+    def mbtiles(self) -> bool:
+        """An MBTiles file: a ``tiles`` table or view with MBTiles' columns, or the ``map`` and
+        ``images`` tables it is a view over; and not a GeoPackage (whose tile table may be
+        named ``tiles`` too, with rows counted the other way)."""
+        if self.geopackage:
+            return False
+        return self.tile_columns or {"map", "images"} <= self.tables
+
+    def describe(self) -> str:
+        """What the file is, for the message of a file that no format reads."""
+        if self.error:
+            return f"an SQLite file whose tables cannot be read ({self.error})"
+        if self.geopackage:
+            return "a GeoPackage without tile tables (a vector or attribute GeoPackage?)"
+        if "tiles" in self.tables:
+            return "an SQLite file whose 'tiles' lacks MBTiles' columns " + ", ".join(
+                sorted(MBTILES_COLUMNS)
+            )
+        return "an SQLite file without tile tables (no MBTiles 'tiles', no GeoPackage tiles)"
+
+
+def geopackage_tile_tables(db: TileDatabase) -> list[str]:
+    """The tile tables (or views) ``gpkg_contents`` names that the file holds, by name; none
+    when ``gpkg_contents`` cannot be read.
+
+    Raises:
+        WorkLimitExceeded: ``gpkg_contents`` never ends.
+    """
+    try:
+        found = db.rows(
+            "SELECT c.table_name FROM gpkg_contents AS c WHERE c.data_type = 'tiles' AND EXISTS ("
+            "SELECT 1 FROM sqlite_master AS m WHERE m.type IN ('table', 'view') "
+            "AND m.name = c.table_name COLLATE NOCASE) ORDER BY c.table_name"
+        )
+    except WorkLimitExceeded:
+        raise
+    except sqlite3.DatabaseError:
+        return []
+    return [name for (name,) in found if isinstance(name, str)]
+
+
+def sqlite_content(path: Path, found: FileHead) -> SQLiteContent | None:
+    """What the SQLite file at ``path`` holds, ``None`` when it is not an SQLite file (its
+    head ``found`` lacks the SQLite header). Its schema is read through :func:`open_read_only`,
+    hardened as every reader is, a few pages at most; kept for the next format that asks."""
+    if not found.head.startswith(SQLITE_HEADER):
+        return None
+    return _sqlite_content(str(path), found.size, found.head[:100])
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_content(path: str, size: int, header: bytes) -> SQLiteContent:
+    """:func:`sqlite_content`, kept per file and header (its change counter moves with every
+    write outside WAL mode)."""
+    application_id = header[_APPLICATION_ID]
+    try:
+        db = open_read_only(Path(path))
+    except InvalidCacheConfig as exc:
+        return SQLiteContent(application_id, frozenset(), False, (), str(exc))
+    try:
+        marks = ", ".join("?" * len(_TELLING))
+        tables = frozenset(
+            str(name)
+            for (name,) in db.rows(
+                "SELECT lower(name) FROM sqlite_master WHERE type IN ('table', 'view') "
+                f"AND lower(name) IN ({marks})",
+                _TELLING,
+            )
+        )
+        columns = False
+        if "tiles" in tables:
+            info = db.rows('PRAGMA table_info("tiles")')
+            columns = {str(row[1]).lower() for row in info} >= MBTILES_COLUMNS
+        tile_tables = tuple(geopackage_tile_tables(db)) if "gpkg_contents" in tables else ()
+        return SQLiteContent(application_id, tables, columns, tile_tables)
+    except sqlite3.DatabaseError as exc:  # a damaged file, a schema that never ends
+        return SQLiteContent(application_id, frozenset(), False, (), str(exc))
+    finally:
+        db.close()
 
 
 def unreadable(

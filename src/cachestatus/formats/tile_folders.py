@@ -23,6 +23,7 @@ What a listing does with each name (the folder caches' one rule, for hostile nam
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -51,6 +52,20 @@ from .arcgis_folder import (
 from .base import O_RDONLY, BundleFile, StoredTile, read_exactly
 from .listed import Grouped, ListedTiles
 from .mbtiles import web_mercator_scheme
+from .tilejson import (
+    DETECT_METADATA_BYTES,
+    FOLDER_METADATA,
+    declared_bounds,
+    declared_format,
+    declared_row_order,
+    declared_zooms,
+    folder_metadata,
+    tile_size,
+    web_mercator_extent,
+    zoom_levels,
+)
+
+log = logging.getLogger(__name__)
 
 #: A tile number, or an array of them (listings are placed in bulk, single files one by one).
 NumberT = TypeVar("NumberT", int, npt.NDArray[np.int64])
@@ -635,30 +650,56 @@ class XYZFolder(TileFolders):
     tms = False
 
     def __init__(self, path: Path) -> None:
+        """List the zoom folders and read ``metadata.json`` (mb-util's, tippecanoe's) when the
+        folder has one: its ``minzoom``..``maxzoom`` are the levels (each expected, built or
+        not; zoom folders outside are not scanned), its ``bounds`` (WGS 84) the full extent,
+        its ``tileSize`` and ``format`` the tile size and format.
+
+        Raises:
+            InvalidCacheConfig: the folder cannot be listed; ``tileSize`` is not a tile size.
+        """
         super().__init__(path)
         self._zooms = _zoom_folders(path)
-        levels = sorted(self._zooms.found)
-        folders = (f for level in levels for f in self._folders(level).values())
-        self._scheme = web_mercator_scheme(levels or [0], tile_format=_tile_format(folders))
+        metadata = folder_metadata(path)
+        source = str(path / FOLDER_METADATA)
+        found = sorted(self._zooms.found)
+        levels = zoom_levels(found, declared_zooms(metadata, source, MAX_ZOOM))
+        #: Zoom folders outside the declared ``minzoom``..``maxzoom``: not scanned.
+        self._outside = [level for level in found if level not in levels]
+        order = declared_row_order(metadata, source)
+        if order is not None and (order == "tms") != self.tms:
+            log.warning(
+                "%s: scheme %r, but the folder is read with rows %s (--scheme %s)",
+                source,
+                order,
+                "upward" if self.tms else "downward",
+                self.name,
+            )
+        folders = (f for level in found if level in levels for f in self._folders(level).values())
+        self._scheme = web_mercator_scheme(
+            levels,
+            tile_size=tile_size(metadata, source) or 256,
+            tile_format=declared_format(metadata, source) or _tile_format(folders),
+        )
+        bounds = declared_bounds(metadata.get("bounds"), source)
+        self._extent = None if bounds is None else web_mercator_extent(bounds)
 
     @classmethod
     def detect(cls, path: Path) -> bool:
-        """A folder whose subfolders are numbers (zoom levels) holding numbered folders."""
-        try:
-            if not path.is_dir() or (path / "conf.xml").exists():
-                return False
-            with os.scandir(path) as entries:
-                levels = [e.path for e in entries if _decimal(e.name) is not None and is_folder(e)]
-            if not levels:
-                return False
-            with os.scandir(sorted(levels)[0]) as entries:
-                return any(_decimal(e.name) is not None for e in entries)
-        except OSError:
-            return False
+        """A folder whose subfolders are numbers (zoom levels) holding numbered folders, and
+        whose ``metadata.json`` (if any) does not say its rows count upward (``"scheme":
+        "tms"``: then it is a TMS folder)."""
+        return _zxy_layout(path) and _metadata_says_tms(path) == cls.tms
 
     def unknown_levels(self) -> list[str]:
-        """Entries of the folder named like zoom folders that are not read (``name (why)``)."""
-        return [f"{shown(name)} ({why})" for name, _, why in self._zooms.ignored]
+        """Entries of the folder named like zoom folders that are not read (``name (why)``),
+        and zoom folders outside ``metadata.json``'s ``minzoom``..``maxzoom``."""
+        outside = [
+            f"{level} (outside metadata.json's minzoom..maxzoom, "
+            f"{self.scheme.levels[0]}..{self.scheme.levels[-1]})"
+            for level in self._outside
+        ]
+        return [f"{shown(name)} ({why})" for name, _, why in self._zooms.ignored] + outside
 
     def _level_folder(self, level: int) -> str | None:
         return self._zooms.found.get(level)
@@ -689,6 +730,29 @@ class XYZFolder(TileFolders):
         return range(key.col, key.col + BUNDLE_SIZE)
 
 
+def _zxy_layout(path: Path) -> bool:
+    """Whether ``path`` is a folder whose subfolders are numbers (zoom levels) holding numbered
+    folders, and not an ArcGIS cache."""
+    try:
+        if not path.is_dir() or (path / "conf.xml").exists():
+            return False
+        with os.scandir(path) as entries:
+            levels = [e.path for e in entries if _decimal(e.name) is not None and is_folder(e)]
+        if not levels:
+            return False
+        with os.scandir(sorted(levels)[0]) as entries:
+            return any(_decimal(e.name) is not None for e in entries)
+    except OSError:
+        return False
+
+
+def _metadata_says_tms(path: Path) -> bool:
+    """Whether the folder's ``metadata.json`` says ``"scheme": "tms"`` (read up to
+    :data:`~.tilejson.DETECT_METADATA_BYTES`: detection stays cheap)."""
+    metadata = folder_metadata(path, cap=DETECT_METADATA_BYTES)
+    return declared_row_order(metadata, str(path), warn=False) == "tms"
+
+
 def _tile_format(folders: Iterable[str]) -> str:
     """The tile format of a folder cache, from the extension of the first tile file found."""
     for folder in folders:
@@ -712,5 +776,6 @@ class TMSFolder(XYZFolder):
 
     @classmethod
     def detect(cls, path: Path) -> bool:
-        """Never detected: the same layout as XYZ; chosen with ``--format-hint tms``."""
-        return False
+        """A folder of the XYZ layout whose ``metadata.json`` says ``"scheme": "tms"``; any
+        other is chosen with ``--scheme tms`` (the layouts are the same)."""
+        return super().detect(path)

@@ -6,20 +6,54 @@ JSON from a cache is read within limits, as every configuration file is: at most
 :data:`MAX_JSON_DEPTH` deep (counted before parsing: the parser recurses once a level). Values
 are checked where they enter: a bad one is an :class:`InvalidCacheConfig` naming the source, the
 key and the value.
+
+TileJSON-style metadata (MBTiles ``metadata`` rows, which are all text, and the
+``metadata.json`` that mb-util, tippecanoe and gdal2tiles write beside a tile folder, text or
+JSON numbers) declares the tiles of the Web Mercator (GoogleMapsCompatible) grid:
+
+- ``bounds`` (``west,south,east,north`` in WGS 84 degrees, text or an array) is the full extent,
+  put into Web Mercator (:func:`web_mercator`, latitudes kept to its square, +-85.0511). Bounds
+  that are a point or a line stay one: the tiles holding it are expected. Bounds that are not
+  four finite numbers, or west above east, are ignored with a warning (:func:`declared_bounds`).
+- ``minzoom``..``maxzoom`` are the levels (:func:`declared_zooms`): each is expected, built or
+  not; tiles at other zooms are not scanned (a warning names them).
+- ``tileSize`` is the tile size in pixels (:func:`tile_size`), 256 when absent.
+
+Such values that cannot be used are ignored with a warning (the tiles still tell the levels and
+the grid tells the extent): only a ``tileSize`` that is not one is refused, as a wrong size
+would shift every scale.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidCacheConfig
-from .arcgis_conf import MAX_TILE_SIZE, check_size
+from ..models import Extent
+from .arcgis_conf import MAX_TILE_SIZE, check_size, read_config_file
+
+log = logging.getLogger(__name__)
+
+#: Half the side of the Web Mercator square, in metres.
+HALF_WORLD = 20037508.342789244
+EARTH_RADIUS = 6378137.0
+#: Latitude where Web Mercator's square ends.
+MAX_LATITUDE = 85.0511287798066
+#: The TileJSON-style file mb-util and tippecanoe write beside a tile folder's zoom folders.
+FOLDER_METADATA = "metadata.json"
+#: The most of it detection reads to learn its ``scheme`` (real ones are a few hundred bytes).
+DETECT_METADATA_BYTES = 64 * 1024
+#: Row orders TileJSON's ``scheme`` names: ``xyz`` (rows down, the default) and ``tms`` (up).
+ROW_ORDERS = ("xyz", "tms")
 
 #: Deepest nesting of arrays and objects read in JSON (a root.json nests 4 deep, TileJSON 5).
 MAX_JSON_DEPTH = 64
@@ -94,3 +128,194 @@ def tile_size(metadata: Mapping[str, Any], source: str) -> int | None:
             f"to {MAX_TILE_SIZE:,} (256 and 512 are usual)"
         )
     return int(number)
+
+
+def web_mercator(lon: float, lat: float) -> tuple[float, float]:
+    """Spherical Mercator coordinates (EPSG:3857) of a WGS 84 point, latitude clamped to the
+    square (+-:data:`MAX_LATITUDE`)."""
+    lat = max(-MAX_LATITUDE, min(MAX_LATITUDE, lat))
+    x = math.radians(lon) * EARTH_RADIUS
+    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * EARTH_RADIUS
+    return x, y
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def metadata_int(value: object) -> int | None:
+    """An integer of TileJSON-style metadata (``minzoom``, ``maxzoom``), or ``None`` when the
+    value is not one: text of ASCII digits (at most 12, with a sign), an integer, a float
+    without a fraction. Never raises."""
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if digits.isascii() and digits.isdigit() and len(digits) <= 12:
+            return int(text)
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def declared_zooms(
+    metadata: Mapping[str, Any], source: str, highest: int
+) -> tuple[int | None, int | None] | None:
+    """``minzoom`` and ``maxzoom`` as metadata declares them, kept to ``0..highest`` (with a
+    warning); ``None`` in place of one it does not declare. ``None`` when it declares neither,
+    or a value that is not a zoom level, or minzoom above maxzoom (with a warning): then the
+    declaration is ignored."""
+    low, high = metadata.get("minzoom"), metadata.get("maxzoom")
+    if low is None and high is None:
+        return None
+    first = None if low is None else metadata_int(low)
+    last = None if high is None else metadata_int(high)
+    if (low is not None and first is None) or (high is not None and last is None):
+        log.warning(
+            "%s: minzoom %s / maxzoom %s are not zoom levels; ignored",
+            source,
+            _shown(low),
+            _shown(high),
+        )
+        return None
+    kept = tuple(None if v is None else max(0, min(v, highest)) for v in (first, last))
+    if kept != (first, last):
+        log.warning(
+            "%s: minzoom %s / maxzoom %s kept to %s / %s: the grid's levels are 0 to %d",
+            source,
+            first,
+            last,
+            kept[0],
+            kept[1],
+            highest,
+        )
+    if first is not None and last is not None and first > last:
+        log.warning("%s: minzoom %s is above maxzoom %s; ignored", source, first, last)
+        return None
+    return kept[0], kept[1]
+
+
+def declared_bounds(value: object, source: str) -> tuple[float, float, float, float] | None:
+    """``bounds`` as metadata declares them (``west,south,east,north`` in WGS 84 degrees, text
+    or a JSON array), kept to the world; ``None`` when absent or unusable (with a warning).
+
+    A point or a line (west = east, or south = north) is kept: it declares the tiles holding
+    it. Not four finite numbers, or west above east or south above north, is unusable.
+    """
+    if value is None:
+        return None
+    numbers: list[float] = []
+    try:
+        if isinstance(value, str):
+            numbers = [float(v) for v in value.split(",", 4)]
+        elif isinstance(value, (list, tuple)):
+            for v in value[:5]:
+                if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                    raise ValueError
+                numbers.append(float(v))
+        else:
+            raise ValueError
+    except (ValueError, OverflowError):
+        numbers = []
+    if len(numbers) != 4:
+        log.warning("%s: bounds %s are not four numbers; ignored", source, _shown(value))
+        return None
+    west, south, east, north = numbers
+    if not all(math.isfinite(v) for v in numbers):
+        log.warning("%s: bounds %s are not finite; ignored", source, _shown(value))
+        return None
+    if not (west <= east and south <= north):
+        log.warning(
+            "%s: bounds %s: west is not below east or south not below north; ignored, the "
+            "whole grid is expected",
+            source,
+            _shown(value),
+        )
+        return None
+    if max(abs(west), abs(east)) > 180 or max(abs(south), abs(north)) > 90:
+        log.warning(
+            "%s: bounds %s reach beyond the world; kept to it (longitudes -180 to 180, "
+            "latitudes -90 to 90)",
+            source,
+            _shown(value),
+        )
+    west, east = max(-180.0, min(west, 180.0)), max(-180.0, min(east, 180.0))
+    south, north = max(-90.0, min(south, 90.0)), max(-90.0, min(north, 90.0))
+    return west, south, east, north
+
+
+def web_mercator_extent(bounds: tuple[float, float, float, float]) -> Extent:
+    """WGS 84 ``bounds`` (west, south, east, north) as an extent in Web Mercator, the grid's
+    CRS, latitudes kept to its square. A point or a line stays one."""
+    west, south, east, north = bounds
+    xmin, ymin = web_mercator(west, south)
+    xmax, ymax = web_mercator(east, north)
+    return Extent(xmin, ymin, xmax, ymax)
+
+
+def zoom_levels(stored: Sequence[int], declared: tuple[int | None, int | None] | None) -> list[int]:
+    """The levels of a Web Mercator cache: ``minzoom``..``maxzoom`` when declared (a bound not
+    declared is the stored levels' own), else the levels holding tiles; level 0 when there is
+    nothing at all."""
+    if declared is None:
+        return list(stored) or [0]
+    low, high = declared
+    if low is None:
+        low = min(stored, default=high)
+    if high is None:
+        high = max(stored, default=low)
+    if low is None or high is None or low > high:  # one bound, the tiles all past it
+        return list(stored) or [0]
+    return list(range(low, high + 1))
+
+
+def folder_metadata(folder: Path, cap: int | None = None) -> dict[str, Any]:
+    """The ``metadata.json`` beside a tile folder's zoom folders, as an object: empty when there
+    is none, or when it is not a JSON object (with a warning: it may be another tool's file,
+    and the tiles still tell the levels). Read within the limits of configuration files, or
+    ``cap`` bytes (detection: a larger file is not read)."""
+    path = folder / FOLDER_METADATA
+    if not os.path.lexists(path):
+        return {}
+    try:
+        data = read_config_file(path) if cap is None else read_config_file(path, cap)
+        if cap is not None and len(data) > cap:
+            return {}
+        value = load_json(data, str(path), what="a tile folder's metadata.json")
+    except InvalidCacheConfig as exc:
+        if cap is None:
+            log.warning("%s; ignored", exc)
+        return {}
+    if not isinstance(value, dict):
+        if cap is None:
+            log.warning("%s: not a JSON object; ignored", path)
+        return {}
+    return value
+
+
+def declared_row_order(metadata: Mapping[str, Any], source: str, warn: bool = True) -> str | None:
+    """TileJSON's ``scheme``: ``xyz`` or ``tms``, ``None`` when absent or neither (with a
+    warning unless ``warn`` is false)."""
+    value = metadata.get("scheme")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ROW_ORDERS:
+        return value.strip().lower()
+    if warn:
+        log.warning("%s: scheme %s is neither xyz nor tms; ignored", source, _shown(value))
+    return None
+
+
+def declared_format(metadata: Mapping[str, Any], source: str) -> str | None:
+    """TileJSON-style ``format`` (png, jpg, webp, pbf), upper case; ``None`` when absent, or
+    not a short printable word (with a warning)."""
+    value = metadata.get("format")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.isascii() and value.isprintable() and len(value) <= 16:
+        return value.strip().upper()
+    log.warning("%s: format %s is not a tile format; any image is fine", source, _shown(value))
+    return None

@@ -16,7 +16,7 @@ from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import Extent, Problem
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_member
 from .arcgis_folder import LAYERS_DIR, LEVEL_NAME, parse_bundle_name
-from .base import BundleFile, BundleIndex, StoredTile, ZipPackage
+from .base import BundleFile, BundleIndex, FileHead, StoredTile, ZipPackage
 from .compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, tile_slots, v1_tiles
 from .tpkx import member_errors, read_v2_member, v2_member_tiles
 
@@ -29,6 +29,12 @@ class TpkPackage(ZipPackage):
     name = "tpk"
     description = "ArcGIS tile package (.tpk: zip of a Compact V1 cache folder with conf.xml)"
     suffix = ".tpk"
+
+    @classmethod
+    def recognise(cls, path: Path, found: FileHead) -> bool:
+        """A zip holding a ``conf.xml`` (at any depth: ``v101/Layers/conf.xml``), whatever its
+        name."""
+        return any(name.rsplit("/", 1)[-1].lower() == "conf.xml" for name in found.zip_names)
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)

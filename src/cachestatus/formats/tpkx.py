@@ -44,6 +44,7 @@ from .base import (
     BundleFile,
     BundleIndex,
     CacheReader,
+    FileHead,
     StoredTile,
     ZipPackage,
 )
@@ -204,6 +205,11 @@ class TilePackage(ZipPackage):
     name = "tpkx"
     description = "ArcGIS tile package (.tpkx: zip of root.json and Compact V2 bundles)"
     suffix = ".tpkx"
+
+    @classmethod
+    def recognise(cls, path: Path, found: FileHead) -> bool:
+        """A zip holding ``root.json`` at its top, whatever its name."""
+        return ROOT_JSON in found.zip_names
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
