@@ -6,12 +6,19 @@ cache (real headers and indexes, sparse tile bodies), with a warm page cache, al
 times; the medians are compared. Peak RSS of the rebuild is measured at two cache sizes to show
 that memory does not grow with the number of bundles.
 
+With ``--holes scattered`` the cache's partial bundles miss tiles here and there (one bundle in
+four misses from 0.1 % to 5 % of its tiles, at random) instead of one block each. With
+``--baseline SRC``, ``cachestatus rebuild`` is also timed from another source tree (``SRC`` is
+its ``src`` folder, e.g. the main branch's), alternately with this one, and the medians compared.
+
     python benchmarks/bench_rebuild.py [--bundles 20000] [--small 5000] [--repeat 5] [--cold]
+        [--holes blocks|scattered] [--baseline SRC]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import math
 import shutil
 import subprocess
@@ -21,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.helpers import synthetic_cache
+import numpy as np
+from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, synthetic_cache, write_conf
 
 from benchmarks.timing import alternate, compile_package, median, runs
 
@@ -48,14 +56,39 @@ RSS_WRAPPER = (
 )
 
 
-def build(root: Path, bundles: int) -> Path:
+def scattered_cache(root: Path, side: int, level: int = 15, seed: int = 0) -> Path:
+    """Like :func:`~tests.helpers.synthetic_cache`, but one bundle in four misses tiles here
+    and there (0.1 % to 5 % of them), as seeding failures leave them."""
+    rng = np.random.default_rng(seed)
+    span = 128 * 256 * (2 * WEB_MERCATOR_HALF / 256 / 2**level)
+    half = WEB_MERCATOR_HALF
+    write_conf(root, level + 2, (-half, half - side * span, -half + side * span, half))
+    for i in range(side * side):
+        r, c = divmod(i, side)
+        sizes = rng.integers(200, 3000, (128, 128))
+        if rng.random() < 0.25:
+            sizes[rng.random((128, 128)) < rng.uniform(0.001, 0.05)] = 0
+        synthetic_bundle(
+            root / f"_alllayers/L{level:02d}/R{r * 128:04x}C{c * 128:04x}.bundle", sizes
+        )
+    return root
+
+
+def build(root: Path, bundles: int, holes: str = "blocks") -> Path:
     """A square block of at least ``bundles`` synthetic bundles at level 15 (built once)."""
     side = math.ceil(math.sqrt(bundles))
-    cache = root / f"cache-v2-{side * side}"
+    cache = (
+        root / f"cache-v2-{side * side}"
+        if holes == "blocks"
+        else root / f"cache-v2-{holes}-{side * side}"
+    )
     if not (cache / "conf.xml").exists():
         print(f"building {side * side:,} bundles in {cache} ...", file=sys.stderr)
         shutil.rmtree(cache, ignore_errors=True)
-        synthetic_cache(cache, side, level=15)
+        if holes == "blocks":
+            synthetic_cache(cache, side, level=15)
+        else:
+            scattered_cache(cache, side, level=15)
     return cache
 
 
@@ -79,12 +112,18 @@ def main() -> int:
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
+    parser.add_argument("--holes", choices=["blocks", "scattered"], default="blocks")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src folder of another cachestatus tree to time against this one",
+    )
     args = parser.parse_args()
     compile_package()
     args.workdir.mkdir(parents=True, exist_ok=True)
     cachestatus = [sys.executable, "-m", "cachestatus.cli", "-q"]
 
-    cache = build(args.workdir, args.bundles)
+    cache = build(args.workdir, args.bundles, args.holes)
     status = args.workdir / "bench-status.gdb"
     floor_cmd = [sys.executable, "-c", FLOOR, str(cache)]
     rebuild_cmd = [*cachestatus, "rebuild", str(cache), "--status", str(status)]
@@ -92,7 +131,7 @@ def main() -> int:
     floor, rebuild = median(floors), median(rebuilds)
     bundles = sum(1 for _ in (cache / "_alllayers" / "L15").iterdir())
 
-    small = build(args.workdir, args.small)
+    small = build(args.workdir, args.small, args.holes)
     small_bundles = sum(1 for _ in (small / "_alllayers" / "L15").iterdir())
     small_cmd = [*cachestatus, "rebuild", str(small), "--status", str(args.workdir / "small.gdb")]
     rss_big, rss_small = peak_rss_kib(rebuild_cmd), peak_rss_kib(small_cmd)
@@ -111,6 +150,28 @@ def main() -> int:
             f"runs {runs(cold_rebuilds)}"
         )
         print(f"cold ratio              {median(cold_rebuilds) / median(cold_floors):.2f}")
+    if args.baseline is not None:
+        here = Path(__file__).resolve().parent.parent / "src"
+        compileall.compile_dir(str(args.baseline), quiet=1)
+        compileall.compile_dir(str(here), quiet=1)
+
+        def from_tree(src: Path, store: str) -> list[str]:
+            return [
+                "env",
+                f"PYTHONPATH={src}",
+                *cachestatus,
+                "rebuild",
+                str(cache),
+                "--status",
+                str(args.workdir / store),
+            ]
+
+        bases, ours = alternate(
+            from_tree(args.baseline, "baseline.gdb"), from_tree(here, "ours.gdb"), args.repeat
+        )
+        print(f"baseline {args.baseline}   median {median(bases):.3f} s   runs {runs(bases)}")
+        print(f"this tree {here}   median {median(ours):.3f} s   runs {runs(ours)}")
+        print(f"ratio this tree / baseline   {median(ours) / median(bases):.3f}   (bar: <= 1.10)")
     print(f"peak RSS at {bundles:>6,} bundles   {rss_big / 1024:.1f} MiB")
     print(f"peak RSS at {small_bundles:>6,} bundles   {rss_small / 1024:.1f} MiB")
     print(f"RSS ratio {rss_big / rss_small:.2f} for {bundles / small_bundles:.2f}x the bundles")

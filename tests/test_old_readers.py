@@ -20,7 +20,8 @@ OLD_OGRINFO = "/usr/bin/ogrinfo"
 HOW = "apt-get install gdal-bin (Debian 12 ships GDAL 3.6)"
 LAYERS = ["TaskStatus", "LevelStatus", "Jobs", "MissingAreas"]
 _FEATURE = re.compile(r"^OGRFeature\((\w+)\):(\d+)$")
-_FIELD = re.compile(r"^  (\w+) \((\w+)\) = (.*)$")
+# "exact (Integer(Int16)) = 1": a type, with its subtype for small integers.
+_FIELD = re.compile(r"^  (\w+) \((\w+(?:\(\w+\))?)\) = (.*)$")
 
 
 def _old_gdal(store: Path, layer: str) -> tuple[list[dict[str, str]], str]:

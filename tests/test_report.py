@@ -381,9 +381,12 @@ def test_missing_command_exports_polygons_and_tiles(cache, tmp_path, suffix):
     doc = json.loads(result.stdout)
     area = shapely.box(-1e7, -1e7, 1e7, 1e7)
     truth = tiles_of(area, 6) - {(r, c) for (lv, r, c) in tiles if lv == 6}
-    assert doc["levels"] == [{"level": 6, "scale": LODS[6][1], "tiles_missing": len(truth)}]
+    assert doc["levels"] == [
+        {"level": 6, "scale": LODS[6][1], "tiles_missing": len(truth), "exact": True}
+    ]
     _, _, geometry, values = read(str(out))  # read back through GDAL
     assert values[0].tolist() == [6] and values[2].tolist() == [len(truth)]
+    assert values[3].tolist() == [1]  # the polygon is exactly the missing tiles
     assert pyogrio.read_info(str(out))["crs"] == "EPSG:3857"
     polygon = shapely.from_wkb(geometry[0])
     assert polygon.area == pytest.approx(len(truth) * (256 * RES[6]) ** 2, rel=1e-9)

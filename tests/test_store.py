@@ -21,6 +21,7 @@ from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
 
 GDAL_TYPES = {
     "object": "object",
+    "int16": "int16",
     "int32": "int32",
     "int64": "int64",
     "float64": "float64",
@@ -198,19 +199,28 @@ def test_lock_directory_and_corrupt_rows(sample):
     assert rows["L00/R0000C0000"]["status"] == "COMPLETE"  # the scan went on
 
 
-def test_scattered_missing_tiles_get_a_warning_not_a_polygon(tmp_path):
+def test_scattered_missing_tiles_get_an_exact_polygon(tmp_path):
     from tests.helpers import synthetic_bundle, write_conf
 
     rng = np.random.default_rng(5)
     root = write_conf(tmp_path / "sparse", 10)  # no conf.cdi: the whole grid is expected
     sizes = rng.integers(100, 200, (128, 128))
-    sizes[rng.random((128, 128)) < 0.5] = 0  # an on-demand cache: tiles here and there
+    lacking = rng.random((128, 128)) < 0.5  # an on-demand cache: tiles here and there
+    sizes[lacking] = 0
     synthetic_bundle(root / "_alllayers/L09/R0000C0000.bundle", sizes)
     report = operations.rebuild(root, workers=1)
-    assert any("level 9" in w and "scattered" in w for w in report.warnings)
-    _, _, _, values = read(report.status_path, layer="MissingAreas")
-    levels = values[0].tolist()
-    assert 9 not in levels and 8 in levels  # the other levels still get their polygons
+    assert not any("scattered" in w for w in report.warnings)
+    _, _, geometry, values = read(report.status_path, layer="MissingAreas")
+    levels, _, counts, exacts = values
+    rows = dict(zip(levels.tolist(), zip(geometry, counts, exacts, strict=True), strict=True))
+    shape, count, exact = rows[9]
+    tile = 2 * WEB_MERCATOR_HALF / 2**9
+    expected_missing = 512 * 512 - 128 * 128 + int(lacking.sum())
+    assert count == expected_missing and exact == 1
+    area = shapely.from_wkb(shape)
+    assert area.is_valid
+    assert area.area == pytest.approx(expected_missing * tile * tile, rel=1e-9)
+    assert 8 in rows  # the other levels still get their polygons
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="names open files through /proc")

@@ -532,7 +532,8 @@ def missing(
     for warning in result.warnings:
         ctx.warn(warning)
     summary = [
-        {"level": a.level, "scale": a.scale, "tiles_missing": a.tiles_missing} for a in result.areas
+        {"level": a.level, "scale": a.scale, "tiles_missing": a.tiles_missing, "exact": a.exact}
+        for a in result.areas
     ]
     if as_json:
         click.echo(
@@ -545,6 +546,7 @@ def missing(
             click.echo(
                 f"level {item['level']:>2}  1:{item['scale']:,.0f}  "
                 f"{item['tiles_missing']:,} tiles missing"
+                + ("" if item["exact"] else " (the polygon covers them, not exactly)")
             )
     ctx.note(f"Missing areas: {out_path}" + (f"; tiles: {tiles_path}" if tiles_path else ""))
 

@@ -180,7 +180,24 @@ def mask_blocks(
         starts = np.count_nonzero(inner[:, 1:] & ~inner[:, :-1]) + np.count_nonzero(inner[:, 0])
         if starts > limit:
             return None
-    return merge_blocks(mask_runs(inner, row0 + r0, col0 + c0))
+    # Rows whose every cell is True (most rows of a mostly empty bundle's holes) go as stretches
+    # of rows: only the other rows are cut into runs.
+    full = inner.all(axis=1)
+    partial = np.flatnonzero(~full)
+    runs = mask_runs(inner[partial], 0, col0 + c0)
+    runs[:, 0] = partial[runs[:, 0]] + row0 + r0
+    runs[:, 1] = runs[:, 0] + 1
+    steps = np.diff(np.r_[0, full.astype(np.int8), 0])
+    first, after = np.flatnonzero(steps == 1), np.flatnonzero(steps == -1)
+    stretches = np.column_stack(
+        [
+            first + row0 + r0,
+            after + row0 + r0,
+            np.full(len(first), col0 + c0),
+            np.full(len(first), col0 + c1),
+        ]
+    ).astype(np.int64)
+    return np.concatenate([stretches, merge_blocks(runs)])
 
 
 def merge_blocks(blocks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

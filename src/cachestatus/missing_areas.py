@@ -1,9 +1,17 @@
 """Missing areas: per level, the dissolved polygons of expected tiles that are not present.
 
-A level's missing area is the expected area less the blocks of the bundle files found, plus what
-those files miss: the holes of mostly built bundles, and for mostly empty ones their expected
-tiles less their present ones. Polygons ready to be the area of interest of the next caching
-job; their area is exactly the number of missing tiles times the area of a tile.
+A level's missing area has two parts. The expected tiles of bundles without a file: the expected
+area less the blocks of the files found, drawn from large rectangles whatever the level's size.
+And what the files miss: their holes, which the scan sends as blocks, or as bit masks of their
+rows where they are scattered (:func:`hole_blocks` turns both into blocks).
+
+Holes are drawn exactly while a level has at most :data:`MAX_EXACT_BLOCKS` blocks of them, which
+every level with 100,000 missing tiles or fewer has, however scattered they are: the polygons are
+then exactly the missing tiles, their area the number of missing tiles times a tile's area.
+Beyond, the files that miss tiles are drawn whole instead: a cover holding every missing tile
+(:attr:`MissingArea.exact` is false), still a good area of interest for the next caching job (a
+job that recreates only empty tiles skips those already built). The count of missing tiles is
+exact either way, and so is ``missing --tiles``, made from the holes themselves.
 """
 
 from __future__ import annotations
@@ -18,12 +26,14 @@ import numpy.typing as npt
 from . import grid
 from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, RowBatch, TilingScheme
 
-#: Kinds of the tagged blocks a scan sends for partial bundles (:attr:`RowBatch.holes`).
-HOLE, EXPECTED, PRESENT, SCATTERED = 0, 1, 2, -1
+#: Kinds of the tagged rows a scan sends for what a file misses (:attr:`RowBatch.holes`):
+#: ``HOLE`` rows are blocks ``(row0, row1, col0, col1)``; ``ROW_BITS`` rows are one tile row
+#: ``(row, col0, bits 0-63, bits 64-127)``, bit ``i`` set when tile ``col0 + i`` is missing.
+HOLE, ROW_BITS = 0, 3
 
-#: Blocks of holes kept per level. A level whose missing tiles are scattered beyond this gets
-#: no missing area, with a warning, rather than a polygon of millions of holes.
-MAX_HOLES = 1_000_000
+#: Blocks of holes drawn exactly per level; beyond, the level's files that miss tiles are drawn
+#: whole (a cover). At least 100,000: every level with that many missing tiles or fewer is exact.
+MAX_EXACT_BLOCKS = 250_000
 #: Over an area of interest, absent bundles are drawn one by one up to this many; beyond, the
 #: whole expected area is drawn and the files' blocks are taken out of it.
 MAX_ABSENT_BUNDLES = 100_000
@@ -31,12 +41,20 @@ MAX_ABSENT_BUNDLES = 100_000
 
 @dataclass(frozen=True)
 class MissingArea:
-    """The missing tiles of one level as one (multi)polygon in the cache's CRS."""
+    """The missing tiles of one level as one (multi)polygon in the cache's CRS.
+
+    ``geometry`` is exactly the missing tiles when ``exact``; otherwise it holds every missing
+    tile and more (the whole expected block of each file that misses tiles). ``tiles_missing``
+    is exact either way. ``outside_files`` is the part of ``geometry`` in bundles without a
+    file, always exact.
+    """
 
     level: int
     scale: float
     tiles_missing: int
     geometry: Any
+    exact: bool = True
+    outside_files: Any = None
 
 
 def _union(scheme: TilingScheme, level: int, blocks: npt.NDArray[np.int64]) -> Any:
@@ -48,6 +66,200 @@ def _union(scheme: TilingScheme, level: int, blocks: npt.NDArray[np.int64]) -> A
     return shapely.disjoint_subset_union_all(boxes)
 
 
+def row_bits(mask: npt.NDArray[np.bool_], row0: int, col0: int) -> npt.NDArray[np.int64]:
+    """``ROW_BITS`` rows (without their kind) for the rows of a mask (at most 128 columns)
+    whose top-left tile is ``(row0, col0)``: one row per mask row with a ``True`` cell."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    padded = np.zeros((len(rows), BUNDLE_SIZE), dtype=np.bool_)
+    padded[:, : mask.shape[1]] = mask[rows]
+    words = np.packbits(padded, axis=1, bitorder="little").view("<i8").astype(np.int64)
+    return np.column_stack(
+        [rows.astype(np.int64) + row0, np.full(len(rows), col0, dtype=np.int64), words]
+    ).reshape(-1, 4)
+
+
+def hole_blocks(
+    tagged: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The levels and blocks ``(row0, row1, col0, col1)`` of tagged rows ``(level, kind, ...)``
+    (:attr:`RowBatch.holes`): exactly the tiles they say are missing."""
+    tagged = tagged.reshape(-1, 6)
+    blocks = tagged[tagged[:, 1] == HOLE]
+    bits = tagged[tagged[:, 1] == ROW_BITS]
+    if not len(bits):
+        return blocks[:, 0], blocks[:, 2:]
+    mask = np.unpackbits(
+        np.ascontiguousarray(bits[:, 4:6].astype("<i8")).view(np.uint8), axis=1, bitorder="little"
+    ).astype(np.bool_)
+    runs = grid.mask_runs(mask, 0, 0)  # row = index of the tagged row, cols relative
+    which = runs[:, 0]
+    runs = np.column_stack(
+        [
+            bits[which, 2],
+            bits[which, 2] + 1,
+            bits[which, 3] + runs[:, 2],
+            bits[which, 3] + runs[:, 3],
+        ]
+    )
+    return np.concatenate([blocks[:, 0], bits[which, 0]]), np.concatenate([blocks[:, 2:], runs])
+
+
+def _meeting(
+    line_a: npt.NDArray[np.int64],
+    lo_a: npt.NDArray[np.int64],
+    hi_a: npt.NDArray[np.int64],
+    line_b: npt.NDArray[np.int64],
+    lo_b: npt.NDArray[np.int64],
+    hi_b: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Pairs ``(i, j)`` of edges on the same grid line that overlap by a positive length: edge
+    ``i`` of the first set (``line_a[i]``, from ``lo_a[i]`` to ``hi_a[i]``) and ``j`` of the
+    second. The edges of one set on one line never overlap each other (the blocks are disjoint).
+    """
+    _, line_ids = np.unique(np.concatenate([line_a, line_b]), return_inverse=True)
+    values, value_ids = np.unique(np.concatenate([lo_a, hi_a, lo_b, hi_b]), return_inverse=True)
+    n, m = len(line_a), len(line_b)
+    span = len(values) + 1  # keys (line, position) as one number, exact in int64
+    la, lb = line_ids[:n] * span, line_ids[n:] * span
+    v = value_ids.reshape(-1)
+    a_lo, a_hi, b_lo, b_hi = v[:n], v[n : 2 * n], v[2 * n : 2 * n + m], v[2 * n + m :]
+    order = np.argsort(lb + b_lo, kind="stable")
+    keys_lo, keys_hi = (lb + b_lo)[order], (lb + b_hi)[order]
+    first = np.searchsorted(keys_hi, la + a_lo, side="right")
+    count = np.maximum(np.searchsorted(keys_lo, la + a_hi, side="left") - first, 0)
+    i = np.repeat(np.arange(n, dtype=np.int64), count)
+    start = np.repeat(first - (np.cumsum(count) - count), count)
+    j = order[start + np.arange(len(i))]
+    return i, j.astype(np.int64)
+
+
+def _components(count: int, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> Any:
+    """The component of each of ``count`` items linked by pairs ``(a[k], b[k])``: the smallest
+    item of each (roots hooked to the smaller root, paths halved, until no pair joins two)."""
+    parent = np.arange(count, dtype=np.int64)
+    while True:
+        while True:  # every item points at its root
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
+        ra, rb = parent[a], parent[b]
+        apart = ra != rb
+        if not apart.any():
+            return parent
+        low, high = np.minimum(ra[apart], rb[apart]), np.maximum(ra[apart], rb[apart])
+        np.minimum.at(parent, high, low)
+
+
+def _exact_parts(
+    scheme: TilingScheme, level: int, blocks: npt.NDArray[np.int64]
+) -> npt.NDArray[np.object_]:
+    """Polygons covering exactly the tiles of disjoint blocks, one per group of blocks joined by
+    their edges (groups never share an edge; they may touch at a corner).
+
+    Blocks of one group are merged with a coverage union, which needs neighbours to share their
+    vertices: each block's ring gets a vertex wherever a neighbour's corner lies on its edge.
+    Work grows with the number of blocks, never with a group's size in tiles, and scattered
+    tiles (groups of one block) need no union at all.
+    """
+    import shapely
+
+    blocks = grid.merge_blocks(blocks.reshape(-1, 4).astype(np.int64))
+    n = len(blocks)
+    if not n:
+        return np.zeros(0, dtype=object)
+    r0, r1, c0, c1 = (blocks[:, k] for k in range(4))
+    down_i, down_j = _meeting(r1, c0, c1, r0, c0, c1)  # j just below i
+    right_i, right_j = _meeting(c1, r0, r1, c0, r0, r1)  # j just right of i
+    group = _components(n, np.r_[down_i, right_i], np.r_[down_j, right_j])
+    alone = np.bincount(group, minlength=n)[group] == 1
+    xmin, ymin, xmax, ymax = grid.blocks_bounds(scheme, level, blocks)
+    parts = [np.asarray(shapely.box(xmin[alone], ymin[alone], xmax[alone], ymax[alone]))]
+    if alone.all():
+        return parts[0]
+    width, height = c1 - c0, r1 - r0
+    # Points of each ring as (block, position along the ring, col, row): clockwise from the
+    # top-left corner, top edge, right, bottom, left.
+    ids, pos, cols, rows = [], [], [], []
+
+    def add(block: Any, along: Any, col: Any, row: Any) -> None:
+        ids.append(block)
+        pos.append(along)
+        cols.append(col)
+        rows.append(row)
+
+    every = np.arange(n, dtype=np.int64)
+    add(every, 0 * every, c0, r0)
+    add(every, width, c1, r0)
+    add(every, width + height, c1, r1)
+    add(every, 2 * width + height, c0, r1)
+    # Where a neighbour's corner lies inside an edge, that edge gets a vertex there.
+    for col in (c0[down_j], c1[down_j]):  # on the bottom edge of the block above
+        on = (col > c0[down_i]) & (col < c1[down_i])
+        u, x = down_i[on], col[on]
+        add(u, width[u] + height[u] + (c1[u] - x), x, r1[u])
+    for col in (c0[down_i], c1[down_i]):  # on the top edge of the block below
+        on = (col > c0[down_j]) & (col < c1[down_j])
+        u, x = down_j[on], col[on]
+        add(u, x - c0[u], x, r0[u])
+    for row in (r0[right_j], r1[right_j]):  # on the right edge of the block on the left
+        on = (row > r0[right_i]) & (row < r1[right_i])
+        u, y = right_i[on], row[on]
+        add(u, width[u] + (y - r0[u]), c1[u], y)
+    for row in (r0[right_i], r1[right_i]):  # on the left edge of the block on the right
+        on = (row > r0[right_j]) & (row < r1[right_j])
+        u, y = right_j[on], row[on]
+        add(u, 2 * width[u] + height[u] + (r1[u] - y), c0[u], y)
+    ring, along = np.concatenate(ids), np.concatenate(pos)
+    col_all, row_all = np.concatenate(cols), np.concatenate(rows)
+    joined = ~alone[ring]
+    ring, along, col_all, row_all = ring[joined], along[joined], col_all[joined], row_all[joined]
+    order = np.lexsort((along, ring))
+    ring, along, col_all, row_all = ring[order], along[order], col_all[order], row_all[order]
+    fresh = np.r_[True, (ring[1:] != ring[:-1]) | (along[1:] != along[:-1])]
+    ring, col_all, row_all = ring[fresh], col_all[fresh], row_all[fresh]
+    # The same arithmetic as grid.blocks_bounds: a shared vertex has the very same coordinates.
+    w, h = grid.tile_span(scheme, level)
+    xy = np.column_stack(
+        [
+            scheme.origin_x + col_all.astype(np.float64) * w,
+            scheme.origin_y - row_all.astype(np.float64) * h,
+        ]
+    )
+    _, ring_index = np.unique(ring, return_inverse=True)
+    polygons = shapely.polygons(shapely.linearrings(xy, indices=ring_index.reshape(-1)))
+    # Rings come in block order, as the blocks of the groups do.
+    _, group_index = np.unique(group[~alone], return_inverse=True)
+    order = np.argsort(group_index.reshape(-1), kind="stable")
+    groups = shapely.multipolygons(polygons[order], indices=group_index.reshape(-1)[order])
+    parts.append(shapely.coverage_union_all(groups.reshape(-1, 1), axis=1))
+    return np.concatenate(parts)
+
+
+def exact_area(scheme: TilingScheme, level: int, blocks: npt.NDArray[np.int64]) -> Any:
+    """One (multi)polygon covering exactly the tiles of disjoint blocks ``(row0, row1, col0,
+    col1)``: the dissolved union of their squares."""
+    import shapely
+
+    return shapely.multipolygons(_exact_parts(scheme, level, blocks))
+
+
+def _joined(outside: Any, holes: npt.NDArray[np.object_]) -> Any:
+    """``outside`` and the polygons of ``holes`` dissolved: only holes meeting ``outside`` are
+    unioned with it, the others (which meet no other hole by an edge) are added as they are."""
+    import shapely
+
+    if not len(holes):
+        return outside
+    if outside is None or outside.is_empty:
+        return shapely.multipolygons(holes)
+    pieces = shapely.get_parts(outside)
+    meeting = np.zeros(len(holes), dtype=np.bool_)
+    meeting[shapely.STRtree(pieces).query(holes, predicate="intersects")[0]] = True
+    merged = shapely.union(outside, shapely.multipolygons(holes[meeting]))
+    return shapely.multipolygons(np.concatenate([shapely.get_parts(merged), holes[~meeting]]))
+
+
 class MissingAreas:
     """Gathers, during a scan, the blocks of the bundle files found and their holes."""
 
@@ -55,57 +267,37 @@ class MissingAreas:
         self.scheme = scheme
         #: Level ID to its :class:`~cachestatus.expected.Expectation`.
         self.expected = expected
-        self._files: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
-        # Per level and kind (HOLE, EXPECTED, PRESENT), the blocks gathered so far.
-        self._parts: dict[int, dict[int, list[npt.NDArray[np.int64]]]] = {
-            lv: {HOLE: [], EXPECTED: [], PRESENT: []} for lv in expected
-        }
+        # Per level, the blocks of the files that hold all their expected tiles, and of the
+        # others (with the holes, or drawn whole for a cover).
+        self._complete: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
+        self._incomplete: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
+        self._holes: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
         self._hole_count: dict[int, int] = dict.fromkeys(expected, 0)
-        self.scattered: set[int] = set()
+        #: Levels whose holes are too many pieces to draw exactly: they get a cover.
+        self.covered: set[int] = set()
 
     def add(self, batch: RowBatch) -> None:
         """Keep the blocks of the files and what they miss, from a batch of rows."""
-        tagged = batch.holes
-        # Mostly empty files (they sent EXPECTED blocks) stay in the expected area: what they
-        # hold is taken out of it block by block instead.
-        sparse = tagged[tagged[:, 1] == EXPECTED]
-        sparse_keys = set(
-            zip(
-                sparse[:, 0].tolist(),
-                (sparse[:, 2] // BUNDLE_SIZE).tolist(),
-                (sparse[:, 4] // BUNDLE_SIZE).tolist(),
-                strict=True,
-            )
+        files = (batch.tiles_expected > 0) & (
+            np.array(batch.state, dtype=object) != BundleState.MISSING.value
         )
-        files = (batch.tiles_expected > 0) & np.array(
-            [
-                state != BundleState.MISSING
-                and (lv, r // BUNDLE_SIZE, c // BUNDLE_SIZE) not in sparse_keys
-                for state, lv, r, c in zip(
-                    batch.state,
-                    batch.level.tolist(),
-                    batch.row.tolist(),
-                    batch.col.tolist(),
-                    strict=True,
-                )
-            ],
-            dtype=np.bool_,
-        )
+        complete = files & (batch.tiles_present >= batch.tiles_expected)
         for level in np.unique(batch.level[files]).tolist():
-            self._files[level].append(batch.tiles[files & (batch.level == level)])
+            mine = batch.level == level
+            self._complete[level].append(batch.tiles[complete & mine])
+            self._incomplete[level].append(batch.tiles[files & ~complete & mine])
+        tagged = batch.holes
         for level in np.unique(tagged[:, 0]).tolist() if len(tagged) else []:
-            if level in self.scattered:
+            if level in self.covered:
                 continue
-            mine = tagged[tagged[:, 0] == level]
-            self._hole_count[level] += len(mine)
-            if (mine[:, 1] == SCATTERED).any() or self._hole_count[level] > MAX_HOLES:
-                self.scattered.add(level)
-                self._parts[level] = {HOLE: [], EXPECTED: [], PRESENT: []}
+            # Rows of a bundle's bit masks merge back into blocks down the rows.
+            blocks = grid.merge_blocks(hole_blocks(tagged[tagged[:, 0] == level])[1])
+            self._hole_count[level] += len(blocks)
+            if self._hole_count[level] > MAX_EXACT_BLOCKS:
+                self.covered.add(level)
+                self._holes[level] = []
                 continue
-            for kind, parts in self._parts[level].items():
-                blocks = mine[mine[:, 1] == kind, 2:]
-                if len(blocks):
-                    parts.append(blocks)
+            self._holes[level].append(blocks)
 
     def _absent_windows(self, level: int, found: BundleSet) -> npt.NDArray[np.int64] | None:
         """Blocks of the expected tiles of the bundles without a file, where an area of interest
@@ -130,10 +322,25 @@ class MissingAreas:
                 blocks.append(cells)
         return np.concatenate(blocks)
 
+    def _outside_files(self, level: int, found: BundleSet) -> Any:
+        """The expected tiles of the bundles without a file, exactly."""
+        import shapely
+
+        absent = self._absent_windows(level, found)
+        if absent is not None:  # the windows of the absent bundles
+            return _union(self.scheme, level, absent)
+        geometry = _union(self.scheme, level, self.expected[level].blocks())
+        files = self._complete[level] + self._incomplete[level]
+        if files:
+            geometry = shapely.difference(
+                geometry, _union(self.scheme, level, np.concatenate(files))
+            )
+        return geometry
+
     def areas(
         self, levels: Sequence[LevelSummary], found: dict[int, BundleSet]
     ) -> tuple[list[MissingArea], list[str]]:
-        """One area per level with missing tiles, and warnings for levels left out.
+        """One area per level with missing tiles, and warnings for levels given a cover.
 
         ``found`` gives, per level, the bundles (row, col) that have a file.
         """
@@ -144,27 +351,27 @@ class MissingAreas:
             missing = summary.tiles_expected - summary.tiles_present
             if missing <= 0:
                 continue
-            if summary.level in self.scattered:
-                warnings.append(
-                    f"level {summary.level}: its {missing:,} missing tiles are scattered in too "
-                    "many pieces; no MissingAreas polygon was made for it"
-                )
-                continue
             level = summary.level
-            parts = self._parts[level]
-            absent = self._absent_windows(level, found.get(level, BundleSet()))
-            if absent is not None:  # the windows of absent bundles and of mostly empty files
-                geometry = _union(self.scheme, level, np.concatenate([absent, *parts[EXPECTED]]))
-            else:  # the expected area less the blocks of mostly built files
-                geometry = _union(self.scheme, level, self.expected[level].blocks())
-                if self._files[level]:
-                    files = _union(self.scheme, level, np.concatenate(self._files[level]))
-                    geometry = shapely.difference(geometry, files)
-            if parts[PRESENT]:  # what mostly empty files hold
-                present = _union(self.scheme, level, np.concatenate(parts[PRESENT]))
-                geometry = shapely.difference(geometry, present)
-            if parts[HOLE]:  # what mostly built files miss
-                holes = _union(self.scheme, level, np.concatenate(parts[HOLE]))
-                geometry = shapely.union(geometry, holes)
-            out.append(MissingArea(level, summary.scale, missing, geometry))
+            outside = self._outside_files(level, found.get(level, BundleSet()))
+            if level in self.covered:
+                incomplete = np.concatenate([np.zeros((0, 4), np.int64), *self._incomplete[level]])
+                geometry = shapely.union(outside, _union(self.scheme, level, incomplete))
+                warnings.append(
+                    f"level {level}: its {missing:,} missing tiles are scattered in more than "
+                    f"{MAX_EXACT_BLOCKS:,} pieces; its MissingAreas polygon covers them with the "
+                    "bundles that miss tiles (exact = 0), and tilesMissing counts them exactly"
+                )
+            else:
+                holes = np.concatenate([np.zeros((0, 4), np.int64), *self._holes[level]])
+                geometry = _joined(outside, _exact_parts(self.scheme, level, holes))
+            out.append(
+                MissingArea(
+                    level,
+                    summary.scale,
+                    missing,
+                    geometry,
+                    exact=level not in self.covered,
+                    outside_files=outside,
+                )
+            )
         return out, warnings

@@ -24,8 +24,8 @@ import numpy as np
 from . import __version__, grid
 from .errors import InvalidAOI, OutputExists, UsageError
 from .formats import CacheReader, open_cache
-from .missing_areas import MissingArea
-from .models import Extent, LevelSummary, StatusReport
+from .missing_areas import MissingArea, hole_blocks
+from .models import Extent, LevelSummary, RowBatch, StatusReport
 from .scan import Progress, Scanner, plan_levels
 from .selection import parse_scales, select_levels
 from .store import JobRecord, StatusWriter, atomic, check_store_path, read_jobs, read_status
@@ -446,7 +446,8 @@ def missing(
         raise UsageError(f"{out}: write missing areas to .geojson, .gpkg or .shp")
     if tiles_path is not None and real(tiles_path) == real(out_path):
         raise UsageError(f"{tiles}: --tiles and --out name the same file")
-    with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
+    with ExitStack() as stack:
+        reader = stack.enter_context(open_cache(cache, format_hint, table=table, scheme=scheme))
         outputs = [(out_path, check_vector_output)]
         if tiles_path is not None:
             outputs.append((tiles_path, check_tile_list))
@@ -464,7 +465,11 @@ def missing(
             area=None if chosen.area is None else chosen.area.geometry,
             only_expected=chosen.area is not None,
         )
-        outcome = scanner.run(lambda batch: None)
+        if tiles_path is None:
+            outcome = scanner.run(lambda batch: None)
+        else:
+            tile_list = stack.enter_context(_TileList(tiles_path, reader))
+            outcome = scanner.run(tile_list.add_holes)
         areas = outcome.missing_areas
         if tiles_path is not None:
             count = sum(a.tiles_missing for a in areas)
@@ -474,7 +479,7 @@ def missing(
                     f"{MAX_TILE_LIST:,}); use the polygons of {out}, or fewer "
                     "levels or a smaller area"
                 )
-            _write_tiles(tiles_path, reader, areas)
+            tile_list.finish(areas)
         temp = out_path.with_name(f".{out_path.stem}.{secrets.token_hex(4)}.tmp{out_path.suffix}")
         geometry = np.array([shapely.to_wkb(a.geometry) for a in areas], dtype=object)
         with _removed_on_failure(temp), catch_warnings():
@@ -488,8 +493,9 @@ def missing(
                     np.array([a.level for a in areas], dtype=np.int32),
                     np.array([a.scale for a in areas], dtype=np.float64),
                     np.array([a.tiles_missing for a in areas], dtype=np.int64),
+                    np.array([a.exact for a in areas], dtype=np.int16),
                 ],
-                ["levelID", "scale", "tilesMissing"],
+                ["levelID", "scale", "tilesMissing", "exact"],
                 layer="MissingAreas",
                 driver=driver,
                 geometry_type="MultiPolygon",
@@ -598,18 +604,51 @@ def _removed_on_failure(temp: Path) -> Iterator[None]:
         raise
 
 
-def _write_tiles(path: Path, reader: CacheReader, areas: Sequence[MissingArea]) -> None:
-    """``z/x/y`` of every tile of the missing areas, written to a temporary file then renamed."""
-    from .expected import AreaExpectation
+class _TileList:
+    """The ``z/x/y`` list of ``missing --tiles``, written to a temporary file renamed into place
+    by :meth:`finish` (removed if anything fails before). Exact whatever the polygons are: the
+    files' holes are written as the scan sends them (:meth:`add_holes`, never all held at once),
+    the tiles of the bundles without a file at the end, from their exact area."""
 
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with _removed_on_failure(temp), open(temp, "w", encoding="ascii") as f:
+    def __init__(self, path: Path, reader: CacheReader) -> None:
+        self.path = path
+        self.scheme = reader.scheme
+        self.temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        self.written = 0
+        self._file: Any = None
+
+    def __enter__(self) -> _TileList:
+        self._file = open(self.temp, "w", encoding="ascii")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+        atomic.remove(self.temp)  # renamed away by finish(), else left over
+
+    def _write(self, level: int, blocks: Any) -> None:
+        for row0, row1, col0, col1 in blocks.tolist():
+            if self.written > MAX_TILE_LIST:
+                return  # too many to list: the count says so once the scan is over
+            for row in range(row0, row1):
+                self._file.writelines(f"{level}/{col}/{row}\n" for col in range(col0, col1))
+            self.written += (row1 - row0) * (col1 - col0)
+
+    def add_holes(self, batch: RowBatch) -> None:
+        """Write the tiles a batch's bundle files miss."""
+        levels, blocks = hole_blocks(batch.holes)
+        for level in np.unique(levels).tolist():
+            self._write(level, blocks[levels == level])
+
+    def finish(self, areas: Sequence[MissingArea]) -> None:
+        """Write the tiles of the bundles without a file, and put the list in place."""
+        from .expected import AreaExpectation
+
         for area in areas:
-            blocks = AreaExpectation(area.level, reader.scheme, area.geometry).blocks()
-            for row0, row1, col0, col1 in blocks.tolist():
-                for row in range(row0, row1):
-                    f.writelines(f"{area.level}/{col}/{row}\n" for col in range(col0, col1))
-    os.replace(temp, path)
+            outside = area.outside_files
+            if outside is not None and not outside.is_empty:
+                self._write(area.level, AreaExpectation(area.level, self.scheme, outside).blocks())
+        self._file.close()
+        os.replace(self.temp, self.path)
 
 
 def _replace_dataset(temp: Path, target: Path) -> None:

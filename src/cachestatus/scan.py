@@ -26,7 +26,7 @@ from .content import shared_blank_tiles
 from .errors import BundleChanging, CorruptBundle, LimitExceeded
 from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import BundleFile, BundleIndex, CacheReader
-from .missing_areas import EXPECTED, HOLE, PRESENT, SCATTERED, MissingArea, MissingAreas
+from .missing_areas import HOLE, ROW_BITS, MissingArea, MissingAreas, row_bits
 from .models import (
     BUNDLE_SIZE,
     LOD,
@@ -54,9 +54,10 @@ PARALLEL_THRESHOLD = 1024
 #: MISSING rows handed to the sink at a time.
 MISSING_BATCH = 10_000
 _FULL = BUNDLE_SIZE * BUNDLE_SIZE
-#: Blocks of missing tiles kept per bundle; beyond, its holes are too scattered to draw.
-MAX_BUNDLE_HOLES = 256
-_SCATTERED = np.array([[SCATTERED, -1, -1, -1, -1]], dtype=np.int64)
+#: Blocks a bundle's holes are sent as, at most; beyond, they go as bit masks of their rows
+#: (at most 128 rows of 128 bits): what a worker sends for a bundle stays small, however
+#: scattered its holes are.
+MAX_BUNDLE_HOLES = 128
 
 
 class Progress(Protocol):
@@ -216,6 +217,10 @@ def evaluate(
     block, mask = plan.expected.window(key)
     expected = block.tiles if mask is None else int(np.count_nonzero(mask))
     if index is None:
+        holes = None
+        if expected:  # nothing could be read: every expected tile is missing, as counted
+            lacking = np.ones((block.row1 - block.row0, block.col1 - block.col0), dtype=np.bool_)
+            holes = _missing_blocks(lacking if mask is None else mask, block)
         return BundleStatus(
             key,
             BundleState.IN_PROGRESS if bundle.locked else BundleState.CORRUPT,
@@ -228,6 +233,7 @@ def evaluate(
             None,
             block if expected else stored_range(key, None),
             error,
+            holes,
         )
     inside = (
         slice(block.row0 - key.row, block.row1 - key.row),
@@ -246,7 +252,8 @@ def evaluate(
         present = 0
     holes = None
     if expected and present < expected:
-        holes = _missing_blocks(window, mask, block, present, expected)
+        lacking = window == 0
+        holes = _missing_blocks(lacking if mask is None else lacking & mask, block)
     return BundleStatus(
         key,
         classify(expected, present, bundle.locked),
@@ -264,35 +271,15 @@ def evaluate(
     )
 
 
-def _missing_blocks(
-    window: npt.NDArray[np.unsignedinteger[Any]],
-    mask: npt.NDArray[np.bool_] | None,
-    block: TileRange,
-    present: int,
-    expected: int,
-) -> npt.NDArray[np.int64]:
-    """What a partial bundle misses, as few blocks as possible, each row tagged (see
-    :class:`~cachestatus.missing_areas.MissingAreas`): the blocks of its missing tiles
-    (``HOLE``); or, where fewer tiles are present than missing, the blocks of its expected tiles
-    (``EXPECTED``) and of its present ones (``PRESENT``); or one ``SCATTERED`` row when they are
-    too many."""
-    stored = window != 0
-    if 2 * present >= expected:
-        lacking = ~stored if mask is None else ~stored & mask
-        parts = [(HOLE, grid.mask_blocks(lacking, block.row0, block.col0, 4 * MAX_BUNDLE_HOLES))]
-    else:
-        have = stored if mask is None else stored & mask
-        whole = np.array([block], dtype=np.int64)
-        expected_blocks = whole if mask is None else grid.mask_blocks(mask, block.row0, block.col0)
-        parts = [
-            (EXPECTED, expected_blocks),
-            (PRESENT, grid.mask_blocks(have, block.row0, block.col0, 4 * MAX_BUNDLE_HOLES)),
-        ]
-    if any(b is None or len(b) > MAX_BUNDLE_HOLES for _, b in parts):
-        return _SCATTERED
-    return np.concatenate(
-        [np.column_stack([np.full(len(b), kind), b]) for kind, b in parts if b is not None]
-    ).astype(np.int64)
+def _missing_blocks(lacking: npt.NDArray[np.bool_], block: TileRange) -> npt.NDArray[np.int64]:
+    """What a bundle misses (``lacking``, over its block of expected tiles), exactly, as tagged
+    rows (see :mod:`~cachestatus.missing_areas`): few blocks (``HOLE``) where they can be, else
+    bit masks of the rows (``ROW_BITS``) where its holes are scattered."""
+    blocks = grid.mask_blocks(lacking, block.row0, block.col0, 4 * MAX_BUNDLE_HOLES)
+    if blocks is not None and len(blocks) <= MAX_BUNDLE_HOLES:
+        return np.column_stack([np.full(len(blocks), HOLE), blocks]).astype(np.int64)
+    rows = row_bits(lacking, block.row0, block.col0)
+    return np.column_stack([np.full(len(rows), ROW_BITS), rows]).astype(np.int64)
 
 
 def blank_tiles(

@@ -56,10 +56,13 @@ LEVEL_FIELDS: Final = (
     ("tilesBlank", "int64"),
 )
 
+#: ``exact`` is 1 where the polygon is exactly the missing tiles, 0 where it is a cover holding
+#: them all (and more); a small integer, as FileGDB readers before GDAL 3.9 have no boolean.
 MISSING_FIELDS: Final = (
     ("levelID", "int32"),
     ("scale", "float64"),
     ("tilesMissing", "int64"),
+    ("exact", "int16"),
 )
 
 JOB_FIELDS: Final = (

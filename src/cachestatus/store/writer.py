@@ -323,6 +323,7 @@ class StatusWriter:
             [area.level for area in missing],
             [area.scale for area in missing],
             [area.tiles_missing for area in missing],
+            [int(area.exact) for area in missing],
         ]
         data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, MISSING_FIELDS, strict=True)]
         self._write(MISSING_AREAS, geometry, MISSING_FIELDS, data, append=False, spatial=True)
