@@ -481,3 +481,18 @@ def test_a_full_disk_fails_cleanly_and_keeps_the_previous_status(big_cache, tmp_
     first = json.loads((tmp_path / "first.json").read_text())
     after = json.loads((tmp_path / "after.json").read_text())
     assert after["job_id"] == first["job_id"] and after["levels"] == first["levels"]
+
+
+@pytest.mark.parametrize("text", ["", "[1, 2]", '{"pid": "x"}', "not json", '{"token": 5}'])
+def test_a_lock_file_naming_no_owner_is_respected_until_it_is_old(work, text):
+    """A lock file cut short or written by something else: a run may be writing its name in
+    this very moment, so it is respected for a while, then taken over."""
+    cache = work["v2"]
+    lock = lock_path(cache / "Status.gdb")
+    lock.write_text(text)
+    _refused(_cli("rebuild", cache), "is being written by another run")
+    old = time.time() - 4 * store_lock.REFRESH_EVERY - 5
+    os.utime(lock, (old, old))
+    done = _cli("rebuild", cache)
+    assert done.returncode == 0, done.stderr
+    assert not lock.exists()

@@ -275,7 +275,7 @@ def _missing_blocks(lacking: npt.NDArray[np.bool_], block: TileRange) -> npt.NDA
     """What a bundle misses (``lacking``, over its block of expected tiles), exactly, as tagged
     rows (see :mod:`~cachestatus.missing_areas`): few blocks (``HOLE``) where they can be, else
     bit masks of the rows (``ROW_BITS``) where its holes are scattered."""
-    blocks = grid.mask_blocks(lacking, block.row0, block.col0, 4 * MAX_BUNDLE_HOLES)
+    blocks = grid.mask_blocks(lacking, block.row0, block.col0, MAX_BUNDLE_HOLES)
     if blocks is not None and len(blocks) <= MAX_BUNDLE_HOLES:
         return np.column_stack([np.full(len(blocks), HOLE), blocks]).astype(np.int64)
     rows = row_bits(lacking, block.row0, block.col0)

@@ -109,9 +109,28 @@ class LockOwner:
         """The owner a lock file names, or ``None`` for a file that names none."""
         try:
             data = json.loads(text)
-            return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
-        except (ValueError, TypeError):
+        except ValueError:
             return None
+        if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+            return None
+
+        def named(key: str) -> str:
+            return str(data.get(key, "?"))
+
+        def maybe(key: str) -> str | None:
+            return None if data.get(key) is None else str(data[key])
+
+        return cls(
+            token=named("token"),
+            pid=int(data["pid"]),
+            host=named("host"),
+            user=named("user"),
+            started=named("started"),
+            command=named("command"),
+            boot_id=maybe("boot_id"),
+            pid_namespace=maybe("pid_namespace"),
+            process_start=maybe("process_start"),
+        )
 
     def describe(self) -> str:
         """``pid 123 of root on host web1, since 2026-11-30T10:00:00Z (rebuild)``."""
