@@ -19,7 +19,7 @@ from pyogrio.raw import read
 from cachestatus import operations
 from tests.helpers import synthetic_cache
 
-SIDE = 64  # 4,096 bundles: about two seconds of scanning in two workers
+SIDE = 110  # 12,100 bundles: about two seconds of a rebuild in two workers here
 
 
 @pytest.fixture(scope="module")
