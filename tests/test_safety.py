@@ -496,3 +496,89 @@ def test_a_lock_file_naming_no_owner_is_respected_until_it_is_old(work, text):
     done = _cli("rebuild", cache)
     assert done.returncode == 0, done.stderr
     assert not lock.exists()
+
+
+def test_folders_linked_into_the_cache_are_the_cache_too(work, tmp_path):
+    """The scan follows a linked _alllayers (a cache's levels kept on another disk): nothing is
+    written there either."""
+    cache = work["v2"]
+    elsewhere = tmp_path / "disk2"
+    elsewhere.mkdir()
+    (cache / "_alllayers").rename(elsewhere / "tiles")
+    (cache / "_alllayers").symlink_to(elsewhere / "tiles")
+    before = _snapshot(elsewhere)
+    level = next((elsewhere / "tiles").iterdir())
+    _refused(_cli("rebuild", cache, "--status", level / "s.gdb"), "inside the cache")
+    _refused(_cli("report", cache, "--out", level, "--levels", "1"), "inside the cache")
+    _refused(_cli("missing", cache, "--levels", "0-1", "--out", level / "m.geojson"), "inside")
+    assert _snapshot(elsewhere) == before
+
+
+def test_the_files_of_someone_elses_shapefile_are_left_alone(work, tmp_path):
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    for ext in (".dbf", ".shx", ".prj"):
+        (folder / f"user{ext}").write_bytes(b"theirs")
+    before = _snapshot(folder)
+    _refused(_cli("missing", work["v2"], "--levels", "0-1", "--out", folder / "user.shp"), "user")
+    assert _snapshot(folder) == before
+
+
+def test_a_store_written_for_another_cache_of_the_same_name_is_left_alone(work, tmp_path):
+    """t.mbtiles and t.gpkg share the default name t.Status.gdb: the second is refused."""
+    import shutil
+
+    gpkg = work["gpkg"]
+    mbtiles = shutil.copy(
+        Path(__file__).parent / "data" / "realworld" / "mbtiles" / "02.mbtile",
+        gpkg.with_suffix(".mbtiles"),
+    )
+    assert _cli("rebuild", gpkg).returncode == 0
+    store = gpkg.with_name(f"{gpkg.stem}.Status.gdb")
+    before = _snapshot(store)
+    _refused(_cli("rebuild", mbtiles), "holds the status of another cache", str(gpkg))
+    _refused(_cli("delete", mbtiles), "holds the status of another cache")
+    assert _snapshot(store) == before
+    # A cache moved since: its old status is this one's to replace.
+    moved = gpkg.rename(gpkg.with_name("moved.gpkg"))
+    assert _cli("rebuild", mbtiles).returncode == 0
+    del moved
+
+
+def test_a_task_status_layer_beside_a_file_cache_is_not_arcgis(work):
+    """ArcGIS writes Status.gdb beside conf.xml only: beside a GeoPackage, a geodatabase with a
+    TaskStatus layer is a user's."""
+    cache = work["gpkg"]
+    store = cache.with_name(f"{cache.stem}.Status.gdb")
+    geometry = np.array([shapely.to_wkb(shapely.box(0, 0, 1, 1))], dtype=object)
+    write(
+        str(store),
+        geometry,
+        [np.array(["x"], dtype=object)],
+        ["owner"],
+        layer="TaskStatus",
+        driver="OpenFileGDB",
+        geometry_type="Polygon",
+        crs="EPSG:3857",
+    )
+    before = _snapshot(store)
+    _refused(_cli("rebuild", cache), "not a cachestatus status store")
+    _refused(_cli("delete", cache), "not a cachestatus status store")
+    assert _snapshot(store) == before
+
+
+def test_an_output_folder_that_does_not_exist_is_told_before_the_scan(work, tmp_path):
+    _refused(_cli("missing", work["v2"], "--out", tmp_path / "nodir" / "m.geojson"), "nodir")
+    _refused(
+        _cli(
+            "missing", work["v2"], "--out", tmp_path / "m.geojson", "--tiles", tmp_path / "no" / "t"
+        ),
+        "does not exist",
+    )
+
+
+def test_a_shapefile_name_with_glob_characters_is_written(work, tmp_path):
+    out = tmp_path / "a[1].shp"
+    done = _cli("missing", work["v2"], "--levels", "0-1", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

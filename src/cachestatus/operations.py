@@ -86,7 +86,15 @@ def _default_stores(reader: CacheReader) -> list[Path]:
 def _claim(reader: CacheReader, target: Path, command: str) -> AbstractContextManager[StoreLock]:
     """The store at ``target``, checked and locked for writing or deleting (see
     :func:`cachestatus.store.guard.claim`)."""
-    return claim(target, reader.root, defaults=_default_stores(reader), command=command)
+    from .formats.arcgis_folder import ArcGISFolderCache
+
+    return claim(
+        target,
+        reader.root,
+        defaults=_default_stores(reader),
+        command=command,
+        arcgis_defaults=isinstance(reader, ArcGISFolderCache),  # ArcGIS writes Status.gdb there
+    )
 
 
 def _recovered(target: Path) -> None:
@@ -453,6 +461,8 @@ def missing(
             outputs.append((tiles_path, check_tile_list))
         for path, ours in outputs:
             check_outside_cache(path, reader.root)
+            if not path.parent.is_dir():
+                raise UsageError(f"{path}: its folder {path.parent} does not exist")
             if ours(path) and not overwrite:
                 raise OutputExists(f"{path}: exists; add --overwrite to replace it")
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
@@ -654,7 +664,7 @@ class _TileList:
 def _replace_dataset(temp: Path, target: Path) -> None:
     """Move a written vector file (and a Shapefile's sidecar files) onto ``target``."""
     if target.suffix.lower() == ".shp":
-        for sidecar in temp.parent.glob(f"{temp.stem}.*"):
+        for sidecar in temp.parent.glob(f"{glob.escape(temp.stem)}.*"):
             os.replace(sidecar, target.with_suffix(sidecar.suffix))
     else:
         os.replace(temp, target)

@@ -38,8 +38,45 @@ def real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
+#: Folders of a cache looked into for links to folders kept elsewhere: those with at most this
+#: many entries (the cache folder, ``_alllayers``, a tile folder's zoom folders).
+_LINK_SCAN_ENTRIES = 4096
+
+
+def cache_places(cache_root: Path) -> list[Path]:
+    """The cache's own places: its folder (or file), and the folders that links inside it lead
+    to (an ``_alllayers`` or a level folder kept on another disk), at the first two depths."""
+    places = [real(cache_root)]
+    if not cache_root.is_dir():
+        return places
+    folders = [cache_root]
+    for depth in range(2):
+        found = []
+        for folder in folders:
+            try:
+                with os.scandir(folder) as it:
+                    entries = [e for _, e in zip(range(_LINK_SCAN_ENTRIES + 1), it, strict=False)]
+            except OSError:
+                continue
+            if len(entries) > _LINK_SCAN_ENTRIES:
+                continue
+            for entry in entries:
+                try:
+                    if not entry.is_dir():
+                        continue
+                    if entry.is_symlink():
+                        places.append(real(Path(entry.path)))
+                    if depth == 0:
+                        found.append(Path(entry.path))
+                except OSError:
+                    continue
+        folders = found
+    return places
+
+
 def check_outside_cache(path: Path, cache_root: Path, allowed: Iterable[Path] = ()) -> None:
-    """Refuse ``path`` when it is the cache, lies inside it or holds it.
+    """Refuse ``path`` when it is the cache, lies inside it or holds it, links included (see
+    :func:`cache_places`).
 
     Args:
         path: what a run would write or delete.
@@ -50,21 +87,22 @@ def check_outside_cache(path: Path, cache_root: Path, allowed: Iterable[Path] = 
     Raises:
         NotOurs: with the path and the reason.
     """
-    where, root = real(path), real(cache_root)
+    where = real(path)
     if where in {real(p) for p in allowed}:
         return
-    if where == root:
-        raise NotOurs(f"{path}: is the cache itself; write the output somewhere else")
-    if where.is_relative_to(root):
-        raise NotOurs(
-            f"{path}: lies inside the cache {cache_root}, which is never written; write the "
-            "output somewhere else"
-        )
-    if root.is_relative_to(where):
-        raise NotOurs(
-            f"{path}: holds the cache {cache_root}; replacing or deleting it would lose the "
-            "cache; write the output somewhere else"
-        )
+    for root in cache_places(cache_root):
+        if where == root:
+            raise NotOurs(f"{path}: is the cache itself; write the output somewhere else")
+        if where.is_relative_to(root):
+            raise NotOurs(
+                f"{path}: lies inside the cache {cache_root}, which is never written; write the "
+                "output somewhere else"
+            )
+        if root.is_relative_to(where):
+            raise NotOurs(
+                f"{path}: holds the cache {cache_root}; replacing or deleting it would lose the "
+                "cache; write the output somewhere else"
+            )
 
 
 def _refuse_link(path: Path) -> None:
@@ -116,7 +154,29 @@ def store_tables(path: Path) -> tuple[set[str], set[str]]:
         ) from None
 
 
-def check_store(path: Path, *, arcgis_allowed: bool = False) -> bool:
+def _other_cache(path: Path, cache_root: Path) -> str | None:
+    """The cache the store at ``path`` was last written for, when it is another one that still
+    exists (a cache moved or renamed since is not another one)."""
+    from .reader import read_jobs
+
+    try:
+        jobs = read_jobs(path)
+    except Exception:  # a store whose history cannot be read: nothing to compare with
+        return None
+    if not jobs:
+        return None
+    recorded = Path(jobs[-1].cache_path)
+    if not recorded.is_absolute() or not os.path.exists(recorded):
+        return None
+    there, here = real(recorded), real(cache_root)
+    if there == here or there.is_relative_to(here) or here.is_relative_to(there):
+        return None
+    return str(recorded)
+
+
+def check_store(
+    path: Path, *, arcgis_allowed: bool = False, cache_root: Path | None = None
+) -> bool:
     """Whether a status store exists at ``path``; raise unless it is one cachestatus may replace
     or delete.
 
@@ -140,6 +200,12 @@ def check_store(path: Path, *, arcgis_allowed: bool = False) -> bool:
             "choose another path for the status"
         )
     if JOBS in tables and job_fields >= _JOB_FIELD_NAMES:
+        other = None if cache_root is None else _other_cache(path, cache_root)
+        if other is not None:
+            raise NotOurs(
+                f"{path}: holds the status of another cache, {other}; it is left alone: give "
+                "this cache's status another path (--status)"
+            )
         return True
     if arcgis_allowed and TASK_STATUS in tables:
         return True
@@ -166,11 +232,13 @@ def check_vector_output(path: Path) -> bool:
     Raises:
         NotOurs: the file holds something else.
     """
+    shapefile = path.suffix.lower() == ".shp"  # field names cut to 10 characters
     if not _existing_file(path):
+        if shapefile:
+            _refuse_foreign_sidecars(path)
         return False
     from pyogrio import list_layers, read_info
 
-    shapefile = path.suffix.lower() == ".shp"  # field names cut to 10 characters
     wanted = {name[:10] if shapefile else name for name, _ in MISSING_FIELDS}
     core = {name[:10] if shapefile else name for name in ("levelID", "tilesMissing")}
     try:
@@ -188,6 +256,25 @@ def check_vector_output(path: Path) -> bool:
             "left alone: choose another --out"
         )
     return True
+
+
+#: The files of a Shapefile beside its ``.shp``.
+SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".qpj")
+
+
+def _refuse_foreign_sidecars(path: Path) -> None:
+    """A Shapefile to be written where no ``.shp`` is: its other files must not be there either
+    (they belong to someone's Shapefile, or to a broken one)."""
+    found = [
+        path.with_suffix(ext)
+        for ext in SHAPEFILE_SIDECARS
+        if os.path.lexists(path.with_suffix(ext))
+    ]
+    if found:
+        raise NotOurs(
+            f"{path}: {found[0].name} is already there, without {path.name}; it belongs to "
+            "another Shapefile and is left alone: choose another --out"
+        )
 
 
 def check_tile_list(path: Path) -> bool:
@@ -214,15 +301,20 @@ def check_tile_list(path: Path) -> bool:
 
 @contextmanager
 def claim(
-    target: Path, cache_root: Path, *, defaults: Iterable[Path] = (), command: str
+    target: Path,
+    cache_root: Path,
+    *,
+    defaults: Iterable[Path] = (),
+    command: str,
+    arcgis_defaults: bool = False,
 ) -> Iterator[StoreLock]:
     """Make ``target`` ours to write or delete, for the time of a ``with`` block.
 
     In order, before any work: the path is outside the cache (``defaults``, the cache's default
     status stores, excepted); its folder exists or is made; the store's lock is taken (which
     tells a read-only folder at once); leftovers of abandoned runs are cleared; and what is at
-    ``target``, if anything, is a store cachestatus may replace (at a default place, ArcGIS's
-    own status store too).
+    ``target``, if anything, is a store cachestatus may replace, written for this cache (with
+    ``arcgis_defaults``, at a default place beside ``conf.xml``, ArcGIS's own status store too).
 
     Raises:
         NotOurs: the path is, holds or lies in the cache, or holds something else.
@@ -240,5 +332,9 @@ def claim(
         ) from None
     with StoreLock(target, command) as lock:
         atomic.recover(target)
-        check_store(target, arcgis_allowed=real(target) in defaults)
+        check_store(
+            target,
+            arcgis_allowed=arcgis_defaults and real(target) in defaults,
+            cache_root=cache_root,
+        )
         yield lock
