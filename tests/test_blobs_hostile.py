@@ -86,6 +86,23 @@ def test_a_174_byte_archive_of_2_to_the_40_tiles_is_counted_by_arithmetic(tmp_pa
         assert bundles == max(1, 4**z // 128**2)
 
 
+def test_runs_over_deep_zooms_cost_what_the_archive_holds_not_what_they_claim(tmp_path):
+    """The same entry with zooms 0-31 declared: its runs cover 4**19 / 16,384 bundles at zoom 19
+    and more below. A row per such bundle would take hours for 150 bytes: zooms whose runs cover
+    more bundles than 65,536 (or one per directory entry) are one problem each, and the zooms
+    above are counted as before."""
+    root = serialize_directory([Entry(0, 0, 10, 2**40)])
+    archive = _pmtiles(tmp_path / "deep.pmtiles", root, zooms=(0, 31))
+    result = _cli("rebuild", archive, "--status", tmp_path / "s.gdb", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    rows = _level_rows(result)
+    for z in range(16):
+        assert rows[z][2] == 4**z  # counted as runs
+    for z in range(16, 21):
+        assert f"L{z:02d}: too-many-bundles" in result.stderr
+        assert rows[z][0] == 0
+
+
 def test_runs_crossing_levels_and_bundles_count_exactly(tmp_path):
     """Runs starting and ending inside bundles, crossing zoom boundaries, below and above
     zoom 7: present tiles per zoom are the runs' overlaps with each zoom's IDs."""

@@ -90,6 +90,10 @@ TILE_FORMATS = {1: "PBF", 2: "PNG", 3: "JPEG", 4: "WEBP", 5: "AVIF"}
 #: Offsets and lengths from 2**63 up lie past any file (and past numpy's int64).
 LARGEST = 2**63
 #: The deepest zoom tile IDs can address in 64 bits.
+#: Virtual bundles the runs of one zoom may cover beyond one per directory entry (every bundle of
+#: zoom 15). Beyond, the zoom is a problem, not listed: each listed bundle is a row of the status,
+#: and the time of a scan must grow with what the archive holds, not with what its runs claim.
+MAX_RUN_BUNDLES = 2**16
 MAX_ZOOM = 31
 #: Tile IDs of all zooms 0-31: no tile ID (nor the end of a run) lies beyond.
 LAST_TILE_ID = (4 ** (MAX_ZOOM + 1) - 1) // 3
@@ -768,8 +772,18 @@ class PMTilesCache(SingleFileCache):
 
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
         """Virtual bundles holding tiles, in the order of the Hilbert curve; bundles whose leaf
-        directory is broken first."""
+        directory is broken first. A level whose runs cover more than :data:`MAX_RUN_BUNDLES`
+        bundles is one problem, not listed: a few bytes of runs must not buy hours of rows."""
         runs = self._zoom(level)
+        if _too_many(runs):
+            yield Problem(
+                f"L{level:02d}",
+                "too-many-bundles",
+                f"the runs of zoom {level} cover {runs.count():,} bundles, more than the "
+                f"{MAX_RUN_BUNDLES:,} (or one per directory entry) a zoom is scanned for; it is "
+                "left out (a damaged or crafted directory?)",
+            )
+            return
         for key in runs.broken:
             yield BundleFile(key, f"{self.path}#{key.label}")
         for key in runs.bundles():
@@ -779,6 +793,8 @@ class PMTilesCache(SingleFileCache):
     def count_bundles(self, level: int) -> int:
         """From the runs, without listing them."""
         runs = self._zoom(level)
+        if _too_many(runs):
+            return 0
         return runs.count() + len(runs.broken)
 
     def _tiles(self, key: BundleKey) -> npt.NDArray[np.int64]:
@@ -822,3 +838,8 @@ class PMTilesCache(SingleFileCache):
                 yield StoredTile(row, col, data, damage)
         finally:
             os.close(fd)
+
+
+def _too_many(runs: ZoomRuns) -> bool:
+    """Whether a zoom's runs cover more bundles than its directory entries can honestly make."""
+    return runs.count() > max(MAX_RUN_BUNDLES, len(runs.start))
