@@ -283,3 +283,20 @@ def test_an_area_of_too_many_rows_leaves_the_level_out(deep_cache, tmp_path):
     kept = [lv.level for lv in report.levels]
     assert kept and max(kept) < 20
     assert any("tile rows" in w or "bundles" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize(
+    ("origin", "resolution"), [((-20037508.34, 20037508.34), 1e-300), ((1e308, 1e308), 1.0)]
+)
+def test_tile_positions_that_cannot_be_counted_exit_2_before_the_scan(tmp_path, origin, resolution):
+    """Tiny but positive resolutions, or a far origin: tile positions beyond 2**62 (or
+    infinite) are a usage error before any work, not an OverflowError or a failed write."""
+    lods = [(lv, resolution * 96 / 0.0254 / 2**lv, resolution / 2**lv) for lv in range(3)]
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / "conf.xml").write_text(conf_xml(lods, origin=origin))
+    (cache / "conf.cdi").write_text(conf_cdi((-1.0, -1.0, 1.0, 1.0)))
+    done = _cli("rebuild", cache, "--status", tmp_path / "s.gdb")
+    assert done.returncode == 2, done.stderr
+    assert "cannot be counted" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "s.gdb").exists()

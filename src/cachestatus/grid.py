@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidCacheConfig, UsageError
+from .errors import InvalidCacheConfig, LimitExceeded, UsageError
 from .models import BUNDLE_SIZE, BundleKey, Extent, Tile, TileRange, TilingScheme
 
 #: Tolerance, in tiles, when snapping a coordinate onto a tile edge.
@@ -45,12 +45,25 @@ def tile_span(scheme: TilingScheme, level: int) -> tuple[float, float]:
     return w, h
 
 
+#: Tile positions beyond this are not counted (and are not exact in map coordinates).
+_MAX_POSITION = 2.0**62
+
+
+def _position(v: float) -> float:
+    if not math.isfinite(v) or abs(v) > _MAX_POSITION:
+        raise LimitExceeded(
+            f"a tile position of {v!r} cannot be counted: the level's tiles are too small for "
+            "its extent (check its scale and resolution)"
+        )
+    return v
+
+
 def _floor(v: float) -> int:
-    return math.floor(v + _snap(v))
+    return math.floor(_position(v) + _snap(v))
 
 
 def _ceil(v: float) -> int:
-    return math.ceil(v - _snap(v))
+    return math.ceil(_position(v) - _snap(v))
 
 
 def tile_at(scheme: TilingScheme, level: int, x: float, y: float) -> Tile:
