@@ -402,3 +402,27 @@ def test_geopackage_tiles_with_bad_addresses_are_listed(tmp_path):
     for shown in ["zoom_level 5", "zoom_level 'z'", "tile_column -3", "tile_row 1099511627776"]:
         assert shown in result.stderr, shown
     assert "tile_column 'c'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "length(printf('%.*c', 2000000000 + n, 'x'))",
+        "length(randomblob(900000000))",
+        "length(replace(zeroblob(1000000), x'00', zeroblob(1000)))",
+    ],
+)
+def test_a_view_calling_a_costly_function_is_refused_at_once(tmp_path, call):
+    """One call of such a function takes seconds inside SQLite, between two steps, where
+    neither the step budget nor Ctrl-C acts: a view may call only cheap functions."""
+    sql = (
+        "WITH RECURSIVE r(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM r WHERE n < 30) "
+        f"SELECT {call} AS zoom_level, 0 AS tile_column, 0 AS tile_row, x'00' AS tile_data FROM r"
+    )
+    path = mbtiles(tmp_path / "costly.mbtiles", tiles_sql=sql)
+    started = time.monotonic()
+    result = cli("rebuild", path)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 2, result.stderr
+    assert "not authorized to use function" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

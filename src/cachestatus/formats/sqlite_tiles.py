@@ -189,6 +189,10 @@ class TileDatabase(sqlite3.Connection):
         self._watch = _Watch(-(-self.budget // PROGRESS_STEPS))
         self.set_progress_handler(self._watch, PROGRESS_STEPS)
         self.execute("PRAGMA trusted_schema = OFF")
+        # One call of some functions (printf of a huge width, randomblob, replace) can take
+        # seconds inside SQLite, between two steps, where neither the budget nor Ctrl-C acts:
+        # a view of the file may call only cheap ones.
+        self.set_authorizer(_only_cheap_functions)
         longest = self.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
         self.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, min(longest, max(MIN_LENGTH, size)))
 
@@ -245,6 +249,26 @@ def _regular_header(path: Path) -> bytes:
 
 def _in_wal_mode(header: bytes) -> bool:
     return len(header) > _WRITE_VERSION and header[_WRITE_VERSION] == _WAL
+
+
+#: The SQL functions a query over a cache may call: cheap ones, linear in their arguments. The
+#: readers' own queries use some of them; views written by other programs rarely need others.
+CHEAP_FUNCTIONS = frozenset(
+    {
+        "abs", "avg", "coalesce", "count", "hex", "ifnull", "iif", "instr", "length", "lower",
+        "max", "min", "nullif", "quote", "round", "substr", "substring", "sum", "total", "trim",
+        "ltrim", "rtrim", "typeof", "upper", "unicode", "likely", "unlikely",
+    }
+)  # fmt: skip
+
+
+def _only_cheap_functions(
+    action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
+) -> int:
+    """SQLite's authorizer: a function outside :data:`CHEAP_FUNCTIONS` is refused."""
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in CHEAP_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def open_read_only(path: Path) -> TileDatabase:
