@@ -56,6 +56,18 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _start_rebuild(big: Path, status: Path) -> subprocess.Popen[str]:
+    """``cachestatus rebuild`` of ``big`` in two workers, in a session of its own."""
+    args = ["rebuild", str(big), "--status", str(status), "--workers", "2"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "cachestatus.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture(scope="module")
 def rebuilt(big, tmp_path_factory) -> tuple[Path, list[tuple]]:
     status = tmp_path_factory.mktemp("status") / "Status.gdb"
@@ -74,23 +86,7 @@ def rebuilt(big, tmp_path_factory) -> tuple[Path, list[tuple]]:
 @pytest.mark.parametrize("when", [0.15, 0.3, "workers", 0.6, 0.8])
 def test_an_interrupt_ends_a_rebuild_with_one_line(big, rebuilt, signum, when):
     status, rows_before = rebuilt
-    run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cachestatus.cli",
-            "rebuild",
-            str(big),
-            "--status",
-            str(status),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    run = _start_rebuild(big, status)
     try:
         if when == "workers":  # the moment the first worker exists
             deadline = time.monotonic() + 30
@@ -128,23 +124,7 @@ def test_ctrl_c_reaches_the_whole_group_and_nothing_is_left(big, rebuilt):
     """A terminal's Ctrl-C signals every process of the group: the workers leave it to the run."""
     status, rows_before = rebuilt
     for delay in (0.35, 0.6):
-        run = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cachestatus.cli",
-                "rebuild",
-                str(big),
-                "--status",
-                str(status),
-                "--workers",
-                "2",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        run = _start_rebuild(big, status)
         try:
             time.sleep(delay)
             os.killpg(run.pid, signal.SIGINT)
