@@ -45,6 +45,9 @@ def tile_span(scheme: TilingScheme, level: int) -> tuple[float, float]:
     return w, h
 
 
+#: The deepest zoom of the grids whose levels are zooms (XYZ/TMS folders, PMTiles, Web Mercator):
+#: 2**31 tiles a side, the most a status's 32-bit rows and columns hold.
+MAX_ZOOM = 31
 #: Tile positions beyond this are not counted (and are not exact in map coordinates).
 _MAX_POSITION = 2.0**62
 

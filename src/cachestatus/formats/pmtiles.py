@@ -50,6 +50,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
 from .arcgis_conf import CONFIG_CAP
@@ -94,7 +95,7 @@ LARGEST = 2**63
 #: zoom 15). Beyond, the zoom is a problem, not listed: each listed bundle is a row of the status,
 #: and the time of a scan must grow with what the archive holds, not with what its runs claim.
 MAX_RUN_BUNDLES = 2**16
-MAX_ZOOM = 31
+MAX_ZOOM = grid.MAX_ZOOM
 #: Tile IDs of all zooms 0-31: no tile ID (nor the end of a run) lies beyond.
 LAST_TILE_ID = (4 ** (MAX_ZOOM + 1) - 1) // 3
 #: Zooms below this are smaller than one bundle (2**7 = 128 tiles a side).

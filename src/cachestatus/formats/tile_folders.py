@@ -77,9 +77,8 @@ _ROW_DIR = re.compile(r"^R([0-9a-fA-F]{8})$")
 #: A name that ends like a tile file and is not hidden: reported when it does not parse as a
 #: tile. (``re.ASCII``: only ASCII letters fold case, as in every name pattern here.)
 _TILE_LIKE = re.compile(rf"^[^.\n][^\n]*\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE | re.ASCII)
-#: The deepest zoom of an XYZ/TMS folder: its 2**zoom rows and columns must stay below
-#: :data:`GRID_LIMIT` (as in PMTiles).
-MAX_ZOOM = 31
+#: The deepest zoom of an XYZ/TMS folder (as in PMTiles).
+MAX_ZOOM = grid.MAX_ZOOM
 #: The largest tile file read whole (``verify``, ``--blank``); a larger one is damage, not read.
 MAX_TILE_BYTES = 64 * 2**20
 #: A number parsed from a name that does not fit in 64 bits: off every grid.
