@@ -26,13 +26,14 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.timing import alternate, compile_package, median, runs
+from benchmarks.timing import alternate, compare_trees, compile_package, median, runs
 
 
 def tile_set(count: int) -> list[tuple[int, int, int]]:
@@ -163,6 +164,11 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src folder of another cachestatus tree to time against this one",
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
@@ -174,7 +180,7 @@ def main() -> int:
         print("sqlite3 command line not found: apt-get install sqlite3")
         return 1
     sizes = [int(n) for n in str(args.tiles).split(",")]
-    medians = [run_size(work, n, args.repeat, sqlite) for n in sizes]
+    medians = [run_size(work, n, args.repeat, sqlite, args.baseline) for n in sizes]
     if len(sizes) == 2:
         # The extra time from the smaller cache to the larger one: the cost per tile, without
         # the fixed cost of starting a Python process, importing GDAL and writing the store.
@@ -186,8 +192,16 @@ def main() -> int:
     return 0
 
 
-def run_size(work: Path, count: int, repeat: int, sqlite: str) -> list[tuple[float, float]]:
-    """Both comparisons on caches of ``count`` tiles: (floor, rebuild) medians of each."""
+def tagged(rebuild: list[str]) -> Callable[[str], list[str]]:
+    """A rebuild command whose status store (its last argument) is named after a tag."""
+    return lambda tag: [*rebuild[:-1], rebuild[-1].replace(".gdb", f"-{tag}.gdb")]
+
+
+def run_size(
+    work: Path, count: int, repeat: int, sqlite: str, baseline: Path | None = None
+) -> list[tuple[float, float]]:
+    """Both comparisons on caches of ``count`` tiles: (floor, rebuild) medians of each; with
+    ``baseline``, each rebuild also timed against that source tree's."""
     tiles = tile_set(count)
     mbtiles = work / f"formats-{count}.mbtiles"
     folder = work / f"formats-{count}-xyz"
@@ -208,6 +222,8 @@ def run_size(work: Path, count: int, repeat: int, sqlite: str) -> list[tuple[flo
         print(f"rebuild {name:<15} median {median(b):.3f} s   runs {runs(b)}")
         print(f"ratio {name:<17} {median(b) / median(a):.2f}   (bar: <= 1.5)")
         found.append((median(a), median(b)))
+        if baseline is not None:
+            compare_trees(name, baseline, tagged(ours), repeat)
     for name, tree in (("XYZ folder", folder), ("exploded", exploded)):
         find = ["sh", "-c", f"find '{tree}' -type f | wc -l"]
         ours = [*cli, str(tree), "--status", str(work / f"formats-{tree.name}.gdb")]
@@ -216,6 +232,8 @@ def run_size(work: Path, count: int, repeat: int, sqlite: str) -> list[tuple[flo
         print(f"rebuild {name:<15} median {median(d):.3f} s   runs {runs(d)}")
         print(f"ratio {name:<17} {median(d) / median(c):.2f}   (bar: <= 1.5)")
         found.append((median(c), median(d)))
+        if baseline is not None:
+            compare_trees(name, baseline, tagged(ours), repeat)
     return found
 
 

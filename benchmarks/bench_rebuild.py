@@ -18,7 +18,6 @@ its ``src`` folder, e.g. the main branch's), alternately with this one, and the 
 from __future__ import annotations
 
 import argparse
-import compileall
 import math
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, synthetic_cache, write_conf
 
-from benchmarks.timing import alternate, compile_package, median, runs
+from benchmarks.timing import alternate, compare_trees, compile_package, median, runs
 
 FLOOR = """
 import os, sys
@@ -151,27 +150,12 @@ def main() -> int:
         )
         print(f"cold ratio              {median(cold_rebuilds) / median(cold_floors):.2f}")
     if args.baseline is not None:
-        here = Path(__file__).resolve().parent.parent / "src"
-        compileall.compile_dir(str(args.baseline), quiet=1)
-        compileall.compile_dir(str(here), quiet=1)
-
-        def from_tree(src: Path, store: str) -> list[str]:
-            return [
-                "env",
-                f"PYTHONPATH={src}",
-                *cachestatus,
-                "rebuild",
-                str(cache),
-                "--status",
-                str(args.workdir / store),
-            ]
-
-        bases, ours = alternate(
-            from_tree(args.baseline, "baseline.gdb"), from_tree(here, "ours.gdb"), args.repeat
+        compare_trees(
+            "rebuild",
+            args.baseline,
+            lambda tag: [*rebuild_cmd[:-1], str(args.workdir / f"{tag}.gdb")],
+            args.repeat,
         )
-        print(f"baseline {args.baseline}   median {median(bases):.3f} s   runs {runs(bases)}")
-        print(f"this tree {here}   median {median(ours):.3f} s   runs {runs(ours)}")
-        print(f"ratio this tree / baseline   {median(ours) / median(bases):.3f}   (bar: <= 1.10)")
     print(f"peak RSS at {bundles:>6,} bundles   {rss_big / 1024:.1f} MiB")
     print(f"peak RSS at {small_bundles:>6,} bundles   {rss_small / 1024:.1f} MiB")
     print(f"RSS ratio {rss_big / rss_small:.2f} for {bundles / small_bundles:.2f}x the bundles")

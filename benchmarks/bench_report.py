@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, synthetic_sizes, write_conf
 
-from benchmarks.timing import alternate, compile_package, median, runs
+from benchmarks.timing import alternate, compare_trees, compile_package, median, runs
 
 LEVEL = 15
 
@@ -84,6 +84,11 @@ def main() -> int:
     parser.add_argument("--side", type=int, default=71, help="bundles across the area's box")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src folder of another cachestatus tree to time the report against",
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
@@ -111,6 +116,14 @@ def main() -> int:
     print(f"rebuild                 median {a:.3f} s   runs {runs(rebuilds)}")
     print(f"report --aoi            median {b:.3f} s   runs {runs(reports)}")
     print(f"ratio report / rebuild  {b / a:.2f}   (bar: <= 1.5)")
+    if args.baseline is not None:
+        out = report.index("--out") + 1
+        compare_trees(
+            "report --aoi",
+            args.baseline,
+            lambda tag: [*report[:out], f"{report[out]}-{tag}", *report[out + 1 :]],
+            args.repeat,
+        )
     return 0
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import compileall
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 
 def compile_package() -> None:
     """Byte-compile cachestatus, as installing it does: runs then measure the work, not the
     compiling of sources that an environment with PYTHONDONTWRITEBYTECODE would redo each time."""
-    import compileall
     import importlib.util
 
     spec = importlib.util.find_spec("cachestatus")
@@ -59,3 +61,27 @@ def median(times: list[float]) -> float:
 def runs(times: list[float]) -> str:
     """The times as ``0.123, 0.125, ...``."""
     return ", ".join(f"{t:.3f}" for t in times)
+
+
+def from_tree(src: Path, cmd: list[str]) -> list[str]:
+    """``cmd`` run with the ``cachestatus`` of another source tree (``src``, its ``src`` folder)."""
+    return ["env", f"PYTHONPATH={src}", *cmd]
+
+
+def compare_trees(
+    label: str, baseline: Path, make_cmd: Callable[[str], list[str]], repeat: int, bar: float = 1.05
+) -> float:
+    """Time the command ``make_cmd(tag)`` from the ``baseline`` source tree and from this one,
+    alternately (``tag`` tells the two runs' outputs apart); print both medians and the ratio
+    this tree / baseline, which is returned."""
+    here = Path(__file__).resolve().parent.parent / "src"
+    for tree in (baseline, here):
+        compileall.compile_dir(str(tree), quiet=1)
+    bases, ours = alternate(
+        from_tree(baseline, make_cmd("baseline")), from_tree(here, make_cmd("ours")), repeat
+    )
+    ratio = median(ours) / median(bases)
+    print(f"{label}: baseline median {median(bases):.3f} s   runs {runs(bases)}")
+    print(f"{label}: this tree median {median(ours):.3f} s   runs {runs(ours)}")
+    print(f"{label}: ratio this tree / baseline   {ratio:.3f}   (bar: <= {bar:.2f})")
+    return ratio
