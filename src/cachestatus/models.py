@@ -326,6 +326,23 @@ class LevelSummary:
 
 
 @dataclass(frozen=True)
+class MissingAreaRecord:
+    """One row of the ``MissingAreas`` table: the missing tiles of one level as one
+    (multi)polygon in the cache's CRS.
+
+    ``geometry`` is exactly the missing tiles when ``exact``; otherwise it holds every missing
+    tile and more (the whole expected block of each file that misses tiles). ``tiles_missing``
+    is exact either way.
+    """
+
+    level: int
+    scale: float
+    tiles_missing: int
+    geometry: Any
+    exact: bool = True
+
+
+@dataclass(frozen=True)
 class Problem:
     """Something wrong found during a run: a corrupt bundle, a file that is not a bundle..."""
 
