@@ -188,7 +188,9 @@ def _lod_values(attribute: str) -> Callable[[RowBatch, Run], npt.NDArray[np.floa
     return get
 
 
-#: ``tilesBlank`` (tiles stored without content, ``--blank``) is null where it was not counted.
+#: Rows: a :class:`~cachestatus.models.RowBatch`. A new field of the row is one line in
+#: :class:`~cachestatus.models.BundleStatus` and one column here. ``tilesBlank`` (tiles stored
+#: without content, ``--blank``) is null where it was not counted.
 TASK_STATUS_LAYER: Final = Layer(
     TASK_STATUS,
     "Polygon",
