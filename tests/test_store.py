@@ -13,9 +13,15 @@ from pyogrio.raw import read
 
 from cachestatus import operations
 from cachestatus.errors import StatusNotFound, UsageError
-from cachestatus.models import Extent
+from cachestatus.models import Extent, RowBatch
+from cachestatus.scan import Scanner
 from cachestatus.store.geometry import rectangles_wkb
-from cachestatus.store.schema import JOB_FIELDS, LEVEL_FIELDS, MISSING_FIELDS, TASK_FIELDS
+from cachestatus.store.schema import (
+    JOBS_LAYER,
+    LEVEL_STATUS_LAYER,
+    MISSING_AREAS_LAYER,
+    TASK_STATUS_LAYER,
+)
 from cachestatus.store.writer import xy_domain
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
 
@@ -39,15 +45,15 @@ def test_layers_fields_types_and_crs(sample, fmt, big_integer):
     layers = dict(pyogrio.list_layers(str(path)).tolist())
     assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs", "MissingAreas"}
     assert layers["TaskStatus"] in ("Polygon", "MultiPolygon")
-    for layer, fields in (
-        ("TaskStatus", TASK_FIELDS),
-        ("LevelStatus", LEVEL_FIELDS),
-        ("Jobs", JOB_FIELDS),
-        ("MissingAreas", MISSING_FIELDS),
+    for layer, declared in (
+        ("TaskStatus", TASK_STATUS_LAYER),
+        ("LevelStatus", LEVEL_STATUS_LAYER),
+        ("Jobs", JOBS_LAYER),
+        ("MissingAreas", MISSING_AREAS_LAYER),
     ):
         info = pyogrio.read_info(str(path), layer=layer)
-        assert list(info["fields"]) == [name for name, _ in fields]
-        assert list(info["dtypes"]) == [types[dt] for _, dt in fields], layer
+        assert list(info["fields"]) == [c.name for c in declared.columns]
+        assert list(info["dtypes"]) == [types[c.dtype] for c in declared.columns], layer
     assert pyogrio.read_info(str(path), layer="TaskStatus")["crs"] == "EPSG:3857"
 
 
@@ -249,3 +255,93 @@ def test_a_bundle_written_while_read_is_in_progress(sample, monkeypatch):
     assert rows["L02/R0000C0000"][0] == "IN_PROGRESS"
     assert "changed while being read" in rows["L02/R0000C0000"][1]
     assert rows["L01/R0000C0000"][0] == "COMPLETE" and report.problems == []
+
+
+def _png(colour: tuple[int, int, int, int]) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGBA", (256, 256), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def _rebuild_collecting(monkeypatch, cache, store, blank):
+    """Rebuild ``cache`` into ``store``; the rows the scan handed to its sink, and its outcome."""
+    sent, outcomes = [], []
+    run = Scanner.run
+
+    def collecting(scanner, sink):
+        outcome = run(scanner, lambda batch: (sent.append(batch), sink(batch)))
+        outcomes.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(Scanner, "run", collecting)
+    operations.rebuild(cache, store, workers=1, blank=blank)
+    return RowBatch.concat(sent), outcomes[0]
+
+
+def _sorted(rows):
+    order = np.lexsort((rows.col, rows.row, rows.level))
+    return {
+        name: [column[i] for i in order] if isinstance(column, list) else column[order]
+        for name in RowBatch.COLUMNS
+        for column in [getattr(rows, name)]
+    }
+
+
+@pytest.mark.parametrize(("fmt", "blank"), [("gdb", True), ("gpkg", True), ("gdb", False)])
+def test_rows_and_missing_areas_read_back_as_the_scan_gave_them(tmp_path, monkeypatch, fmt, blank):
+    from cachestatus.formats import open_cache
+    from cachestatus.store import read_missing_areas, read_rows
+
+    half = WEB_MERCATOR_HALF
+    tiles = {(2, r, c): _png((0, 0, 0, 0)) for r in range(2) for c in range(2)}  # complete
+    tiles |= {(8, 5, 7): _png((10, 20, 30, 255)), (8, 200, 200): b"stray tile"}
+    tiles |= {(9, 3, 4): _png((0, 0, 0, 0))}  # three bundles of L09 have no file: MISSING
+    root = mapproxy_v2_cache(tmp_path / "c", tiles, levels=10, extent=(-half, 0.0, 0.0, half))
+    (root / "_alllayers/L09/R0080C0080.bundle").write_bytes(b"not a bundle")  # CORRUPT
+    store = tmp_path / f"Status.{fmt}"
+    sent, outcome = _rebuild_collecting(monkeypatch, root, store, blank)
+    assert {"COMPLETE", "PARTIAL", "EMPTY", "MISSING", "CORRUPT"} <= set(sent.state)
+    assert (sent.tiles_blank >= 0).any() == blank and np.isnan(sent.mtime).any()
+
+    with open_cache(root) as reader:
+        stored = read_rows(store, scheme=reader.scheme)
+    got, want = _sorted(stored.rows), _sorted(sent)
+    assert len(stored.geometry) == len(sent)
+    for name in RowBatch.COLUMNS:
+        if name == "mtime":  # to the millisecond, or the second (a FileGDB's classic dates)
+            assert np.isnan(got[name]).tolist() == np.isnan(want[name]).tolist()
+            known = ~np.isnan(want[name])
+            precision = 1.0 if fmt == "gdb" else 0.001
+            assert got[name][known] == pytest.approx(want[name][known], abs=precision)
+        else:
+            assert np.array_equal(got[name], want[name]), name
+    without = read_rows(store, where="status = 'CORRUPT'")
+    assert without.rows.state == ["CORRUPT"] and (without.rows.tiles == -1).all()
+    assert len(without.geometry) == 1
+
+    areas = read_missing_areas(store)
+    assert [(a.level, a.scale, a.tiles_missing, a.exact) for a in areas] == [
+        (a.level, a.scale, a.tiles_missing, a.exact) for a in outcome.missing_areas
+    ]
+    for area, found in zip(areas, outcome.missing_areas, strict=True):
+        assert area.geometry.symmetric_difference(found.geometry).area < 1e-6 * found.geometry.area
+
+
+def test_a_store_written_before_tiles_blank_existed_reads_back(sample, tmp_path):
+    import sqlite3
+
+    from cachestatus.store import read_rows, read_status
+
+    store = tmp_path / "Status.gpkg"
+    operations.rebuild(sample, store, workers=1, blank=True)
+    with sqlite3.connect(store) as db:
+        for table in ("TaskStatus", "LevelStatus"):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN tilesBlank")
+    db.close()
+    assert {lv.tiles_blank for lv in read_status(store).levels} == {None}
+    rows = read_rows(store).rows
+    assert len(rows) == 3 and rows.tiles_blank.tolist() == [-1, -1, -1]

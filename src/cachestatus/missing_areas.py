@@ -24,7 +24,15 @@ import numpy as np
 import numpy.typing as npt
 
 from . import grid
-from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, RowBatch, TilingScheme
+from .models import (
+    BUNDLE_SIZE,
+    BundleSet,
+    BundleState,
+    LevelSummary,
+    MissingAreaRecord,
+    RowBatch,
+    TilingScheme,
+)
 
 #: Kinds of the tagged rows a scan sends for what a file misses (:attr:`RowBatch.holes`):
 #: ``HOLE`` rows are blocks ``(row0, row1, col0, col1)``; ``ROW_BITS`` rows are one tile row
@@ -40,20 +48,12 @@ MAX_ABSENT_BUNDLES = 100_000
 
 
 @dataclass(frozen=True)
-class MissingArea:
-    """The missing tiles of one level as one (multi)polygon in the cache's CRS.
-
-    ``geometry`` is exactly the missing tiles when ``exact``; otherwise it holds every missing
-    tile and more (the whole expected block of each file that misses tiles). ``tiles_missing``
-    is exact either way. ``outside_files`` is the part of ``geometry`` in bundles without a
-    file, always exact.
+class MissingArea(MissingAreaRecord):
+    """The missing tiles of one level, as the store's ``MissingAreas`` row holds them (``level``,
+    ``scale``, ``tiles_missing``, ``geometry``, ``exact``; see :class:`MissingAreaRecord`), and
+    ``outside_files``: the part of ``geometry`` in bundles without a file, always exact.
     """
 
-    level: int
-    scale: float
-    tiles_missing: int
-    geometry: Any
-    exact: bool = True
     outside_files: Any = None
 
 

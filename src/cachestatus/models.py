@@ -6,11 +6,12 @@ One notation everywhere: a tile is written ``L{level}/R{row}/C{col}`` (decimal) 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast, get_type_hints
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,11 @@ class Tile(NamedTuple):
         return f"L{self.level}/R{self.row}/C{self.col}"
 
 
+#: A bundle's file stem (from its row and column) and its label (from its level, row and column).
+_NAME = "R{:04x}C{:04x}"
+_LABEL = "L{:02d}/" + _NAME
+
+
 class BundleKey(NamedTuple):
     """A bundle: the level and the top-left tile (row, col divisible by 128)."""
 
@@ -54,12 +60,22 @@ class BundleKey(NamedTuple):
     @property
     def name(self) -> str:
         """The bundle's file stem, ``R0080C0100`` (at least 4 hex digits, more when needed)."""
-        return f"R{self.row:04x}C{self.col:04x}"
+        return _NAME.format(self.row, self.col)
 
     @property
     def label(self) -> str:
         """The bundle as messages and the ``bundleName`` field write it, ``L05/R0080C0100``."""
-        return f"L{self.level:02d}/{self.name}"
+        return _LABEL.format(*self)
+
+    @staticmethod
+    def labels(
+        levels: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]
+    ) -> list[str]:
+        """The :attr:`label` of many bundles given in columns, without an object per bundle."""
+        return [
+            _LABEL.format(level, row, col)
+            for level, row, col in zip(levels.tolist(), rows.tolist(), cols.tolist(), strict=True)
+        ]
 
     def __str__(self) -> str:
         return self.label
@@ -176,10 +192,31 @@ class BundleState(StrEnum):
     IN_PROGRESS = "IN_PROGRESS"
 
 
+def percent_complete(present: npt.ArrayLike, expected: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """100 x present / expected, element by element; NaN where nothing is expected."""
+    present = np.asarray(present, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(expected > 0, 100.0 * present / expected, np.nan)
+
+
+def _percent(present: int, expected: int) -> float | None:
+    """:func:`percent_complete` of one row, ``None`` where nothing is expected."""
+    percent = float(percent_complete(present, expected))
+    return None if math.isnan(percent) else percent
+
+
 class BundleStatus(NamedTuple):
     """The status of one bundle: one ``TaskStatus`` row (its polygon given as a block of tiles).
 
     A named tuple: scans build millions of them, and columns are made from them with ``zip``.
+
+    The one declaration of the row: :class:`RowBatch` has a column per field, made by the
+    field's type (``int``, ``int | None``, ``float | None``, ``str``, :class:`BundleState`,
+    :class:`TileRange`; a field of another type needs its kind of column added next to
+    :class:`RowBatch`). A new field costs one line here (at the end, with a default: scans build
+    rows positionally) and one :class:`~cachestatus.store.schema.Column` in
+    :data:`~cachestatus.store.schema.TASK_STATUS_LAYER`.
     """
 
     key: BundleKey
@@ -204,14 +241,67 @@ class BundleStatus(NamedTuple):
     @property
     def percent_complete(self) -> float | None:
         """100 x present / expected, ``None`` where nothing is expected."""
-        if self.tiles_expected == 0:
-            return None
-        return 100.0 * self.tiles_present / self.tiles_expected
+        return _percent(self.tiles_present, self.tiles_expected)
 
     @property
     def modified(self) -> datetime | None:
         """The bundle file's modification time (UTC)."""
         return None if self.mtime is None else datetime.fromtimestamp(self.mtime, tz=UTC)
+
+
+class _ColumnKind(NamedTuple):
+    """How the values of a :class:`BundleStatus` field travel in a :class:`RowBatch` column."""
+
+    #: The column's numpy type; ``None`` for text, kept as a list of ``str``.
+    dtype: str | None
+    #: What stands for ``None`` in the column.
+    null: float | None = None
+    #: The shape of one value (a :class:`TileRange` is four ints).
+    shape: tuple[int, ...] = ()
+    #: An item of the column back as the field's value.
+    value: Callable[[Any], Any] = int
+
+    def column(self, values: Sequence[Any]) -> Any:
+        """The column of a field's values."""
+        if self.dtype is None:
+            return [str(v) for v in values]
+        if self.null is not None:
+            values = [self.null if v is None else v for v in values]
+        return np.array(values, dtype=self.dtype).reshape(len(values), *self.shape)
+
+    def concat(self, parts: Sequence[Any]) -> Any:
+        """One column holding ``parts`` in order."""
+        if self.dtype is None:
+            return [item for part in parts for item in part]
+        return np.concatenate(parts)
+
+    def item(self, column: Any, i: int) -> Any:
+        """Row ``i`` of the column as the field's value."""
+        value = column[i]
+        if self.null is not None and (value == self.null or value != value):  # NaN != NaN
+            return None
+        return self.value(value)
+
+
+_INT = _ColumnKind("int64")
+#: How a field travels in a :class:`RowBatch` column, by the field's type.
+_COLUMN_OF_TYPE: dict[object, _ColumnKind] = {
+    int: _INT,
+    int | None: _ColumnKind("int64", null=-1),
+    float | None: _ColumnKind("float64", null=math.nan, value=float),
+    str: _ColumnKind(None, value=str),
+    BundleState: _ColumnKind(None, value=BundleState),
+    TileRange: _ColumnKind("int64", shape=(4,), value=lambda v: TileRange(*v.tolist())),
+}
+#: The :class:`BundleStatus` fields that are a :class:`RowBatch` column each, and how: all but
+#: the key (three columns) and the holes (kept per batch, see :attr:`RowBatch.holes`).
+_FIELD_COLUMNS = {
+    name: _COLUMN_OF_TYPE[kind]
+    for name, kind in get_type_hints(BundleStatus).items()
+    if name not in ("key", "holes")
+}
+#: The :class:`RowBatch` columns, in order.
+_ROW_COLUMNS = {"level": _INT, "row": _INT, "col": _INT, **_FIELD_COLUMNS}
 
 
 @dataclass
@@ -232,9 +322,24 @@ class LevelSummary:
     @property
     def percent_complete(self) -> float | None:
         """100 x present / expected, ``None`` where nothing is expected."""
-        if self.tiles_expected == 0:
-            return None
-        return 100.0 * self.tiles_present / self.tiles_expected
+        return _percent(self.tiles_present, self.tiles_expected)
+
+
+@dataclass(frozen=True)
+class MissingAreaRecord:
+    """One row of the ``MissingAreas`` table: the missing tiles of one level as one
+    (multi)polygon in the cache's CRS.
+
+    ``geometry`` is exactly the missing tiles when ``exact``; otherwise it holds every missing
+    tile and more (the whole expected block of each file that misses tiles). ``tiles_missing``
+    is exact either way.
+    """
+
+    level: int
+    scale: float
+    tiles_missing: int
+    geometry: Any
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -277,34 +382,32 @@ class StatusReport:
         return total
 
 
-@dataclass
 class RowBatch:
     """``TaskStatus`` rows in columns: how rows travel from workers to the store.
 
-    Columns are numpy arrays (text columns are lists); ``tiles`` columns give each row's polygon as
-    a block of tiles. Build one with :meth:`from_statuses`, read it back with :meth:`statuses`.
+    A column per :class:`BundleStatus` field, of the same name (the key gives three: ``level``,
+    ``row``, ``col``): numpy arrays (``tiles``, each row's polygon as a block of tiles, has shape
+    (n, 4): row0, row1, col0, col1), text columns are lists. A ``None`` in a row is -1 in its
+    int64 column (``tiles_blank``: not counted) and NaN in a float64 one (``mtime``: unknown).
+    Build one with :meth:`from_statuses`, read it back with :meth:`statuses`.
     """
 
-    level: npt.NDArray[np.int64]
-    row: npt.NDArray[np.int64]
-    col: npt.NDArray[np.int64]
-    state: list[str]
-    tiles_expected: npt.NDArray[np.int64]
-    tiles_present: npt.NDArray[np.int64]
-    tiles_stray: npt.NDArray[np.int64]
-    tile_bytes: npt.NDArray[np.int64]
-    file_bytes: npt.NDArray[np.int64]
-    dead_bytes: npt.NDArray[np.int64]
-    #: Modification times, seconds since the epoch; NaN when unknown.
-    mtime: npt.NDArray[np.float64]
-    #: The polygon's tile block: row0, row1, col0, col1 (shape (n, 4)).
-    tiles: npt.NDArray[np.int64]
-    detail: list[str]
+    #: The column names, in order.
+    COLUMNS: ClassVar[tuple[str, ...]] = tuple(_ROW_COLUMNS)
     #: The tagged blocks of what the batch's bundle files miss: level, kind, row0, row1, col0,
     #: col1 (shape (m, 6)). Kept per batch, not per row: :meth:`statuses` does not give them back.
     holes: npt.NDArray[np.int64]
-    #: Present tiles without content; -1 where not counted.
-    tiles_blank: npt.NDArray[np.int64]
+
+    def __init__(self, *, holes: npt.NDArray[np.int64], **columns: Any) -> None:
+        if columns.keys() != _ROW_COLUMNS.keys():
+            raise TypeError(f"RowBatch takes the columns {', '.join(_ROW_COLUMNS)}")
+        self.__dict__.update(columns)
+        self.holes = holes
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            """A column, by name (see :attr:`COLUMNS`)."""
 
     def __len__(self) -> int:
         return len(self.state)
@@ -312,55 +415,16 @@ class RowBatch:
     @classmethod
     def from_statuses(cls, statuses: Sequence[BundleStatus]) -> RowBatch:
         """Columns of a list of rows."""
-        if not statuses:
-            empty = np.zeros(0, dtype=np.int64)
-            return cls(
-                empty,
-                empty,
-                empty,
-                [],
-                empty,
-                empty,
-                empty,
-                empty,
-                empty,
-                empty,
-                np.zeros(0),
-                np.zeros((0, 4), dtype=np.int64),
-                [],
-                np.zeros((0, 6), dtype=np.int64),
-                empty,
-            )
-        (
-            keys,
-            states,
-            expected,
-            present,
-            stray,
-            tile_bytes,
-            file_bytes,
-            dead_bytes,
-            mtimes,
-            tiles,
-            details,
-            holes,
-            blanks,
-        ) = zip(*statuses, strict=True)
-        key = np.array(keys, dtype=np.int64)
+        values: dict[str, Sequence[Any]] = dict.fromkeys(BundleStatus._fields, ())
+        if statuses:
+            values = dict(zip(BundleStatus._fields, zip(*statuses, strict=True), strict=True))
+        keys, holes = values["key"], values["holes"]
+        key = np.array(keys, dtype=np.int64).reshape(len(keys), 3)
         return cls(
             level=key[:, 0],
             row=key[:, 1],
             col=key[:, 2],
-            state=[str(state) for state in states],
-            tiles_expected=np.array(expected, dtype=np.int64),
-            tiles_present=np.array(present, dtype=np.int64),
-            tiles_stray=np.array(stray, dtype=np.int64),
-            tile_bytes=np.array(tile_bytes, dtype=np.int64),
-            file_bytes=np.array(file_bytes, dtype=np.int64),
-            dead_bytes=np.array(dead_bytes, dtype=np.int64),
-            mtime=np.array([np.nan if m is None else m for m in mtimes], dtype=np.float64),
-            tiles=np.array(tiles, dtype=np.int64),
-            detail=list(details),
+            **{name: kind.column(values[name]) for name, kind in _FIELD_COLUMNS.items()},
             holes=np.concatenate(
                 [np.zeros((0, 6), dtype=np.int64)]
                 + [
@@ -369,38 +433,26 @@ class RowBatch:
                     if c is not None
                 ]
             ),
-            tiles_blank=np.array([-1 if b is None else b for b in blanks], dtype=np.int64),
         )
 
     @classmethod
     def concat(cls, batches: Sequence[RowBatch]) -> RowBatch:
         """One batch holding the rows of ``batches`` in order."""
-        columns: dict[str, Any] = {}
-        for f in fields(cls):
-            parts = [getattr(b, f.name) for b in batches]
-            if f.name in ("state", "detail"):
-                columns[f.name] = [item for part in parts for item in part]
-            else:
-                columns[f.name] = np.concatenate(parts)
-        return cls(**columns)
+        return cls(
+            **{
+                name: kind.concat([getattr(b, name) for b in batches])
+                for name, kind in _ROW_COLUMNS.items()
+            },
+            holes=np.concatenate([b.holes for b in batches]),
+        )
 
     def statuses(self) -> Iterator[BundleStatus]:
         """The rows as :class:`BundleStatus` objects."""
+        columns = {name: getattr(self, name) for name in _FIELD_COLUMNS}
         for i in range(len(self)):
-            mtime = float(self.mtime[i])
             yield BundleStatus(
-                BundleKey(int(self.level[i]), int(self.row[i]), int(self.col[i])),
-                BundleState(self.state[i]),
-                int(self.tiles_expected[i]),
-                int(self.tiles_present[i]),
-                int(self.tiles_stray[i]),
-                int(self.tile_bytes[i]),
-                int(self.file_bytes[i]),
-                int(self.dead_bytes[i]),
-                None if np.isnan(mtime) else mtime,
-                TileRange(*(int(v) for v in self.tiles[i])),
-                self.detail[i],
-                tiles_blank=None if self.tiles_blank[i] < 0 else int(self.tiles_blank[i]),
+                key=BundleKey(int(self.level[i]), int(self.row[i]), int(self.col[i])),
+                **{name: kind.item(columns[name], i) for name, kind in _FIELD_COLUMNS.items()},
             )
 
 

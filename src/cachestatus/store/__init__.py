@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .reader import read_jobs, read_status
+from .reader import read_jobs, read_missing_areas, read_rows, read_status
+from .records import JobRecord, StoredRows
 from .schema import DRIVERS, JOBS, LEVEL_STATUS, TASK_STATUS
-from .writer import JobRecord, StatusWriter
+from .writer import StatusWriter
 
 __all__ = [
     "JOBS",
@@ -15,8 +16,11 @@ __all__ = [
     "TASK_STATUS",
     "JobRecord",
     "StatusWriter",
+    "StoredRows",
     "check_store_path",
     "read_jobs",
+    "read_missing_areas",
+    "read_rows",
     "read_status",
 ]
 

@@ -62,3 +62,27 @@ def tile_rectangles(
         np.clip(xmax, clip.xmin, clip.xmax),
         np.clip(ymax, clip.ymin, clip.ymax),
     )
+
+
+def rectangle_tiles(
+    scheme: TilingScheme, levels: npt.NDArray[np.int64], bounds: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """The tile blocks (row0, row1, col0, col1) of rectangles on tile edges, the inverse of
+    :func:`tile_rectangles`.
+
+    Args:
+        scheme: the tiling scheme.
+        levels: the level of each rectangle.
+        bounds: one rectangle per row: xmin, ymin, xmax, ymax (shape (n, 4)).
+    """
+    blocks = np.zeros((len(levels), 4), dtype=np.int64)
+    for lv in np.unique(levels).tolist():
+        on = levels == lv
+        w, h = grid.tile_span(scheme, lv)
+        xmin, ymin, xmax, ymax = bounds[on].T
+        ox, oy = scheme.origin_x, scheme.origin_y
+        edges = np.column_stack(
+            [(oy - ymax) / h, (oy - ymin) / h, (xmin - ox) / w, (xmax - ox) / w]
+        )
+        blocks[on] = np.round(edges)
+    return blocks

@@ -24,11 +24,11 @@ from pathlib import Path
 from ..errors import NotOurs, UsageError
 from . import atomic
 from .lock import StoreLock
-from .schema import JOB_FIELDS, JOBS, LEVEL_STATUS, MISSING_AREAS, MISSING_FIELDS, TASK_STATUS
+from .schema import JOBS, JOBS_LAYER, LEVEL_STATUS, MISSING_AREAS, MISSING_AREAS_LAYER, TASK_STATUS
 
 #: The layers a status store holds, and nothing else.
 STATUS_LAYERS = frozenset({TASK_STATUS, LEVEL_STATUS, JOBS, MISSING_AREAS})
-_JOB_FIELD_NAMES = frozenset(name for name, _ in JOB_FIELDS)
+_JOB_FIELD_NAMES = frozenset(JOBS_LAYER.names)
 #: A tile list (``missing --tiles``): ``z/x/y`` lines.
 _TILE_LINE = re.compile(rb"^\d{1,2}/\d{1,19}/\d{1,19}$")
 
@@ -239,7 +239,7 @@ def check_vector_output(path: Path) -> bool:
         return False
     from pyogrio import list_layers, read_info
 
-    wanted = {name[:10] if shapefile else name for name, _ in MISSING_FIELDS}
+    wanted = {name[:10] if shapefile else name for name in MISSING_AREAS_LAYER.names}
     core = {name[:10] if shapefile else name for name in ("levelID", "tilesMissing")}
     try:
         layers = [str(name) for name, _ in list_layers(str(path))]

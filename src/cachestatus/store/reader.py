@@ -1,37 +1,115 @@
-"""Read a status store back: level totals, problems and jobs, without rescanning the cache."""
+"""Read a status store back without rescanning the cache: its rows with their polygons, its
+missing areas, level totals, problems and jobs.
+
+Every table is read through its declaration in :mod:`~cachestatus.store.schema`: each stored
+field fills the attribute of the same column, by name.
+"""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import StatusNotFound
-from ..models import LevelSummary, Problem, StatusReport
-from .schema import JOBS, LEVEL_STATUS, TASK_STATUS
-from .writer import JobRecord
+from ..models import (
+    BundleKey,
+    LevelSummary,
+    MissingAreaRecord,
+    Problem,
+    RowBatch,
+    StatusReport,
+    TilingScheme,
+)
+from .geometry import rectangle_tiles
+from .records import JobRecord, StoredRows
+from .schema import (
+    JOBS,
+    JOBS_LAYER,
+    LEVEL_STATUS,
+    LEVEL_STATUS_LAYER,
+    MISSING_AREAS,
+    MISSING_AREAS_LAYER,
+    TASK_STATUS,
+    TASK_STATUS_LAYER,
+    Column,
+    Layer,
+)
+
+T = TypeVar("T")
 
 
 def _table(
-    path: Path, layer: str, where: str | None = None, columns: list[str] | None = None
-) -> dict[str, np.ndarray]:
+    path: Path, layer: Layer, where: str | None = None, geometry: bool = False
+) -> tuple[list[tuple[str, Column, npt.NDArray[Any]]], Any]:
+    """The stored fields of a layer (derived ones left out) with their values as read, nulls
+    for a field added after the store was written; and with ``geometry``, the polygons
+    (shapely), else ``None``.
+
+    Raises:
+        StatusNotFound: a field every store has is missing (not a store cachestatus wrote).
+    """
     from pyogrio.raw import read as ogr_read  # GDAL loads on first use: a faster start-up
 
-    _meta, _fids, _geom, values = ogr_read(
-        str(path), layer=layer, read_geometry=False, where=where, columns=columns
+    # Every field is read: GDAL's OpenFileGDB driver does not see ignored fields in filters.
+    meta, _fids, wkb, values = ogr_read(
+        str(path), layer=layer.name, read_geometry=geometry, where=where
     )
-    names = list(_meta["fields"])
-    return dict(zip(names, values, strict=True))
+    table = dict(zip(meta["fields"], values, strict=True))
+    count = len(values[0]) if values else 0
+    fields = []
+    for column in layer.columns:
+        attribute = column.attribute
+        if attribute is None:
+            continue
+        stored = table.get(column.name)
+        if stored is None:
+            if not column.nullable:
+                raise StatusNotFound(
+                    f"{path}: its {layer.name} table has no {column.name} field; it is not a "
+                    "store cachestatus wrote (rebuild it with `cachestatus rebuild`)"
+                )
+            stored = column.nulls(count)
+        fields.append((attribute, column, stored))
+    if not geometry:
+        return fields, None
+    import shapely
+
+    return fields, shapely.from_wkb(wkb)
 
 
-def _records(path: Path, layer: str) -> list[dict[str, Any]]:
-    """The rows of a table as dicts, field name to value."""
-    table = _table(path, layer)
-    count = len(next(iter(table.values()))) if table else 0
-    return [{name: column[i] for name, column in table.items()} for i in range(count)]
+def _records(path: Path, layer: Layer, record: Callable[..., T]) -> list[T]:
+    """The rows of a table as records (``record`` takes the fields by attribute, and the
+    polygon as ``geometry`` where the table has them)."""
+    fields, geometry = _table(path, layer, geometry=layer.geometry is not None)
+    columns = {attribute: column.items(stored) for attribute, column, stored in fields}
+    if geometry is not None:
+        columns["geometry"] = list(geometry)
+    return [
+        record(**dict(zip(columns, row, strict=True)))
+        for row in zip(*columns.values(), strict=True)
+    ]
+
+
+def _rows(
+    path: Path, where: str | None = None, scheme: TilingScheme | None = None, geometry: bool = False
+) -> tuple[RowBatch, Any]:
+    """``TaskStatus`` rows, and with ``geometry`` their polygons (shapely). Each row's ``tiles``
+    is the block of its polygon in ``scheme``, or -1 without a scheme."""
+    fields, polygons = _table(path, TASK_STATUS_LAYER, where, geometry or scheme is not None)
+    columns = {attribute: column.column(stored) for attribute, column, stored in fields}
+    if scheme is None:
+        tiles = np.full((len(columns["state"]), 4), -1, dtype=np.int64)
+    else:
+        import shapely
+
+        tiles = rectangle_tiles(scheme, columns["level"], shapely.bounds(polygons))
+    rows = RowBatch(**columns, tiles=tiles, holes=np.zeros((0, 6), dtype=np.int64))
+    return rows, polygons
 
 
 def _layers(path: Path) -> set[str]:
@@ -60,76 +138,59 @@ def _check(path: Path) -> set[str]:
     return layers
 
 
-def _to_datetime(value: Any) -> datetime | None:
-    if value is None or (isinstance(value, np.datetime64) and np.isnat(value)):
-        return None
-    return datetime.fromisoformat(str(np.datetime_as_string(value, unit="ms"))).replace(tzinfo=UTC)
-
-
-def _count(value: Any) -> int | None:
-    """A nullable count as read back (null is NaN; stores of older versions lack the field)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return int(value)
-
-
 def read_jobs(path: Path) -> list[JobRecord]:
     """All rows of the store's ``Jobs`` table, oldest first."""
     _check(path)
-    return _jobs(path)
+    return _records(path, JOBS_LAYER, JobRecord)
 
 
-def _jobs(path: Path) -> list[JobRecord]:
-    jobs = []
-    for row in _records(path, JOBS):
-        jobs.append(
-            JobRecord(
-                job_id=str(row["jobID"]),
-                mode=str(row["mode"]),
-                started=_to_datetime(row["started"]) or datetime.fromtimestamp(0, UTC),
-                finished=_to_datetime(row["finished"]),
-                cache_path=str(row["cachePath"]),
-                format=str(row["format"]),
-                parameters=str(row["parameters"]),
-                tool_version=str(row["toolVersion"]),
-                outcome=str(row["outcome"]),
-            )
-        )
-    return jobs
+def read_rows(
+    path: Path, where: str | None = None, scheme: TilingScheme | None = None
+) -> StoredRows:
+    """The store's ``TaskStatus`` rows, with their polygons (shapely, in the store's CRS).
+
+    Args:
+        path: the status store.
+        where: an attribute filter on the store's fields (OGR SQL), e.g. ``"status = 'CORRUPT'"``.
+        scheme: the cache's tiling scheme. With it, each row's ``tiles`` is the block of tiles
+            its polygon covers (the polygon of a stray bundle far outside the cache's extent is
+            clipped in the store, and so is its block). Without it the store cannot tell tiles
+            from map units, and ``tiles`` is -1.
+
+    The rows carry no ``holes``: the store does not keep what each bundle file misses.
+
+    Raises:
+        StatusNotFound: there is no status store at ``path``.
+    """
+    if TASK_STATUS not in _check(path):
+        return StoredRows(RowBatch.from_statuses([]), np.zeros(0, dtype=object))
+    return StoredRows(*_rows(path, where, scheme, geometry=True))
+
+
+def read_missing_areas(path: Path) -> list[MissingAreaRecord]:
+    """The store's ``MissingAreas`` rows: per level, its missing tiles as a shapely polygon.
+
+    Raises:
+        StatusNotFound: there is no status store at ``path``.
+    """
+    if MISSING_AREAS not in _check(path):
+        return []
+    return _records(path, MISSING_AREAS_LAYER, MissingAreaRecord)
 
 
 def read_status(path: Path) -> StatusReport:
     """The stored status as a report: level totals, corrupt bundles, the last job."""
     layers = _check(path)
-    levels = [
-        LevelSummary(
-            level=int(row["levelID"]),
-            scale=float(row["scale"]),
-            resolution=float(row["resolution"]),
-            bundles=int(row["bundles"]),
-            tiles_expected=int(row["tilesExpected"]),
-            tiles_present=int(row["tilesPresent"]),
-            tiles_stray=int(row["tilesStray"]),
-            tile_bytes=int(row["tileBytes"]),
-            tiles_blank=_count(row.get("tilesBlank")),
-        )
-        for row in _records(path, LEVEL_STATUS)
-    ]
+    levels = _records(path, LEVEL_STATUS_LAYER, LevelSummary)
     problems = []
     if TASK_STATUS in layers:
-        # The filtered field must be read too: GDAL's OpenFileGDB driver does not see ignored
-        # fields in attribute filters.
-        bad = _table(
-            path,
-            TASK_STATUS,
-            where="status = 'CORRUPT'",
-            columns=["bundleName", "status", "detail"],
-        )
+        bad, _ = _rows(path, where="status = 'CORRUPT'")
+        labels = BundleKey.labels(bad.level, bad.row, bad.col)
         problems = [
-            Problem(str(name), "corrupt", str(detail))
-            for name, detail in zip(bad["bundleName"], bad["detail"], strict=True)
+            Problem(label, "corrupt", detail)
+            for label, detail in zip(labels, bad.detail, strict=True)
         ]
-    jobs = _jobs(path)
+    jobs = _records(path, JOBS_LAYER, JobRecord)
     last = jobs[-1] if jobs else None
     elapsed = math.nan
     if last is not None and last.finished is not None:

@@ -9,8 +9,6 @@ import math
 import shutil
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -18,55 +16,31 @@ from typing import Any, Self
 import numpy as np
 
 from ..errors import StatusWriteError
-from ..missing_areas import MissingArea
-from ..models import Extent, LevelSummary, RowBatch, SpatialReference, TilingScheme
+from ..models import (
+    Extent,
+    LevelSummary,
+    MissingAreaRecord,
+    RowBatch,
+    SpatialReference,
+    TilingScheme,
+)
 from . import atomic
 from .geometry import rectangles_wkb, tile_rectangles
 from .lock import StoreLock
+from .records import JobRecord
 from .schema import (
     DRIVERS,
-    JOB_FIELDS,
-    JOBS,
-    LEVEL_FIELDS,
-    LEVEL_STATUS,
-    MISSING_AREAS,
-    MISSING_FIELDS,
-    TASK_FIELDS,
-    TASK_STATUS,
+    JOBS_LAYER,
+    LEVEL_STATUS_LAYER,
+    MISSING_AREAS_LAYER,
+    TASK_STATUS_LAYER,
+    Layer,
+    Run,
 )
 
 #: Rows buffered before they are written: memory stays flat whatever the cache's size, and most
 #: rows are written while the scan goes on, leaving little for the end.
 BATCH = 5_000
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """One row of the ``Jobs`` table."""
-
-    job_id: str
-    mode: str
-    started: datetime
-    finished: datetime | None
-    cache_path: str
-    format: str
-    parameters: str
-    tool_version: str
-    outcome: str
-
-
-def _epoch_ms(seconds: np.ndarray) -> np.ndarray:
-    """Epoch seconds (NaN = unknown) as ``datetime64[ms]`` (NaT = unknown), UTC."""
-    out = np.full(seconds.shape, np.datetime64("NaT", "ms"))
-    known = ~np.isnan(seconds)
-    out[known] = np.round(seconds[known] * 1000).astype("int64").astype("datetime64[ms]")
-    return out
-
-
-def _datetime64(value: datetime | None) -> np.datetime64:
-    if value is None:
-        return np.datetime64("NaT", "ms")
-    return np.datetime64(value.replace(tzinfo=None), "ms")  # stored values are UTC
 
 
 def domain_bounds(extent: Extent, margin: float = 1.0) -> Extent:
@@ -122,7 +96,7 @@ class StatusWriter:
         self.big_integer = big_integer
         self.driver = DRIVERS[target.suffix.lower()]
         self.scheme = scheme
-        self.job_id = job_id
+        self.run = Run(job_id, scheme)
         self.token = token
         self.temp = atomic.sibling(target, "tmp", token)
         self.crs, _ = store_crs(scheme.spatial_reference)
@@ -169,19 +143,18 @@ class StatusWriter:
         if self._queued >= BATCH:
             self._flush()
 
-    def _write(
-        self,
-        layer: str,
-        geometry: Any,
-        columns: Sequence[tuple[str, str]],
-        data: list[np.ndarray],
-        append: bool,
-        spatial: bool,
-        nulls: dict[str, np.ndarray] | None = None,
-    ) -> None:
-        kwargs: dict[str, Any] = {}
-        if spatial:
-            kwargs = {"geometry_type": "Polygon", "crs": self.crs}
+    def _write(self, layer: Layer, rows: Any, geometry: Any = None, append: bool = False) -> None:
+        """Write ``rows`` (a :class:`RowBatch`, or records) to ``layer``, with one polygon (WKB)
+        per row in ``geometry`` for a layer that has them."""
+        data, nulls = [], []
+        for column in layer.columns:
+            values, null = column.to_store(column.values(rows, self.run))
+            data.append(values)
+            nulls.append(null)
+        spatial = layer.geometry is not None
+        kwargs: dict[str, Any] = (
+            {"geometry_type": layer.geometry, "crs": self.crs} if spatial else {}
+        )
         # GDAL is loaded on the first write, while worker processes are already scanning.
         from pyogrio.raw import write as ogr_write
 
@@ -194,9 +167,9 @@ class StatusWriter:
                     str(self.temp),
                     geometry,
                     data,
-                    [name for name, _ in columns],
-                    field_mask=None if not nulls else [nulls.get(name) for name, _ in columns],
-                    layer=layer,
+                    layer.names,
+                    field_mask=nulls if any(n is not None for n in nulls) else None,
+                    layer=layer.name,
                     driver=self.driver,
                     append=append,
                     layer_options=None if append else self._layer_options(spatial),
@@ -204,7 +177,8 @@ class StatusWriter:
                 )
         except Exception as exc:  # pyogrio raises its own error types and OSError
             raise StatusWriteError(
-                f"{self.target}: writing {layer} failed: {_write_failure(self.temp.parent, exc)}"
+                f"{self.target}: writing {layer.name} failed: "
+                f"{_write_failure(self.temp.parent, exc)}"
             ) from exc
 
     def _flush(self) -> None:
@@ -212,53 +186,8 @@ class StatusWriter:
         if not batches and self._created:
             return
         rows = RowBatch.concat(batches) if batches else RowBatch.from_statuses([])
-        lods = sorted(self.scheme.lods, key=lambda lod: lod.level)
-        where = np.searchsorted([lod.level for lod in lods], rows.level)
-        scales = np.array([lod.scale for lod in lods])[where] if len(rows) else np.zeros(0)
-        resolutions = (
-            np.array([lod.resolution for lod in lods])[where] if len(rows) else np.zeros(0)
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            percent = np.where(
-                rows.tiles_expected > 0, 100.0 * rows.tiles_present / rows.tiles_expected, np.nan
-            )
-        names = [
-            f"L{lv:02d}/R{r:04x}C{c:04x}"
-            for lv, r, c in zip(
-                rows.level.tolist(), rows.row.tolist(), rows.col.tolist(), strict=True
-            )
-        ]
-        cols: list[Any] = [
-            names,
-            [self.job_id] * len(rows),
-            rows.level,
-            scales,
-            resolutions,
-            rows.row,
-            rows.col,
-            rows.tiles_expected,
-            rows.tiles_present,
-            rows.tiles_stray,
-            percent,
-            rows.state,
-            rows.tile_bytes,
-            rows.file_bytes,
-            rows.dead_bytes,
-            _epoch_ms(rows.mtime),
-            rows.detail,
-            np.maximum(rows.tiles_blank, 0),
-        ]
-        data = [np.asarray(c, dtype=dt) for c, (_, dt) in zip(cols, TASK_FIELDS, strict=True)]
         geometry = rectangles_wkb(*tile_rectangles(self.scheme, rows.level, rows.tiles, self.clip))
-        self._write(
-            TASK_STATUS,
-            geometry,
-            TASK_FIELDS,
-            data,
-            append=self._created,
-            spatial=True,
-            nulls={"tilesBlank": rows.tiles_blank < 0},
-        )
+        self._write(TASK_STATUS_LAYER, rows, geometry, append=self._created)
         self._created = True
         self.rows_written += len(rows)
 
@@ -266,43 +195,17 @@ class StatusWriter:
         self,
         levels: Sequence[LevelSummary],
         jobs: Sequence[JobRecord],
-        missing: Sequence[MissingArea] = (),
+        missing: Sequence[MissingAreaRecord] = (),
     ) -> None:
         """Write the last rows, ``MissingAreas``, ``LevelStatus`` and ``Jobs``, then swap the
         store into place."""
+        import shapely
+
         self._flush()
-        self._write_missing(missing)
-        level_cols: list[list[Any]] = [
-            [lv.level for lv in levels],
-            [lv.scale for lv in levels],
-            [lv.resolution for lv in levels],
-            [lv.bundles for lv in levels],
-            [lv.tiles_expected for lv in levels],
-            [lv.tiles_present for lv in levels],
-            [lv.tiles_stray for lv in levels],
-            [np.nan if lv.percent_complete is None else lv.percent_complete for lv in levels],
-            [lv.tile_bytes for lv in levels],
-            [self.job_id] * len(levels),
-            [lv.tiles_blank or 0 for lv in levels],
-        ]
-        self._write_table(
-            LEVEL_STATUS,
-            LEVEL_FIELDS,
-            level_cols,
-            {"tilesBlank": np.array([lv.tiles_blank is None for lv in levels], dtype=bool)},
-        )
-        job_cols: list[list[Any]] = [
-            [j.job_id for j in jobs],
-            [j.mode for j in jobs],
-            [_datetime64(j.started) for j in jobs],
-            [_datetime64(j.finished) for j in jobs],
-            [j.cache_path for j in jobs],
-            [j.format for j in jobs],
-            [j.parameters for j in jobs],
-            [j.tool_version for j in jobs],
-            [j.outcome for j in jobs],
-        ]
-        self._write_table(JOBS, JOB_FIELDS, job_cols)
+        polygons = [shapely.to_wkb(shapely.force_2d(area.geometry)) for area in missing]
+        self._write(MISSING_AREAS_LAYER, missing, np.array(polygons, dtype=object))
+        self._write(LEVEL_STATUS_LAYER, levels)
+        self._write(JOBS_LAYER, jobs)
         if self.lock is not None:
             self.lock.check()
         try:
@@ -312,31 +215,6 @@ class StatusWriter:
                 f"{self.target}: could not be replaced ({exc.strerror}); the previous status "
                 "is unchanged"
             ) from exc
-
-    def _write_missing(self, missing: Sequence[MissingArea]) -> None:
-        import shapely
-
-        geometry = np.array(
-            [shapely.to_wkb(shapely.force_2d(area.geometry)) for area in missing], dtype=object
-        )
-        columns: list[list[Any]] = [
-            [area.level for area in missing],
-            [area.scale for area in missing],
-            [area.tiles_missing for area in missing],
-            [int(area.exact) for area in missing],
-        ]
-        data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, MISSING_FIELDS, strict=True)]
-        self._write(MISSING_AREAS, geometry, MISSING_FIELDS, data, append=False, spatial=True)
-
-    def _write_table(
-        self,
-        layer: str,
-        fields: Sequence[tuple[str, str]],
-        columns: list[list[Any]],
-        nulls: dict[str, np.ndarray] | None = None,
-    ) -> None:
-        data = [np.array(c, dtype=dt) for c, (_, dt) in zip(columns, fields, strict=True)]
-        self._write(layer, None, fields, data, append=False, spatial=False, nulls=nulls)
 
 
 @functools.lru_cache(maxsize=16)
