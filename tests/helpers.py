@@ -125,8 +125,13 @@ def mapproxy_v2_cache(
         root, levels, extent, storage="esriMapCacheStorageModeCompact" + ("V2" if v2 else "")
     )
     cache = (CompactCacheV2 if v2 else CompactCacheV1)(str(root / "_alllayers"))
+    # One store per bundle, its tiles in order: the files of storing them one by one, faster.
+    bundles: dict[tuple[int, int, int], list[Tile]] = {}
     for (level, row, col), data in tiles.items():
-        assert cache.store_tile(Tile((col, row, level), ImageResult(BytesIO(data))))
+        tile = Tile((col, row, level), ImageResult(BytesIO(data)))
+        bundles.setdefault((level, row // 128, col // 128), []).append(tile)
+    for bundle in bundles.values():
+        assert cache.store_tiles(bundle)
     return root
 
 
