@@ -220,6 +220,30 @@ def tree_snapshot(root: Path) -> dict[str, tuple[bytes | None, int, int]]:
     }
 
 
+def with_tile_pages_overwritten(path: Path) -> bytes:
+    """The bytes of the SQLite file ``path`` with random bytes over four leaf pages in the
+    middle of its ``tiles`` table (found with SQLite's ``dbstat``); the file is opened
+    read-only."""
+    import random
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        leaves = [
+            n
+            for (n,) in db.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'tiles' AND pagetype = 'leaf' "
+                "ORDER BY pageno"
+            )
+        ]
+    db.close()
+    data = bytearray(path.read_bytes())
+    rng = random.Random(3)
+    for page in leaves[len(leaves) // 2 : len(leaves) // 2 + 4]:
+        data[(page - 1) * page_size : page * page_size] = rng.randbytes(page_size)
+    return bytes(data)
+
+
 def bytes_read() -> int:
     """Bytes this process has received from read system calls, by the kernel's count (Linux's
     ``/proc/self/io``). Reading the counter counts too: take it twice to know that cost."""

@@ -20,7 +20,7 @@ import pytest
 
 from cachestatus import operations
 from tests.builders import WORLD, build, write_geopackage, write_mbtiles
-from tests.helpers import mapproxy_v2_cache, tree_snapshot
+from tests.helpers import mapproxy_v2_cache, tree_snapshot, with_tile_pages_overwritten
 from tests.status_rows import task_rows
 
 FIELDS = (
@@ -190,22 +190,7 @@ def test_corrupt_sqlite_pages_make_corrupt_bundles_and_the_scan_goes_on(healthy,
     bundles whose tiles lie there are CORRUPT rows; the others are counted exactly."""
     source, baseline = healthy[fmt]
     damaged = tmp_path / source.name
-    shutil.copy(source, damaged)
-    with sqlite3.connect(damaged) as db:
-        page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        leaves = [
-            n
-            for (n,) in db.execute(
-                "SELECT pageno FROM dbstat WHERE name = 'tiles' AND pagetype = 'leaf' "
-                "ORDER BY pageno"
-            )
-        ]
-    db.close()
-    rng = random.Random(3)
-    with open(damaged, "r+b") as f:
-        for page in leaves[len(leaves) // 2 : len(leaves) // 2 + 4]:
-            f.seek((page - 1) * page_size)
-            f.write(rng.randbytes(page_size))
+    damaged.write_bytes(with_tile_pages_overwritten(source))
     report = operations.rebuild(damaged, tmp_path / "s.gdb", workers=1, sizes=True)
     rows = task_rows(report.status_path)
     corrupt = {name for name, row in rows.items() if row["status"] == "CORRUPT"}

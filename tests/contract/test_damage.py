@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import random
-import sqlite3
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +18,7 @@ from click.testing import CliRunner
 from cachestatus.cli import main
 from tests.builders import BuiltCache
 from tests.contract.suite import TILES, Builds, linked_copy
+from tests.helpers import with_tile_pages_overwritten
 from tests.status_rows import task_rows
 
 #: The bundle the container damages break: L08's checkerboard (tiles in and out of the extent),
@@ -58,26 +57,6 @@ def _in_zip(member: str) -> Change:
     return rewrite
 
 
-def _tile_pages(_: Path, path: Path) -> bytes:
-    """Random bytes over four leaf pages in the middle of the ``tiles`` table (an MBTiles
-    table, or a GeoPackage's tile table of that name), found with SQLite's ``dbstat``."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        leaves = [
-            n
-            for (n,) in db.execute(
-                "SELECT pageno FROM dbstat WHERE name = 'tiles' AND pagetype = 'leaf' "
-                "ORDER BY pageno"
-            )
-        ]
-    db.close()
-    data = bytearray(path.read_bytes())
-    rng = random.Random(3)
-    for page in leaves[len(leaves) // 2 : len(leaves) // 2 + 4]:
-        data[(page - 1) * page_size : page * page_size] = rng.randbytes(page_size)
-    return bytes(data)
-
-
 #: Per format, a damage its container can carry, and what the ``CORRUPT`` rows' detail says.
 #: Tile folders keep no structure beyond their tiles; a PMTiles archive of these tiles keeps
 #: them all in its root directory, which cannot be damaged without refusing the archive (exit
@@ -88,8 +67,8 @@ CONTAINER_DAMAGE: dict[str, tuple[Change, str]] = {
     "tpkx-folder": (_truncated(f"tile/{FOLDER}/{NAME}.bundle"), "truncated"),
     "tpkx": (_in_zip(f"tile/{FOLDER}/{NAME}.bundle"), "truncated"),
     "tpk": (_in_zip(f"v101/Roads/_alllayers/{FOLDER}/{NAME}.bundlx"), ".bundlx is"),
-    "mbtiles": (_tile_pages, "cannot be read here"),
-    "geopackage": (_tile_pages, "cannot be read here"),
+    "mbtiles": (lambda _, path: with_tile_pages_overwritten(path), "cannot be read here"),
+    "geopackage": (lambda _, path: with_tile_pages_overwritten(path), "cannot be read here"),
 }
 
 
