@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from cachestatus import formats, operations
+import cachestatus
+from cachestatus import formats
 from tests.builders import BuiltCache, build
 from tests.helpers import WEB_MERCATOR_HALF
 from tests.status_rows import task_rows
@@ -136,7 +137,7 @@ class Builds:
         def rebuild() -> Rebuilt:
             cache = self.cache(kind)
             store = self.root / "status" / f"{kind}-{sizes}.gdb"
-            report = operations.rebuild(cache.path, store, workers=1, sizes=sizes, **cache.opening)
+            report = cachestatus.rebuild(cache.path, store, workers=1, sizes=sizes, **cache.opening)
             assert not report.problems, report.problems
             levels = {
                 lv.level: (lv.tiles_expected, lv.tiles_present, lv.tiles_stray, lv.tile_bytes)

@@ -130,8 +130,8 @@ def test_a_web_page_stored_as_a_tile_is_named_by_verify(builds: Builds, cache, k
     assert code == 1
     named = [(p["bundle"], p.get("tile"), p["kind"]) for p in checked["problems"]]
     if kind in ZIPPED:  # the entry's CRC-32 finds the damage too, once the entry is read
-        assert named == [(BUNDLE, ADDRESS, "not-an-image"), (BUNDLE, None, "corrupt")]
-        assert "Bad CRC-32" in checked["problems"][1]["detail"]
+        assert set(named) == {(BUNDLE, ADDRESS, "not-an-image"), (BUNDLE, None, "corrupt")}
+        assert any("Bad CRC-32" in p["detail"] for p in checked["problems"])
     else:
         assert named == [(BUNDLE, ADDRESS, "not-an-image")]
         assert checked["totals"]["tiles_checked"] == len(TILES)
