@@ -125,8 +125,13 @@ def mapproxy_v2_cache(
         root, levels, extent, storage="esriMapCacheStorageModeCompact" + ("V2" if v2 else "")
     )
     cache = (CompactCacheV2 if v2 else CompactCacheV1)(str(root / "_alllayers"))
+    # One store per bundle, its tiles in order: the files of storing them one by one, faster.
+    bundles: dict[tuple[int, int, int], list[Tile]] = {}
     for (level, row, col), data in tiles.items():
-        assert cache.store_tile(Tile((col, row, level), ImageResult(BytesIO(data))))
+        tile = Tile((col, row, level), ImageResult(BytesIO(data)))
+        bundles.setdefault((level, row // 128, col // 128), []).append(tile)
+    for bundle in bundles.values():
+        assert cache.store_tiles(bundle)
     return root
 
 
@@ -213,6 +218,30 @@ def tree_snapshot(root: Path) -> dict[str, tuple[bytes | None, int, int]]:
         str(p): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns, p.stat().st_mode)
         for p in paths
     }
+
+
+def with_tile_pages_overwritten(path: Path) -> bytes:
+    """The bytes of the SQLite file ``path`` with random bytes over four leaf pages in the
+    middle of its ``tiles`` table (found with SQLite's ``dbstat``); the file is opened
+    read-only."""
+    import random
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        leaves = [
+            n
+            for (n,) in db.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'tiles' AND pagetype = 'leaf' "
+                "ORDER BY pageno"
+            )
+        ]
+    db.close()
+    data = bytearray(path.read_bytes())
+    rng = random.Random(3)
+    for page in leaves[len(leaves) // 2 : len(leaves) // 2 + 4]:
+        data[(page - 1) * page_size : page * page_size] = rng.randbytes(page_size)
+    return bytes(data)
 
 
 def bytes_read() -> int:

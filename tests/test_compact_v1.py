@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pyogrio.raw import read
 
 from cachestatus import formats, operations
 from cachestatus.errors import CorruptBundle
 from cachestatus.formats.base import BundleFile
 from cachestatus.formats.compact_v1 import BUNDLX_SIZE, DATA_START, decode_bundlx
 from tests.helpers import bytes_read, mapproxy_v2_cache
+from tests.status_rows import COUNTS, task_rows
 
 EXTENT = (-9.5e6, -4.2e6, 1.31e7, 7.7e6)
 
@@ -33,13 +33,6 @@ def twins(tmp_path_factory) -> tuple[Path, Path, dict]:
     return v1, v2, tiles
 
 
-def _rows(status: str) -> dict[str, tuple]:
-    meta, _, _, values = read(status, layer="TaskStatus", read_geometry=False)
-    names = list(meta["fields"])
-    keep = ["tilesExpected", "tilesPresent", "tilesStray", "tileBytes", "status"]
-    return {row[0]: tuple(row[names.index(k)] for k in keep) for row in zip(*values, strict=True)}
-
-
 def test_v1_and_v2_of_the_same_tiles_give_the_same_status(twins, tmp_path):
     v1, v2, tiles = twins
     with formats.open_cache(v1) as reader:
@@ -47,7 +40,7 @@ def test_v1_and_v2_of_the_same_tiles_give_the_same_status(twins, tmp_path):
     a = operations.rebuild(v1, tmp_path / "v1.gdb", workers=1, max_missing_rows=500)
     b = operations.rebuild(v2, tmp_path / "v2.gdb", workers=1, max_missing_rows=500)
     assert a.levels == b.levels
-    assert _rows(a.status_path) == _rows(b.status_path)
+    assert task_rows(a.status_path, COUNTS) == task_rows(b.status_path, COUNTS)
     assert a.totals.tiles_present + a.totals.tiles_stray == len(tiles)
     assert a.totals.tile_bytes == sum(len(d) for d in tiles.values())
 
@@ -144,8 +137,8 @@ def test_a_v1_bundle_written_while_read_is_in_progress(twins, tmp_path, monkeypa
 
     monkeypatch.setattr(compact_v1, "read_size_words", read_while_a_job_writes)
     report = operations.rebuild(cache, tmp_path / "s.gdb", workers=1, max_missing_rows=0)
-    rows = _rows(report.status_path)
-    assert rows["L03/R0000C0000"][-1] == "IN_PROGRESS"
+    rows = task_rows(report.status_path)
+    assert rows["L03/R0000C0000"]["status"] == "IN_PROGRESS"
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="names open files through /proc")
@@ -169,4 +162,4 @@ def test_v1_index_rewritten_while_read_is_in_progress(twins, tmp_path, monkeypat
 
     monkeypatch.setattr(compact_v1, "read_size_words", read_while_the_index_changes)
     report = operations.rebuild(cache, tmp_path / "s.gdb", workers=1, max_missing_rows=0)
-    assert _rows(report.status_path)["L03/R0000C0000"][-1] == "IN_PROGRESS"
+    assert task_rows(report.status_path)["L03/R0000C0000"]["status"] == "IN_PROGRESS"

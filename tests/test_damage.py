@@ -17,14 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pyogrio.raw import read
 
 from cachestatus import operations
-from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, tree_snapshot
-from tests.test_geopackage import _geopackage
-from tests.test_mbtiles import _mbtiles
+from tests.builders import WORLD, build, write_geopackage, write_mbtiles
+from tests.helpers import mapproxy_v2_cache, tree_snapshot, with_tile_pages_overwritten
+from tests.status_rows import task_rows
 
-WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
 FIELDS = (
     "status",
     "tilesExpected",
@@ -53,25 +51,15 @@ def healthy(tiles, tmp_path_factory) -> dict[str, tuple[Path, dict[str, dict]]]:
     caches = {
         "compact-v2": mapproxy_v2_cache(root / "v2", tiles, 12, WORLD),
         "compact-v1": mapproxy_v2_cache(root / "v1", tiles, 12, WORLD, version=1),
-        "mbtiles": _mbtiles(root / "t.mbtiles", tiles),
-        "geopackage": _geopackage(root / "t.gpkg", tiles),
+        "mbtiles": write_mbtiles(root / "t.mbtiles", tiles),
+        "geopackage": write_geopackage(root / "t.gpkg", tiles),
     }
     out = {}
     for name, cache in caches.items():
         report = operations.rebuild(cache, root / f"{name}.gdb", workers=1, sizes=True)
         assert not report.problems
-        out[name] = (cache, _rows(report.status_path))
+        out[name] = (cache, task_rows(report.status_path))
     return out
-
-
-def _rows(status: str | None) -> dict[str, dict]:
-    assert status is not None
-    meta, _, _, values = read(status, layer="TaskStatus", read_geometry=False)
-    names = list(meta["fields"])
-    return {
-        row[0]: {name: value for name, value in zip(names, row, strict=True)}
-        for row in zip(*[v.tolist() for v in values], strict=True)
-    }
 
 
 def _v2_truncated_index(bundle: Path) -> None:
@@ -183,7 +171,7 @@ def test_one_damaged_bundle(healthy, tmp_path, fmt, damage, apply, state, reason
     report = operations.rebuild(
         cache, tmp_path / "s.gdb", workers=1, blank=damage == "size prefix disagrees"
     )
-    rows = _rows(report.status_path)
+    rows = task_rows(report.status_path)
     assert rows[TARGET]["status"] == state
     assert reason in rows[TARGET]["detail"]
     corrupt = [p.bundle for p in report.problems]
@@ -202,24 +190,9 @@ def test_corrupt_sqlite_pages_make_corrupt_bundles_and_the_scan_goes_on(healthy,
     bundles whose tiles lie there are CORRUPT rows; the others are counted exactly."""
     source, baseline = healthy[fmt]
     damaged = tmp_path / source.name
-    shutil.copy(source, damaged)
-    with sqlite3.connect(damaged) as db:
-        page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        leaves = [
-            n
-            for (n,) in db.execute(
-                "SELECT pageno FROM dbstat WHERE name = 'tiles' AND pagetype = 'leaf' "
-                "ORDER BY pageno"
-            )
-        ]
-    db.close()
-    rng = random.Random(3)
-    with open(damaged, "r+b") as f:
-        for page in leaves[len(leaves) // 2 : len(leaves) // 2 + 4]:
-            f.seek((page - 1) * page_size)
-            f.write(rng.randbytes(page_size))
+    damaged.write_bytes(with_tile_pages_overwritten(source))
     report = operations.rebuild(damaged, tmp_path / "s.gdb", workers=1, sizes=True)
-    rows = _rows(report.status_path)
+    rows = task_rows(report.status_path)
     corrupt = {name for name, row in rows.items() if row["status"] == "CORRUPT"}
     assert corrupt and corrupt == {p.bundle for p in report.problems}
     assert all("cannot be read here" in rows[name]["detail"] for name in corrupt)
@@ -238,11 +211,10 @@ def test_nothing_in_the_cache_changes(kind, tiles, tmp_path):
     from click.testing import CliRunner
 
     from cachestatus.cli import main
-    from tests.test_verify import _build
 
     home = tmp_path / "home"
     home.mkdir()
-    cache, opening = _build(kind, home, tiles)
+    cache, opening = build(kind, home, tiles)
     elsewhere = tmp_path / "elsewhere"
     hint = ["--scheme", opening["scheme"]] if opening else []
     snapshot = tree_snapshot(home)
@@ -283,7 +255,7 @@ def test_a_wal_mode_sqlite_cache_gets_no_wal_files(healthy, tmp_path):
     before = tree_snapshot(folder)
     report = operations.rebuild(cache, tmp_path / "s.gdb", workers=1, sizes=True)
     assert tree_snapshot(folder) == before
-    rows = _rows(report.status_path)
+    rows = task_rows(report.status_path)
     assert {n: {f: r[f] for f in FIELDS} for n, r in rows.items()} == {
         n: {f: r[f] for f in FIELDS} for n, r in baseline.items()
     }
@@ -317,11 +289,9 @@ def test_a_cache_on_a_read_only_file_system_gets_its_status(kind, tiles, tmp_pat
     import subprocess
     import sys
 
-    from tests.test_verify import _build
-
     home = tmp_path / "home"
     home.mkdir()
-    cache, opening = _build(kind.removesuffix("-wal"), home, tiles)
+    cache, opening = build(kind.removesuffix("-wal"), home, tiles)
     if kind.endswith("-wal"):  # a WAL file read-only would need -wal and -shm files beside it
         with sqlite3.connect(cache) as db:
             db.execute("PRAGMA journal_mode=WAL")

@@ -17,10 +17,10 @@ import pytest
 from cachestatus import formats
 from cachestatus.errors import UnsupportedFormat
 from cachestatus.formats import base
+from tests.builders import zip_tpk
 from tests.helpers import mapproxy_v2_cache
 from tests.test_blobs_hostile import _cli
 from tests.test_compact_v1 import EXTENT
-from tests.test_tpk import _tpk
 
 USA = Path(__file__).parent / "data" / "esri" / "Usa.tpkx"
 BKG = Path(__file__).parent / "data" / "realworld" / "mbtiles" / "02.mbtile"
@@ -90,7 +90,7 @@ def caches(tmp_path_factory) -> dict[str, Path]:
         "geopackage": _geopackage(root / "a.gpkg"),
         "pmtiles": _pmtiles(root / "a.pmtiles"),
         "tpkx": root / "a.tpkx",
-        "tpk": _tpk(v1, root / "a.tpk"),
+        "tpk": zip_tpk(v1, root / "a.tpk"),
     }
     shutil.copyfile(USA, found["tpkx"])
     return found

@@ -14,23 +14,9 @@ from click.testing import CliRunner
 
 from cachestatus import formats, operations
 from cachestatus.cli import main
+from tests.builders import WORLD, write_geopackage
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
-from tests.test_mbtiles import _stored
-
-WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
-
-
-def _geopackage(path: Path, tiles: dict[tuple[int, int, int], bytes], table: str = "tiles") -> Path:
-    from mapproxy.cache.geopackage import GeopackageCache
-    from mapproxy.cache.tile import Tile
-    from mapproxy.grid.tile_grid import tile_grid
-    from mapproxy.image import ImageResult
-
-    cache = GeopackageCache(str(path), tile_grid(3857, origin="nw", name="g"), table)
-    for (level, row, col), data in tiles.items():
-        assert cache.store_tile(Tile((col, row, level), ImageResult(BytesIO(data))))
-    cache.cleanup()
-    return path
+from tests.status_rows import stored_tiles
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +29,7 @@ def pair(tmp_path_factory) -> tuple[Path, Path, dict]:
             tiles[(level, row, col)] = rng.randbytes(rng.randrange(1, 300))
     root = tmp_path_factory.mktemp("gpkg")
     return (
-        _geopackage(root / "tiles.gpkg", tiles),
+        write_geopackage(root / "tiles.gpkg", tiles),
         mapproxy_v2_cache(root / "v2", tiles, levels=20, extent=WORLD),
         tiles,
     )
@@ -59,7 +45,7 @@ def test_geopackage_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path)
         assert reader.full_extent.xmax == pytest.approx(WEB_MERCATOR_HALF)
     a = operations.rebuild(gpkg, tmp_path / "a.gdb", workers=1, sizes=True, max_missing_rows=0)
     b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
-    assert _stored(a.status_path) == _stored(b.status_path)
+    assert stored_tiles(a.status_path) == stored_tiles(b.status_path)
 
     def counts(report):
         return [
@@ -114,8 +100,8 @@ def test_table_option_chooses_among_tile_tables(pair, tmp_path):
     _, _, tiles = pair
     gpkg = tmp_path / "two.gpkg"
     items = sorted(tiles.items())
-    _geopackage(gpkg, dict(items[:50]))
-    _geopackage(gpkg, dict(items[50:]), table="roads")
+    write_geopackage(gpkg, dict(items[:50]))
+    write_geopackage(gpkg, dict(items[50:]), table="roads")
     counts = {}
     for table in ("tiles", "roads"):
         result = CliRunner().invoke(
@@ -165,6 +151,6 @@ def test_geographic_geopackage_any_crs(tmp_path):
     per_level = Counter(level for level, _, _ in tiles)
     for lv in report.levels:
         assert lv.tiles_present + lv.tiles_stray == per_level.get(lv.level, 0), lv.level
-    stored = _stored(report.status_path)
+    stored = stored_tiles(report.status_path)
     bundles = Counter(f"L{lv:02d}/R{r - r % 128:04x}C{c - c % 128:04x}" for lv, r, c in tiles)
     assert {k: v[0] for k, v in stored.items()} == dict(bundles)

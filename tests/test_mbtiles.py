@@ -6,7 +6,6 @@ import hashlib
 import json
 import random
 import sqlite3
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyogrio.raw import read
 
 from cachestatus import formats, grid, operations
 from cachestatus.cli import main
+from tests.builders import write_mbtiles
 from tests.helpers import mapproxy_v2_cache
+from tests.status_rows import stored_tiles
 
 EXTENT = (-9.5e6, -4.2e6, 1.31e7, 7.7e6)
 
@@ -28,21 +28,6 @@ def test_tms_row_flips_and_flips_back(level, data):
     row = data.draw(st.integers(0, 2**level - 1))
     assert 0 <= grid.tms_row(level, row) < 2**level
     assert grid.tms_row(level, grid.tms_row(level, row)) == row
-
-
-def _mbtiles(path: Path, tiles: dict[tuple[int, int, int], bytes]) -> Path:
-    """MapProxy's MBTiles cache, fed TMS rows as its 'sw'-origin grids do."""
-    from mapproxy.cache.mbtiles import MBTilesCache
-    from mapproxy.cache.tile import Tile
-    from mapproxy.image import ImageResult
-
-    cache = MBTilesCache(str(path))
-    for (level, row, col), data in tiles.items():
-        tile = Tile((col, grid.tms_row(level, row), level), ImageResult(BytesIO(data)))
-        assert cache.store_tile(tile)
-    cache.update_metadata(name="test", format="png")
-    cache.cleanup()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -57,22 +42,9 @@ def pair(tmp_path_factory) -> tuple[Path, Path, dict]:
         for col in range(126, 131):
             tiles[(9, row, col)] = rng.randbytes(rng.randrange(1, 50))
     root = tmp_path_factory.mktemp("mbt")
-    mbt = _mbtiles(root / "tiles.mbtiles", tiles)
+    mbt = write_mbtiles(root / "tiles.mbtiles", tiles)
     v2 = mapproxy_v2_cache(root / "v2", tiles, levels=18, extent=EXTENT)
     return mbt, v2, tiles
-
-
-def _stored(status: str) -> dict[str, tuple[int, int]]:
-    meta, _, _, values = read(status, layer="TaskStatus", read_geometry=False)
-    f = list(meta["fields"])
-    return {
-        row[0]: (
-            row[f.index("tilesPresent")] + row[f.index("tilesStray")],
-            row[f.index("tileBytes")],
-        )
-        for row in zip(*values, strict=True)
-        if row[f.index("status")] != "MISSING"
-    }
 
 
 def test_mbtiles_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path):
@@ -82,11 +54,11 @@ def test_mbtiles_and_v2_store_the_same_tiles_bundle_by_bundle(pair, tmp_path):
         assert reader.scheme.levels == (2, 8, 9, 17)
     a = operations.rebuild(mbt, tmp_path / "a.gdb", workers=1, sizes=True, max_missing_rows=0)
     b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
-    assert _stored(a.status_path) == _stored(b.status_path)
+    assert stored_tiles(a.status_path) == stored_tiles(b.status_path)
     # Without sizes, from the index alone (runs of rows): the same tiles, bundle by bundle.
     c = operations.rebuild(mbt, tmp_path / "c.gdb", workers=1, max_missing_rows=0)
-    assert {k: v[0] for k, v in _stored(c.status_path).items()} == {
-        k: v[0] for k, v in _stored(b.status_path).items()
+    assert {k: v[0] for k, v in stored_tiles(c.status_path).items()} == {
+        k: v[0] for k, v in stored_tiles(b.status_path).items()
     }
     assert a.totals.tiles_present + a.totals.tiles_stray == len(tiles)
     assert a.totals.tile_bytes == sum(len(d) for d in tiles.values())
@@ -156,7 +128,7 @@ def test_parallel_scan_opens_its_own_connections(tmp_path):
     parallel = operations.rebuild(path, tmp_path / "p.gdb", workers=2, sizes=True)
     assert parallel.levels == serial.levels
     assert serial.levels[0].bundles == 1200 and serial.levels[0].tile_bytes == 2400
-    assert _stored(parallel.status_path) == _stored(serial.status_path)
+    assert stored_tiles(parallel.status_path) == stored_tiles(serial.status_path)
 
 
 def _plain_mbtiles(path: Path, rows: list[tuple[int, int, int, bytes]], unique: bool) -> Path:
@@ -234,7 +206,7 @@ def test_walking_the_index_in_processes_matches_walking_it_here(pair, tmp_path, 
     monkeypatch.setattr(sqlite_tiles, "PARALLEL_BYTES", 0)
     spread = operations.rebuild(mbt, tmp_path / "b.gdb", workers=2, max_missing_rows=0)
     assert spread.levels == here.levels
-    assert _stored(spread.status_path) == _stored(here.status_path)
+    assert stored_tiles(spread.status_path) == stored_tiles(here.status_path)
 
 
 # --- What the metadata declares: minzoom..maxzoom, tileSize ----------------------------------
@@ -300,7 +272,7 @@ def test_tiles_outside_the_declared_zoom_range_are_not_scanned_and_named(tmp_pat
 )
 def test_one_declared_bound_is_taken_with_the_stored_levels(tmp_path, minzoom, maxzoom, levels):
     path = tmp_path / "one.mbtiles"
-    _mbtiles(path, {(1, 0, 0): b"a", (6, 0, 0): b"b"})
+    write_mbtiles(path, {(1, 0, 0): b"a", (6, 0, 0): b"b"})
     with sqlite3.connect(path) as db:
         for name, value in (("minzoom", minzoom), ("maxzoom", maxzoom)):
             if value is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,36 +13,12 @@ from click.testing import CliRunner
 from cachestatus import formats, operations
 from cachestatus.cli import main
 from cachestatus.formats.pmtiles import decode_header, tile_zxy
+from tests.builders import WORLD, write_pmtiles
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
-from tests.test_mbtiles import _stored
+from tests.status_rows import stored_tiles
 
-pmtiles_writer = pytest.importorskip("pmtiles.writer")
-from pmtiles.tile import Compression, TileType, zxy_to_tileid  # noqa: E402
-
-WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
-
-
-def _archive(path: Path, tiles: dict[tuple[int, int, int], bytes]) -> Path:
-    """Tiles keyed (level, row, col) written with the pmtiles package's Writer."""
-    with open(path, "wb") as f:
-        writer = pmtiles_writer.Writer(f)
-        for tile_id, data in sorted((zxy_to_tileid(z, c, r), d) for (z, r, c), d in tiles.items()):
-            writer.write_tile(tile_id, data)
-        writer.finalize(
-            {
-                "tile_type": TileType.PNG,
-                "tile_compression": Compression.NONE,
-                "min_lon_e7": -1800000000,
-                "min_lat_e7": -850511287,
-                "max_lon_e7": 1800000000,
-                "max_lat_e7": 850511287,
-                "center_zoom": 0,
-                "center_lon_e7": 0,
-                "center_lat_e7": 0,
-            },
-            {},
-        )
-    return path
+pytest.importorskip("pmtiles.writer")
+from pmtiles.tile import zxy_to_tileid
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +44,14 @@ def test_tile_ids_decode_like_the_pmtiles_package():
 
 
 def test_archive_matches_a_v2_cache_of_the_same_tiles(tiles, tmp_path):
-    archive = _archive(tmp_path / "t.pmtiles", tiles)
+    archive = write_pmtiles(tmp_path / "t.pmtiles", tiles)
     with formats.open_cache(archive) as reader:
         assert reader.name == "pmtiles"
         assert reader.scheme.levels == tuple(range(0, 14))
     v2 = mapproxy_v2_cache(tmp_path / "v2", tiles, levels=14, extent=WORLD)
     a = operations.rebuild(archive, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
     b = operations.rebuild(v2, tmp_path / "b.gdb", workers=1, max_missing_rows=0)
-    assert _stored(a.status_path) == _stored(b.status_path)
+    assert stored_tiles(a.status_path) == stored_tiles(b.status_path)
     assert a.totals.tiles_present == len(tiles)
     assert a.status_path == str(tmp_path / "a.gdb")
 
@@ -87,7 +62,7 @@ def test_leaf_directories_are_followed(tmp_path):
     many: dict[tuple[int, int, int], bytes] = {}
     while len(many) < 30000:
         many[(14, rng.randrange(2**14), rng.randrange(2**14))] = rng.randbytes(8)
-    archive = _archive(tmp_path / "many.pmtiles", many)
+    archive = write_pmtiles(tmp_path / "many.pmtiles", many)
     with open(archive, "rb") as f:
         header = f.read(127)
     assert struct.unpack_from("<Q", header, 48)[0] > 0  # the archive has leaf directories

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from cachestatus import formats, operations
 from cachestatus.cli import main
 from cachestatus.errors import InvalidCacheConfig
+from tests.builders import tpkx_root_json, zip_tpkx
 from tests.test_blobs_hostile import _cli
-from tests.test_tpkx import USA, USA_TILES, _package, _root_json
+from tests.test_tpkx import USA, USA_TILES
 
 SAMPLE = (
     Path(__file__).parent
@@ -160,8 +161,8 @@ def test_a_point_full_extent_expects_the_tile_holding_it(tmp_path):
     cache = mapproxy_v2_cache(tmp_path / "v2", {(3, 2, 4): b"x" * 10}, levels=8, extent=None)
     folder = tmp_path / "pkg"
     shutil.copytree(cache / "_alllayers", folder / "tile")
-    (folder / "root.json").write_text(json.dumps(_root_json(8, (*point, *point))))
-    package = _package(cache, tmp_path / "p.tpkx", _root_json(8, (*point, *point)))
+    (folder / "root.json").write_text(json.dumps(tpkx_root_json(8, (*point, *point))))
+    package = zip_tpkx(cache, tmp_path / "p.tpkx", tpkx_root_json(8, (*point, *point)))
     for path in (folder, package):  # unpacked, and the same files zipped
         report = operations.rebuild(path, tmp_path / f"{path.name}.gdb", workers=1)
         assert [lv.tiles_expected for lv in report.levels] == [1] * 8

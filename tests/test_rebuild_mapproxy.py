@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pyogrio
@@ -19,6 +18,7 @@ from pyogrio.raw import read
 
 from cachestatus import operations
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, web_mercator_lods
+from tests.status_rows import task_rows
 
 EXTENT = (-9.5e6, -4.2e6, 1.31e7, 7.7e6)  # an irregular box, not tile-aligned
 MAX_MISSING = 3000
@@ -73,22 +73,12 @@ def rebuilt(request, tmp_path_factory):
     return tiles, root, report
 
 
-def _rows(status: Path) -> dict[str, dict]:
-    meta, _, geometry, values = read(str(status), layer="TaskStatus")
-    names = list(meta["fields"])
-    out = {}
-    for i, name in enumerate(values[0]):
-        out[name] = {field: values[j][i] for j, field in enumerate(names)}
-        out[name]["wkb"] = geometry[i]
-    return out
-
-
 def test_every_bundle_matches_what_mapproxy_stored(rebuilt):
     tiles, root, report = rebuilt
     by_bundle: dict[tuple[int, int, int], list] = defaultdict(list)
     for (level, row, col), data in tiles.items():
         by_bundle[(level, row - row % 128, col - col % 128)].append((row, col, len(data)))
-    rows = _rows(Path(report.status_path))
+    rows = task_rows(report.status_path)
     files = {k: v for k, v in rows.items() if v["status"] != "MISSING"}
     assert len(files) == len(by_bundle)
     for (level, brow, bcol), stored in by_bundle.items():
@@ -142,7 +132,7 @@ def test_level_totals_are_exact_for_every_lod(rebuilt):
 
 def test_missing_rows_cover_absent_bundles_of_built_levels(rebuilt):
     _, _, report = rebuilt
-    rows = _rows(Path(report.status_path))
+    rows = task_rows(report.status_path)
     missing = {k for k, v in rows.items() if v["status"] == "MISSING"}
     total_missing = 0
     for lv in report.levels:

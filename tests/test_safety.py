@@ -24,8 +24,8 @@ from pyogrio.raw import read, write
 from cachestatus import operations
 from cachestatus.store import lock as store_lock
 from cachestatus.store.lock import LockOwner, lock_path
+from tests.builders import build
 from tests.helpers import synthetic_cache, tree_snapshot
-from tests.test_verify import _build
 
 SIDE = 34  # 1,156 bundles: a rebuild takes about a second
 
@@ -74,9 +74,9 @@ def caches(tmp_path_factory) -> dict[str, Path]:
     """A GeoPackage cache, an XYZ folder cache named like a geodatabase, a Compact V2 cache."""
     root = tmp_path_factory.mktemp("caches")
     tiles = {(1, 0, 0): b"\x89PNG\r\n\x1a\n" + b"a" * 50, (1, 1, 1): b"\x89PNG\r\n\x1a\n" + b"b"}
-    gpkg, _ = _build("geopackage", root, tiles)
-    xyz, _ = _build("xyz", root, tiles)
-    v2, _ = _build("compact-v2", root, tiles)
+    gpkg, _ = build("geopackage", root, tiles)
+    xyz, _ = build("xyz", root, tiles)
+    v2, _ = build("compact-v2", root, tiles)
     named_gdb = xyz.rename(root / "tiles.gdb")
     return {"gpkg": gpkg, "xyz": named_gdb, "v2": v2}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -11,25 +10,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachestatus import formats, grid, operations
+from cachestatus import formats, operations
 from cachestatus.cli import main
+from tests.builders import WORLD, write_tile_folder
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, write_conf
-from tests.test_mbtiles import _stored
-
-WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
-
-
-def _file_cache(root: Path, layout: str, tiles: dict, tms: bool = False, ext: str = "png") -> Path:
-    from mapproxy.cache.file import FileCache
-    from mapproxy.cache.tile import Tile
-    from mapproxy.image import ImageResult
-
-    cache = FileCache(str(root), ext, directory_layout=layout)
-    for (level, row, col), data in tiles.items():
-        y = grid.tms_row(level, row) if tms else row
-        cache.store_tile(Tile((col, y, level), ImageResult(BytesIO(data))))  # returns None
-    assert sum(1 for p in root.rglob(f"*.{ext}")) >= len(tiles)
-    return root
+from tests.status_rows import stored_tiles
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +32,7 @@ def tiles() -> dict:
 def v2_status(tiles, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("v2")
     cache = mapproxy_v2_cache(root / "v2", tiles, levels=15, extent=WORLD)
-    return _stored(
+    return stored_tiles(
         operations.rebuild(cache, root / "v2.gdb", workers=1, max_missing_rows=0).status_path
     )
 
@@ -56,37 +41,37 @@ def test_exploded_cache_matches_v2(tiles, v2_status, tmp_path):
     root = write_conf(tmp_path / "exploded", 15, WORLD, storage="esriMapCacheStorageModeExploded")
     png = {k: v for i, (k, v) in enumerate(tiles.items()) if i % 2}
     jpg = {k: v for i, (k, v) in enumerate(tiles.items()) if not i % 2}
-    _file_cache(root / "_alllayers", "arcgis", png)
-    _file_cache(root / "_alllayers", "arcgis", jpg, ext="jpg")  # a MIXED cache
+    write_tile_folder(root / "_alllayers", "arcgis", png)
+    write_tile_folder(root / "_alllayers", "arcgis", jpg, ext="jpg")  # a MIXED cache
     with formats.open_cache(root) as reader:
         assert reader.name == "exploded"
     report = operations.rebuild(root, tmp_path / "e.gdb", workers=2, sizes=True, max_missing_rows=0)
-    assert _stored(report.status_path) == v2_status
+    assert stored_tiles(report.status_path) == v2_status
 
 
 @pytest.mark.parametrize("scheme", ["xyz", "tms"])
 def test_xyz_and_tms_folders_match_v2(tiles, v2_status, tmp_path, scheme):
-    root = _file_cache(tmp_path / scheme, "tms", tiles, tms=scheme == "tms")
+    root = write_tile_folder(tmp_path / scheme, "tms", tiles, tms=scheme == "tms")
     hint = None if scheme == "xyz" else "tms"
     with formats.open_cache(root, hint) as reader:
         assert reader.name == scheme and reader.scheme.levels == (2, 9, 14)
     report = operations.rebuild(
         root, tmp_path / "f.gdb", workers=1, max_missing_rows=0, format_hint=hint, sizes=True
     )
-    assert _stored(report.status_path) == v2_status
+    assert stored_tiles(report.status_path) == v2_status
 
 
 def test_scheme_option_reads_a_tms_folder_from_the_command_line(tiles, v2_status, tmp_path):
-    root = _file_cache(tmp_path / "tms", "tms", tiles, tms=True)
+    root = write_tile_folder(tmp_path / "tms", "tms", tiles, tms=True)
     status = tmp_path / "s.gdb"
     args = ["rebuild", str(root), "--status", str(status), "--workers", "1", "--sizes"]
     result = CliRunner().invoke(main, [*args, "--scheme", "tms", "--max-missing-rows", "0"])
     assert result.exit_code == 0, result.output
-    assert _stored(str(status)) == v2_status
+    assert stored_tiles(str(status)) == v2_status
     read_as_xyz = operations.rebuild(
         root, tmp_path / "x.gdb", workers=1, max_missing_rows=0, sizes=True, scheme="xyz"
     )
-    assert _stored(read_as_xyz.status_path) != v2_status  # rows upside down
+    assert stored_tiles(read_as_xyz.status_path) != v2_status  # rows upside down
 
 
 def test_scheme_option_is_refused_where_row_order_is_fixed(sample):
@@ -108,7 +93,7 @@ def test_zero_byte_tile_files_are_not_present(tmp_path):
 
 
 def test_without_sizes_tiles_are_counted_not_measured(tiles, tmp_path):
-    root = _file_cache(tmp_path / "xyz", "tms", tiles)
+    root = write_tile_folder(tmp_path / "xyz", "tms", tiles)
     counted = operations.rebuild(root, tmp_path / "c.gdb", workers=1, max_missing_rows=0)
     measured = operations.rebuild(
         root, tmp_path / "m.gdb", workers=1, max_missing_rows=0, sizes=True
@@ -171,7 +156,7 @@ def test_listing_in_worker_processes_matches_listing_here(tmp_path, sizes):
     one = operations.rebuild(root, tmp_path / "a.gdb", workers=1, sizes=sizes)
     two = operations.rebuild(root, tmp_path / "b.gdb", workers=2, sizes=sizes)
     assert one.levels == two.levels
-    assert _stored(one.status_path) == _stored(two.status_path)
+    assert stored_tiles(one.status_path) == stored_tiles(two.status_path)
     assert two.totals.tiles_present + two.totals.tiles_stray == len(tiles)
     if sizes:
         assert two.totals.tile_bytes == sum(len(d) for d in tiles.values())
@@ -208,7 +193,7 @@ def test_metadata_json_declares_levels_and_bounds_of_an_xyz_folder(tmp_path):
     the bounds (one z2 tile) make every tile outside them stray."""
     tiles = {**_descendants(2), **_descendants(3), **_descendants(4)}
     tiles[(3, 0, 0)] = b"\x89PNG\r\n\x1a\n"  # outside the bounds
-    root = _file_cache(tmp_path / "xyz", "tms", tiles)
+    root = write_tile_folder(tmp_path / "xyz", "tms", tiles)
     _mb_util_metadata(
         root, bounds=",".join(map(str, Z2_TILE_BOX)), minzoom="2", maxzoom="6", format="png"
     )
@@ -255,7 +240,7 @@ def test_metadata_json_of_tilejson_numbers_and_a_512_px_tile_size(tmp_path):
 
 
 def test_zoom_folders_outside_the_declared_range_are_not_scanned_and_named(tmp_path):
-    root = _file_cache(tmp_path / "xyz", "tms", {**_descendants(2), **_descendants(5)})
+    root = write_tile_folder(tmp_path / "xyz", "tms", {**_descendants(2), **_descendants(5)})
     _mb_util_metadata(root, minzoom="0", maxzoom="3")
     args = ["rebuild", str(root), "--status", str(tmp_path / "s.gdb"), "--json"]
     result = CliRunner().invoke(main, args)
@@ -265,11 +250,11 @@ def test_zoom_folders_outside_the_declared_range_are_not_scanned_and_named(tmp_p
 
 
 def test_metadata_json_scheme_tms_makes_a_tms_folder(tiles, v2_status, tmp_path, caplog):
-    root = _file_cache(tmp_path / "tms", "tms", tiles, tms=True)
+    root = write_tile_folder(tmp_path / "tms", "tms", tiles, tms=True)
     _mb_util_metadata(root, scheme="tms", format="png")
     assert formats.detect(root).name == "tms"
     report = operations.rebuild(root, tmp_path / "t.gdb", workers=1, max_missing_rows=0, sizes=True)
-    assert _stored(report.status_path) == v2_status  # rows read upward, as stored
+    assert stored_tiles(report.status_path) == v2_status  # rows read upward, as stored
     with formats.open_cache(root, scheme="xyz") as reader:  # the user's choice wins, warned
         assert reader.name == "xyz"
     assert "scheme 'tms', but the folder is read with rows downward" in caplog.text
@@ -285,7 +270,7 @@ def test_metadata_json_scheme_tms_makes_a_tms_folder(tiles, v2_status, tmp_path,
     ],
 )
 def test_metadata_json_that_cannot_be_used_is_a_warning(tmp_path, caplog, content, warning):
-    root = _file_cache(tmp_path / "xyz", "tms", _descendants(3))
+    root = write_tile_folder(tmp_path / "xyz", "tms", _descendants(3))
     (root / "metadata.json").write_text(content)
     with formats.open_cache(root) as reader:
         assert reader.scheme.levels == (3,) and reader.full_extent is None

@@ -11,18 +11,10 @@ from click.testing import CliRunner
 
 from cachestatus import formats, operations
 from cachestatus.cli import main
+from tests.builders import zip_tpk
 from tests.helpers import mapproxy_v2_cache
-from tests.test_compact_v1 import EXTENT, _rows
-
-
-def _tpk(cache: Path, target: Path, skip: str = "") -> Path:
-    """Zip a cache folder under v101/Roads/, as ArcGIS lays out a .tpk."""
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("esriinfo/iteminfo.xml", "<ESRI_ItemInformation/>")
-        for path in sorted(cache.rglob("*")):
-            if path.is_file() and not (skip and path.name == skip):
-                z.write(path, "v101/Roads/" + path.relative_to(cache).as_posix())
-    return target
+from tests.status_rows import COUNTS, task_rows
+from tests.test_compact_v1 import EXTENT
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +31,18 @@ def v1_cache(tmp_path_factory) -> Path:
 
 
 def test_tpk_matches_the_folder_it_was_made_from(v1_cache, tmp_path):
-    package = _tpk(v1_cache, tmp_path / "Roads.tpk")
+    package = zip_tpk(v1_cache, tmp_path / "Roads.tpk")
     with formats.open_cache(package) as reader:
         assert reader.name == "tpk" and reader.full_extent is not None
     a = operations.rebuild(v1_cache, tmp_path / "a.gdb", workers=1)
     b = operations.rebuild(package, workers=1)
     assert b.status_path == str(tmp_path / "Roads.Status.gdb")
     assert b.levels == a.levels
-    assert _rows(b.status_path) == _rows(a.status_path)
+    assert task_rows(b.status_path, COUNTS) == task_rows(a.status_path, COUNTS)
 
 
 def test_missing_bundlx_inside_the_package_is_corrupt(v1_cache, tmp_path):
-    package = _tpk(v1_cache, tmp_path / "cut.tpk", skip="R0000C0000.bundlx")
+    package = zip_tpk(v1_cache, tmp_path / "cut.tpk", skip="R0000C0000.bundlx")
     report = operations.rebuild(package, workers=1)
     assert {p.detail for p in report.problems} == {"no .bundlx index beside it"}
 

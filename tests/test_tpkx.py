@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -14,7 +13,8 @@ from cachestatus import formats, operations
 from cachestatus.cli import main
 from cachestatus.errors import InvalidCacheConfig
 from cachestatus.formats.base import BundleFile
-from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, web_mercator_lods
+from tests.builders import tpkx_root_json, zip_tpkx
+from tests.helpers import mapproxy_v2_cache
 
 USA = Path(__file__).parent / "data" / "esri" / "Usa.tpkx"
 # Known facts of Esri's Usa.tpkx (tests/data/esri/README.md): stored tiles at L00-L05.
@@ -42,34 +42,6 @@ def test_usa_full_extent_is_the_expected_area():
         assert (scheme.tile_cols, scheme.origin_x) == (256, -20037508.342787)
 
 
-def _package(cache: Path, target: Path, root: dict) -> Path:
-    """Zip a folder cache's bundles as a .tpkx (stored entries, as ArcGIS writes them)."""
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("root.json", json.dumps(root))
-        for bundle in sorted((cache / "_alllayers").rglob("*.bundle")):
-            z.write(bundle, f"tile/{bundle.parent.name}/{bundle.name}")
-    return target
-
-
-def _root_json(levels: int, extent: tuple[float, float, float, float]) -> dict:
-    return {
-        "tileInfo": {
-            "rows": 256,
-            "cols": 256,
-            "dpi": 96,
-            "origin": {"x": -WEB_MERCATOR_HALF, "y": WEB_MERCATOR_HALF},
-            "spatialReference": {"wkid": 102100, "latestWkid": 3857},
-            "lods": [
-                {"level": lv, "scale": s, "resolution": r} for lv, s, r in web_mercator_lods(levels)
-            ],
-        },
-        "fullExtent": dict(zip(("xmin", "ymin", "xmax", "ymax"), extent, strict=True)),
-        "storageInfo": {"storageFormat": "esriMapCacheStorageModeCompactV2", "packetSize": 128},
-        "minLOD": 0,
-        "maxLOD": levels - 1,
-    }
-
-
 def test_package_matches_the_folder_cache_it_was_made_from(tmp_path):
     extent = (-9.5e6, -4.2e6, 1.31e7, 7.7e6)
     tiles = {
@@ -79,7 +51,7 @@ def test_package_matches_the_folder_cache_it_was_made_from(tmp_path):
         for c in range(1, 2**lv, 5)
     }
     folder = mapproxy_v2_cache(tmp_path / "cache", tiles, levels=8, extent=extent)
-    package = _package(folder, tmp_path / "cache.tpkx", _root_json(8, extent))
+    package = zip_tpkx(folder, tmp_path / "cache.tpkx", tpkx_root_json(8, extent))
     from_folder = operations.rebuild(folder, tmp_path / "a.gdb", workers=1)
     from_package = operations.rebuild(package, tmp_path / "b.gdb", workers=1)
     assert from_package.levels == from_folder.levels

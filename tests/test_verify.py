@@ -22,13 +22,9 @@ from PIL import Image
 from cachestatus import content, formats, operations
 from cachestatus.cli import main
 from cachestatus.formats.base import BundleFile
+from tests.builders import WORLD, build, write_mbtiles
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, tree_snapshot, write_conf
-from tests.test_geopackage import _geopackage
-from tests.test_mbtiles import _mbtiles
-from tests.test_tile_folders import _file_cache
-from tests.test_tpkx import _package, _root_json
 
-WORLD = (-WEB_MERCATOR_HALF, -WEB_MERCATOR_HALF, WEB_MERCATOR_HALF, WEB_MERCATOR_HALF)
 USA = Path(__file__).parent / "data" / "esri" / "Usa.tpkx"
 
 
@@ -64,34 +60,6 @@ def tiles() -> tuple[dict[tuple[int, int, int], bytes], int]:
     return out, blank
 
 
-def _pmtiles(path: Path, tiles: dict[tuple[int, int, int], bytes]) -> Path:
-    from tests.test_pmtiles import _archive
-
-    return _archive(path, tiles)
-
-
-def _build(kind: str, root: Path, tiles: dict[tuple[int, int, int], bytes]) -> tuple[Path, dict]:
-    """The cache of ``kind`` holding ``tiles``, and how to open it."""
-    if kind in ("compact-v2", "compact-v1"):
-        version = 2 if kind == "compact-v2" else 1
-        return mapproxy_v2_cache(root / kind, tiles, 15, WORLD, version=version), {}
-    if kind == "tpkx":
-        folder = mapproxy_v2_cache(root / "for-tpkx", tiles, 15, WORLD)
-        return _package(folder, root / "t.tpkx", _root_json(15, WORLD)), {}
-    if kind == "exploded":
-        cache = write_conf(root / kind, 15, WORLD, storage="esriMapCacheStorageModeExploded")
-        _file_cache(cache / "_alllayers", "arcgis", tiles)
-        return cache, {}
-    if kind in ("xyz", "tms"):
-        return _file_cache(root / kind, "tms", tiles, tms=kind == "tms"), {"scheme": kind}
-    if kind == "mbtiles":
-        return _mbtiles(root / "t.mbtiles", tiles), {}
-    if kind == "geopackage":
-        return _geopackage(root / "t.gpkg", tiles), {}
-    assert kind == "pmtiles"
-    return _pmtiles(root / "t.pmtiles", tiles), {}
-
-
 KINDS = [
     "compact-v2",
     "compact-v1",
@@ -108,7 +76,7 @@ KINDS = [
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_reader_gives_back_the_bytes_written(kind, tiles, tmp_path):
     stored, blank = tiles
-    cache, opening = _build(kind, tmp_path, stored)
+    cache, opening = build(kind, tmp_path, stored)
     read: dict[tuple[int, int, int], bytes] = {}
     with formats.open_cache(cache, **opening) as reader:
         assert reader.name == kind
@@ -269,7 +237,7 @@ def test_mbtiles_with_an_empty_blob_and_a_web_page(tiles, tmp_path):
     import sqlite3
 
     stored, _ = tiles
-    mbtiles = _mbtiles(tmp_path / "t.mbtiles", stored)
+    mbtiles = write_mbtiles(tmp_path / "t.mbtiles", stored)
     with sqlite3.connect(mbtiles) as db:
         db.execute("UPDATE tiles SET tile_data = x'' WHERE rowid = 1")
         db.execute("UPDATE tiles SET tile_data = CAST('<html>' AS BLOB) WHERE rowid = 2")
@@ -306,7 +274,7 @@ def test_rebuild_with_blank_counts_the_esri_transparent_tiles(tmp_path):
 @pytest.mark.parametrize("kind", ["compact-v2", "mbtiles", "xyz"])
 def test_report_with_blank_counts_what_was_made_blank(kind, tiles, tmp_path):
     stored, blank = tiles
-    cache, opening = _build(kind, tmp_path, stored)
+    cache, opening = build(kind, tmp_path, stored)
     report = operations.report(
         cache, tmp_path / "out", levels=[2, 9, 14], blank=True, workers=1, **opening
     )
@@ -334,7 +302,7 @@ def test_verify_spreads_bundles_over_workers_in_every_format(kind, tiles, tmp_pa
     """Reading every tile is heavy: bundles go to worker processes one at a time, whatever the
     format, with the same findings as in one process."""
     stored, blank = tiles
-    cache, opening = _build(kind, tmp_path, stored)
+    cache, opening = build(kind, tmp_path, stored)
     one = operations.verify(cache, decode=True, blank=True, workers=1, **opening)
     two = operations.verify(cache, decode=True, blank=True, workers=2, **opening)
     assert two.levels == one.levels and two.problems == one.problems
