@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from ..errors import UsageError
 from .reader import read_jobs, read_status
 from .schema import DRIVERS, JOBS, LEVEL_STATUS, TASK_STATUS
 from .writer import JobRecord, StatusWriter
 
+#: Store formats by name (``--format``): the suffixes the store has a driver for.
+FORMATS: Final = tuple(suffix.removeprefix(".") for suffix in DRIVERS)
+
 __all__ = [
+    "FORMATS",
     "JOBS",
     "LEVEL_STATUS",
     "TASK_STATUS",
