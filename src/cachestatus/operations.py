@@ -711,7 +711,7 @@ def _scan_to_store(
             cache_path=str(Path(cache).resolve()),
             format=reader.name,
             parameters=json.dumps(
-                {**parameters, "workers": scanner.workers, "status": str(target)}
+                {**parameters, "workers": scanner.workers, "status": str(target.absolute())}
             ),
             tool_version=__version__,
             outcome="succeeded with warnings" if outcome.problems else "succeeded",
