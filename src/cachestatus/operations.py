@@ -210,8 +210,8 @@ def run_rebuild(
             max_missing_rows=as_count(counting.max_missing_rows, "max_missing_rows"),
             blank=counting.blank,
         )
-        chosen = None if levels is None else [p.lod.level for p in scanner.plans]
-        parameters = request_json(source, store, counting, execution, levels=chosen)
+        scanned = None if levels is None else [p.lod.level for p in scanner.plans]
+        parameters = request_json(source, store, counting, execution, levels=scanned)
         # Claimed once every argument is known to be good: a refused run leaves no folder.
         with _claim(reader, target, "rebuild") as lock:
             return _scan_to_store(

@@ -84,7 +84,7 @@ class CacheSource:
             "format_hint": self.format_hint,
             "table": self.table,
             "scheme": self.scheme,
-            "sizes": self.sizes,
+            "sizes": bool(self.sizes),
         }
 
     @classmethod
@@ -116,6 +116,11 @@ def _aoi_json(aoi: object) -> str | dict[str, str] | None:
     import shapely
 
     return {"wkb": shapely.to_wkb(aoi, hex=True)}
+
+
+def _floats(values: Sequence[Any]) -> list[float]:
+    """Numbers (numpy's included) as JSON numbers."""
+    return [float(v) for v in values]
 
 
 def _aoi_from_json(value: Any) -> Any:
@@ -187,7 +192,7 @@ class Coverage:
             "scales": None if self.scales is None else parse_scales(self.scales),
             "aoi": _aoi_json(self.aoi),
             "aoi_layer": self.aoi_layer,
-            "extent": extent if extent is None or isinstance(extent, str) else list(extent),
+            "extent": extent if extent is None or isinstance(extent, str) else _floats(extent),
             "extent_crs": self.extent_crs,
         }
 
@@ -241,7 +246,7 @@ class Counting:
 
     def to_json(self) -> dict[str, Any]:
         """``blank``, ``max_missing_rows``."""
-        return {"blank": self.blank, "max_missing_rows": self.max_missing_rows}
+        return {"blank": bool(self.blank), "max_missing_rows": self.max_missing_rows}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Counting:
@@ -269,7 +274,7 @@ class StatusStore:
         return {
             "status": _optional_absolute(self.path),
             "store_format": self.store_format,
-            "big_integer": self.big_integer,
+            "big_integer": bool(self.big_integer),
         }
 
     @classmethod
@@ -299,8 +304,8 @@ class ReportStore:
         return {
             "out_folder": _absolute(self.folder),
             "store_format": self.store_format,
-            "overwrite": self.overwrite,
-            "big_integer": self.big_integer,
+            "overwrite": bool(self.overwrite),
+            "big_integer": bool(self.big_integer),
         }
 
     @classmethod
