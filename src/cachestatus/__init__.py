@@ -7,7 +7,8 @@ An open implementation of ArcGIS's *Manage Map Server Cache Status*::
                                                     "REBUILD_CACHE_STATUS")
     print(result.getMessages())
 
-and a plain API underneath: :func:`open_cache`, :func:`rebuild`, :func:`summary`, :func:`delete`.
+and a plain API underneath: :func:`open_cache`, :func:`rebuild`, :func:`summary`, :func:`delete`,
+:func:`replay`.
 Attributes are imported on first use, so worker processes that only decode bundles stay light.
 """
 
@@ -29,6 +30,7 @@ _LAZY = {
     "VerifyReport": "tilecheck",
     "delete": "operations",
     "summary": "operations",
+    "replay": "operations",
     "level_infos": "operations",
     "Scanner": "scan",
     "CacheReader": "formats",

@@ -1,6 +1,9 @@
 """The plain Python API: open a cache, rebuild, read or delete its status.
 
-The command line and the arcpy-style tool are thin layers over these functions.
+Each operation takes the request objects of :mod:`cachestatus.request` (``run_rebuild``,
+``run_report``...); the keyword functions (``rebuild(cache, status, workers=4)``...) build them
+from their arguments. The command line and the arcpy-style tool are thin layers over these
+functions.
 """
 
 from __future__ import annotations
@@ -12,23 +15,48 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Unpack
 from warnings import catch_warnings, filterwarnings
 
 import numpy as np
 
 from . import __version__, grid
-from .errors import InvalidAOI, OutputExists, UsageError
+from .errors import OutputExists, UsageError
 from .formats import CacheReader, open_cache
 from .missing_areas import MissingArea, hole_blocks
 from .models import Extent, LevelSummary, RowBatch, StatusReport
-from .scan import Progress, Scanner, plan_levels
-from .selection import parse_scales, select_levels
-from .store import JobRecord, StatusWriter, atomic, check_store_path, read_jobs, read_status
+from .request import (
+    CacheSource,
+    Counting,
+    CountingKeywords,
+    Coverage,
+    CoverageKeywords,
+    Execution,
+    ExecutionKeywords,
+    Keywords,
+    LayoutKeywords,
+    OpeningKeywords,
+    ReportStore,
+    SourceKeywords,
+    StatusStore,
+    StoreKeywords,
+    request_json,
+)
+from .scan import Scanner, plan_levels
+from .selection import Selection
+from .store import (
+    FORMATS,
+    JobRecord,
+    StatusWriter,
+    atomic,
+    check_store_path,
+    read_jobs,
+    read_status,
+)
 from .store.guard import (
     check_outside_cache,
     check_tile_list,
@@ -41,13 +69,9 @@ from .store.writer import store_crs
 from .tilecheck import LevelCheck, VerifyReport, check_chunk, type_warning
 from .values import as_count, as_path
 
-if TYPE_CHECKING:
-    from .aoi import AreaOfInterest
-
 REBUILD = "REBUILD_CACHE_STATUS"
 DELETE = "DELETE_CACHE_STATUS"
 REPORT = "REPORT_BUNDLE_STATUS"
-STORE_FORMATS = ("gdb", "gpkg")
 
 
 def new_job_id() -> tuple[str, str]:
@@ -68,8 +92,8 @@ def status_path(
     Raises:
         UsageError: the path's suffix is not ``.gdb``/``.gpkg`` or contradicts ``store_format``.
     """
-    if store_format is not None and store_format not in STORE_FORMATS:
-        raise UsageError(f"store format {store_format!r}: use one of {', '.join(STORE_FORMATS)}")
+    if store_format is not None and store_format not in FORMATS:
+        raise UsageError(f"store format {store_format!r}: use one of {', '.join(FORMATS)}")
     if status is None:
         return reader.status_dir / f"{reader.status_stem}.{store_format or 'gdb'}"
     path = check_store_path(as_path(status, "status"))
@@ -80,7 +104,7 @@ def status_path(
 
 def _default_stores(reader: CacheReader) -> list[Path]:
     """The default status stores of a cache (``Status.gdb`` and ``Status.gpkg``)."""
-    return [status_path(reader, None, fmt) for fmt in STORE_FORMATS]
+    return [status_path(reader, None, fmt) for fmt in FORMATS]
 
 
 def _claim(reader: CacheReader, target: Path, command: str) -> AbstractContextManager[StoreLock]:
@@ -142,64 +166,56 @@ def level_infos(reader: CacheReader) -> list[LevelInfo]:
     return infos
 
 
-def rebuild(
-    cache: str | os.PathLike[str],
-    status: str | os.PathLike[str] | None = None,
+def _scanner(reader: CacheReader, chosen: Selection, execution: Execution, **mode: Any) -> Scanner:
+    """The scan of ``chosen``'s levels and area, run as ``execution`` says; ``mode`` holds the
+    operation's own :class:`~cachestatus.scan.Scanner` switches."""
+    return Scanner(
+        reader,
+        levels=chosen.levels,
+        workers=execution.workers,
+        progress=execution.progress,
+        area=chosen.geometry,
+        **mode,
+    )
+
+
+def run_rebuild(
+    source: CacheSource,
+    store: StatusStore = StatusStore(),
     *,
-    store_format: str | None = None,
-    workers: int | None = None,
     levels: Iterable[int] | None = None,
-    max_missing_rows: int = 100_000,
-    progress: Progress | None = None,
-    format_hint: str | None = None,
-    sizes: bool = False,
-    blank: bool = False,
-    table: str | None = None,
-    scheme: str | None = None,
-    big_integer: bool = False,
+    counting: Counting = Counting(),
+    execution: Execution = Execution(),
 ) -> StatusReport:
     """REBUILD_CACHE_STATUS: scan the cache and replace its status store atomically.
 
     Args:
-        cache: the cache folder, service folder or ``conf.xml`` path.
-        status: where to write the store (default: ``Status.gdb`` beside ``conf.xml``).
-        store_format: ``gdb`` or ``gpkg`` for the default location.
-        workers: worker processes (default: all cores).
+        source: the cache.
+        store: where its status store goes (default: ``Status.gdb`` beside ``conf.xml``).
         levels: level IDs to scan (default: every LOD).
-        max_missing_rows: cap on ``MISSING`` rows in ``TaskStatus``.
-        progress: receives scan progress.
-        format_hint: force a reader from the registry instead of detecting one.
-        sizes: read tile sizes where they cost extra (SQLite blobs, a stat per tile file).
-        blank: also read every stored tile and count those without content (``tilesBlank``).
-        table: the tile table of a GeoPackage holding several.
-        scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
-        big_integer: write a FileGDB's 64-bit counts as Big Integer fields, which only ArcGIS
-            Pro 3.2+ and GDAL 3.9+ read (default: Double, which every reader opens).
+        counting: what is counted (blank tiles) and the cap on ``MISSING`` rows.
+        execution: workers and progress.
 
     Returns:
         The level totals, problems and warnings of the run.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    with open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader:
-        target = status_path(reader, status, store_format)
-        scanner = Scanner(
+    with source.open() as reader:
+        target = status_path(reader, store.path, store.store_format)
+        scanner = _scanner(
             reader,
-            levels=levels,
-            workers=workers,
-            max_missing_rows=as_count(max_missing_rows, "max_missing_rows"),
-            progress=progress,
-            blank=blank,
+            Selection(levels),
+            execution,
+            max_missing_rows=as_count(counting.max_missing_rows, "max_missing_rows"),
+            blank=counting.blank,
         )
-        parameters = {
-            "levels": None if levels is None else [p.lod.level for p in scanner.plans],
-            "max_missing_rows": max_missing_rows,
-            "blank": blank,
-        }
+        scanned = None if levels is None else [p.lod.level for p in scanner.plans]
+        parameters = request_json(source, store, counting, execution, levels=scanned)
         # Claimed once every argument is known to be good: a refused run leaves no folder.
         with _claim(reader, target, "rebuild") as lock:
             return _scan_to_store(
-                cache,
+                source.path,
                 reader,
                 scanner,
                 lock,
@@ -207,81 +223,46 @@ def rebuild(
                 parameters,
                 (started, clock),
                 keep_history=True,
-                big_integer=big_integer,
+                big_integer=store.big_integer,
             )
 
 
-def _resolve_area(
-    reader: CacheReader,
-    aoi: str | os.PathLike[str] | Any | None,
-    aoi_layer: str | None,
-    extent: str | Sequence[float] | None,
-    extent_crs: str | None,
-    warnings: list[str],
-) -> AreaOfInterest | None:
-    """The report's area in the cache's CRS, clipped to the tiling grid; ``None`` for none."""
-    import shapely
+class RebuildOptions(
+    SourceKeywords, StoreKeywords, CountingKeywords, ExecutionKeywords, total=False
+):
+    """The keyword arguments of :func:`rebuild`."""
 
-    from .aoi import extent_aoi, geometry_aoi, read_aoi
-
-    cache_crs, _ = store_crs(reader.scheme.spatial_reference)
-    area: AreaOfInterest | None = None
-    if aoi is not None:
-        if extent is not None:
-            warnings.append(
-                "both an area of interest and an extent were given: the area of "
-                "interest is used, the extent ignored"
-            )
-        if isinstance(aoi, (str, os.PathLike)):
-            area = read_aoi(aoi, cache_crs, aoi_layer)
-        elif isinstance(aoi, shapely.Geometry):
-            area = geometry_aoi(aoi)
-        else:
-            raise InvalidAOI(
-                f"aoi={aoi!r}: give a vector file's path or a shapely geometry in the cache's CRS"
-            )
-    elif extent is not None:
-        area = extent_aoi(extent, cache_crs, extent_crs)
-    if area is None:
-        return None
-    warnings.extend(area.warnings)
-    world = grid.grid_extent(reader.scheme)
-    if world is not None:
-        clipped = shapely.intersection(area.geometry, shapely.box(*world))
-        if clipped.is_empty or clipped.area <= 0:
-            raise InvalidAOI(
-                f"{area.source}: the area of interest {_bounds(area.geometry)} misses the cache's "
-                f"tiling grid {_bounds(shapely.box(*world))} entirely; is it in the cache's CRS "
-                f"({reader.scheme.spatial_reference})?"
-            )
-        area.geometry = clipped
-    return area
+    levels: Iterable[int] | None
 
 
-@dataclass
-class _Selection:
-    """The levels and area a report or a missing-areas run covers."""
+def rebuild(
+    cache: str | os.PathLike[str],
+    status: str | os.PathLike[str] | None = None,
+    **options: Unpack[RebuildOptions],
+) -> StatusReport:
+    """REBUILD_CACHE_STATUS: scan the cache and replace its status store atomically.
 
-    levels: tuple[int, ...]
-    scales: list[float] | None
-    area: AreaOfInterest | None
-    warnings: list[str]
+    The keyword form of :func:`run_rebuild`: ``cache`` and the fields of
+    :class:`~cachestatus.request.CacheSource` make its source, ``status`` and those of
+    :class:`~cachestatus.request.StatusStore` its store, and so on.
 
-
-def _select(
-    reader: CacheReader,
-    scales: Sequence[float] | str | None,
-    levels: Sequence[int] | None,
-    aoi: str | os.PathLike[str] | Any | None,
-    aoi_layer: str | None,
-    extent: str | Sequence[float] | None,
-    extent_crs: str | None,
-) -> _Selection:
-    scale_list = parse_scales(scales) if scales is not None else None
-    selected = select_levels(reader.scheme, scale_list, levels)
-    warnings: list[str] = []
-    area = _resolve_area(reader, aoi, aoi_layer, extent, extent_crs, warnings)
-    return _Selection(selected, scale_list, area, warnings)
+    Args:
+        cache: the cache folder, service folder or ``conf.xml`` path.
+        status: where to write the store (default: ``Status.gdb`` beside ``conf.xml``).
+        **options: ``levels``; ``format_hint``, ``table``, ``scheme``, ``sizes``
+            (:class:`~cachestatus.request.CacheSource`); ``store_format``, ``big_integer``
+            (:class:`~cachestatus.request.StatusStore`); ``blank``, ``max_missing_rows``
+            (:class:`~cachestatus.request.Counting`); ``workers``, ``progress``
+            (:class:`~cachestatus.request.Execution`).
+    """
+    given = Keywords("rebuild", options, RebuildOptions.__optional_keys__)
+    return run_rebuild(
+        given.make(CacheSource, cache),
+        given.make(StatusStore, status),
+        levels=options.get("levels"),
+        counting=given.make(Counting),
+        execution=given.make(Execution),
+    )
 
 
 @dataclass
@@ -292,116 +273,116 @@ class MissingReport:
     warnings: list[str]
 
 
-def _bounds(geometry: Any) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in geometry.bounds) + ")"
-
-
-def report(
-    cache: str | os.PathLike[str],
-    out_folder: str | os.PathLike[str],
+def run_report(
+    source: CacheSource,
+    store: ReportStore,
     *,
-    scales: Sequence[float] | str | None = None,
-    levels: Sequence[int] | None = None,
-    aoi: str | os.PathLike[str] | Any | None = None,
-    aoi_layer: str | None = None,
-    extent: str | Sequence[float] | None = None,
-    extent_crs: str | None = None,
-    store_format: str = "gdb",
-    overwrite: bool = False,
-    workers: int | None = None,
-    max_missing_rows: int | None = 100_000,
-    progress: Progress | None = None,
-    format_hint: str | None = None,
-    sizes: bool = False,
-    blank: bool = False,
-    table: str | None = None,
-    scheme: str | None = None,
-    big_integer: bool = False,
+    coverage: Coverage = Coverage(),
+    counting: Counting = Counting(),
+    execution: Execution = Execution(),
 ) -> StatusReport:
     """REPORT_BUNDLE_STATUS: the status of chosen levels over an area, as a new store.
 
-    Writes ``out_folder/Status.gdb`` (or ``.gpkg``) with a row for every bundle of the selected
-    levels that holds expected tiles (a file's row, or ``MISSING``). The cache and its own status
-    are not touched.
-
-    Args:
-        cache: the cache folder, service folder or ``conf.xml`` path.
-        out_folder: the folder of the report's store (created if needed).
-        scales: scale denominators (a list or ``"s1;s2"``), each matched to a LOD within 1 %.
-        levels: level IDs. Without scales nor levels: every LOD.
-        aoi: an area of interest: a vector file GDAL reads (all polygons unioned) or a shapely
-            geometry in the cache's CRS. It wins over ``extent``.
-        aoi_layer: the layer of a multi-layer AOI file.
-        extent: ``(xmin, ymin, xmax, ymax)`` or ``"xmin ymin xmax ymax"``.
-        extent_crs: the extent's CRS (default: the cache's).
-        store_format: ``gdb`` or ``gpkg``.
-        overwrite: replace an existing report store.
-        workers: worker processes (default: all cores).
-        max_missing_rows: cap on ``MISSING`` rows (``None``: no cap).
-        progress: receives scan progress.
-        format_hint: force a reader from the registry.
-        sizes: read tile sizes where they cost extra (SQLite blobs, a stat per tile file).
-        blank: also read every stored tile and count those without content (``tilesBlank``).
-        table: the tile table of a GeoPackage holding several.
-        scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
-        big_integer: Big Integer fields in a FileGDB (see :func:`rebuild`).
+    Writes ``store.folder/Status.gdb`` (or ``.gpkg``) with a row for every bundle of the chosen
+    levels that holds expected tiles (a file's row, or ``MISSING``). The cache and its own
+    status are not touched.
 
     Raises:
-        OutputExists: the report store exists and ``overwrite`` is false.
+        OutputExists: the report store exists and ``store.overwrite`` is false.
         ScaleNotInCache, InvalidAOI, UsageError: bad selection or area.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
     with ExitStack() as stack:
-        reader = stack.enter_context(
-            open_cache(cache, format_hint, sizes, table=table, scheme=scheme)
-        )
-        target = check_store_path(as_path(out_folder, "out_folder") / f"Status.{store_format}")
+        reader = stack.enter_context(source.open())
+        folder = store.folder
+        target = check_store_path(as_path(folder, "out_folder") / f"Status.{store.store_format}")
         if real(target) in {real(p) for p in _default_stores(reader)}:
             raise UsageError(
-                f"{out_folder}: is the cache's own status folder; a report goes to "
+                f"{folder}: is the cache's own status folder; a report goes to "
                 "another folder (--out)"
             )
         check_outside_cache(target, reader.root)
-        if os.path.lexists(target) and not overwrite:
+        if os.path.lexists(target) and not store.overwrite:
             raise OutputExists(
                 f"{target}: exists; add --overwrite to replace it, or choose another --out folder"
             )
-        chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
-        scanner = Scanner(
+        chosen = coverage.resolve(reader)
+        max_missing_rows = counting.max_missing_rows
+        scanner = _scanner(
             reader,
-            levels=chosen.levels,
-            workers=workers,
+            chosen,
+            execution,
             max_missing_rows=None
             if max_missing_rows is None
             else as_count(max_missing_rows, "max_missing_rows"),
-            progress=progress,
-            area=None if chosen.area is None else chosen.area.geometry,
             missing_on_unbuilt_levels=True,
             only_expected=True,
-            blank=blank,
+            blank=counting.blank,
         )
-        parameters = {
-            "levels": list(chosen.levels),
-            "scales": chosen.scales,
-            "area_of_interest": None if chosen.area is None else chosen.area.source,
-            "max_missing_rows": max_missing_rows,
-            "blank": blank,
-        }
+        parameters = request_json(
+            source,
+            store,
+            coverage.as_selected(chosen),
+            counting,
+            execution,
+            area_of_interest=None if chosen.area is None else chosen.area.source,
+        )
         # Claimed once every argument is known to be good: a refused run leaves no folder.
         lock = stack.enter_context(_claim(reader, target, "report"))
         result = _scan_to_store(
-            cache,
+            source.path,
             reader,
             scanner,
             lock,
             REPORT,
             parameters,
             (started, clock),
-            big_integer=big_integer,
+            big_integer=store.big_integer,
         )
         result.warnings[:0] = chosen.warnings
         return result
+
+
+class ReportOptions(
+    SourceKeywords,
+    CoverageKeywords,
+    StoreKeywords,
+    CountingKeywords,
+    ExecutionKeywords,
+    total=False,
+):
+    """The keyword arguments of :func:`report`."""
+
+    overwrite: bool
+
+
+def report(
+    cache: str | os.PathLike[str],
+    out_folder: str | os.PathLike[str],
+    **options: Unpack[ReportOptions],
+) -> StatusReport:
+    """REPORT_BUNDLE_STATUS: the status of chosen levels over an area, as a new store.
+
+    The keyword form of :func:`run_report`, built as :func:`rebuild` builds its objects.
+
+    Args:
+        cache: the cache folder, service folder or ``conf.xml`` path.
+        out_folder: the folder of the report's store (created if needed).
+        **options: ``scales``, ``levels``, ``aoi``, ``aoi_layer``, ``extent``, ``extent_crs``
+            (:class:`~cachestatus.request.Coverage`); ``store_format`` (default ``gdb``),
+            ``overwrite``, ``big_integer`` (:class:`~cachestatus.request.ReportStore`); and the
+            source, counting and execution arguments of :func:`rebuild` (``max_missing_rows``
+            may be ``None``: no cap).
+    """
+    given = Keywords("report", options, ReportOptions.__optional_keys__)
+    return run_report(
+        given.make(CacheSource, cache),
+        given.make(ReportStore, out_folder),
+        coverage=given.make(Coverage),
+        counting=given.make(Counting),
+        execution=given.make(Execution),
+    )
 
 
 #: Vector formats ``missing --out`` writes, by suffix.
@@ -415,30 +396,22 @@ MISSING_DRIVERS = {
 MAX_TILE_LIST = 1_000_000
 
 
-def missing(
-    cache: str | os.PathLike[str],
+def run_missing(
+    source: CacheSource,
     out: str | os.PathLike[str],
     *,
     tiles: str | os.PathLike[str] | None = None,
-    scales: Sequence[float] | str | None = None,
-    levels: Sequence[int] | None = None,
-    aoi: str | os.PathLike[str] | Any | None = None,
-    aoi_layer: str | None = None,
-    extent: str | Sequence[float] | None = None,
-    extent_crs: str | None = None,
     overwrite: bool = False,
-    workers: int | None = None,
-    progress: Progress | None = None,
-    format_hint: str | None = None,
-    table: str | None = None,
-    scheme: str | None = None,
+    coverage: Coverage = Coverage(),
+    execution: Execution = Execution(),
 ) -> MissingReport:
     """The areas still to seed: per level, the expected tiles that are not present, as polygons.
 
-    Scans like :func:`report` (levels, area or extent; the full extent by default) and writes the
-    ``MissingAreas`` polygons to ``out`` (GeoJSON, GeoPackage or Shapefile, by suffix), ready to
-    be the area of interest of the next caching job; with ``tiles``, also the missing tiles, one
-    ``z/x/y`` a line (x the column, y the row counted down from the origin).
+    Scans like :func:`run_report` (levels, area or extent; the full extent by default) and
+    writes the ``MissingAreas`` polygons to ``out`` (GeoJSON, GeoPackage or Shapefile, by
+    suffix), ready to be the area of interest of the next caching job; with ``tiles``, also the
+    missing tiles, one ``z/x/y`` a line (x the column, y the row counted down from the origin).
+    ``overwrite`` replaces earlier outputs of this function.
 
     Raises:
         UsageError: unknown output suffix, existing output without ``overwrite``, too many
@@ -455,7 +428,7 @@ def missing(
     if tiles_path is not None and real(tiles_path) == real(out_path):
         raise UsageError(f"{tiles}: --tiles and --out name the same file")
     with ExitStack() as stack:
-        reader = stack.enter_context(open_cache(cache, format_hint, table=table, scheme=scheme))
+        reader = stack.enter_context(source.open())
         outputs = [(out_path, check_vector_output)]
         if tiles_path is not None:
             outputs.append((tiles_path, check_tile_list))
@@ -465,15 +438,9 @@ def missing(
                 raise UsageError(f"{path}: its folder {path.parent} does not exist")
             if ours(path) and not overwrite:
                 raise OutputExists(f"{path}: exists; add --overwrite to replace it")
-        chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
-        scanner = Scanner(
-            reader,
-            levels=chosen.levels,
-            workers=workers,
-            max_missing_rows=0,
-            progress=progress,
-            area=None if chosen.area is None else chosen.area.geometry,
-            only_expected=chosen.area is not None,
+        chosen = coverage.resolve(reader)
+        scanner = _scanner(
+            reader, chosen, execution, max_missing_rows=0, only_expected=chosen.area is not None
         )
         if tiles_path is None:
             outcome = scanner.run(lambda batch: None)
@@ -519,33 +486,52 @@ def missing(
         )
 
 
+class MissingOptions(OpeningKeywords, CoverageKeywords, ExecutionKeywords, total=False):
+    """The keyword arguments of :func:`missing`."""
+
+    tiles: str | os.PathLike[str] | None
+    overwrite: bool
+
+
+def missing(
+    cache: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    **options: Unpack[MissingOptions],
+) -> MissingReport:
+    """The areas still to seed: per level, the expected tiles that are not present, as polygons.
+
+    The keyword form of :func:`run_missing`: ``tiles`` and ``overwrite`` as there, the other
+    arguments as for :func:`report` (without ``sizes``, the counts and the store).
+    """
+    given = Keywords("missing", options, MissingOptions.__optional_keys__)
+    return run_missing(
+        given.make(CacheSource, cache),
+        out,
+        tiles=options.get("tiles"),
+        overwrite=options.get("overwrite", False),
+        coverage=given.make(Coverage),
+        execution=given.make(Execution),
+    )
+
+
 #: ``verify`` lists at most this many problems; beyond, it counts them.
 MAX_PROBLEMS = 100_000
 
 
-def verify(
-    cache: str | os.PathLike[str],
+def run_verify(
+    source: CacheSource,
     *,
-    scales: Sequence[float] | str | None = None,
-    levels: Sequence[int] | None = None,
-    aoi: str | os.PathLike[str] | Any | None = None,
-    aoi_layer: str | None = None,
-    extent: str | Sequence[float] | None = None,
-    extent_crs: str | None = None,
+    coverage: Coverage = Coverage(),
+    execution: Execution = Execution(),
     decode: bool = False,
     blank: bool = False,
-    workers: int | None = None,
-    progress: Progress | None = None,
     max_problems: int = MAX_PROBLEMS,
-    format_hint: str | None = None,
-    table: str | None = None,
-    scheme: str | None = None,
 ) -> VerifyReport:
     """The deep check: every stored tile of the chosen levels (and area) read and judged.
 
     A tile is bad when its storage is damaged, when it is empty, when its bytes are not an image
     of the cache's tile format, or (``decode``) when it does not decode. The cache is only read.
-    Levels and area are chosen as for :func:`report`; without an area every stored tile is
+    Levels and area are chosen as for :func:`run_report`; without an area every stored tile is
     checked, with one only the tiles it holds. ``blank`` also counts tiles without content.
 
     Returns:
@@ -554,23 +540,16 @@ def verify(
     """
     clock = time.perf_counter()
     as_count(max_problems, "max_problems")
-    with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
-        chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
-        area = None if chosen.area is None else chosen.area.geometry
-        scanner = Scanner(
-            reader,
-            levels=chosen.levels,
-            workers=workers,
-            progress=progress,
-            area=area,
-            only_expected=area is not None,
-            heavy=True,
-        )
+    progress = execution.progress
+    with source.open() as reader:
+        chosen = coverage.resolve(reader)
+        area = chosen.geometry
+        scanner = _scanner(reader, chosen, execution, only_expected=area is not None, heavy=True)
         totals = {
             p.lod.level: LevelCheck(p.lod.level, p.lod.scale, blank=0 if blank else None)
             for p in scanner.plans
         }
-        report = VerifyReport(str(cache), reader.name, 0.0, list(totals.values()))
+        report = VerifyReport(str(source.path), reader.name, 0.0, list(totals.values()))
         report.warnings.extend([*chosen.warnings, *scanner.warnings])
         work = partial(check_chunk, decode=decode, blank=blank, only_expected=area is not None)
         try:
@@ -600,6 +579,31 @@ def verify(
             )
         report.elapsed_s = time.perf_counter() - clock
         return report
+
+
+class VerifyOptions(OpeningKeywords, CoverageKeywords, ExecutionKeywords, total=False):
+    """The keyword arguments of :func:`verify`."""
+
+    decode: bool
+    blank: bool
+    max_problems: int
+
+
+def verify(cache: str | os.PathLike[str], **options: Unpack[VerifyOptions]) -> VerifyReport:
+    """The deep check: every stored tile of the chosen levels (and area) read and judged.
+
+    The keyword form of :func:`run_verify`: ``decode``, ``blank`` and ``max_problems`` as there,
+    the other arguments as for :func:`missing`.
+    """
+    given = Keywords("verify", options, VerifyOptions.__optional_keys__)
+    return run_verify(
+        given.make(CacheSource, cache),
+        coverage=given.make(Coverage),
+        execution=given.make(Execution),
+        decode=options.get("decode", False),
+        blank=options.get("blank", False),
+        max_problems=options.get("max_problems", MAX_PROBLEMS),
+    )
 
 
 @contextmanager
@@ -707,7 +711,7 @@ def _scan_to_store(
             cache_path=str(Path(cache).resolve()),
             format=reader.name,
             parameters=json.dumps(
-                {**parameters, "workers": scanner.workers, "status": str(target)}
+                {**parameters, "workers": scanner.workers, "status": str(target.absolute())}
             ),
             tool_version=__version__,
             outcome="succeeded with warnings" if outcome.problems else "succeeded",
@@ -736,16 +740,12 @@ def _previous_jobs(target: Path) -> list[JobRecord]:
         return []
 
 
-def delete(
-    cache: str | os.PathLike[str],
-    status: str | os.PathLike[str] | None = None,
-    format_hint: str | None = None,
-    *,
-    table: str | None = None,
-    scheme: str | None = None,
-) -> list[Path]:
-    """DELETE_CACHE_STATUS: remove the status store(s); returns what was removed (maybe none)."""
-    with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
+def run_delete(source: CacheSource, status: str | os.PathLike[str] | None = None) -> list[Path]:
+    """DELETE_CACHE_STATUS: remove the status store(s); returns what was removed (maybe none).
+
+    Without ``status``, the default stores beside the cache (``Status.gdb``, ``Status.gpkg``).
+    """
+    with source.open() as reader:
         if status is not None:
             targets = [status_path(reader, status)]
         else:
@@ -758,24 +758,98 @@ def delete(
         return removed
 
 
-def summary(
-    cache: str | os.PathLike[str],
-    status: str | os.PathLike[str] | None = None,
-    format_hint: str | None = None,
-    *,
-    table: str | None = None,
-    scheme: str | None = None,
-) -> StatusReport:
+def run_summary(source: CacheSource, status: str | os.PathLike[str] | None = None) -> StatusReport:
     """Read the stored status back (no rescan): level totals, corrupt bundles, last job.
+
+    Without ``status``, the default store beside the cache (``Status.gdb``, else ``.gpkg``).
 
     Raises:
         StatusNotFound: there is no store (run :func:`rebuild` first).
     """
-    with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
+    with source.open() as reader:
         target = _existing_store(reader, status)
         report = read_status(target)
-        report.cache = str(cache)
+        report.cache = str(source.path)
         return report
+
+
+def delete(
+    cache: str | os.PathLike[str],
+    status: str | os.PathLike[str] | None = None,
+    format_hint: str | None = None,
+    **options: Unpack[LayoutKeywords],
+) -> list[Path]:
+    """DELETE_CACHE_STATUS: remove the status store(s); returns what was removed (maybe none).
+
+    The keyword form of :func:`run_delete` (``table``, ``scheme``: see
+    :class:`~cachestatus.request.CacheSource`).
+    """
+    given = Keywords("delete", options, LayoutKeywords.__optional_keys__)
+    return run_delete(given.make(CacheSource, cache, format_hint), status)
+
+
+def summary(
+    cache: str | os.PathLike[str],
+    status: str | os.PathLike[str] | None = None,
+    format_hint: str | None = None,
+    **options: Unpack[LayoutKeywords],
+) -> StatusReport:
+    """Read the stored status back (no rescan): the keyword form of :func:`run_summary`.
+
+    Raises:
+        StatusNotFound: there is no store (run :func:`rebuild` first).
+    """
+    given = Keywords("summary", options, LayoutKeywords.__optional_keys__)
+    return run_summary(given.make(CacheSource, cache, format_hint), status)
+
+
+def replay(
+    status: str | os.PathLike[str],
+    job_id: str | None = None,
+    *,
+    execution: Execution | None = None,
+) -> StatusReport:
+    """Run a rebuild or a report the ``Jobs`` table of the store at ``status`` records, again.
+
+    The job's ``parameters`` hold its whole request (:func:`~cachestatus.request.request_json`):
+    the same cache, read the same way, the same levels, area and counts, into the same store.
+    A replayed report replaces the report it wrote; a replayed rebuild keeps the history.
+
+    Args:
+        status: a status store (``.gdb`` or ``.gpkg``).
+        job_id: the job to run again (default: the store's last).
+        execution: workers and progress (default: the job's workers, no progress).
+
+    Raises:
+        StatusNotFound: no status store at ``status``.
+        UsageError: no such job, or one that cannot be replayed (a job of cachestatus 0.1,
+            which did not record its whole request).
+    """
+    target = check_store_path(as_path(status, "status"))
+    jobs = read_jobs(target)
+    job = next((j for j in reversed(jobs) if job_id in (None, j.job_id)), None)
+    if job is None:
+        raise UsageError(f"{target}: no job {job_id} in its Jobs table")
+    data = json.loads(job.parameters)
+    if job.mode not in (REBUILD, REPORT) or "cache" not in data:
+        raise UsageError(
+            f"{target}: job {job.job_id} ({job.mode}, cachestatus {job.tool_version}) did not "
+            "record its whole request; it cannot be replayed"
+        )
+    source = CacheSource.from_json(data)
+    counting = Counting.from_json(data)
+    execution = execution or Execution.from_json(data)
+    if job.mode == REBUILD:
+        store = StatusStore.from_json(data)
+        levels = data.get("levels")
+        return run_rebuild(source, store, levels=levels, counting=counting, execution=execution)
+    return run_report(
+        source,
+        replace(ReportStore.from_json(data), overwrite=True),
+        coverage=Coverage.from_json(data),
+        counting=counting,
+        execution=execution,
+    )
 
 
 def expected_extent(reader: CacheReader) -> Extent | None:
@@ -789,13 +863,22 @@ __all__ = [
     "REPORT",
     "LevelInfo",
     "LevelSummary",
+    "MissingReport",
     "delete",
     "expected_extent",
     "level_infos",
     "missing",
     "open_cache",
     "rebuild",
+    "replay",
     "report",
+    "run_delete",
+    "run_missing",
+    "run_rebuild",
+    "run_report",
+    "run_summary",
+    "run_verify",
     "status_path",
     "summary",
+    "verify",
 ]

@@ -1,4 +1,5 @@
-"""Which levels a run covers: ``--scales`` (matched within 1 %) and ``--levels`` (``0-5,7``).
+"""Which levels and area a run covers: ``--scales`` (matched within 1 %), ``--levels``
+(``0-5,7``), and an area of interest or an extent in the cache's CRS, clipped to its grid.
 
 Level ranges are kept as ranges: ``0-99999999999`` costs what ``0-5`` costs, and is met with the
 scheme's levels arithmetically (the levels of the range the scheme lacks are left out, with a
@@ -10,11 +11,18 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import overload
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, overload
 
-from .errors import ScaleNotInCache, UsageError
+from . import grid
+from .errors import InvalidAOI, ScaleNotInCache, UsageError
 from .models import TilingScheme
+
+if TYPE_CHECKING:
+    from .aoi import AreaOfInterest
+    from .formats import CacheReader
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +169,7 @@ def parse_levels(text: str) -> LevelRanges:
     return LevelRanges(ranges, text.strip())
 
 
-def _as_ranges(levels: object) -> LevelRanges:
+def as_ranges(levels: object) -> LevelRanges:
     """Any API value for ``levels`` as ranges: a text (``"0-5,7"``), a ``range``, an ID, or IDs.
 
     Raises:
@@ -223,7 +231,7 @@ def requested_levels(
         UsageError: a value that is not a level ID.
         ScaleNotInCache: a level, or a whole range, the scheme does not have.
     """
-    wanted = _as_ranges(levels)
+    wanted = as_ranges(levels)
     known = scheme.levels
     chosen: set[int] = set()
     left_out: list[str] = []
@@ -280,3 +288,75 @@ def select_levels(
     if levels is not None:
         chosen.update(requested_levels(scheme, levels, warnings))
     return tuple(level for level in scheme.levels if level in chosen)
+
+
+@dataclass
+class Selection:
+    """The levels and area a run covers in one cache (see :meth:`.request.Coverage.resolve`)."""
+
+    #: The level IDs, in the scheme's order; as asked (``None``: every LOD) for a rebuild.
+    levels: Iterable[int] | None
+    scales: list[float] | None = None
+    area: AreaOfInterest | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def geometry(self) -> Any:
+        """The area's polygon in the cache's CRS; ``None`` for the full extent."""
+        return None if self.area is None else self.area.geometry
+
+
+def _bounds(geometry: Any) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in geometry.bounds) + ")"
+
+
+def area_of_interest(
+    reader: CacheReader,
+    aoi: object,
+    aoi_layer: str | None,
+    extent: str | Sequence[float] | None,
+    extent_crs: str | None,
+    warnings: list[str],
+) -> AreaOfInterest | None:
+    """A run's area in the cache's CRS, clipped to the tiling grid; ``None`` for none.
+
+    Raises:
+        InvalidAOI: an area that cannot be read or misses the tiling grid.
+    """
+    import shapely
+
+    from .aoi import extent_aoi, geometry_aoi, read_aoi
+    from .store.writer import store_crs
+
+    cache_crs, _ = store_crs(reader.scheme.spatial_reference)
+    area: AreaOfInterest | None = None
+    if aoi is not None:
+        if extent is not None:
+            warnings.append(
+                "both an area of interest and an extent were given: the area of "
+                "interest is used, the extent ignored"
+            )
+        if isinstance(aoi, (str, os.PathLike)):
+            area = read_aoi(aoi, cache_crs, aoi_layer)
+        elif isinstance(aoi, shapely.Geometry):
+            area = geometry_aoi(aoi)
+        else:
+            raise InvalidAOI(
+                f"aoi={aoi!r}: give a vector file's path or a shapely geometry in the cache's CRS"
+            )
+    elif extent is not None:
+        area = extent_aoi(extent, cache_crs, extent_crs)
+    if area is None:
+        return None
+    warnings.extend(area.warnings)
+    world = grid.grid_extent(reader.scheme)
+    if world is not None:
+        clipped = shapely.intersection(area.geometry, shapely.box(*world))
+        if clipped.is_empty or clipped.area <= 0:
+            raise InvalidAOI(
+                f"{area.source}: the area of interest {_bounds(area.geometry)} misses the cache's "
+                f"tiling grid {_bounds(shapely.box(*world))} entirely; is it in the cache's CRS "
+                f"({reader.scheme.spatial_reference})?"
+            )
+        area.geometry = clipped
+    return area

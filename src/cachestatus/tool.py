@@ -16,6 +16,7 @@ from typing import Any
 from . import operations
 from .errors import UsageError
 from .models import StatusReport
+from .request import CacheSource, Coverage, Execution, ReportStore
 
 #: arcpy's ``Result.status`` codes.
 SUCCEEDED = 4
@@ -99,21 +100,21 @@ def ManageMapServerCacheStatus(
     mode = str(manage_mode).strip().upper()
     if mode not in MODES:
         raise UsageError(f"manage_mode={manage_mode!r}: use one of {', '.join(MODES)}")
-    workers = _workers(num_of_caching_service_instances)
+    source = CacheSource(input_service)
+    execution = Execution(_workers(num_of_caching_service_instances))
     messages = [f"Start: {mode} on {input_service}"]
     if mode == operations.REPORT:
         if report_folder in (None, "", "#"):
             raise UsageError(
                 "REPORT_BUNDLE_STATUS needs report_folder, the folder of the report's Status.gdb"
             )
-        result = operations.report(
-            input_service,
-            str(report_folder),
+        coverage = Coverage(
             scales=None if scales in (None, "", "#") else scales,
             aoi=None if area_of_interest in (None, "", "#") else area_of_interest,
             extent=_extent(report_extent),
-            workers=workers,
         )
+        store = ReportStore(str(report_folder))
+        result = operations.run_report(source, store, coverage=coverage, execution=execution)
         return _finish(messages, result)
     ignored = {
         "scales": scales,
@@ -125,12 +126,12 @@ def ManageMapServerCacheStatus(
         if value not in (None, "", "#"):
             messages.append(f"WARNING: {name} is used by REPORT_BUNDLE_STATUS only; ignored")
     if mode == operations.DELETE:
-        removed = operations.delete(input_service)
+        removed = operations.run_delete(source)
         messages += [f"Deleted {path}" for path in removed] or ["No cache status to delete"]
         outputs = [str(removed[0])] if removed else [""]
         messages.append("Succeeded.")
         return Result(SUCCEEDED, messages, outputs)
-    return _finish(messages, operations.rebuild(input_service, workers=workers))
+    return _finish(messages, operations.run_rebuild(source, execution=execution))
 
 
 def _extent(value: Any) -> str | tuple[float, ...] | None:

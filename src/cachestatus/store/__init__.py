@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from ..errors import UsageError
 from .reader import read_jobs, read_missing_areas, read_rows, read_status
@@ -10,7 +11,11 @@ from .records import JobRecord, StoredRows
 from .schema import DRIVERS, JOBS, LEVEL_STATUS, TASK_STATUS
 from .writer import StatusWriter
 
+#: Store formats by name (``--format``): the suffixes the store has a driver for.
+FORMATS: Final = tuple(suffix.removeprefix(".") for suffix in DRIVERS)
+
 __all__ = [
+    "FORMATS",
     "JOBS",
     "LEVEL_STATUS",
     "TASK_STATUS",

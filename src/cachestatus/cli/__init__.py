@@ -1,0 +1,50 @@
+"""The ``cachestatus`` command line (spec §3.1).
+
+Data goes to stdout (a table, or JSON with ``--json``); progress, warnings and errors to stderr.
+Exit codes: 0 done (warnings included), 1 the run failed, 2 bad input or usage.
+
+One module per command (:mod:`.rebuild`, :mod:`.report`...), the group in :mod:`.group`, what
+every command shares (consoles, errors and exit codes) in :mod:`.context`, and the options, which
+hand commands the request objects of :mod:`cachestatus.request`, in :mod:`.options`.
+
+This module imports nothing else: ``main``, the group, is imported on first use, so that the
+``cachestatus`` script ends with one line when interrupted while it starts up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _exit_on_early_interrupt(signum: int, frame: object) -> None:
+    """Before a command runs (imports, parsing), an interrupt has nothing to clean up."""
+    name = "SIGTERM" if signum == getattr(signal, "SIGTERM", None) else "SIGINT"
+    os.write(2, f"Error: interrupted ({name}); nothing was changed\n".encode())
+    os._exit(128 + signum)
+
+
+def exit_on_early_interrupts() -> None:
+    """Make SIGINT and SIGTERM end the program at once, with one line, until a command runs."""
+    for signum in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if signum is not None:
+            signal.signal(signum, _exit_on_early_interrupt)
+
+
+# Run as the cachestatus script (python -m cachestatus.cli: see __main__), an interrupt during
+# start-up ends it with one line; imported as a module, the host's handlers stay.
+if os.path.basename(sys.argv[0]).split(".")[0] == "cachestatus":
+    exit_on_early_interrupts()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "main":
+        from .group import main
+
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["exit_on_early_interrupts", "main"]

@@ -1,0 +1,11 @@
+"""``python -m cachestatus.cli``: the ``cachestatus`` command."""
+
+from __future__ import annotations
+
+if __name__ == "__main__":
+    from . import exit_on_early_interrupts
+
+    exit_on_early_interrupts()  # before the imports of the commands, which take a while
+    from .group import main
+
+    main()

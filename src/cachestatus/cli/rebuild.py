@@ -1,0 +1,32 @@
+"""``cachestatus rebuild``: REBUILD_CACHE_STATUS."""
+
+from __future__ import annotations
+
+import click
+
+from ..request import CacheSource, Counting, Execution, StatusStore
+from . import options
+from .context import Context, command
+
+
+@command
+@options.status_store_options
+@options.counting_options
+@options.execution_options()
+@options.json_option
+@options.sized_source_options
+@click.pass_obj
+def rebuild(
+    ctx: Context,
+    source: CacheSource,
+    store: StatusStore,
+    counting: Counting,
+    execution: Execution,
+    as_json: bool,
+) -> None:
+    """REBUILD_CACHE_STATUS: scan CACHE and write its status store."""
+    from ..operations import run_rebuild
+
+    with options.progress_shown(execution):
+        report = run_rebuild(source, store, counting=counting, execution=execution)
+    ctx.emit_report(report, as_json)
