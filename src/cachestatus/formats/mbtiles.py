@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from ..errors import InvalidCacheConfig
-from ..models import LOD, SpatialReference, TilingScheme
+from ..grid import EARTH_RADIUS, HALF_WORLD, MAX_LATITUDE, web_mercator, web_mercator_scheme
 from .base import FileHead
 from .sqlite_tiles import (
     MAX_LEVEL,
@@ -30,21 +30,18 @@ from .sqlite_tiles import (
     sqlite_content,
 )
 from .tilejson import (
-    EARTH_RADIUS,
-    HALF_WORLD,
-    MAX_LATITUDE,
     declared_bounds,
     declared_format,
     declared_zooms,
     metadata_int,
     tile_size,
-    web_mercator,
     web_mercator_extent,
     zoom_levels,
 )
 
 log = logging.getLogger(__name__)
 
+# The Web Mercator grid's names are importable from here too (they are grid.py's).
 __all__ = [
     "EARTH_RADIUS",
     "HALF_WORLD",
@@ -57,27 +54,6 @@ __all__ = [
 
 #: The ``metadata`` rows read.
 METADATA_NAMES = ("minzoom", "maxzoom", "format", "bounds", "tileSize", "tilesize", "tile_size")
-
-
-def web_mercator_scheme(
-    levels: list[int], tile_size: int = 256, tile_format: str = "PNG"
-) -> TilingScheme:
-    """The GoogleMapsCompatible tiling scheme for ``levels`` (96 DPI scales)."""
-    lods = []
-    for level in levels:
-        res = 2 * HALF_WORLD / tile_size / 2**level
-        lods.append(LOD(level, res * 96 / 0.0254, res))
-    return TilingScheme(
-        SpatialReference(3857, 3857),
-        -HALF_WORLD,
-        HALF_WORLD,
-        tile_size,
-        tile_size,
-        96.0,
-        tuple(lods),
-        tile_format=tile_format,
-        storage_format="MBTiles",
-    )
 
 
 class MBTiles(SQLiteTileCache):

@@ -52,6 +52,7 @@ import numpy.typing as npt
 
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
+from ..grid import web_mercator, web_mercator_scheme
 from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
 from .arcgis_conf import CONFIG_CAP
 from .base import (
@@ -63,7 +64,6 @@ from .base import (
     open_regular,
     read_exactly,
 )
-from .mbtiles import web_mercator, web_mercator_scheme
 from .tilejson import load_json, tile_size
 
 HEADER_SIZE = 127

@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
+from ..grid import web_mercator_scheme
 from ..models import BUNDLE_SIZE, BundleKey, Problem, Tile
 from ..parallel import map_in_processes
 from .arcgis_folder import (
@@ -51,7 +52,6 @@ from .arcgis_folder import (
 )
 from .base import O_RDONLY, BundleFile, StoredTile, read_exactly
 from .listed import Grouped, ListedTiles
-from .mbtiles import web_mercator_scheme
 from .tilejson import (
     DETECT_METADATA_BYTES,
     FOLDER_METADATA,
