@@ -66,14 +66,14 @@ class MBTiles(SQLiteTileCache):
     tms_rows = True
     grid_name = f"the Web Mercator grid (levels 0 to {MAX_LEVEL}, 2**level tiles a side)"
 
-    def __init__(self, path: Path) -> None:
-        """Open the file and read its levels and ``metadata``.
+    def _open(self) -> None:
+        """Read the file's levels and ``metadata``.
 
         Raises:
             InvalidCacheConfig: no ``tiles`` table or view with MBTiles' columns, a table that
                 cannot be read or never ends, a ``tileSize`` that is not a tile size.
         """
-        super().__init__(path)
+        path = self.path
         names = {
             str(n).lower()
             for (n,) in self._query(

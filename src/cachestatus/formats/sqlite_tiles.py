@@ -23,27 +23,31 @@ import functools
 import os
 import sqlite3
 import sys
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptBundle, InvalidCacheConfig
+from ..grid import RowT
 from ..models import BUNDLE_SIZE, BundleKey, Problem
-from ..parallel import map_in_processes
 from .base import (
     BundleFile,
     BundleIndex,
     FileHead,
+    LevelListing,
+    Run,
     SingleFileCache,
     StoredTile,
     open_regular,
     read_exactly,
+    run_here,
 )
-from .listed import BundleRows
+from .listed import BundleRows, KeysOnly, VirtualListing
 
 #: Beyond this many stretches of columns to fetch, one query for the whole level is cheaper.
 MAX_RANGE_QUERIES = 256
@@ -454,8 +458,8 @@ class RunIndex(BundleRows):
     """The stored tiles of one level as runs of rows, cut at bundle boundaries.
 
     A seeded cache stores whole blocks: each column is one run, and a level of millions of
-    tiles is a few thousand runs. Bundles' tile counts are sums of run lengths; a bundle's
-    presence is its runs painted into a 128 x 128 array.
+    tiles is a few thousand runs. A bundle's part of it (its runs: col, row0, row1) is all that
+    reading the bundle needs (:func:`presence`).
     """
 
     def __init__(self, level: int, runs: npt.NDArray[np.int64]) -> None:
@@ -472,20 +476,16 @@ class RunIndex(BundleRows):
                 np.minimum(row1[which], (band + 1) * BUNDLE_SIZE),
             ]
         ).reshape(-1, 3)
-        super().__init__(level, table, band, table[:, 0] // BUNDLE_SIZE)
-        lengths = self.table[:, 2] - self.table[:, 1]
-        self._counts = np.add.reduceat(lengths, self.starts) if len(lengths) else lengths
+        super().__init__(level, table, np.column_stack([band, table[:, 0] // BUNDLE_SIZE]))
 
-    def counts(self) -> dict[BundleKey, int]:
-        """Every bundle holding tiles, row by row, with its number of tiles."""
-        return dict(zip(self.bundles(), self._counts.tolist(), strict=True))
 
-    def presence(self, key: BundleKey) -> npt.NDArray[np.uint64]:
-        """The (128, 128) array of a bundle: 1 where a tile is stored."""
-        found = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
-        for col, row0, row1 in self.rows(key).tolist():
-            found[row0 - key.row : row1 - key.row, col - key.col] = 1
-        return found
+def presence(key: BundleKey, runs: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """The (128, 128) array of bundle ``key``: 1 where one of its ``runs`` (col, row0, row1,
+    rows counted down) holds a tile."""
+    found = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+    for col, row0, row1 in runs.tolist():
+        found[row0 - key.row : row1 - key.row, col - key.col] = 1
+    return found
 
 
 class BadTiles:
@@ -541,6 +541,10 @@ class BadTiles:
 
 #: Below this file size, walking the index in several processes costs more than it saves.
 PARALLEL_BYTES = 32 * 1024 * 1024
+#: Most stretches of columns a level of a larger file is walked in (spread over processes).
+LISTING_TASKS = 32
+#: Fewest columns in a stretch: a level of fewer is walked in one piece.
+STRETCH_COLUMNS = 256
 #: A stretch of one level's index to summarise: file, table, level, first and last column
 #: (``None``: all of them).
 SummaryTask = tuple[Path, str, int, int | None, int | None]
@@ -584,25 +588,51 @@ def column_summary(task: SummaryTask, db: TileDatabase | None = None) -> Summary
 class SQLiteTileCache(SingleFileCache):
     """Base of the readers of tiles in an SQLite table.
 
-    Subclasses set :attr:`table` and :attr:`tms_rows` (rows counted up from the bottom) while
-    they open the file, and say how large each level's grid is (:meth:`level_size`).
+    Subclasses read the file's definition (:meth:`_open`): they set :attr:`table`, the scheme,
+    the extent, and the tiles at no level; and say how large each level's grid is
+    (:meth:`level_size`). A definition that cannot be read closes the connection before the
+    error goes up.
     """
 
     #: The tile table (or view).
     table: str = "tiles"
     #: True when rows count up from the bottom (MBTiles' TMS rows).
-    tms_rows: bool = False
+    tms_rows: ClassVar[bool] = False
     #: The grid, as messages about tiles off it name it.
     grid_name: str = "the grid"
+    options: ClassVar[tuple[str, ...]] = ("sizes",)
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sizes: bool = False) -> None:
         super().__init__(path)
+        #: Read each tile's length (one range query a bundle); without, tiles are counted from
+        #: the index and not sized.
+        self.sizes = sizes
         self._db: TileDatabase | None = None
+        #: Tiles at values of ``zoom_level`` that are no level: listed with the first level.
+        self._bad_levels: list[Problem] = []
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Read the cache's definition from the file.
+
+        Raises:
+            InvalidCacheConfig: the file does not define a cache of the format.
+        """
 
     def _connect(self) -> TileDatabase:
         if self._db is None:
-            self._db = open_read_only(self.path)
+            self._db = self._handles.enter_context(contextlib.closing(open_read_only(self.path)))
         return self._db
+
+    def close(self) -> None:
+        """Close the database."""
+        super().close()
+        self._db = None
 
     def _query(
         self, sql: str, args: tuple[Any, ...] = (), what: str = "one of its tables"
@@ -621,12 +651,14 @@ class SQLiteTileCache(SingleFileCache):
     def _tile_table(self) -> str:
         return f"the tile table {self.table!r}"
 
-    def __getstate__(self) -> dict[str, object]:
-        return {**self.__dict__, "_db": None}
-
     def level_size(self, level: int) -> tuple[int, int]:
         """Columns and rows of ``level``'s grid: a tile outside is not counted."""
         return 1 << level, 1 << level
+
+    def _rows_to_xyz(self, level: int, rows: RowT) -> RowT:
+        """Rows of ``level`` as the table counts them, counted down from the top (XYZ); and
+        back, as the flip is its own inverse. MBTiles counts them up (TMS)."""
+        return self.level_size(level)[1] - 1 - rows if self.tms_rows else rows
 
     def _level_values(self, highest: int, indexed: bool) -> tuple[list[int], BadTiles]:
         """The levels the tile table holds tiles of (0 to ``highest``), and its tiles at values
@@ -684,69 +716,65 @@ class SQLiteTileCache(SingleFileCache):
                 bad.more_values += 1
         return sorted(levels), bad
 
-    def _runs(self, level: int) -> RunIndex:
-        """The level's stored tiles as runs, kept (a scan asks for each level while it counts,
-        lists and reads bundles).
+    def list_level(self, level: int, run: Run = run_here) -> LevelListing:
+        """The virtual bundles holding tiles, and the tiles of the level off its grid (with the
+        first level, the tiles at no level of the grid). Without sizes, each bundle carries its
+        runs of tiles.
 
         One query walks the (zoom, column, row) index in its own order and gives each column's
         count and first and last row: under a unique index, a column whose count spans its
-        rows is one run, known without its rows. Only the other columns' rows are fetched.
+        rows is one run, known without its rows. Only the other columns' rows are fetched. In a
+        file large enough (:data:`PARALLEL_BYTES`), the walk is spread over ``run`` in
+        stretches of columns.
         """
-        cache: dict[int, RunIndex] = self.__dict__.setdefault("_run_cache", {})
-        if level not in cache:
-            summary = column_summary((self.path, self.table, level, None, None), self._connect())
-            cache[level] = self._run_index(level, summary)
-        return cache[level]
+        bad = BadTiles(self.path, level, self.grid_name)
+        runs = self._run_index(level, self._summary(level, run), bad)
+        first = self.scheme.levels[:1] == (level,)
+        problems = [*(self._bad_levels if first else []), *bad.listed()]
+        source = KeysOnly(runs) if self.sizes else runs  # with sizes, bundles are queried
+        return VirtualListing(level, str(self.path), problems, source)
 
-    def _bad_tiles(self, level: int) -> BadTiles:
-        found: dict[int, BadTiles] = self.__dict__.setdefault("_bad", {})
-        if level not in found:
-            found[level] = BadTiles(self.path, level, self.grid_name)
-        return found[level]
+    def count_bundles(self, level: int) -> int:
+        """From the same runs as :meth:`list_level`."""
+        return self.list_level(level).count
 
-    def prefetch(self, levels: list[int]) -> None:
-        """Walk the index of ``levels`` in :attr:`workers` processes, each a stretch of columns,
-        when the file is large enough to pay for starting them."""
-        cache: dict[int, RunIndex] = self.__dict__.setdefault("_run_cache", {})
-        todo = [level for level in levels if level not in cache]
-        if self.workers <= 1 or not todo or os.path.getsize(self.path) < PARALLEL_BYTES:
-            return  # each level is walked here when it is first asked for
-        tasks: list[SummaryTask] = []
+    def _summary(self, level: int, run: Run) -> Summary:
+        """The column summary of ``level`` (:func:`column_summary`): one walk here, or in
+        stretches of columns through ``run`` when the file and the level are large enough to
+        pay for it (:data:`PARALLEL_BYTES`, :data:`STRETCH_COLUMNS`)."""
+        whole: SummaryTask = (self.path, self.table, level, None, None)
+        if os.path.getsize(self.path) < PARALLEL_BYTES:
+            return column_summary(whole, self._connect())
         table = quote_name(self.table)
-        for level in todo:
-            # The first and last column in the index's order (NULL first, text and blobs last):
-            # one seek each. Stretches between them cover every column only when both are
-            # columns of the grid; else the level is walked here, in one piece.
-            ((low, high),) = self._query(
-                f"SELECT (SELECT tile_column FROM {table} WHERE zoom_level = ? "
-                "ORDER BY tile_column LIMIT 1), "
-                f"(SELECT tile_column FROM {table} WHERE zoom_level = ? "
-                "ORDER BY tile_column DESC LIMIT 1)",
-                (level, level),
-                what=self._tile_table,
-            )
-            width = self.level_size(level)[0]
-            first, last = grid_number(low, width), grid_number(high, width)
-            if first is None or last is None:
-                continue
-            step = -(-(last - first + 1) // (2 * self.workers))
-            tasks += [
-                (self.path, self.table, level, start, min(start + step - 1, last))
-                for start in range(first, last + 1, step)
-            ]
-        parts: dict[int, Summary] = {}
-        for task, summary in zip(
-            tasks, map_in_processes(column_summary, tasks, self.workers), strict=True
-        ):
-            parts.setdefault(task[2], []).extend(summary)
-        for level, found in parts.items():
-            cache[level] = self._run_index(level, found)
+        # The first and last column in the index's order (NULL first, text and blobs last): one
+        # seek each. Stretches between them cover every column only when both are columns of
+        # the grid; else the level is walked in one piece.
+        ((low, high),) = self._query(
+            f"SELECT (SELECT tile_column FROM {table} WHERE zoom_level = ? "
+            "ORDER BY tile_column LIMIT 1), "
+            f"(SELECT tile_column FROM {table} WHERE zoom_level = ? "
+            "ORDER BY tile_column DESC LIMIT 1)",
+            (level, level),
+            what=self._tile_table,
+        )
+        width = self.level_size(level)[0]
+        first, last = grid_number(low, width), grid_number(high, width)
+        if first is None or last is None:
+            return column_summary(whole, self._connect())
+        stretches = min(LISTING_TASKS, (last - first + 1) // STRETCH_COLUMNS)
+        if stretches <= 1:
+            return column_summary(whole, self._connect())
+        step = -(-(last - first + 1) // stretches)
+        tasks = [
+            (self.path, self.table, level, start, min(start + step - 1, last))
+            for start in range(first, last + 1, step)
+        ]
+        return [column for part in run(column_summary, tasks) for column in part]
 
-    def _run_index(self, level: int, summary: Summary) -> RunIndex:
+    def _run_index(self, level: int, summary: Summary, bad: BadTiles) -> RunIndex:
         """Runs from a level's column summary: whole columns as they are, the rows of the
-        others fetched. A column that is not one of the grid's is listed as bad tiles."""
+        others fetched. A column that is not one of the grid's goes to ``bad``."""
         width, height = self.level_size(level)
-        bad = self._bad_tiles(level)
         table = as_int_table(summary, 5)
         if table is not None:  # every value an integer: checked at once
             col, count, low, high, total = table.T
@@ -758,7 +786,7 @@ class SQLiteTileCache(SingleFileCache):
             kept = []
             for c, n, lo, hi, tot in summary:
                 if c is None and n == 0:  # the rows overflow a sum: fetch them all
-                    return self._all_rows_index(level)
+                    return self._all_rows_index(level, bad)
                 column = grid_number(c, width)
                 if column is None:
                     bad.add(f"tile_column {shown_value(c)}", int(n))
@@ -775,13 +803,13 @@ class SQLiteTileCache(SingleFileCache):
             & (total * 2 == (low + high) * count)
             & self._unique_tiles
         )
-        if self.tms_rows:  # TMS rows count up: flip the run
-            low, high = height - 1 - high, height - 1 - low
+        ends = self._rows_to_xyz(level, low), self._rows_to_xyz(level, high)
+        low, high = np.minimum(*ends), np.maximum(*ends)
         runs = np.column_stack([col[whole], low[whole], high[whole] + 1])
-        gapped = self._rows_of(level, col[~whole])
+        gapped = self._rows_of(level, col[~whole], bad)
         return RunIndex(level, np.concatenate([runs, gapped]))
 
-    def _all_rows_index(self, level: int) -> RunIndex:
+    def _all_rows_index(self, level: int, bad: BadTiles) -> RunIndex:
         """The level's runs from all its rows, each checked (when no summary can be made)."""
         found = self._query(
             f"SELECT tile_column, tile_row FROM {quote_name(self.table)} WHERE zoom_level = ?",
@@ -789,21 +817,23 @@ class SQLiteTileCache(SingleFileCache):
             what=self._tile_table,
         )
         width = self.level_size(level)[0]
-        bad = self._bad_tiles(level)
         for c, _ in found:
             if grid_number(c, width) is None:
                 bad.add(f"tile_column {shown_value(c)}")
-        return RunIndex(level, self._checked_runs(level, found, None))
+        return RunIndex(level, self._checked_runs(level, found, None, bad))
 
     def _checked_runs(
-        self, level: int, found: list[tuple[Any, ...]], columns: npt.NDArray[np.int64] | None
+        self,
+        level: int,
+        found: list[tuple[Any, ...]],
+        columns: npt.NDArray[np.int64] | None,
+        bad: BadTiles,
     ) -> npt.NDArray[np.int64]:
         """Runs of the tiles ``(tile_column, tile_row)`` read from the file, each address
-        checked: a tile in one of ``columns`` (all: ``None``) whose row is not on the grid is
-        listed; a tile whose column is not on it was listed with its column."""
+        checked: a tile in one of ``columns`` (all: ``None``) whose row is not on the grid goes
+        to ``bad``; a tile whose column is not on it went there with its column."""
         width, height = self.level_size(level)
         wanted = None if columns is None else set(columns.tolist())
-        bad = self._bad_tiles(level)
         pairs = as_int_table(found, 2)
         if pairs is None:
             checked = []
@@ -828,10 +858,11 @@ class SQLiteTileCache(SingleFileCache):
             pairs = pairs[fine]
         if columns is not None:
             pairs = pairs[np.isin(pairs[:, 0], columns)]
-        rows = height - 1 - pairs[:, 1] if self.tms_rows else pairs[:, 1]
-        return rows_to_runs(pairs[:, 0], rows)
+        return rows_to_runs(pairs[:, 0], self._rows_to_xyz(level, pairs[:, 1]))
 
-    def _rows_of(self, level: int, columns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def _rows_of(
+        self, level: int, columns: npt.NDArray[np.int64], bad: BadTiles
+    ) -> npt.NDArray[np.int64]:
         """The runs of the stored tiles in ``columns``: one range query per stretch of
         neighbouring columns, or one query for the level when they are too scattered."""
         if not len(columns):
@@ -851,7 +882,7 @@ class SQLiteTileCache(SingleFileCache):
                     what=self._tile_table,
                 )
             ]
-        return self._checked_runs(level, found, columns)
+        return self._checked_runs(level, found, columns, bad)
 
     @functools.cached_property
     def _unique_tiles(self) -> bool:
@@ -878,31 +909,15 @@ class SQLiteTileCache(SingleFileCache):
         """Whether an index led by ``zoom_level`` lets each level be found by one seek."""
         return any(columns[:1] == ["zoom_level"] for columns, _ in self._indexes)
 
-    def count_bundles(self, level: int) -> int:
-        """From the same runs as :meth:`list_bundles`."""
-        return len(self._runs(level).counts())
-
-    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
-        """The virtual bundles holding tiles, and the tiles of the level off its grid (with the
-        first level, the tiles at no level of the grid)."""
-        runs = self._runs(level)
-        if self.scheme.levels and level == self.scheme.levels[0]:
-            yield from self.__dict__.get("_bad_levels", [])
-        yield from self._bad_tiles(level).listed()
-        for key in runs.counts():
-            yield BundleFile(key, f"{self.path}#{key.label}")
-
     def _bundle_query(self, key: BundleKey, value: str) -> Iterator[tuple[Any, ...]]:
         """``(tile_column, tile_row, value)`` of the stored tiles of one bundle: an indexed
         range query."""
-        low, high = key.row, key.row + BUNDLE_SIZE - 1
-        if self.tms_rows:
-            top = self.level_size(key.level)[1] - 1
-            low, high = top - min(high, top), top - key.row
+        last = min(key.row + BUNDLE_SIZE, self.level_size(key.level)[1]) - 1
+        ends = self._rows_to_xyz(key.level, key.row), self._rows_to_xyz(key.level, last)
         return self._connect().each(
             f"SELECT tile_column, tile_row, {value} FROM {quote_name(self.table)} "
             "WHERE zoom_level = ? AND tile_column BETWEEN ? AND ? AND tile_row BETWEEN ? AND ?",
-            (key.level, key.col, key.col + BUNDLE_SIZE - 1, low, high),
+            (key.level, key.col, key.col + BUNDLE_SIZE - 1, min(ends), max(ends)),
         )
 
     def _tile_of(self, key: BundleKey, col: object, row: object) -> tuple[int, int] | None:
@@ -912,16 +927,16 @@ class SQLiteTileCache(SingleFileCache):
         column, found = grid_number(col, width), grid_number(row, height)
         if column is None or found is None:
             return None
-        down = height - 1 - found if self.tms_rows else found
+        down = self._rows_to_xyz(key.level, found)
         return (down, column) if key.holds(down, column) else None
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """The tiles of one bundle: from the level's runs, or with :attr:`sizes` from one
-        indexed range query that reads each tile's length."""
+        """The tiles of one bundle: from its runs, or with :attr:`sizes` from one indexed range
+        query that reads each tile's length."""
         key = bundle.key
         if not self.sizes:
-            presence = self._runs(key.level).presence(key)
-            return BundleIndex(presence, int(np.count_nonzero(presence)), 0, 0, 0, None)
+            found = presence(key, bundle.payload)
+            return BundleIndex(found, int(np.count_nonzero(found)), 0, 0, 0, None)
         sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
         try:
             for col, row, length in self._bundle_query(key, "ifnull(length(tile_data), 0)"):
@@ -949,9 +964,3 @@ class SQLiteTileCache(SingleFileCache):
                     )
         except sqlite3.DatabaseError as exc:
             raise CorruptBundle(f"the SQLite file cannot be read here ({exc})") from None
-
-    def close(self) -> None:
-        """Close the database."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
