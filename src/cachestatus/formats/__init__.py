@@ -111,7 +111,7 @@ def _describe_unknown(path: Path) -> str:
 def _describe_file(path: Path) -> str:
     """What a file that no format reads is, from its first bytes."""
     from .pmtiles import MAGIC, VERSION
-    from .sqlite_tiles import sqlite_content
+    from .sqlite_db import sqlite_content
 
     found = read_head(path)
     if found is None:

@@ -40,20 +40,16 @@ from typing import Any
 from ..errors import InvalidCacheConfig
 from ..models import LOD, Extent, SpatialReference, TilingScheme
 from .base import FileHead, read_head
-from .sqlite_tiles import (
-    GRID_LIMIT,
-    MAX_LEVEL,
-    SQLiteTileCache,
+from .sqlite_db import (
     TileDatabase,
     WorkLimitExceeded,
     geopackage_tile_tables,
-    grid_number,
-    level_number,
     quote_name,
     shown_value,
     sqlite_content,
     unreadable,
 )
+from .sqlite_tiles import GRID_LIMIT, MAX_LEVEL, SQLiteTileCache, grid_number, level_number
 
 log = logging.getLogger(__name__)
 

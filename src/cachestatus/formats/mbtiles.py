@@ -22,13 +22,8 @@ from pathlib import Path
 from ..errors import InvalidCacheConfig
 from ..grid import EARTH_RADIUS, HALF_WORLD, MAX_LATITUDE, web_mercator, web_mercator_scheme
 from .base import FileHead
-from .sqlite_tiles import (
-    MAX_LEVEL,
-    MBTILES_COLUMNS,
-    SQLiteTileCache,
-    quote_name,
-    sqlite_content,
-)
+from .sqlite_db import MBTILES_COLUMNS, quote_name, sqlite_content
+from .sqlite_tiles import MAX_LEVEL, SQLiteTileCache
 from .tilejson import (
     declared_bounds,
     declared_format,
