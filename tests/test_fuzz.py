@@ -287,13 +287,13 @@ def test_pmtiles_inflate_stays_within_its_cap(data, cap):
 @given(st.lists(st.tuples(st.integers(0, 2**40), st.integers(1, 2**20)), max_size=8))
 def test_pmtiles_runs_count_like_their_tiles(runs):
     """Bundles counted by arithmetic equal the bundles listed, at every zoom the runs touch."""
-    from cachestatus.formats.pmtiles import ZoomRuns
+    from cachestatus.formats.pmtiles import Directories, ZoomRuns
 
     start = np.array([s for s, _ in runs], dtype=np.int64)
     end = start + np.array([n for _, n in runs], dtype=np.int64)
     sizes = np.ones(len(runs), dtype=np.int64)
     for zoom in range(0, 11):
-        zr = ZoomRuns.clip(zoom, start, end, sizes, sizes)
+        zr = ZoomRuns.clip(zoom, Directories(start, end, sizes, sizes, []))
         listed = list(zr.bundles())
         assert len(listed) == len(set(listed)) == zr.count()
         covered = sum(len(zr.tiles(key)) for key in listed)

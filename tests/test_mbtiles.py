@@ -176,7 +176,7 @@ def test_runs_give_the_bundles_and_presence_of_the_tiles(scattered, blocks):
     same bundles, counts and presence as the tiles counted one by one."""
     from collections import Counter
 
-    from cachestatus.formats.sqlite_tiles import RunIndex, rows_to_runs
+    from cachestatus.formats.sqlite_tiles import RunIndex, presence, rows_to_runs
     from cachestatus.models import BundleKey
 
     tiles = set(scattered)
@@ -188,10 +188,13 @@ def test_runs_give_the_bundles_and_presence_of_the_tiles(scattered, blocks):
     runs = rows_to_runs(np.r_[cols, cols[:5]], np.r_[rows, rows[:5]])
     index = RunIndex(9, runs)
     expected = Counter(BundleKey(9, r - r % 128, c - c % 128) for r, c in tiles)
-    assert index.counts() == dict(sorted(expected.items()))
+    parts = dict(index.parts())  # each bundle with its runs, as a listed bundle carries them
+    counts = {key: int((part[:, 2] - part[:, 1]).sum()) for key, part in parts.items()}
+    assert counts == dict(sorted(expected.items()))
+    assert list(counts) == sorted(expected) and index.count() == len(expected)
     for key in expected:
-        presence = index.presence(key)
-        assert {(key.row + r, key.col + c) for r, c in zip(*np.nonzero(presence), strict=True)} == {
+        found = presence(key, parts[key])
+        assert {(key.row + r, key.col + c) for r, c in zip(*np.nonzero(found), strict=True)} == {
             t for t in tiles if key.holds(*t)
         }
 
@@ -204,6 +207,7 @@ def test_walking_the_index_in_processes_matches_walking_it_here(pair, tmp_path, 
     mbt, _, _ = pair
     here = operations.rebuild(mbt, tmp_path / "a.gdb", workers=1, max_missing_rows=0)
     monkeypatch.setattr(sqlite_tiles, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(sqlite_tiles, "STRETCH_COLUMNS", 1)
     spread = operations.rebuild(mbt, tmp_path / "b.gdb", workers=2, max_missing_rows=0)
     assert spread.levels == here.levels
     assert stored_tiles(spread.status_path) == stored_tiles(here.status_path)

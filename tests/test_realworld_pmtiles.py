@@ -235,7 +235,9 @@ def test_a_tile_bomb_is_one_damaged_tile_within_memory(tmp_path, codec):
     # Point the last directory entry's body at a bomb: rewrite the tile data section.
     with formats.open_cache(archive) as reader:
         bundle = next(iter(reader.list_bundles(1)))
-        spans = sorted({(int(o), int(s)) for _, _, s, o in reader._tiles(bundle.key).tolist()})
+        spans = sorted(
+            {(int(o), int(s)) for _, _, s, o in bundle.payload.tiles(bundle.key).tolist()}
+        )
     data = bytes(raw[header["tile_data_offset"] :])
     offset, size = spans[-1]
     bomb = _bomb(codec)

@@ -215,11 +215,11 @@ def test_ctrl_c_stops_a_query_that_never_ends(tmp_path):
 
 
 def test_the_budget_grows_with_the_file():
-    from cachestatus.formats import sqlite_tiles
+    from cachestatus.formats import sqlite_db
 
-    assert sqlite_tiles.MIN_STEPS <= 10**8  # a tiny file: a fraction of a second
+    assert sqlite_db.MIN_STEPS <= 10**8  # a tiny file: a fraction of a second
     # 100 GB: more steps than any honest query of it takes (about one a byte at most).
-    assert sqlite_tiles.STEPS_PER_BYTE * 100 * 10**9 >= 10 * 100 * 10**9
+    assert sqlite_db.STEPS_PER_BYTE * 100 * 10**9 >= 10 * 100 * 10**9
 
 
 # --- Bad values in MBTiles ------------------------------------------------------------------

@@ -185,7 +185,11 @@ def is_blank(data: bytes) -> bool | None:
 
 class BlankTiles:
     """:func:`is_blank` with a memory: byte-identical tiles (the same empty tile written
-    thousands of times) are decoded once, found by a digest of their bytes."""
+    thousands of times) are decoded once, found by a digest of their bytes.
+
+    Whoever runs the work owns one per process for a whole run (the scanner makes one in each
+    worker process, and one for the work it does itself) and hands it to the work.
+    """
 
     def __init__(self, limit: int = 65_536) -> None:
         self._known: dict[bytes, bool | None] = {}
@@ -204,14 +208,3 @@ class BlankTiles:
             self._known.clear()  # a cache of unique tiles: keep memory bounded
         self._known[digest] = blank
         return blank
-
-
-_shared: BlankTiles | None = None
-
-
-def shared_blank_tiles() -> BlankTiles:
-    """This process's :class:`BlankTiles`: one memory of seen tiles for a whole run."""
-    global _shared
-    if _shared is None:
-        _shared = BlankTiles()
-    return _shared

@@ -20,7 +20,16 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import InvalidCacheConfig, LimitExceeded, UsageError
-from .models import BUNDLE_SIZE, BundleKey, Extent, Tile, TileRange, TilingScheme
+from .models import (
+    BUNDLE_SIZE,
+    LOD,
+    BundleKey,
+    Extent,
+    SpatialReference,
+    Tile,
+    TileRange,
+    TilingScheme,
+)
 
 #: Tolerance, in tiles, when snapping a coordinate onto a tile edge.
 SNAP = 1e-9
@@ -48,6 +57,44 @@ def tile_span(scheme: TilingScheme, level: int) -> tuple[float, float]:
 #: The deepest zoom of the grids whose levels are zooms (XYZ/TMS folders, PMTiles, Web Mercator):
 #: 2**31 tiles a side, the most a status's 32-bit rows and columns hold.
 MAX_ZOOM = 31
+#: Half the side of the Web Mercator square, in metres.
+HALF_WORLD = 20037508.342789244
+EARTH_RADIUS = 6378137.0
+#: Latitude where Web Mercator's square ends.
+MAX_LATITUDE = 85.0511287798066
+
+
+def web_mercator(lon: float, lat: float) -> tuple[float, float]:
+    """Spherical Mercator coordinates (EPSG:3857) of a WGS 84 point, latitude clamped to the
+    square (+-:data:`MAX_LATITUDE`)."""
+    lat = max(-MAX_LATITUDE, min(MAX_LATITUDE, lat))
+    x = math.radians(lon) * EARTH_RADIUS
+    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * EARTH_RADIUS
+    return x, y
+
+
+def web_mercator_scheme(
+    levels: list[int], tile_size: int = 256, tile_format: str = "PNG"
+) -> TilingScheme:
+    """The GoogleMapsCompatible tiling scheme for ``levels`` (96 DPI scales), as MBTiles,
+    PMTiles and XYZ/TMS folders use it."""
+    lods = []
+    for level in levels:
+        res = 2 * HALF_WORLD / tile_size / 2**level
+        lods.append(LOD(level, res * 96 / 0.0254, res))
+    return TilingScheme(
+        SpatialReference(3857, 3857),
+        -HALF_WORLD,
+        HALF_WORLD,
+        tile_size,
+        tile_size,
+        96.0,
+        tuple(lods),
+        tile_format=tile_format,
+        storage_format="MBTiles",
+    )
+
+
 #: Tile positions beyond this are not counted (and are not exact in map coordinates).
 _MAX_POSITION = 2.0**62
 

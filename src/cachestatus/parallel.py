@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from .errors import UsageError
 
@@ -168,22 +168,42 @@ def stop_pool(pool: multiprocessing.pool.Pool) -> None:
             pool.join()
 
 
-def map_in_processes(func: Callable[[T], R], items: Sequence[T], processes: int) -> list[R]:
-    """``func`` on each item, results in order: in up to ``processes`` worker processes, or in
-    this one when there is one worker or one item. ``func`` and the items must pickle."""
-    processes = min(resolve_workers(processes), len(items))
-    if processes <= 1:
-        return [func(item) for item in items]
-    pool = start_pool(processes)
-    try:
-        return pool.map(func, items)
-    finally:
-        stop_pool(pool)
+class ProcessMap:
+    """A parallel map over up to ``processes`` worker processes, started by the first map worth
+    them and stopped when the block ends (a context manager): one pool for many maps.
+
+    A map of one item, or with one worker, runs in this process. Functions and items must
+    pickle.
+    """
+
+    def __init__(self, processes: int) -> None:
+        self.processes = resolve_workers(processes)
+        self._pool: multiprocessing.pool.Pool | None = None
+
+    def __call__(self, func: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+        """``func`` on each item, results in order."""
+        if self.processes <= 1 or len(items) <= 1:
+            return [func(item) for item in items]
+        if self._pool is None:
+            self._pool = start_pool(self.processes)
+        return self._pool.map(func, items)
+
+    def close(self) -> None:
+        """Stop the worker processes; idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            stop_pool(pool)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 __all__ = [
+    "ProcessMap",
     "default_workers",
-    "map_in_processes",
     "max_workers",
     "pool_context",
     "resolve_workers",

@@ -11,21 +11,22 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.pool
-import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing.util import Finalize
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from . import grid
-from .content import shared_blank_tiles
+from .content import BlankTiles
 from .errors import BundleChanging, CorruptBundle, LimitExceeded
 from .expected import AreaExpectation, Expectation, ExtentExpectation
-from .formats.base import BundleFile, BundleIndex, CacheReader
+from .formats.base import BundleFile, BundleIndex, CacheReader, LevelListing
+from .formats.spec import CacheSpec
 from .missing_areas import HOLE, ROW_BITS, MissingArea, MissingAreas, row_bits
 from .models import (
     BUNDLE_SIZE,
@@ -41,7 +42,7 @@ from .models import (
     TileRange,
     TilingScheme,
 )
-from .parallel import resolve_workers, signals_deferred, stop_pool
+from .parallel import ProcessMap, resolve_workers, signals_deferred, stop_pool
 from .parallel import start_pool as start_worker_pool
 from .selection import requested_levels
 
@@ -330,40 +331,56 @@ def missing_row(plan: LevelPlan, key: BundleKey) -> BundleStatus:
     return BundleStatus(key, BundleState.MISSING, expected, 0, 0, 0, 0, 0, None, block)
 
 
+@dataclass
+class ChunkContext:
+    """What work on lists of bundles is given, once per process (a worker's, or the calling
+    one): the open reader, the level plans and the run's memory of blank tiles."""
+
+    reader: CacheReader
+    plans: dict[int, LevelPlan]
+    blank_tiles: BlankTiles = field(default_factory=BlankTiles)
+
+
 # Worker-process state, set once per process by _init_worker: tasks carry only bundle lists.
-_worker_reader: CacheReader | None = None
-_worker_plans: dict[int, LevelPlan] = {}
+# An error opening the cache is kept there, and raised by each task.
+_worker: ChunkContext | Exception | None = None
 
 T = TypeVar("T")
 SizedT = TypeVar("SizedT", bound=Sized)
-#: Work on a list of bundles, run in a worker process (or in the calling one): gets the reader and
-#: the level plans, returns what travels back (it must pickle, as must the function itself).
-ChunkWork = Callable[[CacheReader, dict[int, LevelPlan], list[BundleFile]], T]
+#: Work on a list of bundles, run in a worker process (or in the calling one): gets the process's
+#: context, returns what travels back (it must pickle, as must the function itself).
+ChunkWork = Callable[[ChunkContext, list[BundleFile]], T]
 
 
-def _init_worker(reader: CacheReader, plans: dict[int, LevelPlan]) -> None:
-    global _worker_reader, _worker_plans
-    # A forked worker inherits the parent's reader with its open handles (an SQLite connection,
-    # a zip); a copy made through pickling drops them, and the worker opens its own.
-    _worker_reader, _worker_plans = pickle.loads(pickle.dumps(reader)), plans
+def _init_worker(spec: CacheSpec, plans: dict[int, LevelPlan]) -> None:
+    """Open the worker's own reader of ``spec``, closed when the worker ends."""
+    global _worker
+    quiet = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the calling process has told what opening finds
+    try:
+        reader = spec.open()
+    except Exception as exc:  # the cache changed since it was opened: each task says so
+        _worker = exc
+        return
+    finally:
+        logging.disable(quiet)
+    Finalize(reader, reader.close, exitpriority=0)
+    _worker = ChunkContext(reader, plans)
 
 
 def _in_worker(work: ChunkWork[T], bundles: list[BundleFile]) -> T:
-    assert _worker_reader is not None, "worker not initialised"
-    return work(_worker_reader, _worker_plans, bundles)
+    if isinstance(_worker, Exception):
+        raise _worker
+    assert _worker is not None, "worker not initialised"
+    return work(_worker, bundles)
 
 
-def scan_chunk(
-    reader: CacheReader,
-    plans: dict[int, LevelPlan],
-    bundles: list[BundleFile],
-    blank: bool = False,
-) -> RowBatch:
+def scan_chunk(context: ChunkContext, bundles: list[BundleFile], blank: bool = False) -> RowBatch:
     """Scan a list of bundles into one batch of rows (columns travel cheaply between processes);
     with ``blank``, tiles without content are counted too."""
-    judge = shared_blank_tiles() if blank else None
+    judge = context.blank_tiles if blank else None
     return RowBatch.from_statuses(
-        [scan_bundle(reader, plans[b.key.level], b, judge) for b in bundles]
+        [scan_bundle(context.reader, context.plans[b.key.level], b, judge) for b in bundles]
     )
 
 
@@ -380,18 +397,18 @@ def chunks(items: Iterable[BundleFile], size: int = 256) -> Iterator[list[Bundle
 
 
 class WorkerPool:
-    """Worker processes that each hold the reader and the level plans, set up once.
+    """Worker processes that each hold a reader of the cache and the level plans, set up once.
 
     Args:
-        reader: the open cache (a copy goes to each worker).
+        spec: the cache (each worker opens its own reader of it).
         plans: the level plans by level ID.
         processes: how many workers.
     """
 
-    def __init__(self, reader: CacheReader, plans: dict[int, LevelPlan], processes: int) -> None:
+    def __init__(self, spec: CacheSpec, plans: dict[int, LevelPlan], processes: int) -> None:
         self.processes = processes
         self._pool: multiprocessing.pool.Pool | None = start_worker_pool(
-            processes, _init_worker, (reader, plans)
+            processes, _init_worker, (spec, plans)
         )
 
     def map(self, work: ChunkWork[T], bundle_lists: Iterable[list[BundleFile]]) -> Iterator[T]:
@@ -434,22 +451,22 @@ def start_pool(
     else:
         processes = min(workers, -(-total // CHUNK))
     log.debug("working with %d worker processes", processes)
-    return WorkerPool(reader, {p.lod.level: p for p in plans}, processes)
+    return WorkerPool(reader.spec, {p.lod.level: p for p in plans}, processes)
 
 
 def run_chunks(
     work: ChunkWork[T],
     bundle_lists: Iterable[list[BundleFile]],
-    reader: CacheReader,
-    plans: dict[int, LevelPlan],
+    here: ChunkContext,
     pool: WorkerPool | None,
 ) -> Iterator[T]:
-    """``work`` on each list of bundles, in ``pool``'s workers or, without one, here."""
+    """``work`` on each list of bundles, in ``pool``'s workers or, without one, here (in
+    ``here``'s context)."""
     if pool is not None:
         yield from pool.map(work, bundle_lists)
     else:
         for bundles in bundle_lists:
-            yield work(reader, plans, bundles)
+            yield work(here, bundles)
 
 
 class Scanner:
@@ -508,12 +525,14 @@ class Scanner:
         )
         self._problems: list[Problem] = []
         self._pool: WorkerPool | None = None
+        #: Each level's plan and listing, made by :meth:`prepare`.
+        self._listings: list[tuple[LevelPlan, LevelListing]] = []
         #: What is done with each list of bundles.
         self.work: ChunkWork[RowBatch] = partial(scan_chunk, blank=True) if blank else scan_chunk
 
     def _bundles(self, problems: list[Problem]) -> Iterator[BundleFile]:
-        for plan in self.plans:
-            for found in self.reader.list_bundles(plan.lod.level):
+        for plan, listing in self._listings:
+            for found in listing:
                 if not isinstance(found, BundleFile):
                     problems.append(found)
                 elif max(found.key.row, found.key.col) > MAX_TILE_INDEX:
@@ -544,13 +563,14 @@ class Scanner:
             raise
 
     def _prepare(self) -> None:
-        self.reader.workers = self.workers
-        self.reader.prefetch([p.lod.level for p in self.plans])
+        # Each level listed once; a reader may spread the work over a pool that lives as long.
+        with ProcessMap(self.workers) as run:
+            self._listings = [(p, self.reader.list_level(p.lod.level, run)) for p in self.plans]
         scheme = self.reader.scheme
         if self.only_expected:
             self.total = sum(1 for _ in self._bundles([]))
         else:
-            self.total = sum(self.reader.count_bundles(p.lod.level) for p in self.plans)
+            self.total = sum(listing.count for _, listing in self._listings)
         boxes = [
             grid.range_bounds(scheme, p.lod.level, p.expected.bounds)
             for p in self.plans
@@ -580,9 +600,9 @@ class Scanner:
         :meth:`prepare` has started them; progress advances by each result's length (one
         entry per bundle). Problems of the listing go to :attr:`listing_problems`."""
         self.prepare()
-        by_level = {plan.lod.level: plan for plan in self.plans}
+        here = ChunkContext(self.reader, {plan.lod.level: plan for plan in self.plans})
         bundle_lists = chunks(self._bundles(self._problems), 1 if self.heavy else CHUNK)
-        for result in run_chunks(work, bundle_lists, self.reader, by_level, self._pool):
+        for result in run_chunks(work, bundle_lists, here, self._pool):
             if self.progress:
                 self.progress.advance(len(result))
             yield result
@@ -720,6 +740,7 @@ class Scanner:
 
 
 __all__ = [
+    "ChunkContext",
     "LevelPlan",
     "Progress",
     "ScanOutcome",

@@ -19,7 +19,7 @@ from . import content
 from .errors import BundleChanging, CorruptBundle
 from .formats.base import BundleFile, CacheReader
 from .models import BundleKey, Problem, TileRange
-from .scan import LevelPlan
+from .scan import ChunkContext, LevelPlan
 
 #: Problem kind of a tile whose storage is damaged (size prefix, bounds).
 DAMAGED = "damaged"
@@ -105,17 +105,18 @@ def _expected(block: TileRange, mask: npt.NDArray[np.bool_] | None, row: int, co
 
 
 def check_chunk(
-    reader: CacheReader,
-    plans: dict[int, LevelPlan],
+    context: ChunkContext,
     bundles: list[BundleFile],
     decode: bool = False,
     blank: bool = False,
     only_expected: bool = False,
 ) -> list[BundleCheck]:
     """:func:`check_bundle` on a list of bundles (the scanner's unit of work)."""
-    tiles = content.shared_blank_tiles() if blank else None
+    tiles = context.blank_tiles if blank else None
+    plans = context.plans
     return [
-        check_bundle(reader, plans[b.key.level], b, decode, tiles, only_expected) for b in bundles
+        check_bundle(context.reader, plans[b.key.level], b, decode, tiles, only_expected)
+        for b in bundles
     ]
 
 

@@ -21,17 +21,27 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 
-from ..errors import CacheNotFound, InvalidCacheConfig, UnsupportedFormat, UsageError
+from ..errors import CacheNotFound, UnsupportedFormat, UsageError
 from ..values import as_path
-from .base import ZIP_LOCAL_HEADER, BundleFile, BundleIndex, CacheReader, SingleFileCache, read_head
+from .base import (
+    ZIP_LOCAL_HEADER,
+    BundleFile,
+    BundleIndex,
+    CacheReader,
+    LevelListing,
+    Run,
+    SingleFileCache,
+    read_head,
+    run_here,
+)
 from .compact_v1 import CompactV1Cache
 from .compact_v2 import CompactV2Cache
 from .geopackage import GeoPackageTiles
 from .mbtiles import MBTiles
 from .pmtiles import PMTilesCache
+from .spec import CacheSpec
 from .tile_folders import ExplodedCache, TMSFolder, XYZFolder
 from .tpk import TpkPackage
 from .tpkx import TilePackage, TilePackageFolder
@@ -41,11 +51,15 @@ __all__ = [
     "BundleFile",
     "BundleIndex",
     "CacheReader",
+    "CacheSpec",
+    "LevelListing",
+    "Run",
     "detect",
     "get",
     "names",
     "open_cache",
     "register",
+    "run_here",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,7 +111,7 @@ def _describe_unknown(path: Path) -> str:
 def _describe_file(path: Path) -> str:
     """What a file that no format reads is, from its first bytes."""
     from .pmtiles import MAGIC, VERSION
-    from .sqlite_tiles import sqlite_content
+    from .sqlite_db import sqlite_content
 
     found = read_head(path)
     if found is None:
@@ -170,12 +184,14 @@ def open_cache(
     table: str | None = None,
     scheme: str | None = None,
 ) -> CacheReader:
-    """Open the cache at ``path`` with the detected reader, or with ``format_hint``'s.
+    """Open the cache at ``path`` with the detected reader, or with ``format_hint``'s: through
+    its :class:`CacheSpec` (``reader.spec``), which opens it again in other processes.
 
     Args:
         path: the cache folder or file.
         format_hint: a registered format name, read as that format instead of detecting one.
-        sizes: read tile sizes where they cost extra reads (see :attr:`CacheReader.sizes`).
+        sizes: read tile sizes where they cost extra reads (SQLite blobs, a stat per tile
+            file); the formats whose sizes come free ignore it.
         table: the tile table of a GeoPackage that holds several.
         scheme: row order of a ``{z}/{x}/{y}`` folder, ``xyz`` (rows counted down, the default)
             or ``tms`` (rows counted up).
@@ -189,39 +205,14 @@ def open_cache(
     if not where.exists():
         detect(where)  # raises CacheNotFound with the usual message
     reader_class = get(format_hint) if format_hint is not None else detect(where)
-    if issubclass(reader_class, SingleFileCache):
-        _check_regular_file(where, reader_class)
     if scheme is not None:
         reader_class = _with_scheme(where, reader_class, scheme)
-    if table is not None:
-        if not issubclass(reader_class, GeoPackageTiles):
-            raise UsageError(
-                f"--table {table}: {where} is read as {reader_class.name}; "
-                "only GeoPackages hold several tile tables"
-            )
-        reader: CacheReader = reader_class(where, table=table)
-    else:
-        reader = reader_class(where)
-    reader.sizes = sizes or type(reader).sizes  # formats whose sizes come free keep them
-    return reader
-
-
-def _check_regular_file(where: Path, reader_class: type[CacheReader]) -> None:
-    """Refuse a path given as a single-file cache (``--format-hint``) that is a folder, a FIFO
-    or a device: its reader would open it, and a FIFO would block it for ever.
-
-    Raises:
-        InvalidCacheConfig: the path is not a regular file.
-    """
-    try:
-        mode = os.stat(where).st_mode
-    except OSError:
-        return  # the reader says why it cannot be opened
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "a special file (FIFO, device, socket)"
-        raise InvalidCacheConfig(
-            f"{where}: not a file but {kind}; a {reader_class.name} cache is one file"
+    if table is not None and "table" not in reader_class.options:
+        raise UsageError(
+            f"--table {table}: {where} is read as {reader_class.name}; "
+            "only GeoPackages hold several tile tables"
         )
+    return CacheSpec(reader_class.name, str(where), sizes, table).open()
 
 
 def _with_scheme(where: Path, reader_class: type[CacheReader], scheme: str) -> type[CacheReader]:

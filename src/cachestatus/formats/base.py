@@ -2,8 +2,15 @@
 
 A reader opens one cache, tells its tiling scheme and full extent, lists the bundle files of a level
 (real bundles, or virtual 128 x 128 blocks for formats without bundles) and decodes the index of one
-bundle into per-tile sizes. Readers never write to the cache, and they are picklable so that the
-scanner can hand them to worker processes.
+bundle into per-tile sizes. Readers never write to the cache.
+
+Who owns what: a reader owns its handles (one :class:`~contextlib.ExitStack`, closed by
+:meth:`CacheReader.close`) and nothing else; what it is opened with is its
+:attr:`~CacheReader.spec`, which is what crosses to other processes. The listing of a level is a
+value (:class:`LevelListing`) whose bundles carry what reading them needs
+(:attr:`BundleFile.payload`): any reader opened from the same spec reads them. Readers never start
+processes: the caller hands :meth:`CacheReader.list_level` a ``run`` (:class:`Run`) to spread
+listing work with, :func:`run_here` by default.
 """
 
 from __future__ import annotations
@@ -14,17 +21,18 @@ import os
 import stat
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 from ..models import BundleKey, Extent, Problem, TilingScheme
+from .spec import CacheSpec
 
 #: ``os.open`` flags for reading a cache file (binary on Windows).
 O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
@@ -130,6 +138,9 @@ class BundleFile(NamedTuple):
     path: str
     #: A caching job holds a ``.lock`` beside it.
     locked: bool = False
+    #: What reading the bundle needs from the listing, for formats without bundle files (the
+    #: positions and sizes of the tiles of a virtual bundle); ``None`` for bundle files.
+    payload: Any = None
 
 
 class BundleIndex(NamedTuple):
@@ -150,11 +161,75 @@ class BundleIndex(NamedTuple):
     modified: float | None
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Run(Protocol):
+    """How a reader may spread listing work: ``func`` mapped over ``items``, results in order.
+
+    Both must pickle (a module-level function, tuples of plain values): a ``run`` may send
+    them to other processes. :func:`run_here` runs them in this process.
+    """
+
+    def __call__(self, func: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+        """``[func(item) for item in items]``, wherever it runs."""
+        ...
+
+
+def run_here(func: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+    """The :class:`Run` of this process: ``func`` on each item, here, in order."""
+    return [func(item) for item in items]
+
+
+class LevelListing(ABC):
+    """What the listing of one level found: its bundles, and problems with what is not one.
+
+    Iterating yields them (:class:`BundleFile` or :class:`~cachestatus.models.Problem`) in an
+    order that is the same every time; :attr:`count` is the number of bundles (for progress:
+    about, for some formats).
+    """
+
+    level: int
+
+    @property
+    @abstractmethod
+    def count(self) -> int:
+        """How many bundles iterating yields, or about."""
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[BundleFile | Problem]:
+        """The level's problems and bundles."""
+
+
+class StreamedListing(LevelListing):
+    """The listing of a reader that lists bundle files as it goes (:meth:`CacheReader.list_bundles`
+    and :meth:`CacheReader.count_bundles`): each iteration lists the level again, and memory does
+    not grow with its bundles."""
+
+    def __init__(self, reader: CacheReader, level: int) -> None:
+        self.reader, self.level = reader, level
+        self._count: int | None = None
+
+    @property
+    def count(self) -> int:
+        """The reader's count (counted once)."""
+        if self._count is None:
+            self._count = self.reader.count_bundles(self.level)
+        return self._count
+
+    def __iter__(self) -> Iterator[BundleFile | Problem]:
+        """The reader's listing of the level."""
+        return self.reader.list_bundles(self.level)
+
+
 class CacheReader(ABC):
     """Read-only access to one tile cache.
 
     Subclasses set :attr:`name` (the registry key) and implement :meth:`detect`, the scheme and
-    extent properties, :meth:`list_bundles` and :meth:`read_bundle`.
+    extent properties, one of :meth:`list_level` and :meth:`list_bundles`, and
+    :meth:`read_bundle` and :meth:`read_tiles`. The handles a reader opens go into its one
+    :class:`~contextlib.ExitStack`, closed by :meth:`close`.
     """
 
     #: Registry name, e.g. ``compact-v2``.
@@ -164,15 +239,14 @@ class CacheReader(ABC):
     #: Whether reading bundles is worth worker processes (false where the listing already holds
     #: everything, as for folders of tile files).
     parallel: ClassVar[bool] = True
-    #: Read tile sizes where they cost extra reads (SQLite blobs, a stat per tile file); without
-    #: them such readers count stored tiles and report no tile bytes. Bundle formats always have
-    #: sizes.
-    sizes: bool = False
-    #: Processes the reader may use for its own listing (:meth:`prefetch`); the scanner sets it.
-    workers: int = 1
+    #: The options of :class:`~.spec.CacheSpec` the constructor takes besides the path
+    #: (``sizes``, ``table``), kept as attributes of the same names.
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The handles the reader opens (connections, open files), closed by close().
+        self._handles = contextlib.ExitStack()
 
     @classmethod
     @abstractmethod
@@ -209,13 +283,31 @@ class CacheReader(ABC):
         """The default status store's name without extension (``Status``)."""
         return "Status"
 
-    @abstractmethod
-    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
-        """The bundles of ``level`` found in the cache, and problems with what is not a bundle."""
+    @property
+    def spec(self) -> CacheSpec:
+        """What opens this cache again, in this process or another: the format, the path and
+        the options the reader was opened with."""
+        options = {name: getattr(self, name) for name in self.options}
+        return CacheSpec(self.name, str(self.path), **options)
 
-    def prefetch(self, levels: list[int]) -> None:  # noqa: B027 - a no-op is the right default
-        """Prepare the listings of ``levels`` at once (in :attr:`workers` processes where that
-        pays), before a scan counts and lists them. Readers whose listing is cheap do nothing."""
+    def list_level(self, level: int, run: Run = run_here) -> LevelListing:
+        """The bundles of ``level`` found in the cache, and problems with what is not a bundle.
+
+        Args:
+            level: the level to list.
+            run: how listing work may be spread (over processes); readers whose listing is
+                cheap list in this process.
+
+        The default lists through :meth:`list_bundles` as the listing is iterated.
+        """
+        if type(self).list_bundles is CacheReader.list_bundles:
+            raise NotImplementedError(f"{type(self).__name__} implements neither listing method")
+        return StreamedListing(self, level)
+
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """The bundles of ``level`` found in the cache, and problems with what is not a bundle:
+        what iterating :meth:`list_level` yields."""
+        return iter(self.list_level(level))
 
     def count_bundles(self, level: int) -> int:
         """How many bundles :meth:`list_bundles` would yield, or about (it sizes progress bars).
@@ -257,8 +349,9 @@ class CacheReader(ABC):
         """Names of level folders that are not LODs of the scheme (reported as warnings)."""
         return []
 
-    def close(self) -> None:  # noqa: B027 - a no-op is the right default
+    def close(self) -> None:
         """Release the reader's handles (folder readers hold none between calls)."""
+        self._handles.close()
 
     def __enter__(self) -> Self:
         return self

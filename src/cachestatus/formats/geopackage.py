@@ -40,20 +40,16 @@ from typing import Any
 from ..errors import InvalidCacheConfig
 from ..models import LOD, Extent, SpatialReference, TilingScheme
 from .base import FileHead, read_head
-from .sqlite_tiles import (
-    GRID_LIMIT,
-    MAX_LEVEL,
-    SQLiteTileCache,
+from .sqlite_db import (
     TileDatabase,
     WorkLimitExceeded,
     geopackage_tile_tables,
-    grid_number,
-    level_number,
     quote_name,
     shown_value,
     sqlite_content,
     unreadable,
 )
+from .sqlite_tiles import GRID_LIMIT, MAX_LEVEL, SQLiteTileCache, grid_number, level_number
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +115,9 @@ class GeoPackageTiles(SQLiteTileCache):
     suffix = ".gpkg"
     tms_rows = False
 
-    def __init__(self, path: Path, table: str | None = None) -> None:
+    options = ("sizes", "table")
+
+    def __init__(self, path: Path, *, sizes: bool = False, table: str | None = None) -> None:
         """Open the GeoPackage's tile table: ``table``, or the only one it holds.
 
         Raises:
@@ -127,7 +125,11 @@ class GeoPackageTiles(SQLiteTileCache):
                 a tile matrix set without finite bounds; no usable level; levels of several
                 tile sizes.
         """
-        super().__init__(path)
+        self._asked = table
+        super().__init__(path, sizes=sizes)
+
+    def _open(self) -> None:
+        path, table = self.path, self._asked
         self._query("SELECT count(*) FROM sqlite_master")  # not SQLite: says so
         try:
             tables = _tile_tables(self._connect())
@@ -145,16 +147,12 @@ class GeoPackageTiles(SQLiteTileCache):
                 f"{path}: holds several tile tables ({', '.join(tables)}); "
                 "choose one with --table NAME"
             )
+        #: The tile table read (a spec of this reader names it).
         self.table = table or tables[0]
         self.grid_name = f"the tile matrix of {self.table!r} (gpkg_tile_matrix)"
         #: The file holds several tile tables: each has its own default status store.
         self.shared = len(tables) > 1
-        matrix_set = self._query(
-            "SELECT srs_id, min_x, min_y, max_x, max_y FROM gpkg_tile_matrix_set "
-            "WHERE table_name = ?",
-            (self.table,),
-            what="gpkg_tile_matrix_set",
-        )
+        matrix_set = self._about_table("gpkg_tile_matrix_set", "srs_id, min_x, min_y, max_x, max_y")
         if not matrix_set:
             raise InvalidCacheConfig(f"{path}: no gpkg_tile_matrix_set row for {self.table!r}")
         srs_id, *corners = matrix_set[0]
@@ -198,12 +196,11 @@ class GeoPackageTiles(SQLiteTileCache):
         Raises:
             InvalidCacheConfig: no row can be used, or they have several tile sizes.
         """
-        matrices = self._query(
-            "SELECT zoom_level, matrix_width, matrix_height, tile_width, tile_height, "
-            "pixel_x_size, pixel_y_size FROM gpkg_tile_matrix WHERE table_name = ? "
+        matrices = self._about_table(
+            "gpkg_tile_matrix",
+            "zoom_level, matrix_width, matrix_height, tile_width, tile_height, pixel_x_size, "
+            "pixel_y_size",
             "ORDER BY zoom_level",
-            (self.table,),
-            what="gpkg_tile_matrix",
         )
         if not matrices:
             raise InvalidCacheConfig(f"{self.path}: no gpkg_tile_matrix rows for {self.table!r}")
@@ -284,6 +281,19 @@ class GeoPackageTiles(SQLiteTileCache):
             )
         return None
 
+    def _about_table(self, source: str, columns: str, order: str = "") -> list[tuple[Any, ...]]:
+        """``columns`` of the rows of the GeoPackage table ``source`` (``gpkg_contents``,
+        ``gpkg_tile_matrix``...) about the tile table read, in ``order``.
+
+        Raises:
+            InvalidCacheConfig: ``source`` cannot be read, or never ends.
+        """
+        return self._query(
+            f"SELECT {columns} FROM {source} WHERE table_name = ? {order}",
+            (self.table,),
+            what=source,
+        )
+
     def level_size(self, level: int) -> tuple[int, int]:
         """Columns and rows a tile of ``level`` may have: what a status holds. A tile beyond
         its level's ``matrix_width`` or ``matrix_height`` (but on the grid) is counted as stray,
@@ -312,11 +322,7 @@ class GeoPackageTiles(SQLiteTileCache):
         """``gpkg_contents`` bounds in the matrix set's CRS, kept within the matrix set's
         bounds; ``None`` when absent or unusable (with a warning). A point or a line stays one.
         """
-        found = self._query(
-            "SELECT min_x, min_y, max_x, max_y, srs_id FROM gpkg_contents WHERE table_name = ?",
-            (self.table,),
-            what="gpkg_contents",
-        )
+        found = self._about_table("gpkg_contents", "min_x, min_y, max_x, max_y, srs_id")
         if not found or all(v is None for v in found[0][:4]):
             return None
         *corners, srs_id = found[0]

@@ -20,31 +20,23 @@ import logging
 from pathlib import Path
 
 from ..errors import InvalidCacheConfig
-from ..models import LOD, SpatialReference, TilingScheme
+from ..grid import EARTH_RADIUS, HALF_WORLD, MAX_LATITUDE, web_mercator, web_mercator_scheme
 from .base import FileHead
-from .sqlite_tiles import (
-    MAX_LEVEL,
-    MBTILES_COLUMNS,
-    SQLiteTileCache,
-    quote_name,
-    sqlite_content,
-)
+from .sqlite_db import MBTILES_COLUMNS, quote_name, sqlite_content
+from .sqlite_tiles import MAX_LEVEL, SQLiteTileCache
 from .tilejson import (
-    EARTH_RADIUS,
-    HALF_WORLD,
-    MAX_LATITUDE,
     declared_bounds,
     declared_format,
     declared_zooms,
     metadata_int,
     tile_size,
-    web_mercator,
     web_mercator_extent,
     zoom_levels,
 )
 
 log = logging.getLogger(__name__)
 
+# The Web Mercator grid's names are importable from here too (they are grid.py's).
 __all__ = [
     "EARTH_RADIUS",
     "HALF_WORLD",
@@ -59,27 +51,6 @@ __all__ = [
 METADATA_NAMES = ("minzoom", "maxzoom", "format", "bounds", "tileSize", "tilesize", "tile_size")
 
 
-def web_mercator_scheme(
-    levels: list[int], tile_size: int = 256, tile_format: str = "PNG"
-) -> TilingScheme:
-    """The GoogleMapsCompatible tiling scheme for ``levels`` (96 DPI scales)."""
-    lods = []
-    for level in levels:
-        res = 2 * HALF_WORLD / tile_size / 2**level
-        lods.append(LOD(level, res * 96 / 0.0254, res))
-    return TilingScheme(
-        SpatialReference(3857, 3857),
-        -HALF_WORLD,
-        HALF_WORLD,
-        tile_size,
-        tile_size,
-        96.0,
-        tuple(lods),
-        tile_format=tile_format,
-        storage_format="MBTiles",
-    )
-
-
 class MBTiles(SQLiteTileCache):
     """An ``.mbtiles`` file, read-only."""
 
@@ -90,14 +61,14 @@ class MBTiles(SQLiteTileCache):
     tms_rows = True
     grid_name = f"the Web Mercator grid (levels 0 to {MAX_LEVEL}, 2**level tiles a side)"
 
-    def __init__(self, path: Path) -> None:
-        """Open the file and read its levels and ``metadata``.
+    def _open(self) -> None:
+        """Read the file's levels and ``metadata``.
 
         Raises:
             InvalidCacheConfig: no ``tiles`` table or view with MBTiles' columns, a table that
                 cannot be read or never ends, a ``tileSize`` that is not a tile size.
         """
-        super().__init__(path)
+        path = self.path
         names = {
             str(n).lower()
             for (n,) in self._query(

@@ -52,18 +52,22 @@ import numpy.typing as npt
 
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
+from ..grid import web_mercator, web_mercator_scheme
 from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
 from .arcgis_conf import CONFIG_CAP
 from .base import (
     BundleFile,
     BundleIndex,
     FileHead,
+    LevelListing,
+    Run,
     SingleFileCache,
     StoredTile,
     open_regular,
     read_exactly,
+    run_here,
 )
-from .mbtiles import web_mercator, web_mercator_scheme
+from .listed import NoBundles, VirtualListing
 from .tilejson import load_json, tile_size
 
 HEADER_SIZE = 127
@@ -474,20 +478,13 @@ class ZoomRuns:
     broken: dict[BundleKey, str] = field(default_factory=dict)
 
     @classmethod
-    def clip(
-        cls,
-        zoom: int,
-        starts: npt.NDArray[np.int64],
-        ends: npt.NDArray[np.int64],
-        sizes: npt.NDArray[np.int64],
-        offsets: npt.NDArray[np.int64],
-    ) -> ZoomRuns:
-        """The parts of runs (of any zooms) inside ``zoom``; where runs overlap (a damaged
-        archive), the earlier one keeps the tiles."""
+    def clip(cls, zoom: int, runs: Directories) -> ZoomRuns:
+        """The parts of the ``runs`` (of any zooms) inside ``zoom``; where runs overlap (a
+        damaged archive), the earlier one keeps the tiles."""
         lo, hi = first_tile_id(zoom), first_tile_id(zoom + 1)
-        start, end = np.maximum(starts, lo), np.minimum(ends, hi)
+        start, end = np.maximum(runs.start, lo), np.minimum(runs.end, hi)
         keep = start < end
-        start, end, size, offset = start[keep], end[keep], sizes[keep], offsets[keep]
+        start, end, size, offset = start[keep], end[keep], runs.size[keep], runs.offset[keep]
         order = np.argsort(start, kind="stable")
         start, end, size, offset = start[order], end[order], size[order], offset[order]
         if len(start) > 1:
@@ -510,24 +507,58 @@ class ZoomRuns:
         shared = int(np.count_nonzero(first[1:] == last[:-1]))
         return int((last - first + 1).sum()) - shared
 
-    def bundles(self, chunk: int = 65_536) -> Iterator[BundleKey]:
-        """The bundles holding tiles, in the order of the curve, ``chunk`` at a time."""
+    def _held_blocks(self, chunk: int) -> Iterator[npt.NDArray[np.int64]]:
+        """The blocks holding tiles (counted in the zoom), in the order of the curve, ``chunk``
+        at a time."""
         if not len(self.start):
             return
         if self.zoom < BUNDLE_ZOOM:
-            yield BundleKey(self.zoom, 0, 0)
+            yield np.zeros(1, dtype=np.int64)  # the whole zoom is one bundle
             return
         done = -1  # the last block yielded: runs may share their edge blocks
         for first, last in zip(*(a.tolist() for a in self._blocks()), strict=True):
             first = max(first, done + 1)
             for block0 in range(first, last + 1, chunk):
-                blocks = np.arange(block0, min(last + 1, block0 + chunk), dtype=np.int64)
-                x, y = hilbert_xy(self.zoom, blocks * BLOCK)
-                rows = (y // BUNDLE_SIZE * BUNDLE_SIZE).tolist()
-                cols = (x // BUNDLE_SIZE * BUNDLE_SIZE).tolist()
-                for row, col in zip(rows, cols, strict=True):
-                    yield BundleKey(self.zoom, row, col)
+                yield np.arange(block0, min(last + 1, block0 + chunk), dtype=np.int64)
             done = max(done, last)
+
+    def _keys(self, blocks: npt.NDArray[np.int64]) -> list[BundleKey]:
+        """The bundles of ``blocks``."""
+        if self.zoom < BUNDLE_ZOOM:
+            return [BundleKey(self.zoom, 0, 0)]
+        x, y = hilbert_xy(self.zoom, blocks * BLOCK)
+        rows = (y // BUNDLE_SIZE * BUNDLE_SIZE).tolist()
+        cols = (x // BUNDLE_SIZE * BUNDLE_SIZE).tolist()
+        return [BundleKey(self.zoom, row, col) for row, col in zip(rows, cols, strict=True)]
+
+    def bundles(self, chunk: int = 65_536) -> Iterator[BundleKey]:
+        """The bundles holding tiles, in the order of the curve, ``chunk`` at a time."""
+        for blocks in self._held_blocks(chunk):
+            yield from self._keys(blocks)
+
+    def parts(self, chunk: int = 65_536) -> Iterator[tuple[BundleKey, ZoomRuns]]:
+        """Every bundle with the runs that reading it needs: those whose leaf directory is
+        broken first (with why), then those holding tiles, in the order of the curve."""
+        nothing = np.zeros(0, dtype=np.int64)
+        for key, reason in self.broken.items():
+            yield key, ZoomRuns(self.zoom, nothing, nothing, nothing, nothing, {key: reason})
+        first, step = first_tile_id(self.zoom), block_size(self.zoom)
+        for blocks in self._held_blocks(chunk):
+            lo = first + blocks * step
+            i0 = np.searchsorted(self.end, lo, side="right").tolist()
+            i1 = np.searchsorted(self.start, lo + step, side="left").tolist()
+            for key, a, b in zip(self._keys(blocks), i0, i1, strict=True):
+                if key not in self.broken:
+                    yield (
+                        key,
+                        ZoomRuns(
+                            self.zoom,
+                            self.start[a:b],
+                            self.end[a:b],
+                            self.size[a:b],
+                            self.offset[a:b],
+                        ),
+                    )
 
     def _span(self, key: BundleKey) -> tuple[int, int, int, int]:
         """The first tile ID of bundle ``key``'s block, the ID after it, and the runs
@@ -605,18 +636,34 @@ class Directories:
     broken: list[tuple[int, str]]
 
 
-class PMTilesCache(SingleFileCache):
-    """A ``.pmtiles`` archive: its directories give every tile and its size.
+class ZoomBundles:
+    """The bundles of one zoom, each with the runs reading it needs (the
+    :class:`~.listed.BundleSource` of a PMTiles listing)."""
 
-    Bundles are virtual 128 x 128 blocks, listed and read from the directories' runs in the
-    calling process.
+    def __init__(self, runs: ZoomRuns) -> None:
+        self.runs = runs
+
+    def count(self) -> int:
+        """From the runs, without listing them."""
+        return self.runs.count() + len(self.runs.broken)
+
+    def parts(self) -> Iterator[tuple[BundleKey, ZoomRuns]]:
+        """Bundles whose leaf directory is broken first, then the others."""
+        return self.runs.parts()
+
+
+class PMTilesCache(SingleFileCache):
+    """A ``.pmtiles`` archive: its directories give every tile and its size (no extra read:
+    sizes come free).
+
+    Bundles are virtual 128 x 128 blocks, listed from the directories' runs in the calling
+    process; each carries its runs, and reading it is a lookup in them.
     """
 
     name = "pmtiles"
     description = "PMTiles v3 archive (Hilbert tile IDs; directories only, never tile bodies)"
     suffix = ".pmtiles"
-    parallel = False  # reading a bundle is a lookup in the directories
-    sizes = True  # the directories give every size: no extra read
+    parallel = False  # reading a bundle is a lookup in its runs
 
     @classmethod
     def recognise(cls, path: Path, found: FileHead) -> bool:
@@ -637,8 +684,8 @@ class PMTilesCache(SingleFileCache):
             tile_format=h.tile_format,
         )
         self._extent = declared_extent(h.bounds)
+        #: Every directory's runs, read once (:meth:`_load`).
         self._directories: Directories | None = None
-        self._zooms: dict[int, ZoomRuns] = {}
 
     def _read_metadata(self, f: BinaryIO, file_size: int) -> dict[str, Any]:
         """The JSON metadata, decompressed and parsed within the limits of configuration files.
@@ -759,61 +806,44 @@ class PMTilesCache(SingleFileCache):
         return self._directories
 
     def _zoom(self, level: int) -> ZoomRuns:
-        """The runs of one zoom, clipped and sorted once."""
-        if level not in self._zooms:
-            d = self._load()
-            runs = ZoomRuns.clip(level, d.start, d.end, d.size, d.offset)
-            for first, reason in d.broken:
-                z, x, y = (int(v[0]) for v in tile_zxy(np.array([first], dtype=np.int64)))
-                if z == level:
-                    key = BundleKey(z, y - y % BUNDLE_SIZE, x - x % BUNDLE_SIZE)
-                    runs.broken.setdefault(key, reason)
-            self._zooms[level] = runs
-        return self._zooms[level]
+        """The runs of one zoom, clipped and sorted, and its bundles whose leaf directory is
+        broken."""
+        d = self._load()
+        runs = ZoomRuns.clip(level, d)
+        for first, reason in d.broken:
+            z, x, y = (int(v[0]) for v in tile_zxy(np.array([first], dtype=np.int64)))
+            if z == level:
+                key = BundleKey(z, y - y % BUNDLE_SIZE, x - x % BUNDLE_SIZE)
+                runs.broken.setdefault(key, reason)
+        return runs
 
-    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+    def list_level(self, level: int, run: Run = run_here) -> LevelListing:
         """Virtual bundles holding tiles, in the order of the Hilbert curve; bundles whose leaf
         directory is broken first. A level whose runs cover more than :data:`MAX_RUN_BUNDLES`
         bundles is one problem, not listed: a few bytes of runs must not buy hours of rows."""
         runs = self._zoom(level)
-        if _too_many(runs):
-            yield Problem(
-                f"L{level:02d}",
-                "too-many-bundles",
-                f"the runs of zoom {level} cover {runs.count():,} bundles, more than the "
-                f"{MAX_RUN_BUNDLES:,} (or one per directory entry) a zoom is scanned for; it is "
-                "left out (a damaged or crafted directory?)",
-            )
-            return
-        for key in runs.broken:
-            yield BundleFile(key, f"{self.path}#{key.label}")
-        for key in runs.bundles():
-            if key not in runs.broken:
-                yield BundleFile(key, f"{self.path}#{key.label}")
+        if not _too_many(runs):
+            return VirtualListing(level, str(self.path), [], ZoomBundles(runs))
+        left_out = Problem(
+            f"L{level:02d}",
+            "too-many-bundles",
+            f"the runs of zoom {level} cover {runs.count():,} bundles, more than the "
+            f"{MAX_RUN_BUNDLES:,} (or one per directory entry) a zoom is scanned for; it is "
+            "left out (a damaged or crafted directory?)",
+        )
+        return VirtualListing(level, str(self.path), [left_out], NoBundles())
 
     def count_bundles(self, level: int) -> int:
         """From the runs, without listing them."""
-        runs = self._zoom(level)
-        if _too_many(runs):
-            return 0
-        return runs.count() + len(runs.broken)
-
-    def _tiles(self, key: BundleKey) -> npt.NDArray[np.int64]:
-        runs = self._zoom(key.level)
-        if key in runs.broken:
-            raise CorruptBundle(runs.broken[key])
-        return runs.tiles(key)
+        return self.list_level(level).count
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """From the directories: the sizes of the bundle's tiles.
+        """From the runs the bundle carries: the sizes of its tiles.
 
         Raises:
             CorruptBundle: the leaf directory listing the bundle's first tile is broken.
         """
-        runs = self._zoom(bundle.key.level)
-        if bundle.key in runs.broken:
-            raise CorruptBundle(runs.broken[bundle.key])
-        sizes = runs.sizes(bundle.key)
+        sizes = _runs_of(bundle).sizes(bundle.key)
         return BundleIndex(sizes, int(np.count_nonzero(sizes)), int(sizes.sum()), 0, 0, None)
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
@@ -821,7 +851,7 @@ class PMTilesCache(SingleFileCache):
         body outside the tile data section, or that does not decompress within
         :data:`TILE_CAP`, is damage. The tiles of one run share one body, read once."""
         h = self._header
-        tiles = self._tiles(bundle.key)
+        tiles = _runs_of(bundle).tiles(bundle.key)
         fd, st = open_regular(str(self.path))
         try:
             last: tuple[int, int] | None = None
@@ -839,6 +869,18 @@ class PMTilesCache(SingleFileCache):
                 yield StoredTile(row, col, data, damage)
         finally:
             os.close(fd)
+
+
+def _runs_of(bundle: BundleFile) -> ZoomRuns:
+    """The runs a bundle of a listing carries.
+
+    Raises:
+        CorruptBundle: the leaf directory listing the bundle's first tile is broken.
+    """
+    runs: ZoomRuns = bundle.payload
+    if bundle.key in runs.broken:
+        raise CorruptBundle(runs.broken[bundle.key])
+    return runs
 
 
 def _too_many(runs: ZoomRuns) -> bool:

@@ -4,16 +4,11 @@ The table holds ``(zoom_level, tile_column, tile_row, tile_data)``; tiles are re
 virtual 128 x 128 bundles of the grid. One walk of the ``(zoom, column, row)`` index per level
 gives its tiles as runs of rows (:class:`RunIndex`); with sizes, one indexed range query per
 bundle reads each tile's length (``length(tile_data)``, from the record header without the
-blob). The file is opened through an SQLite ``mode=ro`` URI: no journal, no WAL, nothing
-written.
+blob). The file is opened read-only and hardened (:mod:`.sqlite_db`).
 
-The file is untrusted: its "tables" may be views that compute without end, its values may be of
-any type. Every connection is opened by :func:`open_read_only` (in listing processes too), with
-``trusted_schema`` off, blobs no longer than the file, and a budget of SQLite steps per query
-proportional to the file's size (:class:`TileDatabase`); every value read from the file passes
-one validating function for its kind (:func:`level_number`, :func:`grid_number`) where it
-enters. A tile whose address is not one of its level's grid is listed as a problem, never
-counted, and the scan goes on.
+Every value read from the file passes one validating function for its kind
+(:func:`level_number`, :func:`grid_number`) where it enters. A tile whose address is not one of
+its level's grid is listed as a problem, never counted, and the scan goes on.
 """
 
 from __future__ import annotations
@@ -22,35 +17,30 @@ import contextlib
 import functools
 import os
 import sqlite3
-import sys
-from collections.abc import Iterator, Sequence
+from abc import abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import quote
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptBundle, InvalidCacheConfig
+from ..grid import RowT
 from ..models import BUNDLE_SIZE, BundleKey, Problem
-from ..parallel import map_in_processes
-from .base import (
-    BundleFile,
-    BundleIndex,
-    FileHead,
-    SingleFileCache,
-    StoredTile,
-    open_regular,
-    read_exactly,
+from .base import BundleFile, BundleIndex, LevelListing, Run, SingleFileCache, StoredTile, run_here
+from .listed import BundleRows, KeysOnly, VirtualListing
+from .sqlite_db import (
+    TileDatabase,
+    WorkLimitExceeded,
+    open_read_only,
+    quote_name,
+    shown_value,
+    unreadable,
 )
-from .listed import BundleRows
 
 #: Beyond this many stretches of columns to fetch, one query for the whole level is cheaper.
 MAX_RANGE_QUERIES = 256
-
-#: Byte 18 of an SQLite file: its write version, 2 in write-ahead-log (WAL) mode.
-_WRITE_VERSION = 18
-_WAL = 2
 
 #: The highest zoom level read: a level of 2**30 x 2**30 tiles. Beyond it rows and columns
 #: outgrow what a status holds (32-bit ``bundleRow``, ``bundleCol``); no real cache goes there.
@@ -58,38 +48,10 @@ MAX_LEVEL = 30
 #: Rows and columns of a level stay below this (a status stores them as 32-bit integers).
 GRID_LIMIT = 2**31
 
-#: SQLite virtual-machine steps a query may take per byte of the file. An honest query visits
-#: each record of the file at most once, in a few dozen steps, and a record takes several bytes
-#: (measured: 0.1 step a byte walking an MBTiles index, about 1 on an index-only table): 64 is a
-#: generous multiple that a real file never reaches, and a view that never ends soon does.
-STEPS_PER_BYTE = 64
-#: The budget of the smallest files: a fraction of a second of work.
-MIN_STEPS = 20_000_000
-#: Steps between two calls of the progress handler: its cost is lost in the noise.
-PROGRESS_STEPS = 100_000
-#: The longest blob or string a query may make, at least (else the file's size).
-MIN_LENGTH = 1 << 20
-
 #: Tiles with a bad address listed one by one per level; the others are counted.
 MAX_LISTED = 20
 #: Distinct values of ``zoom_level`` read: more is not a tile table.
 MAX_LEVEL_VALUES = 10_000
-
-
-def quote_name(name: str) -> str:
-    """An SQL identifier for a table or index name read from the file: ``"a""b"``."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def shown_value(value: object) -> str:
-    """A value read from the file as messages print it: short, on one line."""
-    if isinstance(value, bytes):
-        text = f"a blob of {len(value):,} bytes"
-    elif value is None:
-        text = "NULL"
-    else:
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def level_number(value: object, highest: int = MAX_LEVEL) -> int | None:
@@ -109,317 +71,6 @@ def grid_number(value: object, size: int) -> int | None:
     if isinstance(value, float) and value.is_integer() and 0 <= value < size:
         return int(value)
     return None
-
-
-class WorkLimitExceeded(sqlite3.OperationalError):
-    """A query took more SQLite steps than the file's size can justify (a view that never ends,
-    a crafted schema); it was stopped."""
-
-
-class _Watch:
-    """The progress handler of one connection: stops a query past its budget, and keeps what
-    stopped it (the budget, or an exception such as ``KeyboardInterrupt`` raised by a signal
-    handler while the handler ran)."""
-
-    def __init__(self, calls: int) -> None:
-        self.allowed = calls
-        self.calls = 0
-        self.reason: BaseException | None = None
-
-    def __call__(self) -> int:
-        try:
-            self.calls += 1
-            if self.calls > self.allowed:
-                self.reason = WorkLimitExceeded("stopped: too many steps")
-                return 1
-            return 0
-        except BaseException as exc:  # a signal handler's exception: stop, and raise it after
-            self.reason = exc
-            return 1
-
-
-def _catch_watch_exceptions(unraisable: Any) -> None:
-    """Keep an exception raised as SQLite called a :class:`_Watch` (a ``KeyboardInterrupt``
-    raised on entering it, before its ``try``): the sqlite3 module only reports such
-    exceptions as "unraisable", and the query that was stopped raises it again. Any other
-    unraisable exception goes to the hook that was there before."""
-    if isinstance(unraisable.object, _Watch) and unraisable.exc_value is not None:
-        if unraisable.object.reason is None:
-            unraisable.object.reason = unraisable.exc_value
-        return
-    _previous_hook(unraisable)
-
-
-_previous_hook = sys.unraisablehook
-
-
-@functools.cache
-def _install_hook() -> None:
-    global _previous_hook
-    _previous_hook = sys.unraisablehook
-    sys.unraisablehook = _catch_watch_exceptions
-    # Without it, an exception in a callback is dropped silently; with it, it is "unraisable".
-    sqlite3.enable_callback_tracebacks(True)
-
-
-class TileDatabase(sqlite3.Connection):
-    """A connection to an untrusted SQLite file: each query within a budget of steps, stoppable
-    by Ctrl-C. Made by :func:`open_read_only`; query through :meth:`rows` and :meth:`each`."""
-
-    path: Path
-    size: int
-    budget: int
-    _watch: _Watch
-
-    def harden(self, path: Path) -> None:
-        """Set the limits for the file at ``path``.
-
-        ``trusted_schema`` off: the schema's views and triggers may not call functions with side
-        effects. Strings and blobs no longer than the file (a view may make bigger ones). The
-        budget: :data:`STEPS_PER_BYTE` steps a byte of the file and its WAL, per query.
-        """
-        self.path = path
-        size = 0
-        for part in (str(path), f"{path}-wal"):
-            with contextlib.suppress(OSError):  # no WAL beside it
-                size += os.path.getsize(part)
-        self.size = size
-        self.budget = max(MIN_STEPS, STEPS_PER_BYTE * size)
-        _install_hook()
-        self._watch = _Watch(-(-self.budget // PROGRESS_STEPS))
-        self.set_progress_handler(self._watch, PROGRESS_STEPS)
-        self.execute("PRAGMA trusted_schema = OFF")
-        # One call of some functions (printf of a huge width, randomblob, replace) can take
-        # seconds inside SQLite, between two steps, where neither the budget nor Ctrl-C acts:
-        # a view of the file may call only cheap ones.
-        self.set_authorizer(_only_cheap_functions)
-        longest = self.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
-        self.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, min(longest, max(MIN_LENGTH, size)))
-
-    def each(self, sql: str, args: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
-        """The rows of a query, one at a time, within the budget.
-
-        Raises:
-            WorkLimitExceeded: the query ran past its budget.
-            sqlite3.DatabaseError: the file cannot be read.
-            KeyboardInterrupt: (or another signal handler's exception) the query was stopped.
-        """
-        self._watch.calls, self._watch.reason = 0, None
-        try:
-            yield from self.execute(sql, args)
-        except sqlite3.OperationalError as exc:
-            reason, self._watch.reason = self._watch.reason, None
-            if isinstance(reason, WorkLimitExceeded):
-                raise WorkLimitExceeded(
-                    f"a query ran past {self.budget:,} SQLite steps, more than a file of "
-                    f"{self.size:,} bytes can need"
-                ) from None
-            if reason is not None:
-                raise reason from None
-            if "interrupt" in str(exc):  # stopped by the handler, its exception lost
-                raise KeyboardInterrupt from None
-            raise
-
-    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """All the rows of a query, within the budget (see :meth:`each`)."""
-        return list(self.each(sql, args))
-
-
-def _regular_header(path: Path) -> bytes:
-    """The first bytes of the file at ``path`` (up to its write version), opened without
-    blocking.
-
-    Raises:
-        InvalidCacheConfig: the path is a FIFO, a device, a folder: SQLite would block on a
-            FIFO, waiting for a writer.
-    """
-    try:
-        fd, st = open_regular(str(path))
-    except CorruptBundle as exc:
-        raise InvalidCacheConfig(f"{path}: {exc.reason.replace(' like a bundle', '')}") from None
-    except OSError:
-        return b""  # SQLite says why it cannot be opened
-    try:
-        return read_exactly(fd, 0, _WRITE_VERSION + 1, st.st_size)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
-def _in_wal_mode(header: bytes) -> bool:
-    return len(header) > _WRITE_VERSION and header[_WRITE_VERSION] == _WAL
-
-
-#: The SQL functions a query over a cache may call: cheap ones, linear in their arguments. The
-#: readers' own queries use some of them; views written by other programs rarely need others.
-CHEAP_FUNCTIONS = frozenset(
-    {
-        "abs", "avg", "coalesce", "count", "hex", "ifnull", "iif", "instr", "length", "lower",
-        "max", "min", "nullif", "quote", "round", "substr", "substring", "sum", "total", "trim",
-        "ltrim", "rtrim", "typeof", "upper", "unicode", "likely", "unlikely",
-    }
-)  # fmt: skip
-
-
-def _only_cheap_functions(
-    action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
-) -> int:
-    """SQLite's authorizer: a function outside :data:`CHEAP_FUNCTIONS` is refused."""
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in CHEAP_FUNCTIONS:
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
-
-
-def open_read_only(path: Path) -> TileDatabase:
-    """A read-only connection to an SQLite file (``mode=ro`` URI) that leaves its folder as it
-    is, hardened against what the file may hold (:meth:`TileDatabase.harden`): the one place
-    that opens the SQLite files of caches, in listing processes too.
-
-    A database in WAL mode opened read-only would create ``-wal`` and ``-shm`` files beside it
-    (and leave them): with no ``-wal`` file there, no writer is at work and the file holds all
-    its content, so it is opened ``immutable`` instead, which creates nothing.
-
-    Raises:
-        InvalidCacheConfig: the file cannot be opened, or is not a regular file.
-    """
-    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
-    if _in_wal_mode(_regular_header(path)) and not Path(f"{path}-wal").exists():
-        uri += "&immutable=1"
-    try:
-        db = sqlite3.connect(uri, uri=True, check_same_thread=False, factory=TileDatabase)
-        db.harden(path)
-    except sqlite3.Error as exc:
-        raise InvalidCacheConfig(f"{path}: cannot be opened as SQLite ({exc})") from None
-    return db
-
-
-#: The first 16 bytes of every SQLite 3 file.
-SQLITE_HEADER = b"SQLite format 3\x00"
-#: Bytes 68-71 of an SQLite file: its application ID (``PRAGMA application_id``), big-endian.
-_APPLICATION_ID = slice(68, 72)
-#: The application IDs of GeoPackages: ``GPKG`` (1.2 and later), ``GP10`` and ``GP11`` (1.0,
-#: 1.1). MBTiles 1.3 files may say ``MPBX``; most MBTiles say nothing (0).
-GEOPACKAGE_IDS = (b"GPKG", b"GP10", b"GP11")
-MBTILES_ID = b"MPBX"
-#: The columns of an MBTiles ``tiles`` table or view.
-MBTILES_COLUMNS = frozenset({"zoom_level", "tile_column", "tile_row", "tile_data"})
-#: Tables and views whose presence tells the kind of an SQLite tile store.
-_TELLING = ("tiles", "map", "images", "gpkg_contents", "metadata")
-
-
-class SQLiteContent(NamedTuple):
-    """What detection learns of an SQLite file from its header and schema (a few pages)."""
-
-    #: The application ID (bytes 68-71), ``b"GPKG"`` for a GeoPackage, zeros for most others.
-    application_id: bytes
-    #: Which of ``tiles``, ``map``, ``images``, ``gpkg_contents``, ``metadata`` it holds (tables
-    #: or views, lower case: SQLite's names ignore case).
-    tables: frozenset[str]
-    #: Whether ``tiles`` has the columns of MBTiles' tile table.
-    tile_columns: bool
-    #: The tile tables ``gpkg_contents`` names and the file holds.
-    geopackage_tiles: tuple[str, ...]
-    #: Why the schema could not be read; empty when it was.
-    error: str = ""
-
-    @property
-    def geopackage(self) -> bool:
-        """A GeoPackage, by its application ID or its ``gpkg_contents`` table (older writers
-        leave the ID at 0)."""
-        return self.application_id in GEOPACKAGE_IDS or "gpkg_contents" in self.tables
-
-    @property
-    def mbtiles(self) -> bool:
-        """An MBTiles file: a ``tiles`` table or view with MBTiles' columns, or the ``map`` and
-        ``images`` tables it is a view over; and not a GeoPackage (whose tile table may be
-        named ``tiles`` too, with rows counted the other way)."""
-        if self.geopackage:
-            return False
-        return self.tile_columns or {"map", "images"} <= self.tables
-
-    def describe(self) -> str:
-        """What the file is, for the message of a file that no format reads."""
-        if self.error:
-            return f"an SQLite file whose tables cannot be read ({self.error})"
-        if self.geopackage:
-            return "a GeoPackage without tile tables (a vector or attribute GeoPackage?)"
-        if "tiles" in self.tables:
-            return "an SQLite file whose 'tiles' lacks MBTiles' columns " + ", ".join(
-                sorted(MBTILES_COLUMNS)
-            )
-        return "an SQLite file without tile tables (no MBTiles 'tiles', no GeoPackage tiles)"
-
-
-def geopackage_tile_tables(db: TileDatabase) -> list[str]:
-    """The tile tables (or views) ``gpkg_contents`` names that the file holds, by name; none
-    when ``gpkg_contents`` cannot be read.
-
-    Raises:
-        WorkLimitExceeded: ``gpkg_contents`` never ends.
-    """
-    try:
-        found = db.rows(
-            "SELECT c.table_name FROM gpkg_contents AS c WHERE c.data_type = 'tiles' AND EXISTS ("
-            "SELECT 1 FROM sqlite_master AS m WHERE m.type IN ('table', 'view') "
-            "AND m.name = c.table_name COLLATE NOCASE) ORDER BY c.table_name"
-        )
-    except WorkLimitExceeded:
-        raise
-    except sqlite3.DatabaseError:
-        return []
-    return [name for (name,) in found if isinstance(name, str)]
-
-
-def sqlite_content(path: Path, found: FileHead) -> SQLiteContent | None:
-    """What the SQLite file at ``path`` holds, ``None`` when it is not an SQLite file (its
-    head ``found`` lacks the SQLite header). Its schema is read through :func:`open_read_only`,
-    hardened as every reader is, a few pages at most; kept for the next format that asks."""
-    if not found.head.startswith(SQLITE_HEADER):
-        return None
-    return _sqlite_content(str(path), found.size, found.head[:100])
-
-
-@functools.lru_cache(maxsize=16)
-def _sqlite_content(path: str, size: int, header: bytes) -> SQLiteContent:
-    """:func:`sqlite_content`, kept per file and header (its change counter moves with every
-    write outside WAL mode)."""
-    application_id = header[_APPLICATION_ID]
-    try:
-        db = open_read_only(Path(path))
-    except InvalidCacheConfig as exc:
-        return SQLiteContent(application_id, frozenset(), False, (), str(exc))
-    try:
-        marks = ", ".join("?" * len(_TELLING))
-        tables = frozenset(
-            str(name)
-            for (name,) in db.rows(
-                "SELECT lower(name) FROM sqlite_master WHERE type IN ('table', 'view') "
-                f"AND lower(name) IN ({marks})",
-                _TELLING,
-            )
-        )
-        columns = False
-        if "tiles" in tables:
-            info = db.rows('PRAGMA table_info("tiles")')
-            columns = {str(row[1]).lower() for row in info} >= MBTILES_COLUMNS
-        tile_tables = tuple(geopackage_tile_tables(db)) if "gpkg_contents" in tables else ()
-        return SQLiteContent(application_id, tables, columns, tile_tables)
-    except sqlite3.DatabaseError as exc:  # a damaged file, a schema that never ends
-        return SQLiteContent(application_id, frozenset(), False, (), str(exc))
-    finally:
-        db.close()
-
-
-def unreadable(
-    path: Path, exc: sqlite3.Error, what: str = "one of its tables"
-) -> InvalidCacheConfig:
-    """The error for a query of the cache's definition or listing that failed."""
-    if isinstance(exc, WorkLimitExceeded):
-        return InvalidCacheConfig(
-            f"{path}: {what} does not behave like a table: {exc} (a view that never ends?)"
-        )
-    return InvalidCacheConfig(f"{path}: not a readable SQLite file ({exc})")
 
 
 def rows_to_runs(cols: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -454,8 +105,8 @@ class RunIndex(BundleRows):
     """The stored tiles of one level as runs of rows, cut at bundle boundaries.
 
     A seeded cache stores whole blocks: each column is one run, and a level of millions of
-    tiles is a few thousand runs. Bundles' tile counts are sums of run lengths; a bundle's
-    presence is its runs painted into a 128 x 128 array.
+    tiles is a few thousand runs. A bundle's part of it (its runs: col, row0, row1) is all that
+    reading the bundle needs (:func:`presence`).
     """
 
     def __init__(self, level: int, runs: npt.NDArray[np.int64]) -> None:
@@ -472,20 +123,16 @@ class RunIndex(BundleRows):
                 np.minimum(row1[which], (band + 1) * BUNDLE_SIZE),
             ]
         ).reshape(-1, 3)
-        super().__init__(level, table, band, table[:, 0] // BUNDLE_SIZE)
-        lengths = self.table[:, 2] - self.table[:, 1]
-        self._counts = np.add.reduceat(lengths, self.starts) if len(lengths) else lengths
+        super().__init__(level, table, np.column_stack([band, table[:, 0] // BUNDLE_SIZE]))
 
-    def counts(self) -> dict[BundleKey, int]:
-        """Every bundle holding tiles, row by row, with its number of tiles."""
-        return dict(zip(self.bundles(), self._counts.tolist(), strict=True))
 
-    def presence(self, key: BundleKey) -> npt.NDArray[np.uint64]:
-        """The (128, 128) array of a bundle: 1 where a tile is stored."""
-        found = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
-        for col, row0, row1 in self.rows(key).tolist():
-            found[row0 - key.row : row1 - key.row, col - key.col] = 1
-        return found
+def presence(key: BundleKey, runs: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """The (128, 128) array of bundle ``key``: 1 where one of its ``runs`` (col, row0, row1,
+    rows counted down) holds a tile."""
+    found = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+    for col, row0, row1 in runs.tolist():
+        found[row0 - key.row : row1 - key.row, col - key.col] = 1
+    return found
 
 
 class BadTiles:
@@ -541,6 +188,10 @@ class BadTiles:
 
 #: Below this file size, walking the index in several processes costs more than it saves.
 PARALLEL_BYTES = 32 * 1024 * 1024
+#: Most stretches of columns a level of a larger file is walked in (spread over processes).
+LISTING_TASKS = 32
+#: Fewest columns in a stretch: a level of fewer is walked in one piece.
+STRETCH_COLUMNS = 256
 #: A stretch of one level's index to summarise: file, table, level, first and last column
 #: (``None``: all of them).
 SummaryTask = tuple[Path, str, int, int | None, int | None]
@@ -584,25 +235,51 @@ def column_summary(task: SummaryTask, db: TileDatabase | None = None) -> Summary
 class SQLiteTileCache(SingleFileCache):
     """Base of the readers of tiles in an SQLite table.
 
-    Subclasses set :attr:`table` and :attr:`tms_rows` (rows counted up from the bottom) while
-    they open the file, and say how large each level's grid is (:meth:`level_size`).
+    Subclasses read the file's definition (:meth:`_open`): they set :attr:`table`, the scheme,
+    the extent, and the tiles at no level; and say how large each level's grid is
+    (:meth:`level_size`). A definition that cannot be read closes the connection before the
+    error goes up.
     """
 
     #: The tile table (or view).
     table: str = "tiles"
     #: True when rows count up from the bottom (MBTiles' TMS rows).
-    tms_rows: bool = False
+    tms_rows: ClassVar[bool] = False
     #: The grid, as messages about tiles off it name it.
     grid_name: str = "the grid"
+    options: ClassVar[tuple[str, ...]] = ("sizes",)
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sizes: bool = False) -> None:
         super().__init__(path)
+        #: Read each tile's length (one range query a bundle); without, tiles are counted from
+        #: the index and not sized.
+        self.sizes = sizes
         self._db: TileDatabase | None = None
+        #: Tiles at values of ``zoom_level`` that are no level: listed with the first level.
+        self._bad_levels: list[Problem] = []
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Read the cache's definition from the file.
+
+        Raises:
+            InvalidCacheConfig: the file does not define a cache of the format.
+        """
 
     def _connect(self) -> TileDatabase:
         if self._db is None:
-            self._db = open_read_only(self.path)
+            self._db = self._handles.enter_context(contextlib.closing(open_read_only(self.path)))
         return self._db
+
+    def close(self) -> None:
+        """Close the database."""
+        super().close()
+        self._db = None
 
     def _query(
         self, sql: str, args: tuple[Any, ...] = (), what: str = "one of its tables"
@@ -621,12 +298,14 @@ class SQLiteTileCache(SingleFileCache):
     def _tile_table(self) -> str:
         return f"the tile table {self.table!r}"
 
-    def __getstate__(self) -> dict[str, object]:
-        return {**self.__dict__, "_db": None}
-
     def level_size(self, level: int) -> tuple[int, int]:
         """Columns and rows of ``level``'s grid: a tile outside is not counted."""
         return 1 << level, 1 << level
+
+    def _rows_to_xyz(self, level: int, rows: RowT) -> RowT:
+        """Rows of ``level`` as the table counts them, counted down from the top (XYZ); and
+        back, as the flip is its own inverse. MBTiles counts them up (TMS)."""
+        return self.level_size(level)[1] - 1 - rows if self.tms_rows else rows
 
     def _level_values(self, highest: int, indexed: bool) -> tuple[list[int], BadTiles]:
         """The levels the tile table holds tiles of (0 to ``highest``), and its tiles at values
@@ -684,69 +363,65 @@ class SQLiteTileCache(SingleFileCache):
                 bad.more_values += 1
         return sorted(levels), bad
 
-    def _runs(self, level: int) -> RunIndex:
-        """The level's stored tiles as runs, kept (a scan asks for each level while it counts,
-        lists and reads bundles).
+    def list_level(self, level: int, run: Run = run_here) -> LevelListing:
+        """The virtual bundles holding tiles, and the tiles of the level off its grid (with the
+        first level, the tiles at no level of the grid). Without sizes, each bundle carries its
+        runs of tiles.
 
         One query walks the (zoom, column, row) index in its own order and gives each column's
         count and first and last row: under a unique index, a column whose count spans its
-        rows is one run, known without its rows. Only the other columns' rows are fetched.
+        rows is one run, known without its rows. Only the other columns' rows are fetched. In a
+        file large enough (:data:`PARALLEL_BYTES`), the walk is spread over ``run`` in
+        stretches of columns.
         """
-        cache: dict[int, RunIndex] = self.__dict__.setdefault("_run_cache", {})
-        if level not in cache:
-            summary = column_summary((self.path, self.table, level, None, None), self._connect())
-            cache[level] = self._run_index(level, summary)
-        return cache[level]
+        bad = BadTiles(self.path, level, self.grid_name)
+        runs = self._run_index(level, self._summary(level, run), bad)
+        first = self.scheme.levels[:1] == (level,)
+        problems = [*(self._bad_levels if first else []), *bad.listed()]
+        source = KeysOnly(runs) if self.sizes else runs  # with sizes, bundles are queried
+        return VirtualListing(level, str(self.path), problems, source)
 
-    def _bad_tiles(self, level: int) -> BadTiles:
-        found: dict[int, BadTiles] = self.__dict__.setdefault("_bad", {})
-        if level not in found:
-            found[level] = BadTiles(self.path, level, self.grid_name)
-        return found[level]
+    def count_bundles(self, level: int) -> int:
+        """From the same runs as :meth:`list_level`."""
+        return self.list_level(level).count
 
-    def prefetch(self, levels: list[int]) -> None:
-        """Walk the index of ``levels`` in :attr:`workers` processes, each a stretch of columns,
-        when the file is large enough to pay for starting them."""
-        cache: dict[int, RunIndex] = self.__dict__.setdefault("_run_cache", {})
-        todo = [level for level in levels if level not in cache]
-        if self.workers <= 1 or not todo or os.path.getsize(self.path) < PARALLEL_BYTES:
-            return  # each level is walked here when it is first asked for
-        tasks: list[SummaryTask] = []
+    def _summary(self, level: int, run: Run) -> Summary:
+        """The column summary of ``level`` (:func:`column_summary`): one walk here, or in
+        stretches of columns through ``run`` when the file and the level are large enough to
+        pay for it (:data:`PARALLEL_BYTES`, :data:`STRETCH_COLUMNS`)."""
+        whole: SummaryTask = (self.path, self.table, level, None, None)
+        if os.path.getsize(self.path) < PARALLEL_BYTES:
+            return column_summary(whole, self._connect())
         table = quote_name(self.table)
-        for level in todo:
-            # The first and last column in the index's order (NULL first, text and blobs last):
-            # one seek each. Stretches between them cover every column only when both are
-            # columns of the grid; else the level is walked here, in one piece.
-            ((low, high),) = self._query(
-                f"SELECT (SELECT tile_column FROM {table} WHERE zoom_level = ? "
-                "ORDER BY tile_column LIMIT 1), "
-                f"(SELECT tile_column FROM {table} WHERE zoom_level = ? "
-                "ORDER BY tile_column DESC LIMIT 1)",
-                (level, level),
-                what=self._tile_table,
-            )
-            width = self.level_size(level)[0]
-            first, last = grid_number(low, width), grid_number(high, width)
-            if first is None or last is None:
-                continue
-            step = -(-(last - first + 1) // (2 * self.workers))
-            tasks += [
-                (self.path, self.table, level, start, min(start + step - 1, last))
-                for start in range(first, last + 1, step)
-            ]
-        parts: dict[int, Summary] = {}
-        for task, summary in zip(
-            tasks, map_in_processes(column_summary, tasks, self.workers), strict=True
-        ):
-            parts.setdefault(task[2], []).extend(summary)
-        for level, found in parts.items():
-            cache[level] = self._run_index(level, found)
+        # The first and last column in the index's order (NULL first, text and blobs last): one
+        # seek each. Stretches between them cover every column only when both are columns of
+        # the grid; else the level is walked in one piece.
+        ((low, high),) = self._query(
+            f"SELECT (SELECT tile_column FROM {table} WHERE zoom_level = ? "
+            "ORDER BY tile_column LIMIT 1), "
+            f"(SELECT tile_column FROM {table} WHERE zoom_level = ? "
+            "ORDER BY tile_column DESC LIMIT 1)",
+            (level, level),
+            what=self._tile_table,
+        )
+        width = self.level_size(level)[0]
+        first, last = grid_number(low, width), grid_number(high, width)
+        if first is None or last is None:
+            return column_summary(whole, self._connect())
+        stretches = min(LISTING_TASKS, (last - first + 1) // STRETCH_COLUMNS)
+        if stretches <= 1:
+            return column_summary(whole, self._connect())
+        step = -(-(last - first + 1) // stretches)
+        tasks = [
+            (self.path, self.table, level, start, min(start + step - 1, last))
+            for start in range(first, last + 1, step)
+        ]
+        return [column for part in run(column_summary, tasks) for column in part]
 
-    def _run_index(self, level: int, summary: Summary) -> RunIndex:
+    def _run_index(self, level: int, summary: Summary, bad: BadTiles) -> RunIndex:
         """Runs from a level's column summary: whole columns as they are, the rows of the
-        others fetched. A column that is not one of the grid's is listed as bad tiles."""
+        others fetched. A column that is not one of the grid's goes to ``bad``."""
         width, height = self.level_size(level)
-        bad = self._bad_tiles(level)
         table = as_int_table(summary, 5)
         if table is not None:  # every value an integer: checked at once
             col, count, low, high, total = table.T
@@ -758,7 +433,7 @@ class SQLiteTileCache(SingleFileCache):
             kept = []
             for c, n, lo, hi, tot in summary:
                 if c is None and n == 0:  # the rows overflow a sum: fetch them all
-                    return self._all_rows_index(level)
+                    return self._all_rows_index(level, bad)
                 column = grid_number(c, width)
                 if column is None:
                     bad.add(f"tile_column {shown_value(c)}", int(n))
@@ -775,13 +450,13 @@ class SQLiteTileCache(SingleFileCache):
             & (total * 2 == (low + high) * count)
             & self._unique_tiles
         )
-        if self.tms_rows:  # TMS rows count up: flip the run
-            low, high = height - 1 - high, height - 1 - low
+        ends = self._rows_to_xyz(level, low), self._rows_to_xyz(level, high)
+        low, high = np.minimum(*ends), np.maximum(*ends)
         runs = np.column_stack([col[whole], low[whole], high[whole] + 1])
-        gapped = self._rows_of(level, col[~whole])
+        gapped = self._rows_of(level, col[~whole], bad)
         return RunIndex(level, np.concatenate([runs, gapped]))
 
-    def _all_rows_index(self, level: int) -> RunIndex:
+    def _all_rows_index(self, level: int, bad: BadTiles) -> RunIndex:
         """The level's runs from all its rows, each checked (when no summary can be made)."""
         found = self._query(
             f"SELECT tile_column, tile_row FROM {quote_name(self.table)} WHERE zoom_level = ?",
@@ -789,21 +464,23 @@ class SQLiteTileCache(SingleFileCache):
             what=self._tile_table,
         )
         width = self.level_size(level)[0]
-        bad = self._bad_tiles(level)
         for c, _ in found:
             if grid_number(c, width) is None:
                 bad.add(f"tile_column {shown_value(c)}")
-        return RunIndex(level, self._checked_runs(level, found, None))
+        return RunIndex(level, self._checked_runs(level, found, None, bad))
 
     def _checked_runs(
-        self, level: int, found: list[tuple[Any, ...]], columns: npt.NDArray[np.int64] | None
+        self,
+        level: int,
+        found: list[tuple[Any, ...]],
+        columns: npt.NDArray[np.int64] | None,
+        bad: BadTiles,
     ) -> npt.NDArray[np.int64]:
         """Runs of the tiles ``(tile_column, tile_row)`` read from the file, each address
-        checked: a tile in one of ``columns`` (all: ``None``) whose row is not on the grid is
-        listed; a tile whose column is not on it was listed with its column."""
+        checked: a tile in one of ``columns`` (all: ``None``) whose row is not on the grid goes
+        to ``bad``; a tile whose column is not on it went there with its column."""
         width, height = self.level_size(level)
         wanted = None if columns is None else set(columns.tolist())
-        bad = self._bad_tiles(level)
         pairs = as_int_table(found, 2)
         if pairs is None:
             checked = []
@@ -828,10 +505,11 @@ class SQLiteTileCache(SingleFileCache):
             pairs = pairs[fine]
         if columns is not None:
             pairs = pairs[np.isin(pairs[:, 0], columns)]
-        rows = height - 1 - pairs[:, 1] if self.tms_rows else pairs[:, 1]
-        return rows_to_runs(pairs[:, 0], rows)
+        return rows_to_runs(pairs[:, 0], self._rows_to_xyz(level, pairs[:, 1]))
 
-    def _rows_of(self, level: int, columns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def _rows_of(
+        self, level: int, columns: npt.NDArray[np.int64], bad: BadTiles
+    ) -> npt.NDArray[np.int64]:
         """The runs of the stored tiles in ``columns``: one range query per stretch of
         neighbouring columns, or one query for the level when they are too scattered."""
         if not len(columns):
@@ -851,7 +529,7 @@ class SQLiteTileCache(SingleFileCache):
                     what=self._tile_table,
                 )
             ]
-        return self._checked_runs(level, found, columns)
+        return self._checked_runs(level, found, columns, bad)
 
     @functools.cached_property
     def _unique_tiles(self) -> bool:
@@ -878,31 +556,15 @@ class SQLiteTileCache(SingleFileCache):
         """Whether an index led by ``zoom_level`` lets each level be found by one seek."""
         return any(columns[:1] == ["zoom_level"] for columns, _ in self._indexes)
 
-    def count_bundles(self, level: int) -> int:
-        """From the same runs as :meth:`list_bundles`."""
-        return len(self._runs(level).counts())
-
-    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
-        """The virtual bundles holding tiles, and the tiles of the level off its grid (with the
-        first level, the tiles at no level of the grid)."""
-        runs = self._runs(level)
-        if self.scheme.levels and level == self.scheme.levels[0]:
-            yield from self.__dict__.get("_bad_levels", [])
-        yield from self._bad_tiles(level).listed()
-        for key in runs.counts():
-            yield BundleFile(key, f"{self.path}#{key.label}")
-
     def _bundle_query(self, key: BundleKey, value: str) -> Iterator[tuple[Any, ...]]:
         """``(tile_column, tile_row, value)`` of the stored tiles of one bundle: an indexed
         range query."""
-        low, high = key.row, key.row + BUNDLE_SIZE - 1
-        if self.tms_rows:
-            top = self.level_size(key.level)[1] - 1
-            low, high = top - min(high, top), top - key.row
+        last = min(key.row + BUNDLE_SIZE, self.level_size(key.level)[1]) - 1
+        ends = self._rows_to_xyz(key.level, key.row), self._rows_to_xyz(key.level, last)
         return self._connect().each(
             f"SELECT tile_column, tile_row, {value} FROM {quote_name(self.table)} "
             "WHERE zoom_level = ? AND tile_column BETWEEN ? AND ? AND tile_row BETWEEN ? AND ?",
-            (key.level, key.col, key.col + BUNDLE_SIZE - 1, low, high),
+            (key.level, key.col, key.col + BUNDLE_SIZE - 1, min(ends), max(ends)),
         )
 
     def _tile_of(self, key: BundleKey, col: object, row: object) -> tuple[int, int] | None:
@@ -912,16 +574,16 @@ class SQLiteTileCache(SingleFileCache):
         column, found = grid_number(col, width), grid_number(row, height)
         if column is None or found is None:
             return None
-        down = height - 1 - found if self.tms_rows else found
+        down = self._rows_to_xyz(key.level, found)
         return (down, column) if key.holds(down, column) else None
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """The tiles of one bundle: from the level's runs, or with :attr:`sizes` from one
-        indexed range query that reads each tile's length."""
+        """The tiles of one bundle: from its runs, or with :attr:`sizes` from one indexed range
+        query that reads each tile's length."""
         key = bundle.key
         if not self.sizes:
-            presence = self._runs(key.level).presence(key)
-            return BundleIndex(presence, int(np.count_nonzero(presence)), 0, 0, 0, None)
+            found = presence(key, bundle.payload)
+            return BundleIndex(found, int(np.count_nonzero(found)), 0, 0, 0, None)
         sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
         try:
             for col, row, length in self._bundle_query(key, "ifnull(length(tile_data), 0)"):
@@ -949,9 +611,3 @@ class SQLiteTileCache(SingleFileCache):
                     )
         except sqlite3.DatabaseError as exc:
             raise CorruptBundle(f"the SQLite file cannot be read here ({exc})") from None
-
-    def close(self) -> None:
-        """Close the database."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None

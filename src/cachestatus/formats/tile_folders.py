@@ -37,8 +37,8 @@ import numpy.typing as npt
 
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import BUNDLE_SIZE, BundleKey, Problem, Tile
-from ..parallel import map_in_processes
+from ..grid import web_mercator_scheme
+from ..models import BundleKey, Problem, Tile
 from .arcgis_folder import (
     GRID_LIMIT,
     ArcGISFolderCache,
@@ -49,9 +49,8 @@ from .arcgis_folder import (
     shown,
     why_not_a_folder,
 )
-from .base import O_RDONLY, BundleFile, StoredTile, read_exactly
-from .listed import Grouped, ListedTiles
-from .mbtiles import web_mercator_scheme
+from .base import O_RDONLY, BundleFile, LevelListing, Run, StoredTile, read_exactly, run_here
+from .listed import Grouped, ListedTiles, VirtualListing, tile_sizes
 from .tilejson import (
     DETECT_METADATA_BYTES,
     FOLDER_METADATA,
@@ -206,10 +205,10 @@ class Listing(NamedTuple):
 
 #: How a folder's names are read: the tile name pattern, its number's base, sizes or not.
 How = tuple[re.Pattern[str], int, bool]
-#: A folder to list: level, folder number, its path, the numbers its tiles may carry (below).
-Job = tuple[int, int, str, int]
-#: One folder's listing: level, folder number, its path, what it holds.
-Listed = tuple[int, int, str, Listing]
+#: A folder to list: its number, its path, the numbers its tiles may carry (below).
+Job = tuple[int, str, int]
+#: One folder's listing: its number, its path, what it holds.
+Listed = tuple[int, str, Listing]
 
 
 def list_tile_folder(path: str, how: How, limit: int) -> Listing:
@@ -313,16 +312,15 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-#: Below this many folders to list, processes would cost more than they save.
+#: Below this many folders in a level, listing them in other processes costs more than it saves.
 PARALLEL_FOLDERS = 256
+#: Folders one task lists, where a level's folders are spread over processes.
+FOLDERS_PER_TASK = 32
 
 
 def _read_folders(how: How, jobs: list[Job]) -> list[Listed]:
     """List folders: the work a listing process does."""
-    return [
-        (level, folder, path, list_tile_folder(path, how, limit))
-        for level, folder, path, limit in jobs
-    ]
+    return [(folder, path, list_tile_folder(path, how, limit)) for folder, path, limit in jobs]
 
 
 def read_file(path: str) -> bytes:
@@ -418,6 +416,39 @@ def _decimal(name: str) -> int | None:
     return _decimal_number(name) if name.isascii() and name.isdigit() else None
 
 
+class FolderBundle(NamedTuple):
+    """The payload of a virtual bundle of a tile folder cache."""
+
+    #: Its tiles: (row, col, size in bytes; 1 without sizes).
+    tiles: npt.NDArray[np.int64]
+    #: The row (or column) folders holding them, by number.
+    folders: dict[int, str]
+
+
+class FolderLevel:
+    """A level's tiles grouped into virtual bundles, each with the folders holding its tiles
+    (the :class:`~.listed.BundleSource` of a tile folder cache's listing).
+
+    Args:
+        grouped: the level's tiles.
+        folders: the level's row (or column) folders, by number.
+        axis: where a tile's folder number is: 0 for row folders, 1 for column folders.
+    """
+
+    def __init__(self, grouped: Grouped, folders: dict[int, str], axis: int) -> None:
+        self.grouped, self.folders, self.axis = grouped, folders, axis
+
+    def count(self) -> int:
+        """The bundles holding tiles."""
+        return self.grouped.count()
+
+    def parts(self) -> Iterator[tuple[BundleKey, FolderBundle]]:
+        """Each bundle holding tiles, with its tiles and their folders."""
+        numbers = self.grouped.distinct(self.axis)
+        for (key, tiles), held in zip(self.grouped.parts(), numbers, strict=True):
+            yield key, FolderBundle(tiles, {n: self.folders[n] for n in held})
+
+
 class TileFolders(ListedTiles):
     """A cache of one file per tile in one folder per row (or column)."""
 
@@ -425,15 +456,12 @@ class TileFolders(ListedTiles):
     name_pattern: ClassVar[re.Pattern[str]]
     #: The base of that number.
     name_base: ClassVar[int] = 10
-
-    def _folders(self, level: int) -> dict[int, str]:
-        """The level's row (or column) folders by number, listed once."""
-        cache: dict[int, Folders] = self.__dict__.setdefault("_folder_cache", {})
-        if level not in cache:
-            cache[level] = self._list_folders(level)
-        return cache[level].found
+    #: Which of a tile's (row, col) its folder's number is: 0 for row folders of column files,
+    #: 1 for column folders of row files.
+    folder_axis: ClassVar[int]
 
     def _list_folders(self, level: int) -> Folders:
+        """The level's row (or column) folders by number."""
         raise NotImplementedError
 
     def _level_folder(self, level: int) -> str | None:
@@ -454,26 +482,31 @@ class TileFolders(ListedTiles):
         """(row, col) of the tile whose file carries ``number`` in folder number ``folder``."""
         raise NotImplementedError
 
-    def _folder_span(self, key: BundleKey) -> range:
-        """The folder numbers that can hold tiles of a bundle."""
-        raise NotImplementedError
-
-    def _jobs(self, level: int) -> list[Job]:
+    def list_level(self, level: int, run: Run = run_here) -> LevelListing:
+        """Every tile file of ``level``, one listing of each row (or column) folder: in
+        ``run``'s processes when the level has enough folders to pay for them
+        (:data:`PARALLEL_FOLDERS`)."""
+        folders = self._list_folders(level)
         limit = self._limit(level)
-        return [(level, folder, path, limit) for folder, path in self._folders(level).items()]
+        jobs = [(number, path, limit) for number, path in folders.found.items()]
+        work = partial(_read_folders, (self.name_pattern, self.name_base, self.sizes))
+        if len(jobs) < PARALLEL_FOLDERS:
+            listed = work(jobs)
+        else:
+            tasks = [jobs[i : i + FOLDERS_PER_TASK] for i in range(0, len(jobs), FOLDERS_PER_TASK)]
+            listed = [item for done in run(work, tasks) for item in done]
+        problems = self._folder_problems(level, folders)
+        table = self._table(level, listed, problems)
+        source = FolderLevel(Grouped(level, table), folders.found, self.folder_axis)
+        return VirtualListing(level, str(self.path), problems, source)
 
-    def _level_tiles(self, level: int) -> npt.NDArray[np.int64]:
-        return self._table(level, _read_folders(self._how(), self._jobs(level)))
-
-    def _how(self) -> How:
-        return self.name_pattern, self.name_base, self.sizes
-
-    def _table(self, level: int, listed: Iterable[Listed]) -> npt.NDArray[np.int64]:
+    def _table(
+        self, level: int, listed: Iterable[Listed], problems: list[Problem]
+    ) -> npt.NDArray[np.int64]:
         """(row, col, size) of every tile from the listings of a level's folders; what is not a
-        tile becomes the level's problems."""
-        problems = self._folder_problems(level)
+        tile goes to ``problems``."""
         parts = [np.zeros((0, 3), dtype=np.int64)]
-        for _, folder, path, found in sorted(listed, key=lambda item: item[1]):
+        for folder, path, found in sorted(listed, key=lambda item: item[0]):
             problems += self._listing_problems_of(level, folder, path, found)
             rows, cols = self._place(level, folder, found.numbers)
             part = np.ones((len(found.numbers), 3), dtype=np.int64)
@@ -481,13 +514,10 @@ class TileFolders(ListedTiles):
             if self.sizes:
                 part[:, 2] = found.sizes
             parts.append(part)
-        self.__dict__.setdefault("_problems", {})[level] = problems
         return np.concatenate(parts)
 
-    def _folder_problems(self, level: int) -> list[Problem]:
+    def _folder_problems(self, level: int, listed: Folders) -> list[Problem]:
         """What the listing of the level's folder found that is not a row (or column) folder."""
-        self._folders(level)
-        listed: Folders = self.__dict__["_folder_cache"][level]
         where = self._level_folder(level) or ""
         if listed.error:
             return [
@@ -532,40 +562,16 @@ class TileFolders(ListedTiles):
             )
         return problems
 
-    def _listing_problems(self, level: int) -> list[Problem]:
-        self._grouped(level)
-        found: list[Problem] = self.__dict__.get("_problems", {}).get(level, [])
-        return found
-
-    def prefetch(self, levels: list[int]) -> None:
-        """List the folders of ``levels`` in :attr:`workers` processes, when there are enough
-        of them to pay for starting the processes."""
-        groups: dict[int, Grouped] = self.__dict__.setdefault("_groups", {})
-        jobs = [job for level in levels if level not in groups for job in self._jobs(level)]
-        if self.workers <= 1 or len(jobs) < PARALLEL_FOLDERS:
-            return  # each level is listed here when it is first asked for
-        size = -(-len(jobs) // (4 * self.workers))
-        batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        by_level: dict[int, list[Listed]] = {level: [] for level in levels if level not in groups}
-        for done in map_in_processes(partial(_read_folders, self._how()), batches, self.workers):
-            for item in done:
-                by_level[item[0]].append(item)
-        for level, listed in by_level.items():
-            groups[level] = Grouped(level, self._table(level, listed))
-
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tile files, folder by folder, each read whole: those the listing
         counted (with sizes, a dangling link is not one). A tile file that cannot be read is
         damage on that tile; the others are read."""
         key = bundle.key
-        folders = self._folders(key.level)
-        counted = self._grouped(key.level).sizes(key)
+        payload: FolderBundle = bundle.payload
+        counted = tile_sizes(key, payload.tiles)
         limit = self._limit(key.level)
         pattern, base = self.name_pattern, self.name_base
-        for folder in self._folder_span(key):
-            path = folders.get(folder)
-            if path is None:
-                continue
+        for folder, path in sorted(payload.folders.items()):
             try:
                 names = os.listdir(path)
             except OSError:
@@ -614,13 +620,12 @@ class ExplodedCache(TileFolders, ArcGISFolderCache):
     )
     name_base = 16
 
+    folder_axis = 0  # row folders of column files
+
     def _place(
         self, level: int, folder: int, number: NumberT
     ) -> tuple[NumberT | int, NumberT | int]:
-        return folder, number  # a row folder of column files
-
-    def _folder_span(self, key: BundleKey) -> range:
-        return range(key.row, key.row + BUNDLE_SIZE)
+        return folder, number
 
 
 #: Rows of an exploded cache, and what a row folder beyond them is.
@@ -648,7 +653,7 @@ class XYZFolder(TileFolders):
     #: Rows counted up from the bottom (TMS).
     tms = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sizes: bool = False) -> None:
         """List the zoom folders and read ``metadata.json`` (mb-util's, tippecanoe's) when the
         folder has one: its ``minzoom``..``maxzoom`` are the levels (each expected, built or
         not; zoom folders outside are not scanned), its ``bounds`` (WGS 84) the full extent,
@@ -657,7 +662,7 @@ class XYZFolder(TileFolders):
         Raises:
             InvalidCacheConfig: the folder cannot be listed; ``tileSize`` is not a tile size.
         """
-        super().__init__(path)
+        super().__init__(path, sizes=sizes)
         self._zooms = _zoom_folders(path)
         metadata = folder_metadata(path)
         source = str(path / FOLDER_METADATA)
@@ -674,7 +679,12 @@ class XYZFolder(TileFolders):
                 "upward" if self.tms else "downward",
                 self.name,
             )
-        folders = (f for level in found if level in levels for f in self._folders(level).values())
+        folders = (
+            f
+            for level in found
+            if level in levels
+            for f in self._list_folders(level).found.values()
+        )
         self._scheme = web_mercator_scheme(
             levels,
             tile_size=tile_size(metadata, source) or 256,
@@ -719,14 +729,12 @@ class XYZFolder(TileFolders):
 
     name_pattern = re.compile(rf"^([0-9]+)\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE | re.ASCII)
 
+    folder_axis = 1  # column folders of row files
+
     def _place(
         self, level: int, folder: int, number: NumberT
     ) -> tuple[NumberT | int, NumberT | int]:
-        # A column folder of row files.
         return (grid.tms_row(level, number) if self.tms else number), folder
-
-    def _folder_span(self, key: BundleKey) -> range:
-        return range(key.col, key.col + BUNDLE_SIZE)
 
 
 def _zxy_layout(path: Path) -> bool:

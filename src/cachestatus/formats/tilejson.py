@@ -12,9 +12,10 @@ TileJSON-style metadata (MBTiles ``metadata`` rows, which are all text, and the
 JSON numbers) declares the tiles of the Web Mercator (GoogleMapsCompatible) grid:
 
 - ``bounds`` (``west,south,east,north`` in WGS 84 degrees, text or an array) is the full extent,
-  put into Web Mercator (:func:`web_mercator`, latitudes kept to its square, +-85.0511). Bounds
-  that are a point or a line stay one: the tiles holding it are expected. Bounds that are not
-  four finite numbers, or west above east, are ignored with a warning (:func:`declared_bounds`).
+  put into Web Mercator (:func:`~cachestatus.grid.web_mercator`, latitudes kept to its square,
+  +-85.0511). Bounds that are a point or a line stay one: the tiles holding it are expected.
+  Bounds that are not four finite numbers, or west above east, are ignored with a warning
+  (:func:`declared_bounds`).
 - ``minzoom``..``maxzoom`` are the levels (:func:`declared_zooms`): each is expected, built or
   not; tiles at other zooms are not scanned (a warning names them).
 - ``tileSize`` is the tile size in pixels (:func:`tile_size`), 256 when absent.
@@ -38,16 +39,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidCacheConfig
+from ..grid import web_mercator
 from ..models import Extent
 from .arcgis_conf import MAX_TILE_SIZE, check_size, read_config_file
 
 log = logging.getLogger(__name__)
 
-#: Half the side of the Web Mercator square, in metres.
-HALF_WORLD = 20037508.342789244
-EARTH_RADIUS = 6378137.0
-#: Latitude where Web Mercator's square ends.
-MAX_LATITUDE = 85.0511287798066
 #: The TileJSON-style file mb-util and tippecanoe write beside a tile folder's zoom folders.
 FOLDER_METADATA = "metadata.json"
 #: The most of it detection reads to learn its ``scheme`` (real ones are a few hundred bytes).
@@ -128,15 +125,6 @@ def tile_size(metadata: Mapping[str, Any], source: str) -> int | None:
             f"to {MAX_TILE_SIZE:,} (256 and 512 are usual)"
         )
     return int(number)
-
-
-def web_mercator(lon: float, lat: float) -> tuple[float, float]:
-    """Spherical Mercator coordinates (EPSG:3857) of a WGS 84 point, latitude clamped to the
-    square (+-:data:`MAX_LATITUDE`)."""
-    lat = max(-MAX_LATITUDE, min(MAX_LATITUDE, lat))
-    x = math.radians(lon) * EARTH_RADIUS
-    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * EARTH_RADIUS
-    return x, y
 
 
 def _shown(value: object) -> str:
