@@ -25,8 +25,8 @@ from cachestatus.formats import CacheSpec, sqlite_tiles, tile_folders
 from cachestatus.formats.base import BundleFile, CacheReader, StoredTile
 from cachestatus.models import Problem
 from cachestatus.scan import Scanner
-from tests.test_geopackage import _geopackage
-from tests.test_verify import _build, _png
+from tests.builders import build, write_geopackage
+from tests.test_verify import _png
 
 #: The formats whose bundles are virtual 128 x 128 blocks of a listing.
 VIRTUAL = ["exploded", "xyz", "tms", "mbtiles", "geopackage", "pmtiles"]
@@ -83,7 +83,7 @@ def fresh_process():
 def test_a_reader_opened_from_its_spec_elsewhere_reads_the_bundles_listed_here(
     kind, sizes, tiles, tmp_path, fresh_process
 ):
-    cache, opening = _build(kind, tmp_path, tiles)
+    cache, opening = build(kind, tmp_path, tiles)
     with formats.open_cache(cache, sizes=sizes, **opening) as reader:
         spec = reader.spec
         bundles = [b for b in _everything(reader) if isinstance(b, BundleFile)]
@@ -98,7 +98,7 @@ def test_a_reader_opened_from_its_spec_elsewhere_reads_the_bundles_listed_here(
 def test_a_listing_is_the_same_each_time_and_counts_its_bundles(tiles, tmp_path):
     for kind in VIRTUAL:
         (tmp_path / kind).mkdir()
-        cache, opening = _build(kind, tmp_path / kind, tiles)
+        cache, opening = build(kind, tmp_path / kind, tiles)
         with formats.open_cache(cache, **opening) as reader:
             for level in reader.scheme.levels:
                 listing = reader.list_level(level)
@@ -132,7 +132,7 @@ def wide_caches(tmp_path, monkeypatch) -> list[tuple[Path, dict[str, str]]]:
     caches = []
     for kind in ("exploded", "xyz", "mbtiles", "geopackage"):
         (tmp_path / kind).mkdir()
-        caches.append(_build(kind, tmp_path / kind, wide))
+        caches.append(build(kind, tmp_path / kind, wide))
     return caches
 
 
@@ -189,8 +189,8 @@ def test_a_constructor_that_fails_closes_its_connection(tiles, tmp_path, connect
     with sqlite3.connect(plain) as db:
         db.execute("CREATE TABLE other (a)")
     db.close()
-    two = _geopackage(tmp_path / "two.gpkg", {(2, 0, 0): next(iter(tiles.values()))})
-    _geopackage(two, {(2, 1, 1): next(iter(tiles.values()))}, table="roads")
+    two = write_geopackage(tmp_path / "two.gpkg", {(2, 0, 0): next(iter(tiles.values()))})
+    write_geopackage(two, {(2, 1, 1): next(iter(tiles.values()))}, table="roads")
     failing = [
         (CacheSpec("mbtiles", str(plain)), "without a 'tiles' table"),
         (CacheSpec("geopackage", str(two)), "holds several tile tables"),
@@ -205,7 +205,7 @@ def test_a_constructor_that_fails_closes_its_connection(tiles, tmp_path, connect
 
 def test_a_reader_closes_every_connection_it_opened(tiles, tmp_path, connections):
     for kind in ("mbtiles", "geopackage"):
-        cache, _ = _build(kind, tmp_path, tiles)
+        cache, _ = build(kind, tmp_path, tiles)
         for sizes in (False, True):
             connections.clear()
             with formats.open_cache(cache, sizes=sizes) as reader:
@@ -217,14 +217,14 @@ def test_a_reader_closes_every_connection_it_opened(tiles, tmp_path, connections
 
 
 def test_the_spec_names_the_options_the_reader_was_opened_with(tiles, tmp_path):
-    gpkg = _geopackage(tmp_path / "t.gpkg", {(2, 0, 0): next(iter(tiles.values()))}, table="roads")
+    gpkg = write_geopackage(tmp_path / "t.gpkg", {(2, 0, 0): next(iter(tiles.values()))}, table="roads")
     with formats.open_cache(gpkg, sizes=True) as reader:
         assert reader.spec == CacheSpec("geopackage", str(gpkg), sizes=True, table="roads")
-    folder, opening = _build("tms", tmp_path, tiles)
+    folder, opening = build("tms", tmp_path, tiles)
     with formats.open_cache(folder, **opening) as reader:
         assert reader.spec == CacheSpec("tms", str(folder))
         assert type(reader.spec.open()) is type(reader)
-    compact, _ = _build("compact-v2", tmp_path, tiles)
+    compact, _ = build("compact-v2", tmp_path, tiles)
     with formats.open_cache(compact, sizes=True) as reader:
         assert reader.spec == CacheSpec("compact-v2", str(compact))  # its sizes come free
     assert pickle.loads(pickle.dumps(reader.spec)) == reader.spec
@@ -234,7 +234,7 @@ def test_the_spec_names_the_options_the_reader_was_opened_with(tiles, tmp_path):
 def test_workers_that_cannot_open_the_cache_fail_the_run(tiles, tmp_path, monkeypatch):
     """The cache replaced between the listing and the workers: each worker's task says why,
     and the run fails (it neither hangs nor reads something else)."""
-    cache, _ = _build("mbtiles", tmp_path, tiles)
+    cache, _ = build("mbtiles", tmp_path, tiles)
 
     def vanished(self: CacheSpec) -> CacheReader:
         raise InvalidCacheConfig(f"{self.path}: replaced meanwhile")
