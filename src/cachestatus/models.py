@@ -6,14 +6,17 @@ One notation everywhere: a tile is written ``L{level}/R{row}/C{col}`` (decimal) 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: Tiles per bundle side: a bundle is a block of 128 x 128 tiles (``PacketSize``).
 BUNDLE_SIZE = 128
@@ -237,6 +240,16 @@ class LevelSummary:
         return 100.0 * self.tiles_present / self.tiles_expected
 
 
+#: :attr:`Problem.kind` of a bundle that cannot be read or decoded at all.
+CORRUPT = "corrupt"
+#: :attr:`Problem.kind` of a tile whose storage is damaged (size prefix, bounds).
+DAMAGED = "damaged"
+#: :attr:`Problem.kind` of a bundle that changed while it was read (a caching job writing it).
+IN_PROGRESS = "in-progress"
+#: :attr:`Problem.kind` of a bundle beyond what a status store holds.
+UNSUPPORTED = "unsupported"
+
+
 @dataclass(frozen=True)
 class Problem:
     """Something wrong found during a run: a corrupt bundle, a file that is not a bundle..."""
@@ -246,6 +259,23 @@ class Problem:
     detail: str
     #: The tile, ``L05/R1234/C5678``, for a problem with one tile (``verify``).
     tile: str = ""
+
+
+#: The fields that name a level's totals rather than count something.
+_LEVEL_NAMES = frozenset({"level", "scale", "resolution"})
+_Totals = TypeVar("_Totals", bound="DataclassInstance")
+
+
+def sum_levels(levels: Iterable[_Totals], total: _Totals) -> _Totals:
+    """``total`` (the record of level -1) with the counts of ``levels`` added: every field but
+    the level's names (level, scale, resolution). A count a level leaves ``None`` (not counted)
+    adds nothing; the total's stays ``None`` unless some level counted it."""
+    for level in levels:
+        for f in fields(level):
+            value = getattr(level, f.name)
+            if f.name not in _LEVEL_NAMES and value is not None:
+                setattr(total, f.name, (getattr(total, f.name) or 0) + value)
+    return total
 
 
 @dataclass
@@ -265,16 +295,7 @@ class StatusReport:
     @property
     def totals(self) -> LevelSummary:
         """The sums over all levels (level -1, no scale)."""
-        total = LevelSummary(level=-1, scale=0.0, resolution=0.0)
-        for lv in self.levels:
-            total.bundles += lv.bundles
-            total.tiles_expected += lv.tiles_expected
-            total.tiles_present += lv.tiles_present
-            total.tiles_stray += lv.tiles_stray
-            total.tile_bytes += lv.tile_bytes
-            if lv.tiles_blank is not None:
-                total.tiles_blank = (total.tiles_blank or 0) + lv.tiles_blank
-        return total
+        return sum_levels(self.levels, LevelSummary(level=-1, scale=0.0, resolution=0.0))
 
 
 @dataclass

@@ -23,10 +23,13 @@ import numpy as np
 
 from . import __version__, grid
 from .errors import InvalidAOI, OutputExists, UsageError
+from .execute import executor_for
 from .formats import CacheReader, open_cache
 from .missing_areas import MissingArea, hole_blocks
-from .models import Extent, LevelSummary, RowBatch, StatusReport
-from .scan import Progress, Scanner, plan_levels
+from .models import Extent, LevelSummary, StatusReport
+from .parallel import resolve_workers
+from .plan import LevelPlan, ScanPolicy, plan_levels, plans_extent
+from .scan import Progress, ScanBatch, list_plans, scan, scan_status
 from .selection import parse_scales, select_levels
 from .store import JobRecord, StatusWriter, atomic, check_store_path, read_jobs, read_status
 from .store.guard import (
@@ -38,7 +41,7 @@ from .store.guard import (
 )
 from .store.lock import StoreLock
 from .store.writer import store_crs
-from .tilecheck import LevelCheck, VerifyReport, check_chunk, type_warning
+from .tilecheck import VerifyReport, VerifyTotals, check_chunk, type_warning
 from .values import as_count, as_path
 
 if TYPE_CHECKING:
@@ -183,16 +186,12 @@ def rebuild(
     clock = time.perf_counter()
     with open_cache(cache, format_hint, sizes, table=table, scheme=scheme) as reader:
         target = status_path(reader, status, store_format)
-        scanner = Scanner(
-            reader,
-            levels=levels,
-            workers=workers,
-            max_missing_rows=as_count(max_missing_rows, "max_missing_rows"),
-            progress=progress,
-            blank=blank,
-        )
+        policy = ScanPolicy.rebuild(as_count(max_missing_rows, "max_missing_rows"), blank)
+        warnings: list[str] = []
+        plans = plan_levels(reader, levels, None, warnings)
+        processes = resolve_workers(workers)
         parameters = {
-            "levels": None if levels is None else [p.lod.level for p in scanner.plans],
+            "levels": None if levels is None else [p.lod.level for p in plans],
             "max_missing_rows": max_missing_rows,
             "blank": blank,
         }
@@ -201,7 +200,7 @@ def rebuild(
             return _scan_to_store(
                 cache,
                 reader,
-                scanner,
+                _StoreScan(plans, policy, processes, progress, warnings),
                 lock,
                 REBUILD,
                 parameters,
@@ -368,19 +367,14 @@ def report(
                 f"{target}: exists; add --overwrite to replace it, or choose another --out folder"
             )
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
-        scanner = Scanner(
-            reader,
-            levels=chosen.levels,
-            workers=workers,
-            max_missing_rows=None
-            if max_missing_rows is None
-            else as_count(max_missing_rows, "max_missing_rows"),
-            progress=progress,
-            area=None if chosen.area is None else chosen.area.geometry,
-            missing_on_unbuilt_levels=True,
-            only_expected=True,
-            blank=blank,
+        policy = ScanPolicy.report(
+            None if max_missing_rows is None else as_count(max_missing_rows, "max_missing_rows"),
+            blank,
         )
+        warnings: list[str] = []
+        area = None if chosen.area is None else chosen.area.geometry
+        plans = plan_levels(reader, chosen.levels, area, warnings)
+        processes = resolve_workers(workers)
         parameters = {
             "levels": list(chosen.levels),
             "scales": chosen.scales,
@@ -393,7 +387,7 @@ def report(
         result = _scan_to_store(
             cache,
             reader,
-            scanner,
+            _StoreScan(plans, policy, processes, progress, warnings),
             lock,
             REPORT,
             parameters,
@@ -466,22 +460,25 @@ def missing(
             if ours(path) and not overwrite:
                 raise OutputExists(f"{path}: exists; add --overwrite to replace it")
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
-        scanner = Scanner(
-            reader,
-            levels=chosen.levels,
-            workers=workers,
-            max_missing_rows=0,
-            progress=progress,
-            area=None if chosen.area is None else chosen.area.geometry,
-            only_expected=chosen.area is not None,
+        area = None if chosen.area is None else chosen.area.geometry
+        warnings: list[str] = []
+        plans = plan_levels(reader, chosen.levels, area, warnings)
+        policy = ScanPolicy.missing(area is not None)
+        processes = resolve_workers(workers)
+        tile_list = (
+            None if tiles_path is None else stack.enter_context(_TileList(tiles_path, reader))
         )
-        if tiles_path is None:
-            outcome = scanner.run(lambda batch: None)
-        else:
-            tile_list = stack.enter_context(_TileList(tiles_path, reader))
-            outcome = scanner.run(tile_list.add_holes)
+        listing = list_plans(reader, plans, policy, processes)
+        with executor_for(policy, processes, listing.count, reader, plans) as executor:
+            outcome = scan_status(
+                listing,
+                executor,
+                folds=[] if tile_list is None else [tile_list.add_holes],
+                progress=progress,
+                warnings=warnings,
+            )
         areas = outcome.missing_areas
-        if tiles_path is not None:
+        if tile_list is not None:
             count = sum(a.tiles_missing for a in areas)
             if count > MAX_TILE_LIST:
                 raise UsageError(
@@ -557,41 +554,25 @@ def verify(
     with open_cache(cache, format_hint, table=table, scheme=scheme) as reader:
         chosen = _select(reader, scales, levels, aoi, aoi_layer, extent, extent_crs)
         area = None if chosen.area is None else chosen.area.geometry
-        scanner = Scanner(
-            reader,
-            levels=chosen.levels,
-            workers=workers,
-            progress=progress,
-            area=area,
-            only_expected=area is not None,
-            heavy=True,
-        )
-        totals = {
-            p.lod.level: LevelCheck(p.lod.level, p.lod.scale, blank=0 if blank else None)
-            for p in scanner.plans
-        }
-        report = VerifyReport(str(cache), reader.name, 0.0, list(totals.values()))
-        report.warnings.extend([*chosen.warnings, *scanner.warnings])
+        warnings = [*chosen.warnings]
+        plans = plan_levels(reader, chosen.levels, area, warnings)
+        policy = ScanPolicy.verify(area is not None)
+        processes = resolve_workers(workers)
+        totals = VerifyTotals(plans, blank, max_problems)
         work = partial(check_chunk, decode=decode, blank=blank, only_expected=area is not None)
-        try:
-            scanner.prepare()
-            if progress:
-                progress.start(scanner.total or 0)
-            for checks in scanner.each(work):
-                for found in checks:
-                    level = totals[found.key.level]
-                    level.bundles += 1
-                    level.tiles += found.tiles
-                    level.bad += sum(1 for p in found.problems if p.tile)
-                    report.tiles_unjudged += found.unjudged
-                    if found.blank is not None and level.blank is not None:
-                        level.blank += found.blank
-                    room = max(0, max_problems - len(report.problems))
-                    report.problems.extend(found.problems[:room])
-                    report.problems_omitted += len(found.problems[room:])
-        finally:
-            scanner.close()
-        report.problems[:0] = scanner.listing_problems
+        listing = list_plans(reader, plans, policy, processes)
+        with executor_for(policy, processes, listing.count, reader, plans) as executor:
+            scan(listing, executor, work, [totals.add], progress)
+        report = VerifyReport(
+            str(cache),
+            reader.name,
+            0.0,
+            totals.levels,
+            problems=[*listing.problems, *totals.problems],
+            warnings=warnings,
+            problems_omitted=totals.problems_omitted,
+            tiles_unjudged=totals.tiles_unjudged,
+        )
         report.warnings.extend(type_warning(reader, report.tiles_unjudged))
         if report.problems_omitted:
             report.warnings.append(
@@ -643,7 +624,7 @@ class _TileList:
                 self._file.writelines(f"{level}/{col}/{row}\n" for col in range(col0, col1))
             self.written += (row1 - row0) * (col1 - col0)
 
-    def add_holes(self, batch: RowBatch) -> None:
+    def add_holes(self, batch: ScanBatch) -> None:
         """Write the tiles a batch's bundle files miss."""
         levels, blocks = hole_blocks(batch.holes)
         for level in np.unique(levels).tolist():
@@ -670,10 +651,22 @@ def _replace_dataset(temp: Path, target: Path) -> None:
         os.replace(temp, target)
 
 
+@dataclass(frozen=True)
+class _StoreScan:
+    """The scan a rebuild or report writes to a store: its plans, policy, worker processes,
+    progress, and the planning's warnings."""
+
+    plans: list[LevelPlan]
+    policy: ScanPolicy
+    workers: int
+    progress: Progress | None
+    warnings: list[str]
+
+
 def _scan_to_store(
     cache: str | os.PathLike[str],
     reader: CacheReader,
-    scanner: Scanner,
+    planned: _StoreScan,
     lock: StoreLock,
     mode: str,
     parameters: dict[str, Any],
@@ -681,7 +674,7 @@ def _scan_to_store(
     keep_history: bool = False,
     big_integer: bool = False,
 ) -> StatusReport:
-    """Run ``scanner`` into a new store at the locked target, swapped in when complete.
+    """Scan into a new store at the locked target, swapped in when complete.
 
     ``started`` is when the run began (UTC, and ``time.perf_counter``); ``keep_history`` carries
     the ``Jobs`` rows of the store being replaced over.
@@ -689,14 +682,16 @@ def _scan_to_store(
     target = lock.target
     job_id, token = new_job_id()
     _, crs_warning = store_crs(reader.scheme.spatial_reference)
-    with ExitStack() as workers:
-        workers.callback(scanner.close)  # the workers are gone before any error goes up
-        scanner.prepare()
-        lock.keep_fresh()  # a thread: only once the worker processes are forked
-        writer = workers.enter_context(
-            StatusWriter(target, reader.scheme, scanner.domain, job_id, token, lock, big_integer)
-        )
-        outcome = scanner.run(writer.add)
+    extent = plans_extent(reader.scheme, planned.plans)
+    listing = list_plans(reader, planned.plans, planned.policy, planned.workers)
+    with StatusWriter(target, reader.scheme, extent, job_id, token, lock, big_integer) as writer:
+        with executor_for(
+            planned.policy, planned.workers, listing.count, reader, planned.plans
+        ) as executor:
+            lock.keep_fresh()  # a thread: only once the worker processes are forked
+            outcome = scan_status(
+                listing, executor, writer.add, (), planned.progress, planned.warnings
+            )
         # The old store is untouched until the swap: its history is read now.
         history = _previous_jobs(target) if keep_history else []
         job = JobRecord(
@@ -707,7 +702,7 @@ def _scan_to_store(
             cache_path=str(Path(cache).resolve()),
             format=reader.name,
             parameters=json.dumps(
-                {**parameters, "workers": scanner.workers, "status": str(target)}
+                {**parameters, "workers": planned.workers, "status": str(target)}
             ),
             tool_version=__version__,
             outcome="succeeded with warnings" if outcome.problems else "succeeded",
