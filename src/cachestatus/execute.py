@@ -18,7 +18,6 @@ import multiprocessing.pool
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from types import TracebackType
 from typing import Protocol, Self, TypeVar
 
 from .formats.base import BundleFile, CacheReader
@@ -51,12 +50,7 @@ class Executor(Protocol):
 
     def __enter__(self) -> Self: ...
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
+    def __exit__(self, *exc: object) -> None: ...
 
     def map(self, work: ChunkWork[T], chunks: Iterable[list[BundleFile]]) -> Iterator[T]:
         """``work`` on each list of bundles, results in the order of ``chunks``."""
@@ -77,12 +71,7 @@ class InProcess:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
     def map(self, work: ChunkWork[T], chunks: Iterable[list[BundleFile]]) -> Iterator[T]:
@@ -146,12 +135,7 @@ class ProcessPool:
             self._pool = start_pool(self.processes, _init_worker, (self.reader, self.plans))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             stop_pool(pool)
