@@ -130,9 +130,13 @@ class ProcessPool:
     def __enter__(self) -> Self:
         log.debug("working with %d worker processes", self.processes)
         # The pool is ours as soon as it exists: an interrupt is raised only once it is held,
-        # so that leaving the block stops it.
-        with signals_deferred():
-            self._pool = start_pool(self.processes, _init_worker, (self.reader, self.plans))
+        # and then stops it (a with block whose __enter__ raises never calls __exit__).
+        try:
+            with signals_deferred():
+                self._pool = start_pool(self.processes, _init_worker, (self.reader, self.plans))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -147,10 +151,11 @@ class ProcessPool:
     def map(self, work: ChunkWork[T], chunks: Iterable[list[BundleFile]]) -> Iterator[T]:
         """``work`` on each list, in the workers, results in order. A bounded number of lists
         is queued ahead: workers stay busy while results are used, memory stays flat."""
+        pool = self._running()
         pending: deque[multiprocessing.pool.AsyncResult[T]] = deque()
         window = WINDOW_PER_PROCESS * self.processes
         for bundles in chunks:
-            pending.append(self._running().apply_async(_in_worker, (work, bundles)))
+            pending.append(pool.apply_async(_in_worker, (work, bundles)))
             if len(pending) >= window:
                 yield pending.popleft().get()
         while pending:
@@ -167,7 +172,7 @@ def executor_for(
     total: int,
     reader: CacheReader,
     plans: Sequence[LevelPlan],
-) -> InProcess | ProcessPool:
+) -> Executor:
     """Where ``total`` bundles of ``plans`` are worked on: in up to ``workers`` processes, or
     here when one worker is asked for, when there are too few bundles to be worth processes
     (:data:`PARALLEL_THRESHOLD`), or when the reader's listing already holds it all. Work that
