@@ -240,16 +240,6 @@ class LevelSummary:
         return 100.0 * self.tiles_present / self.tiles_expected
 
 
-#: :attr:`Problem.kind` of a bundle that cannot be read or decoded at all.
-CORRUPT = "corrupt"
-#: :attr:`Problem.kind` of a tile whose storage is damaged (size prefix, bounds).
-DAMAGED = "damaged"
-#: :attr:`Problem.kind` of a bundle that changed while it was read (a caching job writing it).
-IN_PROGRESS = "in-progress"
-#: :attr:`Problem.kind` of a bundle beyond what a status store holds.
-UNSUPPORTED = "unsupported"
-
-
 @dataclass(frozen=True)
 class Problem:
     """Something wrong found during a run: a corrupt bundle, a file that is not a bundle..."""
@@ -259,6 +249,16 @@ class Problem:
     detail: str
     #: The tile, ``L05/R1234/C5678``, for a problem with one tile (``verify``).
     tile: str = ""
+
+
+#: :attr:`Problem.kind` of a bundle that cannot be read or decoded at all.
+CORRUPT = "corrupt"
+#: :attr:`Problem.kind` of a tile whose storage is damaged (size prefix, bounds).
+DAMAGED = "damaged"
+#: :attr:`Problem.kind` of a bundle that changed while it was read (a caching job writing it).
+IN_PROGRESS = "in-progress"
+#: :attr:`Problem.kind` of a bundle beyond what a status store holds.
+UNSUPPORTED = "unsupported"
 
 
 #: The fields that name a level's totals rather than count something.

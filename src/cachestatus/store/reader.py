@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StatusNotFound
-from ..models import CORRUPT, LevelSummary, Problem, StatusReport
+from ..models import LevelSummary, Problem, StatusReport
 from .schema import JOBS, LEVEL_STATUS, TASK_STATUS
 from .writer import JobRecord
 
@@ -126,7 +126,7 @@ def read_status(path: Path) -> StatusReport:
             columns=["bundleName", "status", "detail"],
         )
         problems = [
-            Problem(str(name), CORRUPT, str(detail))
+            Problem(str(name), "corrupt", str(detail))
             for name, detail in zip(bad["bundleName"], bad["detail"], strict=True)
         ]
     jobs = _jobs(path)
