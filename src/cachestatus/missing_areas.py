@@ -93,9 +93,9 @@ def row_bits(mask: npt.NDArray[np.bool_], row0: int, col0: int) -> npt.NDArray[n
     ).reshape(-1, 4)
 
 
-def tagged_holes(statuses: Sequence[BundleStatus]) -> npt.NDArray[np.int64]:
-    """The holes of a list of rows as tagged rows ``(level, kind, ...)``, shape (m, 6)."""
-    found = [(s.key.level, s.holes) for s in statuses if s.holes is not None]
+def tagged_holes(found: Sequence[tuple[int, npt.NDArray[np.int64]]]) -> npt.NDArray[np.int64]:
+    """What bundle files miss, given as (level, tagged blocks ``(kind, ...)``) for each, as
+    tagged rows ``(level, kind, ...)``, shape (m, 6)."""
     if not found:
         return np.zeros((0, 6), dtype=np.int64)
     levels = np.repeat([level for level, _ in found], [len(rows) for _, rows in found])

@@ -116,14 +116,20 @@ def stored_range(key: BundleKey, sizes: npt.NDArray[np.unsignedinteger[Any]] | N
     return grid.bundle_range(key)
 
 
+#: A bundle file's status row, and what the file misses as tagged blocks ``(kind, row0, row1,
+#: col0, col1)`` (kinds in :mod:`cachestatus.missing_areas`), ``None`` when it misses nothing.
+Evaluated = tuple[BundleStatus, npt.NDArray[np.int64] | None]
+
+
 def evaluate(
     plan: LevelPlan,
     bundle: BundleFile,
     index: BundleIndex | None,
     error: str = "",
     blank: npt.NDArray[np.bool_] | None = None,
-) -> BundleStatus:
-    """Turn a decoded bundle index (or the reason it could not be decoded) into a status row.
+) -> Evaluated:
+    """Turn a decoded bundle index (or the reason it could not be decoded) into a status row,
+    and what the bundle file misses.
 
     The row's polygon is the block of the bundle's expected tiles (the bundle clipped to the
     level's expected area), or, where nothing is expected, the block of its stored tiles.
@@ -137,7 +143,7 @@ def evaluate(
         if expected:  # nothing could be read: every expected tile is missing, as counted
             lacking = np.ones((block.row1 - block.row0, block.col1 - block.col0), dtype=np.bool_)
             holes = _missing_blocks(lacking if mask is None else mask, block)
-        return BundleStatus(
+        row = BundleStatus(
             key,
             BundleState.IN_PROGRESS if bundle.locked else BundleState.CORRUPT,
             expected,
@@ -149,8 +155,8 @@ def evaluate(
             None,
             block if expected else stored_range(key, None),
             error,
-            holes,
         )
+        return row, holes
     inside = (
         slice(block.row0 - key.row, block.row1 - key.row),
         slice(block.col0 - key.col, block.col1 - key.col),
@@ -170,7 +176,7 @@ def evaluate(
     if expected and present < expected:
         lacking = window == 0
         holes = _missing_blocks(lacking if mask is None else lacking & mask, block)
-    return BundleStatus(
+    row = BundleStatus(
         key,
         classify(expected, present, bundle.locked),
         expected,
@@ -182,9 +188,9 @@ def evaluate(
         index.modified,
         block if expected else stored_range(key, index.sizes),
         "a caching job holds a .lock on it" if bundle.locked else "",
-        holes,
-        blanks,
+        tiles_blank=blanks,
     )
+    return row, holes
 
 
 def _missing_blocks(lacking: npt.NDArray[np.bool_], block: TileRange) -> npt.NDArray[np.int64]:
@@ -237,7 +243,7 @@ def scan_bundle(
     plan: LevelPlan,
     bundle: BundleFile,
     blank: Callable[[bytes], bool | None] | None = None,
-) -> BundleStatus:
+) -> Evaluated:
     """Read and evaluate one bundle; damage becomes a ``CORRUPT`` row, never an exception.
 
     With ``blank`` (which tells a tile without content from its bytes), every stored tile is
@@ -275,8 +281,14 @@ def scan_chunk(
     """Scan a list of bundles into one batch of rows (columns travel cheaply between processes);
     with ``blank``, tiles without content are counted too."""
     judge = shared_blank_tiles() if blank else None
-    statuses = [scan_bundle(reader, plans[b.key.level], b, judge) for b in bundles]
-    return ScanBatch(RowBatch.from_statuses(statuses), tagged_holes(statuses))
+    statuses: list[BundleStatus] = []
+    holes: list[tuple[int, npt.NDArray[np.int64]]] = []
+    for bundle in bundles:
+        status, missing = scan_bundle(reader, plans[bundle.key.level], bundle, judge)
+        statuses.append(status)
+        if missing is not None:
+            holes.append((bundle.key.level, missing))
+    return ScanBatch(RowBatch.from_statuses(statuses), tagged_holes(holes))
 
 
 def chunks(items: Iterable[BundleFile], size: int = CHUNK) -> Iterator[list[BundleFile]]:
@@ -501,6 +513,7 @@ class Scanner:
 
 __all__ = [
     "UNREADABLE",
+    "Evaluated",
     "LevelPlan",
     "Listing",
     "Progress",
