@@ -559,7 +559,7 @@ def verify(
         policy = ScanPolicy.verify(area is not None)
         processes = resolve_workers(workers)
         totals = VerifyTotals(plans, blank, max_problems)
-        work = partial(check_chunk, decode=decode, blank=blank, only_expected=area is not None)
+        work = partial(check_chunk, decode=decode, blank=blank, only_expected=policy.expected_only)
         listing = list_plans(reader, plans, policy, processes)
         with executor_for(policy, processes, listing.count, reader, plans) as executor:
             scan(listing, executor, work, [totals.add], progress)
