@@ -217,7 +217,9 @@ def test_a_reader_closes_every_connection_it_opened(tiles, tmp_path, connections
 
 
 def test_the_spec_names_the_options_the_reader_was_opened_with(tiles, tmp_path):
-    gpkg = write_geopackage(tmp_path / "t.gpkg", {(2, 0, 0): next(iter(tiles.values()))}, table="roads")
+    gpkg = write_geopackage(
+        tmp_path / "t.gpkg", {(2, 0, 0): next(iter(tiles.values()))}, table="roads"
+    )
     with formats.open_cache(gpkg, sizes=True) as reader:
         assert reader.spec == CacheSpec("geopackage", str(gpkg), sizes=True, table="roads")
     folder, opening = build("tms", tmp_path, tiles)

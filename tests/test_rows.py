@@ -20,7 +20,6 @@ ROWS = [
         1700000000.25,
         TileRange(128, 256, 256, 384),
         "",
-        np.array([[0, 130, 140, 260, 270]], dtype=np.int64),
         7,
     ),
     BundleStatus(
@@ -49,28 +48,24 @@ def test_rows_go_into_columns_and_back():
     assert batch.state == ["PARTIAL", "MISSING", "CORRUPT"]
     assert batch.tiles.shape == (3, 4) and batch.tiles[1].tolist() == [0, 8, 0, 8]
     assert np.isnan(batch.mtime[1:]).all() and batch.tiles_blank.tolist() == [7, -1, -1]
-    # The holes are kept per batch, tagged with their level; rows do not give them back.
-    assert batch.holes.tolist() == [[5, 0, 130, 140, 260, 270]]
-    assert list(batch.statuses()) == [row._replace(holes=None) for row in ROWS]
+    assert list(batch.statuses()) == ROWS
     assert [row.percent_complete for row in batch.statuses()] == [100 * 100 / 16384, 0.0, None]
 
 
 def test_batches_concatenate_in_order_and_an_empty_one_has_every_column():
     empty = RowBatch.from_statuses([])
-    assert len(empty) == 0 and empty.tiles.shape == (0, 4) and empty.holes.shape == (0, 6)
+    assert len(empty) == 0 and empty.tiles.shape == (0, 4)
     assert all(len(getattr(empty, name)) == 0 for name in RowBatch.COLUMNS)
     whole = RowBatch.concat(
         [RowBatch.from_statuses(ROWS[:1]), empty, RowBatch.from_statuses(ROWS[1:])]
     )
     assert list(whole.statuses()) == list(RowBatch.from_statuses(ROWS).statuses())
-    assert whole.holes.tolist() == [[5, 0, 130, 140, 260, 270]]
 
 
 def test_a_batch_takes_every_column_and_no_other():
     columns = {name: getattr(RowBatch.from_statuses(ROWS), name) for name in RowBatch.COLUMNS}
-    holes = np.zeros((0, 6), dtype=np.int64)
     with pytest.raises(TypeError, match="tiles_blank"):
-        RowBatch(**{k: v for k, v in columns.items() if k != "tiles_blank"}, holes=holes)
+        RowBatch(**{k: v for k, v in columns.items() if k != "tiles_blank"})
 
 
 def test_labels_in_columns_are_the_bundle_labels():

@@ -14,7 +14,6 @@ from pyogrio.raw import read
 from cachestatus import operations
 from cachestatus.errors import StatusNotFound, UsageError
 from cachestatus.models import Extent, RowBatch
-from cachestatus.scan import Scanner
 from cachestatus.store.geometry import rectangles_wkb
 from cachestatus.store.schema import (
     JOBS_LAYER,
@@ -22,7 +21,7 @@ from cachestatus.store.schema import (
     MISSING_AREAS_LAYER,
     TASK_STATUS_LAYER,
 )
-from cachestatus.store.writer import xy_domain
+from cachestatus.store.writer import StatusWriter, xy_domain
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
 
 GDAL_TYPES = {
@@ -268,18 +267,23 @@ def _png(colour: tuple[int, int, int, int]) -> bytes:
 
 
 def _rebuild_collecting(monkeypatch, cache, store, blank):
-    """Rebuild ``cache`` into ``store``; the rows the scan handed to its sink, and its outcome."""
-    sent, outcomes = [], []
-    run = Scanner.run
+    """Rebuild ``cache`` into ``store``; the rows the scan handed to the store's writer, and the
+    missing areas it committed."""
+    sent, committed = [], []
+    add, commit = StatusWriter.add, StatusWriter.commit
 
-    def collecting(scanner, sink):
-        outcome = run(scanner, lambda batch: (sent.append(batch), sink(batch)))
-        outcomes.append(outcome)
-        return outcome
+    def collecting(writer, batch):
+        sent.append(batch)
+        add(writer, batch)
 
-    monkeypatch.setattr(Scanner, "run", collecting)
+    def committing(writer, levels, jobs, missing_areas):
+        committed.extend(missing_areas)
+        commit(writer, levels, jobs, missing_areas)
+
+    monkeypatch.setattr(StatusWriter, "add", collecting)
+    monkeypatch.setattr(StatusWriter, "commit", committing)
     operations.rebuild(cache, store, workers=1, blank=blank)
-    return RowBatch.concat(sent), outcomes[0]
+    return RowBatch.concat(sent), committed
 
 
 def _sorted(rows):
@@ -303,7 +307,7 @@ def test_rows_and_missing_areas_read_back_as_the_scan_gave_them(tmp_path, monkey
     root = mapproxy_v2_cache(tmp_path / "c", tiles, levels=10, extent=(-half, 0.0, 0.0, half))
     (root / "_alllayers/L09/R0080C0080.bundle").write_bytes(b"not a bundle")  # CORRUPT
     store = tmp_path / f"Status.{fmt}"
-    sent, outcome = _rebuild_collecting(monkeypatch, root, store, blank)
+    sent, missing_areas = _rebuild_collecting(monkeypatch, root, store, blank)
     assert {"COMPLETE", "PARTIAL", "EMPTY", "MISSING", "CORRUPT"} <= set(sent.state)
     assert (sent.tiles_blank >= 0).any() == blank and np.isnan(sent.mtime).any()
 
@@ -325,9 +329,9 @@ def test_rows_and_missing_areas_read_back_as_the_scan_gave_them(tmp_path, monkey
 
     areas = read_missing_areas(store)
     assert [(a.level, a.scale, a.tiles_missing, a.exact) for a in areas] == [
-        (a.level, a.scale, a.tiles_missing, a.exact) for a in outcome.missing_areas
+        (a.level, a.scale, a.tiles_missing, a.exact) for a in missing_areas
     ]
-    for area, found in zip(areas, outcome.missing_areas, strict=True):
+    for area, found in zip(areas, missing_areas, strict=True):
         assert area.geometry.symmetric_difference(found.geometry).area < 1e-6 * found.geometry.area
 
 

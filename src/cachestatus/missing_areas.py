@@ -1,4 +1,6 @@
-"""Missing areas: per level, the dissolved polygons of expected tiles that are not present.
+"""What a scan finds missing: per level, the dissolved polygons of expected tiles that are not
+present (:class:`MissingAreas`), and the ``MISSING`` rows of bundles without a file
+(:class:`MissingRows`).
 
 A level's missing area has two parts. The expected tiles of bundles without a file: the expected
 area less the blocks of the files found, drawn from large rectangles whatever the level's size.
@@ -16,9 +18,9 @@ exact either way, and so is ``missing --tiles``, made from the holes themselves.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,15 +28,21 @@ import numpy.typing as npt
 from . import grid
 from .models import (
     BUNDLE_SIZE,
+    BundleKey,
     BundleSet,
     BundleState,
+    BundleStatus,
     LevelSummary,
     MissingAreaRecord,
     RowBatch,
     TilingScheme,
 )
+from .plan import MAX_TILE_INDEX, AbsentRows, LevelPlan, ScanPolicy
 
-#: Kinds of the tagged rows a scan sends for what a file misses (:attr:`RowBatch.holes`):
+if TYPE_CHECKING:
+    from .scan import ScanBatch
+
+#: Kinds of the tagged rows a scan sends for what a file misses (:attr:`ScanBatch.holes`):
 #: ``HOLE`` rows are blocks ``(row0, row1, col0, col1)``; ``ROW_BITS`` rows are one tile row
 #: ``(row, col0, bits 0-63, bits 64-127)``, bit ``i`` set when tile ``col0 + i`` is missing.
 HOLE, ROW_BITS = 0, 3
@@ -78,11 +86,20 @@ def row_bits(mask: npt.NDArray[np.bool_], row0: int, col0: int) -> npt.NDArray[n
     ).reshape(-1, 4)
 
 
+def tagged_holes(found: Sequence[tuple[int, npt.NDArray[np.int64]]]) -> npt.NDArray[np.int64]:
+    """What bundle files miss, given as (level, tagged blocks ``(kind, ...)``) for each, as
+    tagged rows ``(level, kind, ...)``, shape (m, 6)."""
+    if not found:
+        return np.zeros((0, 6), dtype=np.int64)
+    levels = np.repeat([level for level, _ in found], [len(rows) for _, rows in found])
+    return np.column_stack([levels, np.concatenate([rows for _, rows in found])])
+
+
 def hole_blocks(
     tagged: npt.NDArray[np.int64],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The levels and blocks ``(row0, row1, col0, col1)`` of tagged rows ``(level, kind, ...)``
-    (:attr:`RowBatch.holes`): exactly the tiles they say are missing."""
+    (:attr:`ScanBatch.holes`): exactly the tiles they say are missing."""
     tagged = tagged.reshape(-1, 6)
     blocks = tagged[tagged[:, 1] == HOLE]
     bits = tagged[tagged[:, 1] == ROW_BITS]
@@ -276,16 +293,17 @@ class MissingAreas:
         #: Levels whose holes are too many pieces to draw exactly: they get a cover.
         self.covered: set[int] = set()
 
-    def add(self, batch: RowBatch) -> None:
+    def add(self, batch: ScanBatch) -> None:
         """Keep the blocks of the files and what they miss, from a batch of rows."""
-        files = (batch.tiles_expected > 0) & (
-            np.array(batch.state, dtype=object) != BundleState.MISSING.value
+        rows = batch.rows
+        files = (rows.tiles_expected > 0) & (
+            np.array(rows.state, dtype=object) != BundleState.MISSING.value
         )
-        complete = files & (batch.tiles_present >= batch.tiles_expected)
-        for level in np.unique(batch.level[files]).tolist():
-            mine = batch.level == level
-            self._complete[level].append(batch.tiles[complete & mine])
-            self._incomplete[level].append(batch.tiles[files & ~complete & mine])
+        complete = files & (rows.tiles_present >= rows.tiles_expected)
+        for level in np.unique(rows.level[files]).tolist():
+            mine = rows.level == level
+            self._complete[level].append(rows.tiles[complete & mine])
+            self._incomplete[level].append(rows.tiles[files & ~complete & mine])
         tagged = batch.holes
         for level in np.unique(tagged[:, 0]).tolist() if len(tagged) else []:
             if level in self.covered:
@@ -375,3 +393,89 @@ class MissingAreas:
                 )
             )
         return out, warnings
+
+
+#: MISSING rows handed to the sink at a time.
+MISSING_BATCH = 10_000
+
+
+def missing_row(plan: LevelPlan, key: BundleKey) -> BundleStatus:
+    """The row of a bundle that has expected tiles but no file."""
+    block, mask = plan.expected.window(key)
+    expected = block.tiles if mask is None else int(np.count_nonzero(mask))
+    return BundleStatus(key, BundleState.MISSING, expected, 0, 0, 0, 0, 0, None, block)
+
+
+class MissingRows:
+    """The ``MISSING`` rows of the bundles a scan found no file for, within a budget.
+
+    Which levels get rows is the policy's :attr:`~cachestatus.plan.ScanPolicy.absent_rows`; a
+    cache that declares no full extent gets rows only when every level does (its expected
+    tiles are then those of the whole grid, a guess). Rows beyond the budget, and beyond what a
+    status store holds, are counted in :attr:`omitted`.
+
+    Args:
+        plans: the scan's level plans.
+        policy: the scan's policy.
+        declared_extent: whether the cache declares its full extent.
+    """
+
+    def __init__(self, plans: Sequence[LevelPlan], policy: ScanPolicy, declared_extent: bool):
+        self.plans = plans
+        self.scope = policy.absent_rows
+        if self.scope is AbsentRows.BUILT_LEVELS and not declared_extent:
+            self.scope = AbsentRows.NONE
+        self.budget = policy.max_missing_rows
+        #: Rows handed out by :meth:`batches`.
+        self.written = 0
+        #: Rows of absent bundles left out.
+        self.omitted = 0
+
+    def batches(self, found: dict[int, BundleSet]) -> Iterator[RowBatch]:
+        """The rows in batches of :data:`MISSING_BATCH`; ``found`` gives, per level, the
+        bundles (row, col) that have a file."""
+        if self.scope is AbsentRows.NONE:
+            return
+        budget = self.budget if self.budget is not None else 2**63
+        pending: list[BundleStatus] = []
+        for plan in self.plans:
+            level_found = found[plan.lod.level]
+            if not len(level_found) and self.scope is AbsentRows.BUILT_LEVELS:
+                continue
+            found_inside = plan.expected.count_holding(*level_found.arrays())
+            missing = plan.expected.bundle_count() - found_inside
+            written = 0
+            if budget > 0 and missing > 0:
+                beyond = 0
+                for key in plan.expected.bundles():
+                    if key.row > MAX_TILE_INDEX:
+                        break  # rows come in order: the rest is beyond what a store holds
+                    if key.col > MAX_TILE_INDEX:
+                        beyond += 1
+                        if written + beyond >= budget:
+                            break
+                        continue
+                    if (key.row, key.col) in level_found:
+                        continue
+                    pending.append(missing_row(plan, key))
+                    if len(pending) == MISSING_BATCH:
+                        yield RowBatch.from_statuses(pending)
+                        pending = []
+                    written += 1
+                    if written >= budget:
+                        break
+            budget -= written
+            self.written += written
+            self.omitted += missing - written
+        if pending:
+            yield RowBatch.from_statuses(pending)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What :meth:`batches` has to say once done: rows left out."""
+        if not self.omitted:
+            return []
+        return [
+            f"{self.omitted:,} MISSING bundle rows were left out of TaskStatus "
+            f"(--max-missing-rows {self.budget:,}); LevelStatus counts them all"
+        ]

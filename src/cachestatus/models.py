@@ -7,14 +7,17 @@ One notation everywhere: a tile is written ``L{level}/R{row}/C{col}`` (decimal) 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast, get_type_hints
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar, cast, get_type_hints
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: Tiles per bundle side: a bundle is a block of 128 x 128 tiles (``PacketSize``).
 BUNDLE_SIZE = 128
@@ -232,9 +235,6 @@ class BundleStatus(NamedTuple):
     #: The tiles the row's polygon covers: the bundle clipped to the level's tile-aligned extent.
     tiles: TileRange
     detail: str = ""
-    #: What a partial bundle file misses, as tagged blocks ``(kind, row0, row1, col0, col1)``,
-    #: shape (n, 5) (kinds in :mod:`cachestatus.missing_areas`); ``None`` when it misses nothing.
-    holes: npt.NDArray[np.int64] | None = None
     #: Present tiles without content (``--blank``); ``None`` when not counted.
     tiles_blank: int | None = None
 
@@ -294,11 +294,11 @@ _COLUMN_OF_TYPE: dict[object, _ColumnKind] = {
     TileRange: _ColumnKind("int64", shape=(4,), value=lambda v: TileRange(*v.tolist())),
 }
 #: The :class:`BundleStatus` fields that are a :class:`RowBatch` column each, and how: all but
-#: the key (three columns) and the holes (kept per batch, see :attr:`RowBatch.holes`).
+#: the key (three columns).
 _FIELD_COLUMNS = {
     name: _COLUMN_OF_TYPE[kind]
     for name, kind in get_type_hints(BundleStatus).items()
-    if name not in ("key", "holes")
+    if name != "key"
 }
 #: The :class:`RowBatch` columns, in order.
 _ROW_COLUMNS = {"level": _INT, "row": _INT, "col": _INT, **_FIELD_COLUMNS}
@@ -353,6 +353,33 @@ class Problem:
     tile: str = ""
 
 
+#: :attr:`Problem.kind` of a bundle that cannot be read or decoded at all.
+CORRUPT = "corrupt"
+#: :attr:`Problem.kind` of a tile whose storage is damaged (size prefix, bounds).
+DAMAGED = "damaged"
+#: :attr:`Problem.kind` of a bundle that changed while it was read (a caching job writing it).
+IN_PROGRESS = "in-progress"
+#: :attr:`Problem.kind` of a bundle beyond what a status store holds.
+UNSUPPORTED = "unsupported"
+
+
+#: The fields that name a level's totals rather than count something.
+_LEVEL_NAMES = frozenset({"level", "scale", "resolution"})
+_Totals = TypeVar("_Totals", bound="DataclassInstance")
+
+
+def sum_levels(levels: Iterable[_Totals], total: _Totals) -> _Totals:
+    """``total`` (the record of level -1) with the counts of ``levels`` added: every field but
+    the level's names (level, scale, resolution). A count a level leaves ``None`` (not counted)
+    adds nothing; the total's stays ``None`` unless some level counted it."""
+    for level in levels:
+        for f in fields(level):
+            value = getattr(level, f.name)
+            if f.name not in _LEVEL_NAMES and value is not None:
+                setattr(total, f.name, (getattr(total, f.name) or 0) + value)
+    return total
+
+
 @dataclass
 class StatusReport:
     """The outcome of a rebuild (or of reading a stored status back)."""
@@ -370,16 +397,7 @@ class StatusReport:
     @property
     def totals(self) -> LevelSummary:
         """The sums over all levels (level -1, no scale)."""
-        total = LevelSummary(level=-1, scale=0.0, resolution=0.0)
-        for lv in self.levels:
-            total.bundles += lv.bundles
-            total.tiles_expected += lv.tiles_expected
-            total.tiles_present += lv.tiles_present
-            total.tiles_stray += lv.tiles_stray
-            total.tile_bytes += lv.tile_bytes
-            if lv.tiles_blank is not None:
-                total.tiles_blank = (total.tiles_blank or 0) + lv.tiles_blank
-        return total
+        return sum_levels(self.levels, LevelSummary(level=-1, scale=0.0, resolution=0.0))
 
 
 class RowBatch:
@@ -394,15 +412,11 @@ class RowBatch:
 
     #: The column names, in order.
     COLUMNS: ClassVar[tuple[str, ...]] = tuple(_ROW_COLUMNS)
-    #: The tagged blocks of what the batch's bundle files miss: level, kind, row0, row1, col0,
-    #: col1 (shape (m, 6)). Kept per batch, not per row: :meth:`statuses` does not give them back.
-    holes: npt.NDArray[np.int64]
 
-    def __init__(self, *, holes: npt.NDArray[np.int64], **columns: Any) -> None:
+    def __init__(self, **columns: Any) -> None:
         if columns.keys() != _ROW_COLUMNS.keys():
             raise TypeError(f"RowBatch takes the columns {', '.join(_ROW_COLUMNS)}")
         self.__dict__.update(columns)
-        self.holes = holes
 
     if TYPE_CHECKING:
 
@@ -418,21 +432,13 @@ class RowBatch:
         values: dict[str, Sequence[Any]] = dict.fromkeys(BundleStatus._fields, ())
         if statuses:
             values = dict(zip(BundleStatus._fields, zip(*statuses, strict=True), strict=True))
-        keys, holes = values["key"], values["holes"]
+        keys = values["key"]
         key = np.array(keys, dtype=np.int64).reshape(len(keys), 3)
         return cls(
             level=key[:, 0],
             row=key[:, 1],
             col=key[:, 2],
             **{name: kind.column(values[name]) for name, kind in _FIELD_COLUMNS.items()},
-            holes=np.concatenate(
-                [np.zeros((0, 6), dtype=np.int64)]
-                + [
-                    np.column_stack([np.full(len(c), k.level, dtype=np.int64), c])
-                    for k, c in zip(keys, holes, strict=True)
-                    if c is not None
-                ]
-            ),
         )
 
     @classmethod
@@ -443,7 +449,6 @@ class RowBatch:
                 name: kind.concat([getattr(b, name) for b in batches])
                 for name, kind in _ROW_COLUMNS.items()
             },
-            holes=np.concatenate([b.holes for b in batches]),
         )
 
     def statuses(self) -> Iterator[BundleStatus]:

@@ -26,9 +26,12 @@ import numpy as np
 
 from . import __version__, grid
 from .errors import OutputExists, UsageError
+from .execute import executor_for
 from .formats import CacheReader, open_cache
 from .missing_areas import MissingArea, hole_blocks
-from .models import Extent, LevelSummary, RowBatch, StatusReport
+from .models import Extent, LevelSummary, StatusReport
+from .parallel import resolve_workers
+from .plan import LevelPlan, ScanPolicy, plan_levels, plans_extent
 from .request import (
     CacheSource,
     Counting,
@@ -46,7 +49,7 @@ from .request import (
     StoreKeywords,
     request_json,
 )
-from .scan import Scanner, plan_levels
+from .scan import Progress, ScanBatch, list_plans, scan, scan_status
 from .selection import Selection
 from .store import (
     FORMATS,
@@ -66,7 +69,7 @@ from .store.guard import (
 )
 from .store.lock import StoreLock
 from .store.writer import store_crs
-from .tilecheck import LevelCheck, VerifyReport, check_chunk, type_warning
+from .tilecheck import VerifyReport, VerifyTotals, check_chunk, type_warning
 from .values import as_count, as_path
 
 REBUILD = "REBUILD_CACHE_STATUS"
@@ -166,16 +169,14 @@ def level_infos(reader: CacheReader) -> list[LevelInfo]:
     return infos
 
 
-def _scanner(reader: CacheReader, chosen: Selection, execution: Execution, **mode: Any) -> Scanner:
-    """The scan of ``chosen``'s levels and area, run as ``execution`` says; ``mode`` holds the
-    operation's own :class:`~cachestatus.scan.Scanner` switches."""
-    return Scanner(
-        reader,
-        levels=chosen.levels,
-        workers=execution.workers,
-        progress=execution.progress,
-        area=chosen.geometry,
-        **mode,
+def _planned(
+    reader: CacheReader, chosen: Selection, execution: Execution, policy: ScanPolicy
+) -> _StoreScan:
+    """The scan of ``chosen``'s levels and area under ``policy``, run as ``execution`` says."""
+    warnings: list[str] = []
+    plans = plan_levels(reader, chosen.levels, chosen.geometry, warnings)
+    return _StoreScan(
+        plans, policy, resolve_workers(execution.workers), execution.progress, warnings
     )
 
 
@@ -203,21 +204,18 @@ def run_rebuild(
     clock = time.perf_counter()
     with source.open() as reader:
         target = status_path(reader, store.path, store.store_format)
-        scanner = _scanner(
-            reader,
-            Selection(levels),
-            execution,
-            max_missing_rows=as_count(counting.max_missing_rows, "max_missing_rows"),
-            blank=counting.blank,
+        policy = ScanPolicy.rebuild(
+            as_count(counting.max_missing_rows, "max_missing_rows"), counting.blank
         )
-        scanned = None if levels is None else [p.lod.level for p in scanner.plans]
+        planned = _planned(reader, Selection(levels), execution, policy)
+        scanned = None if levels is None else [p.lod.level for p in planned.plans]
         parameters = request_json(source, store, counting, execution, levels=scanned)
         # Claimed once every argument is known to be good: a refused run leaves no folder.
         with _claim(reader, target, "rebuild") as lock:
             return _scan_to_store(
                 source.path,
                 reader,
-                scanner,
+                planned,
                 lock,
                 REBUILD,
                 parameters,
@@ -309,17 +307,11 @@ def run_report(
             )
         chosen = coverage.resolve(reader)
         max_missing_rows = counting.max_missing_rows
-        scanner = _scanner(
-            reader,
-            chosen,
-            execution,
-            max_missing_rows=None
-            if max_missing_rows is None
-            else as_count(max_missing_rows, "max_missing_rows"),
-            missing_on_unbuilt_levels=True,
-            only_expected=True,
-            blank=counting.blank,
+        policy = ScanPolicy.report(
+            None if max_missing_rows is None else as_count(max_missing_rows, "max_missing_rows"),
+            counting.blank,
         )
+        planned = _planned(reader, chosen, execution, policy)
         parameters = request_json(
             source,
             store,
@@ -333,7 +325,7 @@ def run_report(
         result = _scan_to_store(
             source.path,
             reader,
-            scanner,
+            planned,
             lock,
             REPORT,
             parameters,
@@ -439,16 +431,22 @@ def run_missing(
             if ours(path) and not overwrite:
                 raise OutputExists(f"{path}: exists; add --overwrite to replace it")
         chosen = coverage.resolve(reader)
-        scanner = _scanner(
-            reader, chosen, execution, max_missing_rows=0, only_expected=chosen.area is not None
+        planned = _planned(reader, chosen, execution, ScanPolicy.missing(chosen.area is not None))
+        plans, policy, processes = planned.plans, planned.policy, planned.workers
+        tile_list = (
+            None if tiles_path is None else stack.enter_context(_TileList(tiles_path, reader))
         )
-        if tiles_path is None:
-            outcome = scanner.run(lambda batch: None)
-        else:
-            tile_list = stack.enter_context(_TileList(tiles_path, reader))
-            outcome = scanner.run(tile_list.add_holes)
+        listing = list_plans(reader, plans, policy, processes)
+        with executor_for(policy, processes, listing.count, reader, plans) as executor:
+            outcome = scan_status(
+                listing,
+                executor,
+                folds=[] if tile_list is None else [tile_list.add_holes],
+                progress=planned.progress,
+                warnings=planned.warnings,
+            )
         areas = outcome.missing_areas
-        if tiles_path is not None:
+        if tile_list is not None:
             count = sum(a.tiles_missing for a in areas)
             if count > MAX_TILE_LIST:
                 raise UsageError(
@@ -540,37 +538,25 @@ def run_verify(
     """
     clock = time.perf_counter()
     as_count(max_problems, "max_problems")
-    progress = execution.progress
     with source.open() as reader:
         chosen = coverage.resolve(reader)
-        area = chosen.geometry
-        scanner = _scanner(reader, chosen, execution, only_expected=area is not None, heavy=True)
-        totals = {
-            p.lod.level: LevelCheck(p.lod.level, p.lod.scale, blank=0 if blank else None)
-            for p in scanner.plans
-        }
-        report = VerifyReport(str(source.path), reader.name, 0.0, list(totals.values()))
-        report.warnings.extend([*chosen.warnings, *scanner.warnings])
-        work = partial(check_chunk, decode=decode, blank=blank, only_expected=area is not None)
-        try:
-            scanner.prepare()
-            if progress:
-                progress.start(scanner.total or 0)
-            for checks in scanner.each(work):
-                for found in checks:
-                    level = totals[found.key.level]
-                    level.bundles += 1
-                    level.tiles += found.tiles
-                    level.bad += sum(1 for p in found.problems if p.tile)
-                    report.tiles_unjudged += found.unjudged
-                    if found.blank is not None and level.blank is not None:
-                        level.blank += found.blank
-                    room = max(0, max_problems - len(report.problems))
-                    report.problems.extend(found.problems[:room])
-                    report.problems_omitted += len(found.problems[room:])
-        finally:
-            scanner.close()
-        report.problems[:0] = scanner.listing_problems
+        planned = _planned(reader, chosen, execution, ScanPolicy.verify(chosen.area is not None))
+        plans, policy = planned.plans, planned.policy
+        totals = VerifyTotals(plans, blank, max_problems)
+        work = partial(check_chunk, decode=decode, blank=blank, only_expected=policy.expected_only)
+        listing = list_plans(reader, plans, policy, planned.workers)
+        with executor_for(policy, planned.workers, listing.count, reader, plans) as executor:
+            scan(listing, executor, work, [totals.add], planned.progress)
+        report = VerifyReport(
+            str(source.path),
+            reader.name,
+            0.0,
+            totals.levels,
+            problems=[*listing.problems, *totals.problems],
+            warnings=[*chosen.warnings, *planned.warnings],
+            problems_omitted=totals.problems_omitted,
+            tiles_unjudged=totals.tiles_unjudged,
+        )
         report.warnings.extend(type_warning(reader, report.tiles_unjudged))
         if report.problems_omitted:
             report.warnings.append(
@@ -647,7 +633,7 @@ class _TileList:
                 self._file.writelines(f"{level}/{col}/{row}\n" for col in range(col0, col1))
             self.written += (row1 - row0) * (col1 - col0)
 
-    def add_holes(self, batch: RowBatch) -> None:
+    def add_holes(self, batch: ScanBatch) -> None:
         """Write the tiles a batch's bundle files miss."""
         levels, blocks = hole_blocks(batch.holes)
         for level in np.unique(levels).tolist():
@@ -674,10 +660,22 @@ def _replace_dataset(temp: Path, target: Path) -> None:
         os.replace(temp, target)
 
 
+@dataclass(frozen=True)
+class _StoreScan:
+    """The scan a rebuild or report writes to a store: its plans, policy, worker processes,
+    progress, and the planning's warnings."""
+
+    plans: list[LevelPlan]
+    policy: ScanPolicy
+    workers: int
+    progress: Progress | None
+    warnings: list[str]
+
+
 def _scan_to_store(
     cache: str | os.PathLike[str],
     reader: CacheReader,
-    scanner: Scanner,
+    planned: _StoreScan,
     lock: StoreLock,
     mode: str,
     parameters: dict[str, Any],
@@ -685,7 +683,7 @@ def _scan_to_store(
     keep_history: bool = False,
     big_integer: bool = False,
 ) -> StatusReport:
-    """Run ``scanner`` into a new store at the locked target, swapped in when complete.
+    """Scan into a new store at the locked target, swapped in when complete.
 
     ``started`` is when the run began (UTC, and ``time.perf_counter``); ``keep_history`` carries
     the ``Jobs`` rows of the store being replaced over.
@@ -693,14 +691,16 @@ def _scan_to_store(
     target = lock.target
     job_id, token = new_job_id()
     _, crs_warning = store_crs(reader.scheme.spatial_reference)
-    with ExitStack() as workers:
-        workers.callback(scanner.close)  # the workers are gone before any error goes up
-        scanner.prepare()
-        lock.keep_fresh()  # a thread: only once the worker processes are forked
-        writer = workers.enter_context(
-            StatusWriter(target, reader.scheme, scanner.domain, job_id, token, lock, big_integer)
-        )
-        outcome = scanner.run(writer.add)
+    extent = plans_extent(reader.scheme, planned.plans)
+    listing = list_plans(reader, planned.plans, planned.policy, planned.workers)
+    with StatusWriter(target, reader.scheme, extent, job_id, token, lock, big_integer) as writer:
+        with executor_for(
+            planned.policy, planned.workers, listing.count, reader, planned.plans
+        ) as executor:
+            lock.keep_fresh()  # a thread: only once the worker processes are forked
+            outcome = scan_status(
+                listing, executor, writer.add, (), planned.progress, planned.warnings
+            )
         # The old store is untouched until the swap: its history is read now.
         history = _previous_jobs(target) if keep_history else []
         job = JobRecord(
@@ -711,7 +711,7 @@ def _scan_to_store(
             cache_path=str(Path(cache).resolve()),
             format=reader.name,
             parameters=json.dumps(
-                {**parameters, "workers": scanner.workers, "status": str(target.absolute())}
+                {**parameters, "workers": planned.workers, "status": str(target.absolute())}
             ),
             tool_version=__version__,
             outcome="succeeded with warnings" if outcome.problems else "succeeded",

@@ -10,21 +10,18 @@ one bundle problem. With ``blank``, tiles without content are counted too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from . import content
-from .errors import BundleChanging, CorruptBundle
+from .execute import ChunkContext
 from .formats.base import BundleFile, CacheReader
-from .models import BundleKey, Problem, TileRange
-from .scan import ChunkContext, LevelPlan
-
-#: Problem kind of a tile whose storage is damaged (size prefix, bounds).
-DAMAGED = "damaged"
-#: Problem kind of a bundle that cannot be read or decoded at all.
-CORRUPT = "corrupt"
+from .models import CORRUPT, DAMAGED, BundleKey, Problem, TileRange, sum_levels
+from .plan import LevelPlan
+from .scan import UNREADABLE, unreadable
 
 
 def tile_address(level: int, row: int, col: int) -> str:
@@ -88,12 +85,8 @@ def check_bundle(
                 found.problems.append(Problem(key.label, kind, reason, tile=address))
             elif blank is not None and found.blank is not None and blank(tile.data):
                 found.blank += 1
-    except BundleChanging as exc:
-        found.problems.append(Problem(key.label, "in-progress", exc.reason))
-    except CorruptBundle as exc:
-        found.problems.append(Problem(key.label, CORRUPT, exc.reason))
-    except OSError as exc:
-        found.problems.append(Problem(key.label, CORRUPT, f"cannot read: {exc.strerror or exc}"))
+    except UNREADABLE as exc:
+        found.problems.append(Problem(key.label, *unreadable(exc)))
     return found
 
 
@@ -156,14 +149,49 @@ class VerifyReport:
     @property
     def totals(self) -> LevelCheck:
         """The sums over all levels (level -1)."""
-        total = LevelCheck(-1, 0.0)
-        for lv in self.levels:
-            total.bundles += lv.bundles
-            total.tiles += lv.tiles
-            total.bad += lv.bad
-            if lv.blank is not None:
-                total.blank = (total.blank or 0) + lv.blank
-        return total
+        return sum_levels(self.levels, LevelCheck(-1, 0.0))
+
+
+class VerifyTotals:
+    """Per level, the bundles and tiles checked and the bad ones, and the problems found (at
+    most ``max_problems`` listed, the others counted), from the checks of the bundles.
+
+    Args:
+        plans: the levels checked.
+        blank: tiles without content are counted.
+        max_problems: problems listed at most.
+    """
+
+    def __init__(self, plans: Sequence[LevelPlan], blank: bool, max_problems: int) -> None:
+        self._levels = {
+            p.lod.level: LevelCheck(p.lod.level, p.lod.scale, blank=0 if blank else None)
+            for p in plans
+        }
+        self.max_problems = max_problems
+        self.problems: list[Problem] = []
+        #: Problems found beyond the listed ones.
+        self.problems_omitted = 0
+        #: Tiles of no recognised kind in a cache that declares no tile type: not judged.
+        self.tiles_unjudged = 0
+
+    @property
+    def levels(self) -> list[LevelCheck]:
+        """The totals of each level, in the plans' order."""
+        return list(self._levels.values())
+
+    def add(self, checks: list[BundleCheck]) -> None:
+        """Count the checks of a list of bundles."""
+        for found in checks:
+            level = self._levels[found.key.level]
+            level.bundles += 1
+            level.tiles += found.tiles
+            level.bad += sum(1 for p in found.problems if p.tile)
+            self.tiles_unjudged += found.unjudged
+            if found.blank is not None and level.blank is not None:
+                level.blank += found.blank
+            room = max(0, self.max_problems - len(self.problems))
+            self.problems.extend(found.problems[:room])
+            self.problems_omitted += len(found.problems[room:])
 
 
 def type_warning(reader: CacheReader, unjudged: int) -> list[str]:
@@ -180,6 +208,7 @@ __all__ = [
     "BundleCheck",
     "LevelCheck",
     "VerifyReport",
+    "VerifyTotals",
     "check_bundle",
     "check_chunk",
     "tile_address",

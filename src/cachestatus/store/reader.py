@@ -108,7 +108,7 @@ def _rows(
         import shapely
 
         tiles = rectangle_tiles(scheme, columns["level"], shapely.bounds(polygons))
-    rows = RowBatch(**columns, tiles=tiles, holes=np.zeros((0, 6), dtype=np.int64))
+    rows = RowBatch(**columns, tiles=tiles)
     return rows, polygons
 
 
@@ -156,8 +156,6 @@ def read_rows(
             its polygon covers (the polygon of a stray bundle far outside the cache's extent is
             clipped in the store, and so is its block). Without it the store cannot tell tiles
             from map units, and ``tiles`` is -1.
-
-    The rows carry no ``holes``: the store does not keep what each bundle file misses.
 
     Raises:
         StatusNotFound: there is no status store at ``path``.
