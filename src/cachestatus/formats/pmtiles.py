@@ -60,9 +60,8 @@ from .base import (
     FileHead,
     SingleFileCache,
     StoredTile,
-    open_regular,
-    read_exactly,
 )
+from .bytesource import open_regular, read_exactly
 from .mbtiles import web_mercator, web_mercator_scheme
 from .tilejson import load_json, tile_size
 

@@ -40,9 +40,8 @@ from .base import (
     FileHead,
     SingleFileCache,
     StoredTile,
-    open_regular,
-    read_exactly,
 )
+from .bytesource import open_regular, read_exactly
 from .listed import BundleRows
 
 #: Beyond this many stretches of columns to fetch, one query for the whole level is cheaper.

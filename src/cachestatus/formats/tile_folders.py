@@ -39,9 +39,9 @@ from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem, Tile
 from ..parallel import map_in_processes
+from .arcgis_cache import ArcGISFolderCache
 from .arcgis_folder import (
     GRID_LIMIT,
-    ArcGISFolderCache,
     hex_number,
     is_folder,
     looks_numbered,
@@ -49,7 +49,8 @@ from .arcgis_folder import (
     shown,
     why_not_a_folder,
 )
-from .base import O_RDONLY, BundleFile, StoredTile, read_exactly
+from .base import BundleFile, StoredTile
+from .bytesource import O_RDONLY, read_exactly
 from .listed import Grouped, ListedTiles
 from .mbtiles import web_mercator_scheme
 from .tilejson import (
