@@ -13,6 +13,7 @@ cache file itself.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import zipfile
@@ -176,7 +177,8 @@ class LocalFile(ByteSource):
 
     def __init__(self, path: str) -> None:
         self._fd, st = open_regular(path)
-        self.size, self.version, self.modified = st.st_size, stat_version(st), st.st_mtime
+        self.size, self.modified = st.st_size, st.st_mtime
+        self.version = Version(st.st_size, st.st_mtime_ns)
 
     def read(self, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` (never more than the file held when opened)."""
@@ -241,7 +243,7 @@ class ZipArchive:
         """
         info = self.entries.get(name)
         if info is None:
-            raise FileNotFoundError(2, "No such file or directory", f"{self.path}!{name}")
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), f"{self.path}!{name}")
         return ZipMember(self, info)
 
     def __getstate__(self) -> dict[str, object]:

@@ -35,6 +35,7 @@ OFFSET_MASK = (1 << 40) - 1
 SIZE_SHIFT = 40
 _MASK = np.uint64(OFFSET_MASK)
 _SHIFT = np.uint64(SIZE_SHIFT)
+_ENTRY = np.dtype("<u8")
 
 #: Header words that GDAL's ESRIC driver checks: (name, byte offset, expected value).
 HEADER_CHECKS = (
@@ -71,7 +72,7 @@ def check_header(buf: Buffer) -> None:
 
 def index_entries(buf: Buffer) -> npt.NDArray[np.uint64]:
     """The 16,384 raw index entries of a header+index buffer, as a (128, 128) ``uint64`` view."""
-    entries = np.frombuffer(buf, dtype="<u8", count=TILES_PER_BUNDLE, offset=HEADER_SIZE)
+    entries = np.frombuffer(buf, dtype=_ENTRY, count=TILES_PER_BUNDLE, offset=HEADER_SIZE)
     return entries.reshape(BUNDLE_SIZE, BUNDLE_SIZE)
 
 
@@ -175,11 +176,11 @@ def read_v2_index(src: ByteSource, key: BundleKey, scratch: Scratch | None = Non
         OSError: it cannot be read.
     """
     scratch = scratch or Scratch()
-    view = memoryview(scratch.buffer)
-    got = src.readinto(0, view if src.size >= HEADER_INDEX_SIZE else view[: src.size])
+    view, size = memoryview(scratch.buffer), src.size
+    got = src.readinto(0, view if size >= HEADER_INDEX_SIZE else view[:size])
     src.check_unchanged()
     buf = view if got == HEADER_INDEX_SIZE else view[:got]
-    return summarize_index(buf, src.size, key.row, key.col, scratch, src.modified)
+    return summarize_index(buf, size, key.row, key.col, scratch, src.modified)
 
 
 def v2_tiles(src: ByteSource, first_row: int = 0, first_col: int = 0) -> Iterator[StoredTile]:
