@@ -239,3 +239,20 @@ def test_a_reader_that_has_read_pickles_for_a_worker(healthy, tmp_path, containe
         with pickle.loads(pickle.dumps(reader)) as copy:
             assert [copy.read_bundle(b).tiles for b in bundles] == counts
             assert list(copy.read_tiles(bundles[0])) == tiles
+
+
+def test_a_file_written_while_read_raises_bundle_changing(tmp_path):
+    """The check a LocalFile makes itself: its size or modification time moved since it was
+    opened (a caching job appending a tile)."""
+    from cachestatus.errors import BundleChanging
+    from cachestatus.formats.bytesource import LocalFile
+
+    path = tmp_path / "R0000C0000.bundle"
+    path.write_bytes(bytes(1000))
+    with LocalFile(str(path)) as src:
+        assert src.read(990, 100) == bytes(10)
+        src.check_unchanged()
+        with open(path, "ab") as f:
+            f.write(b"tile")
+        with pytest.raises(BundleChanging, match=r"changed while being read \(1,000 -> 1,004"):
+            src.check_unchanged()

@@ -147,18 +147,22 @@ class ByteSource(ABC):
         Called once its bytes are read: a caching job writing the bundle meanwhile would
         otherwise make a count that mixes two states of it.
         """
-        before, after = self.version, self.current_version()
-        if after != before:
-            raise BundleChanging(
-                f"changed while being read ({before.size:,} -> {after.size:,} "
-                "bytes); a caching job is writing it"
-            )
+        after = self.current_version()
+        if after != self.version:
+            raise _changed(self.version, after)
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _changed(before: Version, after: Version) -> BundleChanging:
+    return BundleChanging(
+        f"changed while being read ({before.size:,} -> {after.size:,} "
+        "bytes); a caching job is writing it"
+    )
 
 
 #: Opens the source of a bundle (or of a file beside it, a ``.bundlx``) named by its path.
@@ -191,6 +195,12 @@ class LocalFile(ByteSource):
     def current_version(self) -> Version:
         """The file's size and modification time now."""
         return stat_version(os.fstat(self._fd))
+
+    def check_unchanged(self) -> None:
+        """See :meth:`ByteSource.check_unchanged`: one ``fstat``, compared as it comes."""
+        st = os.fstat(self._fd)
+        if (st.st_size, st.st_mtime_ns) != self.version:
+            raise _changed(self.version, stat_version(st))
 
     def close(self) -> None:
         """Close the descriptor."""

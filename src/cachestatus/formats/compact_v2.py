@@ -72,8 +72,7 @@ def check_header(buf: Buffer) -> None:
 
 def index_entries(buf: Buffer) -> npt.NDArray[np.uint64]:
     """The 16,384 raw index entries of a header+index buffer, as a (128, 128) ``uint64`` view."""
-    entries = np.frombuffer(buf, dtype=_ENTRY, count=TILES_PER_BUNDLE, offset=HEADER_SIZE)
-    return entries.reshape(BUNDLE_SIZE, BUNDLE_SIZE)
+    return np.ndarray((BUNDLE_SIZE, BUNDLE_SIZE), dtype=_ENTRY, buffer=buf, offset=HEADER_SIZE)
 
 
 class Scratch:
