@@ -2,6 +2,8 @@
 
 Bundles come from MapProxy's ``CompactCacheV2`` (an independent writer); the synthetic writer
 below exists only for benchmarks and large parallel tests, where MapProxy would be too slow.
+Test doubles of :class:`~cachestatus.formats.bytesource.ByteSource`: bytes in memory for the
+decoders, and a source that a caching job writes while it is read.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cachestatus.formats.arcgis_layout import FolderLayout
+from cachestatus.formats.bytesource import ByteSource, Version
 from cachestatus.models import LOD, SpatialReference, TilingScheme
 
 WEB_MERCATOR_HALF = 20037508.342787001
@@ -271,3 +275,60 @@ def run_limited(
         preexec_fn=limit,
         env={**os.environ, "PYTHONPATH": SRC},
     )
+
+
+class MemorySource(ByteSource):
+    """Bytes in memory as a source, for decoders under test."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size, self.version, self.modified = len(data), Version(len(data), 0), None
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.data[offset : offset + length] if offset >= 0 else b""
+
+    def readinto(self, offset: int, view: memoryview) -> int:
+        chunk = self.read(offset, len(view))
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+    def current_version(self) -> Version:
+        return self.version
+
+    def close(self) -> None:
+        pass
+
+
+class ChangingSource(ByteSource):
+    """A source that a caching job writes while it is read: every read of it moves its version
+    (the job appends a byte), its bytes are those of ``source``."""
+
+    def __init__(self, source: ByteSource) -> None:
+        self.source = source
+        self.size, self.version, self.modified = source.size, source.version, source.modified
+        self.reads = 0
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.reads += 1
+        return self.source.read(offset, length)
+
+    def readinto(self, offset: int, view: memoryview) -> int:
+        self.reads += 1
+        return self.source.readinto(offset, view)
+
+    def current_version(self) -> Version:
+        return Version(self.version.size + self.reads, self.version.stamp)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def changing_while_read(monkeypatch, path: Path) -> None:
+    """Make the file at ``path`` of any folder cache a :class:`ChangingSource` when opened."""
+    opening = FolderLayout.open
+
+    def open_changing(layout: FolderLayout, opened: str) -> ByteSource:
+        source = opening(layout, opened)
+        return ChangingSource(source) if Path(opened) == path else source
+
+    monkeypatch.setattr(FolderLayout, "open", open_changing)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from cachestatus import formats, operations
 from cachestatus.errors import CorruptBundle
 from cachestatus.formats.base import BundleFile
 from cachestatus.formats.compact_v1 import BUNDLX_SIZE, DATA_START, decode_bundlx
-from tests.helpers import bytes_read, mapproxy_v2_cache
+from tests.helpers import bytes_read, changing_while_read, mapproxy_v2_cache
 from tests.status_rows import COUNTS, task_rows
 
 EXTENT = (-9.5e6, -4.2e6, 1.31e7, 7.7e6)
@@ -114,52 +113,28 @@ def test_four_bytes_of_the_bundle_are_read_per_present_tile(twins):
     assert abs(read - (len(bundles) * BUNDLX_SIZE + 4 * present)) <= 2
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="names open files through /proc")
 def test_a_v1_bundle_written_while_read_is_in_progress(twins, tmp_path, monkeypatch):
-    """A caching job appends a tile and rewrites the .bundlx between our reads: IN_PROGRESS,
-    never a count mixing the old index with the new file."""
+    """A caching job appends a tile to the .bundle between our reads: IN_PROGRESS, never a count
+    mixing the old index with the new file."""
     import shutil
-
-    from cachestatus.formats import compact_v1
 
     v1, _, _ = twins
     cache = tmp_path / "cache"
     shutil.copytree(v1, cache)
     bundle = next((cache / "_alllayers/L03").glob("*.bundle"))
-    real = compact_v1.read_size_words
-
-    def read_while_a_job_writes(fd, at):
-        words = real(fd, at)
-        if os.path.samefile(f"/proc/self/fd/{fd}", bundle):
-            with open(bundle, "ab") as f:
-                f.write(b"\x05\x00\x00\x00tile!")
-        return words
-
-    monkeypatch.setattr(compact_v1, "read_size_words", read_while_a_job_writes)
+    changing_while_read(monkeypatch, bundle)
     report = operations.rebuild(cache, tmp_path / "s.gdb", workers=1, max_missing_rows=0)
     rows = task_rows(report.status_path)
     assert rows["L03/R0000C0000"]["status"] == "IN_PROGRESS"
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="names open files through /proc")
 def test_v1_index_rewritten_while_read_is_in_progress(twins, tmp_path, monkeypatch):
     import shutil
-
-    from cachestatus.formats import compact_v1
 
     v1, _, _ = twins
     cache = tmp_path / "cache"
     shutil.copytree(v1, cache)
     bundle = next((cache / "_alllayers/L03").glob("*.bundle"))
-    index = bundle.with_suffix(".bundlx")
-    real = compact_v1.read_size_words
-
-    def read_while_the_index_changes(fd, at):
-        words = real(fd, at)
-        if os.path.samefile(f"/proc/self/fd/{fd}", bundle):
-            os.utime(index, ns=(index.stat().st_atime_ns, index.stat().st_mtime_ns + 10**9))
-        return words
-
-    monkeypatch.setattr(compact_v1, "read_size_words", read_while_the_index_changes)
+    changing_while_read(monkeypatch, bundle.with_suffix(".bundlx"))
     report = operations.rebuild(cache, tmp_path / "s.gdb", workers=1, max_missing_rows=0)
     assert task_rows(report.status_path)["L03/R0000C0000"]["status"] == "IN_PROGRESS"

@@ -98,6 +98,12 @@ def _v1_no_index(bundle: Path) -> None:
     bundle.with_suffix(".bundlx").unlink()
 
 
+def _v1_fifo_index(bundle: Path) -> None:
+    index = bundle.with_suffix(".bundlx")
+    index.unlink()
+    os.mkfifo(index)
+
+
 def _v1_offset_past_end(bundle: Path) -> None:
     index = bundle.with_suffix(".bundlx")
     data = bytearray(index.read_bytes())
@@ -147,6 +153,7 @@ CASES: list[tuple[str, str, Damage, str, str]] = [
     ("compact-v2", ".lock", _lock, "IN_PROGRESS", "a caching job holds a .lock"),
     ("compact-v1", "truncated .bundlx", _v1_truncated_index, "CORRUPT", "the .bundlx is 1,000"),
     ("compact-v1", "no .bundlx", _v1_no_index, "CORRUPT", "no .bundlx index beside it"),
+    ("compact-v1", "FIFO .bundlx", _v1_fifo_index, "CORRUPT", "not a file: a special file"),
     ("compact-v1", "offset past the end", _v1_offset_past_end, "CORRUPT", "past the end"),
     ("compact-v1", "zero-length file", _zero_length, "CORRUPT", "truncated: 0 bytes"),
     ("compact-v1", "directory", _directory, "CORRUPT", "not a file: a directory"),

@@ -15,7 +15,8 @@ from cachestatus import formats
 from cachestatus.errors import CacheNotFound, CorruptBundle, InvalidCacheConfig, UnsupportedFormat
 from cachestatus.formats.arcgis_conf import parse_conf_cdi, parse_conf_xml
 from cachestatus.formats.base import BundleFile
-from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE, read_bundle_file, summarize_index
+from cachestatus.formats.bytesource import LocalFile
+from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE, read_v2_index, summarize_index
 from cachestatus.models import BundleKey, Problem
 from tests.helpers import SAMPLE_CACHE, conf_xml, web_mercator_lods, write_conf
 
@@ -126,7 +127,13 @@ def test_sample_bundles_known_counts_and_bytes(sample):
             assert index.tile_bytes == SAMPLE_TILE_BYTES[level]
             assert index.file_bytes == Path(bundle.path).stat().st_size
     # L02 carries a stale copy of L01's tiles that its header does not declare.
-    assert read_bundle_file(str(sample / "_alllayers/L02/R0000C0000.bundle")).dead_bytes == 136540
+    assert _read(sample / "_alllayers/L02/R0000C0000.bundle").dead_bytes == 136540
+
+
+def _read(path: Path):
+    """The index of the V2 bundle file at ``path``."""
+    with LocalFile(str(path)) as src:
+        return read_v2_index(src, BundleKey(0, 0, 0))
 
 
 def _bundle_bytes() -> bytearray:
@@ -215,10 +222,10 @@ def test_mutated_index_entries_only_raise_corrupt_bundle(mutations):
 
 
 def test_reading_without_preadv_gives_the_same_index(sample, monkeypatch):
-    path = str(sample / "_alllayers/L02/R0000C0000.bundle")
-    with_preadv = read_bundle_file(path)
+    path = sample / "_alllayers/L02/R0000C0000.bundle"
+    with_preadv = _read(path)
     expected = (with_preadv.tiles, with_preadv.tile_bytes, with_preadv.dead_bytes)
     monkeypatch.delattr("os.preadv")  # as on Windows
-    without = read_bundle_file(path)
+    without = _read(path)
     assert (without.tiles, without.tile_bytes, without.dead_bytes) == expected
-    assert np.array_equal(without.sizes, read_bundle_file(path).sizes)
+    assert np.array_equal(without.sizes, _read(path).sizes)

@@ -28,22 +28,22 @@ from cachestatus import content, formats
 from cachestatus.errors import CacheStatusError, CorruptBundle, InvalidCacheConfig
 from cachestatus.formats.arcgis_conf import parse_conf_cdi, parse_conf_xml
 from cachestatus.formats.compact_v1 import BUNDLX_SIZE, decode_bundlx, summarize_v1, v1_tiles
-from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE, v2_tiles
+from cachestatus.formats.compact_v2 import v2_tiles
 from cachestatus.formats.pmtiles import HEADER_SIZE, decode_directory, decode_header
 from cachestatus.formats.tpkx import parse_root_json
-from tests.helpers import conf_cdi, conf_xml, synthetic_bundle, web_mercator_lods, write_conf
+from tests.helpers import (
+    MemorySource,
+    conf_cdi,
+    conf_xml,
+    synthetic_bundle,
+    web_mercator_lods,
+    write_conf,
+)
 
 fuzz = settings(
     deadline=timedelta(seconds=5),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-
-
-def _reader(data: bytes):
-    def read(offset: int, length: int) -> bytes:
-        return data[offset : offset + length] if offset >= 0 else b""
-
-    return read
 
 
 def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
@@ -78,7 +78,7 @@ def test_v2_tile_reading_takes_any_mutation(changes, cut):
     data = _mutate(VALID_V2, changes)
     data = data[: len(data) - cut]
     try:
-        for tile in v2_tiles(data[:HEADER_INDEX_SIZE], len(data), _reader(data)):
+        for tile in v2_tiles(MemorySource(data)):
             assert tile.damage or len(tile.data) >= 0
     except CorruptBundle:
         pass
@@ -92,7 +92,7 @@ def test_v1_index_and_tiles_take_random_bytes(index, bundle):
     except CorruptBundle:
         return
     try:
-        tiles = list(v1_tiles(offsets, len(bundle), _reader(bundle)))
+        tiles = list(v1_tiles(offsets, MemorySource(bundle)))
     except CorruptBundle:
         return
     assert all(0 <= t.row < 128 and 0 <= t.col < 128 for t in tiles)
@@ -116,7 +116,7 @@ def test_v1_mutated_offsets_only_raise_corrupt_bundle(changes):
             dtype=np.uint32,
         )
         summarize_v1(offsets, words, len(bundle))
-        list(v1_tiles(offsets, len(bundle), _reader(bundle)))
+        list(v1_tiles(offsets, MemorySource(bundle)))
     except CorruptBundle:
         pass
 

@@ -22,7 +22,7 @@ from cachestatus.store.schema import (
     TASK_STATUS_LAYER,
 )
 from cachestatus.store.writer import StatusWriter, xy_domain
-from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
+from tests.helpers import WEB_MERCATOR_HALF, changing_while_read, mapproxy_v2_cache
 
 GDAL_TYPES = {
     "object": "object",
@@ -228,21 +228,8 @@ def test_scattered_missing_tiles_get_an_exact_polygon(tmp_path):
     assert 8 in rows  # the other levels still get their polygons
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="names open files through /proc")
 def test_a_bundle_written_while_read_is_in_progress(sample, monkeypatch):
-    from cachestatus.formats import compact_v2
-
-    target = str(sample / "_alllayers/L02/R0000C0000.bundle")
-    real = compact_v2.read_into
-
-    def read_while_a_job_appends(fd, view, offset):  # a caching job appends a tile meanwhile
-        got = real(fd, view, offset)
-        if os.readlink(f"/proc/self/fd/{fd}") == target:
-            with open(target, "ab") as f:
-                f.write(b"\0" * 100)
-        return got
-
-    monkeypatch.setattr(compact_v2, "read_into", read_while_a_job_appends)
+    changing_while_read(monkeypatch, sample / "_alllayers/L02/R0000C0000.bundle")
     report = operations.rebuild(sample, workers=1)
     _, _, _, values = read(
         report.status_path,

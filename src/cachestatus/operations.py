@@ -113,7 +113,7 @@ def _default_stores(reader: CacheReader) -> list[Path]:
 def _claim(reader: CacheReader, target: Path, command: str) -> AbstractContextManager[StoreLock]:
     """The store at ``target``, checked and locked for writing or deleting (see
     :func:`cachestatus.store.guard.claim`)."""
-    from .formats.arcgis_folder import ArcGISFolderCache
+    from .formats.arcgis_cache import ArcGISFolderCache
 
     return claim(
         target,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import CacheNotFound, UnsupportedFormat, UsageError
 from ..values import as_path
+from .arcgis_cache import CompactV1Cache, CompactV2Cache
 from .base import (
     ZIP_LOCAL_HEADER,
     BundleFile,
@@ -36,8 +37,6 @@ from .base import (
     read_head,
     run_here,
 )
-from .compact_v1 import CompactV1Cache
-from .compact_v2 import CompactV2Cache
 from .geopackage import GeoPackageTiles
 from .mbtiles import MBTiles
 from .pmtiles import PMTilesCache

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, LOD, Extent, SpatialReference, TilingScheme
-from .base import open_regular, read_exactly
+from .bytesource import open_regular, read_exactly
 
 #: Most bytes read of a configuration file (conf.xml, conf.cdi, root.json): a tiling scheme of
 #: a hundred levels with a long WKT is tens of kilobytes.
@@ -252,6 +252,40 @@ def check_spatial_reference(sr: SpatialReference, source: str, element: str) -> 
     return sr
 
 
+def check_scheme(
+    spatial_reference: SpatialReference,
+    origin: tuple[float, float],
+    tile_size: tuple[int, int, float],
+    lods: Sequence[LOD],
+    formats: tuple[str, str],
+    packet: tuple[float, str],
+    source: str,
+) -> TilingScheme:
+    """A tiling scheme of values the other helpers checked: ``tile_size`` is
+    :func:`check_tile_size`'s, ``formats`` the tile and storage formats. The packet size is
+    checked here (a whole number, 1 to :data:`MAX_TILE_SIZE`): ``packet`` is its value and the
+    element that declares it."""
+    value, element = packet
+    if not (value == int(value) and 1 <= value <= MAX_TILE_SIZE):
+        raise InvalidCacheConfig(
+            f"{source}: {element} is {value!r}; bundles are {BUNDLE_SIZE} tiles a side"
+        )
+    (cols, rows, dpi), (tile_format, storage_format) = tile_size, formats
+    x, y = origin
+    return TilingScheme(
+        spatial_reference,
+        x,
+        y,
+        cols,
+        rows,
+        dpi,
+        tuple(lods),
+        tile_format,
+        storage_format,
+        int(value),
+    )
+
+
 def parse_conf_xml(data: bytes, source: str = "conf.xml") -> TilingScheme:
     """Read a tiling scheme from the bytes of an ArcGIS ``conf.xml``.
 
@@ -298,23 +332,16 @@ def parse_conf_xml(data: bytes, source: str = "conf.xml") -> TilingScheme:
     sr = check_spatial_reference(sr, source, "<SpatialReference>")
     fmt = root.findtext("TileImageInfo/CacheTileFormat", default="PNG").strip() or "PNG"
     storage = root.findtext("CacheStorageInfo/StorageFormat", default="").strip()
+    origin = (_number(info, "TileOrigin/X", source), _number(info, "TileOrigin/Y", source))
     packet = _optional_int(root, "CacheStorageInfo/PacketSize") or BUNDLE_SIZE
-    if not 1 <= packet <= MAX_TILE_SIZE:
-        raise InvalidCacheConfig(
-            f"{source}: <CacheStorageInfo/PacketSize> is {packet}; bundles are {BUNDLE_SIZE} "
-            "tiles a side"
-        )
-    return TilingScheme(
-        spatial_reference=sr,
-        origin_x=_number(info, "TileOrigin/X", source),
-        origin_y=_number(info, "TileOrigin/Y", source),
-        tile_cols=tile_cols,
-        tile_rows=tile_rows,
-        dpi=dpi,
-        lods=tuple(lods),
-        tile_format=fmt,
-        storage_format=storage or "esriMapCacheStorageModeExploded",
-        packet_size=packet,
+    return check_scheme(
+        sr,
+        origin,
+        (tile_cols, tile_rows, dpi),
+        lods,
+        (fmt, storage or "esriMapCacheStorageModeExploded"),
+        (packet, "<CacheStorageInfo/PacketSize>"),
+        source,
     )
 
 

@@ -1,4 +1,5 @@
-"""What every ArcGIS folder cache shares: finding ``conf.xml``, the tiling scheme, level folders.
+"""What every ArcGIS cache shares: its file names, finding ``conf.xml``, picking level folders
+and bundles from what a folder (or a zip) lists.
 
 A folder cache is ``conf.xml`` (sometimes ``Conf.xml``), ``conf.cdi`` (the full extent, optional)
 and ``_alllayers/Lnn/``. Users may name the cache folder, a service folder holding ``Layers/``, or
@@ -10,18 +11,18 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 from ..errors import InvalidCacheConfig
-from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
-from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
-from .base import BundleFile, CacheReader
+from ..models import BUNDLE_SIZE, BundleKey, Problem
+from .base import BundleFile
 
 CONF_NAMES = ("conf.xml", "Conf.xml")
 CDI_NAMES = ("conf.cdi", "Conf.cdi")
 LAYERS_DIR = "_alllayers"
+BUNDLE_SUFFIX = ".bundle"
 #: Bundle file names: ``R{row:04x}C{col:04x}.bundle`` with four or more hex digits.
 BUNDLE_NAME = re.compile(r"^R([0-9a-fA-F]{4,})C([0-9a-fA-F]{4,})$")
 #: Level folders: ``L05``. ASCII digits only (``\d`` and ``int()`` also take Arabic-Indic or
@@ -140,9 +141,8 @@ class LevelFolders(NamedTuple):
 
 
 def list_level_folders(folder: Path) -> LevelFolders:
-    """The level folders ``Lnn`` of ``folder`` (none when it does not exist).
-
-    Where two names are one level (``L05``, ``L5``), the one ArcGIS writes (``L05``) is read.
+    """The level folders ``Lnn`` of ``folder`` (none when it does not exist); see
+    :func:`pick_level_folders`.
 
     Raises:
         InvalidCacheConfig: ``folder`` exists and cannot be listed.
@@ -156,145 +156,72 @@ def list_level_folders(folder: Path) -> LevelFolders:
         raise InvalidCacheConfig(
             f"{shown(str(folder))}: cannot be listed ({exc.strerror or exc})"
         ) from None
+    return pick_level_folders((e.name, e.path, is_folder(e)) for e in entries)
+
+
+def pick_level_folders(entries: Iterable[tuple[str, str, bool]]) -> LevelFolders:
+    """The level folders among the ``(name, path, is a folder)`` entries of a folder, sorted by
+    name, and what is named like one and is not read.
+
+    Where two names are one level (``L05``, ``L5``), the one ArcGIS writes (``L05``) is read.
+    """
     found: dict[int, str] = {}
     ignored: list[str] = []
-    for entry in entries:
-        match = LEVEL_NAME.match(entry.name)
+    for name, path, folder in entries:
+        match = LEVEL_NAME.match(name)
         if match is None:
-            if looks_numbered(entry.name, "L"):
+            if looks_numbered(name, "L"):
                 ignored.append(
-                    f"{shown(entry.name)} (not a level folder name: L and 1 to 9 ASCII digits)"
+                    f"{shown(name)} (not a level folder name: L and 1 to 9 ASCII digits)"
                 )
             continue
-        if not is_folder(entry):
-            ignored.append(f"{shown(entry.name)} ({why_not_a_folder(entry.path)})")
+        if not folder:
+            ignored.append(f"{shown(name)} ({why_not_a_folder(path)})")
             continue
         level = int(match.group(1))
         previous = found.get(level)
         if previous is not None:
-            keep_new = entry.name == level_folder_name(level)
-            kept, dropped = os.path.basename(previous), entry.name
+            keep_new = name == level_folder_name(level)
+            kept, dropped = os.path.basename(previous), name
             if keep_new:
                 kept, dropped = dropped, kept
             ignored.append(f"{shown(dropped)} (the same level as {shown(kept)})")
             if not keep_new:
                 continue
-        found[level] = entry.path
+        found[level] = path
     return LevelFolders(found, ignored)
 
 
-class ArcGISFolderCache(CacheReader):
-    """Base of the readers of ArcGIS folder caches (Compact V1, V2, exploded)."""
-
-    #: ``StorageFormat`` values of ``conf.xml`` this reader takes.
-    storage_formats: ClassVar[tuple[str, ...]] = ()
-    #: Extension of bundle files.
-    bundle_suffix: ClassVar[str] = ".bundle"
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        conf = find_conf(path)
-        if conf is None:
-            raise InvalidCacheConfig(f"{path}: no conf.xml found in it or in its Layers folder")
-        self.conf_path = conf
-        self.cache_dir = conf.parent
-        self.layers_dir = self.cache_dir / LAYERS_DIR
-        self._scheme = parse_conf_xml(read_config_file(conf), str(conf))
-        self._extent: Extent | None = None
-        for name in CDI_NAMES:
-            cdi = self.cache_dir / name
-            if cdi.is_file():
-                self._extent = parse_conf_cdi(read_config_file(cdi), str(cdi))
-                break
-        # Listed now: an _alllayers that cannot be listed is told before any work.
-        self._levels = list_level_folders(self.layers_dir)
-
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        """True for a folder cache whose ``conf.xml`` declares one of :attr:`storage_formats`."""
-        conf = find_conf(path)
-        if conf is None:
-            return False
-        try:
-            scheme = parse_conf_xml(read_config_file(conf), str(conf))
-        except (OSError, InvalidCacheConfig):
-            return False
-        return scheme.storage_format in cls.storage_formats
-
-    @property
-    def root(self) -> Path:
-        """The folder holding ``conf.xml`` and the cache's levels."""
-        return self.cache_dir
-
-    @property
-    def status_dir(self) -> Path:
-        """The folder holding ``conf.xml``: ArcGIS keeps ``Status.gdb`` there."""
-        return self.cache_dir
-
-    @property
-    def _level_dirs(self) -> dict[int, str]:
-        return self._levels.found
-
-    def unknown_levels(self) -> list[str]:
-        """Level folders under ``_alllayers`` that are not LODs of ``conf.xml``, and entries
-        named like level folders that are not read (``name (why)``)."""
-        levels = set(self._scheme.levels)
-        unknown = [
-            shown(os.path.basename(p)) for lv, p in self._level_dirs.items() if lv not in levels
-        ]
-        return sorted(unknown) + self._levels.ignored
-
-    def count_bundles(self, level: int) -> int:
-        """Files named ``*.bundle`` in the level folder: one listing, no parsing."""
-        folder = self._level_dirs.get(level)
-        if folder is None:
-            return 0
-        suffix = self.bundle_suffix
-        try:
-            with os.scandir(folder) as it:
-                return sum(1 for e in it if e.name.endswith(suffix))
-        except OSError:
-            return 0  # list_bundles reports it
-
-    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
-        """Bundle files of a level folder; badly named or misplaced ones as problems, and two
-        names of one bundle (``R0080C0000``, ``R00080C0000``): the one ArcGIS writes is read."""
-        folder = self._level_dirs.get(level)
-        if folder is None:
-            return
-        suffix = self.bundle_suffix
-        try:
-            names = os.listdir(folder)
-        except OSError as exc:
+def level_bundles(
+    level: int, names: Iterable[str], prefix: str, suffix: str = BUNDLE_SUFFIX
+) -> Iterator[BundleFile | Problem]:
+    """The bundles among the file ``names`` of a level folder (each at ``prefix + name``);
+    badly named ones as problems, and two names of one bundle (``R0080C0000``,
+    ``R00080C0000``): the one ArcGIS writes is read. A ``.lock`` beside a bundle marks it
+    locked."""
+    names = list(names)
+    locks = {name[: -len(".lock")] for name in names if name.endswith(".lock")}
+    chosen: dict[BundleKey, tuple[str, BundleFile]] = {}
+    for name in names:
+        if not name.endswith(suffix):
+            continue
+        locked = bool(locks) and name[: -len(suffix)] in locks
+        found = parse_bundle_name(level, name, prefix + name, suffix, locked)
+        if isinstance(found, Problem):
+            yield found
+            continue
+        if found.key in chosen:
+            other, _ = chosen[found.key]
+            canonical = found.key.name + suffix
+            if name == canonical or (other != canonical and name < other):
+                chosen[found.key] = (name, found)
+                name, other = other, name
             yield Problem(
-                shown(os.path.basename(folder)),
-                "corrupt",
-                f"{shown(folder)}: cannot list: {exc.strerror or exc}",
+                f"{level_folder_name(level)}/{shown(name)}",
+                "bad-name",
+                f"{shown(prefix + name)}: the same bundle as {shown(other)}; not read",
             )
-            return
-        locks = {name[: -len(".lock")] for name in names if name.endswith(".lock")}
-        prefix = os.path.join(folder, "")
-        chosen: dict[BundleKey, tuple[str, BundleFile]] = {}
-        for name in names:
-            if not name.endswith(suffix):
-                continue
-            locked = bool(locks) and name[: -len(suffix)] in locks
-            found = parse_bundle_name(level, name, prefix + name, suffix, locked)
-            if isinstance(found, Problem):
-                yield found
-                continue
-            if found.key in chosen:
-                other, _ = chosen[found.key]
-                canonical = found.key.name + suffix
-                if name == canonical or (other != canonical and name < other):
-                    chosen[found.key] = (name, found)
-                    name, other = other, name
-                yield Problem(
-                    f"{level_folder_name(level)}/{shown(name)}",
-                    "bad-name",
-                    f"{shown(prefix + name)}: the same bundle as {shown(other)}; not read",
-                )
-                continue
-            chosen[found.key] = (name, found)
-        for _, bundle in chosen.values():
-            yield bundle
+            continue
+        chosen[found.key] = (name, found)
+    for _, bundle in chosen.values():
+        yield bundle

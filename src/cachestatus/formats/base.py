@@ -19,10 +19,8 @@ import contextlib
 import functools
 import os
 import stat
-import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
@@ -30,82 +28,10 @@ from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
+from ..errors import CorruptBundle
 from ..models import BundleKey, Extent, Problem, TilingScheme
+from .bytesource import open_regular, read_exactly
 from .spec import CacheSpec
-
-#: ``os.open`` flags for reading a cache file (binary on Windows).
-O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-
-
-def open_regular(path: str) -> tuple[int, os.stat_result]:
-    """A read-only descriptor of the regular file at ``path``, and its stat as opened.
-
-    Opened without blocking, so that a FIFO named like a bundle cannot hang a scan.
-
-    Raises:
-        CorruptBundle: the path is a directory, a FIFO or a device, not a file.
-        OSError: it cannot be opened.
-    """
-    fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        kind = (
-            "a directory" if stat.S_ISDIR(st.st_mode) else "a special file (FIFO, device, socket)"
-        )
-        raise CorruptBundle(f"not a file: {kind} named like a bundle")
-    return fd, st
-
-
-def check_unchanged(before: os.stat_result, after: os.stat_result) -> None:
-    """Raise :class:`BundleChanging` when a file's size or mtime moved while it was read.
-
-    A caching job writing the bundle meanwhile would otherwise make a count that mixes two
-    states of the file.
-    """
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        raise BundleChanging(
-            f"changed while being read ({before.st_size:,} -> {after.st_size:,} "
-            "bytes); a caching job is writing it"
-        )
-
-
-def read_at(fd: int, view: memoryview, offset: int) -> int:
-    """Read into ``view`` from byte ``offset`` of ``fd`` (one call, maybe short); bytes read.
-
-    ``os.preadv`` reads without a copy where it exists; Windows has neither it nor ``pread``,
-    there the file position is moved and ``os.read`` used (readers hold their own descriptors).
-    """
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, [view], offset)
-    os.lseek(fd, offset, os.SEEK_SET)
-    chunk = os.read(fd, len(view))
-    view[: len(chunk)] = chunk
-    return len(chunk)
-
-
-def read_into(fd: int, view: memoryview, offset: int) -> int:
-    """Fill ``view`` from byte ``offset`` of ``fd``, looping over short reads (network shares);
-    bytes read, fewer only where the file ends."""
-    got = 0
-    while got < len(view):
-        n = read_at(fd, view[got:], offset + got)
-        if n == 0:
-            break
-        got += n
-    return got
-
-
-def read_exactly(fd: int, offset: int, length: int, end: int) -> bytes:
-    """``length`` bytes from byte ``offset`` of ``fd``, fewer only where the file ends (at
-    ``end``, its size, or sooner)."""
-    view = memoryview(bytearray(max(0, min(length, end - offset))))  # never more than there is
-    return bytes(view[: read_into(fd, view, offset)])
-
-
-#: Reads ``length`` bytes at ``offset`` of a bundle (fewer where it ends): a file or a zip member.
-ReadAt = Callable[[int, int], bytes]
 
 
 class StoredTile(NamedTuple):
@@ -533,55 +459,3 @@ class SingleFileCache(CacheReader):
     def status_stem(self) -> str:
         """``world.Status`` for ``world.mbtiles``."""
         return f"{self.path.stem}.Status"
-
-
-class ZipPackage(SingleFileCache):
-    """A single-file cache that is a zip (tile packages), read in place, never extracted.
-
-    The zip is opened lazily in each process: a reader handed to a worker reopens it there.
-    """
-
-    _zip: zipfile.ZipFile | None = None
-
-    @functools.cached_property
-    def entries(self) -> dict[str, zipfile.ZipInfo]:
-        """The zip's members by name (read once, kept when the reader goes to a worker)."""
-        return {info.filename: info for info in self._archive().infolist()}
-
-    def member(self, bundle: BundleFile) -> tuple[str, zipfile.ZipInfo, float]:
-        """Name, zip entry and modification time (seconds) of a bundle listed as ``zip!name``."""
-        name = bundle.path.split("!", 1)[1]
-        info = self.entries[name]
-        return name, info, datetime(*info.date_time).timestamp()
-
-    @contextlib.contextmanager
-    def open_member(self, bundle: BundleFile) -> Iterator[tuple[ReadAt, int]]:
-        """A reader of a bundle's bytes inside the zip at any offset, and the bundle's size.
-
-        Reads in increasing offsets are cheapest (a compressed member is never rewound).
-        """
-        _, info, _ = self.member(bundle)
-        with self._archive().open(info) as entry:
-
-            def read(offset: int, length: int) -> bytes:
-                entry.seek(offset)
-                return entry.read(length)
-
-            yield read, info.file_size
-
-    def _archive(self) -> zipfile.ZipFile:
-        if self._zip is None:
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
-        return self._zip
-
-    def __getstate__(self) -> dict[str, object]:
-        return {**self.__dict__, "_zip": None}
-
-    def close(self) -> None:
-        """Close the zip."""
-        if self._zip is not None:
-            self._zip.close()
-            self._zip = None

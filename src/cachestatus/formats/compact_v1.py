@@ -1,4 +1,5 @@
-"""ArcGIS Compact Cache V1 (``esriMapCacheStorageModeCompact``): ``.bundle`` + ``.bundlx``.
+"""ArcGIS Compact Cache V1 (``esriMapCacheStorageModeCompact``): the codec of ``.bundle`` +
+``.bundlx``.
 
 The ``.bundlx`` index is 81,952 bytes: a 16-byte header, 16,384 five-byte little-endian offsets
 in column-major order (``16 + 5 * (128 * c + r)``) and a 16-byte footer. Each offset points at
@@ -11,25 +12,18 @@ alone, and only the 4-byte size words of the other slots are read from the ``.bu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptBundle
-from ..models import BUNDLE_SIZE
-from .arcgis_folder import ArcGISFolderCache
-from .base import (
-    BundleFile,
-    BundleIndex,
-    ReadAt,
-    StoredTile,
-    check_unchanged,
-    open_regular,
-    read_at,
-    read_exactly,
-)
+from ..models import BUNDLE_SIZE, BundleKey
+from .base import BundleFile, BundleIndex, StoredTile
+from .bytesource import ByteSource, Opener
+
+#: ``StorageFormat`` of ``conf.xml`` for these bundles.
+STORAGE_FORMAT = "esriMapCacheStorageModeCompact"
 
 BUNDLX_HEADER = 16  # the 5-byte offsets start at byte 16 of the .bundlx
 TILES = BUNDLE_SIZE * BUNDLE_SIZE
@@ -56,11 +50,14 @@ def decode_bundlx(buf: bytes) -> npt.NDArray[np.int64]:
     return offsets.reshape(BUNDLE_SIZE, BUNDLE_SIZE).T  # stored column by column
 
 
-def tile_slots(offsets: npt.NDArray[np.int64], file_size: int) -> npt.NDArray[np.bool_]:
+def tile_slots(
+    offsets: npt.NDArray[np.int64], file_size: int, first_row: int = 0, first_col: int = 0
+) -> npt.NDArray[np.bool_]:
     """Slots whose size word must be read: those pointing past the reserved zone.
 
     Raises:
-        CorruptBundle: an offset inside the header, or past the end of the ``.bundle``.
+        CorruptBundle: an offset inside the header, or past the end of the ``.bundle`` (the
+            message names the tile: ``first_row`` and ``first_col`` are the bundle's first).
     """
     inside_header = (offsets > 0) & (offsets < BUNDLE_HEADER)
     past_end = offsets > file_size - SIZE_PREFIX
@@ -68,7 +65,7 @@ def tile_slots(offsets: npt.NDArray[np.int64], file_size: int) -> npt.NDArray[np
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
         raise CorruptBundle(
-            f"tile slot R{r}/C{c}: offset {int(offsets[r, c])} lies "
+            f"tile R{first_row + r}/C{first_col + c}: offset {int(offsets[r, c])} lies "
             f"{'inside the header' if inside_header[r, c] else 'past the end'} "
             f"of the .bundle ({file_size:,} bytes)"
         )
@@ -118,30 +115,65 @@ def summarize_v1(
     return BundleIndex(sizes, tiles, tile_bytes, file_size, file_size - DATA_START - used, modified)
 
 
-def read_size_words(fd: int, at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
-    """The little-endian u32 at each offset of ``at`` in ``fd``: 4 bytes read per offset.
+def read_offsets(src: ByteSource) -> npt.NDArray[np.int64]:
+    """The decoded ``.bundlx`` read from ``src`` (see :func:`decode_bundlx`)."""
+    return decode_bundlx(src.read(0, BUNDLX_SIZE + 1))  # never more than an index
 
-    Reads go in file order (the kernel's read-ahead then serves them from few disk reads).
+
+def bundle_size(src: ByteSource) -> int:
+    """The size of the ``.bundle`` read from ``src``.
 
     Raises:
-        CorruptBundle: the file ends inside a word (it shrank after its size was checked).
+        CorruptBundle: it is too short to hold the header and the size slots.
+    """
+    if src.size < DATA_START:
+        raise CorruptBundle(
+            f"truncated: {src.size:,} bytes, a Compact V1 bundle holds at "
+            f"least {DATA_START:,} (header and size slots)"
+        )
+    return src.size
+
+
+def read_size_words(src: ByteSource, at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
+    """The little-endian u32 at each offset of ``at`` in ``src``: 4 bytes read per offset.
+
+    Reads go in file order: the kernel's read-ahead then serves them from few disk reads, and
+    a compressed zip member is inflated once.
+
+    Raises:
+        CorruptBundle: the source ends inside a word (it shrank after its size was taken).
     """
     order = np.argsort(at, kind="stable")
     buf = bytearray(SIZE_PREFIX * len(at))
     view = memoryview(buf)
     for i, offset in enumerate(at[order].tolist()):
         word = view[SIZE_PREFIX * i : SIZE_PREFIX * (i + 1)]
-        if read_at(fd, word, offset) != SIZE_PREFIX:
+        if src.readinto(offset, word) != SIZE_PREFIX:
             raise CorruptBundle(f"truncated: the file ends inside the size word at byte {offset}")
     words = np.empty(len(at), dtype=np.uint32)
     words[order] = np.frombuffer(buf, dtype="<u4")
     return words
 
 
+def read_v1_index(bundlx_src: ByteSource, bundle_src: ByteSource, key: BundleKey) -> BundleIndex:
+    """Read a V1 bundle: its whole ``.bundlx``, and the size words of its live slots.
+
+    Raises:
+        CorruptBundle: the index or the bundle cannot be decoded.
+        BundleChanging: either changed while it was read.
+        OSError: either cannot be read.
+    """
+    offsets = read_offsets(bundlx_src)
+    size = bundle_size(bundle_src)
+    words = read_size_words(bundle_src, offsets[tile_slots(offsets, size, key.row, key.col)])
+    bundle_src.check_unchanged()
+    bundlx_src.check_unchanged()
+    return summarize_v1(offsets, words, size, key.row, key.col, bundle_src.modified)
+
+
 def v1_tiles(
     offsets: npt.NDArray[np.int64],
-    file_size: int,
-    read: ReadAt,
+    src: ByteSource,
     first_row: int = 0,
     first_col: int = 0,
 ) -> Iterator[StoredTile]:
@@ -149,20 +181,22 @@ def v1_tiles(
 
     Args:
         offsets: the (128, 128) offsets of :func:`decode_bundlx`.
-        file_size: the ``.bundle``'s size.
-        read: reads the ``.bundle``'s bytes at an offset (a file or a zip member).
+        src: the ``.bundle``'s bytes.
         first_row: row of the bundle's top-left tile.
         first_col: column of the bundle's top-left tile.
 
     Raises:
-        CorruptBundle: an offset inside the header or past the end of the file.
+        CorruptBundle: a ``.bundle`` too short for its header, an offset inside the header or
+            past its end.
+        OSError: the ``.bundle`` cannot be read.
     """
-    live = tile_slots(offsets, file_size).ravel()
+    file_size = bundle_size(src)
+    live = tile_slots(offsets, file_size, first_row, first_col).ravel()
     flat = offsets.ravel()
     slots = np.flatnonzero(live)
     for slot in slots[np.argsort(flat[slots], kind="stable")].tolist():
         offset = int(flat[slot])
-        size = int.from_bytes(read(offset, SIZE_PREFIX), "little")
+        size = int.from_bytes(src.read(offset, SIZE_PREFIX), "little")
         if size == 0:
             continue  # a slot written empty
         r, c = divmod(slot, BUNDLE_SIZE)
@@ -170,69 +204,29 @@ def v1_tiles(
         if offset + SIZE_PREFIX + size > file_size:
             yield StoredTile.past_end(row, col, offset, size, file_size)
         else:
-            yield StoredTile(row, col, read(offset + SIZE_PREFIX, size))
+            yield StoredTile(row, col, src.read(offset + SIZE_PREFIX, size))
 
 
-def _bundlx_offsets(path: str) -> tuple[npt.NDArray[np.int64], os.stat_result]:
-    """The decoded ``.bundlx`` beside the ``.bundle`` at ``path``, and its stat as read."""
+class CompactV1:
+    """The Compact V1 codec: each bundle read with the ``.bundlx`` beside it."""
+
+    def read_index(self, open_source: Opener, bundle: BundleFile) -> BundleIndex:
+        """Read the ``.bundlx`` and the size words of the live slots (see
+        :func:`read_v1_index`)."""
+        with _open_index(open_source, bundle.path) as index, open_source(bundle.path) as src:
+            return read_v1_index(index, src, bundle.key)
+
+    def read_tiles(self, open_source: Opener, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tiles in file order (see :func:`v1_tiles`)."""
+        with _open_index(open_source, bundle.path) as index:
+            offsets = read_offsets(index)
+        with open_source(bundle.path) as src:
+            yield from v1_tiles(offsets, src, bundle.key.row, bundle.key.col)
+
+
+def _open_index(open_source: Opener, path: str) -> ByteSource:
+    """The ``.bundlx`` beside the ``.bundle`` at ``path``."""
     try:
-        with open(path[: -len(".bundle")] + ".bundlx", "rb") as f:
-            return decode_bundlx(f.read(BUNDLX_SIZE + 1)), os.fstat(f.fileno())
+        return open_source(path[: -len(".bundle")] + ".bundlx")
     except FileNotFoundError:
         raise CorruptBundle("no .bundlx index beside it") from None
-
-
-def _check_length(file_size: int) -> None:
-    if file_size < DATA_START:
-        raise CorruptBundle(
-            f"truncated: {file_size:,} bytes, a Compact V1 bundle holds at "
-            f"least {DATA_START:,} (header and size slots)"
-        )
-
-
-def read_bundle_v1(path: str, first_row: int = 0, first_col: int = 0) -> BundleIndex:
-    """Read a V1 bundle: its whole ``.bundlx``, and the size words of its live slots."""
-    offsets, index_stat = _bundlx_offsets(path)
-    fd, st = open_regular(path)
-    try:
-        _check_length(st.st_size)
-        words = read_size_words(fd, offsets[tile_slots(offsets, st.st_size)])
-        check_unchanged(st, os.fstat(fd))
-    finally:
-        os.close(fd)
-    check_unchanged(index_stat, os.stat(path[: -len(".bundle")] + ".bundlx"))
-    return summarize_v1(offsets, words, st.st_size, first_row, first_col, st.st_mtime)
-
-
-def read_tiles_v1(path: str, first_row: int = 0, first_col: int = 0) -> Iterator[StoredTile]:
-    """The tiles of a V1 bundle file, in file order (see :func:`v1_tiles`)."""
-    offsets, _ = _bundlx_offsets(path)
-    fd, st = open_regular(path)
-    size = st.st_size
-    try:
-        _check_length(size)
-        yield from v1_tiles(
-            offsets,
-            size,
-            lambda offset, length: read_exactly(fd, offset, length, size),
-            first_row,
-            first_col,
-        )
-    finally:
-        os.close(fd)
-
-
-class CompactV1Cache(ArcGISFolderCache):
-    """An ArcGIS Compact V1 folder cache: ``conf.xml``, ``.bundle`` + ``.bundlx`` files."""
-
-    name = "compact-v1"
-    description = "ArcGIS Compact Cache V1 folder (conf.xml, _alllayers/Lnn/*.bundle + .bundlx)"
-    storage_formats = ("esriMapCacheStorageModeCompact",)
-
-    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """Read the ``.bundlx`` and the size words of the live slots."""
-        return read_bundle_v1(bundle.path, bundle.key.row, bundle.key.col)
-
-    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
-        """The bundle's tiles in file order."""
-        return read_tiles_v1(bundle.path, bundle.key.row, bundle.key.col)

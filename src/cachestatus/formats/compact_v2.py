@@ -1,4 +1,4 @@
-"""ArcGIS Compact Cache V2 (``esriMapCacheStorageModeCompactV2``): decoding and the folder reader.
+"""ArcGIS Compact Cache V2 (``esriMapCacheStorageModeCompactV2``): the bundle codec.
 
 A V2 bundle is a 64-byte little-endian header, then 16,384 eight-byte index entries in row-major
 order (``64 + 8 * (128 * r + c)``): offset in the low 40 bits, size in the high 24 bits; size 0
@@ -9,27 +9,19 @@ writes the others differently from the published white paper.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptBundle
-from ..models import BUNDLE_SIZE
-from .arcgis_folder import ArcGISFolderCache
-from .base import (
-    BundleFile,
-    BundleIndex,
-    ReadAt,
-    StoredTile,
-    check_unchanged,
-    open_regular,
-    read_exactly,
-    read_into,
-)
+from ..models import BUNDLE_SIZE, BundleKey
+from .base import BundleFile, BundleIndex, StoredTile
+from .bytesource import ByteSource, Opener
+
+#: ``StorageFormat`` of ``conf.xml`` (``storageFormat`` of ``root.json``) for these bundles.
+STORAGE_FORMAT = "esriMapCacheStorageModeCompactV2"
 
 HEADER_SIZE = 64
 TILES_PER_BUNDLE = BUNDLE_SIZE * BUNDLE_SIZE
@@ -43,6 +35,7 @@ OFFSET_MASK = (1 << 40) - 1
 SIZE_SHIFT = 40
 _MASK = np.uint64(OFFSET_MASK)
 _SHIFT = np.uint64(SIZE_SHIFT)
+_ENTRY = np.dtype("<u8")
 
 #: Header words that GDAL's ESRIC driver checks: (name, byte offset, expected value).
 HEADER_CHECKS = (
@@ -79,16 +72,18 @@ def check_header(buf: Buffer) -> None:
 
 def index_entries(buf: Buffer) -> npt.NDArray[np.uint64]:
     """The 16,384 raw index entries of a header+index buffer, as a (128, 128) ``uint64`` view."""
-    entries = np.frombuffer(buf, dtype="<u8", count=TILES_PER_BUNDLE, offset=HEADER_SIZE)
-    return entries.reshape(BUNDLE_SIZE, BUNDLE_SIZE)
+    return np.ndarray((BUNDLE_SIZE, BUNDLE_SIZE), dtype=_ENTRY, buffer=buf, offset=HEADER_SIZE)
 
 
 class Scratch:
-    """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle."""
+    """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle.
+
+    Plain arrays, no views of one another (a view is made per bundle): a reader holding them
+    pickles as is.
+    """
 
     def __init__(self) -> None:
-        self.view = memoryview(bytearray(HEADER_INDEX_SIZE))
-        self.entries = index_entries(self.view)
+        self.buffer = bytearray(HEADER_INDEX_SIZE)
         # uint64 throughout: mixed-width ufuncs take numpy's slow buffered path.
         self.sizes = np.empty((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
         self.ends = np.empty((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
@@ -123,7 +118,7 @@ def summarize_index(
     if file_size < HEADER_INDEX_SIZE:
         raise CorruptBundle(f"truncated: file is {file_size:,} bytes, shorter than its index")
     scratch = scratch or Scratch()
-    entries = scratch.entries if buf is scratch.view else index_entries(buf)
+    entries = index_entries(buf)
     sizes, ends = scratch.sizes, scratch.ends
     np.right_shift(entries, _SHIFT, out=sizes)
     tiles = int(np.count_nonzero(sizes))
@@ -166,37 +161,41 @@ def _unique_bytes(entries: npt.NDArray[np.uint64]) -> int:
     return int((live >> _SHIFT).sum()) + SIZE_PREFIX * int(live.size)
 
 
-def read_bundle_file(
-    path: str, first_row: int = 0, first_col: int = 0, scratch: Scratch | None = None
-) -> BundleIndex:
-    """Read one V2 bundle's header and index (one read of 131,136 bytes) and decode it."""
+def read_v2_index(src: ByteSource, key: BundleKey, scratch: Scratch | None = None) -> BundleIndex:
+    """Read one V2 bundle's header and index (one read of 131,136 bytes) and decode it.
+
+    Args:
+        src: the bundle's bytes.
+        key: the bundle, to name its tiles in messages.
+        scratch: arrays to decode into (see :func:`summarize_index`).
+
+    Raises:
+        CorruptBundle: the bundle cannot be decoded.
+        BundleChanging: it changed while it was read.
+        OSError: it cannot be read.
+    """
     scratch = scratch or Scratch()
-    fd, st = open_regular(path)
-    try:
-        got = read_into(fd, scratch.view[: min(HEADER_INDEX_SIZE, st.st_size)], 0)
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    check_unchanged(st, after)
-    buf = scratch.view if got == HEADER_INDEX_SIZE else scratch.view[:got]
-    return summarize_index(buf, st.st_size, first_row, first_col, scratch, st.st_mtime)
+    view, size = memoryview(scratch.buffer), src.size
+    got = src.readinto(0, view if size >= HEADER_INDEX_SIZE else view[:size])
+    src.check_unchanged()
+    buf = view if got == HEADER_INDEX_SIZE else view[:got]
+    return summarize_index(buf, size, key.row, key.col, scratch, src.modified)
 
 
-def v2_tiles(
-    buf: Buffer, file_size: int, read: ReadAt, first_row: int = 0, first_col: int = 0
-) -> Iterator[StoredTile]:
+def v2_tiles(src: ByteSource, first_row: int = 0, first_col: int = 0) -> Iterator[StoredTile]:
     """Every stored tile of a V2 bundle, in file order, each checked against its size prefix.
 
     Args:
-        buf: the bundle's first 131,136 bytes (header and index).
-        file_size: the bundle's size in bytes.
-        read: reads the bundle's bytes at an offset (a file or a zip member).
+        src: the bundle's bytes.
         first_row: row of the bundle's top-left tile.
         first_col: column of the bundle's top-left tile.
 
     Raises:
         CorruptBundle: bad header, or a file shorter than its index.
+        OSError: the bundle cannot be read.
     """
+    file_size = src.size
+    buf = src.read(0, HEADER_INDEX_SIZE)
     check_header(buf)
     if file_size < HEADER_INDEX_SIZE:
         raise CorruptBundle(f"truncated: file is {file_size:,} bytes, shorter than its index")
@@ -213,7 +212,7 @@ def v2_tiles(
         elif offset + size > file_size:
             yield StoredTile.past_end(row, col, offset, size, file_size)
         else:
-            chunk = read(offset - SIZE_PREFIX, size + SIZE_PREFIX)
+            chunk = src.read(offset - SIZE_PREFIX, size + SIZE_PREFIX)
             prefix = int.from_bytes(chunk[:SIZE_PREFIX], "little")
             damage = (
                 ""
@@ -223,41 +222,21 @@ def v2_tiles(
             yield StoredTile(row, col, chunk[SIZE_PREFIX:], damage)
 
 
-class CompactV2Cache(ArcGISFolderCache):
-    """An ArcGIS Compact V2 folder cache: ``conf.xml``, ``conf.cdi``, ``_alllayers/Lnn/``."""
+class CompactV2:
+    """The Compact V2 codec of one reader, with its decoding arrays."""
 
-    name = "compact-v2"
-    description = "ArcGIS Compact Cache V2 folder (conf.xml, _alllayers/Lnn/R....C....bundle)"
-    storage_formats = ("esriMapCacheStorageModeCompactV2",)
+    def __init__(self) -> None:
+        self.scratch = Scratch()
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self._scratch: Scratch | None = None
+    def read_index(self, open_source: Opener, bundle: BundleFile) -> BundleIndex:
+        """Read and decode one bundle's header and index (see :func:`read_v2_index`).
 
-    def __getstate__(self) -> dict[str, object]:
-        return {**self.__dict__, "_scratch": None}
-
-    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """Read and decode one bundle's header and index.
-
-        The returned sizes are valid until the next call (the reader reuses its buffers).
+        The returned sizes are valid until the next call (the codec reuses its arrays).
         """
-        if self._scratch is None:
-            self._scratch = Scratch()
-        return read_bundle_file(bundle.path, bundle.key.row, bundle.key.col, self._scratch)
+        with open_source(bundle.path) as src:
+            return read_v2_index(src, bundle.key, self.scratch)
 
-    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
-        """The bundle's tiles in file order, each checked against its size prefix."""
-        fd, st = open_regular(bundle.path)
-        size = st.st_size
-        try:
-            head = read_exactly(fd, 0, HEADER_INDEX_SIZE, size)
-            yield from v2_tiles(
-                head,
-                size,
-                lambda offset, length: read_exactly(fd, offset, length, size),
-                bundle.key.row,
-                bundle.key.col,
-            )
-        finally:
-            os.close(fd)
+    def read_tiles(self, open_source: Opener, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tiles in file order (see :func:`v2_tiles`)."""
+        with open_source(bundle.path) as src:
+            yield from v2_tiles(src, bundle.key.row, bundle.key.col)

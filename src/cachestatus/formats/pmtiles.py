@@ -63,10 +63,9 @@ from .base import (
     Run,
     SingleFileCache,
     StoredTile,
-    open_regular,
-    read_exactly,
     run_here,
 )
+from .bytesource import open_regular, read_exactly
 from .listed import NoBundles, VirtualListing
 from .tilejson import load_json, tile_size
 

@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from ..errors import CorruptBundle, InvalidCacheConfig
-from .base import FileHead, open_regular, read_exactly
+from .base import FileHead
+from .bytesource import open_regular, read_exactly
 
 #: Byte 18 of an SQLite file: its write version, 2 in write-ahead-log (WAL) mode.
 _WRITE_VERSION = 18

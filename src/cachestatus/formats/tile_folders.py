@@ -39,9 +39,9 @@ from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..grid import web_mercator_scheme
 from ..models import BundleKey, Problem, Tile
+from .arcgis_cache import ArcGISFolderCache
 from .arcgis_folder import (
     GRID_LIMIT,
-    ArcGISFolderCache,
     hex_number,
     is_folder,
     looks_numbered,
@@ -49,7 +49,8 @@ from .arcgis_folder import (
     shown,
     why_not_a_folder,
 )
-from .base import O_RDONLY, BundleFile, LevelListing, Run, StoredTile, read_exactly, run_here
+from .base import BundleFile, LevelListing, Run, StoredTile, run_here
+from .bytesource import O_RDONLY, read_exactly
 from .listed import Grouped, ListedTiles, VirtualListing, tile_sizes
 from .tilejson import (
     DETECT_METADATA_BYTES,

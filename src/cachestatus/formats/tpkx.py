@@ -7,7 +7,8 @@ same files unpacked into a folder.
 (under ``tileBundlesPath``). In a zip they are read in place, never extracted: only the first
 131,136 bytes of each, as for a folder cache. An unpacked package (Esri's tile-package
 specification shows one; ArcGIS Pro unpacks them) is read like a Compact V2 folder cache, with
-``root.json`` in the role of ``conf.xml``.
+``root.json`` in the role of ``conf.xml``: both are the one ArcGIS reader
+(:class:`~.arcgis_cache.ArcGISCache`) over a zip or a folder layout.
 
 What a package declares: ``minLOD``..``maxLOD`` are its levels, each expected whether built or
 not; ``fullExtent`` (in the tiling scheme's CRS) is the full extent, and one that is a point or
@@ -16,66 +17,35 @@ a line makes the tiles holding it expected (an all-zero one is none: the whole g
 ``root.json`` is read up to 16 MiB and nested at most :data:`~.tilejson.MAX_JSON_DEPTH` deep;
 its values are checked by the helpers :mod:`.arcgis_conf` uses for ``conf.xml``. A bundle
 member that cannot be inflated, or declares more bytes than its compressed data can hold, is a
-``CORRUPT`` bundle.
+``CORRUPT`` bundle (:class:`~.bytesource.ZipMember`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import zipfile
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import Extent, Problem, SpatialReference, TilingScheme
+from ..errors import InvalidCacheConfig
+from ..models import Extent, SpatialReference, TilingScheme
+from .arcgis_cache import ArcGISCache, ArcGISFolderCache, Configuration
 from .arcgis_conf import (
     check_extent,
     check_lods,
+    check_scheme,
     check_spatial_reference,
     check_tile_size,
-    read_config_file,
-    read_member,
 )
-from .arcgis_folder import CONF_NAMES, LEVEL_NAME, list_level_folders, parse_bundle_name
-from .base import (
-    BundleFile,
-    BundleIndex,
-    CacheReader,
-    FileHead,
-    StoredTile,
-    ZipPackage,
-)
-from .compact_v2 import HEADER_INDEX_SIZE, CompactV2Cache, Scratch, summarize_index, v2_tiles
+from .arcgis_folder import CONF_NAMES
+from .arcgis_layout import FolderLayout, Layout, ZipLayout
+from .base import FileHead, SingleFileCache
+from .bytesource import ZipArchive
+from .compact_v2 import STORAGE_FORMAT as V2_STORAGE
 from .tilejson import load_json
 
 ROOT_JSON = "root.json"
 #: Where bundles are when ``root.json`` does not say (``tileBundlesPath``).
 BUNDLES_DIR = "tile"
-V2_STORAGE = "esriMapCacheStorageModeCompactV2"
-#: Most bytes deflate can make of one compressed byte (1032:1), with room to spare.
-MAX_RATIO = 1100
-
-
-@contextlib.contextmanager
-def member_errors(info: zipfile.ZipInfo) -> Iterator[None]:
-    """Turn what reading a damaged zip member raises into :class:`CorruptBundle`, and refuse a
-    member that declares more bytes than its compressed data can hold (before inflating it)."""
-    stored = info.compress_type == zipfile.ZIP_STORED
-    if (stored and info.file_size != info.compress_size) or (
-        info.file_size > MAX_RATIO * max(info.compress_size, 1)
-    ):
-        raise CorruptBundle(
-            f"the zip entry declares {info.file_size:,} bytes from {info.compress_size:,} "
-            "compressed bytes, more than its compression can hold"
-        )
-    try:
-        yield
-    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError) as exc:
-        # RuntimeError: encrypted; NotImplementedError (a RuntimeError): unknown compression.
-        raise CorruptBundle(f"the zip entry cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def _number(node: dict[str, Any], key: str, source: str) -> float:
@@ -140,33 +110,24 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
     image: dict[str, Any] = root.get("tileImageInfo") or {}
     if not isinstance(storage, dict) or not isinstance(image, dict):
         raise InvalidCacheConfig(f"{source}: 'storageInfo' and 'tileImageInfo' must be objects")
-    cols, rows, dpi = check_tile_size(
-        _number(info, "cols", source),
-        _number(info, "rows", source),
-        _optional(info, "dpi", 96.0, source),
-        source,
-        "tileInfo",
-    )
-    packet = _optional(storage, "packetSize", 128, source)
-    if not (packet == int(packet) and 1 <= packet <= 65_536):
-        raise InvalidCacheConfig(
-            f"{source}: storageInfo.packetSize is {packet!r}; bundles are 128 tiles a side"
-        )
-    scheme = TilingScheme(
-        spatial_reference=check_spatial_reference(
-            _spatial_reference(info.get("spatialReference") or root.get("spatialReference")),
+    sr = _spatial_reference(info.get("spatialReference") or root.get("spatialReference"))
+    scheme = check_scheme(
+        check_spatial_reference(sr, source, "tileInfo.spatialReference"),
+        (_number(origin, "x", source), _number(origin, "y", source)),
+        check_tile_size(
+            _number(info, "cols", source),
+            _number(info, "rows", source),
+            _optional(info, "dpi", 96.0, source),
             source,
-            "tileInfo.spatialReference",
+            "tileInfo",
         ),
-        origin_x=_number(origin, "x", source),
-        origin_y=_number(origin, "y", source),
-        tile_cols=cols,
-        tile_rows=rows,
-        dpi=dpi,
-        lods=tuple(lods),
-        tile_format=str(image.get("format", "PNG"))[:40],
-        storage_format=str(storage.get("storageFormat", "esriMapCacheStorageModeCompactV2"))[:80],
-        packet_size=int(packet),
+        lods,
+        (
+            str(image.get("format", "PNG"))[:40],
+            str(storage.get("storageFormat", V2_STORAGE))[:80],
+        ),
+        (_optional(storage, "packetSize", 128, source), "storageInfo.packetSize"),
+        source,
     )
     extent = None
     full = root.get("fullExtent")
@@ -181,119 +142,73 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
     return scheme, extent
 
 
-def read_v2_member(
-    package: ZipPackage, bundle: BundleFile, scratch: Scratch | None = None
-) -> BundleIndex:
-    """Decode a Compact V2 bundle stored in a zip: the first 131,136 bytes of its entry."""
-    _, info, modified = package.member(bundle)
-    with member_errors(info), package._archive().open(info) as entry:
-        buf = entry.read(HEADER_INDEX_SIZE)
-    return summarize_index(buf, info.file_size, bundle.key.row, bundle.key.col, scratch, modified)
+def read_root_json(layout: Layout, missing: str) -> Configuration:
+    """The scheme and extent of a package's ``root.json``, and its ``tileBundlesPath``.
+
+    Raises:
+        InvalidCacheConfig: no ``root.json`` (the message is ``missing``), one that does not
+            parse, or one that declares bundles other than Compact V2.
+    """
+    source = layout.source(ROOT_JSON)
+    data = layout.config(ROOT_JSON)
+    if data is None:
+        raise InvalidCacheConfig(missing)
+    scheme, extent = parse_root_json(data, source)
+    if scheme.storage_format != V2_STORAGE:
+        raise InvalidCacheConfig(
+            f"{source} declares {scheme.storage_format}; a tile package holds Compact V2 bundles"
+        )
+    return scheme, extent, _bundles_path(load_json(data, source), source)
 
 
-def v2_member_tiles(package: ZipPackage, bundle: BundleFile) -> Iterator[StoredTile]:
-    """The tiles of a Compact V2 bundle stored in a zip, in file order (see :func:`v2_tiles`)."""
-    _, info, _ = package.member(bundle)
-    with member_errors(info), package.open_member(bundle) as (read, size):
-        head = read(0, HEADER_INDEX_SIZE)
-        yield from v2_tiles(head, size, read, bundle.key.row, bundle.key.col)
-
-
-class TilePackage(ZipPackage):
+class TilePackage(ArcGISCache, SingleFileCache):
     """A ``.tpkx`` tile package: Compact V2 bundles read inside the zip."""
 
     name = "tpkx"
     description = "ArcGIS tile package (.tpkx: zip of root.json and Compact V2 bundles)"
     suffix = ".tpkx"
+    storage_formats = (V2_STORAGE,)
 
     @classmethod
     def recognise(cls, path: Path, found: FileHead) -> bool:
         """A zip holding ``root.json`` at its top, whatever its name."""
         return ROOT_JSON in found.zip_names
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self._scratch: Scratch | None = None
-        archive = self._archive()
-        try:
-            data = read_member(archive, ROOT_JSON, f"{path}!{ROOT_JSON}")
-        except KeyError:
-            raise InvalidCacheConfig(
-                f"{path}: a zip without {ROOT_JSON}; a .tpkx tile package "
-                "holds root.json (an older .tpk holds conf.xml)"
-            ) from None
-        self._scheme, self._extent = parse_root_json(data, f"{path}!{ROOT_JSON}")
-        if self._scheme.storage_format != V2_STORAGE:
-            raise InvalidCacheConfig(
-                f"{path}: root.json declares {self._scheme.storage_format}; "
-                "a .tpkx holds Compact V2 bundles"
-            )
+    def _open_layout(self, path: Path) -> Layout:
+        return ZipLayout(ZipArchive(path))
 
-    def __getstate__(self) -> dict[str, object]:
-        return {**super().__getstate__(), "_scratch": None}
-
-    def _level_entries(self) -> dict[int, list[str]]:
-        levels: dict[int, list[str]] = {}
-        for name in self.entries:
-            parts = name.rstrip("/").split("/")
-            if len(parts) >= 3 and parts[-1].endswith(".bundle"):
-                match = LEVEL_NAME.match(parts[-2])
-                if match:
-                    levels.setdefault(int(match.group(1)), []).append(name)
-        return levels
-
-    def unknown_levels(self) -> list[str]:
-        """Level folders in the package that are not among its LODs."""
-        known = set(self._scheme.levels)
-        return sorted(f"L{lv:02d}" for lv in self._level_entries() if lv not in known)
-
-    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
-        """The bundle entries of a level folder inside the zip."""
-        for name in sorted(self._level_entries().get(level, [])):
-            yield parse_bundle_name(level, name.rsplit("/", 1)[-1], f"{self.path}!{name}")
-
-    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
-        """Read the header and index of a bundle inside the zip."""
-        if self._scratch is None:
-            self._scratch = Scratch()
-        return read_v2_member(self, bundle, self._scratch)
-
-    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
-        """The bundle's tiles inside the zip, in file order."""
-        return v2_member_tiles(self, bundle)
+    def _configure(self, layout: Layout) -> Configuration:
+        return read_root_json(
+            layout,
+            f"{self.path}: a zip without {ROOT_JSON}; a .tpkx tile package holds root.json "
+            "(an older .tpk holds conf.xml)",
+        )
 
 
-class TilePackageFolder(CompactV2Cache):
+class TilePackageFolder(ArcGISFolderCache):
     """A ``.tpkx`` unpacked into a folder: ``root.json`` and ``tile/Lnn/R....C....bundle``.
 
-    Read as the Compact V2 folder cache it is: the scheme and extent from ``root.json``
-    (:func:`parse_root_json`), the bundles by the Compact V2 folder reader. Its default status
-    store goes inside the folder, beside ``root.json``, as ArcGIS keeps ``Status.gdb`` beside
-    ``conf.xml``.
+    Read as the Compact V2 folder cache it is, with the scheme and extent from ``root.json``
+    (:func:`parse_root_json`). Its default status store goes inside the folder, beside
+    ``root.json``, as ArcGIS keeps ``Status.gdb`` beside ``conf.xml``.
     """
 
     name = "tpkx-folder"
     description = "ArcGIS tile package unpacked to a folder (root.json, tile/Lnn/R....C....bundle)"
     storage_formats = (V2_STORAGE,)
 
-    def __init__(self, path: Path) -> None:
-        CacheReader.__init__(self, path)
+    def _open_layout(self, path: Path) -> Layout:
         folder = path.parent if path.is_file() and path.name == ROOT_JSON else path
-        root_json = folder / ROOT_JSON
-        if not root_json.exists():
-            raise InvalidCacheConfig(f"{path}: no {ROOT_JSON} in it; is it an unpacked .tpkx?")
-        self._scratch = None
-        self.conf_path = root_json
+        self.conf_path = folder / ROOT_JSON
         self.cache_dir = folder
-        data = read_config_file(root_json)
-        self._scheme, self._extent = parse_root_json(data, str(root_json))
-        if self._scheme.storage_format != V2_STORAGE:
-            raise InvalidCacheConfig(
-                f"{root_json} declares {self._scheme.storage_format}; a tile package holds "
-                "Compact V2 bundles"
-            )
-        self.layers_dir = folder / _bundles_path(load_json(data, str(root_json)), root_json)
-        self._levels = list_level_folders(self.layers_dir)
+        return FolderLayout(folder)
+
+    def _configure(self, layout: Layout) -> Configuration:
+        scheme, extent, layers = read_root_json(
+            layout, f"{self.path}: no {ROOT_JSON} in it; is it an unpacked .tpkx?"
+        )
+        self.layers_dir = self.cache_dir / layers
+        return scheme, extent, layers
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -306,7 +221,7 @@ class TilePackageFolder(CompactV2Cache):
         return (folder / ROOT_JSON).exists()  # a FIFO or folder so named is refused by name
 
 
-def _bundles_path(root: Any, source: Path) -> str:
+def _bundles_path(root: Any, source: str) -> str:
     """``tileBundlesPath`` of a ``root.json`` (``./tile``), a relative path inside the package.
 
     Raises:

@@ -1,0 +1,209 @@
+"""ArcGIS caches: one reader over a layout (a folder, a zip) and the codec of its bundles.
+
+Every ArcGIS format is the same reader; formats differ only in where their files are
+(:mod:`.arcgis_layout`) and where their tiling scheme is (``conf.xml`` and ``conf.cdi``, or a
+package's ``root.json``). The bundles are read by the codec of the storage format the scheme
+declares (Compact V1 or V2), from whatever source the layout gives: a damaged bundle reads the
+same in a folder and in a package.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from ..errors import InvalidCacheConfig
+from ..models import Extent, Problem, TilingScheme
+from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
+from .arcgis_folder import CDI_NAMES, LAYERS_DIR, find_conf, shown
+from .arcgis_layout import FolderLayout, Layout
+from .base import BundleFile, BundleIndex, CacheReader, StoredTile
+from .bytesource import Opener
+from .compact_v1 import STORAGE_FORMAT as COMPACT_V1
+from .compact_v1 import CompactV1
+from .compact_v2 import STORAGE_FORMAT as COMPACT_V2
+from .compact_v2 import CompactV2
+
+
+class Codec(Protocol):
+    """Reads the bundles of one storage format from the sources a layout opens."""
+
+    def read_index(self, open_source: Opener, bundle: BundleFile) -> BundleIndex:
+        """Decode one bundle's index (see :meth:`CacheReader.read_bundle`)."""
+        ...
+
+    def read_tiles(self, open_source: Opener, bundle: BundleFile) -> Iterator[StoredTile]:
+        """Every stored tile of one bundle (see :meth:`CacheReader.read_tiles`)."""
+        ...
+
+
+#: The codec of each storage format, made per reader (it may hold decoding buffers).
+CODECS: dict[str, Callable[[], Codec]] = {COMPACT_V2: CompactV2, COMPACT_V1: CompactV1}
+
+#: The configuration of an ArcGIS cache: its tiling scheme, its full extent, and the folder of
+#: its level folders (relative to the layout's root).
+Configuration = tuple[TilingScheme, Extent | None, str]
+
+
+def read_conf(layout: Layout, name: str) -> tuple[TilingScheme, Extent | None]:
+    """The tiling scheme of the ``conf.xml`` named ``name`` and the full extent of the
+    ``conf.cdi`` beside it (``None`` without one).
+
+    Raises:
+        InvalidCacheConfig: either cannot be read or parsed.
+    """
+    data = layout.config(name)
+    if data is None:
+        raise InvalidCacheConfig(f"{layout.source(name)}: no such file")
+    scheme = parse_conf_xml(data, layout.source(name))
+    for cdi in CDI_NAMES:
+        data = layout.config(cdi)
+        if data is not None:
+            return scheme, parse_conf_cdi(data, layout.source(cdi))
+    return scheme, None
+
+
+class ArcGISCache(CacheReader):
+    """An ArcGIS cache: its files in a :class:`~.arcgis_layout.Layout`, its bundles read by the
+    codec of its storage format.
+
+    Subclasses say where the files are (:meth:`_open_layout`) and where the scheme is
+    (:meth:`_configure`).
+    """
+
+    #: ``StorageFormat`` values the format reads. A cache that declares another (its format
+    #: given by name) is read with the first one's codec.
+    storage_formats: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        layout = self._open_layout(path)
+        try:
+            self._scheme, self._extent, layers = self._configure(layout)
+            # Listed now: level folders that cannot be listed are told before any work.
+            self._levels = layout.levels(layers)
+        except BaseException:
+            layout.close()
+            raise
+        #: Where the cache's files are (closed with the reader's other handles).
+        self.layout = layout
+        self._handles.callback(layout.close)
+
+    @abstractmethod
+    def _open_layout(self, path: Path) -> Layout:
+        """Where the files of the cache at ``path`` are.
+
+        Raises:
+            InvalidCacheConfig: ``path`` holds no cache of the format.
+        """
+
+    @abstractmethod
+    def _configure(self, layout: Layout) -> Configuration:
+        """The scheme, the extent and the folder of the level folders, read from ``layout``.
+
+        Raises:
+            InvalidCacheConfig: the configuration cannot be read, or is of another format.
+        """
+
+    @functools.cached_property
+    def _codec(self) -> Codec:
+        storage = self._scheme.storage_format
+        return CODECS[storage if storage in CODECS else self.storage_formats[0]]()
+
+    @property
+    def _level_dirs(self) -> dict[int, str]:
+        """The level folders by level ID, as the layout names them."""
+        return self._levels.found
+
+    def unknown_levels(self) -> list[str]:
+        """Level folders that are not LODs of the scheme, and entries named like level folders
+        that are not read (``name (why)``)."""
+        levels = set(self._scheme.levels)
+        unknown = [
+            shown(os.path.basename(p)) for lv, p in self._level_dirs.items() if lv not in levels
+        ]
+        return sorted(unknown) + self._levels.ignored
+
+    def count_bundles(self, level: int) -> int:
+        """Files named ``*.bundle`` in the level folder: one listing, no parsing."""
+        folder = self._level_dirs.get(level)
+        return 0 if folder is None else self.layout.count(folder)
+
+    def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
+        """The bundles of a level folder; badly named or misplaced ones as problems (see
+        :func:`~.arcgis_folder.level_bundles`)."""
+        folder = self._level_dirs.get(level)
+        return iter(()) if folder is None else self.layout.bundles(level, folder)
+
+    def read_bundle(self, bundle: BundleFile) -> BundleIndex:
+        """Read and decode one bundle's index.
+
+        The returned sizes are valid until the next call (the codec may reuse its arrays).
+        """
+        return self._codec.read_index(self.layout.open, bundle)
+
+    def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
+        """The bundle's tiles in file order, each checked against its size word."""
+        return self._codec.read_tiles(self.layout.open, bundle)
+
+
+class ArcGISFolderCache(ArcGISCache):
+    """An ArcGIS cache folder: ``conf.xml``, ``conf.cdi`` (optional) and ``_alllayers/Lnn/``.
+
+    The path may be the cache folder, a service folder holding ``Layers/``, or the ``conf.xml``
+    file itself; the status goes beside ``conf.xml``, where ArcGIS keeps ``Status.gdb``.
+    """
+
+    def _open_layout(self, path: Path) -> Layout:
+        conf = find_conf(path)
+        if conf is None:
+            raise InvalidCacheConfig(f"{path}: no conf.xml found in it or in its Layers folder")
+        self.conf_path = conf
+        self.cache_dir = conf.parent
+        self.layers_dir = self.cache_dir / LAYERS_DIR
+        return FolderLayout(self.cache_dir)
+
+    def _configure(self, layout: Layout) -> Configuration:
+        return (*read_conf(layout, self.conf_path.name), LAYERS_DIR)
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """True for a folder cache whose ``conf.xml`` declares one of :attr:`storage_formats`."""
+        conf = find_conf(path)
+        if conf is None:
+            return False
+        try:
+            scheme = parse_conf_xml(read_config_file(conf), str(conf))
+        except (OSError, InvalidCacheConfig):
+            return False
+        return scheme.storage_format in cls.storage_formats
+
+    @property
+    def root(self) -> Path:
+        """The folder holding the configuration and the cache's levels."""
+        return self.cache_dir
+
+    @property
+    def status_dir(self) -> Path:
+        """The folder holding the configuration: ArcGIS keeps ``Status.gdb`` there."""
+        return self.cache_dir
+
+
+class CompactV2Cache(ArcGISFolderCache):
+    """An ArcGIS Compact V2 folder cache: ``conf.xml``, ``conf.cdi``, ``_alllayers/Lnn/``."""
+
+    name = "compact-v2"
+    description = "ArcGIS Compact Cache V2 folder (conf.xml, _alllayers/Lnn/R....C....bundle)"
+    storage_formats = (COMPACT_V2,)
+
+
+class CompactV1Cache(ArcGISFolderCache):
+    """An ArcGIS Compact V1 folder cache: ``conf.xml``, ``.bundle`` + ``.bundlx`` files."""
+
+    name = "compact-v1"
+    description = "ArcGIS Compact Cache V1 folder (conf.xml, _alllayers/Lnn/*.bundle + .bundlx)"
+    storage_formats = (COMPACT_V1,)

@@ -1,0 +1,189 @@
+"""Where the files of an ArcGIS cache are: a folder, or a zip (a tile package).
+
+A layout answers the same questions whatever holds the files: its configuration files
+(:meth:`~Layout.config`), its level folders (:meth:`~Layout.levels`), the bundles of a level
+(:meth:`~Layout.bundles`) and the bytes of one (:meth:`~Layout.open`, a
+:class:`~.bytesource.ByteSource`). Which names are level folders and bundles is decided once
+(:mod:`.arcgis_folder`), so a cache reads the same in a folder and in a package.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..models import Problem
+from .arcgis_conf import read_config_file, read_member
+from .arcgis_folder import (
+    BUNDLE_SUFFIX,
+    LevelFolders,
+    level_bundles,
+    list_level_folders,
+    pick_level_folders,
+    shown,
+)
+from .base import BundleFile
+from .bytesource import ByteSource, LocalFile, ZipArchive
+
+
+class Layout(ABC):
+    """The files of one ArcGIS cache, named by paths relative to its root (``conf.xml``,
+    ``_alllayers``); bundles are named by the paths :meth:`bundles` gives them."""
+
+    @abstractmethod
+    def config(self, name: str) -> bytes | None:
+        """The configuration file ``name`` (``conf.xml``, ``root.json``), read up to
+        :data:`~.arcgis_conf.CONFIG_CAP` + 1 bytes (the parsers refuse more); ``None`` when
+        there is none.
+
+        Raises:
+            InvalidCacheConfig: it is there but cannot be read (not a file, damaged).
+        """
+
+    @abstractmethod
+    def source(self, name: str) -> str:
+        """How messages name the file ``name``."""
+
+    @abstractmethod
+    def levels(self, layers: str) -> LevelFolders:
+        """The level folders in the folder ``layers`` (each named by what :meth:`names` and
+        :meth:`bundles` take), and what is named like one and is not read.
+
+        Raises:
+            InvalidCacheConfig: the folder cannot be listed.
+        """
+
+    @abstractmethod
+    def names(self, folder: str) -> list[str]:
+        """The names of the files in a level folder.
+
+        Raises:
+            OSError: the folder cannot be listed.
+        """
+
+    @abstractmethod
+    def bundle_path(self, folder: str, name: str) -> str:
+        """The path of the file ``name`` of a level folder, as bundles are named."""
+
+    @abstractmethod
+    def open(self, path: str) -> ByteSource:
+        """The bytes of the bundle (or the ``.bundlx``) at ``path``.
+
+        Raises:
+            FileNotFoundError: there is no such file.
+            CorruptBundle: it cannot be read as a file (a directory, a damaged zip member).
+            OSError: it cannot be opened.
+        """
+
+    def bundles(self, level: int, folder: str) -> Iterator[BundleFile | Problem]:
+        """The bundles of a level folder, and problems with what is not a bundle (see
+        :func:`~.arcgis_folder.level_bundles`)."""
+        try:
+            names = self.names(folder)
+        except OSError as exc:
+            yield Problem(
+                shown(os.path.basename(folder)),
+                "corrupt",
+                f"{shown(folder)}: cannot list: {exc.strerror or exc}",
+            )
+            return
+        yield from level_bundles(level, names, self.bundle_path(folder, ""))
+
+    def count(self, folder: str) -> int:
+        """How many files of a level folder are named ``*.bundle``: one listing, no parsing."""
+        try:
+            return sum(1 for name in self.names(folder) if name.endswith(BUNDLE_SUFFIX))
+        except OSError:
+            return 0  # bundles() reports it
+
+    def close(self) -> None:  # noqa: B027 - a folder holds nothing open
+        """Release what the layout holds open."""
+
+
+class FolderLayout(Layout):
+    """The files of a cache in a folder: ``root`` holds the configuration files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def config(self, name: str) -> bytes | None:
+        """The file ``name`` in the root folder, if there is one."""
+        path = self.root / name
+        return read_config_file(path) if path.exists() else None
+
+    def source(self, name: str) -> str:
+        """The file's path."""
+        return str(self.root / name)
+
+    def levels(self, layers: str) -> LevelFolders:
+        """The level folders in ``root/layers``, each named by its path."""
+        return list_level_folders(self.root / layers)
+
+    def names(self, folder: str) -> list[str]:
+        """The names in the folder, as the file system lists them."""
+        return os.listdir(folder)
+
+    def bundle_path(self, folder: str, name: str) -> str:
+        """The file's path."""
+        return os.path.join(folder, name)
+
+    def open(self, path: str) -> ByteSource:
+        """The file at ``path``."""
+        return LocalFile(path)
+
+
+class ZipLayout(Layout):
+    """The files of a cache inside a zip, under ``prefix`` (``v101/Roads/``, or empty).
+
+    Bundles are named ``<zip path>!<member name>``.
+    """
+
+    def __init__(self, archive: ZipArchive, prefix: str = "") -> None:
+        self.archive = archive
+        self.prefix = prefix
+        #: The file names in each folder of the zip, and the folders in each folder.
+        self._files: dict[str, list[str]] = {}
+        self._folders: dict[str, set[str]] = {}
+        for member in sorted(archive.entries):
+            parts = member.split("/")
+            for depth in range(1, len(parts)):
+                self._folders.setdefault("/".join(parts[: depth - 1]), set()).add(parts[depth - 1])
+            if parts[-1]:  # not a folder entry (``tile/L00/``)
+                self._files.setdefault("/".join(parts[:-1]), []).append(parts[-1])
+
+    def config(self, name: str) -> bytes | None:
+        """The member ``prefix + name``, if there is one."""
+        member = self.prefix + name
+        if member not in self.archive.entries:
+            return None
+        return read_member(self.archive.zip(), member, self.source(name))
+
+    def source(self, name: str) -> str:
+        """``<zip path>!<member name>``."""
+        return f"{self.archive.path}!{self.prefix}{name}"
+
+    def levels(self, layers: str) -> LevelFolders:
+        """The level folders of the zip under ``prefix + layers``, each named by its member
+        folder (``tile/L05``)."""
+        parent = self.prefix + layers
+        return pick_level_folders(
+            (name, f"{parent}/{name}", True) for name in sorted(self._folders.get(parent, ()))
+        )
+
+    def names(self, folder: str) -> list[str]:
+        """The members directly in ``folder``, sorted."""
+        return self._files.get(folder, [])
+
+    def bundle_path(self, folder: str, name: str) -> str:
+        """``<zip path>!<folder>/<name>``."""
+        return f"{self.archive.path}!{folder}/{name}"
+
+    def open(self, path: str) -> ByteSource:
+        """The member a ``<zip path>!<member name>`` path names."""
+        return self.archive.member(path[len(f"{self.archive.path}!") :])
+
+    def close(self) -> None:
+        """Close the zip."""
+        self.archive.close()

@@ -1,0 +1,322 @@
+"""Where a bundle's bytes come from: a file, or a member of a zip, behind one interface.
+
+A :class:`ByteSource` reads bytes at any offset, knows its size and tells whether it changed while
+it was read (its :class:`Version`: size and modification time for a file). Codecs read bundles
+through it and never see the container. What reading a damaged or changing source raises is
+turned here, in one place, into :class:`~cachestatus.errors.CorruptBundle` (a ``CORRUPT`` row)
+or :class:`~cachestatus.errors.BundleChanging` (an ``IN_PROGRESS`` row); an ``OSError`` stays one
+(a file that cannot be read).
+
+The file helpers (:func:`open_regular`, :func:`read_exactly`...) serve every reader that opens a
+cache file itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import zipfile
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple, Self
+
+from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
+
+#: ``os.open`` flags for reading a cache file (binary on Windows).
+O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+#: Most bytes deflate can make of one compressed byte (1032:1), with room to spare.
+MAX_RATIO = 1100
+#: What reading a damaged zip member raises: a bad header or CRC, a broken deflate stream, data
+#: that ends early; RuntimeError for an encrypted member, NotImplementedError (a RuntimeError)
+#: for an unknown compression method.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError)
+
+
+def open_regular(path: str) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file at ``path``, and its stat as opened.
+
+    Opened without blocking, so that a FIFO named like a bundle cannot hang a scan.
+
+    Raises:
+        CorruptBundle: the path is a directory, a FIFO or a device, not a file.
+        OSError: it cannot be opened.
+    """
+    fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = (
+            "a directory" if stat.S_ISDIR(st.st_mode) else "a special file (FIFO, device, socket)"
+        )
+        raise CorruptBundle(f"not a file: {kind} named like a bundle")
+    return fd, st
+
+
+def read_at(fd: int, view: memoryview, offset: int) -> int:
+    """Read into ``view`` from byte ``offset`` of ``fd`` (one call, maybe short); bytes read.
+
+    ``os.preadv`` reads without a copy where it exists; Windows has neither it nor ``pread``,
+    there the file position is moved and ``os.read`` used (readers hold their own descriptors).
+    """
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    chunk = os.read(fd, len(view))
+    view[: len(chunk)] = chunk
+    return len(chunk)
+
+
+def read_into(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from byte ``offset`` of ``fd``, looping over short reads (network shares);
+    bytes read, fewer only where the file ends."""
+    got = read_at(fd, view, offset)
+    while 0 < got < len(view):
+        n = read_at(fd, view[got:], offset + got)
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def read_exactly(fd: int, offset: int, length: int, end: int) -> bytes:
+    """``length`` bytes from byte ``offset`` of ``fd``, fewer only where the file ends (at
+    ``end``, its size, or sooner)."""
+    view = memoryview(bytearray(max(0, min(length, end - offset))))  # never more than there is
+    return bytes(view[: read_into(fd, view, offset)])
+
+
+class Version(NamedTuple):
+    """What tells one state of a source from another: equal versions, the same bytes."""
+
+    #: Size in bytes of what the version is of (a file; for a zip member, its package).
+    size: int
+    #: What else changes when it is written: the modification time in nanoseconds (a file).
+    stamp: int
+
+
+def stat_version(st: os.stat_result) -> Version:
+    """The version of a file as ``os.stat`` tells it: its size and modification time."""
+    return Version(st.st_size, st.st_mtime_ns)
+
+
+class ByteSource(ABC):
+    """The bytes of one bundle file, read at any offset; a context manager that closes it.
+
+    Sources are made per read of a bundle, so they are small: what they were opened with, no
+    buffers.
+    """
+
+    __slots__ = ("modified", "size", "version")
+
+    #: Size in bytes, as opened.
+    size: int
+    #: The source's version as opened (see :meth:`check_unchanged`).
+    version: Version
+    #: Modification time, seconds since the epoch (UTC), if known.
+    modified: float | None
+
+    @abstractmethod
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes from byte ``offset``, fewer only where the source ends.
+
+        Raises:
+            CorruptBundle: the bytes cannot be read as stored (a damaged zip member).
+            OSError: the source cannot be read.
+        """
+
+    @abstractmethod
+    def readinto(self, offset: int, view: memoryview) -> int:
+        """:meth:`read` into ``view`` (its length), without a copy where the source can; the
+        bytes read."""
+
+    @abstractmethod
+    def current_version(self) -> Version:
+        """The source's version now (a file's: one ``fstat``)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the source holds open."""
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`BundleChanging` when the source's version moved since it was opened.
+
+        Called once its bytes are read: a caching job writing the bundle meanwhile would
+        otherwise make a count that mixes two states of it.
+        """
+        after = self.current_version()
+        if after != self.version:
+            raise _changed(self.version, after)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _changed(before: Version, after: Version) -> BundleChanging:
+    return BundleChanging(
+        f"changed while being read ({before.size:,} -> {after.size:,} "
+        "bytes); a caching job is writing it"
+    )
+
+
+#: Opens the source of a bundle (or of a file beside it, a ``.bundlx``) named by its path.
+Opener = Callable[[str], ByteSource]
+
+
+class LocalFile(ByteSource):
+    """A regular file, read with ``preadv`` (no copy) through a descriptor of its own.
+
+    Raises:
+        CorruptBundle: the path is not a regular file (a directory, a FIFO, a device).
+        OSError: it cannot be opened (``FileNotFoundError`` when nothing is there).
+    """
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, path: str) -> None:
+        self._fd, st = open_regular(path)
+        self.size, self.modified = st.st_size, st.st_mtime
+        self.version = Version(st.st_size, st.st_mtime_ns)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` (never more than the file held when opened)."""
+        return read_exactly(self._fd, offset, length, self.size)
+
+    def readinto(self, offset: int, view: memoryview) -> int:
+        """Fill ``view`` from ``offset``, looping over short reads."""
+        return read_into(self._fd, view, offset)
+
+    def current_version(self) -> Version:
+        """The file's size and modification time now."""
+        return stat_version(os.fstat(self._fd))
+
+    def check_unchanged(self) -> None:
+        """See :meth:`ByteSource.check_unchanged`: one ``fstat``, compared as it comes."""
+        st = os.fstat(self._fd)
+        if (st.st_size, st.st_mtime_ns) != self.version:
+            raise _changed(self.version, stat_version(st))
+
+    def close(self) -> None:
+        """Close the descriptor."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class ZipArchive:
+    """A zip opened for reading its members in place, never extracted.
+
+    Its member list is read once and travels with it to worker processes; the zip itself is
+    opened again in each process, on first use. A member changes only with its package: the
+    package's version as first opened is every member's.
+
+    Raises:
+        InvalidCacheConfig: the file is not a readable zip.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._zip: zipfile.ZipFile | None = None
+        archive = self.zip()
+        #: The members by name.
+        self.entries = {info.filename: info for info in archive.infolist()}
+        #: The package's version when first opened.
+        self.version = self.current_version()
+
+    def zip(self) -> zipfile.ZipFile:
+        """The open zip (opened in this process on first use)."""
+        if self._zip is None:
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
+        return self._zip
+
+    def current_version(self) -> Version:
+        """The package file's size and modification time now."""
+        fp = self.zip().fp
+        assert fp is not None, "the zip is open"
+        return stat_version(os.fstat(fp.fileno()))
+
+    def member(self, name: str) -> ZipMember:
+        """The member ``name`` as a source.
+
+        Raises:
+            FileNotFoundError: the zip has no such member.
+            CorruptBundle: the member cannot be read (see :class:`ZipMember`).
+        """
+        info = self.entries.get(name)
+        if info is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), f"{self.path}!{name}")
+        return ZipMember(self, info)
+
+    def close(self) -> None:
+        """Close the zip."""
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+
+class ZipMember(ByteSource):
+    """A member of an open zip.
+
+    A stored member is read at any offset at no cost; a compressed one is inflated from its
+    start, so its reads are to go in increasing offsets (the codecs read so): a read before the
+    last one inflates it again from the start. A member that declares more bytes than its
+    compressed data can hold is refused before any is inflated.
+
+    Raises:
+        CorruptBundle: the member is damaged: impossible sizes, a bad header, a broken deflate
+            stream, a bad CRC-32 (found once the member is read to its end), encryption.
+    """
+
+    __slots__ = ("_archive", "_entry")
+
+    def __init__(self, archive: ZipArchive, info: zipfile.ZipInfo) -> None:
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if (stored and info.file_size != info.compress_size) or (
+            info.file_size > MAX_RATIO * max(info.compress_size, 1)
+        ):
+            raise CorruptBundle(
+                f"the zip entry declares {info.file_size:,} bytes from {info.compress_size:,} "
+                "compressed bytes, more than its compression can hold"
+            )
+        self._archive = archive
+        try:
+            self._entry = archive.zip().open(info)
+        except _ZIP_ERRORS as exc:
+            raise _unreadable(exc) from None
+        self.size, self.version = info.file_size, archive.version
+        self.modified = datetime(*info.date_time).timestamp()
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset``, inflated as needed."""
+        try:
+            self._entry.seek(offset)
+            return self._entry.read(length)
+        except _ZIP_ERRORS as exc:
+            raise _unreadable(exc) from None
+
+    def readinto(self, offset: int, view: memoryview) -> int:
+        """Fill ``view`` from ``offset``, inflated as needed."""
+        data = self.read(offset, len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def current_version(self) -> Version:
+        """The package's version now."""
+        return self._archive.current_version()
+
+    def close(self) -> None:
+        """Close the member (the zip stays open)."""
+        self._entry.close()
+
+
+def _unreadable(exc: Exception) -> CorruptBundle:
+    return CorruptBundle(f"the zip entry cannot be read ({type(exc).__name__}: {exc})")
