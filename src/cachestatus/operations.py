@@ -68,6 +68,7 @@ from .store.guard import (
     real,
 )
 from .store.lock import StoreLock
+from .store.schema import MISSING_AREAS_LAYER
 from .store.writer import store_crs
 from .tilecheck import VerifyReport, VerifyTotals, check_chunk, type_warning
 from .values import as_count, as_path
@@ -464,14 +465,9 @@ def run_missing(
             write(
                 str(temp),
                 geometry,
-                [
-                    np.array([a.level for a in areas], dtype=np.int32),
-                    np.array([a.scale for a in areas], dtype=np.float64),
-                    np.array([a.tiles_missing for a in areas], dtype=np.int64),
-                    np.array([a.exact for a in areas], dtype=np.int16),
-                ],
-                ["levelID", "scale", "tilesMissing", "exact"],
-                layer="MissingAreas",
+                MISSING_AREAS_LAYER.record_fields(areas),
+                MISSING_AREAS_LAYER.names,
+                layer=MISSING_AREAS_LAYER.name,
                 driver=driver,
                 geometry_type="MultiPolygon",
                 crs=store_crs(reader.scheme.spatial_reference)[0],

@@ -6,7 +6,6 @@ rich is imported only when a bar is shown: a quiet or piped run does not pay for
 from __future__ import annotations
 
 import sys
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
@@ -73,12 +72,7 @@ class BundleProgress:
             self._bar.start()
             self._task = self._bar.add_task(self._description, total=total)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
 

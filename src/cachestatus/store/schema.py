@@ -18,7 +18,7 @@ GeoPackage stores them as INTEGER (64-bit) natively.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -149,6 +149,14 @@ class Layer:
     def names(self) -> list[str]:
         """The field names, in order."""
         return [c.name for c in self.columns]
+
+    def record_fields(self, records: Sequence[Any]) -> list[npt.NDArray[Any]]:
+        """The fields of ``records`` as written, for a layer whose fields are all stored
+        attributes, none null (``MissingAreas`` exported on its own)."""
+        assert all(c.attribute and not c.nullable for c in self.columns), self.name
+        return [
+            c.to_store([getattr(r, str(c.attribute)) for r in records])[0] for c in self.columns
+        ]
 
 
 def _epoch_ms(seconds: npt.NDArray[np.float64]) -> npt.NDArray[np.datetime64]:
