@@ -123,7 +123,8 @@ def main() -> int:
     cachestatus = [sys.executable, "-m", "cachestatus.cli", "-q"]
 
     cache = build(args.workdir, args.bundles, args.holes)
-    status = args.workdir / "bench-status.gdb"
+    # Each cache its own stores: a store is refused for a cache other than the one it records.
+    status = args.workdir / f"{cache.name}-status.gdb"
     floor_cmd = [sys.executable, "-c", FLOOR, str(cache)]
     rebuild_cmd = [*cachestatus, "rebuild", str(cache), "--status", str(status)]
     floors, rebuilds = alternate(floor_cmd, rebuild_cmd, args.repeat)
@@ -132,7 +133,13 @@ def main() -> int:
 
     small = build(args.workdir, args.small, args.holes)
     small_bundles = sum(1 for _ in (small / "_alllayers" / "L15").iterdir())
-    small_cmd = [*cachestatus, "rebuild", str(small), "--status", str(args.workdir / "small.gdb")]
+    small_cmd = [
+        *cachestatus,
+        "rebuild",
+        str(small),
+        "--status",
+        str(args.workdir / f"{small.name}-status.gdb"),
+    ]
     rss_big, rss_small = peak_rss_kib(rebuild_cmd), peak_rss_kib(small_cmd)
 
     print(f"bundles                 {bundles:,}")
@@ -153,7 +160,7 @@ def main() -> int:
         compare_trees(
             "rebuild",
             args.baseline,
-            lambda tag: [*rebuild_cmd[:-1], str(args.workdir / f"{tag}.gdb")],
+            lambda tag: [*rebuild_cmd[:-1], str(args.workdir / f"{cache.name}-{tag}.gdb")],
             args.repeat,
         )
     print(f"peak RSS at {bundles:>6,} bundles   {rss_big / 1024:.1f} MiB")
