@@ -184,6 +184,7 @@ class ProcessPool:
         policy: ScanPolicy,
         workers: int,
     ) -> None:
+        #: Where a scan not worth processes runs: here, with the caller's reader.
         self.here = InProcess(reader, plans)
         self.policy = policy
         self.workers = workers
