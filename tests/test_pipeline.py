@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
+import multiprocessing.pool
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pyogrio.raw import read
 
 from cachestatus import grid, operations
 from cachestatus.errors import UsageError
-from cachestatus.execute import ChunkContext, InProcess, ProcessPool, executor_for
-from cachestatus.formats import open_cache
+from cachestatus.execute import ChunkContext, InProcess, ProcessPool, executor_for, scan_processes
+from cachestatus.formats import open_cache, sqlite_tiles
 from cachestatus.models import LevelSummary, StatusReport
 from cachestatus.plan import AbsentRows, ScanPolicy, plan_levels, plans_extent
 from cachestatus.scan import Scanner, list_plans, scan_chunk
 from cachestatus.store import StatusWriter
+from tests.builders import build
 from tests.helpers import synthetic_cache
+from tests.test_verify import _png
 
 SIDE = 33  # 1,089 bundles: above the threshold for worker processes
 
@@ -42,46 +46,104 @@ def _pid(_item: int) -> int:
     return os.getpid()
 
 
+def _pid_of(context, bundles) -> int:
+    return os.getpid()
+
+
 def test_executors_give_results_in_order(small_cache):
     with open_cache(small_cache) as reader:
         plans = plan_levels(reader, [5])
-        listing = list_plans(reader, plans, ScanPolicy.rebuild(), workers=1)
+        listing = list_plans(reader, plans, ScanPolicy.rebuild())
         bundles = list(listing.bundles())
         chunks = [bundles[i : i + 2] for i in range(0, len(bundles), 2)]
         with InProcess(reader, plans) as here:
-            expected = list(here.map(_bundles_of, chunks))
             assert here.run(_pid, [1, 2]) == [os.getpid()] * 2
-        with ProcessPool(reader, plans, 2) as pool:
-            assert list(pool.map(_bundles_of, chunks)) == expected
+            assert here.size_for(len(bundles)) == 1
+            expected = list(here.map(_bundles_of, chunks))
+        with ProcessPool(reader, plans, ScanPolicy.verify(), 2) as pool:
             assert os.getpid() not in pool.run(_pid, list(range(8)))
+            assert pool.size_for(len(bundles)) == 2
+            assert list(pool.map(_bundles_of, chunks)) == expected
         assert multiprocessing.active_children() == []
     assert [b for chunk in expected for b in chunk] == [str(b.key) for b in bundles]
     assert len(bundles) == 9
 
 
-def test_no_worker_outlives_its_block(small_cache):
+def test_the_listing_and_the_scan_share_one_pool(small_cache):
+    """The workers a listing starts are the scan's: none is started twice."""
     with open_cache(small_cache) as reader:
-        pool = ProcessPool(reader, plan_levels(reader, [5]), 2)
-        with pytest.raises(RuntimeError, match="stop"), pool:
+        plans = plan_levels(reader, [5])
+        bundles = list(list_plans(reader, plans, ScanPolicy.verify()).bundles())
+        with executor_for(ScanPolicy.verify(), 2, reader, plans) as executor:
+            assert executor.run(_pid, [1]) == [os.getpid()]  # one item: no process for it
+            assert multiprocessing.active_children() == []
+            listers = set(executor.run(_pid, list(range(8))))
+            workers = multiprocessing.active_children()
+            assert len(workers) == 2 and os.getpid() not in listers
+            assert executor.size_for(len(bundles)) == 2
+            scanners = set(executor.map(_pid_of, [[b] for b in bundles]))
+            assert multiprocessing.active_children() == workers
+            assert scanners <= {p.pid for p in workers}
+        assert multiprocessing.active_children() == []
+
+
+def test_a_scan_that_runs_here_stops_the_listing_workers(small_cache):
+    with open_cache(small_cache) as reader:
+        plans = plan_levels(reader, [5])
+        with executor_for(ScanPolicy.rebuild(), 2, reader, plans) as executor:
+            executor.run(_pid, list(range(8)))
             assert len(multiprocessing.active_children()) == 2
-            raise RuntimeError("stop")
+            assert executor.size_for(9) == 1
+            assert multiprocessing.active_children() == []
+            assert list(executor.map(_pid_of, [[], []])) == [os.getpid()] * 2
+
+
+def test_a_run_starts_its_workers_once(tmp_path, monkeypatch):
+    """A listing spread over processes (an SQLite file taken as large) and the scan of every
+    tile that follows share one pool."""
+    monkeypatch.setattr(sqlite_tiles, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(sqlite_tiles, "STRETCH_COLUMNS", 1)
+    data = _png(np.zeros((8, 8, 4), dtype=np.uint8))
+    cache, _ = build("mbtiles", tmp_path, {(9, (7 * col) % 512, col): data for col in range(300)})
+    started = []
+    made = multiprocessing.pool.Pool.__init__
+
+    def counted(pool, processes, *args, **kwargs):
+        started.append(processes)
+        made(pool, processes, *args, **kwargs)
+
+    monkeypatch.setattr(multiprocessing.pool.Pool, "__init__", counted)
+    done = operations.rebuild(cache, tmp_path / "Status.gdb", workers=2, blank=True)
+    assert started == [2]
+    (level,) = [lv for lv in done.levels if lv.level == 9]
+    assert level.tiles_present == level.tiles_blank == 300
     assert multiprocessing.active_children() == []
 
 
-def _processes(executor) -> int:
-    return executor.processes if isinstance(executor, ProcessPool) else 1
+def test_no_worker_outlives_its_block(small_cache):
+    with open_cache(small_cache) as reader:
+        pool = ProcessPool(reader, plan_levels(reader, [5]), ScanPolicy.verify(), 2)
+        with pytest.raises(RuntimeError, match="stop"), pool:
+            pool.size_for(9)
+            assert len(multiprocessing.active_children()) == 2
+            raise RuntimeError("stop")
+    assert multiprocessing.active_children() == []
 
 
 def test_workers_only_where_they_pay(small_cache):
     with open_cache(small_cache) as reader:
         plans = plan_levels(reader, [5])
         light, heavy = ScanPolicy.rebuild(), ScanPolicy.verify()
-        assert _processes(executor_for(light, 4, 1023, reader, plans)) == 1
-        assert _processes(executor_for(light, 1, 10**6, reader, plans)) == 1
-        assert _processes(executor_for(light, 4, 1024, reader, plans)) == 4
-        assert _processes(executor_for(light, 8, 1500, reader, plans)) == 6  # 256 bundles each
-        assert _processes(executor_for(heavy, 4, 1, reader, plans)) == 1
-        assert _processes(executor_for(heavy, 4, 3, reader, plans)) == 3
+        assert scan_processes(light, 4, 1023, reader) == 1
+        assert scan_processes(light, 1, 10**6, reader) == 1
+        assert isinstance(executor_for(light, 1, reader, plans), InProcess)
+        assert scan_processes(light, 4, 1024, reader) == 4
+        assert scan_processes(light, 8, 1500, reader) == 6  # 256 bundles each
+        assert scan_processes(heavy, 4, 1, reader) == 1
+        assert scan_processes(heavy, 4, 3, reader) == 3
+        with executor_for(heavy, 4, reader, plans) as executor:
+            assert executor.size_for(3) == 3  # the pool is as large as the work
+            assert len(multiprocessing.active_children()) == 3
 
 
 def test_policies_of_the_operations():
@@ -117,7 +179,7 @@ def test_the_store_extent_is_known_from_the_plans_alone(small_cache):
 def test_a_batch_carries_its_holes_beside_its_rows(small_cache):
     with open_cache(small_cache) as reader:
         plans = plan_levels(reader, [5])
-        listing = list_plans(reader, plans, ScanPolicy.rebuild(), workers=1)
+        listing = list_plans(reader, plans, ScanPolicy.rebuild())
         batch = scan_chunk(ChunkContext(reader, {5: plans[0]}), list(listing.bundles()))
     assert len(batch) == len(batch.rows) == 9
     partial = sum(1 for s in batch.rows.state if s == "PARTIAL")

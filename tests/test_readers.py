@@ -24,7 +24,9 @@ from cachestatus.errors import InvalidCacheConfig
 from cachestatus.formats import CacheSpec, sqlite_tiles, tile_folders
 from cachestatus.formats.base import BundleFile, CacheReader, StoredTile
 from cachestatus.models import Problem
-from cachestatus.scan import Scanner
+from cachestatus.plan import ScanPolicy, plan_levels
+from cachestatus.scan import listed, scan
+from cachestatus.tilecheck import check_chunk
 from tests.builders import build, write_geopackage
 from tests.test_verify import _png
 
@@ -243,6 +245,11 @@ def test_workers_that_cannot_open_the_cache_fail_the_run(tiles, tmp_path, monkey
 
     with formats.open_cache(cache) as reader:
         monkeypatch.setattr(CacheSpec, "open", vanished)  # in the forked workers too
-        scanner = Scanner(reader, workers=2, heavy=True)
-        with pytest.raises(InvalidCacheConfig, match="replaced meanwhile"):
-            scanner.run(lambda batch: None)
+        plans = plan_levels(reader)
+        policy = ScanPolicy.verify()
+        with (
+            pytest.raises(InvalidCacheConfig, match="replaced meanwhile"),
+            listed(reader, plans, policy, workers=2) as (listing, executor),
+        ):
+            assert executor.size_for(listing.count) == 2  # in worker processes
+            scan(listing, executor, check_chunk, [])

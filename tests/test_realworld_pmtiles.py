@@ -362,10 +362,11 @@ def test_a_point_extent_expects_the_tile_holding_it(tmp_path, bounds, expected):
     archive = _archive(tmp_path / "p.pmtiles", {(0, 0, 0): b"x"}, bounds=bounds, zooms=(0, 20))
     report = operations.rebuild(archive, tmp_path / "p.gdb", workers=1)
     assert [lv.tiles_expected for lv in report.levels] == [expected(z) for z in range(21)]
-    from cachestatus import grid, scan
+    from cachestatus import grid
+    from cachestatus.plan import plan_levels
 
     with formats.open_cache(archive) as reader:
-        for plan in scan.plan_levels(reader, [3, 15, 20]):
+        for plan in plan_levels(reader, [3, 15, 20]):
             block = plan.expected.bounds
             z = plan.lod.level
             assert (block.row0, block.col0) == _tile_of(bounds[0], bounds[1], z)

@@ -25,7 +25,7 @@ from cachestatus.cli import main
 from cachestatus.formats.geopackage import resolve_srs
 from cachestatus.formats.mbtiles import HALF_WORLD, web_mercator
 from cachestatus.models import StatusReport, TileRange
-from cachestatus.scan import plan_levels
+from cachestatus.plan import plan_levels
 
 DATA = Path(__file__).parent / "data" / "realworld"
 

@@ -187,8 +187,9 @@ class BlankTiles:
     """:func:`is_blank` with a memory: byte-identical tiles (the same empty tile written
     thousands of times) are decoded once, found by a digest of their bytes.
 
-    Whoever runs the work owns one per process for a whole run (the scanner makes one in each
-    worker process, and one for the work it does itself) and hands it to the work.
+    Whoever runs the work owns one per process for a whole run and hands it to the work: each
+    process's :class:`~cachestatus.execute.ChunkContext` (a worker's, or the calling one's)
+    holds one.
     """
 
     def __init__(self, limit: int = 65_536) -> None:

@@ -1,14 +1,21 @@
-"""Where a scan's work runs: in the calling process, or in worker processes.
+"""Where a run's parallel work runs: in the calling process, or in worker processes.
 
-An :class:`Executor` is a context manager that the operation owns: ``with executor_for(...) as
-ex:``; no worker outlives the block, whatever ends it. Inside, :meth:`Executor.map` runs a
-:data:`ChunkWork` on lists of bundles (results in order, a bounded number in flight) and
-:meth:`Executor.run` maps a plain function over items (a :data:`Run`). :func:`executor_for` decides
-between :class:`InProcess` and :class:`ProcessPool` from the size of the work.
+The operation owns one :class:`Executor` for the whole run, a context manager: ``with
+executor_for(...) as ex:``; no worker outlives the block, whatever ends it. Inside, in this order:
 
-Two functions say how the cache reaches the work, and nothing else does: :func:`worker_reader`
-(what a worker process reads with) and :func:`level_listings` (how a level's bundles are listed,
-with the listing's own processes where the reader finds them worth it).
+1. :meth:`Executor.run` is the :class:`~cachestatus.formats.base.Run` the reader lists levels
+   with (a plain function mapped over items, spread over processes when the reader asks);
+2. :meth:`Executor.size_for` decides where the scan of the listed bundles runs, and starts the
+   processes it needs: none start after it, so the caller may start threads then (a fork after
+   a thread is unsafe);
+3. :meth:`Executor.map` runs a :data:`ChunkWork` on lists of bundles (results in order, a
+   bounded number in flight).
+
+:func:`executor_for` gives :class:`InProcess` for one worker, else a :class:`ProcessPool`, whose
+processes serve the listing and the scan alike: a worker needs nothing from the listing (its
+results travel in the bundles, :attr:`~cachestatus.formats.base.BundleFile.payload`) and opens
+its own reader from the cache's spec (:func:`worker_reader`) when its first list of bundles
+comes. :func:`scan_processes` is how many processes a scan is worth.
 """
 
 from __future__ import annotations
@@ -18,13 +25,12 @@ import multiprocessing.pool
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.util import Finalize
 from typing import Protocol, Self, TypeVar
 
 from .content import BlankTiles
-from .formats.base import BundleFile, CacheReader, LevelListing
+from .formats.base import BundleFile, CacheReader, run_here
 from .formats.spec import CacheSpec
-from .parallel import ProcessMap, signals_deferred, start_pool, stop_pool
+from .parallel import start_pool, stop_pool
 from .plan import LevelPlan, ScanPolicy
 
 log = logging.getLogger(__name__)
@@ -57,18 +63,24 @@ ChunkWork = Callable[[ChunkContext, list[BundleFile]], T]
 
 
 class Executor(Protocol):
-    """Runs a scan's work; a context manager that releases whatever it started."""
+    """Runs a run's parallel work, the listing's then the scan's; a context manager that
+    releases whatever it started."""
 
     def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def map(self, work: ChunkWork[T], chunks: Iterable[list[BundleFile]]) -> Iterator[T]:
-        """``work`` on each list of bundles, results in the order of ``chunks``."""
+    def run(self, func: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+        """``func`` on each item, results in order (the listing's :class:`Run`)."""
         ...
 
-    def run(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``func`` on each item, results in order."""
+    def size_for(self, total: int) -> int:
+        """Decide where the scan of ``total`` bundles runs, and start the processes it needs;
+        none start after. Returns the number of processes the scan uses (1: here)."""
+        ...
+
+    def map(self, work: ChunkWork[T], chunks: Iterable[list[BundleFile]]) -> Iterator[T]:
+        """``work`` on each list of bundles, results in the order of ``chunks``."""
         ...
 
 
@@ -84,43 +96,65 @@ class InProcess:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def run(self, func: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+        """``func`` on each item, here."""
+        return run_here(func, items)
+
+    def size_for(self, total: int) -> int:
+        """The scan runs here: 1."""
+        return 1
+
     def map(self, work: ChunkWork[T], chunks: Iterable[list[BundleFile]]) -> Iterator[T]:
         """``work`` on each list of bundles, here, one after the other."""
         for bundles in chunks:
             yield work(self.context, bundles)
 
-    def run(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``func`` on each item, here."""
-        return [func(item) for item in items]
+
+def scan_processes(policy: ScanPolicy, workers: int, total: int, reader: CacheReader) -> int:
+    """How many of ``workers`` processes the scan of ``total`` bundles is worth: 1 (it runs
+    here) when one worker is asked for, when there are too few bundles to be worth processes
+    (:data:`PARALLEL_THRESHOLD`) or when the reader's listing already holds it all
+    (``reader.parallel``); else one per :data:`CHUNK` bundles, at most ``workers``. Work that
+    reads every tile (``policy.reads_tiles``) is worth a process per bundle, in any format."""
+    if policy.reads_tiles:
+        return max(1, min(workers, total))
+    if total < PARALLEL_THRESHOLD or not reader.parallel:
+        return 1
+    return min(workers, -(-total // CHUNK))
 
 
-# Worker-process state, set once per process by _init_worker: tasks carry only bundle lists.
-# An error opening the cache is kept there, and raised by each task.
-_worker: ChunkContext | Exception | None = None
+# Worker-process state, set once per process by _init_worker: what the work's context is made
+# of, until the first list of bundles opens the reader (a worker that only lists never opens
+# it); then the context, or the error opening the cache raised, which each task raises again.
+# Tasks carry only bundle lists.
+_worker: tuple[CacheSpec, dict[int, LevelPlan]] | ChunkContext | Exception | None = None
 
 
 def worker_reader(spec: CacheSpec) -> CacheReader:
-    """The reader a worker process reads with: its own, opened once from the cache's spec and
-    closed when the worker ends. The calling process has told what opening finds (warnings)."""
+    """The reader a worker process reads with: its own, opened once from the cache's spec. It
+    is never closed by us: the pool stops its workers with SIGTERM, and the operating system
+    closes their handles. The calling process has told what opening finds (warnings)."""
     quiet = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        reader = spec.open()
+        return spec.open()
     finally:
         logging.disable(quiet)
-    Finalize(reader, reader.close, exitpriority=0)
-    return reader
 
 
 def _init_worker(spec: CacheSpec, plans: dict[int, LevelPlan]) -> None:
     global _worker
-    try:
-        _worker = ChunkContext(worker_reader(spec), plans)
-    except Exception as exc:  # the cache changed since it was opened: each task says so
-        _worker = exc
+    _worker = (spec, plans)
 
 
 def _in_worker(work: ChunkWork[T], bundles: list[BundleFile]) -> T:
+    global _worker
+    if isinstance(_worker, tuple):
+        spec, plans = _worker
+        try:
+            _worker = ChunkContext(worker_reader(spec), plans)
+        except Exception as exc:  # the cache changed since it was opened: each task says so
+            _worker = exc
     if isinstance(_worker, Exception):
         raise _worker
     assert _worker is not None, "worker not initialised"
@@ -128,50 +162,93 @@ def _in_worker(work: ChunkWork[T], bundles: list[BundleFile]) -> T:
 
 
 class ProcessPool:
-    """Worker processes that each hold the cache and the level plans, set up once.
+    """Up to ``workers`` worker processes for a run's listing and its scan, one pool for both.
 
-    The workers start when the block is entered (before the caller starts any thread: a fork
-    then is safe) and are stopped when it is left, in bounded time, however it is left.
+    The pool starts with the first work worth processes: a listing spread over more than one
+    item (with all ``workers``), or a scan that :meth:`size_for` finds worth them (with as many
+    as :func:`scan_processes` says). A scan keeps the listing's pool, whatever its size; a scan
+    that runs here stops it. The workers are stopped when the block is left, in bounded time,
+    however it is left.
 
     Args:
         reader: the open cache (see :func:`worker_reader` for what each worker gets).
         plans: the level plans.
-        processes: how many workers.
+        policy: what the scan reads (work that reads every tile is worth more processes).
+        workers: how many processes, at most.
     """
 
-    def __init__(self, reader: CacheReader, plans: Iterable[LevelPlan], processes: int) -> None:
-        self.reader = reader
-        self.plans = {p.lod.level: p for p in plans}
-        self.processes = processes
+    def __init__(
+        self,
+        reader: CacheReader,
+        plans: Iterable[LevelPlan],
+        policy: ScanPolicy,
+        workers: int,
+    ) -> None:
+        #: Where a scan not worth processes runs: here, with the caller's reader.
+        self.here = InProcess(reader, plans)
+        self.policy = policy
+        self.workers = workers
+        #: Worker processes running (0: none).
+        self.processes = 0
         self._pool: multiprocessing.pool.Pool | None = None
+        self._sized = False
 
     def __enter__(self) -> Self:
-        log.debug("working with %d worker processes", self.processes)
-        # The pool is ours as soon as it exists: an interrupt is raised only once it is held,
-        # and then stops it (a with block whose __enter__ raises never calls __exit__).
-        try:
-            with signals_deferred():
-                self._pool = start_pool(
-                    self.processes, _init_worker, (self.reader.spec, self.plans)
-                )
-        except BaseException:
-            self.__exit__()
-            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop the workers, if any run."""
         pool, self._pool = self._pool, None
+        self.processes = 0
         if pool is not None:
             stop_pool(pool)
 
-    def _running(self) -> multiprocessing.pool.Pool:
-        assert self._pool is not None, "the pool runs only inside its with block"
+    def _running(self, processes: int) -> multiprocessing.pool.Pool:
+        """The pool, started with ``processes`` workers if none runs yet."""
+        if self._pool is None:
+            log.debug("working with %d worker processes", processes)
+            context = self.here.context
+            self._pool = start_pool(processes, _init_worker, (context.reader.spec, context.plans))
+            self.processes = processes
         return self._pool
 
+    def run(self, func: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+        """``func`` on each item: in the workers when there are several items, here when
+        one."""
+        if len(items) <= 1:
+            return run_here(func, items)
+        return self._running(self.workers).map(func, items)
+
+    def size_for(self, total: int) -> int:
+        """Decide where the scan of ``total`` bundles runs (:func:`scan_processes`): in the
+        workers, started now if the listing started none, or here, the listing's workers
+        stopped. Returns the number of processes the scan uses (1: here)."""
+        self._sized = True
+        wanted = scan_processes(self.policy, self.workers, total, self.here.context.reader)
+        if wanted <= 1:
+            self._stop()
+            return 1
+        self._running(wanted)
+        return self.processes
+
     def map(self, work: ChunkWork[T], chunks: Iterable[list[BundleFile]]) -> Iterator[T]:
-        """``work`` on each list, in the workers, results in order. A bounded number of lists
-        is queued ahead: workers stay busy while results are used, memory stays flat."""
-        pool = self._running()
+        """``work`` on each list, where :meth:`size_for` decided, results in order."""
+        assert self._sized, "size_for() decides where the scan runs, before map()"
+        if self._pool is None:
+            return self.here.map(work, chunks)
+        return self._mapped(self._pool, work, chunks)
+
+    def _mapped(
+        self,
+        pool: multiprocessing.pool.Pool,
+        work: ChunkWork[T],
+        chunks: Iterable[list[BundleFile]],
+    ) -> Iterator[T]:
+        """``work`` on each list in the workers. A bounded number of lists is queued ahead:
+        workers stay busy while results are used, memory stays flat."""
         pending: deque[multiprocessing.pool.AsyncResult[T]] = deque()
         window = WINDOW_PER_PROCESS * self.processes
         for bundles in chunks:
@@ -181,39 +258,16 @@ class ProcessPool:
         while pending:
             yield pending.popleft().get()
 
-    def run(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``func`` on each item, in the workers."""
-        return self._running().map(func, items)
-
 
 def executor_for(
-    policy: ScanPolicy,
-    workers: int,
-    total: int,
-    reader: CacheReader,
-    plans: Sequence[LevelPlan],
+    policy: ScanPolicy, workers: int, reader: CacheReader, plans: Sequence[LevelPlan]
 ) -> Executor:
-    """Where ``total`` bundles of ``plans`` are worked on: in up to ``workers`` processes, or
-    here when one worker is asked for, when there are too few bundles to be worth processes
-    (:data:`PARALLEL_THRESHOLD`), or when the reader's listing already holds it all. Work that
-    reads every tile (``policy.reads_tiles``) is worth processes from two bundles up, in any
-    format."""
-    if policy.reads_tiles:
-        processes = min(workers, total)
-    elif total < PARALLEL_THRESHOLD or not reader.parallel:
-        processes = 1
-    else:
-        processes = min(workers, -(-total // CHUNK))
-    if processes <= 1:
+    """The executor of a run over ``plans`` with up to ``workers`` processes: in this process
+    when one worker is asked for, else a :class:`ProcessPool` (whose processes start only for
+    work worth them)."""
+    if workers <= 1:
         return InProcess(reader, plans)
-    return ProcessPool(reader, plans, processes)
-
-
-def level_listings(reader: CacheReader, levels: Sequence[int], workers: int) -> list[LevelListing]:
-    """The listing of each level, each listed once; readers whose listing is costly may spread
-    it over up to ``workers`` processes, started and stopped here, before any executor's."""
-    with ProcessMap(workers) as run:
-        return [reader.list_level(level, run) for level in levels]
+    return ProcessPool(reader, plans, policy, workers)
 
 
 __all__ = [
@@ -225,6 +279,6 @@ __all__ = [
     "InProcess",
     "ProcessPool",
     "executor_for",
-    "level_listings",
+    "scan_processes",
     "worker_reader",
 ]

@@ -24,12 +24,12 @@ from warnings import catch_warnings, filterwarnings
 
 import numpy as np
 
-from . import __version__, grid
+from . import __version__
 from .errors import OutputExists, UsageError
-from .execute import executor_for
-from .formats import CacheReader, open_cache
+from .execute import Executor
+from .formats import CacheReader
 from .missing_areas import MissingArea, hole_blocks
-from .models import Extent, LevelSummary, StatusReport
+from .models import StatusReport
 from .parallel import resolve_workers
 from .plan import LevelPlan, ScanPolicy, plan_levels, plans_extent
 from .request import (
@@ -49,7 +49,7 @@ from .request import (
     StoreKeywords,
     request_json,
 )
-from .scan import Progress, ScanBatch, list_plans, scan, scan_status
+from .scan import Listing, Progress, ScanBatch, listed, scan, scan_status
 from .selection import Selection
 from .store import (
     FORMATS,
@@ -170,15 +170,30 @@ def level_infos(reader: CacheReader) -> list[LevelInfo]:
     return infos
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A run's planned scan: its plans, policy, worker processes, progress, and the planning's
+    warnings."""
+
+    plans: list[LevelPlan]
+    policy: ScanPolicy
+    workers: int
+    progress: Progress | None
+    warnings: list[str]
+
+    def listed(self, reader: CacheReader) -> AbstractContextManager[tuple[Listing, Executor]]:
+        """The run's executor and the listing made on it (:func:`~cachestatus.scan.listed`):
+        every process of the run is started inside the block, none outlives it."""
+        return listed(reader, self.plans, self.policy, self.workers)
+
+
 def _planned(
     reader: CacheReader, chosen: Selection, execution: Execution, policy: ScanPolicy
-) -> _StoreScan:
+) -> _Planned:
     """The scan of ``chosen``'s levels and area under ``policy``, run as ``execution`` says."""
     warnings: list[str] = []
     plans = plan_levels(reader, chosen.levels, chosen.geometry, warnings)
-    return _StoreScan(
-        plans, policy, resolve_workers(execution.workers), execution.progress, warnings
-    )
+    return _Planned(plans, policy, resolve_workers(execution.workers), execution.progress, warnings)
 
 
 def run_rebuild(
@@ -433,12 +448,10 @@ def run_missing(
                 raise OutputExists(f"{path}: exists; add --overwrite to replace it")
         chosen = coverage.resolve(reader)
         planned = _planned(reader, chosen, execution, ScanPolicy.missing(chosen.area is not None))
-        plans, policy, processes = planned.plans, planned.policy, planned.workers
         tile_list = (
             None if tiles_path is None else stack.enter_context(_TileList(tiles_path, reader))
         )
-        listing = list_plans(reader, plans, policy, processes)
-        with executor_for(policy, processes, listing.count, reader, plans) as executor:
+        with planned.listed(reader) as (listing, executor):
             outcome = scan_status(
                 listing,
                 executor,
@@ -537,11 +550,10 @@ def run_verify(
     with source.open() as reader:
         chosen = coverage.resolve(reader)
         planned = _planned(reader, chosen, execution, ScanPolicy.verify(chosen.area is not None))
-        plans, policy = planned.plans, planned.policy
-        totals = VerifyTotals(plans, blank, max_problems)
-        work = partial(check_chunk, decode=decode, blank=blank, only_expected=policy.expected_only)
-        listing = list_plans(reader, plans, policy, planned.workers)
-        with executor_for(policy, planned.workers, listing.count, reader, plans) as executor:
+        totals = VerifyTotals(planned.plans, blank, max_problems)
+        only_expected = planned.policy.expected_only
+        work = partial(check_chunk, decode=decode, blank=blank, only_expected=only_expected)
+        with planned.listed(reader) as (listing, executor):
             scan(listing, executor, work, [totals.add], planned.progress)
         report = VerifyReport(
             str(source.path),
@@ -656,22 +668,10 @@ def _replace_dataset(temp: Path, target: Path) -> None:
         os.replace(temp, target)
 
 
-@dataclass(frozen=True)
-class _StoreScan:
-    """The scan a rebuild or report writes to a store: its plans, policy, worker processes,
-    progress, and the planning's warnings."""
-
-    plans: list[LevelPlan]
-    policy: ScanPolicy
-    workers: int
-    progress: Progress | None
-    warnings: list[str]
-
-
 def _scan_to_store(
     cache: str | os.PathLike[str],
     reader: CacheReader,
-    planned: _StoreScan,
+    planned: _Planned,
     lock: StoreLock,
     mode: str,
     parameters: dict[str, Any],
@@ -688,12 +688,9 @@ def _scan_to_store(
     job_id, token = new_job_id()
     _, crs_warning = store_crs(reader.scheme.spatial_reference)
     extent = plans_extent(reader.scheme, planned.plans)
-    listing = list_plans(reader, planned.plans, planned.policy, planned.workers)
     with StatusWriter(target, reader.scheme, extent, job_id, token, lock, big_integer) as writer:
-        with executor_for(
-            planned.policy, planned.workers, listing.count, reader, planned.plans
-        ) as executor:
-            lock.keep_fresh()  # a thread: only once the worker processes are forked
+        with planned.listed(reader) as (listing, executor):
+            lock.keep_fresh()  # a thread: only once every worker process is forked
             outcome = scan_status(
                 listing, executor, writer.add, (), planned.progress, planned.warnings
             )
@@ -848,23 +845,15 @@ def replay(
     )
 
 
-def expected_extent(reader: CacheReader) -> Extent | None:
-    """The extent expected tiles are counted against: the full extent, else the whole grid."""
-    return reader.full_extent or grid.grid_extent(reader.scheme)
-
-
 __all__ = [
     "DELETE",
     "REBUILD",
     "REPORT",
     "LevelInfo",
-    "LevelSummary",
     "MissingReport",
     "delete",
-    "expected_extent",
     "level_infos",
     "missing",
-    "open_cache",
     "rebuild",
     "replay",
     "report",

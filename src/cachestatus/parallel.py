@@ -1,8 +1,10 @@
-"""Worker processes: how many, how they start and stop, and a plain parallel map.
+"""Worker processes: how many, and how they start and stop.
 
 On Linux, workers are forked: they start in milliseconds and inherit what the parent has loaded.
-Elsewhere they are spawned (fork is unsafe on macOS, absent on Windows). Pools are made before any
-other thread exists in the process (the progress bar starts later) and before GDAL is used.
+Elsewhere they are spawned (fork is unsafe on macOS, absent on Windows). A run's pool is made
+before any thread of ours starts (the progress bar, the store lock's refresh): a fork copies only
+the forking thread, and a lock another thread held stays held in the child. GDAL may have been
+used by then (an area of interest is read through pyogrio, a status store is being written).
 
 Interrupts are the parent's business: workers ignore SIGINT (a Ctrl-C reaches the whole process
 group) and die quietly on SIGTERM (how a pool is stopped). SIGINT and SIGTERM are held back while
@@ -21,14 +23,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Self, TypeVar
+from typing import Any
 
 from .errors import UsageError
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -168,41 +167,7 @@ def stop_pool(pool: multiprocessing.pool.Pool) -> None:
             pool.join()
 
 
-class ProcessMap:
-    """A parallel map over up to ``processes`` worker processes, started by the first map worth
-    them and stopped when the block ends (a context manager): one pool for many maps.
-
-    A map of one item, or with one worker, runs in this process. Functions and items must
-    pickle.
-    """
-
-    def __init__(self, processes: int) -> None:
-        self.processes = resolve_workers(processes)
-        self._pool: multiprocessing.pool.Pool | None = None
-
-    def __call__(self, func: Callable[[T], R], items: Sequence[T], /) -> list[R]:
-        """``func`` on each item, results in order."""
-        if self.processes <= 1 or len(items) <= 1:
-            return [func(item) for item in items]
-        if self._pool is None:
-            self._pool = start_pool(self.processes)
-        return self._pool.map(func, items)
-
-    def close(self) -> None:
-        """Stop the worker processes; idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            stop_pool(pool)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 __all__ = [
-    "ProcessMap",
     "default_workers",
     "max_workers",
     "pool_context",

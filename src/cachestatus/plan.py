@@ -1,9 +1,10 @@
 """What a scan covers and what it reports, decided before any bundle is read.
 
-:func:`plan_levels` gives the levels to scan with the tiles expected on each; a
-:class:`ScanPolicy` says which bundle files are read, how, and which absent bundles get a row;
-:func:`plans_extent` is the map extent of the expected tiles (the status store's XY domain is
-built around it). All three are plain values: nothing here lists or reads the cache.
+:func:`plan_levels` gives the levels to scan with the tiles expected on each (those sharing
+interior area with :func:`expected_extent`, or with an area of interest); a :class:`ScanPolicy`
+says which bundle files are read, how, and which absent bundles get a row; :func:`plans_extent`
+is the map extent of the expected tiles (the status store's XY domain is built around it). All
+are plain values: nothing here lists or reads the cache.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ MAX_TILE_INDEX = 2**31 - 1
 MAX_LEVEL_TILES = 2**63 - 1
 #: Tile rows and columns beyond this are not exact in 64-bit floats (map coordinates).
 MAX_GRID_INDEX = 2**52
+#: The most ``MISSING`` rows a rebuild or a report writes unless told otherwise.
+MAX_MISSING_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class LevelPlan:
 
     lod: LOD
     expected: Expectation
+
+
+def expected_extent(reader: CacheReader) -> Extent | None:
+    """The extent expected tiles are counted against: the full extent, else the whole grid
+    (``None`` for a grid whose extent is unknown: then no tile is expected)."""
+    return reader.full_extent or grid.grid_extent(reader.scheme)
 
 
 def _expectation(
@@ -85,7 +94,7 @@ def plan_levels(
         LimitExceeded: with ``warnings``, every level asked for is too large.
     """
     scheme = reader.scheme
-    extent = reader.full_extent or grid.grid_extent(scheme)
+    extent = expected_extent(reader)
     wanted = scheme.levels if levels is None else requested_levels(scheme, levels, warnings)
     plans = []
     too_large: list[str] = []
@@ -172,7 +181,9 @@ class ScanPolicy:
         return self.deep or self.blank
 
     @classmethod
-    def rebuild(cls, max_missing_rows: int | None = 100_000, blank: bool = False) -> ScanPolicy:
+    def rebuild(
+        cls, max_missing_rows: int | None = MAX_MISSING_ROWS, blank: bool = False
+    ) -> ScanPolicy:
         """A status store of the whole cache: every bundle file, ``MISSING`` rows on the built
         levels."""
         return cls(
@@ -180,7 +191,9 @@ class ScanPolicy:
         )
 
     @classmethod
-    def report(cls, max_missing_rows: int | None = 100_000, blank: bool = False) -> ScanPolicy:
+    def report(
+        cls, max_missing_rows: int | None = MAX_MISSING_ROWS, blank: bool = False
+    ) -> ScanPolicy:
         """A status store of an area: the files holding expected tiles, ``MISSING`` rows on
         every level."""
         return cls(
@@ -206,10 +219,12 @@ class ScanPolicy:
 __all__ = [
     "MAX_GRID_INDEX",
     "MAX_LEVEL_TILES",
+    "MAX_MISSING_ROWS",
     "MAX_TILE_INDEX",
     "AbsentRows",
     "LevelPlan",
     "ScanPolicy",
+    "expected_extent",
     "plan_levels",
     "plans_extent",
 ]

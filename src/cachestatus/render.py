@@ -10,7 +10,8 @@ from rich.table import Table
 
 from .formats import CacheReader
 from .models import LevelSummary, Problem, StatusReport
-from .operations import LevelInfo, expected_extent
+from .operations import LevelInfo
+from .plan import expected_extent
 from .tilecheck import LevelCheck, VerifyReport
 
 

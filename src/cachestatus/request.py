@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from .formats import open_cache
+from .plan import MAX_MISSING_ROWS
 from .selection import (
     LevelRanges,
     Selection,
@@ -242,7 +243,7 @@ class Counting:
     """
 
     blank: bool = False
-    max_missing_rows: int | None = 100_000
+    max_missing_rows: int | None = MAX_MISSING_ROWS
 
     def to_json(self) -> dict[str, Any]:
         """``blank``, ``max_missing_rows``."""
@@ -251,7 +252,7 @@ class Counting:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Counting:
         """The counting :meth:`to_json` wrote into ``data``."""
-        return cls(bool(data.get("blank", False)), data.get("max_missing_rows", 100_000))
+        return cls(bool(data.get("blank", False)), data.get("max_missing_rows", MAX_MISSING_ROWS))
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,17 @@
-"""The scanner: every bundle of every level, decoded in parallel, turned into status rows.
+"""The scan: every listed bundle read by a work function on the run's executor, each result
+handed to folds.
 
-The scanner knows nothing of formats (it asks a :class:`~cachestatus.formats.CacheReader`) nor of
-storage (it hands rows to a callback in columnar batches, :class:`~cachestatus.models.RowBatch`,
-as soon as they are known, so memory does not grow with the number of bundles). Expected tiles are
-those of the level that share interior area with the cache's full extent.
+A scan is one short pipeline over the levels planned by :mod:`cachestatus.plan`. :func:`listed`
+opens the run's one executor (:mod:`cachestatus.execute`), lists the planned levels on it
+(:func:`list_plans`) and sizes it for the scan; :func:`scan` hands the listed bundles, in lists,
+to a work function on that executor and each result to its folds, in order. Nothing here knows
+formats (a :class:`~cachestatus.formats.CacheReader` lists and reads) nor storage (a fold takes
+the rows, in columnar batches, as soon as they are known: memory does not grow with the number
+of bundles).
 
-A scan is one short pipeline: :func:`list_plans` lists the bundles of the planned levels
-(:mod:`cachestatus.plan`), :func:`scan` hands them in lists to a work function on an executor
-(:mod:`cachestatus.execute`) and each result to its folds. The status scan (:func:`scan_status`)
-works with :func:`scan_chunk` and folds into level totals, missing areas and the rows' sink; the
-deep check works with :func:`~cachestatus.tilecheck.check_chunk` and folds into its own totals.
+The status scan (:func:`scan_status`) works with :func:`scan_chunk` and folds into level
+totals, missing areas and the rows' sink; the deep check works with
+:func:`~cachestatus.tilecheck.check_chunk` and folds into its own totals.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import warnings as _warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -26,15 +29,14 @@ import numpy.typing as npt
 
 from . import grid
 from .errors import BundleChanging, CorruptBundle
-from .execute import CHUNK, ChunkContext, ChunkWork, Executor, executor_for, level_listings
-from .formats.base import BundleFile, BundleIndex, CacheReader, LevelListing
+from .execute import CHUNK, ChunkContext, ChunkWork, Executor, executor_for
+from .formats.base import BundleFile, BundleIndex, CacheReader, LevelListing, Run, run_here
 from .missing_areas import (
     HOLE,
     ROW_BITS,
     MissingArea,
     MissingAreas,
     MissingRows,
-    missing_row,
     row_bits,
     tagged_holes,
 )
@@ -52,7 +54,14 @@ from .models import (
     TileRange,
 )
 from .parallel import resolve_workers
-from .plan import MAX_TILE_INDEX, AbsentRows, LevelPlan, ScanPolicy, plan_levels
+from .plan import (
+    MAX_MISSING_ROWS,
+    MAX_TILE_INDEX,
+    AbsentRows,
+    LevelPlan,
+    ScanPolicy,
+    plan_levels,
+)
 from .totals import LevelTotals
 
 log = logging.getLogger(__name__)
@@ -339,12 +348,12 @@ def _bundles(listing: Listing, problems: list[Problem]) -> Iterator[BundleFile]:
 
 
 def list_plans(
-    reader: CacheReader, plans: Sequence[LevelPlan], policy: ScanPolicy, workers: int
+    reader: CacheReader, plans: Sequence[LevelPlan], policy: ScanPolicy, run: Run = run_here
 ) -> Listing:
-    """List the levels of ``plans`` and count the bundle files to read (``policy`` may keep only
-    those holding expected tiles). Listing may use up to ``workers`` processes of its own, all
-    ended when it returns."""
-    levels = level_listings(reader, [p.lod.level for p in plans], workers)
+    """List the levels of ``plans``, each once (readers whose listing is costly may spread it
+    through ``run``, an :meth:`~cachestatus.execute.Executor.run`), and count the bundle files
+    to read (``policy`` may keep only those holding expected tiles)."""
+    levels = [reader.list_level(p.lod.level, run) for p in plans]
     listing = Listing(reader, list(plans), policy, levels)
     if policy.expected_only:
         listing.count = sum(1 for _ in _bundles(listing, []))
@@ -352,6 +361,22 @@ def list_plans(
         listing.count = sum(level.count for level in levels)
     log.debug("%d bundles on %d levels", listing.count, len(plans))
     return listing
+
+
+@contextmanager
+def listed(
+    reader: CacheReader, plans: Sequence[LevelPlan], policy: ScanPolicy, workers: int
+) -> Iterator[tuple[Listing, Executor]]:
+    """The run's one executor (:func:`~cachestatus.execute.executor_for`, up to ``workers``
+    processes) and the listing of ``plans`` made on it, the executor sized for its scan.
+
+    Every process of the run is started by then: the block may start threads. None outlives
+    it, whatever ends it.
+    """
+    with executor_for(policy, workers, reader, plans) as executor:
+        listing = list_plans(reader, plans, policy, executor.run)
+        executor.size_for(listing.count)
+        yield listing, executor
 
 
 #: What :func:`scan` hands each result to.
@@ -406,8 +431,8 @@ def scan_status(
     returned.
 
     Args:
-        listing: what to scan (:func:`list_plans`).
-        executor: where the bundles are read (:func:`~cachestatus.execute.executor_for`).
+        listing: what to scan (:func:`listed`).
+        executor: where the bundles are read, sized for them (:func:`listed`).
         sink: receives every row; ``batch.statuses()`` gives a batch's rows as
             :class:`BundleStatus` objects.
         folds: also receive each batch of bundle files' rows and holes.
@@ -463,7 +488,7 @@ class Scanner:
         reader: CacheReader,
         levels: Iterable[int] | None = None,
         workers: int | None = None,
-        max_missing_rows: int | None = 100_000,
+        max_missing_rows: int | None = MAX_MISSING_ROWS,
         progress: Progress | None = None,
         area: Any | None = None,
         missing_on_unbuilt_levels: bool = False,
@@ -498,10 +523,7 @@ class Scanner:
 
         ``batch.statuses()`` gives a batch's rows as :class:`BundleStatus` objects.
         """
-        listing = list_plans(self.reader, self.plans, self.policy, self.workers)
-        with executor_for(
-            self.policy, self.workers, listing.count, self.reader, self.plans
-        ) as executor:
+        with listed(self.reader, self.plans, self.policy, self.workers) as (listing, executor):
             return scan_status(
                 listing, executor, sink, progress=self.progress, warnings=self.warnings
             )
@@ -510,7 +532,6 @@ class Scanner:
 __all__ = [
     "UNREADABLE",
     "Evaluated",
-    "LevelPlan",
     "Listing",
     "Progress",
     "ScanBatch",
@@ -520,8 +541,7 @@ __all__ = [
     "classify",
     "evaluate",
     "list_plans",
-    "missing_row",
-    "plan_levels",
+    "listed",
     "scan",
     "scan_bundle",
     "scan_chunk",

@@ -1,11 +1,13 @@
 """The deep check of stored tiles (``cachestatus verify``): every tile read and judged.
 
-Each bundle's tiles are read in file order (:meth:`CacheReader.read_tiles`), in the scanner's
-worker processes. A tile is bad when its storage is damaged (a size prefix that disagrees with
-the index, a body past the end of the file), when it is empty, when its bytes do not start with
-an image signature of the cache's tile format (an HTML error page stored as a tile), or, with
-``decode``, when Pillow cannot decode it. Damage to a whole bundle (its header, its index) makes
-one bundle problem. With ``blank``, tiles without content are counted too.
+Each bundle's tiles are read in file order (:meth:`CacheReader.read_tiles`) by
+:func:`check_chunk`, the work the run's executor hands the bundles to, one at a time (in worker
+processes when there are several bundles and workers). A tile is bad when its storage is damaged
+(a size prefix that disagrees with the index, a body past the end of the file), when it is empty,
+when its bytes do not start with an image signature of the cache's tile format (an HTML error
+page stored as a tile), or, with ``decode``, when Pillow cannot decode it. Damage to a whole
+bundle (its header, its index) makes one bundle problem. With ``blank``, tiles without content
+are counted too.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def check_chunk(
     blank: bool = False,
     only_expected: bool = False,
 ) -> list[BundleCheck]:
-    """:func:`check_bundle` on a list of bundles (the scanner's unit of work)."""
+    """:func:`check_bundle` on a list of bundles: the deep check's work (a
+    :data:`~cachestatus.execute.ChunkWork`)."""
     tiles = context.blank_tiles if blank else None
     plans = context.plans
     return [

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from ..formats import SCHEMES, names
+from ..plan import MAX_MISSING_ROWS
 from ..progress import BundleProgress
 from ..request import CacheSource, Counting, Coverage, Execution, ReportStore, StatusStore
 from ..selection import parse_levels
@@ -158,7 +159,7 @@ counting_options = _delivering(
         click.Option,
         "--max-missing-rows",
         type=click.IntRange(min=0),
-        default=100_000,
+        default=MAX_MISSING_ROWS,
         show_default=True,
         help="Cap on MISSING rows in TaskStatus (totals stay exact).",
     ),

@@ -1,8 +1,9 @@
 """What opens a cache, as a value: the format, the path and the reading options.
 
 A :class:`CacheSpec` is what crosses process boundaries: a worker process receives the spec,
-never a reader, opens its own reader from it (:meth:`CacheSpec.open`) and closes it when it
-ends. Every opened reader tells its spec (:attr:`~.base.CacheReader.spec`).
+never a reader, and opens its own reader from it (:meth:`CacheSpec.open`); its handles are
+closed by the operating system when the worker is stopped. Every opened reader tells its spec
+(:attr:`~.base.CacheReader.spec`).
 """
 
 from __future__ import annotations
