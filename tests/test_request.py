@@ -167,3 +167,21 @@ def test_replay_names_what_it_cannot_run(sample, tmp_path):
         operations.replay(report.status_path, "nope")
     again = operations.replay(report.status_path, report.job_id)
     assert again.status_path == report.status_path and again.levels == report.levels
+
+
+def test_every_field_of_a_request_object_is_a_keyword_of_the_api():
+    """A new field on a request object reaches the keyword API: its keyword list names it."""
+    from dataclasses import fields
+
+    from cachestatus import operations, request
+
+    def names(kind: type) -> set[str]:
+        return {f.name for f in fields(kind)}
+
+    assert request.SourceKeywords.__optional_keys__ == names(request.CacheSource) - {"path"}
+    assert request.CoverageKeywords.__optional_keys__ == names(request.Coverage)
+    assert request.ExecutionKeywords.__optional_keys__ == names(request.Execution)
+    assert request.CountingKeywords.__optional_keys__ == names(request.Counting)
+    assert request.StoreKeywords.__optional_keys__ == names(request.StatusStore) - {"path"}
+    report_store = names(request.ReportStore) - {"folder"}
+    assert report_store <= operations.ReportOptions.__optional_keys__

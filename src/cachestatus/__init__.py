@@ -7,8 +7,10 @@ An open implementation of ArcGIS's *Manage Map Server Cache Status*::
                                                     "REBUILD_CACHE_STATUS")
     print(result.getMessages())
 
-and a plain API underneath: :func:`open_cache`, :func:`rebuild`, :func:`summary`, :func:`delete`,
-:func:`replay`.
+and a plain API underneath: :func:`open_cache`, :func:`rebuild`, :func:`report`, :func:`missing`,
+:func:`verify`, :func:`summary`, :func:`delete`, :func:`replay` (each the keyword form of a
+function of :mod:`cachestatus.operations` taking the request objects of
+:mod:`cachestatus.request`).
 Attributes are imported on first use, so worker processes that only decode bundles stay light.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 _LAZY = {
     "ManageMapServerCacheStatus": "tool",

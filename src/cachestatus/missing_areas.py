@@ -253,14 +253,6 @@ def _exact_parts(
     return np.concatenate(parts)
 
 
-def exact_area(scheme: TilingScheme, level: int, blocks: npt.NDArray[np.int64]) -> Any:
-    """One (multi)polygon covering exactly the tiles of disjoint blocks ``(row0, row1, col0,
-    col1)``: the dissolved union of their squares."""
-    import shapely
-
-    return shapely.multipolygons(_exact_parts(scheme, level, blocks))
-
-
 def _joined(outside: Any, holes: npt.NDArray[np.object_]) -> Any:
     """``outside`` and the polygons of ``holes`` dissolved: only holes meeting ``outside`` are
     unioned with it, the others (which meet no other hole by an edge) are added as they are."""
