@@ -212,9 +212,8 @@ class LocalFile(ByteSource):
 class ZipArchive:
     """A zip opened for reading its members in place, never extracted.
 
-    Its member list is read once and travels with it to worker processes; the zip itself is
-    opened again in each process, on first use. A member changes only with its package: the
-    package's version as first opened is every member's.
+    Its member list is read once, when it is opened. A member changes only with its package: the
+    package's version as opened is every member's.
 
     Raises:
         InvalidCacheConfig: the file is not a readable zip.
@@ -222,20 +221,27 @@ class ZipArchive:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._zip: zipfile.ZipFile | None = None
-        archive = self.zip()
-        #: The members by name.
-        self.entries = {info.filename: info for info in archive.infolist()}
-        #: The package's version when first opened.
-        self.version = self.current_version()
+        try:
+            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InvalidCacheConfig(f"{path}: not a readable zip ({exc})") from None
+        try:
+            #: The members by name.
+            self.entries = {info.filename: info for info in self._zip.infolist()}
+            #: The package's version when opened.
+            self.version = self.current_version()
+        except BaseException:
+            self.close()
+            raise
 
     def zip(self) -> zipfile.ZipFile:
-        """The open zip (opened in this process on first use)."""
+        """The open zip.
+
+        Raises:
+            ValueError: the archive is closed.
+        """
         if self._zip is None:
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
+            raise ValueError(f"{self.path}: the zip is closed")
         return self._zip
 
     def current_version(self) -> Version:
@@ -257,7 +263,7 @@ class ZipArchive:
         return ZipMember(self, info)
 
     def close(self) -> None:
-        """Close the zip."""
+        """Close the zip; the archive then refuses to read."""
         if self._zip is not None:
             self._zip.close()
             self._zip = None
@@ -288,12 +294,13 @@ class ZipMember(ByteSource):
                 "compressed bytes, more than its compression can hold"
             )
         self._archive = archive
+        self.size, self.version = info.file_size, archive.version
+        self.modified = _zip_time(info.date_time)
+        archive_zip = archive.zip()
         try:
-            self._entry = archive.zip().open(info)
+            self._entry = archive_zip.open(info)
         except _ZIP_ERRORS as exc:
             raise _unreadable(exc) from None
-        self.size, self.version = info.file_size, archive.version
-        self.modified = datetime(*info.date_time).timestamp()
 
     def read(self, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset``, inflated as needed."""
@@ -316,6 +323,15 @@ class ZipMember(ByteSource):
     def close(self) -> None:
         """Close the member (the zip stays open)."""
         self._entry.close()
+
+
+def _zip_time(date_time: tuple[int, int, int, int, int, int]) -> float | None:
+    """A zip entry's modification time (local time, as zip stores it), seconds since the
+    epoch; ``None`` for an impossible date (some zip writers store zeros)."""
+    try:
+        return datetime(*date_time).timestamp()
+    except ValueError:
+        return None
 
 
 def _unreadable(exc: Exception) -> CorruptBundle:
