@@ -18,6 +18,7 @@ from typing import NamedTuple
 from ..errors import InvalidCacheConfig
 from ..models import BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile
+from .bytesource import not_a_file
 
 CONF_NAMES = ("conf.xml", "Conf.xml")
 CDI_NAMES = ("conf.cdi", "Conf.cdi")
@@ -52,11 +53,6 @@ def shown(name: str) -> str:
     if name.isprintable():
         return name
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
-
-
-def not_a_file(mode: int) -> str:
-    """What a path that is not a regular file is, from its ``st_mode``."""
-    return "a directory" if stat.S_ISDIR(mode) else "a special file (FIFO, device, socket)"
 
 
 def hex_number(digits: str) -> int:

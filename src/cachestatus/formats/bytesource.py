@@ -36,23 +36,33 @@ MAX_RATIO = 1100
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError)
 
 
-def open_regular(path: str) -> tuple[int, os.stat_result]:
+def not_a_file(mode: int, directory: str = "a directory") -> str:
+    """What a path that is not a regular file is, from its ``st_mode``: ``directory`` (the word
+    the message uses for one), or a special file."""
+    return directory if stat.S_ISDIR(mode) else "a special file (FIFO, device, socket)"
+
+
+def named_like(mode: int, what: str) -> str:
+    """Why a path named like a ``what`` (``bundle``, ``tile``) is not read, from its
+    ``st_mode``: ``not a file: a directory named like a tile``."""
+    return f"not a file: {not_a_file(mode)} named like a {what}"
+
+
+def open_regular(path: str, what: str = "bundle") -> tuple[int, os.stat_result]:
     """A read-only descriptor of the regular file at ``path``, and its stat as opened.
 
     Opened without blocking, so that a FIFO named like a bundle cannot hang a scan.
 
     Raises:
-        CorruptBundle: the path is a directory, a FIFO or a device, not a file.
+        CorruptBundle: the path is a directory, a FIFO or a device, not a file (the message
+            calls it named like a ``what``).
         OSError: it cannot be opened.
     """
     fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        kind = (
-            "a directory" if stat.S_ISDIR(st.st_mode) else "a special file (FIFO, device, socket)"
-        )
-        raise CorruptBundle(f"not a file: {kind} named like a bundle")
+        raise CorruptBundle(named_like(st.st_mode, what))
     return fd, st
 
 

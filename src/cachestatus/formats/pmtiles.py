@@ -65,7 +65,7 @@ from .base import (
     StoredTile,
     run_here,
 )
-from .bytesource import open_regular, read_exactly
+from .bytesource import LocalFile
 from .listed import NoBundles, VirtualListing
 from .tilejson import load_json, tile_size
 
@@ -851,8 +851,8 @@ class PMTilesCache(SingleFileCache):
         :data:`TILE_CAP`, is damage. The tiles of one run share one body, read once."""
         h = self._header
         tiles = _runs_of(bundle).tiles(bundle.key)
-        fd, st = open_regular(str(self.path))
-        try:
+        with LocalFile(str(self.path)) as archive:
+            read = archive.read
             last: tuple[int, int] | None = None
             data, damage = b"", ""
             for row, col, size, offset in tiles[np.argsort(tiles[:, 3], kind="stable")].tolist():
@@ -860,14 +860,12 @@ class PMTilesCache(SingleFileCache):
                     yield StoredTile.past_end(row, col, offset, size, h.tile_data_length)
                     continue
                 if (offset, size) != last:
-                    data = read_exactly(fd, h.tile_data_offset + offset, size, st.st_size)
+                    data = read(h.tile_data_offset + offset, size)
                     damage = "" if len(data) == size else "the file ends inside the tile"
                     if not damage:
                         data, damage = _tile_body(data, h.tile_compression)
                     last = (offset, size)
                 yield StoredTile(row, col, data, damage)
-        finally:
-            os.close(fd)
 
 
 def _runs_of(bundle: BundleFile) -> ZoomRuns:

@@ -45,12 +45,11 @@ from .arcgis_folder import (
     hex_number,
     is_folder,
     looks_numbered,
-    not_a_file,
     shown,
     why_not_a_folder,
 )
 from .base import BundleFile, LevelListing, Run, StoredTile, run_here
-from .bytesource import O_RDONLY, read_exactly
+from .bytesource import named_like, open_regular, read_exactly
 from .listed import Grouped, ListedTiles, VirtualListing, tile_sizes
 from .tilejson import (
     DETECT_METADATA_BYTES,
@@ -229,7 +228,7 @@ def list_tile_folder(path: str, how: How, limit: int) -> Listing:
                 tiles = {n for n in directories if "\n" not in n and pattern.match(n)}
                 names = [n for n in names if n not in tiles]
                 unreadable = [
-                    (n, _number(pattern, base, n), "not a file: a directory named like a tile")
+                    (n, _number(pattern, base, n), named_like(stat.S_IFDIR, "tile"))
                     for n in sorted(tiles)
                 ]
             numbers, odd_names = _parse(names, pattern, base)
@@ -293,7 +292,7 @@ def _stat_listing(
                 unreadable.append((name, f"cannot read: {_why(exc)}"))
                 continue
             if not stat.S_ISREG(st.st_mode):
-                unreadable.append((name, f"not a file: {not_a_file(st.st_mode)} named like a tile"))
+                unreadable.append((name, named_like(st.st_mode, "tile")))
                 continue
             names.append(name)
             sizes.append(st.st_size)
@@ -332,11 +331,8 @@ def read_file(path: str) -> bytes:
         CorruptBundle: the path is not a regular file, or is larger than any tile.
         OSError: it cannot be opened or read.
     """
-    fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd, st = open_regular(path, "tile")
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CorruptBundle(f"not a file: {not_a_file(st.st_mode)} named like a tile")
         if st.st_size > MAX_TILE_BYTES:
             raise CorruptBundle(
                 f"{st.st_size:,} bytes: larger than any tile (at most {MAX_TILE_BYTES:,} read)"
