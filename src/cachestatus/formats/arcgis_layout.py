@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..models import Problem
+from ..models import CORRUPT, Problem
 from .arcgis_conf import read_config, read_config_file
 from .arcgis_folder import (
     BUNDLE_SUFFIX,
@@ -85,7 +85,7 @@ class Layout(ABC):
         except OSError as exc:
             yield Problem(
                 shown(os.path.basename(folder)),
-                "corrupt",
+                CORRUPT,
                 f"{shown(folder)}: cannot list: {exc.strerror or exc}",
             )
             return

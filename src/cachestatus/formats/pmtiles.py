@@ -53,7 +53,7 @@ import numpy.typing as npt
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..grid import web_mercator, web_mercator_scheme
-from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
+from ..models import BUNDLE_SIZE, TOO_MANY_BUNDLES, BundleKey, Extent, Problem
 from .arcgis_conf import CONFIG_CAP
 from .base import (
     BundleFile,
@@ -825,7 +825,7 @@ class PMTilesCache(SingleFileCache):
             return VirtualListing(level, str(self.path), [], ZoomBundles(runs))
         left_out = Problem(
             f"L{level:02d}",
-            "too-many-bundles",
+            TOO_MANY_BUNDLES,
             f"the runs of zoom {level} cover {runs.count():,} bundles, more than the "
             f"{MAX_RUN_BUNDLES:,} (or one per directory entry) a zoom is scanned for; it is "
             "left out (a damaged or crafted directory?)",

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..grid import web_mercator_scheme
-from ..models import BundleKey, Problem, Tile
+from ..models import BAD_NAME, CORRUPT, BundleKey, Problem, Tile
 from .arcgis_cache import ArcGISFolderCache
 from .arcgis_folder import (
     GRID_LIMIT,
@@ -379,13 +379,13 @@ def numbered_folders(
         number = parse(entry.name)
         if number is None:
             if looks(entry.name):
-                ignored.append((entry.name, "bad-name", "not a number in ASCII digits"))
+                ignored.append((entry.name, BAD_NAME, "not a number in ASCII digits"))
             continue
         if number >= limit[0]:
-            ignored.append((entry.name, "bad-name", limit[1]))
+            ignored.append((entry.name, BAD_NAME, limit[1]))
             continue
         if not is_folder(entry):
-            ignored.append((entry.name, "corrupt", why_not_a_folder(entry.path)))
+            ignored.append((entry.name, CORRUPT, why_not_a_folder(entry.path)))
             continue
         previous = found.get(number)
         if previous is not None:
@@ -393,7 +393,7 @@ def numbered_folders(
             if entry.name == canonical(number):
                 kept, dropped = dropped, kept
                 found[number] = entry.path
-            ignored.append((dropped, "bad-name", f"the same number as {shown(kept)}"))
+            ignored.append((dropped, BAD_NAME, f"the same number as {shown(kept)}"))
             continue
         found[number] = entry.path
     return Folders(found, ignored)
@@ -518,9 +518,7 @@ class TileFolders(ListedTiles):
         where = self._level_folder(level) or ""
         if listed.error:
             return [
-                Problem(
-                    self._label(where), "corrupt", f"{shown(where)}: cannot list: {listed.error}"
-                )
+                Problem(self._label(where), CORRUPT, f"{shown(where)}: cannot list: {listed.error}")
             ]
         return [
             Problem(
@@ -536,7 +534,7 @@ class TileFolders(ListedTiles):
     ) -> list[Problem]:
         problems = []
         if found.error:
-            problems.append(Problem(self._label(path), "corrupt", f"{shown(path)}: {found.error}"))
+            problems.append(Problem(self._label(path), CORRUPT, f"{shown(path)}: {found.error}"))
         for name, number in found.odd:
             file = os.path.join(path, name)
             why = (
@@ -544,7 +542,7 @@ class TileFolders(ListedTiles):
                 if number is None
                 else f"off the grid: tile numbers of level {level} are below {self._limit(level):,}"
             )
-            problems.append(Problem(self._label(file), "bad-name", f"{shown(file)}: {why}"))
+            problems.append(Problem(self._label(file), BAD_NAME, f"{shown(file)}: {why}"))
         for name, number, why in found.unreadable:
             row, col = self._place(level, folder, number)
             key = BundleKey.of_tile(Tile(level, row, col))
@@ -552,7 +550,7 @@ class TileFolders(ListedTiles):
             problems.append(
                 Problem(
                     key.label,
-                    "corrupt",
+                    CORRUPT,
                     f"{shown(file)}: {why}",
                     tile=f"L{level:02d}/R{row}/C{col}",
                 )
