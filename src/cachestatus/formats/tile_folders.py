@@ -2,8 +2,9 @@
 
 Every tile file of a level is found by one listing of each row (or column) folder (with a
 stat per file for its size only when sizes are asked for); tiles are then grouped into virtual
-128 x 128 bundles. The listing holds everything a status needs, so these readers run in the
-calling process.
+128 x 128 bundles. The listing holds everything a status needs (the folders of a large level
+are listed in several processes); no tile file is opened but to read its tiles (``verify``,
+``--blank``), in whichever process reads the bundle (a worker, in a parallel run).
 
 What a listing does with each name (the folder caches' one rule, for hostile names too):
 
