@@ -257,3 +257,72 @@ def test_a_file_written_while_read_raises_bundle_changing(tmp_path):
             f.write(b"tile")
         with pytest.raises(BundleChanging, match=r"changed while being read \(1,000 -> 1,004"):
             src.check_unchanged()
+
+
+def _redated(package: Path, target: Path, date_time: tuple[int, ...]) -> Path:
+    """``package`` written again by hand, its bundle members dated ``date_time`` (a zero DOS
+    date, ``(1980, 0, 0, ...)``, is what some zip writers store)."""
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(target, "w") as dst:
+        for info in src.infolist():
+            if info.filename.endswith((".bundle", ".bundlx")):
+                dst.writestr(zipfile.ZipInfo(info.filename, date_time), src.read(info))
+            else:
+                dst.writestr(info, src.read(info))
+    return target
+
+
+@pytest.mark.parametrize(("version", "container"), [(2, "tpkx"), (1, "tpk"), (2, "tpk deflated")])
+def test_bundles_with_a_zero_zip_date_read_with_their_time_unknown(
+    healthy, tmp_path, version, container
+):
+    """A member whose DOS date is zero (month 0) is read as any other, its modification time
+    unknown: the rebuild goes on (exit 0) and its rows are the validly dated package's."""
+    from click.testing import CliRunner
+
+    from cachestatus.cli import main
+
+    source, _ = healthy[version]
+    package = CONTAINERS[container](source, tmp_path)
+    rows = {}
+    for name, date in (("valid", (2021, 6, 30, 12, 0, 0)), ("zero", (1980, 0, 0, 0, 0, 0))):
+        redated = _redated(package, tmp_path / f"{name}{package.suffix}", date)
+        status = tmp_path / f"{name}.gdb"
+        args = ["rebuild", str(redated), "--status", str(status), "--workers", "1"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        rows[name] = task_rows(status, [*FIELDS, "detail", "modified"])
+    assert rows["zero"].keys() == rows["valid"].keys()
+    for bundle, row in rows["valid"].items():
+        zero = rows["zero"][bundle]
+        assert {**zero, "modified": None} == {**row, "modified": None}, bundle
+        if row["status"] != "MISSING":
+            assert row["modified"] is not None and zero["modified"] is None, bundle
+
+
+def test_a_zip_archive_is_closed_when_opening_fails_and_refuses_once_closed(tmp_path, monkeypatch):
+    from cachestatus.formats import bytesource
+
+    package = tmp_path / "p.tpkx"
+    with zipfile.ZipFile(package, "w") as z:
+        z.writestr("root.json", "{}")
+    opened: list[zipfile.ZipFile] = []
+
+    class Recorded(zipfile.ZipFile):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    def unreadable(_: object) -> None:
+        raise OSError("no stat")
+
+    monkeypatch.setattr(zipfile, "ZipFile", Recorded)
+    monkeypatch.setattr(bytesource, "stat_version", unreadable)
+    with pytest.raises(OSError, match="no stat"):
+        bytesource.ZipArchive(package)
+    assert opened[0].fp is None  # closed
+    monkeypatch.undo()
+    archive = bytesource.ZipArchive(package)
+    assert archive.member("root.json").read(0, 10) == b"{}"
+    archive.close()
+    with pytest.raises(ValueError, match="the zip is closed"):
+        archive.member("root.json")

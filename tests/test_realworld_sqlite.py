@@ -23,7 +23,7 @@ from pyogrio import read_info
 from cachestatus import formats, operations
 from cachestatus.cli import main
 from cachestatus.formats.geopackage import resolve_srs
-from cachestatus.formats.mbtiles import HALF_WORLD, web_mercator
+from cachestatus.grid import HALF_WORLD, web_mercator
 from cachestatus.models import StatusReport, TileRange
 from cachestatus.plan import plan_levels
 

@@ -22,7 +22,7 @@ import pytest
 
 from cachestatus import formats
 from cachestatus.errors import CorruptBundle
-from cachestatus.formats.mbtiles import HALF_WORLD
+from cachestatus.grid import HALF_WORLD
 from tests.helpers import run_limited
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")

@@ -361,6 +361,13 @@ DAMAGED = "damaged"
 IN_PROGRESS = "in-progress"
 #: :attr:`Problem.kind` of a bundle beyond what a status store holds.
 UNSUPPORTED = "unsupported"
+#: :attr:`Problem.kind` of a file or folder named like a bundle, a tile or a level that is none
+#: (a name that does not parse, off the grid, a second name of one bundle): not read.
+BAD_NAME = "bad-name"
+#: :attr:`Problem.kind` of tiles a table stores off the grid: not counted.
+BAD_TILE = "bad-tile"
+#: :attr:`Problem.kind` of a level whose runs cover more bundles than a scan lists: left out.
+TOO_MANY_BUNDLES = "too-many-bundles"
 
 
 #: The fields that name a level's totals rather than count something.

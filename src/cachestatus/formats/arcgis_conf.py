@@ -17,17 +17,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
-import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BUNDLE_SIZE, LOD, Extent, SpatialReference, TilingScheme
-from .bytesource import open_regular, read_exactly
+from .bytesource import LocalFile, Opener
 
 #: Most bytes read of a configuration file (conf.xml, conf.cdi, root.json): a tiling scheme of
 #: a hundred levels with a long WKT is tens of kilobytes.
@@ -50,42 +47,30 @@ def check_size(data: bytes, source: str, cap: int = CONFIG_CAP) -> None:
         )
 
 
+def read_config(open_source: Opener, name: str, source: str, cap: int = CONFIG_CAP) -> bytes:
+    """A configuration file (``conf.xml``, ``conf.cdi``, ``root.json``) that ``open_source``
+    opens by ``name`` (a file, a zip member), read up to ``cap`` + 1 bytes (the parsers refuse
+    more): never inflated past them, never blocking on a FIFO named like it.
+
+    Raises:
+        InvalidCacheConfig: it is not a regular file, or cannot be read (``source`` names it).
+    """
+    try:
+        with open_source(name) as file:
+            return file.read(0, cap + 1)
+    except CorruptBundle as exc:
+        raise InvalidCacheConfig(f"{source}: {exc.reason}") from None
+    except OSError as exc:
+        raise InvalidCacheConfig(f"{source}: cannot be read ({exc.strerror or exc})") from None
+
+
 def read_config_file(path: Path, cap: int = CONFIG_CAP) -> bytes:
-    """A configuration file of a folder (``conf.xml``, ``conf.cdi``, ``root.json``), read up to
-    ``cap`` + 1 bytes (the parsers refuse more), never blocking on a FIFO named like it.
+    """A configuration file of a folder, read as :func:`read_config` reads one.
 
     Raises:
         InvalidCacheConfig: it is not a regular file or cannot be read.
     """
-    try:
-        fd, st = open_regular(str(path))
-    except CorruptBundle as exc:
-        raise InvalidCacheConfig(f"{path}: {exc.reason}") from None
-    except OSError as exc:
-        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        return read_exactly(fd, 0, cap + 1, st.st_size)
-    except OSError as exc:
-        raise InvalidCacheConfig(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
-
-
-def read_member(archive: zipfile.ZipFile, name: str, source: str, cap: int = CONFIG_CAP) -> bytes:
-    """A configuration file inside a package, never inflated past ``cap`` + 1 bytes.
-
-    Raises:
-        InvalidCacheConfig: the member is larger than ``cap`` or cannot be read.
-    """
-    try:
-        with archive.open(name) as member:
-            data = member.read(cap + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError) as exc:
-        # RuntimeError: an encrypted member; NotImplementedError (a RuntimeError): an unknown
-        # compression method.
-        raise InvalidCacheConfig(f"{source}: cannot be read from the package ({exc})") from None
-    check_size(data, source, cap)
-    return data
+    return read_config(LocalFile, str(path), str(path), cap)
 
 
 def _entity_names(data: bytes) -> list[str]:

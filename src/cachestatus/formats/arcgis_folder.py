@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import InvalidCacheConfig
-from ..models import BUNDLE_SIZE, BundleKey, Problem
+from ..models import BAD_NAME, BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile
+from .bytesource import not_a_file
 
 CONF_NAMES = ("conf.xml", "Conf.xml")
 CDI_NAMES = ("conf.cdi", "Conf.cdi")
@@ -54,11 +55,6 @@ def shown(name: str) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
 
 
-def not_a_file(mode: int) -> str:
-    """What a path that is not a regular file is, from its ``st_mode``."""
-    return "a directory" if stat.S_ISDIR(mode) else "a special file (FIFO, device, socket)"
-
-
 def hex_number(digits: str) -> int:
     """The value of hex ``digits`` (ASCII, checked by the caller), at most :data:`GRID_LIMIT`:
     every value at or beyond it means the same, "off the grid", and a long name costs nothing."""
@@ -79,19 +75,19 @@ def parse_bundle_name(
     label = f"{level_folder_name(level)}/{shown(name)}"
     if match is None:
         return Problem(
-            label, "bad-name", f"{shown(path)}: not a bundle name (R<row hex>C<col hex>{suffix})"
+            label, BAD_NAME, f"{shown(path)}: not a bundle name (R<row hex>C<col hex>{suffix})"
         )
     row, col = hex_number(match.group(1)), hex_number(match.group(2))
     if row >= GRID_LIMIT or col >= GRID_LIMIT:
         return Problem(
             label,
-            "bad-name",
+            BAD_NAME,
             f"{shown(path)}: row or column beyond what a status holds (below 2**31)",
         )
     if row % BUNDLE_SIZE or col % BUNDLE_SIZE:
         return Problem(
             label,
-            "bad-name",
+            BAD_NAME,
             f"{shown(path)}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
         )
     return BundleFile(BundleKey(level, row, col), path, locked)
@@ -218,7 +214,7 @@ def level_bundles(
                 name, other = other, name
             yield Problem(
                 f"{level_folder_name(level)}/{shown(name)}",
-                "bad-name",
+                BAD_NAME,
                 f"{shown(prefix + name)}: the same bundle as {shown(other)}; not read",
             )
             continue

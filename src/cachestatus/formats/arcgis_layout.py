@@ -14,8 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..models import Problem
-from .arcgis_conf import read_config_file, read_member
+from ..models import CORRUPT, Problem
+from .arcgis_conf import read_config, read_config_file
 from .arcgis_folder import (
     BUNDLE_SUFFIX,
     LevelFolders,
@@ -85,7 +85,7 @@ class Layout(ABC):
         except OSError as exc:
             yield Problem(
                 shown(os.path.basename(folder)),
-                "corrupt",
+                CORRUPT,
                 f"{shown(folder)}: cannot list: {exc.strerror or exc}",
             )
             return
@@ -158,7 +158,7 @@ class ZipLayout(Layout):
         member = self.prefix + name
         if member not in self.archive.entries:
             return None
-        return read_member(self.archive.zip(), member, self.source(name))
+        return read_config(self.archive.member, member, self.source(name))
 
     def source(self, name: str) -> str:
         """``<zip path>!<member name>``."""

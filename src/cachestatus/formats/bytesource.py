@@ -36,23 +36,33 @@ MAX_RATIO = 1100
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError)
 
 
-def open_regular(path: str) -> tuple[int, os.stat_result]:
+def not_a_file(mode: int, directory: str = "a directory") -> str:
+    """What a path that is not a regular file is, from its ``st_mode``: ``directory`` (the word
+    the message uses for one), or a special file."""
+    return directory if stat.S_ISDIR(mode) else "a special file (FIFO, device, socket)"
+
+
+def named_like(mode: int, what: str) -> str:
+    """Why a path named like a ``what`` (``bundle``, ``tile``) is not read, from its
+    ``st_mode``: ``not a file: a directory named like a tile``."""
+    return f"not a file: {not_a_file(mode)} named like a {what}"
+
+
+def open_regular(path: str, what: str = "bundle") -> tuple[int, os.stat_result]:
     """A read-only descriptor of the regular file at ``path``, and its stat as opened.
 
     Opened without blocking, so that a FIFO named like a bundle cannot hang a scan.
 
     Raises:
-        CorruptBundle: the path is a directory, a FIFO or a device, not a file.
+        CorruptBundle: the path is a directory, a FIFO or a device, not a file (the message
+            calls it named like a ``what``).
         OSError: it cannot be opened.
     """
     fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        kind = (
-            "a directory" if stat.S_ISDIR(st.st_mode) else "a special file (FIFO, device, socket)"
-        )
-        raise CorruptBundle(f"not a file: {kind} named like a bundle")
+        raise CorruptBundle(named_like(st.st_mode, what))
     return fd, st
 
 
@@ -212,9 +222,8 @@ class LocalFile(ByteSource):
 class ZipArchive:
     """A zip opened for reading its members in place, never extracted.
 
-    Its member list is read once and travels with it to worker processes; the zip itself is
-    opened again in each process, on first use. A member changes only with its package: the
-    package's version as first opened is every member's.
+    Its member list is read once, when it is opened. A member changes only with its package: the
+    package's version as opened is every member's.
 
     Raises:
         InvalidCacheConfig: the file is not a readable zip.
@@ -222,20 +231,27 @@ class ZipArchive:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._zip: zipfile.ZipFile | None = None
-        archive = self.zip()
-        #: The members by name.
-        self.entries = {info.filename: info for info in archive.infolist()}
-        #: The package's version when first opened.
-        self.version = self.current_version()
+        try:
+            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InvalidCacheConfig(f"{path}: not a readable zip ({exc})") from None
+        try:
+            #: The members by name.
+            self.entries = {info.filename: info for info in self._zip.infolist()}
+            #: The package's version when opened.
+            self.version = self.current_version()
+        except BaseException:
+            self.close()
+            raise
 
     def zip(self) -> zipfile.ZipFile:
-        """The open zip (opened in this process on first use)."""
+        """The open zip.
+
+        Raises:
+            ValueError: the archive is closed.
+        """
         if self._zip is None:
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise InvalidCacheConfig(f"{self.path}: not a readable zip ({exc})") from None
+            raise ValueError(f"{self.path}: the zip is closed")
         return self._zip
 
     def current_version(self) -> Version:
@@ -257,7 +273,7 @@ class ZipArchive:
         return ZipMember(self, info)
 
     def close(self) -> None:
-        """Close the zip."""
+        """Close the zip; the archive then refuses to read."""
         if self._zip is not None:
             self._zip.close()
             self._zip = None
@@ -288,12 +304,13 @@ class ZipMember(ByteSource):
                 "compressed bytes, more than its compression can hold"
             )
         self._archive = archive
+        self.size, self.version = info.file_size, archive.version
+        self.modified = _zip_time(info.date_time)
+        archive_zip = archive.zip()
         try:
-            self._entry = archive.zip().open(info)
+            self._entry = archive_zip.open(info)
         except _ZIP_ERRORS as exc:
             raise _unreadable(exc) from None
-        self.size, self.version = info.file_size, archive.version
-        self.modified = datetime(*info.date_time).timestamp()
 
     def read(self, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset``, inflated as needed."""
@@ -316,6 +333,15 @@ class ZipMember(ByteSource):
     def close(self) -> None:
         """Close the member (the zip stays open)."""
         self._entry.close()
+
+
+def _zip_time(date_time: tuple[int, int, int, int, int, int]) -> float | None:
+    """A zip entry's modification time (local time, as zip stores it), seconds since the
+    epoch; ``None`` for an impossible date (some zip writers store zeros)."""
+    try:
+        return datetime(*date_time).timestamp()
+    except ValueError:
+        return None
 
 
 def _unreadable(exc: Exception) -> CorruptBundle:

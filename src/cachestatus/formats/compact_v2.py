@@ -76,11 +76,7 @@ def index_entries(buf: Buffer) -> npt.NDArray[np.uint64]:
 
 
 class Scratch:
-    """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle.
-
-    Plain arrays, no views of one another (a view is made per bundle): a reader holding them
-    pickles as is.
-    """
+    """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle."""
 
     def __init__(self) -> None:
         self.buffer = bytearray(HEADER_INDEX_SIZE)

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from ..errors import InvalidCacheConfig
-from ..grid import EARTH_RADIUS, HALF_WORLD, MAX_LATITUDE, web_mercator, web_mercator_scheme
+from ..grid import web_mercator_scheme
 from .base import FileHead
 from .sqlite_db import MBTILES_COLUMNS, quote_name, sqlite_content
 from .sqlite_tiles import MAX_LEVEL, SQLiteTileCache
@@ -28,24 +28,12 @@ from .tilejson import (
     declared_bounds,
     declared_format,
     declared_zooms,
-    metadata_int,
     tile_size,
     web_mercator_extent,
     zoom_levels,
 )
 
 log = logging.getLogger(__name__)
-
-# The Web Mercator grid's names are importable from here too (they are grid.py's).
-__all__ = [
-    "EARTH_RADIUS",
-    "HALF_WORLD",
-    "MAX_LATITUDE",
-    "MBTiles",
-    "metadata_int",
-    "web_mercator",
-    "web_mercator_scheme",
-]
 
 #: The ``metadata`` rows read.
 METADATA_NAMES = ("minzoom", "maxzoom", "format", "bounds", "tileSize", "tilesize", "tile_size")

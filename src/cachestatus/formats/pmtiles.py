@@ -53,7 +53,7 @@ import numpy.typing as npt
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..grid import web_mercator, web_mercator_scheme
-from ..models import BUNDLE_SIZE, BundleKey, Extent, Problem
+from ..models import BUNDLE_SIZE, TOO_MANY_BUNDLES, BundleKey, Extent, Problem
 from .arcgis_conf import CONFIG_CAP
 from .base import (
     BundleFile,
@@ -65,7 +65,7 @@ from .base import (
     StoredTile,
     run_here,
 )
-from .bytesource import open_regular, read_exactly
+from .bytesource import LocalFile
 from .listed import NoBundles, VirtualListing
 from .tilejson import load_json, tile_size
 
@@ -825,7 +825,7 @@ class PMTilesCache(SingleFileCache):
             return VirtualListing(level, str(self.path), [], ZoomBundles(runs))
         left_out = Problem(
             f"L{level:02d}",
-            "too-many-bundles",
+            TOO_MANY_BUNDLES,
             f"the runs of zoom {level} cover {runs.count():,} bundles, more than the "
             f"{MAX_RUN_BUNDLES:,} (or one per directory entry) a zoom is scanned for; it is "
             "left out (a damaged or crafted directory?)",
@@ -851,8 +851,8 @@ class PMTilesCache(SingleFileCache):
         :data:`TILE_CAP`, is damage. The tiles of one run share one body, read once."""
         h = self._header
         tiles = _runs_of(bundle).tiles(bundle.key)
-        fd, st = open_regular(str(self.path))
-        try:
+        with LocalFile(str(self.path)) as archive:
+            read = archive.read
             last: tuple[int, int] | None = None
             data, damage = b"", ""
             for row, col, size, offset in tiles[np.argsort(tiles[:, 3], kind="stable")].tolist():
@@ -860,14 +860,12 @@ class PMTilesCache(SingleFileCache):
                     yield StoredTile.past_end(row, col, offset, size, h.tile_data_length)
                     continue
                 if (offset, size) != last:
-                    data = read_exactly(fd, h.tile_data_offset + offset, size, st.st_size)
+                    data = read(h.tile_data_offset + offset, size)
                     damage = "" if len(data) == size else "the file ends inside the tile"
                     if not damage:
                         data, damage = _tile_body(data, h.tile_compression)
                     last = (offset, size)
                 yield StoredTile(row, col, data, damage)
-        finally:
-            os.close(fd)
 
 
 def _runs_of(bundle: BundleFile) -> ZoomRuns:

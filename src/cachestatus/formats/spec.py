@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidCacheConfig
+from .bytesource import not_a_file
 
 if TYPE_CHECKING:
     from .base import CacheReader
@@ -66,7 +67,7 @@ def _check_regular_file(path: Path, format_name: str) -> None:
     except OSError:
         return  # the reader says why it cannot be opened
     if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "a special file (FIFO, device, socket)"
+        kind = not_a_file(mode, directory="a folder")
         raise InvalidCacheConfig(
             f"{path}: not a file but {kind}; a {format_name} cache is one file"
         )

@@ -247,7 +247,6 @@ _APPLICATION_ID = slice(68, 72)
 #: The application IDs of GeoPackages: ``GPKG`` (1.2 and later), ``GP10`` and ``GP11`` (1.0,
 #: 1.1). MBTiles 1.3 files may say ``MPBX``; most MBTiles say nothing (0).
 GEOPACKAGE_IDS = (b"GPKG", b"GP10", b"GP11")
-MBTILES_ID = b"MPBX"
 #: The columns of an MBTiles ``tiles`` table or view.
 MBTILES_COLUMNS = frozenset({"zoom_level", "tile_column", "tile_row", "tile_data"})
 #: Tables and views whose presence tells the kind of an SQLite tile store.

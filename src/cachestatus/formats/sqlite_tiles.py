@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..grid import RowT
-from ..models import BUNDLE_SIZE, BundleKey, Problem
+from ..models import BAD_TILE, BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile, BundleIndex, LevelListing, Run, SingleFileCache, StoredTile, run_here
 from .listed import BundleRows, KeysOnly, VirtualListing
 from .sqlite_db import (
@@ -158,9 +158,7 @@ class BadTiles:
             return
         tiles = "a tile" if count == 1 else f"{count:,} tiles"
         self.problems.append(
-            Problem(
-                self._where, "bad-tile", f"{tiles} at {what}: off {self.grid_name}; not counted"
-            )
+            Problem(self._where, BAD_TILE, f"{tiles} at {what}: off {self.grid_name}; not counted")
         )
 
     def listed(self) -> list[Problem]:
@@ -170,7 +168,7 @@ class BadTiles:
             found.append(
                 Problem(
                     self._where,
-                    "bad-tile",
+                    BAD_TILE,
                     f"and {self.more:,} more tiles off {self.grid_name}; not counted",
                 )
             )
@@ -178,7 +176,7 @@ class BadTiles:
             found.append(
                 Problem(
                     self._where,
-                    "bad-tile",
+                    BAD_TILE,
                     f"and the tiles at {self.more_values:,} more zoom_level values off "
                     f"{self.grid_name}; not counted",
                 )

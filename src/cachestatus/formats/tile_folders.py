@@ -2,8 +2,9 @@
 
 Every tile file of a level is found by one listing of each row (or column) folder (with a
 stat per file for its size only when sizes are asked for); tiles are then grouped into virtual
-128 x 128 bundles. The listing holds everything a status needs, so these readers run in the
-calling process.
+128 x 128 bundles. The listing holds everything a status needs (the folders of a large level
+are listed in several processes); no tile file is opened but to read its tiles (``verify``,
+``--blank``), in whichever process reads the bundle (a worker, in a parallel run).
 
 What a listing does with each name (the folder caches' one rule, for hostile names too):
 
@@ -38,19 +39,18 @@ import numpy.typing as npt
 from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..grid import web_mercator_scheme
-from ..models import BundleKey, Problem, Tile
+from ..models import BAD_NAME, CORRUPT, BundleKey, Problem, Tile
 from .arcgis_cache import ArcGISFolderCache
 from .arcgis_folder import (
     GRID_LIMIT,
     hex_number,
     is_folder,
     looks_numbered,
-    not_a_file,
     shown,
     why_not_a_folder,
 )
 from .base import BundleFile, LevelListing, Run, StoredTile, run_here
-from .bytesource import O_RDONLY, read_exactly
+from .bytesource import named_like, open_regular, read_exactly
 from .listed import Grouped, ListedTiles, VirtualListing, tile_sizes
 from .tilejson import (
     DETECT_METADATA_BYTES,
@@ -229,7 +229,7 @@ def list_tile_folder(path: str, how: How, limit: int) -> Listing:
                 tiles = {n for n in directories if "\n" not in n and pattern.match(n)}
                 names = [n for n in names if n not in tiles]
                 unreadable = [
-                    (n, _number(pattern, base, n), "not a file: a directory named like a tile")
+                    (n, _number(pattern, base, n), named_like(stat.S_IFDIR, "tile"))
                     for n in sorted(tiles)
                 ]
             numbers, odd_names = _parse(names, pattern, base)
@@ -293,7 +293,7 @@ def _stat_listing(
                 unreadable.append((name, f"cannot read: {_why(exc)}"))
                 continue
             if not stat.S_ISREG(st.st_mode):
-                unreadable.append((name, f"not a file: {not_a_file(st.st_mode)} named like a tile"))
+                unreadable.append((name, named_like(st.st_mode, "tile")))
                 continue
             names.append(name)
             sizes.append(st.st_size)
@@ -332,11 +332,8 @@ def read_file(path: str) -> bytes:
         CorruptBundle: the path is not a regular file, or is larger than any tile.
         OSError: it cannot be opened or read.
     """
-    fd = os.open(path, O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd, st = open_regular(path, "tile")
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CorruptBundle(f"not a file: {not_a_file(st.st_mode)} named like a tile")
         if st.st_size > MAX_TILE_BYTES:
             raise CorruptBundle(
                 f"{st.st_size:,} bytes: larger than any tile (at most {MAX_TILE_BYTES:,} read)"
@@ -383,13 +380,13 @@ def numbered_folders(
         number = parse(entry.name)
         if number is None:
             if looks(entry.name):
-                ignored.append((entry.name, "bad-name", "not a number in ASCII digits"))
+                ignored.append((entry.name, BAD_NAME, "not a number in ASCII digits"))
             continue
         if number >= limit[0]:
-            ignored.append((entry.name, "bad-name", limit[1]))
+            ignored.append((entry.name, BAD_NAME, limit[1]))
             continue
         if not is_folder(entry):
-            ignored.append((entry.name, "corrupt", why_not_a_folder(entry.path)))
+            ignored.append((entry.name, CORRUPT, why_not_a_folder(entry.path)))
             continue
         previous = found.get(number)
         if previous is not None:
@@ -397,7 +394,7 @@ def numbered_folders(
             if entry.name == canonical(number):
                 kept, dropped = dropped, kept
                 found[number] = entry.path
-            ignored.append((dropped, "bad-name", f"the same number as {shown(kept)}"))
+            ignored.append((dropped, BAD_NAME, f"the same number as {shown(kept)}"))
             continue
         found[number] = entry.path
     return Folders(found, ignored)
@@ -522,9 +519,7 @@ class TileFolders(ListedTiles):
         where = self._level_folder(level) or ""
         if listed.error:
             return [
-                Problem(
-                    self._label(where), "corrupt", f"{shown(where)}: cannot list: {listed.error}"
-                )
+                Problem(self._label(where), CORRUPT, f"{shown(where)}: cannot list: {listed.error}")
             ]
         return [
             Problem(
@@ -540,7 +535,7 @@ class TileFolders(ListedTiles):
     ) -> list[Problem]:
         problems = []
         if found.error:
-            problems.append(Problem(self._label(path), "corrupt", f"{shown(path)}: {found.error}"))
+            problems.append(Problem(self._label(path), CORRUPT, f"{shown(path)}: {found.error}"))
         for name, number in found.odd:
             file = os.path.join(path, name)
             why = (
@@ -548,7 +543,7 @@ class TileFolders(ListedTiles):
                 if number is None
                 else f"off the grid: tile numbers of level {level} are below {self._limit(level):,}"
             )
-            problems.append(Problem(self._label(file), "bad-name", f"{shown(file)}: {why}"))
+            problems.append(Problem(self._label(file), BAD_NAME, f"{shown(file)}: {why}"))
         for name, number, why in found.unreadable:
             row, col = self._place(level, folder, number)
             key = BundleKey.of_tile(Tile(level, row, col))
@@ -556,7 +551,7 @@ class TileFolders(ListedTiles):
             problems.append(
                 Problem(
                     key.label,
-                    "corrupt",
+                    CORRUPT,
                     f"{shown(file)}: {why}",
                     tile=f"L{level:02d}/R{row}/C{col}",
                 )

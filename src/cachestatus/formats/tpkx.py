@@ -80,7 +80,11 @@ def parse_root_json(data: bytes, source: str = "root.json") -> tuple[TilingSchem
         InvalidCacheConfig: not JSON, too large or too deep, or a required member missing or
             malformed.
     """
-    root = load_json(data, source)
+    return _scheme_and_extent(load_json(data, source), source)
+
+
+def _scheme_and_extent(root: Any, source: str) -> tuple[TilingScheme, Extent | None]:
+    """:func:`parse_root_json` of the parsed JSON ``root``."""
     if not isinstance(root, dict) or not isinstance(root.get("tileInfo"), dict):
         raise InvalidCacheConfig(f"{source}: no 'tileInfo' object; is this a tile package?")
     info = root["tileInfo"]
@@ -153,12 +157,13 @@ def read_root_json(layout: Layout, missing: str) -> Configuration:
     data = layout.config(ROOT_JSON)
     if data is None:
         raise InvalidCacheConfig(missing)
-    scheme, extent = parse_root_json(data, source)
+    root = load_json(data, source)
+    scheme, extent = _scheme_and_extent(root, source)
     if scheme.storage_format != V2_STORAGE:
         raise InvalidCacheConfig(
             f"{source} declares {scheme.storage_format}; a tile package holds Compact V2 bundles"
         )
-    return scheme, extent, _bundles_path(load_json(data, source), source)
+    return scheme, extent, _bundles_path(root, source)
 
 
 class TilePackage(ArcGISCache, SingleFileCache):

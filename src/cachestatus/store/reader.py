@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from ..errors import StatusNotFound
 from ..models import (
+    CORRUPT,
     BundleKey,
     LevelSummary,
     MissingAreaRecord,
@@ -185,7 +186,7 @@ def read_status(path: Path) -> StatusReport:
         bad, _ = _rows(path, where="status = 'CORRUPT'")
         labels = BundleKey.labels(bad.level, bad.row, bad.col)
         problems = [
-            Problem(label, "corrupt", detail)
+            Problem(label, CORRUPT, detail)
             for label, detail in zip(labels, bad.detail, strict=True)
         ]
     jobs = _records(path, JOBS_LAYER, JobRecord)
