@@ -94,7 +94,8 @@ class Run(Protocol):
     """How a reader may spread listing work: ``func`` mapped over ``items``, results in order.
 
     Both must pickle (a module-level function, tuples of plain values): a ``run`` may send
-    them to other processes. :func:`run_here` runs them in this process.
+    them to other processes. :func:`run_here` runs them in this process: a reader handed it
+    does its listing in one piece, as cutting it up would gain nothing.
     """
 
     def __call__(self, func: Callable[[T], R], items: Sequence[T], /) -> list[R]:

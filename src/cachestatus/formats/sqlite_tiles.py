@@ -385,10 +385,11 @@ class SQLiteTileCache(SingleFileCache):
 
     def _summary(self, level: int, run: Run) -> Summary:
         """The column summary of ``level`` (:func:`column_summary`): one walk here, or in
-        stretches of columns through ``run`` when the file and the level are large enough to
-        pay for it (:data:`PARALLEL_BYTES`, :data:`STRETCH_COLUMNS`)."""
+        stretches of columns through a ``run`` that spreads them (not :func:`run_here`) when
+        the file and the level are large enough to pay for it (:data:`PARALLEL_BYTES`,
+        :data:`STRETCH_COLUMNS`)."""
         whole: SummaryTask = (self.path, self.table, level, None, None)
-        if os.path.getsize(self.path) < PARALLEL_BYTES:
+        if run is run_here or os.path.getsize(self.path) < PARALLEL_BYTES:
             return column_summary(whole, self._connect())
         table = quote_name(self.table)
         # The first and last column in the index's order (NULL first, text and blobs last): one
