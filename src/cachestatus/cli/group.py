@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -9,16 +10,29 @@ import click
 
 from .. import __version__
 from .context import Context, PlainFormatter
-from .delete import delete
-from .info import info
-from .missing import missing
-from .rebuild import rebuild
-from .report import report
-from .summary import summary
-from .verify import verify
+
+# Each command lives in the module of its name and is imported when it runs (or for help), so a
+# run loads only its own command's options and the operations they need.
+COMMANDS = ("info", "rebuild", "report", "missing", "verify", "summary", "delete")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandGroup(click.Group):
+    """The group whose commands are the modules named in :data:`COMMANDS`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The command names, in the order help lists them."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, imported from its module; None for an unknown name."""
+        if cmd_name not in COMMANDS:
+            return None
+        command = getattr(importlib.import_module(f"{__package__}.{cmd_name}"), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cachestatus")
 @click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors.")
 @click.option("-q", "--quiet", count=True, help="Less output: no warnings, no progress.")
@@ -47,7 +61,3 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     )
     if verbosity < 2:  # GDAL's per-write record counts only with -vv
         logging.getLogger("pyogrio").setLevel(logging.WARNING)
-
-
-for _command in (info, rebuild, report, missing, verify, summary, delete):
-    main.add_command(_command)
