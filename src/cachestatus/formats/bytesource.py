@@ -1,7 +1,8 @@
 """Where a bundle's bytes come from: a file, or a member of a zip, behind one interface.
 
 A :class:`ByteSource` reads bytes at any offset, knows its size and tells whether it changed while
-it was read (its :class:`Version`: size and modification time for a file). Codecs read bundles
+it was read (its :class:`Version`: size and modification time for a file, size and ETag for an
+object). Codecs read bundles
 through it and never see the container. What reading a damaged or changing source raises is
 turned here, in one place, into :class:`~cachestatus.errors.CorruptBundle` (a ``CORRUPT`` row)
 or :class:`~cachestatus.errors.BundleChanging` (an ``IN_PROGRESS`` row); an ``OSError`` stays one
@@ -22,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple, Self
+from typing import BinaryIO, NamedTuple, Self
 
 from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 
@@ -104,8 +105,9 @@ class Version(NamedTuple):
 
     #: Size in bytes of what the version is of (a file; for a zip member, its package).
     size: int
-    #: What else changes when it is written: the modification time in nanoseconds (a file).
-    stamp: int
+    #: What else changes when it is written: the modification time in nanoseconds (a file),
+    #: the ETag without its quotes (an object).
+    stamp: int | str
 
 
 def stat_version(st: os.stat_result) -> Version:
@@ -220,26 +222,47 @@ class LocalFile(ByteSource):
 
 
 class ZipArchive:
-    """A zip opened for reading its members in place, never extracted.
+    """A zip opened for reading its members in place, never extracted: a file, or a binary
+    file object (an object in storage, read by ranges).
 
     Its member list is read once, when it is opened. A member changes only with its package: the
-    package's version as opened is every member's.
+    package's version as opened is every member's. A file's version is read again with
+    ``fstat``; a file object's is the one it was opened with (an object's size and ETag), its
+    reads failing with :class:`~cachestatus.errors.BundleChanging` once the object is replaced.
+
+    Args:
+        path: the package's path, or how messages name the file object (its URL).
+        file: the package's bytes as a seekable binary file object, closed with the archive;
+            ``None`` opens ``path``.
+        version: the file object's version (required with ``file``).
 
     Raises:
-        InvalidCacheConfig: the file is not a readable zip.
+        InvalidCacheConfig: the file is not a readable zip, or changed while its member list
+            was read.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path | str, file: BinaryIO | None = None, version: Version | None = None
+    ) -> None:
         self.path = path
+        self._file = file
+        if file is not None and version is None:
+            raise ValueError("a zip read from a file object needs the object's version")
         try:
-            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
+            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path if file is None else file)
         except (zipfile.BadZipFile, OSError) as exc:
+            self._close_file()
             raise InvalidCacheConfig(f"{path}: not a readable zip ({exc})") from None
+        except BundleChanging as exc:
+            self._close_file()
+            raise InvalidCacheConfig(
+                f"{path}: {exc.reason} while its member list was read; try again"
+            ) from None
         try:
             #: The members by name.
             self.entries = {info.filename: info for info in self._zip.infolist()}
             #: The package's version when opened.
-            self.version = self.current_version()
+            self.version = version if version is not None else self.current_version()
         except BaseException:
             self.close()
             raise
@@ -255,9 +278,12 @@ class ZipArchive:
         return self._zip
 
     def current_version(self) -> Version:
-        """The package file's size and modification time now."""
+        """The package file's size and modification time now; a file object's version as
+        opened (its reads check it)."""
         fp = self.zip().fp
         assert fp is not None, "the zip is open"
+        if self._file is not None:
+            return self.version
         return stat_version(os.fstat(fp.fileno()))
 
     def member(self, name: str) -> ZipMember:
@@ -273,10 +299,17 @@ class ZipArchive:
         return ZipMember(self, info)
 
     def close(self) -> None:
-        """Close the zip; the archive then refuses to read."""
+        """Close the zip (and the file object it was read from); the archive then refuses to
+        read."""
         if self._zip is not None:
             self._zip.close()
             self._zip = None
+        self._close_file()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class ZipMember(ByteSource):

@@ -39,19 +39,19 @@ the bundle of its first tile ``CORRUPT`` and the scan goes on.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import grid
-from ..errors import CorruptBundle, InvalidCacheConfig
+from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 from ..grid import web_mercator, web_mercator_scheme
 from ..models import BUNDLE_SIZE, TOO_MANY_BUNDLES, BundleKey, Extent, Problem
 from .arcgis_conf import CONFIG_CAP
@@ -65,7 +65,7 @@ from .base import (
     StoredTile,
     run_here,
 )
-from .bytesource import LocalFile
+from .bytesource import ByteSource, LocalFile
 from .listed import NoBundles, VirtualListing
 from .tilejson import load_json, tile_size
 
@@ -671,11 +671,10 @@ class PMTilesCache(SingleFileCache):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            self._header = decode_header(f.read(HEADER_SIZE), str(path), size)
+        with self._reading() as archive:
+            self._header = decode_header(archive.read(0, HEADER_SIZE), str(path), archive.size)
             #: The archive's JSON metadata (an empty dict when it has none).
-            self.metadata = self._read_metadata(f, size)
+            self.metadata = self._read_metadata(archive)
         h = self._header
         self._scheme = web_mercator_scheme(
             list(range(h.min_zoom, h.max_zoom + 1)),
@@ -686,7 +685,28 @@ class PMTilesCache(SingleFileCache):
         #: Every directory's runs, read once (:meth:`_load`).
         self._directories: Directories | None = None
 
-    def _read_metadata(self, f: BinaryIO, file_size: int) -> dict[str, Any]:
+    def _open(self) -> ByteSource:
+        """The archive's bytes, opened for one pass over them."""
+        return LocalFile(str(self.path))
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[ByteSource]:
+        """:meth:`_open` for reading the header or the directories: an archive replaced
+        meanwhile (an object whose ETag moved) is refused, as its directories would mix two
+        states of it.
+
+        Raises:
+            InvalidCacheConfig: the archive changed while it was read.
+        """
+        try:
+            with self._open() as archive:
+                yield archive
+        except BundleChanging as exc:
+            raise InvalidCacheConfig(
+                f"{self.path}: {exc.reason}; run again once it is written"
+            ) from None
+
+    def _read_metadata(self, archive: ByteSource) -> dict[str, Any]:
         """The JSON metadata, decompressed and parsed within the limits of configuration files.
 
         Raises:
@@ -695,6 +715,7 @@ class PMTilesCache(SingleFileCache):
         """
         h = self._header
         source = f"{self.path} metadata"
+        file_size = archive.size
         if not h.metadata_length:
             return {}
         if h.metadata_offset + h.metadata_length > file_size:
@@ -707,9 +728,9 @@ class PMTilesCache(SingleFileCache):
                 f"{source} is {h.metadata_length:,} bytes; metadata is kilobytes (at most "
                 f"{CONFIG_CAP:,} bytes are read)"
             )
-        f.seek(h.metadata_offset)
+        compressed = archive.read(h.metadata_offset, h.metadata_length)
         try:
-            data = inflate(f.read(h.metadata_length), h.internal_compression, CONFIG_CAP, "it")
+            data = inflate(compressed, h.internal_compression, CONFIG_CAP, "it")
         except CorruptBundle as exc:
             raise InvalidCacheConfig(f"{source}: {exc.reason}") from None
         found = load_json(data, source, "PMTiles metadata")
@@ -732,7 +753,7 @@ class PMTilesCache(SingleFileCache):
         h = self._header
         return [f"z{z}" for z in sorted(zooms) if not h.min_zoom <= z <= h.max_zoom]
 
-    def _read_directory(self, f: BinaryIO, offset: int, length: int, budget: int) -> bytes:
+    def _read_directory(self, archive: ByteSource, offset: int, length: int, budget: int) -> bytes:
         """One directory, decompressed within the per-directory cap and what is left of the
         budget of all directories."""
         h = self._header
@@ -740,7 +761,7 @@ class PMTilesCache(SingleFileCache):
         if h.tile_entries:
             cap = min(cap, 16 + ENTRY_BYTES * h.tile_entries)
         cap = min(cap, budget)
-        if offset + length > os.fstat(f.fileno()).st_size:
+        if offset + length > archive.size:
             raise CorruptBundle(
                 f"the directory at offset {offset:,} ({length:,} bytes) runs past the end of "
                 "the file"
@@ -750,8 +771,7 @@ class PMTilesCache(SingleFileCache):
                 f"the directory at offset {offset:,} is {length:,} bytes, more than its "
                 f"entries can need ({cap:,})"
             )
-        f.seek(offset)
-        return inflate(f.read(length), h.internal_compression, cap)
+        return inflate(archive.read(offset, length), h.internal_compression, cap)
 
     def _load(self) -> Directories:
         """Read the root and leaf directories once: their runs of tiles and broken leaves."""
@@ -765,7 +785,7 @@ class PMTilesCache(SingleFileCache):
         # (offset, length, depth, first tile ID of the leaf; -1 for the root)
         todo = [(h.root_offset, h.root_length, 0, -1)]
         seen: set[tuple[int, int]] = set()
-        with open(self.path, "rb") as f:
+        with self._reading() as archive:
             while todo:
                 offset, length, depth, first = todo.pop()
                 try:
@@ -774,9 +794,11 @@ class PMTilesCache(SingleFileCache):
                     if depth > MAX_DEPTH:
                         raise CorruptBundle(f"leaf directories nested over {MAX_DEPTH} deep")
                     seen.add((offset, length))
-                    data = self._read_directory(f, offset, length, budget)
+                    data = self._read_directory(archive, offset, length, budget)
                     budget -= len(data)
                     ids, runs, lengths, offsets = decode_directory(data, max_entries)
+                except BundleChanging:
+                    raise
                 except CorruptBundle as exc:
                     if first < 0:
                         raise InvalidCacheConfig(
@@ -851,7 +873,7 @@ class PMTilesCache(SingleFileCache):
         :data:`TILE_CAP`, is damage. The tiles of one run share one body, read once."""
         h = self._header
         tiles = _runs_of(bundle).tiles(bundle.key)
-        with LocalFile(str(self.path)) as archive:
+        with self._open() as archive:
             read = archive.read
             last: tuple[int, int] | None = None
             data, damage = b"", ""
