@@ -15,6 +15,7 @@ cache file itself.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import zipfile
@@ -23,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 
@@ -31,6 +32,10 @@ from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 #: Most bytes deflate can make of one compressed byte (1032:1), with room to spare.
 MAX_RATIO = 1100
+#: Bytes a zip read from a :class:`ByteSource` reads at once: a member's local header (30 bytes,
+#: its name and extra field, less than 4 KiB) and a Compact V2 bundle's header and index
+#: (131,136 bytes) in one read.
+ZIP_BUFFER = 131_136 + 4096
 #: What reading a damaged zip member raises: a bad header or CRC, a broken deflate stream, data
 #: that ends early; RuntimeError for an encrypted member, NotImplementedError (a RuntimeError)
 #: for an unknown compression method.
@@ -221,48 +226,84 @@ class LocalFile(ByteSource):
             self._fd = -1
 
 
+class SourceFile(io.RawIOBase):
+    """A :class:`ByteSource` as a read-only, seekable binary file, for :mod:`zipfile`.
+
+    Wrapped in an :class:`io.BufferedReader` of :data:`ZIP_BUFFER` bytes by :class:`ZipArchive`,
+    so that opening a member and reading a bundle's index is one read of the source (one
+    request, for an object read by ranges).
+    """
+
+    def __init__(self, source: ByteSource) -> None:
+        super().__init__()
+        self._source, self._pos = source, 0
+
+    def readable(self) -> bool:
+        """Always."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always."""
+        return True
+
+    def tell(self) -> int:
+        """The position."""
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position (past the end is allowed; reads there give nothing)."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._source.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the position; the bytes read (0 at the end)."""
+        got = self._source.readinto(self._pos, memoryview(buffer).cast("B"))
+        self._pos += got
+        return got
+
+
 class ZipArchive:
-    """A zip opened for reading its members in place, never extracted: a file, or a binary
-    file object (an object in storage, read by ranges).
+    """A zip opened for reading its members in place, never extracted: a file, or any
+    :class:`ByteSource` (an object in storage, read by ranges).
 
     Its member list is read once, when it is opened. A member changes only with its package: the
-    package's version as opened is every member's. A file's version is read again with
-    ``fstat``; a file object's is the one it was opened with (an object's size and ETag), its
-    reads failing with :class:`~cachestatus.errors.BundleChanging` once the object is replaced.
+    package's version as opened is every member's. An object's version is its size and ETag,
+    its reads failing with :class:`~cachestatus.errors.BundleChanging` once it is replaced.
 
     Args:
-        path: the package's path, or how messages name the file object (its URL).
-        file: the package's bytes as a seekable binary file object, closed with the archive;
-            ``None`` opens ``path``.
-        version: the file object's version (required with ``file``).
+        path: the package's path, or how messages name the source (its URL).
+        source: the package's bytes, closed with the archive; ``None`` opens ``path``.
 
     Raises:
         InvalidCacheConfig: the file is not a readable zip, or changed while its member list
             was read.
     """
 
-    def __init__(
-        self, path: Path | str, file: BinaryIO | None = None, version: Version | None = None
-    ) -> None:
+    def __init__(self, path: Path | str, source: ByteSource | None = None) -> None:
         self.path = path
-        self._file = file
-        if file is not None and version is None:
-            raise ValueError("a zip read from a file object needs the object's version")
+        self._source = source
         try:
-            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path if file is None else file)
+            if source is None:
+                self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
+            else:
+                file = io.BufferedReader(SourceFile(source), buffer_size=ZIP_BUFFER)
+                self._zip = zipfile.ZipFile(file)
         except (zipfile.BadZipFile, OSError) as exc:
-            self._close_file()
+            self._close_source()
             raise InvalidCacheConfig(f"{path}: not a readable zip ({exc})") from None
         except BundleChanging as exc:
-            self._close_file()
+            self._close_source()
             raise InvalidCacheConfig(
-                f"{path}: {exc.reason} while its member list was read; try again"
+                f"{path}: {exc.reason}; its member list was being read: try again"
             ) from None
         try:
             #: The members by name.
             self.entries = {info.filename: info for info in self._zip.infolist()}
             #: The package's version when opened.
-            self.version = version if version is not None else self.current_version()
+            self.version = self.current_version()
         except BaseException:
             self.close()
             raise
@@ -278,12 +319,12 @@ class ZipArchive:
         return self._zip
 
     def current_version(self) -> Version:
-        """The package file's size and modification time now; a file object's version as
-        opened (its reads check it)."""
+        """The package's version now: a file's size and modification time, a source's
+        version."""
         fp = self.zip().fp
         assert fp is not None, "the zip is open"
-        if self._file is not None:
-            return self.version
+        if self._source is not None:
+            return self._source.current_version()
         return stat_version(os.fstat(fp.fileno()))
 
     def member(self, name: str) -> ZipMember:
@@ -299,17 +340,16 @@ class ZipArchive:
         return ZipMember(self, info)
 
     def close(self) -> None:
-        """Close the zip (and the file object it was read from); the archive then refuses to
-        read."""
+        """Close the zip (and the source it was read from); the archive then refuses to read."""
         if self._zip is not None:
             self._zip.close()
             self._zip = None
-        self._close_file()
+        self._close_source()
 
-    def _close_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def _close_source(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
 
 
 class ZipMember(ByteSource):
