@@ -45,6 +45,16 @@ class OutputExists(UsageError, FileExistsError):
     """An output exists and ``overwrite`` was not asked for."""
 
 
+class MissingExtra(UsageError, ImportError):
+    """An optional dependency the request needs is not installed; the message names the extra
+    (``pip install 'cachestatus[cloud]'``)."""
+
+
+class StorageError(CacheStatusError, OSError):
+    """Object storage or an HTTP server refused a request, or could not be reached, after the
+    retries a throttling or server error earns."""
+
+
 class CorruptBundle(CacheStatusError):
     """A bundle file cannot be decoded; the scanner records it as a ``CORRUPT`` row."""
 

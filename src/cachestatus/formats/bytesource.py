@@ -110,8 +110,8 @@ class Version(NamedTuple):
 
     #: Size in bytes of what the version is of (a file; for a zip member, its package).
     size: int
-    #: What else changes when it is written: the modification time in nanoseconds (a file),
-    #: the ETag without its quotes (an object).
+    #: What else changes when it is written: the modification time in nanoseconds (a file), the
+    #: ETag (an object in a bucket).
     stamp: int | str
 
 
