@@ -61,12 +61,12 @@ from .base import (
     FileHead,
     LevelListing,
     Run,
-    SingleFileCache,
     StoredTile,
     run_here,
 )
-from .bytesource import ByteSource, LocalFile
+from .bytesource import ByteSource, Version
 from .listed import NoBundles, VirtualListing
+from .remote_file import RemoteFile
 from .tilejson import load_json, tile_size
 
 HEADER_SIZE = 127
@@ -119,6 +119,12 @@ MAX_DEPTH = 4
 TILE_CAP = 32 * 2**20
 #: Largest window a zstd frame may ask for (zstd's own default limit is 128 MiB).
 ZSTD_WINDOW = 2**26
+#: Bytes of a remote archive's directories asked for at once. Leaf directories lie side by side
+#: and are read near one another (from the last to the first under each directory), so aligned
+#: blocks, the last few kept, cost a request per block, not one per leaf.
+DIRECTORY_BLOCK = 4 * 2**20
+#: Blocks kept while the directories are read.
+DIRECTORY_BLOCKS_KEPT = 4
 
 
 def first_tile_id(zoom: int) -> int:
@@ -651,7 +657,52 @@ class ZoomBundles:
         return self.runs.parts()
 
 
-class PMTilesCache(SingleFileCache):
+class DirectoryBlocks(ByteSource):
+    """An archive's bytes read in aligned blocks of :data:`DIRECTORY_BLOCK` bytes, the last
+    :data:`DIRECTORY_BLOCKS_KEPT` kept: its directories read from object storage or over HTTP
+    with a request per block."""
+
+    __slots__ = ("_blocks", "_source")
+
+    def __init__(self, source: ByteSource) -> None:
+        self._source = source
+        self.size, self.version, self.modified = source.size, source.version, source.modified
+        self._blocks: dict[int, bytes] = {}
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset``, from the blocks holding them."""
+        if length <= 0 or offset >= self.size:
+            return b""
+        first, last = offset // DIRECTORY_BLOCK, (offset + length - 1) // DIRECTORY_BLOCK
+        data = b"".join(self._block(i) for i in range(first, last + 1))
+        start = offset - first * DIRECTORY_BLOCK
+        return data[start : start + length]
+
+    def _block(self, index: int) -> bytes:
+        block = self._blocks.get(index)
+        if block is None:
+            block = self._source.read(index * DIRECTORY_BLOCK, DIRECTORY_BLOCK)
+            if len(self._blocks) >= DIRECTORY_BLOCKS_KEPT:
+                del self._blocks[next(iter(self._blocks))]  # the oldest
+            self._blocks[index] = block
+        return block
+
+    def readinto(self, offset: int, view: memoryview) -> int:
+        """:meth:`read` into ``view``."""
+        data = self.read(offset, len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def current_version(self) -> Version:
+        """The source's version."""
+        return self._source.current_version()
+
+    def close(self) -> None:
+        """Close the source."""
+        self._source.close()
+
+
+class PMTilesCache(RemoteFile):
     """A ``.pmtiles`` archive: its directories give every tile and its size (no extra read:
     sizes come free).
 
@@ -672,26 +723,22 @@ class PMTilesCache(SingleFileCache):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         with self._reading() as archive:
-            self._header = decode_header(archive.read(0, HEADER_SIZE), str(path), archive.size)
+            self._header = decode_header(archive.read(0, HEADER_SIZE), self.where, archive.size)
             #: The archive's JSON metadata (an empty dict when it has none).
             self.metadata = self._read_metadata(archive)
         h = self._header
         self._scheme = web_mercator_scheme(
             list(range(h.min_zoom, h.max_zoom + 1)),
-            tile_size=tile_size(self.metadata, f"{path} metadata") or 256,
+            tile_size=tile_size(self.metadata, f"{self.where} metadata") or 256,
             tile_format=h.tile_format,
         )
         self._extent = declared_extent(h.bounds)
         #: Every directory's runs, read once (:meth:`_load`).
         self._directories: Directories | None = None
 
-    def _open(self) -> ByteSource:
-        """The archive's bytes, opened for one pass over them."""
-        return LocalFile(str(self.path))
-
     @contextlib.contextmanager
     def _reading(self) -> Iterator[ByteSource]:
-        """:meth:`_open` for reading the header or the directories: an archive replaced
+        """:meth:`_file_source` for reading the header or the directories: an archive replaced
         meanwhile (an object whose ETag moved) is refused, as its directories would mix two
         states of it.
 
@@ -699,11 +746,11 @@ class PMTilesCache(SingleFileCache):
             InvalidCacheConfig: the archive changed while it was read.
         """
         try:
-            with self._open() as archive:
+            with self._file_source() as archive:
                 yield archive
         except BundleChanging as exc:
             raise InvalidCacheConfig(
-                f"{self.path}: {exc.reason}; run again once it is written"
+                f"{self.where}: {exc.reason}; run again once it is written"
             ) from None
 
     def _read_metadata(self, archive: ByteSource) -> dict[str, Any]:
@@ -714,7 +761,7 @@ class PMTilesCache(SingleFileCache):
                 larger than a configuration file can be, or is not JSON.
         """
         h = self._header
-        source = f"{self.path} metadata"
+        source = f"{self.where} metadata"
         file_size = archive.size
         if not h.metadata_length:
             return {}
@@ -785,7 +832,8 @@ class PMTilesCache(SingleFileCache):
         # (offset, length, depth, first tile ID of the leaf; -1 for the root)
         todo = [(h.root_offset, h.root_length, 0, -1)]
         seen: set[tuple[int, int]] = set()
-        with self._reading() as archive:
+        with self._reading() as opened:
+            archive = opened if self.location is None else DirectoryBlocks(opened)
             while todo:
                 offset, length, depth, first = todo.pop()
                 try:
@@ -802,11 +850,11 @@ class PMTilesCache(SingleFileCache):
                 except CorruptBundle as exc:
                     if first < 0:
                         raise InvalidCacheConfig(
-                            f"{self.path}: the root directory is broken ({exc.reason})"
+                            f"{self.where}: the root directory is broken ({exc.reason})"
                         ) from None
                     if "form a loop" in exc.reason:
                         raise InvalidCacheConfig(
-                            f"{self.path}: its leaf directories form a loop"
+                            f"{self.where}: its leaf directories form a loop"
                         ) from None
                     broken.append((first, f"its leaf directory at offset {offset:,}: {exc.reason}"))
                     continue
@@ -844,7 +892,7 @@ class PMTilesCache(SingleFileCache):
         bundles is one problem, not listed: a few bytes of runs must not buy hours of rows."""
         runs = self._zoom(level)
         if not _too_many(runs):
-            return VirtualListing(level, str(self.path), [], ZoomBundles(runs))
+            return VirtualListing(level, self.where, [], ZoomBundles(runs))
         left_out = Problem(
             f"L{level:02d}",
             TOO_MANY_BUNDLES,
@@ -852,7 +900,7 @@ class PMTilesCache(SingleFileCache):
             f"{MAX_RUN_BUNDLES:,} (or one per directory entry) a zoom is scanned for; it is "
             "left out (a damaged or crafted directory?)",
         )
-        return VirtualListing(level, str(self.path), [left_out], NoBundles())
+        return VirtualListing(level, self.where, [left_out], NoBundles())
 
     def count_bundles(self, level: int) -> int:
         """From the runs, without listing them."""
@@ -873,7 +921,7 @@ class PMTilesCache(SingleFileCache):
         :data:`TILE_CAP`, is damage. The tiles of one run share one body, read once."""
         h = self._header
         tiles = _runs_of(bundle).tiles(bundle.key)
-        with self._open() as archive:
+        with self._file_source() as archive:
             read = archive.read
             last: tuple[int, int] | None = None
             data, damage = b"", ""

@@ -14,10 +14,10 @@ from ..errors import InvalidCacheConfig
 from .arcgis_cache import ArcGISCache, Configuration, read_conf
 from .arcgis_folder import LAYERS_DIR
 from .arcgis_layout import Layout, ZipLayout
-from .base import FileHead, SingleFileCache
-from .bytesource import ZipArchive
+from .base import FileHead
 from .compact_v1 import STORAGE_FORMAT as COMPACT_V1
 from .compact_v2 import STORAGE_FORMAT as COMPACT_V2
+from .remote_file import RemoteFile
 
 
 def _is_conf(name: str) -> bool:
@@ -25,8 +25,9 @@ def _is_conf(name: str) -> bool:
     return name.rsplit("/", 1)[-1].lower() == "conf.xml"
 
 
-class TpkPackage(ArcGISCache, SingleFileCache):
-    """A ``.tpk`` tile package: a Compact cache folder inside a zip."""
+class TpkPackage(ArcGISCache, RemoteFile):
+    """A ``.tpk`` tile package: a Compact cache folder inside a zip (a local file, or an object
+    read by ranges)."""
 
     name = "tpk"
     description = "ArcGIS tile package (.tpk: zip of a Compact V1 cache folder with conf.xml)"
@@ -39,12 +40,12 @@ class TpkPackage(ArcGISCache, SingleFileCache):
         return any(_is_conf(name) for name in found.zip_names)
 
     def _open_layout(self, path: Path) -> Layout:
-        archive = ZipArchive(path)
+        archive = self._zip_archive()
         confs = sorted(name for name in archive.entries if _is_conf(name))
         if not confs:
             archive.close()
             raise InvalidCacheConfig(
-                f"{path}: a zip without conf.xml; a .tpk tile package holds "
+                f"{self.where}: a zip without conf.xml; a .tpk tile package holds "
                 "a cache folder (a .tpkx holds root.json)"
             )
         prefix, _, self._conf_name = confs[0].rpartition("/")
@@ -54,7 +55,7 @@ class TpkPackage(ArcGISCache, SingleFileCache):
         scheme, extent = read_conf(layout, self._conf_name)
         if scheme.storage_format not in self.storage_formats:
             raise InvalidCacheConfig(
-                f"{self.path}: conf.xml declares {scheme.storage_format}; "
+                f"{self.where}: conf.xml declares {scheme.storage_format}; "
                 "this version reads .tpk packages of Compact bundles"
             )
         return scheme, extent, LAYERS_DIR

@@ -38,9 +38,9 @@ from .arcgis_conf import (
 )
 from .arcgis_folder import CONF_NAMES
 from .arcgis_layout import FolderLayout, Layout, ZipLayout
-from .base import FileHead, SingleFileCache
-from .bytesource import ZipArchive
+from .base import FileHead
 from .compact_v2 import STORAGE_FORMAT as V2_STORAGE
+from .remote_file import RemoteFile
 from .tilejson import load_json
 
 ROOT_JSON = "root.json"
@@ -166,8 +166,9 @@ def read_root_json(layout: Layout, missing: str) -> Configuration:
     return scheme, extent, _bundles_path(root, source)
 
 
-class TilePackage(ArcGISCache, SingleFileCache):
-    """A ``.tpkx`` tile package: Compact V2 bundles read inside the zip."""
+class TilePackage(ArcGISCache, RemoteFile):
+    """A ``.tpkx`` tile package: Compact V2 bundles read inside the zip (a local file, or an
+    object read by ranges)."""
 
     name = "tpkx"
     description = "ArcGIS tile package (.tpkx: zip of root.json and Compact V2 bundles)"
@@ -180,12 +181,12 @@ class TilePackage(ArcGISCache, SingleFileCache):
         return ROOT_JSON in found.zip_names
 
     def _open_layout(self, path: Path) -> Layout:
-        return ZipLayout(ZipArchive(path))
+        return ZipLayout(self._zip_archive())
 
     def _configure(self, layout: Layout) -> Configuration:
         return read_root_json(
             layout,
-            f"{self.path}: a zip without {ROOT_JSON}; a .tpkx tile package holds root.json "
+            f"{self.where}: a zip without {ROOT_JSON}; a .tpkx tile package holds root.json "
             "(an older .tpk holds conf.xml)",
         )
 
