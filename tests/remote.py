@@ -1,0 +1,92 @@
+"""A real S3 server for the tests: moto's, in this process, on 127.0.0.1 and a free port.
+
+The ``s3`` fixture (session-wide) starts it; ``s3_env`` points the environment at it the way a
+user points the AWS tools at an S3-compatible store (``AWS_ENDPOINT_URL`` and keys), and
+``upload`` copies a folder into a bucket, key for key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+KEYS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+}
+
+
+class S3Server(NamedTuple):
+    """A running S3 server."""
+
+    host: str
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"],
+            region_name=KEYS["AWS_REGION"],
+        )
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """moto's S3 server, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield S3Server(host, port)
+    finally:
+        server.stop()
+
+
+def point_at(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Point the AWS environment at ``endpoint`` with the test keys (and nothing else of the
+    caller's AWS settings)."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+
+
+@pytest.fixture
+def s3_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The environment pointed at the S3 server."""
+    point_at(monkeypatch, s3.endpoint)
+    return s3
+
+
+def make_bucket(server: S3Server, name: str) -> str:
+    """A new, empty bucket."""
+    server.client().create_bucket(Bucket=name)
+    return name
+
+
+def upload(server: S3Server, folder: Path, bucket: str, prefix: str) -> str:
+    """Every file under ``folder`` put at ``prefix/<its relative path>``; the ``s3://`` URL of
+    the prefix."""
+    client = server.client()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+            client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    return f"s3://{bucket}/{prefix}"
