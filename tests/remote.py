@@ -1,69 +1,92 @@
-"""Servers the remote tests read from: moto's S3 server and a range-answering HTTP server, both
-on 127.0.0.1 and a free port, started by the tests themselves."""
+"""A real S3 server for the tests: moto's, in this process, on 127.0.0.1 and a free port.
+
+The ``s3`` fixture (session-wide) starts it; ``s3_env`` points the environment at it the way a
+user points the AWS tools at an S3-compatible store (``AWS_ENDPOINT_URL`` and keys), and
+``upload`` copies a folder into a bucket, key for key.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
-from tests.http_range import RangeServer, serve
-
-#: The bucket files are uploaded to.
-BUCKET = "remote-files"
-#: What obstore and boto3 need to reach moto: its endpoint is added by :func:`moto_s3`.
-_S3_ENV = {
+KEYS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_REGION": "us-east-1",
 }
 
 
-class S3:
-    """moto's S3 server, with one bucket: upload files and name them by URL."""
+class S3Server(NamedTuple):
+    """A running S3 server."""
 
-    def __init__(self, endpoint: str) -> None:
+    host: str
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def client(self) -> Any:
         import boto3
 
-        self.endpoint = endpoint
-        self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        self.client.create_bucket(Bucket=BUCKET)
-
-    def put(self, key: str, data: bytes) -> str:
-        """Upload ``data`` as ``key``; its ``s3://`` URL."""
-        self.client.put_object(Bucket=BUCKET, Key=key, Body=data)
-        return f"s3://{BUCKET}/{key}"
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"],
+            region_name=KEYS["AWS_REGION"],
+        )
 
 
 @pytest.fixture(scope="session")
-def moto_s3() -> Iterator[S3]:
-    """moto's threaded S3 server for the session; the AWS environment variables point at it
-    while it runs."""
-    pytest.importorskip("obstore", reason="the remote tests need the cloud extra (obstore)")
-    server_module = pytest.importorskip("moto.server", reason="moto[server] is a test extra")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+def s3() -> Iterator[S3Server]:
+    """moto's S3 server, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    saved = {name: os.environ.get(name) for name in (*_S3_ENV, "AWS_ENDPOINT_URL")}
-    os.environ.update(_S3_ENV, AWS_ENDPOINT_URL=endpoint)
     try:
-        yield S3(endpoint)
+        yield S3Server(host, port)
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def http_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RangeServer]:
-    """A :class:`~tests.http_range.RangeServer` serving a folder of its own for the session:
-    tests copy files into ``server.root`` and read them at ``server.url``."""
-    pytest.importorskip("obstore", reason="the remote tests need the cloud extra (obstore)")
-    root: Path = tmp_path_factory.mktemp("served")
-    yield from serve(root)
+def point_at(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Point the AWS environment at ``endpoint`` with the test keys (and nothing else of the
+    caller's AWS settings)."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+
+
+@pytest.fixture
+def s3_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The environment pointed at the S3 server."""
+    point_at(monkeypatch, s3.endpoint)
+    return s3
+
+
+def make_bucket(server: S3Server, name: str) -> str:
+    """A new, empty bucket."""
+    server.client().create_bucket(Bucket=name)
+    return name
+
+
+def upload(server: S3Server, folder: Path, bucket: str, prefix: str) -> str:
+    """Every file under ``folder`` put at ``prefix/<its relative path>``; the ``s3://`` URL of
+    the prefix."""
+    client = server.client()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+            client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    return f"s3://{bucket}/{prefix}"

@@ -135,7 +135,7 @@ def info_json(reader: CacheReader, levels: list[LevelInfo]) -> dict[str, Any]:
     extent = reader.full_extent
     grid_extent = expected_extent(reader)
     return {
-        "cache": str(reader.path),
+        "cache": reader.where,
         "format": reader.name,
         "description": reader.description,
         "spatial_reference": {

@@ -28,6 +28,7 @@ from .selection import (
     parse_scales,
     select_levels,
 )
+from .storage.location import is_url
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -40,9 +41,10 @@ T = TypeVar("T", bound="DataclassInstance")
 
 def _absolute(path: str | os.PathLike[str]) -> str:
     """``path`` as text, joined to the working directory when relative (a replay may run from
-    another one); otherwise untouched, so that GDAL paths such as ``/vsicurl/https://...`` stay."""
+    another one); otherwise untouched, so that GDAL paths such as ``/vsicurl/https://...`` and
+    URLs (``s3://...``) stay."""
     text = os.fspath(path)
-    return text if os.path.isabs(text) else os.path.join(os.getcwd(), text)
+    return text if os.path.isabs(text) or is_url(text) else os.path.join(os.getcwd(), text)
 
 
 def _optional_absolute(path: str | os.PathLike[str] | None) -> str | None:
@@ -60,6 +62,7 @@ class CacheSource:
         table: the tile table of a GeoPackage that holds several.
         scheme: ``xyz`` or ``tms``, the row order of a ``{z}/{x}/{y}`` folder.
         sizes: read tile sizes where they cost extra reads (SQLite blobs, a stat per tile file).
+        anon: unsigned requests, for a cache in a public bucket (``path`` a URL).
     """
 
     path: str | os.PathLike[str]
@@ -67,6 +70,7 @@ class CacheSource:
     table: str | None = None
     scheme: str | None = None
     sizes: bool = False
+    anon: bool = False
 
     def open(self) -> CacheReader:
         """The cache's reader (a context manager), as :func:`cachestatus.open_cache` opens it.
@@ -75,17 +79,24 @@ class CacheSource:
             CacheNotFound, UnsupportedFormat, InvalidCacheConfig, UsageError: as ``open_cache``.
         """
         return open_cache(
-            self.path, self.format_hint, self.sizes, table=self.table, scheme=self.scheme
+            self.path,
+            self.format_hint,
+            self.sizes,
+            table=self.table,
+            scheme=self.scheme,
+            anon=self.anon,
         )
 
     def to_json(self) -> dict[str, Any]:
-        """``cache`` (absolute), ``format_hint``, ``table``, ``scheme``, ``sizes``."""
+        """``cache`` (absolute, or the URL), ``format_hint``, ``table``, ``scheme``, ``sizes``,
+        ``anon``."""
         return {
             "cache": _absolute(self.path),
             "format_hint": self.format_hint,
             "table": self.table,
             "scheme": self.scheme,
             "sizes": bool(self.sizes),
+            "anon": bool(self.anon),
         }
 
     @classmethod
@@ -97,6 +108,7 @@ class CacheSource:
             data.get("table"),
             data.get("scheme"),
             bool(data.get("sizes", False)),
+            bool(data.get("anon", False)),
         )
 
 

@@ -63,7 +63,10 @@ def _delivering(keyword: str, build: Callable[..., object], *params: Param) -> C
 
 cache_argument = Param(click.Argument, "cache", type=click.Path(path_type=str))
 json_option = Param(click.Option, "--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-STATUS_HELP = "Status store path (.gdb or .gpkg); default: Status.gdb beside conf.xml."
+STATUS_HELP = (
+    "Status store path (.gdb or .gpkg); default: Status.gdb beside conf.xml "
+    "(for a URL: <cache name>.Status.gdb in the working folder)."
+)
 status_option = Param(
     click.Option, "--status", type=click.Path(path_type=str), default=None, help=STATUS_HELP
 )
@@ -96,6 +99,12 @@ _opening = (
         default=None,
         help="Row order of a {z}/{x}/{y} folder: xyz (rows down, default) or tms (rows up).",
     ),
+    Param(
+        click.Option,
+        "--anon",
+        is_flag=True,
+        help="Unsigned requests to object storage, for a cache in a public bucket.",
+    ),
 )
 _sizes = Param(
     click.Option,
@@ -109,7 +118,8 @@ def _source(cache: str, **fields: Any) -> CacheSource:
     return CacheSource(cache, **fields)
 
 
-#: CACHE, ``--format-hint``, ``--table``, ``--scheme``: ``source``, a :class:`CacheSource`.
+#: CACHE, ``--format-hint``, ``--table``, ``--scheme``, ``--anon``: ``source``, a
+#: :class:`CacheSource`.
 source_options = _delivering("source", _source, *_opening)
 #: :data:`source_options` and ``--sizes`` (the commands that count tile bytes).
 sized_source_options = _delivering("source", _source, _sizes, *_opening)

@@ -22,8 +22,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CacheNotFound, UnsupportedFormat, UsageError
+from ..storage.location import parse_location
 from ..values import as_path
 from .arcgis_cache import CompactV1Cache, CompactV2Cache
 from .base import (
@@ -41,9 +43,14 @@ from .geopackage import GeoPackageTiles
 from .mbtiles import MBTiles
 from .pmtiles import PMTilesCache
 from .spec import CacheSpec
+from .sqlite_db import SQLITE_HEADER
+from .sqlite_tiles import remote_sqlite
 from .tile_folders import ExplodedCache, TMSFolder, XYZFolder
 from .tpk import TpkPackage
 from .tpkx import TilePackage, TilePackageFolder
+
+if TYPE_CHECKING:
+    from ..storage import ObjectStorage
 
 __all__ = [
     "SCHEMES",
@@ -54,6 +61,7 @@ __all__ = [
     "LevelListing",
     "Run",
     "detect",
+    "detect_remote",
     "get",
     "names",
     "open_cache",
@@ -171,6 +179,42 @@ def detect(path: Path) -> type[CacheReader]:
     return chosen
 
 
+def detect_remote(storage: ObjectStorage) -> type[CacheReader]:
+    """The reader class for the cache at ``storage``'s location (object storage, HTTP).
+
+    Raises:
+        UsageError: an SQLite cache (MBTiles, GeoPackage), which needs a local file.
+        UnsupportedFormat: no format read from object storage recognises it; over HTTP, a
+            folder cache (nothing can be listed there).
+        CacheNotFound: nothing is at the location.
+    """
+    for reader in _REGISTRY.values():
+        if reader.detect_remote(storage):
+            return reader
+    location = storage.location
+    if location.is_http:
+        raise UnsupportedFormat(
+            f"{location.url}: not a cache file read over {location.scheme} (.tpkx, .tpk, "
+            ".pmtiles); a folder cache cannot be read over HTTP, where nothing can be listed: "
+            "give its s3://, az:// or gs:// URL, or copy it locally"
+        )
+    folders, objects = storage.list_dir()
+    if not folders and not objects:
+        try:
+            head = storage.read(storage.head(location.key).key, 0, len(SQLITE_HEADER))
+        except FileNotFoundError:
+            raise CacheNotFound(
+                f"{location.url}: no such object or folder; give the cache folder (holding "
+                "conf.xml) or a cache file"
+            ) from None
+        if head == SQLITE_HEADER:
+            raise remote_sqlite(location.url, "the object")
+    raise UnsupportedFormat(
+        f"{location.url}: not a tile cache cachestatus reads from object storage "
+        f"(formats: {', '.join(names())})"
+    )
+
+
 #: Row orders of ``{z}/{x}/{y}`` folders (``--scheme``), each the name of its reader.
 SCHEMES = ("xyz", "tms")
 
@@ -182,6 +226,7 @@ def open_cache(
     *,
     table: str | None = None,
     scheme: str | None = None,
+    anon: bool = False,
 ) -> CacheReader:
     """Open the cache at ``path`` with the detected reader, or with ``format_hint``'s: through
     its :class:`CacheSpec` (``reader.spec``), which opens it again in other processes.
@@ -194,27 +239,45 @@ def open_cache(
         table: the tile table of a GeoPackage that holds several.
         scheme: row order of a ``{z}/{x}/{y}`` folder, ``xyz`` (rows counted down, the default)
             or ``tms`` (rows counted up).
+        anon: unsigned requests, for a cache in a public bucket (``path`` a URL).
 
     Raises:
         CacheNotFound, UnsupportedFormat, InvalidCacheConfig: the path is not a readable cache
             (a FIFO, a device or a folder given as a single-file format's cache included).
-        UsageError: ``table`` or ``scheme`` given for a format that has no such choice.
+        UsageError: ``table`` or ``scheme`` given for a format that has no such choice; an
+            SQLite cache given by URL.
+        MissingExtra: a URL, without the ``cloud`` extra.
     """
+    location = parse_location(path, anon=anon) if isinstance(path, str) else None
+    if location is not None:
+        from ..storage import ObjectStorage
+
+        storage = ObjectStorage(location)
+        found = get(format_hint) if format_hint is not None else detect_remote(storage)
+        if scheme is not None:
+            found = _with_scheme(location.url, found, scheme)
+        _check_table(location.url, found, table)
+        return CacheSpec(found.name, location.url, sizes, table, anon).open()
     where = as_path(path, "cache")
     if not where.exists():
         detect(where)  # raises CacheNotFound with the usual message
     reader_class = get(format_hint) if format_hint is not None else detect(where)
     if scheme is not None:
         reader_class = _with_scheme(where, reader_class, scheme)
+    _check_table(where, reader_class, table)
+    return CacheSpec(reader_class.name, str(where), sizes, table).open()
+
+
+def _check_table(where: object, reader_class: type[CacheReader], table: str | None) -> None:
+    """Refuse ``--table`` for a format without tables."""
     if table is not None and "table" not in reader_class.options:
         raise UsageError(
             f"--table {table}: {where} is read as {reader_class.name}; "
             "only GeoPackages hold several tile tables"
         )
-    return CacheSpec(reader_class.name, str(where), sizes, table).open()
 
 
-def _with_scheme(where: Path, reader_class: type[CacheReader], scheme: str) -> type[CacheReader]:
+def _with_scheme(where: object, reader_class: type[CacheReader], scheme: str) -> type[CacheReader]:
     """The folder reader for ``scheme``; an error for a format whose row order is fixed."""
     if scheme not in SCHEMES:
         raise UsageError(f"--scheme {scheme}: unknown row order; use one of {', '.join(SCHEMES)}")

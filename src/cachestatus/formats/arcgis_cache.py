@@ -14,19 +14,22 @@ import os
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from ..errors import InvalidCacheConfig
 from ..models import Extent, Problem, TilingScheme
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
 from .arcgis_folder import CDI_NAMES, LAYERS_DIR, find_conf, shown
-from .arcgis_layout import FolderLayout, Layout
+from .arcgis_layout import FolderLayout, Layout, ObjectLayout
 from .base import BundleFile, BundleIndex, CacheReader, StoredTile
 from .bytesource import Opener
 from .compact_v1 import STORAGE_FORMAT as COMPACT_V1
 from .compact_v1 import CompactV1
 from .compact_v2 import STORAGE_FORMAT as COMPACT_V2
 from .compact_v2 import CompactV2
+
+if TYPE_CHECKING:
+    from ..storage import ObjectStorage
 
 
 class Codec(Protocol):
@@ -144,11 +147,11 @@ class ArcGISCache(CacheReader):
 
         The returned sizes are valid until the next call (the codec may reuse its arrays).
         """
-        return self._codec.read_index(self.layout.open, bundle)
+        return self._codec.read_index(self.layout.opener(bundle), bundle)
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tiles in file order, each checked against its size word."""
-        return self._codec.read_tiles(self.layout.open, bundle)
+        return self._codec.read_tiles(self.layout.opener(bundle), bundle)
 
 
 class ArcGISFolderCache(ArcGISCache):
@@ -156,9 +159,49 @@ class ArcGISFolderCache(ArcGISCache):
 
     The path may be the cache folder, a service folder holding ``Layers/``, or the ``conf.xml``
     file itself; the status goes beside ``conf.xml``, where ArcGIS keeps ``Status.gdb``.
+
+    In object storage, the same folder is found by listings (``conf.xml`` in any case, never
+    asked for by a guessed name) and read by ranges; its status goes to the working folder.
     """
 
+    #: The layout of a cache in object storage and the name of its ``conf.xml``, found before
+    #: the reader is made.
+    _remote: tuple[ObjectLayout, str] | None = None
+
+    @classmethod
+    def detect_remote(cls, storage: ObjectStorage) -> bool:
+        """True for a folder in object storage whose ``conf.xml`` declares one of
+        :attr:`storage_formats`."""
+        if storage.location.is_http:
+            return False  # nothing can be listed there
+        found = _remote_conf(storage)
+        return found is not None and found[2] in cls.storage_formats
+
+    @classmethod
+    def open_remote(cls, storage: ObjectStorage, **options: Any) -> Self:
+        """The cache folder at ``storage``'s location (or its ``Layers`` folder, or its
+        ``conf.xml``), read by ranges.
+
+        Raises:
+            InvalidCacheConfig: no ``conf.xml`` there, or it cannot be read.
+        """
+        found = ObjectLayout.find(storage)
+        if found is None:
+            raise InvalidCacheConfig(
+                f"{storage.location.url}: no conf.xml found in it or in its Layers folder"
+            )
+        reader = cls.__new__(cls)
+        reader._remote = found
+        reader.location = found[0].storage.location
+        cls.__init__(reader, Path(reader.location.url), **options)
+        return reader
+
     def _open_layout(self, path: Path) -> Layout:
+        if self._remote is not None:
+            layout, name = self._remote
+            self.conf_path, self.cache_dir = path / name, path
+            self.layers_dir = path / LAYERS_DIR
+            return layout
         conf = find_conf(path)
         if conf is None:
             raise InvalidCacheConfig(f"{path}: no conf.xml found in it or in its Layers folder")
@@ -189,8 +232,24 @@ class ArcGISFolderCache(ArcGISCache):
 
     @property
     def status_dir(self) -> Path:
-        """The folder holding the configuration: ArcGIS keeps ``Status.gdb`` there."""
-        return self.cache_dir
+        """The folder holding the configuration: ArcGIS keeps ``Status.gdb`` there (the
+        working folder for a cache in object storage)."""
+        return self.cache_dir if self.location is None else super().status_dir
+
+
+@functools.lru_cache(maxsize=4)
+def _remote_conf(storage: ObjectStorage) -> tuple[ObjectLayout, str, str] | None:
+    """The layout of the cache at ``storage``'s location, the name of its ``conf.xml`` and the
+    storage format it declares: found once while every format's detection asks."""
+    found = ObjectLayout.find(storage)
+    if found is None:
+        return None
+    layout, name = found
+    try:
+        scheme = read_conf(layout, name)[0]
+    except InvalidCacheConfig:
+        return None
+    return layout, name, scheme.storage_format
 
 
 class CompactV2Cache(ArcGISFolderCache):

@@ -9,10 +9,13 @@ A layout answers the same questions whatever holds the files: its configuration 
 
 from __future__ import annotations
 
+import errno
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..models import CORRUPT, Problem
 from .arcgis_conf import read_config, read_config_file
@@ -25,7 +28,13 @@ from .arcgis_folder import (
     shown,
 )
 from .base import BundleFile
-from .bytesource import ByteSource, LocalFile, ZipArchive
+from .bytesource import ByteSource, LocalFile, Opener, ZipArchive
+
+if TYPE_CHECKING:
+    from ..storage import ObjectEntry, ObjectStorage
+
+#: The suffix of a Compact V1 bundle's index, beside it.
+_BUNDLX_SUFFIX = ".bundlx"
 
 
 class Layout(ABC):
@@ -76,6 +85,11 @@ class Layout(ABC):
             CorruptBundle: it cannot be read as a file (a directory, a damaged zip member).
             OSError: it cannot be opened.
         """
+
+    def opener(self, bundle: BundleFile) -> Opener:
+        """What opens the files of ``bundle`` (itself, its ``.bundlx``) in any process:
+        :meth:`open`, for the layouts whose paths say all."""
+        return self.open
 
     def bundles(self, level: int, folder: str) -> Iterator[BundleFile | Problem]:
         """The bundles of a level folder, and problems with what is not a bundle (see
@@ -187,3 +201,111 @@ class ZipLayout(Layout):
     def close(self) -> None:
         """Close the zip."""
         self.archive.close()
+
+
+class ObjectLayout(Layout):
+    """The files of a cache in object storage: ``root`` (a path relative to the storage's
+    location) holds the configuration files; folders and bundles are named by full keys.
+
+    Everything comes from listings, which give each object's size and ETag: a bundle carries
+    them (:attr:`~.base.BundleFile.size`, :attr:`~.base.BundleFile.stamp`, and its ``.bundlx``
+    as its payload), so that any process reads it by ranges pinned to the listed ETag without
+    asking anything more.
+    """
+
+    def __init__(self, storage: ObjectStorage, root: str, objects: list[ObjectEntry]) -> None:
+        self.storage, self.root = storage, root
+        #: The objects in the root folder, by name.
+        self._files = {entry.key.rsplit("/", 1)[-1]: entry for entry in objects}
+        #: The objects of the level folder listed last, by key.
+        self._listed: dict[str, ObjectEntry] = {}
+
+    @classmethod
+    def find(cls, storage: ObjectStorage) -> tuple[ObjectLayout, str] | None:
+        """The layout of the cache at ``storage``'s location and the name of its ``conf.xml``
+        (found in any case, in one listing of the folder, or of its ``Layers`` folder, or of
+        the folder of the ``conf.xml`` the location names); ``None`` without one.
+
+        Raises:
+            StorageError: the location cannot be listed.
+        """
+        location = storage.location
+        if location.name.lower() == "conf.xml":  # the file itself: its folder is the cache
+            parent = location.key.rsplit("/", 1)[0] if "/" in location.key else ""
+            storage = type(storage)(replace(location, key=parent))
+        roots = ["", "Layers"]
+        for root in roots:
+            folders, objects = storage.list_dir(root)
+            conf = next(
+                (e for e in objects if e.key.rsplit("/", 1)[-1].lower() == "conf.xml"), None
+            )
+            if conf is not None:
+                return cls(storage, root, objects), conf.key.rsplit("/", 1)[-1]
+            if "Layers" not in folders:
+                break
+        return None
+
+    def config(self, name: str) -> bytes | None:
+        """The object ``name`` of the root folder, if there is one."""
+        entry = self._files.get(name)
+        if entry is None:
+            return None
+        return read_config(lambda _: self.storage.source(entry), name, self.source(name))
+
+    def source(self, name: str) -> str:
+        """The object's URL."""
+        return self.storage.location.child(f"{self.root}/{name}").url
+
+    def levels(self, layers: str) -> LevelFolders:
+        """The level folders under ``root/layers``, each named by its full key."""
+        parent = f"{self.root}/{layers}".strip("/")
+        folders, _ = self.storage.list_dir(parent)
+        base = self.storage.full_key(parent)
+        return pick_level_folders((name, f"{base}/{name}", True) for name in sorted(folders))
+
+    def names(self, folder: str) -> list[str]:
+        """The objects directly in the level folder (full key ``folder``), one listing."""
+        prefix = folder[len(self.storage.location.key) :].strip("/")
+        _, objects = self.storage.list_dir(prefix)
+        self._listed = {entry.key: entry for entry in objects}
+        return [key.rsplit("/", 1)[-1] for key in self._listed]
+
+    def bundle_path(self, folder: str, name: str) -> str:
+        """The object's full key."""
+        return f"{folder}/{name}"
+
+    def bundles(self, level: int, folder: str) -> Iterator[BundleFile | Problem]:
+        """:meth:`Layout.bundles`, each bundle with its listed size and ETag, and its
+        ``.bundlx`` (if any) as its payload."""
+        for found in super().bundles(level, folder):
+            if isinstance(found, BundleFile):
+                entry = self._listed[found.path]
+                index = self._listed.get(found.path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
+                found = found._replace(payload=index, size=entry.size, stamp=entry.stamp)
+            yield found
+
+    def open(self, path: str) -> ByteSource:
+        """The object at the full key ``path``, as listed (asked for when it was not).
+
+        Raises:
+            FileNotFoundError: there is no such object.
+        """
+        entry = self._listed.get(path)
+        return self.storage.source(entry if entry is not None else self.storage.head(path))
+
+    def opener(self, bundle: BundleFile) -> Opener:
+        """What opens ``bundle`` and its ``.bundlx`` from what the listing gave them."""
+        from ..storage import ObjectEntry
+
+        assert bundle.size is not None and isinstance(bundle.stamp, str), "a listed object"
+        entries = {bundle.path: ObjectEntry(bundle.path, bundle.size, bundle.stamp, None)}
+        if bundle.payload is not None:
+            entries[bundle.payload.key] = bundle.payload
+
+        def open_listed(path: str) -> ByteSource:
+            entry = entries.get(path)
+            if entry is None:
+                raise FileNotFoundError(errno.ENOENT, "not in the listing", path)
+            return self.storage.source(entry)
+
+        return open_listed

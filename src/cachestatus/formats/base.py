@@ -22,15 +22,19 @@ import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import CorruptBundle
+from ..errors import CorruptBundle, UnsupportedFormat
 from ..models import BundleKey, Extent, Problem, TilingScheme
+from ..storage.location import Location
 from .bytesource import open_regular, read_exactly
 from .spec import CacheSpec
+
+if TYPE_CHECKING:
+    from ..storage import ObjectStorage
 
 
 class StoredTile(NamedTuple):
@@ -64,8 +68,14 @@ class BundleFile(NamedTuple):
     #: A caching job holds a ``.lock`` beside it.
     locked: bool = False
     #: What reading the bundle needs from the listing, for formats without bundle files (the
-    #: positions and sizes of the tiles of a virtual bundle); ``None`` for bundle files.
+    #: positions and sizes of the tiles of a virtual bundle), or of the files beside a bundle
+    #: in object storage (a ``.bundlx``); ``None`` for local bundle files.
     payload: Any = None
+    #: Bytes of the bundle file or object, as listed (object storage always tells it).
+    size: int | None = None
+    #: What changes when it is rewritten: ``st_mtime_ns`` of a file, the ETag (without quotes)
+    #: of an object.
+    stamp: int | str | None = None
 
 
 class BundleIndex(NamedTuple):
@@ -168,6 +178,8 @@ class CacheReader(ABC):
     #: The options of :class:`~.spec.CacheSpec` the constructor takes besides the path
     #: (``sizes``, ``table``), kept as attributes of the same names.
     options: ClassVar[tuple[str, ...]] = ()
+    #: Where a cache read from object storage is (its URL); ``None`` for a local cache.
+    location: Location | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -178,6 +190,24 @@ class CacheReader(ABC):
     @abstractmethod
     def detect(cls, path: Path) -> bool:
         """True when ``path`` looks like a cache of this format (cheap: no full parse)."""
+
+    @classmethod
+    def detect_remote(cls, storage: ObjectStorage) -> bool:
+        """True when ``storage``'s location looks like a cache of this format (a listing or
+        two, no full parse); false for the formats not read from object storage."""
+        return False
+
+    @classmethod
+    def open_remote(cls, storage: ObjectStorage, **options: Any) -> Self:
+        """A reader of the cache at ``storage``'s location, with the spec's ``options``.
+
+        Raises:
+            UnsupportedFormat: the format is not read from object storage.
+        """
+        raise UnsupportedFormat(
+            f"{storage.location.url}: {cls.name} caches are not read from object storage or "
+            "over HTTP; copy the cache locally first"
+        )
 
     # Readers set these two while they open the cache.
     _scheme: TilingScheme
@@ -201,20 +231,28 @@ class CacheReader(ABC):
 
     @property
     def status_dir(self) -> Path:
-        """The folder where the default status store goes: the cache folder itself."""
-        return self.path
+        """The folder where the default status store goes: the cache folder itself; the
+        working folder for a cache in object storage."""
+        return Path.cwd() if self.location is not None else self.path
 
     @property
     def status_stem(self) -> str:
-        """The default status store's name without extension (``Status``)."""
-        return "Status"
+        """The default status store's name without extension: ``Status``; for a cache in
+        object storage, ``<name>.Status``, named after it (:attr:`Location.cache_name`)."""
+        return "Status" if self.location is None else f"{self.location.cache_name}.Status"
+
+    @property
+    def where(self) -> str:
+        """The cache as messages name it: its path, or its URL."""
+        return str(self.path) if self.location is None else self.location.url
 
     @property
     def spec(self) -> CacheSpec:
-        """What opens this cache again, in this process or another: the format, the path and
-        the options the reader was opened with."""
+        """What opens this cache again, in this process or another: the format, the path (or
+        URL) and the options the reader was opened with."""
         options = {name: getattr(self, name) for name in self.options}
-        return CacheSpec(self.name, str(self.path), **options)
+        anon = self.location is not None and self.location.anon
+        return CacheSpec(self.name, self.where, **options, anon=anon)
 
     def list_level(self, level: int, run: Run = run_here) -> LevelListing:
         """The bundles of ``level`` found in the cache, and problems with what is not a bundle.
@@ -447,8 +485,8 @@ class SingleFileCache(CacheReader):
 
     @property
     def status_dir(self) -> Path:
-        """The folder holding the file."""
-        return self.path.parent
+        """The folder holding the file (the working folder for a file in object storage)."""
+        return self.path.parent if self.location is None else Path.cwd()
 
     @property
     def status_stem(self) -> str:

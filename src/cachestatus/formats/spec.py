@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidCacheConfig
+from ..storage.location import parse_location
 from .bytesource import not_a_file
 
 if TYPE_CHECKING:
@@ -35,12 +36,19 @@ class CacheSpec:
     sizes: bool = False
     #: The tile table of a GeoPackage (the formats without tables ignore it).
     table: str | None = None
+    #: Unsigned requests to object storage (public buckets); local paths ignore it.
+    anon: bool = False
 
     def open(self) -> CacheReader:
         """A fresh reader of this cache, with the options its format takes.
 
+        A URL (``s3://``, ``/vsis3/``...) is read from object storage, by the formats that can
+        be (:meth:`~.base.CacheReader.open_remote`).
+
         Raises:
-            UnsupportedFormat: no format of that name is registered.
+            UnsupportedFormat: no format of that name is registered, or the format cannot be
+                read from where the URL points.
+            MissingExtra: a URL, without the ``cloud`` extra.
             CacheNotFound, InvalidCacheConfig: the cache cannot be opened as that format (a
                 folder, a FIFO or a device given as a single-file format's cache included).
         """
@@ -48,10 +56,15 @@ class CacheSpec:
         from .base import SingleFileCache
 
         reader_class = get(self.format)
+        options = {name: getattr(self, name) for name in reader_class.options}
+        location = parse_location(self.path, anon=self.anon)
+        if location is not None:
+            from ..storage import ObjectStorage
+
+            return reader_class.open_remote(ObjectStorage(location), **options)
         path = Path(self.path)
         if issubclass(reader_class, SingleFileCache):
             _check_regular_file(path, reader_class.name)
-        options = {name: getattr(self, name) for name in reader_class.options}
         return reader_class(path, **options)
 
 

@@ -20,16 +20,19 @@ import sqlite3
 from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import CorruptBundle, InvalidCacheConfig
+from ..errors import CorruptBundle, InvalidCacheConfig, UsageError
 from ..grid import RowT
 from ..models import BAD_TILE, BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile, BundleIndex, LevelListing, Run, SingleFileCache, StoredTile, run_here
 from .listed import BundleRows, KeysOnly, VirtualListing
+
+if TYPE_CHECKING:
+    from ..storage import ObjectStorage
 from .sqlite_db import (
     TileDatabase,
     WorkLimitExceeded,
@@ -230,6 +233,14 @@ def column_summary(task: SummaryTask, db: TileDatabase | None = None) -> Summary
             connection.close()
 
 
+def remote_sqlite(url: str, what: str) -> UsageError:
+    """The refusal of an SQLite cache (``what``: its format) in object storage or over HTTP."""
+    return UsageError(
+        f"{url}: {what} is an SQLite database, which cannot be read from object storage or "
+        "over HTTP; copy the file locally first (SQLite needs a file)"
+    )
+
+
 class SQLiteTileCache(SingleFileCache):
     """Base of the readers of tiles in an SQLite table.
 
@@ -246,6 +257,21 @@ class SQLiteTileCache(SingleFileCache):
     #: The grid, as messages about tiles off it name it.
     grid_name: str = "the grid"
     options: ClassVar[tuple[str, ...]] = ("sizes",)
+
+    @classmethod
+    def detect_remote(cls, storage: ObjectStorage) -> bool:
+        """An object named with the format's suffix: recognised, to be refused by name
+        (:meth:`open_remote`)."""
+        return storage.location.key.lower().endswith(cls.suffix)
+
+    @classmethod
+    def open_remote(cls, storage: ObjectStorage, **options: Any) -> Self:
+        """Refused: SQLite reads a file, not ranges of an object.
+
+        Raises:
+            UsageError: always, saying to copy the file locally.
+        """
+        raise remote_sqlite(storage.location.url, cls.name)
 
     def __init__(self, path: Path, *, sizes: bool = False) -> None:
         super().__init__(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import MissingExtra, StorageError
 from .clients import CLOUD_EXTRA, require_cloud
-from .location import Location, parse_location
+from .location import Location, is_url, parse_location
 from .objects import ObjectEntry, ObjectStorage
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ObjectEntry",
     "ObjectStorage",
     "StorageError",
+    "is_url",
     "parse_location",
     "require_cloud",
 ]

@@ -67,6 +67,15 @@ class Location:
         return self.key.rsplit("/", 1)[-1] if self.key else self.bucket
 
     @property
+    def cache_name(self) -> str:
+        """What a cache at this location is called: its last path component, or the one before
+        when that is ArcGIS's ``Layers`` folder or a ``conf.xml``."""
+        parts = [self.bucket, *self.key.split("/")] if self.key else [self.bucket]
+        while len(parts) > 1 and parts[-1].lower() in ("layers", "conf.xml"):
+            parts.pop()
+        return parts[-1]
+
+    @property
     def is_http(self) -> bool:
         """A path on an HTTP(S) server, where nothing can be listed."""
         return self.scheme in ("http", "https")
@@ -78,6 +87,11 @@ class Location:
 
     def __str__(self) -> str:
         return self.url
+
+
+def is_url(text: str) -> bool:
+    """Whether ``text`` is spelt as a URL or a GDAL network path (not whether it is valid)."""
+    return _URL.match(text) is not None or text.startswith((*_GDAL_PREFIXES, _VSICURL))
 
 
 def parse_location(text: str, *, anon: bool = False) -> Location | None:

@@ -149,8 +149,15 @@ class ObjectStorage:
             FileNotFoundError: nothing is there.
             StorageError: the request was refused or failed after its retries.
         """
+        return self.read_timed(key, start, length, stamp)[0]
+
+    def read_timed(
+        self, key: str, start: int, length: int, stamp: str | None = None
+    ) -> tuple[bytes, float | None]:
+        """:meth:`read`, and the object's modification time as the answer gives it (``None``
+        when nothing was asked: ``length`` 0)."""
         if length <= 0:
-            return b""
+            return b"", None
         import obstore
         from obstore.exceptions import PreconditionError
 
@@ -161,8 +168,9 @@ class ObjectStorage:
             elif not stamp.startswith("W/"):  # a weak ETag never matches If-Match
                 options["if_match"] = f'"{stamp}"'
 
-        def get() -> bytes:
-            return bytes(obstore.get(self._client(), key, options=options).bytes())
+        def get() -> tuple[bytes, float | None]:
+            answer = obstore.get(self._client(), key, options=options)
+            return bytes(answer.bytes()), answer.meta["last_modified"].timestamp()
 
         try:
             return self._call(get, self._url(key))
@@ -173,7 +181,7 @@ class ObjectStorage:
             ) from None
         except StorageError as exc:
             if _status(exc.__cause__) == 416:  # the range starts where the object has ended
-                return b""
+                return b"", None
             raise
 
     def source(self, entry: ObjectEntry) -> ByteSource:
