@@ -96,6 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, data, headers, body)
 
     def _send(self, status: int, data: bytes, headers: dict[str, str], body: bool) -> None:
+        self.server.counted(len(data) if body else 0)  # before the client can see the answer
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -103,7 +104,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(data)
-        self.server.counted(len(data) if body else 0)
 
 
 def _span(header: str, size: int) -> tuple[int, int] | None:

@@ -251,10 +251,11 @@ class SourceFile(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move the position (past the end is allowed; reads there give nothing)."""
+        """Move the position (past the end is allowed; reads there give nothing; before the
+        start is an ``OSError``, as for a file: :mod:`zipfile` expects one)."""
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._source.size}[whence]
         if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
+            raise OSError(errno.EINVAL, f"negative seek position {base + offset}")
         self._pos = base + offset
         return self._pos
 

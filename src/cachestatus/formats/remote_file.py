@@ -48,8 +48,7 @@ class RemoteFile(SingleFileCache):
             entry = storage.head(location.key)
         except FileNotFoundError:
             raise CacheNotFound(
-                f"{location.url}: no such object; give the URL of a .tpkx, .tpk or .pmtiles "
-                "file"
+                f"{location.url}: no such object; give the URL of a .tpkx, .tpk or .pmtiles file"
             ) from None
         reader = cls.__new__(cls)
         reader.location, reader._object = location, (storage, entry)

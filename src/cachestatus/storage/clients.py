@@ -48,7 +48,10 @@ def build_store(location: Location) -> ObjectStore:
 
     retry: Any = {"max_retries": 0}
     if location.is_http:
-        return HTTPStore.from_url(f"{location.scheme}://{location.bucket}", retry_config=retry)
+        plain: Any = {"allow_http": True} if location.scheme == "http" else {}
+        return HTTPStore.from_url(
+            f"{location.scheme}://{location.bucket}", client_options=plain, retry_config=retry
+        )
     if location.scheme == "s3":
         endpoint = _env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
         config: Any = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..formats.bytesource import ByteSource, Version
+from ..formats.bytesource import ByteSource, SourceFile, Version
 
 if TYPE_CHECKING:
     from .objects import ObjectEntry, ObjectStorage
@@ -73,35 +73,6 @@ class ObjectSource(ByteSource):
         """Nothing is held open between reads."""
 
 
-class _ObjectRaw(io.RawIOBase):
-    """The unbuffered file under :func:`object_file`."""
-
-    def __init__(self, source: ObjectSource) -> None:
-        self._source, self._pos = source, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._source.size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self._pos = base + offset
-        return self._pos
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        got = self._source.readinto(self._pos, memoryview(buffer).cast("B"))
-        self._pos += got
-        return got
-
-
 def object_file(storage: ObjectStorage, entry: ObjectEntry) -> BinaryIO:
     """``entry`` as a read-only, seekable, buffered file; reads pinned to its listed ETag."""
-    raw = _ObjectRaw(ObjectSource(storage, entry))
-    return io.BufferedReader(raw, buffer_size=FILE_BUFFER)
+    return io.BufferedReader(SourceFile(ObjectSource(storage, entry)), buffer_size=FILE_BUFFER)
