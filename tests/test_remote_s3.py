@@ -26,7 +26,7 @@ from cachestatus.formats.arcgis_layout import ObjectLayout
 from cachestatus.storage import ObjectStorage, parse_location
 from tests.builders import build
 from tests.helpers import SAMPLE_CACHE
-from tests.remote import S3Server, make_bucket, point_at, s3, s3_env, upload  # noqa: F401
+from tests.remote import S3Server, make_bucket, point_at, upload
 from tests.status_rows import task_rows
 from tests.test_verify import _png
 
@@ -60,7 +60,7 @@ def tiles() -> dict[tuple[int, int, int], bytes]:
 
 
 @pytest.fixture(scope="module")
-def bucket(s3: S3Server) -> str:  # noqa: F811
+def bucket(s3: S3Server) -> str:
     return make_bucket(s3, "remote-caches")
 
 
@@ -117,8 +117,8 @@ def test_remote_rebuild_of_a_mapproxy_cache_equals_the_local_one(s3_env, bucket,
     assert comparable(remote_store) == rows
 
 
-def test_remote_rebuild_of_esri_sample_equals_the_local_one_in_workers(s3_env, bucket, in_tmp):
-    url = upload(s3_env, SAMPLE_CACHE, bucket, "arcgiscache/Sample/Layers")
+def test_remote_rebuild_of_esri_sample_equals_the_local_one(s3_env, bucket, in_tmp):
+    upload(s3_env, SAMPLE_CACHE, bucket, "arcgiscache/Sample/Layers")
     code, _, err = run("rebuild", SAMPLE_CACHE, "--status", in_tmp / "local.gdb")
     assert code == 0, err
     code, out, err = run("rebuild", f"/vsis3/{bucket}/arcgiscache/Sample/Layers", "--json")
