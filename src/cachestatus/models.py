@@ -400,6 +400,9 @@ class StatusReport:
     levels: list[LevelSummary]
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Requests to object storage retried after a throttling or server error (``None``: the
+    #: cache is local).
+    requests_retried: int | None = None
 
     @property
     def totals(self) -> LevelSummary:

@@ -51,6 +51,7 @@ from .request import (
 )
 from .scan import Listing, Progress, ScanBatch, listed, scan, scan_status
 from .selection import Selection
+from .storage.retries import requests_retried
 from .store import (
     FORMATS,
     JobRecord,
@@ -217,7 +218,7 @@ def run_rebuild(
         The level totals, problems and warnings of the run.
     """
     started = datetime.now(UTC)
-    clock = time.perf_counter()
+    clock, retried = time.perf_counter(), requests_retried()
     with source.open() as reader:
         target = status_path(reader, store.path, store.store_format)
         policy = ScanPolicy.rebuild(
@@ -235,7 +236,7 @@ def run_rebuild(
                 lock,
                 REBUILD,
                 parameters,
-                (started, clock),
+                (started, clock, retried),
                 keep_history=True,
                 big_integer=store.big_integer,
             )
@@ -306,7 +307,7 @@ def run_report(
         ScaleNotInCache, InvalidAOI, UsageError: bad selection or area.
     """
     started = datetime.now(UTC)
-    clock = time.perf_counter()
+    clock, retried = time.perf_counter(), requests_retried()
     with ExitStack() as stack:
         reader = stack.enter_context(source.open())
         folder = store.folder
@@ -345,7 +346,7 @@ def run_report(
             lock,
             REPORT,
             parameters,
-            (started, clock),
+            (started, clock, retried),
             big_integer=store.big_integer,
         )
         result.warnings[:0] = chosen.warnings
@@ -675,13 +676,14 @@ def _scan_to_store(
     lock: StoreLock,
     mode: str,
     parameters: dict[str, Any],
-    started: tuple[datetime, float],
+    started: tuple[datetime, float, int],
     keep_history: bool = False,
     big_integer: bool = False,
 ) -> StatusReport:
     """Scan into a new store at the locked target, swapped in when complete.
 
-    ``started`` is when the run began (UTC, and ``time.perf_counter``); ``keep_history`` carries
+    ``started`` is when the run began (UTC, and ``time.perf_counter``) and the requests retried
+    by then (:func:`~cachestatus.storage.retries.requests_retried`); ``keep_history`` carries
     the ``Jobs`` rows of the store being replaced over.
     """
     target = lock.target
@@ -701,7 +703,7 @@ def _scan_to_store(
             mode=mode,
             started=started[0],
             finished=datetime.now(UTC),
-            cache_path=str(Path(cache).resolve()),
+            cache_path=str(Path(cache).resolve()) if reader.location is None else reader.where,
             format=reader.name,
             parameters=json.dumps(
                 {**parameters, "workers": planned.workers, "status": str(target.absolute())}
@@ -720,6 +722,7 @@ def _scan_to_store(
         levels=outcome.levels,
         problems=outcome.problems,
         warnings=[crs_warning, *outcome.warnings] if crs_warning else outcome.warnings,
+        requests_retried=None if reader.location is None else requests_retried() - started[2],
     )
 
 

@@ -34,7 +34,13 @@ def _level_dict(lv: LevelSummary, with_level: bool = True) -> dict[str, Any]:
 
 
 def report_json(report: StatusReport) -> dict[str, Any]:
-    """The ``--json`` document of rebuild and summary (keys may be added, never renamed)."""
+    """The ``--json`` document of rebuild and summary (keys may be added, never renamed).
+
+    For a cache in object storage, ``totals`` also holds ``requests_retried``.
+    """
+    totals = _level_dict(report.totals, with_level=False)
+    if report.requests_retried is not None:
+        totals["requests_retried"] = report.requests_retried
     return {
         "cache": report.cache,
         "format": report.format,
@@ -43,7 +49,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "mode": report.mode,
         "elapsed_s": None if math.isnan(report.elapsed_s) else round(report.elapsed_s, 3),
         "levels": [_level_dict(lv) for lv in report.levels],
-        "totals": _level_dict(report.totals, with_level=False),
+        "totals": totals,
         "problems": [_problem_dict(p) for p in report.problems],
         "warnings": list(report.warnings),
     }

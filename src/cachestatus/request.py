@@ -357,9 +357,10 @@ class LayoutKeywords(TypedDict, total=False):
 
 
 class OpeningKeywords(LayoutKeywords, total=False):
-    """:class:`LayoutKeywords` and ``format_hint``: how to open the cache."""
+    """:class:`LayoutKeywords`, ``format_hint`` and ``anon``: how to open the cache."""
 
     format_hint: str | None
+    anon: bool
 
 
 class SourceKeywords(OpeningKeywords, total=False):

@@ -65,6 +65,8 @@ class Context:
             self.warn(warning)
         for problem in report.problems:
             self.warn(f"{problem.bundle}: {problem.kind}: {problem.detail}")
+        if report.requests_retried:
+            self.note(f"{report.requests_retried:,} requests retried after throttling")
         if as_json:
             click.echo(json.dumps(report_json(report), indent=2))
         else:

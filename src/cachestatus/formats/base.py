@@ -159,6 +159,14 @@ class StreamedListing(LevelListing):
         return self.reader.list_bundles(self.level)
 
 
+def not_remote(url: str, format_name: str) -> UnsupportedFormat:
+    """The refusal of a cache of a format not read from object storage."""
+    return UnsupportedFormat(
+        f"{url}: {format_name} caches are not read from object storage or over HTTP; copy the "
+        "cache locally first"
+    )
+
+
 class CacheReader(ABC):
     """Read-only access to one tile cache.
 
@@ -204,10 +212,7 @@ class CacheReader(ABC):
         Raises:
             UnsupportedFormat: the format is not read from object storage.
         """
-        raise UnsupportedFormat(
-            f"{storage.location.url}: {cls.name} caches are not read from object storage or "
-            "over HTTP; copy the cache locally first"
-        )
+        raise not_remote(storage.location.url, cls.name)
 
     # Readers set these two while they open the cache.
     _scheme: TilingScheme

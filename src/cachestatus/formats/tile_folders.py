@@ -31,7 +31,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,7 +49,7 @@ from .arcgis_folder import (
     shown,
     why_not_a_folder,
 )
-from .base import BundleFile, LevelListing, Run, StoredTile, run_here
+from .base import BundleFile, LevelListing, Run, StoredTile, not_remote, run_here
 from .bytesource import named_like, open_regular, read_exactly
 from .listed import Grouped, ListedTiles, VirtualListing, tile_sizes
 from .tilejson import (
@@ -64,6 +64,9 @@ from .tilejson import (
     web_mercator_extent,
     zoom_levels,
 )
+
+if TYPE_CHECKING:
+    from ..storage import ObjectStorage
 
 log = logging.getLogger(__name__)
 
@@ -598,6 +601,15 @@ class ExplodedCache(TileFolders, ArcGISFolderCache):
     name = "exploded"
     description = "ArcGIS exploded cache folder (conf.xml, _alllayers/Lnn/Rrrrrrrrr/Ccccccccc.png)"
     storage_formats = ("esriMapCacheStorageModeExploded",)
+
+    @classmethod
+    def open_remote(cls, storage: ObjectStorage, **options: Any) -> Self:
+        """Recognised in object storage, not read there.
+
+        Raises:
+            UnsupportedFormat: always.
+        """
+        raise not_remote(storage.location.url, cls.name)
 
     def _level_folder(self, level: int) -> str | None:
         return self._level_dirs.get(level)

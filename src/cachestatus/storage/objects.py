@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeVar
 from ..errors import BundleChanging, StorageError
 from .clients import build_store, require_cloud
 from .location import Location
+from .retries import count_retry, share_counter
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -75,6 +76,7 @@ class ObjectStorage:
         self.retries = 0
         self._store: ObjectStore | None = None
         self._lock = threading.Lock()
+        share_counter()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"location": self.location}
@@ -227,6 +229,7 @@ class ObjectStorage:
             raise StorageError(f"{what}: {_first_line(exc)}") from exc
         with self._lock:
             self.retries += 1
+        count_retry()
         time.sleep(random.uniform(0, min(MAX_BACKOFF, FIRST_BACKOFF * 2**attempt)))
         return attempt + 1
 
