@@ -24,16 +24,13 @@ from cachestatus.cli import main
 from cachestatus.errors import BundleChanging, CorruptBundle, InvalidCacheConfig, UsageError
 from cachestatus.formats.base import BundleFile
 from cachestatus.formats.bytesource import ZIP_BUFFER, ZipArchive
-from tests import remote
 from tests.builders import build, tpkx_root_json, zip_tpkx
 from tests.helpers import MemorySource, mapproxy_v2_cache
 from tests.http_range import RangeServer, serve
-from tests.remote import S3Server, make_bucket, point_at
+from tests.remote import S3Server, make_bucket
 from tests.status_rows import task_rows
 
 pytest.importorskip("obstore", reason="remote caches need the cloud extra (obstore)")
-#: moto's S3 server, for the session.
-s3 = remote.s3
 
 DATA = Path(__file__).parent / "data"
 USA = DATA / "esri" / "Usa.tpkx"
@@ -48,14 +45,11 @@ def http_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RangeServer
 
 
 @pytest.fixture
-def s3_bucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+def s3_bucket(s3_env: S3Server) -> S3Server:
     """The environment pointed at moto's S3 server, with :data:`BUCKET` made."""
-    s3: S3Server = request.getfixturevalue("s3")
-    point_at(monkeypatch, s3.endpoint)
-    client = s3.client()
-    if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
-        make_bucket(s3, BUCKET)
-    return s3
+    if BUCKET not in [b["Name"] for b in s3_env.client().list_buckets()["Buckets"]]:
+        make_bucket(s3_env, BUCKET)
+    return s3_env
 
 
 def _tiles(levels: tuple[int, ...], body: Callable[[int, int, int], bytes]) -> dict:
