@@ -400,6 +400,10 @@ class StatusReport:
     levels: list[LevelSummary]
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Bundles the run read, and bundles whose rows it reused from the previous rebuild
+    #: (``None``: a status read back, not scanned).
+    bundles_read: int | None = None
+    bundles_reused: int | None = None
 
     @property
     def totals(self) -> LevelSummary:

@@ -66,6 +66,11 @@ class BundleFile(NamedTuple):
     #: What reading the bundle needs from the listing, for formats without bundle files (the
     #: positions and sizes of the tiles of a virtual bundle); ``None`` for bundle files.
     payload: Any = None
+    #: Bytes of the bundle file or object, as listed (``None``: not listed).
+    size: int | None = None
+    #: What changes when the bundle is rewritten, as listed: ``st_mtime_ns`` for a local file,
+    #: the ETag (quotes stripped) for an object; ``None``: not listed.
+    stamp: int | str | None = None
 
 
 class BundleIndex(NamedTuple):
@@ -84,6 +89,10 @@ class BundleIndex(NamedTuple):
     dead_bytes: int
     #: Modification time of the bundle file, seconds since the epoch (UTC), if known.
     modified: float | None
+    #: What changes when the bundle file is rewritten, as it was read (the ``stamp`` of its
+    #: source's version: ``st_mtime_ns`` for a local file); ``None`` where the codec does not
+    #: tell (a bundle is then never reused by an incremental rebuild).
+    stamp: int | str | None = None
 
 
 T = TypeVar("T")
