@@ -431,9 +431,13 @@ def scan(
 ) -> None:
     """``work`` on every listed bundle file, a list at a time (one bundle at a time for work
     that reads every tile), on ``executor``; each result goes to every fold, in order, and
-    advances progress by its length (one entry per bundle)."""
+    advances progress by its length (one entry per bundle). Progress counts the bundles whose
+    rows are reused (:attr:`Listing.reused`) too, done from the start."""
     if progress:
-        progress.start(listing.count)
+        reused = sum(len(batch) for batch in listing.reused)
+        progress.start(listing.count + reused)
+        if reused:
+            progress.advance(reused)
     size = 1 if listing.policy.reads_tiles else CHUNK
     for result in executor.map(work, chunks(listing.bundles(), size)):
         if progress:
