@@ -96,7 +96,14 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     cache, aoi = build(args.workdir, args.side)
     cli = [sys.executable, "-m", "cachestatus.cli", "-q"]
-    rebuild = [*cli, "rebuild", str(cache), "--status", str(args.workdir / "country-status.gdb")]
+    rebuild = [
+        *cli,
+        "rebuild",
+        str(cache),
+        "--full",  # every bundle read, as a report reads them
+        "--status",
+        str(args.workdir / "country-status.gdb"),
+    ]
     report = [
         *cli,
         "report",

@@ -161,7 +161,7 @@ def test_store_reads_back_through_gdal(rebuilt):
     _, _, report = rebuilt
     path = report.status_path
     layers = dict(pyogrio.list_layers(path).tolist())
-    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs", "MissingAreas"}
+    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs", "MissingAreas", "BundleFiles"}
     info = pyogrio.read_info(path, layer="TaskStatus")
     assert info["crs"] == "EPSG:3857"
     assert info["geometry_type"] in ("Polygon", "MultiPolygon")

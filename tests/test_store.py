@@ -16,6 +16,7 @@ from cachestatus.errors import StatusNotFound, UsageError
 from cachestatus.models import Extent, RowBatch
 from cachestatus.store.geometry import rectangles_wkb
 from cachestatus.store.schema import (
+    BUNDLE_FILES_LAYER,
     JOBS_LAYER,
     LEVEL_STATUS_LAYER,
     MISSING_AREAS_LAYER,
@@ -42,13 +43,15 @@ def test_layers_fields_types_and_crs(sample, fmt, big_integer):
     path = sample / f"Status.{fmt}"
     assert report.status_path == str(path) and path.exists()
     layers = dict(pyogrio.list_layers(str(path)).tolist())
-    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs", "MissingAreas"}
+    assert set(layers) == {"TaskStatus", "LevelStatus", "Jobs", "MissingAreas", "BundleFiles"}
     assert layers["TaskStatus"] in ("Polygon", "MultiPolygon")
+    assert not layers["BundleFiles"]  # a table without geometry
     for layer, declared in (
         ("TaskStatus", TASK_STATUS_LAYER),
         ("LevelStatus", LEVEL_STATUS_LAYER),
         ("Jobs", JOBS_LAYER),
         ("MissingAreas", MISSING_AREAS_LAYER),
+        ("BundleFiles", BUNDLE_FILES_LAYER),
     ):
         info = pyogrio.read_info(str(path), layer=layer)
         assert list(info["fields"]) == [c.name for c in declared.columns]

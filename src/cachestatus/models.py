@@ -403,6 +403,10 @@ class StatusReport:
     #: Requests to object storage retried after a throttling or server error (``None``: the
     #: cache is local).
     requests_retried: int | None = None
+    #: Bundles the run read, and bundles whose rows it reused from the previous rebuild
+    #: (``None``: a status read back, not scanned).
+    bundles_read: int | None = None
+    bundles_reused: int | None = None
 
     @property
     def totals(self) -> LevelSummary:

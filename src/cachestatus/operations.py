@@ -28,6 +28,7 @@ from . import __version__
 from .errors import OutputExists, UsageError
 from .execute import Executor
 from .formats import CacheReader
+from .incremental import bundle_files, previous_status, tiling
 from .missing_areas import MissingArea, hole_blocks
 from .models import StatusReport
 from .parallel import resolve_workers
@@ -49,7 +50,7 @@ from .request import (
     StoreKeywords,
     request_json,
 )
-from .scan import Listing, Progress, ScanBatch, listed, scan, scan_status
+from .scan import Listing, Progress, Reuse, ScanBatch, listed, scan, scan_status
 from .selection import Selection
 from .storage.retries import requests_retried
 from .store import (
@@ -182,10 +183,12 @@ class _Planned:
     progress: Progress | None
     warnings: list[str]
 
-    def listed(self, reader: CacheReader) -> AbstractContextManager[tuple[Listing, Executor]]:
+    def listed(
+        self, reader: CacheReader, reuse: Reuse | None = None
+    ) -> AbstractContextManager[tuple[Listing, Executor]]:
         """The run's executor and the listing made on it (:func:`~cachestatus.scan.listed`):
         every process of the run is started inside the block, none outlives it."""
-        return listed(reader, self.plans, self.policy, self.workers)
+        return listed(reader, self.plans, self.policy, self.workers, reuse)
 
 
 def _planned(
@@ -226,7 +229,9 @@ def run_rebuild(
         )
         planned = _planned(reader, Selection(levels), execution, policy)
         scanned = None if levels is None else [p.lod.level for p in planned.plans]
-        parameters = request_json(source, store, counting, execution, levels=scanned)
+        parameters = request_json(
+            source, store, counting, execution, levels=scanned, tiling=tiling(reader)
+        )
         # Claimed once every argument is known to be good: a refused run leaves no folder.
         with _claim(reader, target, "rebuild") as lock:
             return _scan_to_store(
@@ -239,6 +244,7 @@ def run_rebuild(
                 (started, clock, retried),
                 keep_history=True,
                 big_integer=store.big_integer,
+                reuse=execution.reuse,
             )
 
 
@@ -286,6 +292,8 @@ class MissingReport:
 
     areas: list[MissingArea]
     warnings: list[str]
+    #: Bundles read (``missing`` reuses none).
+    bundles_read: int = 0
 
 
 def run_report(
@@ -490,7 +498,9 @@ def run_missing(
         _replace_dataset(temp, out_path)
         crs_warning = store_crs(reader.scheme.spatial_reference)[1]
         return MissingReport(
-            areas, [*([crs_warning] if crs_warning else []), *chosen.warnings, *outcome.warnings]
+            areas,
+            [*([crs_warning] if crs_warning else []), *chosen.warnings, *outcome.warnings],
+            outcome.bundles_read,
         )
 
 
@@ -679,22 +689,31 @@ def _scan_to_store(
     started: tuple[datetime, float, int],
     keep_history: bool = False,
     big_integer: bool = False,
+    reuse: bool = False,
 ) -> StatusReport:
     """Scan into a new store at the locked target, swapped in when complete.
 
     ``started`` is when the run began (UTC, and ``time.perf_counter``) and the requests retried
     by then (:func:`~cachestatus.storage.retries.requests_retried`); ``keep_history`` carries
-    the ``Jobs`` rows of the store being replaced over.
+    the ``Jobs`` rows of the store being replaced over, and makes a rebuild's store: it keeps
+    ``BundleFiles``, and with ``reuse`` the rows of the bundles unchanged since the previous
+    rebuild are reused (:mod:`cachestatus.incremental`).
     """
     target = lock.target
     job_id, token = new_job_id()
     _, crs_warning = store_crs(reader.scheme.spatial_reference)
     extent = plans_extent(reader.scheme, planned.plans)
-    with StatusWriter(target, reader.scheme, extent, job_id, token, lock, big_integer) as writer:
-        with planned.listed(reader) as (listing, executor):
+    recorded = {**parameters, "workers": planned.workers, "status": str(target.absolute())}
+    previous = previous_status(target, recorded, mode) if keep_history and reuse else None
+    with StatusWriter(
+        target, reader.scheme, extent, job_id, token, lock, big_integer, keep_files=keep_history
+    ) as writer:
+        files = [lambda batch: writer.add_files(bundle_files(batch))] if keep_history else []
+        split = None if previous is None else previous.split
+        with planned.listed(reader, split) as (listing, executor):
             lock.keep_fresh()  # a thread: only once every worker process is forked
             outcome = scan_status(
-                listing, executor, writer.add, (), planned.progress, planned.warnings
+                listing, executor, writer.add, files, planned.progress, planned.warnings
             )
         # The old store is untouched until the swap: its history is read now.
         history = _previous_jobs(target) if keep_history else []
@@ -705,11 +724,11 @@ def _scan_to_store(
             finished=datetime.now(UTC),
             cache_path=str(Path(cache).resolve()) if reader.location is None else reader.where,
             format=reader.name,
-            parameters=json.dumps(
-                {**parameters, "workers": planned.workers, "status": str(target.absolute())}
-            ),
+            parameters=json.dumps(recorded),
             tool_version=__version__,
             outcome="succeeded with warnings" if outcome.problems else "succeeded",
+            bundles_read=outcome.bundles_read,
+            bundles_reused=outcome.bundles_reused,
         )
         writer.commit(outcome.levels, [*history, job], outcome.missing_areas)
     return StatusReport(
@@ -723,6 +742,8 @@ def _scan_to_store(
         problems=outcome.problems,
         warnings=[crs_warning, *outcome.warnings] if crs_warning else outcome.warnings,
         requests_retried=None if reader.location is None else requests_retried() - started[2],
+        bundles_read=outcome.bundles_read,
+        bundles_reused=outcome.bundles_reused,
     )
 
 

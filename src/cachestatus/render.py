@@ -33,12 +33,19 @@ def _level_dict(lv: LevelSummary, with_level: bool = True) -> dict[str, Any]:
     return out
 
 
+def _bundle_counts(report: StatusReport) -> dict[str, int]:
+    """``bundles_read`` and ``bundles_reused``, for a run that scanned."""
+    if report.bundles_read is None:
+        return {}
+    return {"bundles_read": report.bundles_read, "bundles_reused": report.bundles_reused or 0}
+
+
 def report_json(report: StatusReport) -> dict[str, Any]:
     """The ``--json`` document of rebuild and summary (keys may be added, never renamed).
 
     For a cache in object storage, ``totals`` also holds ``requests_retried``.
     """
-    totals = _level_dict(report.totals, with_level=False)
+    totals = {**_level_dict(report.totals, with_level=False), **_bundle_counts(report)}
     if report.requests_retried is not None:
         totals["requests_retried"] = report.requests_retried
     return {
@@ -108,7 +115,11 @@ def verify_json(report: VerifyReport) -> dict[str, Any]:
         "levels": [
             {"level": lv.level, "scale": lv.scale, **_check_dict(lv)} for lv in report.levels
         ],
-        "totals": _check_dict(report.totals),
+        "totals": {
+            **_check_dict(report.totals),
+            "bundles_read": report.totals.bundles,
+            "bundles_reused": 0,
+        },
         "problems": [_problem_dict(p) for p in report.problems],
         "problems_omitted": report.problems_omitted,
         "warnings": list(report.warnings),

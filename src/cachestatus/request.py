@@ -229,19 +229,23 @@ class Execution:
     Attributes:
         workers: worker processes (default: all cores; 1 scans in the calling process).
         progress: receives the number of bundles, then each finished chunk (not recorded).
+        reuse: a rebuild reuses the rows of the bundles unchanged since the previous rebuild
+            of the same request, when its store has them (``False``: ``--full``, every bundle
+            read).
     """
 
     workers: int | None = None
     progress: Progress | None = None
+    reuse: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        """``workers``."""
-        return {"workers": self.workers}
+        """``workers``, ``reuse``."""
+        return {"workers": self.workers, "reuse": bool(self.reuse)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Execution:
         """The execution :meth:`to_json` wrote into ``data`` (without progress)."""
-        return cls(data.get("workers"))
+        return cls(data.get("workers"), reuse=bool(data.get("reuse", True)))
 
 
 @dataclass(frozen=True)
@@ -385,6 +389,7 @@ class ExecutionKeywords(TypedDict, total=False):
 
     workers: int | None
     progress: Progress | None
+    reuse: bool
 
 
 class CountingKeywords(TypedDict, total=False):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,9 @@ from .plan import (
 )
 from .totals import LevelTotals
 
+if TYPE_CHECKING:
+    from .store.records import BundleFileRows
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Sized)
@@ -96,6 +99,9 @@ class ScanOutcome:
     missing_rows_omitted: int = 0
     #: Per level, the dissolved area of the expected tiles that are not present.
     missing_areas: list[MissingArea] = field(default_factory=list)
+    #: Bundles read, and bundles whose rows were reused from the previous rebuild.
+    bundles_read: int = 0
+    bundles_reused: int = 0
 
 
 def classify(expected: int, present: int, locked: bool = False) -> BundleState:
@@ -257,13 +263,24 @@ def scan_bundle(
     With ``blank`` (which tells a tile without content from its bytes), every stored tile is
     read too, and the row counts the tiles without content.
     """
+    return _scanned(reader, plan, bundle, blank)[0]
+
+
+def _scanned(
+    reader: CacheReader,
+    plan: LevelPlan,
+    bundle: BundleFile,
+    blank: Callable[[bytes], bool | None] | None,
+) -> tuple[Evaluated, int | str | None]:
+    """:func:`scan_bundle`, and the stamp of the bundle file as read (``None``: unreadable, or
+    a codec that does not tell)."""
     try:
         index = reader.read_bundle(bundle)
         blanks = None if blank is None else blank_tiles(reader, bundle, blank)
     except UNREADABLE as exc:
         kind, reason = unreadable(exc)
-        return evaluate(plan, bundle._replace(locked=kind == IN_PROGRESS), None, reason)
-    return evaluate(plan, bundle, index, blank=blanks)
+        return evaluate(plan, bundle._replace(locked=kind == IN_PROGRESS), None, reason), None
+    return evaluate(plan, bundle, index, blank=blanks), index.stamp
 
 
 @dataclass
@@ -275,6 +292,11 @@ class ScanBatch:
     #: The tagged rows of what the bundle files miss: level, kind, then the block or row bits
     #: (shape (m, 6); kinds and layout in :mod:`cachestatus.missing_areas`).
     holes: npt.NDArray[np.int64]
+    #: Per row, the stamp of its bundle file as read (``None``: not known); its size is the
+    #: row's ``file_bytes``. Empty: none known.
+    stamps: list[int | str | None] = field(default_factory=list)
+    #: The ``BundleFiles`` rows of rows reused from the previous rebuild (``None``: read now).
+    files: BundleFileRows | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -286,14 +308,16 @@ def scan_chunk(context: ChunkContext, bundles: list[BundleFile], blank: bool = F
     judge = context.blank_tiles if blank else None
     statuses: list[BundleStatus] = []
     holes: list[tuple[int, npt.NDArray[np.int64]]] = []
+    stamps: list[int | str | None] = []
     for bundle in bundles:
-        status, missing = scan_bundle(
+        (status, missing), stamp = _scanned(
             context.reader, context.plans[bundle.key.level], bundle, judge
         )
         statuses.append(status)
+        stamps.append(stamp)
         if missing is not None:
             holes.append((bundle.key.level, missing))
-    return ScanBatch(RowBatch.from_statuses(statuses), tagged_holes(holes))
+    return ScanBatch(RowBatch.from_statuses(statuses), tagged_holes(holes), stamps)
 
 
 def chunks(items: Iterable[BundleFile], size: int = CHUNK) -> Iterator[list[BundleFile]]:
@@ -322,6 +346,9 @@ class Listing:
     #: What the listing found that is not a bundle file to read (names that do not parse...),
     #: filled while :meth:`bundles` is iterated.
     problems: list[Problem] = field(default_factory=list)
+    #: The rows of listed bundles reused from the previous rebuild instead of read (see
+    #: :mod:`cachestatus.incremental`): they go to the folds before the others.
+    reused: list[ScanBatch] = field(default_factory=list)
 
     def bundles(self) -> Iterator[BundleFile]:
         """The bundle files to read, in the listing's order."""
@@ -363,18 +390,30 @@ def list_plans(
     return listing
 
 
+#: Takes a listing and returns the one to scan, whose :attr:`Listing.reused` holds the rows
+#: of the bundles it leaves out (:meth:`cachestatus.incremental.Previous.split`).
+Reuse = Callable[[Listing], Listing]
+
+
 @contextmanager
 def listed(
-    reader: CacheReader, plans: Sequence[LevelPlan], policy: ScanPolicy, workers: int
+    reader: CacheReader,
+    plans: Sequence[LevelPlan],
+    policy: ScanPolicy,
+    workers: int,
+    reuse: Reuse | None = None,
 ) -> Iterator[tuple[Listing, Executor]]:
     """The run's one executor (:func:`~cachestatus.execute.executor_for`, up to ``workers``
-    processes) and the listing of ``plans`` made on it, the executor sized for its scan.
+    processes) and the listing of ``plans`` made on it, the executor sized for its scan
+    (after ``reuse`` took out the bundles whose previous rows are reused).
 
     Every process of the run is started by then: the block may start threads. None outlives
     it, whatever ends it.
     """
     with executor_for(policy, workers, reader, plans) as executor:
         listing = list_plans(reader, plans, policy, executor.run)
+        if reuse is not None:
+            listing = reuse(listing)
         executor.size_for(listing.count)
         yield listing, executor
 
@@ -392,9 +431,13 @@ def scan(
 ) -> None:
     """``work`` on every listed bundle file, a list at a time (one bundle at a time for work
     that reads every tile), on ``executor``; each result goes to every fold, in order, and
-    advances progress by its length (one entry per bundle)."""
+    advances progress by its length (one entry per bundle). Progress counts the bundles whose
+    rows are reused (:attr:`Listing.reused`) too, done from the start."""
     if progress:
-        progress.start(listing.count)
+        reused = sum(len(batch) for batch in listing.reused)
+        progress.start(listing.count + reused)
+        if reused:
+            progress.advance(reused)
     size = 1 if listing.policy.reads_tiles else CHUNK
     for result in executor.map(work, chunks(listing.bundles(), size)):
         if progress:
@@ -445,7 +488,12 @@ def scan_status(
     areas = MissingAreas(reader.scheme, {p.lod.level: p.expected for p in plans})
     out = [] if sink is None else [lambda batch: sink(batch.rows)]
     work = partial(scan_chunk, blank=True) if policy.blank else scan_chunk
-    scan(listing, executor, work, [areas.add, totals.add, *folds, *out], progress)
+    every: list[Fold[ScanBatch]] = [areas.add, totals.add, *folds, *out]
+    for reused_batch in listing.reused:
+        for fold in every:
+            fold(reused_batch)
+    reused = totals.rows
+    scan(listing, executor, work, every, progress)
     absent = MissingRows(plans, policy, declared_extent=reader.full_extent is not None)
     if sink is not None:
         for batch in absent.batches(totals.found):
@@ -459,6 +507,8 @@ def scan_status(
         rows=totals.rows + absent.written,
         missing_rows_omitted=absent.omitted,
         missing_areas=missing_areas,
+        bundles_read=totals.rows - reused,
+        bundles_reused=reused,
     )
 
 
@@ -534,6 +584,7 @@ __all__ = [
     "Evaluated",
     "Listing",
     "Progress",
+    "Reuse",
     "ScanBatch",
     "ScanOutcome",
     "Scanner",

@@ -62,7 +62,13 @@ def missing(
     if as_json:
         click.echo(
             json.dumps(
-                {"cache": source.path, "out": out_path, "tiles": tiles_path, "levels": summary},
+                {
+                    "cache": source.path,
+                    "out": out_path,
+                    "tiles": tiles_path,
+                    "levels": summary,
+                    "totals": {"bundles_read": result.bundles_read, "bundles_reused": 0},
+                },
                 indent=2,
             )
         )

@@ -71,10 +71,10 @@ class BundleFile(NamedTuple):
     #: positions and sizes of the tiles of a virtual bundle), or of the files beside a bundle
     #: in object storage (a ``.bundlx``); ``None`` for local bundle files.
     payload: Any = None
-    #: Bytes of the bundle file or object, as listed (object storage always tells it).
+    #: Bytes of the bundle file or object, as listed (``None``: not listed).
     size: int | None = None
-    #: What changes when it is rewritten: ``st_mtime_ns`` of a file, the ETag (without quotes)
-    #: of an object.
+    #: What changes when the bundle is rewritten, as listed: ``st_mtime_ns`` for a local file,
+    #: the ETag (quotes stripped) for an object; ``None``: not listed.
     stamp: int | str | None = None
 
 
@@ -94,6 +94,10 @@ class BundleIndex(NamedTuple):
     dead_bytes: int
     #: Modification time of the bundle file, seconds since the epoch (UTC), if known.
     modified: float | None
+    #: What changes when the bundle file is rewritten, as it was read (the ``stamp`` of its
+    #: source's version: ``st_mtime_ns`` for a local file); ``None`` where the codec does not
+    #: tell (a bundle is then never reused by an incremental rebuild).
+    stamp: int | str | None = None
 
 
 T = TypeVar("T")

@@ -92,6 +92,7 @@ def summarize_index(
     first_col: int = 0,
     scratch: Scratch | None = None,
     modified: float | None = None,
+    stamp: int | str | None = None,
 ) -> BundleIndex:
     """Decode and check a bundle's header and index, vectorised (six passes over the index).
 
@@ -103,6 +104,7 @@ def summarize_index(
         scratch: arrays to decode into; the returned ``sizes`` is then a view of them, valid until
             the next call with the same scratch.
         modified: the file's modification time, passed through to the result.
+        stamp: the file's version stamp as read, passed through to the result.
 
     Returns:
         Sizes, counts, tile bytes and dead bytes.
@@ -149,6 +151,7 @@ def summarize_index(
         file_bytes=file_size,
         dead_bytes=file_size - HEADER_INDEX_SIZE - used,
         modified=modified,
+        stamp=stamp,
     )
 
 
@@ -175,7 +178,7 @@ def read_v2_index(src: ByteSource, key: BundleKey, scratch: Scratch | None = Non
     got = src.readinto(0, view if size >= HEADER_INDEX_SIZE else view[:size])
     src.check_unchanged()
     buf = view if got == HEADER_INDEX_SIZE else view[:got]
-    return summarize_index(buf, size, key.row, key.col, scratch, src.modified)
+    return summarize_index(buf, size, key.row, key.col, scratch, src.modified, src.version.stamp)
 
 
 def v2_tiles(src: ByteSource, first_row: int = 0, first_col: int = 0) -> Iterator[StoredTile]:

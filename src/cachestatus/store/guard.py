@@ -24,11 +24,20 @@ from pathlib import Path
 from ..errors import NotOurs, UsageError
 from . import atomic
 from .lock import StoreLock
-from .schema import JOBS, JOBS_LAYER, LEVEL_STATUS, MISSING_AREAS, MISSING_AREAS_LAYER, TASK_STATUS
+from .schema import (
+    BUNDLE_FILES,
+    JOBS,
+    JOBS_LAYER,
+    LEVEL_STATUS,
+    MISSING_AREAS,
+    MISSING_AREAS_LAYER,
+    TASK_STATUS,
+)
 
 #: The layers a status store holds, and nothing else.
-STATUS_LAYERS = frozenset({TASK_STATUS, LEVEL_STATUS, JOBS, MISSING_AREAS})
-_JOB_FIELD_NAMES = frozenset(JOBS_LAYER.names)
+STATUS_LAYERS = frozenset({TASK_STATUS, LEVEL_STATUS, JOBS, MISSING_AREAS, BUNDLE_FILES})
+# The Jobs fields every store of ours has: those added later may be missing from older ones.
+_JOB_FIELD_NAMES = frozenset(JOBS_LAYER.names) - {"bundlesRead", "bundlesReused"}
 #: A tile list (``missing --tiles``): ``z/x/y`` lines.
 _TILE_LINE = re.compile(rb"^\d{1,2}/\d{1,19}/\d{1,19}$")
 

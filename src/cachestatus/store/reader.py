@@ -27,8 +27,10 @@ from ..models import (
     TilingScheme,
 )
 from .geometry import rectangle_tiles
-from .records import JobRecord, StoredRows
+from .records import BundleFileRows, JobRecord, StoredRows
 from .schema import (
+    BUNDLE_FILES,
+    BUNDLE_FILES_LAYER,
     JOBS,
     JOBS_LAYER,
     LEVEL_STATUS,
@@ -164,6 +166,25 @@ def read_rows(
     if TASK_STATUS not in _check(path):
         return StoredRows(RowBatch.from_statuses([]), np.zeros(0, dtype=object))
     return StoredRows(*_rows(path, where, scheme, geometry=True))
+
+
+def read_bundle_files(path: Path) -> tuple[BundleFileRows, RowBatch] | None:
+    """The store's ``BundleFiles`` rows and its ``TaskStatus`` rows (without polygons: each
+    row's ``tiles`` is -1), or ``None`` for a store without a ``BundleFiles`` table (written
+    by a report, or by an earlier version).
+
+    Raises:
+        StatusNotFound: there is no status store at ``path``, or not one of ours.
+    """
+    layers = _check(path)
+    if BUNDLE_FILES not in layers or TASK_STATUS not in layers:
+        return None
+    fields, _ = _table(path, BUNDLE_FILES_LAYER)
+    files = BundleFileRows(
+        **{attribute: column.column(stored) for attribute, column, stored in fields}
+    )
+    rows, _ = _rows(path)
+    return files, rows
 
 
 def read_missing_areas(path: Path) -> list[MissingAreaRecord]:

@@ -1,13 +1,17 @@
-"""The status store's own value records: the rows of its ``Jobs`` table, and ``TaskStatus`` rows
-read back with their polygons. The rows of its other tables are :mod:`cachestatus.models` types
+"""The status store's own value records: the rows of its ``Jobs`` and ``BundleFiles`` tables, and
+``TaskStatus`` rows read back with their polygons. The rows of its other tables are
+:mod:`cachestatus.models` types
 (:class:`~cachestatus.models.BundleStatus`, :class:`~cachestatus.models.LevelSummary`,
 :class:`~cachestatus.models.MissingAreaRecord`).
 """
 
 from __future__ import annotations
 
+import base64
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +32,9 @@ class JobRecord:
     parameters: str
     tool_version: str
     outcome: str
+    #: Bundles the job read, and reused from the previous rebuild (``None``: not recorded).
+    bundles_read: int | None = None
+    bundles_reused: int | None = None
 
 
 @dataclass(frozen=True)
@@ -37,3 +44,59 @@ class StoredRows:
 
     rows: RowBatch
     geometry: npt.NDArray[np.object_]
+
+
+@dataclass
+class BundleFileRows:
+    """Rows of the ``BundleFiles`` table, in columns: per bundle file, its key (``level``,
+    ``row``, ``col``), its ``size`` and ``stamp`` (text) as read, the block of its ``TaskStatus``
+    row (``row0``, ``row1``, ``col0``, ``col1``) and its ``holes`` (:func:`encode_holes`)."""
+
+    level: npt.NDArray[np.int64]
+    row: npt.NDArray[np.int64]
+    col: npt.NDArray[np.int64]
+    size: npt.NDArray[np.int64]
+    stamp: list[str]
+    row0: npt.NDArray[np.int64]
+    row1: npt.NDArray[np.int64]
+    col0: npt.NDArray[np.int64]
+    col1: npt.NDArray[np.int64]
+    holes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.stamp)
+
+    def take(self, which: Any) -> BundleFileRows:
+        """The rows at the positions ``which`` (an integer array)."""
+        columns: dict[str, Any] = {
+            name: [values[i] for i in which] if isinstance(values, list) else values[which]
+            for name, values in vars(self).items()
+        }
+        return BundleFileRows(**columns)
+
+    @classmethod
+    def concat(cls, parts: list[BundleFileRows]) -> BundleFileRows:
+        """One set of rows holding those of ``parts`` in order."""
+        columns: dict[str, Any] = {
+            name: [v for p in parts for v in getattr(p, name)]
+            if isinstance(first, list)
+            else np.concatenate([getattr(p, name) for p in parts])
+            for name, first in vars(parts[0]).items()
+        }
+        return cls(**columns)
+
+
+def encode_holes(rows: npt.NDArray[np.int64]) -> str:
+    """A bundle's tagged holes ``(kind, a, b, c, d)`` (:attr:`cachestatus.scan.ScanBatch.holes`
+    without the level) as short text: the little-endian int64 values, deflated (mostly high
+    zero bytes), in base64; ``""`` for none. Exact both ways (:func:`decode_holes`)."""
+    if not len(rows):
+        return ""
+    raw = np.ascontiguousarray(rows, dtype="<i8").tobytes()
+    return base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
+
+
+def decode_holes(text: str) -> npt.NDArray[np.int64]:
+    """The tagged holes :func:`encode_holes` wrote, shape (m, 5)."""
+    raw = zlib.decompress(base64.b64decode(text))
+    return np.frombuffer(raw, dtype="<i8").astype(np.int64).reshape(-1, 5)

@@ -32,6 +32,7 @@ TASK_STATUS: Final = "TaskStatus"
 LEVEL_STATUS: Final = "LevelStatus"
 JOBS: Final = "Jobs"
 MISSING_AREAS: Final = "MissingAreas"
+BUNDLE_FILES: Final = "BundleFiles"
 
 #: Field types (numpy dtypes) that are not numbers: text, and a time (UTC, to the millisecond).
 TEXT: Final = "object"
@@ -76,9 +77,9 @@ class Column:
         """The column's values for ``rows``: a :class:`RowBatch`, or a sequence of records."""
         if not isinstance(self.get, str):
             return self.get(rows, run)
-        if isinstance(rows, RowBatch):
-            return getattr(rows, self.get)
-        return [getattr(row, self.get) for row in rows]
+        if isinstance(rows, Sequence):  # records
+            return [getattr(row, self.get) for row in rows]
+        return getattr(rows, self.get)  # columns: a RowBatch, BundleFileRows
 
     @property
     def _integer(self) -> bool:
@@ -275,6 +276,30 @@ JOBS_LAYER: Final = Layer(
         Column("parameters", TEXT, "parameters"),
         Column("toolVersion", TEXT, "tool_version"),
         Column("outcome", TEXT, "outcome"),
+        Column("bundlesRead", "int64", "bundles_read", nullable=True),
+        Column("bundlesReused", "int64", "bundles_reused", nullable=True),
+    ),
+)
+
+#: Rows: :class:`~cachestatus.store.records.BundleFileRows`, one per bundle file a rebuild read
+#: (or reused): what the next rebuild needs to reuse its ``TaskStatus`` row. ``size`` and
+#: ``stamp`` (``st_mtime_ns`` or an ETag, as text) are exact, unlike ``TaskStatus.modified``
+#: (milliseconds); ``blockRow0``... the row's block of tiles (its polygon's); ``holes`` the
+#: tagged blocks the file misses (see :func:`~cachestatus.store.records.encode_holes`).
+BUNDLE_FILES_LAYER: Final = Layer(
+    BUNDLE_FILES,
+    None,
+    (
+        Column("levelID", "int32", "level"),
+        Column("bundleRow", "int32", "row"),
+        Column("bundleCol", "int32", "col"),
+        Column("fileBytes", "int64", "size"),
+        Column("stamp", TEXT, "stamp"),
+        Column("blockRow0", "int64", "row0"),
+        Column("blockRow1", "int64", "row1"),
+        Column("blockCol0", "int64", "col0"),
+        Column("blockCol1", "int64", "col1"),
+        Column("holes", TEXT, "holes"),
     ),
 )
 

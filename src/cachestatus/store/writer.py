@@ -26,8 +26,9 @@ from ..models import (
 from . import atomic
 from .geometry import rectangles_wkb, tile_rectangles
 from .lock import StoreLock
-from .records import JobRecord
+from .records import BundleFileRows, JobRecord
 from .schema import (
+    BUNDLE_FILES_LAYER,
     DRIVERS,
     JOBS_LAYER,
     LEVEL_STATUS_LAYER,
@@ -89,6 +90,7 @@ class StatusWriter:
         token: str,
         lock: StoreLock | None = None,
         big_integer: bool = False,
+        keep_files: bool = False,
     ) -> None:
         self.target = target
         self.lock = lock
@@ -105,6 +107,11 @@ class StatusWriter:
         self._queued = 0
         self._created = False
         self.rows_written = 0
+        #: ``BundleFiles`` rows are written (a rebuild's store: the next one may reuse rows).
+        self.keep_files = keep_files
+        self._files: list[BundleFileRows] = []
+        self._files_queued = 0
+        self._files_created = False
 
     def __enter__(self) -> Self:
         return self
@@ -136,6 +143,27 @@ class StatusWriter:
         self._queued += len(batch)
         if self._queued >= BATCH:
             self._flush()
+
+    def add_files(self, files: BundleFileRows) -> None:
+        """Queue ``BundleFiles`` rows (when the store keeps them); written like rows."""
+        if not self.keep_files or not len(files):
+            return
+        self._files.append(files)
+        self._files_queued += len(files)
+        if self._files_queued >= BATCH:
+            self._flush_files()
+
+    def _flush_files(self) -> None:
+        parts, self._files, self._files_queued = self._files, [], 0
+        if not parts and self._files_created:
+            return
+        if parts:
+            self._write(
+                BUNDLE_FILES_LAYER, BundleFileRows.concat(parts), append=self._files_created
+            )
+        else:  # a store without bundle files still tells the next rebuild it kept them
+            self._write(BUNDLE_FILES_LAYER, [])
+        self._files_created = True
 
     def _write(self, layer: Layer, rows: Any, geometry: Any = None, append: bool = False) -> None:
         """Write ``rows`` (a :class:`RowBatch`, or records) to ``layer``, with one polygon (WKB)
@@ -200,6 +228,8 @@ class StatusWriter:
         self._write(MISSING_AREAS_LAYER, missing, np.array(polygons, dtype=object))
         self._write(LEVEL_STATUS_LAYER, levels)
         self._write(JOBS_LAYER, jobs)
+        if self.keep_files:
+            self._flush_files()
         if self.lock is not None:
             self.lock.check()
         try:

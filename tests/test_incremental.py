@@ -1,0 +1,340 @@
+"""Incremental rebuild: after random changes to a cache, a rebuild that reuses the rows of the
+unchanged bundles writes the very store a full rebuild writes, and reads only what changed.
+
+The caches are written by MapProxy; the stores are compared through GDAL (pyogrio), not through
+cachestatus's own reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import shapely
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyogrio.raw import read
+
+from cachestatus import rebuild
+from cachestatus.cli import main
+from cachestatus.formats import arcgis_layout
+from cachestatus.incremental import RACY_NS
+from tests.builders import build
+from tests.helpers import conf_cdi
+from tests.status_rows import task_rows
+
+LEVELS = 10
+#: Bundles (level, bundle row, bundle col) of the base cache, and some only the other has.
+BASE = [(8, 0, 0), (8, 1, 1), (9, 0, 0), (9, 0, 1), (9, 2, 3), (9, 3, 3)]
+EXTRA = [(8, 1, 0), (9, 1, 2)]
+#: An hour ago: changes are dated clearly before the rebuilds (see RACY_NS).
+HOUR = 3600 * 10**9
+
+
+def _tiles(bundles: list[tuple[int, int, int]], seed: int) -> dict[tuple[int, int, int], bytes]:
+    """A few tiles in each bundle, placed and sized by ``seed`` (holes of several shapes)."""
+    rng = np.random.default_rng(seed)
+    tiles = {}
+    for level, brow, bcol in bundles:
+        for _ in range(int(rng.integers(1, 40))):
+            row, col = (int(v) for v in rng.integers(0, 128, 2))
+            if rng.random() < 0.3:  # a full band of rows: a block hole beside it
+                for r in range(row, min(row + 8, 128)):
+                    tiles[(level, brow * 128 + r, bcol * 128 + col)] = b"b" * 40
+            tiles[(level, brow * 128 + row, bcol * 128 + col)] = bytes(rng.integers(1, 255, 30))
+    return tiles
+
+
+def _age(root: Path, when: int) -> None:
+    """Date every file under ``root`` at ``when`` (ns)."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            os.utime(os.path.join(folder, name), ns=(when, when))
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The base cache, and another whose bundles hold other tiles (and more bundles)."""
+    root = tmp_path_factory.mktemp("caches")
+    base = build("compact-v2", root / "base", _tiles(BASE, 1), levels=LEVELS).path
+    other = build("compact-v2", root / "other", _tiles(BASE + EXTRA, 2), levels=LEVELS).path
+    _age(base, time.time_ns() - HOUR)
+    return base, other
+
+
+def _bundle(root: Path, key: tuple[int, int, int]) -> Path:
+    level, brow, bcol = key
+    return root / "_alllayers" / f"L{level:02d}" / f"R{brow * 128:04x}C{bcol * 128:04x}.bundle"
+
+
+def _copy(base: Path, dest: Path) -> Path:
+    shutil.copytree(base, dest, copy_function=shutil.copy2)
+    return dest
+
+
+# --- Comparing stores, through GDAL --------------------------------------------------------
+
+
+def _table(store: Path, layer: str) -> list[dict[str, Any]]:
+    meta, _, _, values = read(str(store), layer=layer)
+    columns = {name: column.tolist() for name, column in zip(meta["fields"], values, strict=True)}
+    rows = [
+        {k: _plain(v[i]) for k, v in columns.items() if k != "jobID"} for i in range(len(values[0]))
+    ]
+    return sorted(rows, key=lambda r: r["levelID"])
+
+
+def _missing_areas(store: Path) -> dict[int, tuple[Any, ...]]:
+    meta, _, wkb, values = read(str(store), layer="MissingAreas")
+    columns = dict(zip(meta["fields"], values, strict=True))
+    return {
+        int(level): (int(count), int(exact), shapely.from_wkb(geometry))
+        for level, count, exact, geometry in zip(
+            columns["levelID"], columns["tilesMissing"], columns["exact"], wkb, strict=True
+        )
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A field's value, a null read as NaN made ``None`` (NaN equals nothing)."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def assert_same_store(incremental: Path, full: Path) -> None:
+    """TaskStatus rows (polygons included), LevelStatus and MissingAreas equal."""
+    rows_a, rows_b = (
+        {
+            name: {k: _plain(v) for k, v in row.items() if k != "jobID"}
+            for name, row in task_rows(store, geometry=True).items()
+        }
+        for store in (incremental, full)
+    )
+    assert rows_a == rows_b
+    assert _table(incremental, "LevelStatus") == _table(full, "LevelStatus")
+    areas_a, areas_b = _missing_areas(incremental), _missing_areas(full)
+    assert areas_a.keys() == areas_b.keys()
+    for level, (count, exact, geometry) in areas_a.items():
+        other = areas_b[level]
+        assert (count, exact) == other[:2]
+        # The same tiles exactly: no part of either lies outside the other.
+        assert shapely.equals(geometry, other[2]), level
+        assert shapely.symmetric_difference(geometry, other[2]).area == 0
+
+
+def _jobs(store: Path) -> list[dict[str, Any]]:
+    meta, _, _, values = read(str(store), layer="Jobs")
+    columns = {name: column.tolist() for name, column in zip(meta["fields"], values, strict=True)}
+    return [{k: v[i] for k, v in columns.items()} for i in range(len(values[0]))]
+
+
+# --- (a) random changes -------------------------------------------------------------------
+
+ACTIONS = ("keep", "rewrite", "delete", "truncate", "empty", "touch", "lock")
+
+
+def _apply(cache: Path, other: Path, plan: dict[tuple[int, int, int], str], when: int) -> set:
+    """Change the bundles of ``cache`` as ``plan`` says; the bundles a rebuild must read."""
+    changed = set()
+    for key, action in plan.items():
+        path = _bundle(cache, key)
+        lock = path.with_suffix(".lock")
+        lock.unlink(missing_ok=True)
+        if action == "keep" or not (path.exists() or action in ("rewrite", "add")):
+            continue
+        if action == "delete":
+            path.unlink(missing_ok=True)
+            continue
+        if action in ("rewrite", "add"):
+            shutil.copyfile(_bundle(other, key), path)
+        elif action == "truncate":
+            with open(path, "r+b") as f:
+                f.truncate(max(1, path.stat().st_size // 2))
+        elif action == "empty":
+            path.write_bytes(b"")
+        elif action == "lock":
+            lock.write_bytes(b"")
+        os.utime(path, ns=(when, when))  # clearly before the rebuild, and not as it was
+        changed.add(key)
+    return changed
+
+
+def _plans(keys: list[tuple[int, int, int]]) -> Any:
+    return st.fixed_dictionaries({key: st.sampled_from(ACTIONS) for key in keys})
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    first=_plans(BASE),
+    second=_plans(BASE),
+    added=st.sets(st.sampled_from(EXTRA)),
+    suffix=st.sampled_from(["gdb", "gpkg"]),
+)
+def test_random_changes_give_a_full_rebuilds_store(
+    caches: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    first,
+    second,
+    added,
+    suffix,
+) -> None:
+    base, other = caches
+    work = tmp_path_factory.mktemp("random")
+    cache = _copy(base, work / "cache")
+    store = work / f"Status.{suffix}"
+    first_run = rebuild(cache, store, workers=1)
+    assert (first_run.bundles_read, first_run.bundles_reused) == (len(BASE), 0)
+    for step, plan in enumerate([{**first, **dict.fromkeys(added, "add")}, second], 1):
+        previous = {k: r["status"] for k, r in task_rows(store, ["status"]).items()}
+        changed = _apply(cache, other, plan, time.time_ns() - HOUR + step * 10**6)
+        on_disk = {k for k in BASE + EXTRA if _bundle(cache, k).exists()}
+        suspect = {
+            k
+            for k in on_disk
+            if previous.get(f"L{k[0]:02d}/R{k[1] * 128:04x}C{k[2] * 128:04x}")
+            in (None, "CORRUPT", "IN_PROGRESS")
+        }
+        again = rebuild(cache, store, workers=1)
+        full = rebuild(cache, work / f"Full{step}.{suffix}", workers=1, reuse=False)
+        assert_same_store(store, full.status_path and Path(full.status_path))
+        assert again.levels == full.levels
+        assert again.totals == full.totals
+        assert again.bundles_read == len((changed & on_disk) | suspect)
+        assert again.bundles_reused == len(on_disk) - again.bundles_read
+        assert (full.bundles_read, full.bundles_reused) == (len(on_disk), 0)
+
+
+# --- (b) an unchanged cache reads no bundle --------------------------------------------------
+
+
+def test_unchanged_cache_opens_no_bundle(
+    caches: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = _copy(caches[0], tmp_path / "cache")
+    store = tmp_path / "Status.gdb"
+    first = rebuild(cache, store, workers=1)
+    opened: list[str] = []
+
+    class Counted(arcgis_layout.LocalFile):
+        def __init__(self, path: str) -> None:
+            opened.append(path)
+            super().__init__(path)
+
+    monkeypatch.setattr(arcgis_layout, "LocalFile", Counted)
+    again = rebuild(cache, store, workers=1)
+    assert opened == []
+    assert (again.bundles_read, again.bundles_reused) == (0, len(BASE))
+    assert again.levels == first.levels
+    full = rebuild(cache, tmp_path / "Full.gdb", workers=1, reuse=False)
+    assert len(opened) == len(BASE)
+    assert_same_store(store, Path(str(full.status_path)))
+    jobs = _jobs(store)
+    assert [(j["bundlesRead"], j["bundlesReused"]) for j in jobs] == [(len(BASE), 0), (0, 6)]
+
+
+# --- (c) another request: a full scan -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"levels": [9]}, {"blank": True}, {"max_missing_rows": 3}, {"reuse": False}],
+    ids=["levels", "blank", "max-missing-rows", "full"],
+)
+def test_another_request_reads_every_bundle(
+    caches: tuple[Path, Path], tmp_path: Path, options: dict[str, Any]
+) -> None:
+    cache = _copy(caches[0], tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    again = rebuild(cache, store, workers=1, **options)
+    assert again.bundles_reused == 0
+    assert again.bundles_read == sum(1 for k in BASE if k[0] in options.get("levels", [8, 9]))
+
+
+def test_another_full_extent_reads_every_bundle(caches: tuple[Path, Path], tmp_path: Path) -> None:
+    cache = _copy(caches[0], tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    (cache / "conf.cdi").write_text(conf_cdi((-1e6, -1e6, 1e6, 1e6)))
+    again = rebuild(cache, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (len(BASE), 0)
+    assert_same_store(
+        store, Path(str(rebuild(cache, tmp_path / "F.gpkg", reuse=False).status_path))
+    )
+
+
+# --- (d) a store written before BundleFiles: a full scan ------------------------------------
+
+
+def test_store_without_bundle_files_reads_every_bundle(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cache = _copy(caches[0], tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    db = sqlite3.connect(store)  # as an earlier version wrote it: no BundleFiles table
+    with db:
+        db.execute("DROP TABLE BundleFiles")
+        db.execute("DELETE FROM gpkg_contents WHERE table_name = 'BundleFiles'")
+        db.execute("DELETE FROM gpkg_ogr_contents WHERE table_name = 'BundleFiles'")
+    db.close()
+    again = rebuild(cache, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (len(BASE), 0)
+    assert (rebuild(cache, store, workers=1).bundles_reused) == len(BASE)
+
+
+# --- (e) a bundle written just before the previous run is read again -------------------------
+
+
+def test_bundle_written_just_before_the_previous_run_is_read_again(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cache = _copy(caches[0], tmp_path / "cache")
+    store = tmp_path / "Status.gdb"
+    racy = _bundle(cache, BASE[2])
+    written = time.time_ns() - RACY_NS // 2
+    os.utime(racy, ns=(written, written))
+    rebuild(cache, store, workers=1)
+    again = rebuild(cache, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (1, len(BASE) - 1)
+    # Read again, the bundle's mtime now lies well before that run: it is reused from then on.
+    time.sleep(0.01)
+    assert rebuild(cache, store, workers=1).bundles_reused == len(BASE) - 1
+
+
+# --- Output --------------------------------------------------------------------------------
+
+
+def test_cli_says_how_many_bundles_were_read_and_reused(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cache = _copy(caches[0], tmp_path / "cache")
+    store = str(tmp_path / "Status.gdb")
+    runner = CliRunner()
+    first = runner.invoke(main, ["rebuild", str(cache), "--status", store, "--workers", "1"])
+    assert first.exit_code == 0, first.output
+    assert f"{len(BASE)} bundles read, 0 reused" in first.stderr
+    again = runner.invoke(
+        main, ["rebuild", str(cache), "--status", store, "--workers", "1", "--json"]
+    )
+    totals = json.loads(again.stdout)["totals"]
+    assert (totals["bundles_read"], totals["bundles_reused"]) == (0, len(BASE))
+    full = runner.invoke(
+        main, ["rebuild", str(cache), "--status", store, "--workers", "1", "--json", "--full"]
+    )
+    totals = json.loads(full.stdout)["totals"]
+    assert (totals["bundles_read"], totals["bundles_reused"]) == (len(BASE), 0)
+    verify = runner.invoke(main, ["verify", str(cache), "--workers", "1", "--json"])
+    totals = json.loads(verify.stdout)["totals"]
+    assert (totals["bundles_read"], totals["bundles_reused"]) == (len(BASE), 0)
