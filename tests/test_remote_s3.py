@@ -214,6 +214,8 @@ class Throttling(http.server.ThreadingHTTPServer):
 
     def __init__(self, target: S3Server, slow: int) -> None:
         self.target, self.slow, self.lock = target, slow, threading.Lock()
+        #: Every request forwarded or throttled: its method and its path with the query.
+        self.requests: list[tuple[str, str]] = []
         super().__init__(("127.0.0.1", 0), _Forward)
 
 
@@ -227,6 +229,7 @@ class _Forward(http.server.BaseHTTPRequestHandler):
     def _forward(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
+            self.server.requests.append((self.command, self.path))
             throttled = self.server.slow > 0
             self.server.slow -= throttled
         if throttled:
