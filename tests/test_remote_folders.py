@@ -10,10 +10,20 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cachestatus.formats import BundleFile, open_cache
-from tests.builders import WORLD, build
+from cachestatus.formats.tile_folders import (
+    ExplodedCache,
+    Listing,
+    XYZFolder,
+    list_tile_folder,
+    list_tile_objects,
+)
+from tests.builders import WORLD, BuiltCache, build
 from tests.remote import S3Server, make_bucket, point_at, upload
+from tests.test_fuzz import _BYTES, _DECIMAL, _HEX, _tile_name, _writable, fuzz
 from tests.test_remote_s3 import Throttling, comparable, run, tiles
 
 KINDS = ["exploded", "xyz", "tms"]
@@ -35,15 +45,15 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def built(kind: str, root: Path) -> tuple[Path, list[str]]:
+def built(kind: str, root: Path) -> BuiltCache:
     """A MapProxy-written cache of ``kind`` with an empty tile file, a file that is no tile and
-    a badly named one beside its tiles; its path and opening options."""
+    a badly named one beside its tiles."""
     cache = build(kind, root, tiles(), levels=10, extent=WEST)
     folder = next(p.parent for p in sorted(cache.path.rglob("*.png")))
     (folder / ("C00000007.png" if kind == "exploded" else "7.png")).write_bytes(b"")
     (folder / "notes.txt").write_text("not a tile")
     (folder / "x5.png").write_bytes(b"a bad name")
-    return cache.path, cache.cli
+    return cache
 
 
 def problems(out: str) -> list[tuple[str, str]]:
@@ -58,7 +68,8 @@ def bad_name(kind: str) -> str:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_remote_rebuild_equals_the_local_one_with_sizes(s3_env, bucket, in_tmp, kind):
-    local, opening = built(kind, in_tmp / "built")
+    cache = built(kind, in_tmp / "built")
+    local, opening = cache.path, cache.cli
     url = upload(s3_env, local, bucket, f"equal/{kind}")
     code, out, err = run(
         "rebuild", local, *opening, "--sizes", "--status", in_tmp / "sized.gdb", "--json"
@@ -97,7 +108,8 @@ def _requests(proxy: Throttling, bucket: str) -> list[tuple[str, str, dict[str, 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_remote_rebuild_reads_no_tile(s3_env, bucket, in_tmp, monkeypatch, kind):
-    local, opening = built(kind, in_tmp / "built")
+    cache = built(kind, in_tmp / "built")
+    local, opening = cache.path, cache.cli
     url = upload(s3_env, local, bucket, f"counted/{kind}")
     proxy = Throttling(s3_env, slow=0)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
@@ -125,9 +137,9 @@ def test_a_remote_rebuild_reads_no_tile(s3_env, bucket, in_tmp, monkeypatch, kin
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_tiles_read_over_s3_are_the_files_bytes(s3_env, bucket, in_tmp, kind):
-    local, opening = built(kind, in_tmp / "built")
+    cache = built(kind, in_tmp / "built")
+    local, options = cache.path, cache.opening
     url = upload(s3_env, local, bucket, f"tiles/{kind}")
-    options = {name.lstrip("-"): value for name, value in zip(opening[::2], opening[1::2])}
     read = {}
     for where in (str(local), url):
         with open_cache(where, **options) as reader:
@@ -143,9 +155,42 @@ def test_tiles_read_over_s3_are_the_files_bytes(s3_env, bucket, in_tmp, kind):
 
 
 def test_a_folder_over_http_exits_2_saying_why(s3_env, bucket, in_tmp):
-    local, _ = built("xyz", in_tmp / "built")
+    local = built("xyz", in_tmp / "built").path
     upload(s3_env, local, bucket, "http/xyz")
     for kind in KINDS:
         url = f"http://127.0.0.1:{s3_env.port}/{bucket}/http/xyz"
         code, _, err = run("info", url, "--format-hint", kind)
         assert code == 2 and "nothing can be listed" in err, err
+
+
+@fuzz
+@given(
+    st.sampled_from(["xyz", "exploded"]),
+    st.lists(st.one_of(_tile_name(_DECIMAL), _tile_name(_HEX), _BYTES), max_size=25),
+    st.lists(st.one_of(_tile_name(_DECIMAL), _tile_name(_HEX)), max_size=3),
+    st.integers(0, 40),
+)
+def test_an_object_listing_reads_as_the_same_folder_on_disk(
+    tmp_path_factory, layout, names, folders, limit
+):
+    """Whatever the names, the tiles, sizes, bad names and folders named like tiles an object
+    listing gives are those the local listing (with sizes) gives for the same folder."""
+    reader = XYZFolder if layout == "xyz" else ExplodedCache
+    how = (reader.name_pattern, reader.name_base, True)
+    column = tmp_path_factory.mktemp("objects")
+    files: dict[str, int] = {}
+    for size, name in enumerate(names):
+        if _writable(name) and name not in files:
+            (column / name).write_bytes(b"t" * size)
+            files[name] = size
+    below = sorted({name for name in folders if _writable(name) and name not in files})
+    for name in below:
+        (column / name).mkdir(exist_ok=True)
+    local = list_tile_folder(str(column), how, limit)
+    remote = list_tile_objects(list(files), list(files.values()), below, how, limit)
+
+    def summary(found: Listing) -> tuple[object, ...]:
+        tiles = sorted(zip(found.numbers.tolist(), found.sizes, strict=True))
+        return tiles, sorted(found.odd, key=repr), sorted(found.unreadable), found.error
+
+    assert summary(remote) == summary(local)

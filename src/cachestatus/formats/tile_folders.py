@@ -256,8 +256,11 @@ def list_tile_objects(
             continue
         tiles.append(name)
         found.append(size)
+    folders = list(folders)
     odd: list[tuple[str, int | None]] = [
-        (n, None) for n in names if _tile_like(n) and ("\n" in n or pattern.match(n) is None)
+        (n, None)
+        for n in (*names, *folders)
+        if _tile_like(n) and ("\n" in n or pattern.match(n) is None)
     ]
     unreadable = _folders_named_like_tiles(
         {n for n in folders if "\n" not in n and pattern.match(n)}, pattern, base
