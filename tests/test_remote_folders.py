@@ -38,13 +38,6 @@ def bucket(s3: S3Server) -> str:
     return make_bucket(s3, "remote-folders")
 
 
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The working folder, where a remote cache's status goes by default."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def built(kind: str, root: Path) -> BuiltCache:
     """A MapProxy-written cache of ``kind`` with an empty tile file, a file that is no tile and
     a badly named one beside its tiles."""

@@ -64,13 +64,6 @@ def bucket(s3: S3Server) -> str:
     return make_bucket(s3, "remote-caches")
 
 
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The working folder, where a remote cache's status goes by default."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def rebuild_both(local: Path, url: str, work: Path) -> tuple[Path, Path]:
     """The status of ``local`` rebuilt from the disk and from ``url``; their stores."""
     code, _, err = run("rebuild", local, "--status", work / "local.gdb")
