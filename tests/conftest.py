@@ -20,7 +20,7 @@ elif os.environ.get("CI"):
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from tests.helpers import copy_sample  # noqa: E402 - after the path is set
-from tests.remote import s3, s3_env  # noqa: E402, F401 - the S3 server's fixtures
+from tests.remote import in_tmp, s3, s3_env  # noqa: E402, F401 - the S3 server's fixtures
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """A real S3 server for the tests: moto's, in this process, on 127.0.0.1 and a free port.
 
 The ``s3`` fixture (session-wide) starts it; ``s3_env`` points the environment at it the way a
-user points the AWS tools at an S3-compatible store (``AWS_ENDPOINT_URL`` and keys), and
+user points the AWS tools at an S3-compatible store (``AWS_ENDPOINT_URL`` and keys), ``in_tmp``
+makes a temporary folder the working folder (where a remote cache's status goes), and
 ``upload`` copies a folder into a bucket, key for key.
 """
 
@@ -73,6 +74,13 @@ def s3_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """The environment pointed at the S3 server."""
     point_at(monkeypatch, s3.endpoint)
     return s3
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working folder, where a remote cache's status goes by default."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 def make_bucket(server: S3Server, name: str) -> str:

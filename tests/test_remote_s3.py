@@ -64,13 +64,6 @@ def bucket(s3: S3Server) -> str:
     return make_bucket(s3, "remote-caches")
 
 
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The working folder, where a remote cache's status goes by default."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def rebuild_both(local: Path, url: str, work: Path) -> tuple[Path, Path]:
     """The status of ``local`` rebuilt from the disk and from ``url``; their stores."""
     code, _, err = run("rebuild", local, "--status", work / "local.gdb")
@@ -214,6 +207,8 @@ class Throttling(http.server.ThreadingHTTPServer):
 
     def __init__(self, target: S3Server, slow: int) -> None:
         self.target, self.slow, self.lock = target, slow, threading.Lock()
+        #: Every request forwarded or throttled: its method and its path with the query.
+        self.requests: list[tuple[str, str]] = []
         super().__init__(("127.0.0.1", 0), _Forward)
 
 
@@ -227,6 +222,7 @@ class _Forward(http.server.BaseHTTPRequestHandler):
     def _forward(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
+            self.server.requests.append((self.command, self.path))
             throttled = self.server.slow > 0
             self.server.slow -= throttled
         if throttled:

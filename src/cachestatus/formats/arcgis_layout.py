@@ -256,11 +256,14 @@ class ObjectLayout(Layout):
         """The object's URL."""
         return self.storage.location.child(f"{self.root}/{name}").url
 
+    def key(self, name: str) -> str:
+        """The full key of ``name``, a path relative to the root."""
+        return self.storage.full_key(f"{self.root}/{name}".strip("/"))
+
     def levels(self, layers: str) -> LevelFolders:
         """The level folders under ``root/layers``, each named by its full key."""
-        parent = f"{self.root}/{layers}".strip("/")
-        folders, _ = self.storage.list_dir(parent)
-        base = self.storage.full_key(parent)
+        folders, _ = self.storage.list_dir(f"{self.root}/{layers}".strip("/"))
+        base = self.key(layers)
         return pick_level_folders((name, f"{base}/{name}", True) for name in sorted(folders))
 
     def names(self, folder: str) -> list[str]:

@@ -160,8 +160,9 @@ class ListedTiles(CacheReader):
 
     def __init__(self, path: Path, *, sizes: bool = False) -> None:
         super().__init__(path)
-        #: Read each tile file's size (a stat each); without, tiles are counted, not sized.
-        self.sizes = sizes
+        #: Read each tile file's size (a stat each); without, tiles are counted, not sized. In
+        #: object storage sizes come free with the listing: always read.
+        self.sizes = sizes or self.location is not None
 
     @abstractmethod
     def list_level(self, level: int, run: Run = run_here) -> LevelListing:

@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import stat
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -37,20 +38,22 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import grid
-from ..errors import CorruptBundle, InvalidCacheConfig
+from ..errors import CorruptBundle, InvalidCacheConfig, UnsupportedFormat
 from ..grid import web_mercator_scheme
 from ..models import BAD_NAME, CORRUPT, BundleKey, Problem, Tile
 from .arcgis_cache import ArcGISFolderCache
 from .arcgis_folder import (
     GRID_LIMIT,
+    LAYERS_DIR,
     hex_number,
     is_folder,
     looks_numbered,
     shown,
     why_not_a_folder,
 )
-from .base import BundleFile, LevelListing, Run, StoredTile, not_remote, run_here
-from .bytesource import named_like, open_regular, read_exactly
+from .arcgis_layout import Layout, ObjectLayout
+from .base import BundleFile, LevelListing, Run, StoredTile, run_here
+from .bytesource import LocalFile, Opener, named_like, open_regular, read_exactly
 from .listed import Grouped, ListedTiles, VirtualListing, tile_sizes
 from .tilejson import (
     DETECT_METADATA_BYTES,
@@ -231,14 +234,55 @@ def list_tile_folder(path: str, how: How, limit: int) -> Listing:
             if directories:
                 tiles = {n for n in directories if "\n" not in n and pattern.match(n)}
                 names = [n for n in names if n not in tiles]
-                unreadable = [
-                    (n, _number(pattern, base, n), named_like(stat.S_IFDIR, "tile"))
-                    for n in sorted(tiles)
-                ]
+                unreadable = _folders_named_like_tiles(tiles, pattern, base)
             numbers, odd_names = _parse(names, pattern, base)
             odd = [(name, None) for name in odd_names]
     except OSError as exc:
         return Listing(np.zeros(0, dtype=np.int64), [], [], [], f"cannot list: {_why(exc)}")
+    return _on_grid(Listing(numbers, found, odd, unreadable), names, how, limit)
+
+
+def list_tile_objects(
+    names: list[str], sizes: list[int], folders: Iterable[str], how: How, limit: int
+) -> Listing:
+    """What :func:`list_tile_folder` finds in a row (or column) folder, from the listing of its
+    objects in object storage: their ``names`` and ``sizes``, and the ``folders`` below it. An
+    object is always a regular file, and its size comes with the listing."""
+    pattern, base, _ = how
+    tiles: list[str] = []
+    found: list[int] = []
+    for name, size in zip(names, sizes, strict=True):
+        if "\n" in name or pattern.match(name) is None:
+            continue
+        tiles.append(name)
+        found.append(size)
+    folders = list(folders)
+    odd: list[tuple[str, int | None]] = [
+        (n, None)
+        for n in (*names, *folders)
+        if _tile_like(n) and ("\n" in n or pattern.match(n) is None)
+    ]
+    unreadable = _folders_named_like_tiles(
+        {n for n in folders if "\n" not in n and pattern.match(n)}, pattern, base
+    )
+    numbers = names_to_numbers(tiles, pattern, base)
+    return _on_grid(Listing(numbers, found, odd, unreadable), tiles, how, limit)
+
+
+def _folders_named_like_tiles(
+    tiles: set[str], pattern: re.Pattern[str], base: int
+) -> list[tuple[str, int, str]]:
+    """The ``unreadable`` entries of :class:`Listing` for folders named like tiles."""
+    why = named_like(stat.S_IFDIR, "tile")
+    return [(n, _number(pattern, base, n), why) for n in sorted(tiles)]
+
+
+def _on_grid(found: Listing, names: list[str], how: How, limit: int) -> Listing:
+    """``found`` without the tiles off the grid (numbers at or beyond ``limit``), which become
+    ``odd`` names. ``names`` are the names ``found.numbers`` were parsed from (any others too,
+    where no size is kept)."""
+    pattern, base, _ = how
+    numbers, kept, odd, unreadable = found.numbers, found.sizes, found.odd, found.unreadable
     if numbers.max(initial=0) >= limit:  # rare: the names off the grid, one by one
         inside = numbers < limit
         odd += [
@@ -249,11 +293,11 @@ def list_tile_folder(path: str, how: How, limit: int) -> Listing:
             and (number := _number(pattern, base, name)) >= limit
         ]
         numbers = numbers[inside]
-        if sizes:
-            found = [size for size, keep in zip(found, inside.tolist(), strict=True) if keep]
+        if kept:  # sizes were kept, one a number
+            kept = [size for size, keep in zip(kept, inside.tolist(), strict=True) if keep]
     odd += [(name, number) for name, number, _ in unreadable if number >= limit]
     unreadable = [item for item in unreadable if item[1] < limit]
-    return Listing(numbers, found, odd, unreadable)
+    return Listing(numbers, kept, odd, unreadable)
 
 
 def _names(folder: str) -> tuple[list[str], list[str]]:
@@ -327,6 +371,18 @@ def _read_folders(how: How, jobs: list[Job]) -> list[Listed]:
     return [(folder, path, list_tile_folder(path, how, limit)) for folder, path, limit in jobs]
 
 
+def check_tile_size(size: int) -> None:
+    """Refuse to read a tile file of ``size`` bytes larger than any tile.
+
+    Raises:
+        CorruptBundle: it is larger than :data:`MAX_TILE_BYTES`.
+    """
+    if size > MAX_TILE_BYTES:
+        raise CorruptBundle(
+            f"{size:,} bytes: larger than any tile (at most {MAX_TILE_BYTES:,} read)"
+        )
+
+
 def read_file(path: str) -> bytes:
     """The bytes of one tile file, opened without blocking (a FIFO named like a tile cannot
     hang a read).
@@ -337,13 +393,134 @@ def read_file(path: str) -> bytes:
     """
     fd, st = open_regular(path, "tile")
     try:
-        if st.st_size > MAX_TILE_BYTES:
-            raise CorruptBundle(
-                f"{st.st_size:,} bytes: larger than any tile (at most {MAX_TILE_BYTES:,} read)"
-            )
+        check_tile_size(st.st_size)
         return read_exactly(fd, 0, st.st_size, st.st_size)
     finally:
         os.close(fd)
+
+
+#: An entry of a folder: its name, its path (a full key in object storage), and whether it is
+#: a folder (links followed).
+Entry = tuple[str, str, bool]
+#: What lists a level's row (or column) folders: ``(how, jobs, run)`` to each one's listing.
+TileLister = Callable[[How, list[Job], Run], list[Listed]]
+
+
+class FolderTree(ABC):
+    """Where the files of a tile folder cache are: local folders (:class:`LocalTree`), or
+    objects in a bucket (:class:`~.tile_objects.ObjectTree`), named by paths (full keys in
+    object storage). Only the listing differs: which names are tiles is decided once
+    (:func:`list_tile_folder`, :func:`list_tile_objects`), whatever listed them."""
+
+    @abstractmethod
+    def entries(self, folder: str) -> list[Entry]:
+        """What ``folder`` holds, one level, sorted by name.
+
+        Raises:
+            OSError: it cannot be listed.
+        """
+
+    @abstractmethod
+    def level(self, folder: str) -> tuple[list[Entry], TileLister]:
+        """The entries of a level folder, and what lists the tiles of its row (or column)
+        folders.
+
+        Raises:
+            OSError: it cannot be listed.
+        """
+
+    @abstractmethod
+    def why_not_a_folder(self, path: str) -> str:
+        """Why the entry at ``path``, listed as no folder, is not gone into."""
+
+    @abstractmethod
+    def files(self, folder: str) -> list[tuple[str, Any]]:
+        """The names in ``folder`` (one level), each with what :meth:`read` reads it by.
+
+        Raises:
+            OSError: it cannot be listed.
+        """
+
+    @abstractmethod
+    def read(self, file: Any) -> bytes:
+        """The bytes of a tile file :meth:`files` listed.
+
+        Raises:
+            CorruptBundle: it is not a regular file, or is larger than any tile.
+            OSError: it cannot be read.
+        """
+
+    @abstractmethod
+    def opener(self, path: str) -> Opener | None:
+        """What opens the file at ``path`` (``metadata.json``); ``None`` when there is none."""
+
+    @abstractmethod
+    def join(self, folder: str, name: str) -> str:
+        """The path of ``name`` in ``folder``."""
+
+    @abstractmethod
+    def relative(self, path: str, folder: str) -> str:
+        """``path`` relative to ``folder``, which holds it."""
+
+
+class LocalTree(FolderTree):
+    """Tile folders on a file system: each row (or column) folder listed once, in worker
+    processes for a large level."""
+
+    def entries(self, folder: str) -> list[Entry]:
+        """One ``scandir`` (links followed to tell folders)."""
+        with os.scandir(folder) as found:
+            return [(e.name, e.path, is_folder(e)) for e in sorted(found, key=lambda e: e.name)]
+
+    def level(self, folder: str) -> tuple[list[Entry], TileLister]:
+        """The level folder's entries; its folders listed by :func:`list_local_folders`."""
+        return self.entries(folder), list_local_folders
+
+    def why_not_a_folder(self, path: str) -> str:
+        """What the file at ``path`` is, or why it cannot be opened."""
+        return why_not_a_folder(path)
+
+    def files(self, folder: str) -> list[tuple[str, Any]]:
+        """Each name with its path."""
+        return [(name, os.path.join(folder, name)) for name in os.listdir(folder)]
+
+    def read(self, file: Any) -> bytes:
+        """The file at the path ``file`` (:func:`read_file`)."""
+        return read_file(file)
+
+    def opener(self, path: str) -> Opener | None:
+        """A local file opener, when anything is at ``path`` (a link too)."""
+        return LocalFile if os.path.lexists(path) else None
+
+    def join(self, folder: str, name: str) -> str:
+        """``os.path.join``."""
+        return os.path.join(folder, name)
+
+    def relative(self, path: str, folder: str) -> str:
+        """``os.path.relpath``."""
+        return os.path.relpath(path, folder)
+
+
+#: The tree of every local tile folder cache (it holds nothing).
+LOCAL = LocalTree()
+
+
+def not_listable(url: str, format_name: str) -> UnsupportedFormat:
+    """The refusal of a folder cache over HTTP, where nothing can be listed."""
+    return UnsupportedFormat(
+        f"{url}: {format_name} caches are folders, and nothing can be listed over HTTP: give "
+        "its s3://, az:// or gs:// URL, or copy it locally"
+    )
+
+
+def list_local_folders(how: How, jobs: list[Job], run: Run) -> list[Listed]:
+    """Each folder of ``jobs`` listed (:func:`list_tile_folder`): in ``run``'s processes when
+    there are enough to pay for them (:data:`PARALLEL_FOLDERS`)."""
+    work = partial(_read_folders, how)
+    if len(jobs) < PARALLEL_FOLDERS:
+        return work(jobs)
+    tasks = [jobs[i : i + FOLDERS_PER_TASK] for i in range(0, len(jobs), FOLDERS_PER_TASK)]
+    return [item for done in run(work, tasks) for item in done]
 
 
 class Folders(NamedTuple):
@@ -359,47 +536,45 @@ class Folders(NamedTuple):
 
 
 def numbered_folders(
-    folder: str | Path,
+    entries: Iterable[Entry],
     parse: Callable[[str], int | None],
     looks: Callable[[str], bool],
     limit: tuple[int, str],
     canonical: Callable[[int], str],
+    why_not: Callable[[str], str] = why_not_a_folder,
 ) -> Folders:
-    """The subfolders of ``folder`` whose names ``parse`` turns into numbers below ``limit``
-    (a number, and what being beyond it means, for messages).
+    """The subfolders among the ``entries`` of a folder (sorted by name) whose names ``parse``
+    turns into numbers below ``limit`` (a number, and what being beyond it means, for messages).
 
     A name that ``looks`` numbered and does not parse, a number at or beyond the limit, an entry
-    that is not a folder and a second name of one number (``03`` beside ``3``: the
-    ``canonical`` name is read, else the first in sort order) are listed in ``ignored``.
+    that is not a folder (``why_not`` its path says why) and a second name of one number
+    (``03`` beside ``3``: the ``canonical`` name is read, else the first in sort order) are
+    listed in ``ignored``.
     """
     found: dict[int, str] = {}
+    names: dict[int, str] = {}
     ignored: list[tuple[str, str, str]] = []
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        return Folders({}, [], _why(exc))
-    for entry in entries:
-        number = parse(entry.name)
+    for name, path, folder in entries:
+        number = parse(name)
         if number is None:
-            if looks(entry.name):
-                ignored.append((entry.name, BAD_NAME, "not a number in ASCII digits"))
+            if looks(name):
+                ignored.append((name, BAD_NAME, "not a number in ASCII digits"))
             continue
         if number >= limit[0]:
-            ignored.append((entry.name, BAD_NAME, limit[1]))
+            ignored.append((name, BAD_NAME, limit[1]))
             continue
-        if not is_folder(entry):
-            ignored.append((entry.name, CORRUPT, why_not_a_folder(entry.path)))
+        if not folder:
+            ignored.append((name, CORRUPT, why_not(path)))
             continue
-        previous = found.get(number)
+        previous = names.get(number)
         if previous is not None:
-            kept, dropped = os.path.basename(previous), entry.name
-            if entry.name == canonical(number):
+            kept, dropped = previous, name
+            if name == canonical(number):
                 kept, dropped = dropped, kept
-                found[number] = entry.path
+                found[number], names[number] = path, name
             ignored.append((dropped, BAD_NAME, f"the same number as {shown(kept)}"))
             continue
-        found[number] = entry.path
+        found[number], names[number] = path, name
     return Folders(found, ignored)
 
 
@@ -460,10 +635,31 @@ class TileFolders(ListedTiles):
     #: Which of a tile's (row, col) its folder's number is: 0 for row folders of column files,
     #: 1 for column folders of row files.
     folder_axis: ClassVar[int]
+    #: Where the cache's files are: on a file system, unless opened from object storage.
+    _tree: FolderTree = LOCAL
 
-    def _list_folders(self, level: int) -> Folders:
-        """The level's row (or column) folders by number."""
+    def _list_folders(self, level: int) -> tuple[Folders, TileLister]:
+        """The level's row (or column) folders by number, and what lists their tiles."""
         raise NotImplementedError
+
+    def _numbered_level(
+        self,
+        folder: str | None,
+        parse: Callable[[str], int | None],
+        looks: Callable[[str], bool],
+        limit: tuple[int, str],
+        canonical: Callable[[int], str],
+    ) -> tuple[Folders, TileLister]:
+        """The numbered subfolders of the level folder ``folder`` (see
+        :func:`numbered_folders`), and what lists their tiles."""
+        if folder is None:
+            return Folders({}, []), list_local_folders
+        try:
+            entries, lister = self._tree.level(folder)
+        except OSError as exc:
+            return Folders({}, [], _why(exc)), list_local_folders
+        why_not = self._tree.why_not_a_folder
+        return numbered_folders(entries, parse, looks, limit, canonical, why_not), lister
 
     def _level_folder(self, level: int) -> str | None:
         """The folder of a level's row (or column) folders."""
@@ -487,19 +683,14 @@ class TileFolders(ListedTiles):
         """Every tile file of ``level``, one listing of each row (or column) folder: in
         ``run``'s processes when the level has enough folders to pay for them
         (:data:`PARALLEL_FOLDERS`)."""
-        folders = self._list_folders(level)
+        folders, lister = self._list_folders(level)
         limit = self._limit(level)
         jobs = [(number, path, limit) for number, path in folders.found.items()]
-        work = partial(_read_folders, (self.name_pattern, self.name_base, self.sizes))
-        if len(jobs) < PARALLEL_FOLDERS:
-            listed = work(jobs)
-        else:
-            tasks = [jobs[i : i + FOLDERS_PER_TASK] for i in range(0, len(jobs), FOLDERS_PER_TASK)]
-            listed = [item for done in run(work, tasks) for item in done]
+        listed = lister((self.name_pattern, self.name_base, self.sizes), jobs, run)
         problems = self._folder_problems(level, folders)
         table = self._table(level, listed, problems)
         source = FolderLevel(Grouped(level, table), folders.found, self.folder_axis)
-        return VirtualListing(level, str(self.path), problems, source)
+        return VirtualListing(level, self.where, problems, source)
 
     def _table(
         self, level: int, listed: Iterable[Listed], problems: list[Problem]
@@ -524,11 +715,10 @@ class TileFolders(ListedTiles):
             return [
                 Problem(self._label(where), CORRUPT, f"{shown(where)}: cannot list: {listed.error}")
             ]
+        join = self._tree.join
         return [
             Problem(
-                self._label(os.path.join(where, name)),
-                kind,
-                f"{shown(os.path.join(where, name))}: {why}; not read",
+                self._label(join(where, name)), kind, f"{shown(join(where, name))}: {why}; not read"
             )
             for name, kind, why in listed.ignored
         ]
@@ -540,7 +730,7 @@ class TileFolders(ListedTiles):
         if found.error:
             problems.append(Problem(self._label(path), CORRUPT, f"{shown(path)}: {found.error}"))
         for name, number in found.odd:
-            file = os.path.join(path, name)
+            file = self._tree.join(path, name)
             why = (
                 "not a tile name"
                 if number is None
@@ -550,7 +740,7 @@ class TileFolders(ListedTiles):
         for name, number, why in found.unreadable:
             row, col = self._place(level, folder, number)
             key = BundleKey.of_tile(Tile(level, row, col))
-            file = os.path.join(path, name)
+            file = self._tree.join(path, name)
             problems.append(
                 Problem(
                     key.label,
@@ -572,10 +762,10 @@ class TileFolders(ListedTiles):
         pattern, base = self.name_pattern, self.name_base
         for folder, path in sorted(payload.folders.items()):
             try:
-                names = os.listdir(path)
+                files = self._tree.files(path)
             except OSError:
                 continue  # the listing reported it
-            for name in sorted(names):
+            for name, file in sorted(files):
                 if "\n" in name or pattern.match(name) is None:
                     continue
                 number = _number(pattern, base, name)
@@ -583,12 +773,12 @@ class TileFolders(ListedTiles):
                     continue
                 row, col = self._place(key.level, folder, number)
                 if key.holds(row, col) and counted[row - key.row, col - key.col]:
-                    yield _stored_tile(row, col, os.path.join(path, name))
+                    yield _stored_tile(row, col, self._tree, file)
 
 
-def _stored_tile(row: int, col: int, path: str) -> StoredTile:
+def _stored_tile(row: int, col: int, tree: FolderTree, file: Any) -> StoredTile:
     try:
-        return StoredTile(row, col, read_file(path))
+        return StoredTile(row, col, tree.read(file))
     except CorruptBundle as exc:
         return StoredTile(row, col, b"", exc.reason)
     except OSError as exc:
@@ -604,24 +794,37 @@ class ExplodedCache(TileFolders, ArcGISFolderCache):
 
     @classmethod
     def open_remote(cls, storage: ObjectStorage, **options: Any) -> Self:
-        """Recognised in object storage, not read there.
+        """The exploded cache at ``storage``'s location (see
+        :meth:`ArcGISFolderCache.open_remote`): its tiles from one listing per level.
 
         Raises:
-            UnsupportedFormat: always.
+            UnsupportedFormat: over HTTP, where nothing can be listed.
+            InvalidCacheConfig: no ``conf.xml`` there, or it cannot be read.
         """
-        raise not_remote(storage.location.url, cls.name)
+        if storage.location.is_http:
+            raise not_listable(storage.location.url, cls.name)
+        return super().open_remote(storage, **options)
+
+    def _open_layout(self, path: Path) -> Layout:
+        layout = super()._open_layout(path)
+        if isinstance(layout, ObjectLayout):
+            from .tile_objects import ObjectTree
+
+            self._tree = ObjectTree(layout.storage)
+            self._layers = layout.key(LAYERS_DIR)
+        else:
+            self._layers = str(self.layers_dir)
+        return layout
 
     def _level_folder(self, level: int) -> str | None:
         return self._level_dirs.get(level)
 
-    def _list_folders(self, level: int) -> Folders:
+    def _list_folders(self, level: int) -> tuple[Folders, TileLister]:
         folder = self._level_dirs.get(level)
-        if folder is None:
-            return Folders({}, [])
-        return numbered_folders(folder, _row_number, _looks_like_row, _ROWS, "R{:08x}".format)
+        return self._numbered_level(folder, _row_number, _looks_like_row, _ROWS, "R{:08x}".format)
 
     def _label(self, path: str) -> str:
-        return shown(os.path.relpath(path, self.layers_dir))
+        return shown(self._tree.relative(path, self._layers))
 
     name_pattern = re.compile(
         rf"^C([0-9a-f]{{8}})\.{_EXTENSION}$", re.MULTILINE | re.IGNORECASE | re.ASCII
@@ -641,20 +844,25 @@ _ROWS = (GRID_LIMIT, "off the grid a status holds (rows below 2**31)")
 _ZOOMS = (MAX_ZOOM + 1, f"deeper than zoom {MAX_ZOOM}, the deepest a status holds")
 
 
-def _zoom_folders(path: Path) -> Folders:
+def _zoom_folders(tree: FolderTree, root: str) -> Folders:
     """The zoom folders of an XYZ/TMS folder (at most :data:`MAX_ZOOM`).
 
     Raises:
         InvalidCacheConfig: the folder cannot be listed.
     """
-    found = numbered_folders(path, _decimal, looks_numbered, _ZOOMS, str)
-    if found.error:
-        raise InvalidCacheConfig(f"{shown(str(path))}: cannot be listed ({found.error})")
-    return found
+    try:
+        entries = tree.entries(root)
+    except OSError as exc:
+        raise InvalidCacheConfig(f"{shown(root)}: cannot be listed ({_why(exc)})") from None
+    return numbered_folders(entries, _decimal, looks_numbered, _ZOOMS, str, tree.why_not_a_folder)
 
 
 class XYZFolder(TileFolders):
-    """A ``{z}/{x}/{y}.png`` folder on the Web Mercator grid, rows counted down (XYZ)."""
+    """A ``{z}/{x}/{y}.png`` folder on the Web Mercator grid, rows counted down (XYZ).
+
+    In object storage, the same folder is found by listings and each level is listed once,
+    recursively (names and sizes of every tile object, no request per tile).
+    """
 
     name = "xyz"
     description = "XYZ tile folder ({z}/{x}/{y}.png, Web Mercator, rows downward)"
@@ -671,9 +879,14 @@ class XYZFolder(TileFolders):
             InvalidCacheConfig: the folder cannot be listed; ``tileSize`` is not a tile size.
         """
         super().__init__(path, sizes=sizes)
-        self._zooms = _zoom_folders(path)
-        metadata = folder_metadata(path)
-        source = str(path / FOLDER_METADATA)
+        #: The folder holding the zoom folders: its path, or its full key in object storage.
+        self._root = str(path) if self.location is None else self.location.key
+        self._zooms = _zoom_folders(self._tree, self._root)
+        metadata_path = self._tree.join(self._root, FOLDER_METADATA)
+        source = (
+            metadata_path if self.location is None else self.location.child(FOLDER_METADATA).url
+        )
+        metadata = folder_metadata(self._tree.opener(metadata_path), source)
         found = sorted(self._zooms.found)
         levels = zoom_levels(found, declared_zooms(metadata, source, MAX_ZOOM))
         #: Zoom folders outside the declared ``minzoom``..``maxzoom``: not scanned.
@@ -687,16 +900,11 @@ class XYZFolder(TileFolders):
                 "upward" if self.tms else "downward",
                 self.name,
             )
-        folders = (
-            f
-            for level in found
-            if level in levels
-            for f in self._list_folders(level).found.values()
-        )
+        zooms = [self._zooms.found[level] for level in found if level in levels]
         self._scheme = web_mercator_scheme(
             levels,
             tile_size=tile_size(metadata, source) or 256,
-            tile_format=declared_format(metadata, source) or _tile_format(folders),
+            tile_format=declared_format(metadata, source) or _tile_format(self._tree, zooms),
         )
         bounds = declared_bounds(metadata.get("bounds"), source)
         self._extent = None if bounds is None else web_mercator_extent(bounds)
@@ -706,7 +914,36 @@ class XYZFolder(TileFolders):
         """A folder whose subfolders are numbers (zoom levels) holding numbered folders, and
         whose ``metadata.json`` (if any) does not say its rows count upward (``"scheme":
         "tms"``: then it is a TMS folder)."""
-        return _zxy_layout(path) and _metadata_says_tms(path) == cls.tms
+        tree = LOCAL
+        return _zxy_layout(tree, str(path)) and _metadata_says_tms(tree, str(path)) == cls.tms
+
+    @classmethod
+    def detect_remote(cls, storage: ObjectStorage) -> bool:
+        """:meth:`detect` from listings of the location (never over HTTP, where nothing can be
+        listed)."""
+        if storage.location.is_http:
+            return False
+        from .tile_objects import ObjectTree
+
+        tree, root = ObjectTree(storage), storage.location.key
+        return _zxy_layout(tree, root) and _metadata_says_tms(tree, root) == cls.tms
+
+    @classmethod
+    def open_remote(cls, storage: ObjectStorage, **options: Any) -> Self:
+        """The folder at ``storage``'s location, its tiles from one listing per level.
+
+        Raises:
+            UnsupportedFormat: over HTTP, where nothing can be listed.
+            InvalidCacheConfig: the folder cannot be listed.
+        """
+        if storage.location.is_http:
+            raise not_listable(storage.location.url, cls.name)
+        from .tile_objects import ObjectTree
+
+        reader = cls.__new__(cls)
+        reader.location, reader._tree = storage.location, ObjectTree(storage)
+        cls.__init__(reader, Path(storage.location.url), **options)
+        return reader
 
     def unknown_levels(self) -> list[str]:
         """Entries of the folder named like zoom folders that are not read (``name (why)``),
@@ -721,16 +958,14 @@ class XYZFolder(TileFolders):
     def _level_folder(self, level: int) -> str | None:
         return self._zooms.found.get(level)
 
-    def _list_folders(self, level: int) -> Folders:
-        folder = self._zooms.found.get(level)
-        if folder is None:
-            return Folders({}, [])
+    def _list_folders(self, level: int) -> tuple[Folders, TileLister]:
         limit = self._limit(level)
         beyond = f"off the grid: level {level} has {limit:,} columns"
-        return numbered_folders(folder, _decimal, looks_numbered, (limit, beyond), str)
+        folder = self._zooms.found.get(level)
+        return self._numbered_level(folder, _decimal, looks_numbered, (limit, beyond), str)
 
     def _label(self, path: str) -> str:
-        return shown(os.path.relpath(path, self.path))
+        return shown(self._tree.relative(path, self._root))
 
     def _limit(self, level: int) -> int:
         return 1 << level
@@ -745,40 +980,49 @@ class XYZFolder(TileFolders):
         return (grid.tms_row(level, number) if self.tms else number), folder
 
 
-def _zxy_layout(path: Path) -> bool:
-    """Whether ``path`` is a folder whose subfolders are numbers (zoom levels) holding numbered
+def _zxy_layout(tree: FolderTree, root: str) -> bool:
+    """Whether ``root`` is a folder whose subfolders are numbers (zoom levels) holding numbered
     folders, and not an ArcGIS cache."""
     try:
-        if not path.is_dir() or (path / "conf.xml").exists():
+        entries = tree.entries(root)
+        if any(name == "conf.xml" for name, _, _ in entries):
             return False
-        with os.scandir(path) as entries:
-            levels = [e.path for e in entries if _decimal(e.name) is not None and is_folder(e)]
-        if not levels:
-            return False
-        with os.scandir(sorted(levels)[0]) as entries:
-            return any(_decimal(e.name) is not None for e in entries)
+        levels = _decimal_folders(entries)
+        return bool(levels) and any(_decimal(n) is not None for n, _, _ in tree.entries(levels[0]))
     except OSError:
         return False
 
 
-def _metadata_says_tms(path: Path) -> bool:
+def _decimal_folders(entries: list[Entry]) -> list[str]:
+    """The paths of the folders among ``entries`` named by a number."""
+    return [path for name, path, folder in entries if folder and _decimal(name) is not None]
+
+
+def _metadata_says_tms(tree: FolderTree, root: str) -> bool:
     """Whether the folder's ``metadata.json`` says ``"scheme": "tms"`` (read up to
     :data:`~.tilejson.DETECT_METADATA_BYTES`: detection stays cheap)."""
-    metadata = folder_metadata(path, cap=DETECT_METADATA_BYTES)
-    return declared_row_order(metadata, str(path), warn=False) == "tms"
+    path = tree.join(root, FOLDER_METADATA)
+    metadata = folder_metadata(tree.opener(path), path, cap=DETECT_METADATA_BYTES)
+    return declared_row_order(metadata, root, warn=False) == "tms"
 
 
-def _tile_format(folders: Iterable[str]) -> str:
-    """The tile format of a folder cache, from the extension of the first tile file found."""
-    for folder in folders:
+def _tile_format(tree: FolderTree, zooms: Iterable[str]) -> str:
+    """The tile format of a folder cache, from the extension of the first tile file found in
+    the column folders of the zoom folders ``zooms``."""
+    for zoom in zooms:
         try:
-            names = os.listdir(folder)
+            columns = _decimal_folders(tree.entries(zoom))
         except OSError:
             continue  # the listing reports it
-        for name in names:
-            if name.lower().endswith(TILE_SUFFIXES) and _TILE_LIKE.fullmatch(name):
-                suffix = name.rsplit(".", 1)[-1].upper()
-                return {"JPG": "JPEG", "MVT": "PBF"}.get(suffix, suffix)
+        for column in columns:
+            try:
+                files = tree.files(column)
+            except OSError:
+                continue
+            for name, _ in files:
+                if name.lower().endswith(TILE_SUFFIXES) and _TILE_LIKE.fullmatch(name):
+                    suffix = name.rsplit(".", 1)[-1].upper()
+                    return {"JPG": "JPEG", "MVT": "PBF"}.get(suffix, suffix)
     return "any"
 
 

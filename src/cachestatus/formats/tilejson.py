@@ -30,10 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +39,8 @@ import numpy as np
 from ..errors import InvalidCacheConfig
 from ..grid import web_mercator
 from ..models import Extent
-from .arcgis_conf import MAX_TILE_SIZE, check_size, read_config_file
+from .arcgis_conf import CONFIG_CAP, MAX_TILE_SIZE, check_size, read_config
+from .bytesource import Opener
 
 log = logging.getLogger(__name__)
 
@@ -260,26 +259,33 @@ def zoom_levels(stored: Sequence[int], declared: tuple[int | None, int | None] |
     return list(range(low, high + 1))
 
 
-def folder_metadata(folder: Path, cap: int | None = None) -> dict[str, Any]:
+def folder_metadata(
+    open_source: Opener | None, source: str, cap: int | None = None
+) -> dict[str, Any]:
     """The ``metadata.json`` beside a tile folder's zoom folders, as an object: empty when there
-    is none, or when it is not a JSON object (with a warning: it may be another tool's file,
-    and the tiles still tell the levels). Read within the limits of configuration files, or
-    ``cap`` bytes (detection: a larger file is not read)."""
-    path = folder / FOLDER_METADATA
-    if not os.path.lexists(path):
+    is none (``open_source`` is ``None``), or when it is not a JSON object (with a warning: it
+    may be another tool's file, and the tiles still tell the levels). Read within the limits of
+    configuration files, or ``cap`` bytes (detection: a larger file is not read).
+
+    Args:
+        open_source: what opens it (a local file, an object), called with ``source``.
+        source: how messages name it (its path or URL).
+        cap: the most read; ``None``: the limit of configuration files, warning when refused.
+    """
+    if open_source is None:
         return {}
     try:
-        data = read_config_file(path) if cap is None else read_config_file(path, cap)
+        data = read_config(open_source, source, source, CONFIG_CAP if cap is None else cap)
         if cap is not None and len(data) > cap:
             return {}
-        value = load_json(data, str(path), what="a tile folder's metadata.json")
+        value = load_json(data, source, what="a tile folder's metadata.json")
     except InvalidCacheConfig as exc:
         if cap is None:
             log.warning("%s; ignored", exc)
         return {}
     if not isinstance(value, dict):
         if cap is None:
-            log.warning("%s: not a JSON object; ignored", path)
+            log.warning("%s: not a JSON object; ignored", source)
         return {}
     return value
 
