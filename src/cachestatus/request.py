@@ -217,19 +217,22 @@ class Execution:
     Attributes:
         workers: worker processes (default: all cores; 1 scans in the calling process).
         progress: receives the number of bundles, then each finished chunk (not recorded).
+        io_concurrency: bundle reads each worker process keeps in flight (default: the
+            storage's, 1 on a local disk, 16 on a network share).
     """
 
     workers: int | None = None
     progress: Progress | None = None
+    io_concurrency: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``workers``."""
-        return {"workers": self.workers}
+        """``workers``, ``io_concurrency``."""
+        return {"workers": self.workers, "io_concurrency": self.io_concurrency}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Execution:
         """The execution :meth:`to_json` wrote into ``data`` (without progress)."""
-        return cls(data.get("workers"))
+        return cls(data.get("workers"), io_concurrency=data.get("io_concurrency"))
 
 
 @dataclass(frozen=True)
@@ -372,6 +375,7 @@ class ExecutionKeywords(TypedDict, total=False):
 
     workers: int | None
     progress: Progress | None
+    io_concurrency: int | None
 
 
 class CountingKeywords(TypedDict, total=False):

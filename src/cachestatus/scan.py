@@ -53,7 +53,7 @@ from .models import (
     RowBatch,
     TileRange,
 )
-from .parallel import resolve_workers
+from .parallel import resolve_io_concurrency, resolve_workers
 from .plan import (
     MAX_MISSING_ROWS,
     MAX_TILE_INDEX,
@@ -282,14 +282,23 @@ class ScanBatch:
 
 def scan_chunk(context: ChunkContext, bundles: list[BundleFile], blank: bool = False) -> ScanBatch:
     """Scan a list of bundles into one batch of rows (columns travel cheaply between processes);
-    with ``blank``, tiles without content are counted too."""
+    with ``blank``, tiles without content are counted too.
+
+    With ``context.io_concurrency`` above 1, that many bundles are read (and evaluated) at once
+    by the context's threads, where a read waits on a network; the rows keep the list's order.
+    """
     judge = context.blank_tiles if blank else None
+    reader, plans = context.reader, context.plans
     statuses: list[BundleStatus] = []
     holes: list[tuple[int, npt.NDArray[np.int64]]] = []
-    for bundle in bundles:
-        status, missing = scan_bundle(
-            context.reader, context.plans[bundle.key.level], bundle, judge
+    evaluated: Iterable[Evaluated]
+    if context.io_concurrency > 1 and len(bundles) > 1:
+        evaluated = context.in_flight(
+            lambda bundle: scan_bundle(reader, plans[bundle.key.level], bundle, judge), bundles
         )
+    else:
+        evaluated = (scan_bundle(reader, plans[b.key.level], b, judge) for b in bundles)
+    for bundle, (status, missing) in zip(bundles, evaluated, strict=True):
         statuses.append(status)
         if missing is not None:
             holes.append((bundle.key.level, missing))
@@ -365,15 +374,22 @@ def list_plans(
 
 @contextmanager
 def listed(
-    reader: CacheReader, plans: Sequence[LevelPlan], policy: ScanPolicy, workers: int
+    reader: CacheReader,
+    plans: Sequence[LevelPlan],
+    policy: ScanPolicy,
+    workers: int,
+    io_concurrency: int | None = None,
 ) -> Iterator[tuple[Listing, Executor]]:
     """The run's one executor (:func:`~cachestatus.execute.executor_for`, up to ``workers``
-    processes) and the listing of ``plans`` made on it, the executor sized for its scan.
+    processes, each keeping ``io_concurrency`` bundle reads in flight, the storage's default
+    when ``None``: see :func:`~cachestatus.parallel.resolve_io_concurrency`) and the listing
+    of ``plans`` made on it, the executor sized for its scan.
 
     Every process of the run is started by then: the block may start threads. None outlives
     it, whatever ends it.
     """
-    with executor_for(policy, workers, reader, plans) as executor:
+    in_flight = resolve_io_concurrency(io_concurrency, reader)
+    with executor_for(policy, workers, reader, plans, in_flight) as executor:
         listing = list_plans(reader, plans, policy, executor.run)
         executor.size_for(listing.count)
         yield listing, executor

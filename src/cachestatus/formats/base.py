@@ -168,6 +168,13 @@ class CacheReader(ABC):
     #: The options of :class:`~.spec.CacheSpec` the constructor takes besides the path
     #: (``sizes``, ``table``), kept as attributes of the same names.
     options: ClassVar[tuple[str, ...]] = ()
+    #: Bundle reads a worker process keeps in flight when the run does not say: 1 for local
+    #: files (more only help where a read waits on a network); storage behind a network sets
+    #: more.
+    io_concurrency: int = 1
+    #: Whether :meth:`read_bundle` may be called from several threads at once; a reader that
+    #: says not reads one bundle at a time, whatever the run asks.
+    thread_safe: ClassVar[bool] = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
