@@ -43,7 +43,8 @@ HEADER_INDEX = 131_136
 FLOOR = """
 import os, sys
 from concurrent.futures import ThreadPoolExecutor
-layers, threads, length = os.path.join(sys.argv[1], "_alllayers"), int(sys.argv[2]), int(sys.argv[3])
+layers = os.path.join(sys.argv[1], "_alllayers")
+threads, length = int(sys.argv[2]), int(sys.argv[3])
 paths = []
 for level in sorted(os.listdir(layers)):
     with os.scandir(os.path.join(layers, level)) as entries:
