@@ -41,6 +41,15 @@ def task_rows(
     return rows
 
 
+def rows_in_order(status: str | os.PathLike[str] | None) -> list[tuple[str, dict[str, Any]]]:
+    """The ``TaskStatus`` rows in the store's order, every field and the polygon, but for the
+    job's ID (one per run); an empty count (NaN) as ``None``, which compares."""
+    return [
+        (name, {k: None if v != v else v for k, v in row.items() if k != "jobID"})
+        for name, row in task_rows(status, geometry=True).items()
+    ]
+
+
 def stored_tiles(status: str | os.PathLike[str] | None) -> dict[str, tuple[int, int]]:
     """Per bundle that is not ``MISSING``: its stored tiles (present + stray) and tile bytes."""
     return {

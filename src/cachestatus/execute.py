@@ -24,6 +24,7 @@ import logging
 import multiprocessing.pool
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, Self, TypeVar
 
@@ -50,11 +51,33 @@ WINDOW_PER_PROCESS = 32
 @dataclass
 class ChunkContext:
     """What work on lists of bundles is given, once per process (a worker's, or the calling
-    one): the open reader, the level plans by level ID and the run's memory of blank tiles."""
+    one): the open reader, the level plans by level ID, the run's memory of blank tiles, and
+    how many bundle reads to keep in flight.
+
+    With more than one read in flight, the context owns the threads that read (:meth:`in_flight`),
+    started with the first list of bundles and kept for the next ones; :meth:`close` stops them
+    (a worker process's stop with it).
+    """
 
     reader: CacheReader
     plans: dict[int, LevelPlan]
     blank_tiles: BlankTiles = field(default_factory=BlankTiles)
+    #: Bundle reads kept in flight (1: one after the other, in the calling thread).
+    io_concurrency: int = 1
+    _threads: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+
+    def in_flight(self, func: Callable[[BundleFile], R], bundles: list[BundleFile]) -> Iterator[R]:
+        """``func`` on each bundle from :attr:`io_concurrency` threads, results in the order of
+        ``bundles`` (``func`` must be safe to call from several threads at once)."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.io_concurrency, thread_name_prefix="read")
+        return self._threads.map(func, bundles)
+
+    def close(self) -> None:
+        """Stop the reading threads, if any run."""
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(cancel_futures=True)
 
 
 #: Work on a list of bundles, run in a worker process (or in the calling one): gets the process's
@@ -87,14 +110,18 @@ class Executor(Protocol):
 class InProcess:
     """Runs everything in the calling process, with the caller's reader."""
 
-    def __init__(self, reader: CacheReader, plans: Iterable[LevelPlan]) -> None:
-        self.context = ChunkContext(reader, {p.lod.level: p for p in plans})
+    def __init__(
+        self, reader: CacheReader, plans: Iterable[LevelPlan], io_concurrency: int = 1
+    ) -> None:
+        self.context = ChunkContext(
+            reader, {p.lod.level: p for p in plans}, io_concurrency=io_concurrency
+        )
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        self.context.close()
 
     #: ``func`` on each item, here: :func:`~cachestatus.formats.base.run_here` itself, so that
     #: readers list in one piece.
@@ -127,7 +154,7 @@ def scan_processes(policy: ScanPolicy, workers: int, total: int, reader: CacheRe
 # of, until the first list of bundles opens the reader (a worker that only lists never opens
 # it); then the context, or the error opening the cache raised, which each task raises again.
 # Tasks carry only bundle lists.
-_worker: tuple[CacheSpec, dict[int, LevelPlan]] | ChunkContext | Exception | None = None
+_worker: tuple[CacheSpec, dict[int, LevelPlan], int] | ChunkContext | Exception | None = None
 
 
 def worker_reader(spec: CacheSpec) -> CacheReader:
@@ -142,17 +169,17 @@ def worker_reader(spec: CacheSpec) -> CacheReader:
         logging.disable(quiet)
 
 
-def _init_worker(spec: CacheSpec, plans: dict[int, LevelPlan]) -> None:
+def _init_worker(spec: CacheSpec, plans: dict[int, LevelPlan], io_concurrency: int) -> None:
     global _worker
-    _worker = (spec, plans)
+    _worker = (spec, plans, io_concurrency)
 
 
 def _in_worker(work: ChunkWork[T], bundles: list[BundleFile]) -> T:
     global _worker
     if isinstance(_worker, tuple):
-        spec, plans = _worker
+        spec, plans, io_concurrency = _worker
         try:
-            _worker = ChunkContext(worker_reader(spec), plans)
+            _worker = ChunkContext(worker_reader(spec), plans, io_concurrency=io_concurrency)
         except Exception as exc:  # the cache changed since it was opened: each task says so
             _worker = exc
     if isinstance(_worker, Exception):
@@ -175,6 +202,7 @@ class ProcessPool:
         plans: the level plans.
         policy: what the scan reads (work that reads every tile is worth more processes).
         workers: how many processes, at most.
+        io_concurrency: bundle reads each process keeps in flight.
     """
 
     def __init__(
@@ -183,9 +211,10 @@ class ProcessPool:
         plans: Iterable[LevelPlan],
         policy: ScanPolicy,
         workers: int,
+        io_concurrency: int = 1,
     ) -> None:
         #: Where a scan not worth processes runs: here, with the caller's reader.
-        self.here = InProcess(reader, plans)
+        self.here = InProcess(reader, plans, io_concurrency)
         self.policy = policy
         self.workers = workers
         #: Worker processes running (0: none).
@@ -198,6 +227,7 @@ class ProcessPool:
 
     def __exit__(self, *exc: object) -> None:
         self._stop()
+        self.here.__exit__(*exc)
 
     def _stop(self) -> None:
         """Stop the workers, if any run."""
@@ -211,7 +241,11 @@ class ProcessPool:
         if self._pool is None:
             log.debug("working with %d worker processes", processes)
             context = self.here.context
-            self._pool = start_pool(processes, _init_worker, (context.reader.spec, context.plans))
+            self._pool = start_pool(
+                processes,
+                _init_worker,
+                (context.reader.spec, context.plans, context.io_concurrency),
+            )
             self.processes = processes
         return self._pool
 
@@ -260,14 +294,18 @@ class ProcessPool:
 
 
 def executor_for(
-    policy: ScanPolicy, workers: int, reader: CacheReader, plans: Sequence[LevelPlan]
+    policy: ScanPolicy,
+    workers: int,
+    reader: CacheReader,
+    plans: Sequence[LevelPlan],
+    io_concurrency: int = 1,
 ) -> Executor:
-    """The executor of a run over ``plans`` with up to ``workers`` processes: in this process
-    when one worker is asked for, else a :class:`ProcessPool` (whose processes start only for
-    work worth them)."""
+    """The executor of a run over ``plans`` with up to ``workers`` processes, each keeping
+    ``io_concurrency`` bundle reads in flight: in this process when one worker is asked for,
+    else a :class:`ProcessPool` (whose processes start only for work worth them)."""
     if workers <= 1:
-        return InProcess(reader, plans)
-    return ProcessPool(reader, plans, policy, workers)
+        return InProcess(reader, plans, io_concurrency)
+    return ProcessPool(reader, plans, policy, workers, io_concurrency)
 
 
 __all__ = [

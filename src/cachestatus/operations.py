@@ -31,7 +31,7 @@ from .formats import CacheReader
 from .incremental import bundle_files, previous_status, tiling
 from .missing_areas import MissingArea, hole_blocks
 from .models import StatusReport
-from .parallel import resolve_workers
+from .parallel import resolve_io_concurrency, resolve_workers
 from .plan import LevelPlan, ScanPolicy, plan_levels, plans_extent
 from .request import (
     CacheSource,
@@ -174,21 +174,22 @@ def level_infos(reader: CacheReader) -> list[LevelInfo]:
 
 @dataclass(frozen=True)
 class _Planned:
-    """A run's planned scan: its plans, policy, worker processes, progress, and the planning's
-    warnings."""
+    """A run's planned scan: its plans, policy, worker processes, progress, the planning's
+    warnings, and the bundle reads each process keeps in flight."""
 
     plans: list[LevelPlan]
     policy: ScanPolicy
     workers: int
     progress: Progress | None
     warnings: list[str]
+    io_concurrency: int = 1
 
     def listed(
         self, reader: CacheReader, reuse: Reuse | None = None
     ) -> AbstractContextManager[tuple[Listing, Executor]]:
         """The run's executor and the listing made on it (:func:`~cachestatus.scan.listed`):
         every process of the run is started inside the block, none outlives it."""
-        return listed(reader, self.plans, self.policy, self.workers, reuse)
+        return listed(reader, self.plans, self.policy, self.workers, reuse, self.io_concurrency)
 
 
 def _planned(
@@ -197,7 +198,9 @@ def _planned(
     """The scan of ``chosen``'s levels and area under ``policy``, run as ``execution`` says."""
     warnings: list[str] = []
     plans = plan_levels(reader, chosen.levels, chosen.geometry, warnings)
-    return _Planned(plans, policy, resolve_workers(execution.workers), execution.progress, warnings)
+    workers = resolve_workers(execution.workers)
+    in_flight = resolve_io_concurrency(execution.io_concurrency, reader)
+    return _Planned(plans, policy, workers, execution.progress, warnings, in_flight)
 
 
 def run_rebuild(
@@ -215,7 +218,7 @@ def run_rebuild(
         store: where its status store goes (default: ``Status.gdb`` beside ``conf.xml``).
         levels: level IDs to scan (default: every LOD).
         counting: what is counted (blank tiles) and the cap on ``MISSING`` rows.
-        execution: workers and progress.
+        execution: workers, progress and reads in flight.
 
     Returns:
         The level totals, problems and warnings of the run.
@@ -273,8 +276,8 @@ def rebuild(
         **options: ``levels``; ``format_hint``, ``table``, ``scheme``, ``sizes``
             (:class:`~cachestatus.request.CacheSource`); ``store_format``, ``big_integer``
             (:class:`~cachestatus.request.StatusStore`); ``blank``, ``max_missing_rows``
-            (:class:`~cachestatus.request.Counting`); ``workers``, ``progress``
-            (:class:`~cachestatus.request.Execution`).
+            (:class:`~cachestatus.request.Counting`); ``workers``, ``progress``,
+            ``io_concurrency`` (:class:`~cachestatus.request.Execution`).
     """
     given = Keywords("rebuild", options, RebuildOptions.__optional_keys__)
     return run_rebuild(
@@ -835,7 +838,7 @@ def replay(
     Args:
         status: a status store (``.gdb`` or ``.gpkg``).
         job_id: the job to run again (default: the store's last).
-        execution: workers and progress (default: the job's workers, no progress).
+        execution: workers, progress and reads in flight (default: the job's, no progress).
 
     Raises:
         StatusNotFound: no status store at ``status``.

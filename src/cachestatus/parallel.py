@@ -1,4 +1,4 @@
-"""Worker processes: how many, and how they start and stop.
+"""Worker processes: how many, how they start and stop; and how many reads each keeps in flight.
 
 On Linux, workers are forked: they start in milliseconds and inherit what the parent has loaded.
 Elsewhere they are spawned (fork is unsafe on macOS, absent on Windows). A run's pool is made
@@ -20,20 +20,31 @@ import multiprocessing.context
 import multiprocessing.pool
 import operator
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .formats import CacheReader
 
 log = logging.getLogger(__name__)
 
 #: Workers beyond this many per core are not started: the scan reads files, it does not wait on
 #: a network, and each worker costs a process.
 WORKERS_PER_CORE = 4
+#: Reads in flight per worker process on a network share (NFS, SMB...), where each read waits
+#: on the network: what the run uses when it does not say.
+SHARE_IO_CONCURRENCY = 16
+#: File system types (``/proc/mounts``) whose reads go over a network.
+NETWORK_FILE_SYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "ceph", "glusterfs", "lustre", "fuse.sshfs"}
+)
 #: How long stopping a pool may wait for it to wind down before its workers are killed.
 STOP_TIMEOUT = 5.0
 
@@ -86,6 +97,73 @@ def resolve_workers(workers: object) -> int:
         )
         return most
     return value
+
+
+def mount_type(path: str, mounts: str) -> str | None:
+    """The file system type of the mount holding the absolute ``path``, from ``mounts`` in
+    ``/proc/mounts``' format (device, mount point, type...; spaces in names written ``\\040``):
+    the mount point that is the longest prefix of the path. ``None`` when none is.
+    """
+    found: tuple[int, str] | None = None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = _unescape(fields[1])
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and (found is None or len(point) >= found[0]):
+            found = (len(point), fields[2])  # a later mount over the same point hides earlier
+    return None if found is None else found[1]
+
+
+def _unescape(field: str) -> str:
+    """A ``/proc/mounts`` field with its octal escapes (``\\040``: a space) decoded."""
+    if "\\" not in field:
+        return field
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def on_network_share(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` lies on a network share: a mount of a :data:`NETWORK_FILE_SYSTEMS`
+    type (Linux, from ``/proc/mounts``), or a UNC path (``\\\\server\\share``)."""
+    text = os.fspath(path)
+    if text.startswith("\\\\"):
+        return True
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
+            mounts = f.read()
+    except OSError:  # not Linux
+        return False
+    return mount_type(os.path.realpath(text), mounts) in NETWORK_FILE_SYSTEMS
+
+
+def resolve_io_concurrency(requested: int | None, reader: CacheReader) -> int:
+    """Bundle reads in flight per worker process: ``requested``, else the reader's storage's
+    (:attr:`~cachestatus.formats.CacheReader.io_concurrency`), raised to
+    :data:`SHARE_IO_CONCURRENCY` for a cache on a network share; always 1 for a reader that
+    reads one bundle at a time (:attr:`~cachestatus.formats.CacheReader.thread_safe`).
+
+    Raises:
+        UsageError: ``requested`` is not a whole number of at least 1.
+    """
+    if requested is not None:
+        try:
+            if isinstance(requested, (bool, float)):
+                raise TypeError
+            asked = operator.index(requested)  # int, numpy integers
+        except TypeError:
+            asked = 0
+        if asked < 1:
+            raise UsageError(
+                f"io_concurrency={requested!r}: give a whole number of reads in flight, 1 or more"
+            )
+    if not reader.thread_safe:
+        return 1
+    if requested is not None:
+        return asked
+    if reader.io_concurrency == 1 and on_network_share(reader.root):
+        return SHARE_IO_CONCURRENCY
+    return reader.io_concurrency
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
@@ -168,9 +246,14 @@ def stop_pool(pool: multiprocessing.pool.Pool) -> None:
 
 
 __all__ = [
+    "NETWORK_FILE_SYSTEMS",
+    "SHARE_IO_CONCURRENCY",
     "default_workers",
     "max_workers",
+    "mount_type",
+    "on_network_share",
     "pool_context",
+    "resolve_io_concurrency",
     "resolve_workers",
     "signals_deferred",
     "start_pool",

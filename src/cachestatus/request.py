@@ -232,20 +232,31 @@ class Execution:
         reuse: a rebuild reuses the rows of the bundles unchanged since the previous rebuild
             of the same request, when its store has them (``False``: ``--full``, every bundle
             read).
+        io_concurrency: bundle reads each worker process keeps in flight (default: the
+            storage's, 1 on a local disk, 16 on a network share).
     """
 
     workers: int | None = None
     progress: Progress | None = None
     reuse: bool = True
+    io_concurrency: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``workers``, ``reuse``."""
-        return {"workers": self.workers, "reuse": bool(self.reuse)}
+        """``workers``, ``reuse``, ``io_concurrency``."""
+        return {
+            "workers": self.workers,
+            "reuse": bool(self.reuse),
+            "io_concurrency": self.io_concurrency,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Execution:
         """The execution :meth:`to_json` wrote into ``data`` (without progress)."""
-        return cls(data.get("workers"), reuse=bool(data.get("reuse", True)))
+        return cls(
+            data.get("workers"),
+            reuse=bool(data.get("reuse", True)),
+            io_concurrency=data.get("io_concurrency"),
+        )
 
 
 @dataclass(frozen=True)
@@ -390,6 +401,7 @@ class ExecutionKeywords(TypedDict, total=False):
     workers: int | None
     progress: Progress | None
     reuse: bool
+    io_concurrency: int | None
 
 
 class CountingKeywords(TypedDict, total=False):

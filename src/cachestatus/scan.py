@@ -53,7 +53,7 @@ from .models import (
     RowBatch,
     TileRange,
 )
-from .parallel import resolve_workers
+from .parallel import resolve_io_concurrency, resolve_workers
 from .plan import (
     MAX_MISSING_ROWS,
     MAX_TILE_INDEX,
@@ -304,15 +304,24 @@ class ScanBatch:
 
 def scan_chunk(context: ChunkContext, bundles: list[BundleFile], blank: bool = False) -> ScanBatch:
     """Scan a list of bundles into one batch of rows (columns travel cheaply between processes);
-    with ``blank``, tiles without content are counted too."""
+    with ``blank``, tiles without content are counted too.
+
+    With ``context.io_concurrency`` above 1, that many bundles are read (and evaluated) at once
+    by the context's threads, where a read waits on a network; the rows keep the list's order.
+    """
     judge = context.blank_tiles if blank else None
+    reader, plans = context.reader, context.plans
     statuses: list[BundleStatus] = []
     holes: list[tuple[int, npt.NDArray[np.int64]]] = []
     stamps: list[int | str | None] = []
-    for bundle in bundles:
-        (status, missing), stamp = _scanned(
-            context.reader, context.plans[bundle.key.level], bundle, judge
+    scanned: Iterable[tuple[Evaluated, int | str | None]]
+    if context.io_concurrency > 1 and len(bundles) > 1:
+        scanned = context.in_flight(
+            lambda bundle: _scanned(reader, plans[bundle.key.level], bundle, judge), bundles
         )
+    else:
+        scanned = (_scanned(reader, plans[b.key.level], b, judge) for b in bundles)
+    for bundle, ((status, missing), stamp) in zip(bundles, scanned, strict=True):
         statuses.append(status)
         stamps.append(stamp)
         if missing is not None:
@@ -402,15 +411,19 @@ def listed(
     policy: ScanPolicy,
     workers: int,
     reuse: Reuse | None = None,
+    io_concurrency: int | None = None,
 ) -> Iterator[tuple[Listing, Executor]]:
     """The run's one executor (:func:`~cachestatus.execute.executor_for`, up to ``workers``
-    processes) and the listing of ``plans`` made on it, the executor sized for its scan
-    (after ``reuse`` took out the bundles whose previous rows are reused).
+    processes, each keeping ``io_concurrency`` bundle reads in flight, the storage's default
+    when ``None``: see :func:`~cachestatus.parallel.resolve_io_concurrency`) and the listing
+    of ``plans`` made on it, the executor sized for its scan (after ``reuse`` took out the
+    bundles whose previous rows are reused).
 
     Every process of the run is started by then: the block may start threads. None outlives
     it, whatever ends it.
     """
-    with executor_for(policy, workers, reader, plans) as executor:
+    in_flight = resolve_io_concurrency(io_concurrency, reader)
+    with executor_for(policy, workers, reader, plans, in_flight) as executor:
         listing = list_plans(reader, plans, policy, executor.run)
         if reuse is not None:
             listing = reuse(listing)

@@ -227,16 +227,18 @@ report_store_options = _delivering(
 
 
 def execution_options(description: str = "Scanning") -> Callable[[F], F]:
-    """``--workers``, ``--progress/--no-progress``: ``execution``, an :class:`Execution` whose
-    progress is a bar on stderr named ``description`` (see :func:`progress_shown`)."""
+    """``--workers``, ``--io-concurrency``, ``--progress/--no-progress``: ``execution``, an
+    :class:`Execution` whose progress is a bar on stderr named ``description`` (see
+    :func:`progress_shown`)."""
 
-    def build(workers: int | None, force_progress: bool | None) -> Execution:
+    def build(
+        workers: int | None, io_concurrency: int | None, force_progress: bool | None
+    ) -> Execution:
         ctx = click.get_current_context().find_object(Context)
         assert ctx is not None
         quiet = ctx.verbosity < 0 or force_progress is False
-        return Execution(
-            workers, BundleProgress(description, force=bool(force_progress), quiet=quiet)
-        )
+        bar = BundleProgress(description, force=bool(force_progress), quiet=quiet)
+        return Execution(workers, bar, io_concurrency=io_concurrency)
 
     return _delivering(
         "execution",
@@ -248,6 +250,15 @@ def execution_options(description: str = "Scanning") -> Callable[[F], F]:
             default=None,
             help="Worker processes (default or 0: all cores; 1 scans in-process; at most 4 "
             "per core).",
+        ),
+        Param(
+            click.Option,
+            "--io-concurrency",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help="Bundle reads each worker keeps in flight (default: 1 on a local disk, 16 on "
+            "a network share, more on object storage).",
         ),
         Param(
             click.Option,

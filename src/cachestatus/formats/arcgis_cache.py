@@ -145,7 +145,8 @@ class ArcGISCache(CacheReader):
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read and decode one bundle's index.
 
-        The returned sizes are valid until the next call (the codec may reuse its arrays).
+        The returned sizes are valid until the next call in the same thread (the codec may
+        reuse its arrays).
         """
         return self._codec.read_index(self.layout.opener(bundle), bundle)
 

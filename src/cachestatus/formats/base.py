@@ -192,6 +192,13 @@ class CacheReader(ABC):
     options: ClassVar[tuple[str, ...]] = ()
     #: Where a cache read from object storage is (its URL); ``None`` for a local cache.
     location: Location | None = None
+    #: Bundle reads a worker process keeps in flight when the run does not say: 1 for local
+    #: files (more only help where a read waits on a network); storage behind a network sets
+    #: more.
+    io_concurrency: int = 1
+    #: Whether :meth:`read_bundle` may be called from several threads at once; a reader that
+    #: says not reads one bundle at a time, whatever the run asks.
+    thread_safe: ClassVar[bool] = True
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -30,6 +30,9 @@ from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 
 #: ``os.open`` flags for reading a cache file (binary on Windows).
 O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+#: Turns the kernel's read-ahead off for a descriptor, where the platform has it (not Windows
+#: nor macOS): ``None`` there.
+_FADVISE_RANDOM = getattr(os, "POSIX_FADV_RANDOM", None) if hasattr(os, "posix_fadvise") else None
 #: Most bytes deflate can make of one compressed byte (1032:1), with room to spare.
 MAX_RATIO = 1100
 #: Bytes a zip read from a :class:`ByteSource` reads at once: a member's local header (30 bytes,
@@ -158,6 +161,11 @@ class ByteSource(ABC):
     def close(self) -> None:
         """Release what the source holds open."""
 
+    def advise_random(self) -> None:  # noqa: B027 - most sources have nothing to advise
+        """Say that the reads to come are few and scattered (one index): a file turns the
+        kernel's read-ahead off, which would otherwise bring a megabyte into memory behind
+        every read. Sources with nothing to advise ignore it."""
+
     def check_unchanged(self) -> None:
         """Raise :class:`BundleChanging` when the source's version moved since it was opened.
 
@@ -212,6 +220,13 @@ class LocalFile(ByteSource):
     def current_version(self) -> Version:
         """The file's size and modification time now."""
         return stat_version(os.fstat(self._fd))
+
+    def advise_random(self) -> None:
+        """``posix_fadvise(POSIX_FADV_RANDOM)`` where the platform has it: a cold read of an
+        index then costs the index's bytes, not the kernel's read-ahead window (1 MiB or more,
+        zero-filled on sparse bundles, read from the disk on dense ones)."""
+        if _FADVISE_RANDOM is not None:
+            os.posix_fadvise(self._fd, 0, 0, _FADVISE_RANDOM)
 
     def check_unchanged(self) -> None:
         """See :meth:`ByteSource.check_unchanged`: one ``fstat``, compared as it comes."""

@@ -10,6 +10,7 @@ writes the others differently from the published white paper.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -75,8 +76,12 @@ def index_entries(buf: Buffer) -> npt.NDArray[np.uint64]:
     return np.ndarray((BUNDLE_SIZE, BUNDLE_SIZE), dtype=_ENTRY, buffer=buf, offset=HEADER_SIZE)
 
 
-class Scratch:
-    """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle."""
+class Scratch(threading.local):
+    """Reusable arrays for :func:`summarize_index`: a scan allocates nothing per bundle.
+
+    Each thread sees arrays of its own: a reader may read bundles from several threads at once
+    (reads in flight, see :func:`cachestatus.scan.scan_chunk`).
+    """
 
     def __init__(self) -> None:
         self.buffer = bytearray(HEADER_INDEX_SIZE)
@@ -175,6 +180,7 @@ def read_v2_index(src: ByteSource, key: BundleKey, scratch: Scratch | None = Non
     """
     scratch = scratch or Scratch()
     view, size = memoryview(scratch.buffer), src.size
+    src.advise_random()  # one read of the index, never the tiles behind it
     got = src.readinto(0, view if size >= HEADER_INDEX_SIZE else view[:size])
     src.check_unchanged()
     buf = view if got == HEADER_INDEX_SIZE else view[:got]
@@ -230,7 +236,8 @@ class CompactV2:
     def read_index(self, open_source: Opener, bundle: BundleFile) -> BundleIndex:
         """Read and decode one bundle's header and index (see :func:`read_v2_index`).
 
-        The returned sizes are valid until the next call (the codec reuses its arrays).
+        The returned sizes are valid until the next call in the same thread (the codec reuses
+        its arrays, one set per thread).
         """
         with open_source(bundle.path) as src:
             return read_v2_index(src, bundle.key, self.scratch)

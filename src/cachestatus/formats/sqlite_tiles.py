@@ -257,6 +257,8 @@ class SQLiteTileCache(SingleFileCache):
     #: The grid, as messages about tiles off it name it.
     grid_name: str = "the grid"
     options: ClassVar[tuple[str, ...]] = ("sizes",)
+    # One connection, with one query budget, serves every read.
+    thread_safe = False
 
     @classmethod
     def detect_remote(cls, storage: ObjectStorage) -> bool:
