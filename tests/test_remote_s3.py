@@ -282,3 +282,33 @@ def test_sqlite_caches_by_url_exit_2(s3_env, bucket, in_tmp):
 def test_a_folder_over_http_exits_2_saying_why(s3_env, bucket, in_tmp):
     code, _, err = run("info", f"http://127.0.0.1:{s3_env.port}/{bucket}/arcgiscache/Sample")
     assert code == 2 and "nothing can be listed" in err
+
+
+def test_reads_are_kept_in_flight_by_default_on_object_storage(s3_env, bucket, in_tmp, monkeypatch):
+    """A remote cache keeps several bundle reads waiting on the network at once (the storage's
+    default), and the rows are those of the local rebuild."""
+    local = build("compact-v2", in_tmp / "many", tiles()).path
+    url = upload(s3_env, local, bucket, "in-flight/Layers")
+    active, most = 0, 0
+    lock = threading.Lock()
+    read_timed = ObjectStorage.read_timed
+
+    def counting(self, *args, **kwargs):
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        try:
+            return read_timed(self, *args, **kwargs)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(ObjectStorage, "read_timed", counting)
+    assert open_cache(url).io_concurrency == 64
+    code, _, err = run("rebuild", url, "--workers", 1, "--status", in_tmp / "remote.gdb")
+    assert code == 0, err
+    assert most > 1
+    code, _, err = run("rebuild", local, "--status", in_tmp / "local.gdb", "--workers", 1)
+    assert code == 0, err
+    assert comparable(in_tmp / "remote.gdb") == comparable(in_tmp / "local.gdb")

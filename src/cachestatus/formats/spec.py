@@ -61,7 +61,10 @@ class CacheSpec:
         if location is not None:
             from ..storage import ObjectStorage
 
-            return reader_class.open_remote(ObjectStorage(location), **options)
+            storage = ObjectStorage(location)
+            reader = reader_class.open_remote(storage, **options)
+            reader.io_concurrency = storage.io_concurrency  # reads wait on the network
+            return reader
         path = Path(self.path)
         if issubclass(reader_class, SingleFileCache):
             _check_regular_file(path, reader_class.name)
