@@ -72,25 +72,27 @@ def parse_bundle_name(
     and becomes a ``CORRUPT`` row, rather than vanishing from the status.
     """
     match = BUNDLE_NAME.match(name[: -len(suffix)] if name.endswith(suffix) else name)
-    label = f"{level_folder_name(level)}/{shown(name)}"
     if match is None:
         return Problem(
-            label, BAD_NAME, f"{shown(path)}: not a bundle name (R<row hex>C<col hex>{suffix})"
+            f"{level_folder_name(level)}/{shown(name)}",
+            BAD_NAME,
+            f"{shown(path)}: not a bundle name (R<row hex>C<col hex>{suffix})",
         )
     row, col = hex_number(match.group(1)), hex_number(match.group(2))
+    if row % BUNDLE_SIZE == 0 and col % BUNDLE_SIZE == 0 and max(row, col) < GRID_LIMIT:
+        return BundleFile(BundleKey(level, row, col), path, locked)
+    label = f"{level_folder_name(level)}/{shown(name)}"
     if row >= GRID_LIMIT or col >= GRID_LIMIT:
         return Problem(
             label,
             BAD_NAME,
             f"{shown(path)}: row or column beyond what a status holds (below 2**31)",
         )
-    if row % BUNDLE_SIZE or col % BUNDLE_SIZE:
-        return Problem(
-            label,
-            BAD_NAME,
-            f"{shown(path)}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
-        )
-    return BundleFile(BundleKey(level, row, col), path, locked)
+    return Problem(
+        label,
+        BAD_NAME,
+        f"{shown(path)}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
+    )
 
 
 def level_folder_name(level: int) -> str:
