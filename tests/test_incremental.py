@@ -29,6 +29,7 @@ from cachestatus.formats import arcgis_layout
 from cachestatus.incremental import RACY_NS
 from tests.builders import build
 from tests.helpers import conf_cdi
+from tests.remote import S3Server, make_bucket, upload
 from tests.status_rows import task_rows
 
 LEVELS = 10
@@ -374,3 +375,30 @@ def test_unchanged_cache_carries_the_store_over(
     assert [j["jobID"] for j in jobs] == [first.job_id, again.job_id]
     assert [(j["bundlesRead"], j["bundlesReused"]) for j in jobs] == [(len(BASE), 0), (0, 6)]
     assert jobs[1]["outcome"] == _jobs(Path(str(full.status_path)))[0]["outcome"]
+
+
+# --- (g) on object storage: ETags tell the changed bundles -----------------------------------
+
+
+def test_incremental_rebuild_on_object_storage(
+    caches: tuple[Path, Path], s3_env: S3Server, tmp_path: Path
+) -> None:
+    base, other = caches
+    url = upload(s3_env, base, make_bucket(s3_env, "incremental"), "cache/Layers")
+    store = tmp_path / "Status.gdb"
+    first = rebuild(url, store, workers=1)
+    assert (first.bundles_read, first.bundles_reused) == (len(BASE), 0)
+    again = rebuild(url, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (0, len(BASE))
+    assert_same_store(
+        store, Path(str(rebuild(url, tmp_path / "Full1.gdb", reuse=False).status_path))
+    )
+    # One bundle uploaded again with other tiles: a new ETag, the same key.
+    replaced = _bundle(other, BASE[1])
+    key = f"cache/Layers/{replaced.relative_to(other).as_posix()}"
+    s3_env.client().put_object(Bucket="incremental", Key=key, Body=replaced.read_bytes())
+    changed = rebuild(url, store, workers=1)
+    assert (changed.bundles_read, changed.bundles_reused) == (1, len(BASE) - 1)
+    full = rebuild(url, tmp_path / "Full2.gdb", workers=1, reuse=False)
+    assert_same_store(store, Path(str(full.status_path)))
+    assert changed.levels == full.levels != first.levels

@@ -58,6 +58,8 @@ def shown(name: str) -> str:
 def hex_number(digits: str) -> int:
     """The value of hex ``digits`` (ASCII, checked by the caller), at most :data:`GRID_LIMIT`:
     every value at or beyond it means the same, "off the grid", and a long name costs nothing."""
+    if len(digits) <= 8:  # the names ArcGIS writes
+        return min(int(digits, 16), GRID_LIMIT)
     digits = digits.lstrip("0")
     return GRID_LIMIT if len(digits) > 8 else min(int(digits or "0", 16), GRID_LIMIT)
 
