@@ -368,9 +368,12 @@ def test_unchanged_cache_carries_the_store_over(
     assert again.warnings == full.warnings
     assert any("scattered" in w for w in full.warnings)
     assert any("left out" in w for w in full.warnings) == bool(options)
-    # Carried over, not written again: the rows keep the job that wrote them.
+    # Carried over, not written again: the rows keep the job that wrote them; the level totals
+    # name the new one.
     _, _, _, (job_ids,) = read(str(store), layer="TaskStatus", columns=["jobID"])
     assert set(job_ids.tolist()) == {first.job_id}
+    _, _, _, (job_ids,) = read(str(store), layer="LevelStatus", columns=["jobID"])
+    assert set(job_ids.tolist()) == {again.job_id}
     jobs = _jobs(store)
     assert [j["jobID"] for j in jobs] == [first.job_id, again.job_id]
     assert [(j["bundlesRead"], j["bundlesReused"]) for j in jobs] == [(len(BASE), 0), (0, 6)]

@@ -736,7 +736,7 @@ def _scan_to_store(
             bundles_reused=outcome.bundles_reused,
         )
         if carried is not None:
-            writer.carry(target, job)
+            writer.carry(target, outcome.levels, job)
         else:
             writer.commit(outcome.levels, [*history, job], outcome.missing_areas)
     return StatusReport(

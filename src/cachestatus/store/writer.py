@@ -232,11 +232,11 @@ class StatusWriter:
             self._flush_files()
         self._swap()
 
-    def carry(self, source: Path, job: JobRecord) -> None:
-        """Swap in a copy of the store at ``source`` with ``job`` added to its ``Jobs``: what
-        :meth:`commit` writes for a run whose every row, level total and missing area is the
-        one ``source`` holds, without writing them again. The rows keep the ``jobID`` of the
-        run that wrote them."""
+    def carry(self, source: Path, levels: Sequence[LevelSummary], job: JobRecord) -> None:
+        """Swap in a copy of the store at ``source`` with ``LevelStatus`` written again and
+        ``job`` added to its ``Jobs``: what :meth:`commit` writes for a run whose every row,
+        level total and missing area is the one ``source`` holds, without writing its rows
+        again (they keep the ``jobID`` of the run that wrote them)."""
         try:
             if source.is_dir():
                 shutil.copytree(source, self.temp)
@@ -246,6 +246,7 @@ class StatusWriter:
             raise StatusWriteError(
                 f"{self.target}: copying {source} failed: {_write_failure(self.temp.parent, exc)}"
             ) from exc
+        self._write(LEVEL_STATUS_LAYER, levels)  # a few rows, each naming the job
         self._write(JOBS_LAYER, [job], append=True)
         self._swap()
 
