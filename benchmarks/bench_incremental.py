@@ -8,7 +8,14 @@ bundles are changed (their mtime moved: a stamp the rebuild cannot trust) before
 rebuild: the time it gains over the unchanged run is compared with the time a full rebuild
 spends on those bundles (its median x 1 %). Bar: no more than that.
 
-    python benchmarks/bench_incremental.py [--bundles 20000] [--repeat 3] [--changed 0.01]
+With two sizes (``--bundles 20000,100000``) it also prints the per-bundle ratio: the extra
+time of the unchanged rebuild from the smaller cache to the larger one against the floor's.
+The fixed cost of a Python process that imports GDAL (measured in the same run: unchanged
+rebuilds of a 1-bundle cache) is printed beside the ratio: at 20,000 bundles it alone is
+several times the floor.
+
+    python benchmarks/bench_incremental.py [--bundles 20000[,100000]] [--repeat 3]
+        [--changed 0.01]
 """
 
 from __future__ import annotations
@@ -41,35 +48,30 @@ def date(paths: list[Path], when: int) -> None:
         os.utime(path, ns=(when, when))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--bundles", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--changed", type=float, default=0.01, help="share of bundles changed")
-    parser.add_argument(
-        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
-    )
-    args = parser.parse_args()
-    compile_package()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    cache = build(args.workdir, args.bundles)
+def run_size(workdir: Path, bundles: int, repeat: int, share: float) -> tuple[float, float]:
+    """Build (once) a cache of about ``bundles`` bundles, time a full rebuild, the floor, an
+    unchanged and a ``share``-changed incremental rebuild; print them. Returns the medians of
+    the floor and of the unchanged rebuild."""
+    cache = build(workdir, bundles)
     paths = bundle_paths(cache)
     old = time.time_ns() - AGE_NS
     date(paths, old)
-    status = args.workdir / f"{cache.name}-incremental.gdb"
+    status = workdir / f"{cache.name}-incremental.gdb"
     cli = [sys.executable, "-m", "cachestatus.cli", "-q", "rebuild", str(cache)]
     full_cmd = [*cli, "--full", "--status", str(status)]
     incremental_cmd = [*cli, "--status", str(status)]
     floor_cmd = ["find", str(cache), "-type", "f", "-printf", "%s %T@\\n"]
 
-    fulls = [timed(full_cmd) for _ in range(args.repeat)]
-    floors, unchanged = alternate(floor_cmd, incremental_cmd, args.repeat)
-    step = max(1, round(1 / args.changed))
+    timed(full_cmd)  # warms the page cache
+    fulls = [timed(full_cmd) for _ in range(repeat)]
+    floors, unchanged = alternate(floor_cmd, incremental_cmd, repeat)
+    step = max(1, round(1 / share))
     changed_paths = paths[::step]
     changed = []
-    for run in range(args.repeat):
+    for run in range(repeat):
         date(changed_paths, old + (run + 1) * 10**6)  # another stamp, still long ago
         changed.append(timed(incremental_cmd))
+    date(changed_paths, old)
 
     full, floor, same, some = median(fulls), median(floors), median(unchanged), median(changed)
     budget = full * len(changed_paths) / len(paths)
@@ -86,6 +88,56 @@ def main() -> int:
         f"(full rebuild x {len(changed_paths) / len(paths):.1%}); "
         f"ratio {(some - same) / budget:.2f}   (bar: <= 1.0)"
     )
+    return floor, same
+
+
+def start_up(workdir: Path, repeat: int) -> float:
+    """The fixed cost of an incremental rebuild: the median of unchanged rebuilds of a
+    1-bundle cache (a Python process importing GDAL, reading and copying a store)."""
+    cache = build(workdir, 1)
+    date(bundle_paths(cache), time.time_ns() - AGE_NS)
+    status = workdir / f"{cache.name}-incremental.gdb"
+    cmd = [sys.executable, "-m", "cachestatus.cli", "-q", "rebuild", str(cache)]
+    timed([*cmd, "--full", "--status", str(status)])
+    timed([*cmd, "--status", str(status)])
+    return median([timed([*cmd, "--status", str(status)]) for _ in range(repeat)])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--bundles",
+        default="20000",
+        help="bundles per cache; two sizes (20000,100000) also give the per-bundle ratio",
+    )
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--changed", type=float, default=0.01, help="share of bundles changed")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
+    )
+    args = parser.parse_args()
+    compile_package()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    sizes = [int(n) for n in str(args.bundles).split(",")]
+    medians = []
+    for bundles in sizes:
+        medians.append(run_size(args.workdir, bundles, args.repeat, args.changed))
+        print()
+    fixed = start_up(args.workdir, args.repeat)
+    for bundles, (floor, same) in zip(sizes, medians, strict=True):
+        print(
+            f"start-up (1-bundle cache)    median {fixed:.3f} s = {fixed / floor:.2f}x the floor "
+            f"of {bundles:,} bundles, whose ratio is {same / floor:.2f}"
+        )
+    if len(sizes) == 2:
+        # The extra time from the smaller cache to the larger one: the cost per bundle, without
+        # the fixed cost of a Python process that imports GDAL.
+        (floor_a, same_a), (floor_b, same_b) = medians
+        print(
+            f"per-bundle ratio unchanged   {(same_b - same_a) / (floor_b - floor_a):.2f}   "
+            f"({sizes[0]:,} -> {sizes[1]:,} bundles: {same_b - same_a:.3f} s against "
+            f"{floor_b - floor_a:.3f} s)"
+        )
     return 0
 
 

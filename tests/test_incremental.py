@@ -23,12 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyogrio.raw import read
 
-from cachestatus import rebuild
+from cachestatus import missing_areas, rebuild
 from cachestatus.cli import main
 from cachestatus.formats import arcgis_layout
 from cachestatus.incremental import RACY_NS
 from tests.builders import build
 from tests.helpers import conf_cdi
+from tests.remote import S3Server, make_bucket, upload
 from tests.status_rows import task_rows
 
 LEVELS = 10
@@ -338,3 +339,69 @@ def test_cli_says_how_many_bundles_were_read_and_reused(
     verify = runner.invoke(main, ["verify", str(cache), "--workers", "1", "--json"])
     totals = json.loads(verify.stdout)["totals"]
     assert (totals["bundles_read"], totals["bundles_reused"]) == (len(BASE), 0)
+
+
+# --- (f) nothing changed: the store is carried over, as a rewrite would write it --------------
+
+
+@pytest.mark.parametrize("suffix", ["gdb", "gpkg"])
+@pytest.mark.parametrize("options", [{}, {"max_missing_rows": 3}], ids=["all", "capped"])
+def test_unchanged_cache_carries_the_store_over(
+    caches: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+    options: dict[str, Any],
+) -> None:
+    # Levels whose holes pass this many blocks get a cover and a warning: both must survive.
+    monkeypatch.setattr(missing_areas, "MAX_EXACT_BLOCKS", 4)
+    cache = _copy(caches[0], tmp_path / "cache")
+    (_bundle(cache, (9, 0, 0)).parent / "R0000Cxyz.bundle").write_bytes(b"")  # a problem
+    store = tmp_path / f"Status.{suffix}"
+    first = rebuild(cache, store, workers=1, **options)
+    again = rebuild(cache, store, workers=1, **options)
+    full = rebuild(cache, tmp_path / f"Full.{suffix}", workers=1, reuse=False, **options)
+    assert (again.bundles_read, again.bundles_reused) == (0, len(BASE))
+    assert_same_store(store, Path(str(full.status_path)))
+    assert again.levels == full.levels
+    assert again.problems == full.problems and again.problems
+    assert again.warnings == full.warnings
+    assert any("scattered" in w for w in full.warnings)
+    assert any("left out" in w for w in full.warnings) == bool(options)
+    # Carried over, not written again: the rows keep the job that wrote them; the level totals
+    # name the new one.
+    _, _, _, (job_ids,) = read(str(store), layer="TaskStatus", columns=["jobID"])
+    assert set(job_ids.tolist()) == {first.job_id}
+    _, _, _, (job_ids,) = read(str(store), layer="LevelStatus", columns=["jobID"])
+    assert set(job_ids.tolist()) == {again.job_id}
+    jobs = _jobs(store)
+    assert [j["jobID"] for j in jobs] == [first.job_id, again.job_id]
+    assert [(j["bundlesRead"], j["bundlesReused"]) for j in jobs] == [(len(BASE), 0), (0, 6)]
+    assert jobs[1]["outcome"] == _jobs(Path(str(full.status_path)))[0]["outcome"]
+
+
+# --- (g) on object storage: ETags tell the changed bundles -----------------------------------
+
+
+def test_incremental_rebuild_on_object_storage(
+    caches: tuple[Path, Path], s3_env: S3Server, tmp_path: Path
+) -> None:
+    base, other = caches
+    url = upload(s3_env, base, make_bucket(s3_env, "incremental"), "cache/Layers")
+    store = tmp_path / "Status.gdb"
+    first = rebuild(url, store, workers=1)
+    assert (first.bundles_read, first.bundles_reused) == (len(BASE), 0)
+    again = rebuild(url, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (0, len(BASE))
+    assert_same_store(
+        store, Path(str(rebuild(url, tmp_path / "Full1.gdb", reuse=False).status_path))
+    )
+    # One bundle uploaded again with other tiles: a new ETag, the same key.
+    replaced = _bundle(other, BASE[1])
+    key = f"cache/Layers/{replaced.relative_to(other).as_posix()}"
+    s3_env.client().put_object(Bucket="incremental", Key=key, Body=replaced.read_bytes())
+    changed = rebuild(url, store, workers=1)
+    assert (changed.bundles_read, changed.bundles_reused) == (1, len(BASE) - 1)
+    full = rebuild(url, tmp_path / "Full2.gdb", workers=1, reuse=False)
+    assert_same_store(store, Path(str(full.status_path)))
+    assert changed.levels == full.levels != first.levels

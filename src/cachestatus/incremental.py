@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,13 +36,21 @@ import numpy.typing as npt
 
 from . import __version__
 from .formats.base import BundleFile, CacheReader, LevelListing
-from .missing_areas import HOLE, tagged_holes
-from .models import BUNDLE_SIZE, BundleState, Problem, RowBatch
+from .missing_areas import HOLE, MissingRows, cover_warning, tagged_holes
+from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem, RowBatch
 from .request import Execution
-from .scan import Listing, ScanBatch
+from .scan import Listing, Progress, ScanBatch, ScanOutcome, scan_warnings
 from .store import read_jobs
-from .store.reader import read_bundle_files
-from .store.records import BundleFileRows, decode_holes, encode_holes
+from .store.reader import (
+    count_rows,
+    read_area_counts,
+    read_bundle_files,
+    read_file_stamps,
+    read_keys,
+    read_levels,
+)
+from .store.records import BundleFileRows, FileStamps, decode_holes, encode_holes
+from .store.schema import TASK_STATUS
 
 #: A bundle whose mtime lies less than this before the previous run's start (or after it) is
 #: read again: it may have changed since without moving its mtime (nanoseconds).
@@ -70,11 +78,6 @@ def same_request(previous: Mapping[str, Any], current: Mapping[str, Any]) -> boo
     }
 
 
-def _keys(rows: RowBatch | BundleFileRows) -> Iterator[tuple[int, int, int]]:
-    """The bundle keys of rows, as tuples (equal to :class:`~cachestatus.models.BundleKey`)."""
-    return zip(rows.level.tolist(), rows.row.tolist(), rows.col.tolist(), strict=True)
-
-
 def _major(version: str) -> str:
     return version.split(".", 1)[0]
 
@@ -90,68 +93,182 @@ def _take(rows: RowBatch, which: npt.NDArray[np.intp], **replaced: Any) -> RowBa
     return RowBatch(**{**columns, **replaced})
 
 
+def _packed(keys: npt.NDArray[np.int64], levels: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Bundle keys (level, row, col; shape (n, 3)) as one int64 each: the level's position in
+    ``levels`` (sorted, holding every level), then the bundle row and column (24 bits each: a
+    row below 2**31 over 128-tile bundles)."""
+    where = np.searchsorted(levels, keys[:, 0]).astype(np.int64)
+    return (where << 48) | ((keys[:, 1] // BUNDLE_SIZE) << 24) | (keys[:, 2] // BUNDLE_SIZE)
+
+
+def _positions(table: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """Where each ``wanted`` packed key is in ``table`` (keys unique), -1 where it is not."""
+    if not len(table):
+        return np.full(len(wanted), -1, dtype=np.intp)
+    order = np.argsort(table, kind="stable")
+    at = np.minimum(np.searchsorted(table[order], wanted), len(table) - 1)
+    return np.where(table[order][at] == wanted, order[at], -1)
+
+
+def _key_array(*columns: Any) -> npt.NDArray[np.int64]:
+    """Bundle keys from their level, row and column columns, shape (n, 3)."""
+    return np.column_stack([np.asarray(c, dtype=np.int64) for c in columns]).reshape(-1, 3)
+
+
+#: The listed stamp of a bundle whose stamp is not a time: never too recent.
+_NOT_A_TIME = np.iinfo(np.int64).min
+
+
+def _listed_stamps(
+    bundles: list[BundleFile], which: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_], npt.NDArray[np.int64]]:
+    """The size, the stamp as text and the stamp as a time (ns, :data:`_NOT_A_TIME` for an
+    ETag) of the bundles at ``which``, as listed; a local listing tells none, and a bundle file
+    is asked (one stat, as ``find -printf '%s %T@'`` does). Size -1: it cannot be."""
+    count = len(which)
+    sizes = np.full(count, -1, dtype=np.int64)
+    texts = np.empty(count, dtype=object)
+    times = np.full(count, _NOT_A_TIME, dtype=np.int64)
+    stat = os.stat
+    for out, i in enumerate(which.tolist()):
+        bundle = bundles[i]
+        stamp = bundle.stamp
+        if stamp is None:
+            try:
+                st = stat(bundle.path)
+            except OSError:
+                continue
+            sizes[out], stamp = st.st_size, st.st_mtime_ns
+        elif bundle.size is not None:
+            sizes[out] = bundle.size
+        texts[out] = str(stamp)
+        if isinstance(stamp, int):
+            times[out] = stamp
+    return sizes, texts, times
+
+
 @dataclass
 class Previous:
-    """The previous rebuild's rows of the bundle files it read, aligned with their
-    ``BundleFiles`` rows, and when it started."""
+    """What the previous rebuild's store lets this one reuse, read from it as needed: first
+    the key, size and stamp of each bundle file it read; its rows and holes only when rows are
+    written again."""
 
-    rows: RowBatch
-    files: BundleFileRows
+    #: The store.
+    store: Path
+    #: Its ``BundleFiles`` rows' keys, sizes and stamps.
+    stamps: FileStamps
+    #: Which of them may be reused (not those of ``CORRUPT`` or ``IN_PROGRESS`` rows).
+    reusable: npt.NDArray[np.bool_]
+    #: Its level totals.
+    levels: list[LevelSummary]
     #: When the previous rebuild started, nanoseconds since the epoch.
     started_ns: int
-
-    def __post_init__(self) -> None:
-        self._where = {key: i for i, key in enumerate(_keys(self.files))}
-
-    def _reusable(self, bundle: BundleFile) -> int | None:
-        """The position of the bundle's previous row when it can be reused."""
-        at = self._where.get(bundle.key)
-        if at is None or bundle.locked or bundle.payload is not None:
-            return None
-        size, stamp = bundle.size, bundle.stamp
-        if stamp is None:  # a local listing: one stat, as `find -printf '%s %T@'` does
-            try:
-                st = os.stat(bundle.path)
-            except OSError:
-                return None
-            size, stamp = st.st_size, st.st_mtime_ns
-        if size != self.files.size[at] or str(stamp) != self.files.stamp[at]:
-            return None
-        if isinstance(stamp, int) and stamp >= self.started_ns - RACY_NS:
-            return None
-        return at
+    #: Set by :meth:`split`: every listed bundle is reused, and they are every bundle file the
+    #: store has a row of: its rows, level totals and missing areas stand as they are.
+    unchanged: bool = False
 
     def split(self, listing: Listing) -> Listing:
         """The listing of the bundles to read; the rows of the others, reused, in its
-        :attr:`~cachestatus.scan.Listing.reused`."""
+        :attr:`~cachestatus.scan.Listing.reused` (left empty when :attr:`unchanged`)."""
+        bundles = list(listing.bundles())
+        keys = _bundle_keys(bundles)
+        stored = _key_array(self.stamps.level, self.stamps.row, self.stamps.col)
+        levels = np.unique(np.concatenate([stored[:, 0], keys[:, 0]]))
+        at = _positions(_packed(stored, levels), _packed(keys, levels))
+        hit = at >= 0
+        at[hit] = np.where(self.reusable[at[hit]], at[hit], -1)
+        plain = np.array([not b.locked and b.payload is None for b in bundles], dtype=np.bool_)
+        which = np.flatnonzero((at >= 0) & plain)
+        sizes, texts, times = _listed_stamps(bundles, which)
+        same = (
+            (sizes == self.stamps.size[at[which]])
+            & (texts == self.stamps.stamp[at[which]])
+            & (times < self.started_ns - RACY_NS)
+        )
+        which = which[same]
+        self.unchanged = len(which) == len(bundles) == sum(lv.bundles for lv in self.levels)
+        reused: list[ScanBatch] = []
+        if not self.unchanged:
+            rows_at, reused = self._reused(at[which])
+            which = which[rows_at >= 0]
+        read = np.ones(len(bundles), dtype=np.bool_)
+        read[which] = False
         to_read: dict[int, list[BundleFile]] = {p.lod.level: [] for p in listing.plans}
-        kept: list[int] = []
-        for bundle in listing.bundles():
-            at = self._reusable(bundle)
-            if at is None:
-                to_read[bundle.key.level].append(bundle)
-            else:
-                kept.append(at)
+        for i in np.flatnonzero(read).tolist():
+            to_read[bundles[i].key.level].append(bundles[i])
         return Listing(
             listing.reader,
             listing.plans,
             listing.policy,
-            [_Kept(level, bundles) for level, bundles in to_read.items()],
-            count=sum(len(b) for b in to_read.values()),
+            [_Kept(level, kept) for level, kept in to_read.items()],
+            count=int(np.count_nonzero(read)),
             problems=listing.problems,
-            reused=list(self._batches(np.array(kept, dtype=np.intp))),
+            reused=reused,
         )
 
-    def _batches(self, kept: npt.NDArray[np.intp]) -> Iterator[ScanBatch]:
-        for start in range(0, len(kept), REUSED_BATCH):
-            which = kept[start : start + REUSED_BATCH]
-            files = self.files.take(which)
-            holes = [
-                (level, decode_holes(text))
-                for level, text in zip(files.level.tolist(), files.holes, strict=True)
-                if text
-            ]
-            yield ScanBatch(_take(self.rows, which), tagged_holes(holes), files=files)
+    def _reused(self, kept: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], list[ScanBatch]]:
+        """The previous rows and holes of the bundle files at ``kept`` (positions in
+        :attr:`stamps`), in batches; and, per position, where its row is (-1: the store has
+        none, the bundle is read)."""
+        stored = read_bundle_files(self.store)
+        assert stored is not None, "the store's BundleFiles table was read before"
+        files, rows = stored
+        files.stamp = [s or "" for s in files.stamp]
+        file_keys = _key_array(files.level[kept], files.row[kept], files.col[kept])
+        row_keys = _key_array(rows.level, rows.row, rows.col)
+        levels = np.unique(np.concatenate([file_keys[:, 0], row_keys[:, 0]]))
+        rows_at = _positions(_packed(row_keys, levels), _packed(file_keys, levels))
+        found = rows_at >= 0
+        files = files.take(kept[found])
+        blocks = np.column_stack([files.row0, files.row1, files.col0, files.col1]).reshape(-1, 4)
+        rows = _take(rows, rows_at[found], tiles=blocks)
+        return rows_at, list(_batches(rows, files))
+
+    def outcome(
+        self, listing: Listing, warnings: Sequence[str], progress: Progress | None
+    ) -> ScanOutcome:
+        """What :func:`~cachestatus.scan.scan_status` finds when :attr:`unchanged`: the
+        store's level totals, and the warnings a scan gives, told from the store's counts."""
+        reader, plans, policy = listing.reader, listing.plans, listing.policy
+        reused = len(self.stamps)
+        if progress:
+            progress.start(reused)
+            progress.advance(reused)
+        found = {p.lod.level: BundleSet() for p in plans}
+        for level, bundles in found.items():
+            mine = self.stamps.level == level
+            bundles.add(self.stamps.row[mine], self.stamps.col[mine])
+        absent = MissingRows(plans, policy, declared_extent=reader.full_extent is not None)
+        absent.recount(found, count_rows(self.store, TASK_STATUS) - reused)
+        covers = [
+            cover_warning(lv, n) for lv, n, exact in read_area_counts(self.store) if not exact
+        ]
+        return ScanOutcome(
+            levels=self.levels,
+            problems=listing.problems,
+            warnings=[*warnings, *scan_warnings(reader, policy), *absent.warnings, *covers],
+            rows=reused + absent.written,
+            missing_rows_omitted=absent.omitted,
+            bundles_reused=reused,
+        )
+
+
+def _bundle_keys(bundles: list[BundleFile]) -> npt.NDArray[np.int64]:
+    """The keys of listed bundles, shape (n, 3)."""
+    return np.array([b.key for b in bundles], dtype=np.int64).reshape(-1, 3)
+
+
+def _batches(rows: RowBatch, files: BundleFileRows) -> Iterator[ScanBatch]:
+    """Reused rows and their ``BundleFiles`` rows, with the holes these keep, in batches."""
+    for start in range(0, len(files), REUSED_BATCH):
+        which = np.arange(start, min(start + REUSED_BATCH, len(files)))
+        part = files.take(which)
+        holes = [
+            (level, decode_holes(text))
+            for level, text in zip(part.level.tolist(), part.holes, strict=True)
+            if text
+        ]
+        yield ScanBatch(_take(rows, which), tagged_holes(holes), files=part)
 
 
 class _Kept(LevelListing):
@@ -174,6 +291,10 @@ def _nanoseconds(when: datetime) -> int:
     return (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
 
 
+#: The filter of the rows whose bundles are always read again.
+_REREAD_WHERE = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(_REREAD)))
+
+
 def previous_status(target: Path, recorded: Mapping[str, Any], mode: str) -> Previous | None:
     """What the store at ``target`` lets a rebuild reuse: ``None`` unless its last job is a
     successful ``mode`` job of the same request (``recorded``: the ``parameters`` the new job
@@ -191,26 +312,17 @@ def previous_status(target: Path, recorded: Mapping[str, Any], mode: str) -> Pre
             or not same_request(json.loads(last.parameters), recorded)
         ):
             return None
-        stored = read_bundle_files(target)
+        stamps = read_file_stamps(target)
+        if stamps is None:
+            return None
+        reread = _key_array(*read_keys(target, _REREAD_WHERE))
+        levels = read_levels(target)
     except Exception:  # an unreadable old store (pyogrio's errors, bad JSON): a full scan
         return None
-    if stored is None:
-        return None
-    files, rows = stored
-    files.stamp = [s or "" for s in files.stamp]
-    position = {key: i for i, key in enumerate(_keys(rows))}
-    pairs = [
-        (f, r)
-        for f, key in enumerate(_keys(files))
-        for r in [position.get(key)]
-        if r is not None and rows.state[r] not in _REREAD
-    ]
-    file_at = np.array([f for f, _ in pairs], dtype=np.intp)
-    row_at = np.array([r for _, r in pairs], dtype=np.intp)
-    files = files.take(file_at)
-    blocks = np.column_stack([files.row0, files.row1, files.col0, files.col1]).reshape(-1, 4)
-    rows = _take(rows, row_at, tiles=blocks)
-    return Previous(rows, files, _nanoseconds(last.started))
+    stored = _key_array(stamps.level, stamps.row, stamps.col)
+    every = np.unique(np.concatenate([stored[:, 0], reread[:, 0]]))
+    reusable = _positions(_packed(reread, every), _packed(stored, every)) < 0
+    return Previous(target, stamps, reusable, levels, _nanoseconds(last.started))
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:

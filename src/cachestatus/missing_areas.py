@@ -366,11 +366,7 @@ class MissingAreas:
             if level in self.covered:
                 incomplete = np.concatenate([np.zeros((0, 4), np.int64), *self._incomplete[level]])
                 geometry = shapely.union(outside, _union(self.scheme, level, incomplete))
-                warnings.append(
-                    f"level {level}: its {missing:,} missing tiles are scattered in more than "
-                    f"{MAX_EXACT_BLOCKS:,} pieces; its MissingAreas polygon covers them with the "
-                    "bundles that miss tiles (exact = 0), and tilesMissing counts them exactly"
-                )
+                warnings.append(cover_warning(level, missing))
             else:
                 holes = np.concatenate([np.zeros((0, 4), np.int64), *self._holes[level]])
                 geometry = _joined(outside, _exact_parts(self.scheme, level, holes))
@@ -385,6 +381,15 @@ class MissingAreas:
                 )
             )
         return out, warnings
+
+
+def cover_warning(level: int, missing: int) -> str:
+    """What a run says of a level whose missing area is a cover (``exact`` = 0)."""
+    return (
+        f"level {level}: its {missing:,} missing tiles are scattered in more than "
+        f"{MAX_EXACT_BLOCKS:,} pieces; its MissingAreas polygon covers them with the "
+        "bundles that miss tiles (exact = 0), and tilesMissing counts them exactly"
+    )
 
 
 #: MISSING rows handed to the sink at a time.
@@ -426,16 +431,9 @@ class MissingRows:
     def batches(self, found: dict[int, BundleSet]) -> Iterator[RowBatch]:
         """The rows in batches of :data:`MISSING_BATCH`; ``found`` gives, per level, the
         bundles (row, col) that have a file."""
-        if self.scope is AbsentRows.NONE:
-            return
         budget = self.budget if self.budget is not None else 2**63
         pending: list[BundleStatus] = []
-        for plan in self.plans:
-            level_found = found[plan.lod.level]
-            if not len(level_found) and self.scope is AbsentRows.BUILT_LEVELS:
-                continue
-            found_inside = plan.expected.count_holding(*level_found.arrays())
-            missing = plan.expected.bundle_count() - found_inside
+        for plan, level_found, missing in self._absent(found):
             written = 0
             if budget > 0 and missing > 0:
                 beyond = 0
@@ -461,6 +459,24 @@ class MissingRows:
             self.omitted += missing - written
         if pending:
             yield RowBatch.from_statuses(pending)
+
+    def _absent(self, found: dict[int, BundleSet]) -> Iterator[tuple[LevelPlan, BundleSet, int]]:
+        """The levels that get rows, each with its bundles that have a file and how many of
+        its expected bundles have none."""
+        if self.scope is AbsentRows.NONE:
+            return
+        for plan in self.plans:
+            level_found = found[plan.lod.level]
+            if not len(level_found) and self.scope is AbsentRows.BUILT_LEVELS:
+                continue
+            found_inside = plan.expected.count_holding(*level_found.arrays())
+            yield plan, level_found, plan.expected.bundle_count() - found_inside
+
+    def recount(self, found: dict[int, BundleSet], written: int) -> None:
+        """Count as :meth:`batches` does, for the same ``found``, without making the rows: it
+        handed out ``written`` rows then (a store holds them)."""
+        self.written = written
+        self.omitted = sum(missing for _, _, missing in self._absent(found)) - written
 
     @property
     def warnings(self) -> list[str]:

@@ -715,11 +715,16 @@ def _scan_to_store(
         split = None if previous is None else previous.split
         with planned.listed(reader, split) as (listing, executor):
             lock.keep_fresh()  # a thread: only once every worker process is forked
-            outcome = scan_status(
-                listing, executor, writer.add, files, planned.progress, planned.warnings
-            )
+            # Nothing changed since the previous rebuild: its store is carried over as it is.
+            carried = previous if previous is not None and previous.unchanged else None
+            if carried is not None:
+                outcome = carried.outcome(listing, planned.warnings, planned.progress)
+            else:
+                outcome = scan_status(
+                    listing, executor, writer.add, files, planned.progress, planned.warnings
+                )
         # The old store is untouched until the swap: its history is read now.
-        history = _previous_jobs(target) if keep_history else []
+        history = _previous_jobs(target) if keep_history and carried is None else []
         job = JobRecord(
             job_id=job_id,
             mode=mode,
@@ -733,7 +738,10 @@ def _scan_to_store(
             bundles_read=outcome.bundles_read,
             bundles_reused=outcome.bundles_reused,
         )
-        writer.commit(outcome.levels, [*history, job], outcome.missing_areas)
+        if carried is not None:
+            writer.carry(target, outcome.levels, job)
+        else:
+            writer.commit(outcome.levels, [*history, job], outcome.missing_areas)
     return StatusReport(
         cache=str(cache),
         format=reader.name,

@@ -459,7 +459,7 @@ def scan(
             fold(result)
 
 
-def _scan_warnings(reader: CacheReader, policy: ScanPolicy) -> list[str]:
+def scan_warnings(reader: CacheReader, policy: ScanPolicy) -> list[str]:
     """What a status scan has to say before it starts: levels it cannot scan, and a cache
     without a full extent when that leaves out rows."""
     warnings = [
@@ -496,7 +496,7 @@ def scan_status(
         warnings: said first (those of the planning).
     """
     reader, plans, policy = listing.reader, listing.plans, listing.policy
-    said = [*warnings, *_scan_warnings(reader, policy)]
+    said = [*warnings, *scan_warnings(reader, policy)]
     totals = LevelTotals(plans, policy.blank, listing.problems)
     areas = MissingAreas(reader.scheme, {p.lod.level: p.expected for p in plans})
     out = [] if sink is None else [lambda batch: sink(batch.rows)]
@@ -610,5 +610,6 @@ __all__ = [
     "scan_bundle",
     "scan_chunk",
     "scan_status",
+    "scan_warnings",
     "unreadable",
 ]

@@ -58,6 +58,8 @@ def shown(name: str) -> str:
 def hex_number(digits: str) -> int:
     """The value of hex ``digits`` (ASCII, checked by the caller), at most :data:`GRID_LIMIT`:
     every value at or beyond it means the same, "off the grid", and a long name costs nothing."""
+    if len(digits) <= 8:  # the names ArcGIS writes
+        return min(int(digits, 16), GRID_LIMIT)
     digits = digits.lstrip("0")
     return GRID_LIMIT if len(digits) > 8 else min(int(digits or "0", 16), GRID_LIMIT)
 
@@ -72,25 +74,27 @@ def parse_bundle_name(
     and becomes a ``CORRUPT`` row, rather than vanishing from the status.
     """
     match = BUNDLE_NAME.match(name[: -len(suffix)] if name.endswith(suffix) else name)
-    label = f"{level_folder_name(level)}/{shown(name)}"
     if match is None:
         return Problem(
-            label, BAD_NAME, f"{shown(path)}: not a bundle name (R<row hex>C<col hex>{suffix})"
+            f"{level_folder_name(level)}/{shown(name)}",
+            BAD_NAME,
+            f"{shown(path)}: not a bundle name (R<row hex>C<col hex>{suffix})",
         )
     row, col = hex_number(match.group(1)), hex_number(match.group(2))
+    if row % BUNDLE_SIZE == 0 and col % BUNDLE_SIZE == 0 and max(row, col) < GRID_LIMIT:
+        return BundleFile(BundleKey(level, row, col), path, locked)
+    label = f"{level_folder_name(level)}/{shown(name)}"
     if row >= GRID_LIMIT or col >= GRID_LIMIT:
         return Problem(
             label,
             BAD_NAME,
             f"{shown(path)}: row or column beyond what a status holds (below 2**31)",
         )
-    if row % BUNDLE_SIZE or col % BUNDLE_SIZE:
-        return Problem(
-            label,
-            BAD_NAME,
-            f"{shown(path)}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
-        )
-    return BundleFile(BundleKey(level, row, col), path, locked)
+    return Problem(
+        label,
+        BAD_NAME,
+        f"{shown(path)}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
+    )
 
 
 def level_folder_name(level: int) -> str:

@@ -8,7 +8,7 @@ field fills the attribute of the same column, by name.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ from ..models import (
     TilingScheme,
 )
 from .geometry import rectangle_tiles
-from .records import BundleFileRows, JobRecord, StoredRows
+from .records import BundleFileRows, FileStamps, JobRecord, StoredRows
 from .schema import (
     BUNDLE_FILES,
     BUNDLE_FILES_LAYER,
@@ -39,35 +39,50 @@ from .schema import (
     MISSING_AREAS_LAYER,
     TASK_STATUS,
     TASK_STATUS_LAYER,
+    TEXT,
     Column,
     Layer,
 )
 
 T = TypeVar("T")
 
+#: The ``BundleFiles`` fields :func:`read_file_stamps` reads.
+_STAMP_FIELDS = ("levelID", "bundleRow", "bundleCol", "fileBytes", "stamp")
+#: The ``TaskStatus`` fields :func:`read_keys` reads.
+_KEY_FIELDS = ("levelID", "bundleRow", "bundleCol", "status")
+
 
 def _table(
-    path: Path, layer: Layer, where: str | None = None, geometry: bool = False
+    path: Path,
+    layer: Layer,
+    where: str | None = None,
+    geometry: bool = False,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[tuple[str, Column, npt.NDArray[Any]]], Any]:
-    """The stored fields of a layer (derived ones left out) with their values as read, nulls
-    for a field added after the store was written; and with ``geometry``, the polygons
-    (shapely), else ``None``.
+    """The stored fields of a layer (derived ones left out; only ``names`` when given) with
+    their values as read, nulls for a field added after the store was written; and with
+    ``geometry``, the polygons (shapely), else ``None``.
 
     Raises:
         StatusNotFound: a field every store has is missing (not a store cachestatus wrote).
     """
     from pyogrio.raw import read as ogr_read  # GDAL loads on first use: a faster start-up
 
-    # Every field is read: GDAL's OpenFileGDB driver does not see ignored fields in filters.
+    # GDAL's OpenFileGDB driver does not see ignored fields in filters: ``names`` holds the
+    # fields ``where`` tests.
     meta, _fids, wkb, values = ogr_read(
-        str(path), layer=layer.name, read_geometry=geometry, where=where
+        str(path),
+        layer=layer.name,
+        read_geometry=geometry,
+        where=where,
+        columns=None if names is None else list(names),
     )
     table = dict(zip(meta["fields"], values, strict=True))
     count = len(values[0]) if values else 0
     fields = []
     for column in layer.columns:
         attribute = column.attribute
-        if attribute is None:
+        if attribute is None or (names is not None and column.name not in names):
             continue
         stored = table.get(column.name)
         if stored is None:
@@ -185,6 +200,54 @@ def read_bundle_files(path: Path) -> tuple[BundleFileRows, RowBatch] | None:
     )
     rows, _ = _rows(path)
     return files, rows
+
+
+def read_file_stamps(path: Path) -> FileStamps | None:
+    """The key, size and stamp of each of the store's ``BundleFiles`` rows (in the order
+    :func:`read_bundle_files` gives them), or ``None`` for a store without a ``BundleFiles``
+    table: what telling changed bundle files from others needs, and no more.
+
+    Raises:
+        StatusNotFound: there is no status store at ``path``, or not one of ours.
+    """
+    layers = _check(path)
+    if BUNDLE_FILES not in layers or TASK_STATUS not in layers:
+        return None
+    fields, _ = _table(path, BUNDLE_FILES_LAYER, names=_STAMP_FIELDS)
+    columns = {
+        attribute: stored if column.dtype == TEXT else column.column(stored)
+        for attribute, column, stored in fields
+    }
+    return FileStamps(**columns)
+
+
+def read_keys(path: Path, where: str) -> tuple[npt.NDArray[np.int64], ...]:
+    """The bundle keys (levels, rows, columns) of the ``TaskStatus`` rows matching ``where``,
+    an attribute filter on the fields ``levelID``, ``bundleRow``, ``bundleCol`` and
+    ``status``."""
+    fields, _ = _table(path, TASK_STATUS_LAYER, where, names=_KEY_FIELDS)
+    found = {attribute: column.column(stored) for attribute, column, stored in fields}
+    return found["level"], found["row"], found["col"]
+
+
+def read_levels(path: Path) -> list[LevelSummary]:
+    """The store's ``LevelStatus`` rows, in the order they were written."""
+    return _records(path, LEVEL_STATUS_LAYER, LevelSummary)
+
+
+def read_area_counts(path: Path) -> list[tuple[int, int, bool]]:
+    """Per row of the store's ``MissingAreas`` (its polygon left unread): the level, its
+    missing tiles and whether the polygon is exact."""
+    fields, _ = _table(path, MISSING_AREAS_LAYER)
+    columns = {attribute: column.items(stored) for attribute, column, stored in fields}
+    return list(zip(columns["level"], columns["tiles_missing"], columns["exact"], strict=True))
+
+
+def count_rows(path: Path, layer: str) -> int:
+    """How many rows a table of the store holds."""
+    from pyogrio import read_info
+
+    return int(read_info(str(path), layer=layer)["features"])
 
 
 def read_missing_areas(path: Path) -> list[MissingAreaRecord]:

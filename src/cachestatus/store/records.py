@@ -86,6 +86,21 @@ class BundleFileRows:
         return cls(**columns)
 
 
+@dataclass
+class FileStamps:
+    """The keys, sizes and stamps (text) of ``BundleFiles`` rows, as read: what telling a
+    changed bundle file from an unchanged one needs."""
+
+    level: npt.NDArray[Any]
+    row: npt.NDArray[Any]
+    col: npt.NDArray[Any]
+    size: npt.NDArray[Any]
+    stamp: npt.NDArray[np.object_]
+
+    def __len__(self) -> int:
+        return len(self.stamp)
+
+
 def encode_holes(rows: npt.NDArray[np.int64]) -> str:
     """A bundle's tagged holes ``(kind, a, b, c, d)`` (:attr:`cachestatus.scan.ScanBatch.holes`
     without the level) as short text: the little-endian int64 values, deflated (mostly high

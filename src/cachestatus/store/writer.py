@@ -230,6 +230,28 @@ class StatusWriter:
         self._write(JOBS_LAYER, jobs)
         if self.keep_files:
             self._flush_files()
+        self._swap()
+
+    def carry(self, source: Path, levels: Sequence[LevelSummary], job: JobRecord) -> None:
+        """Swap in a copy of the store at ``source`` with ``LevelStatus`` written again and
+        ``job`` added to its ``Jobs``: what :meth:`commit` writes for a run whose every row,
+        level total and missing area is the one ``source`` holds, without writing its rows
+        again (they keep the ``jobID`` of the run that wrote them)."""
+        try:
+            if source.is_dir():
+                shutil.copytree(source, self.temp)
+            else:
+                shutil.copyfile(source, self.temp)
+        except OSError as exc:
+            raise StatusWriteError(
+                f"{self.target}: copying {source} failed: {_write_failure(self.temp.parent, exc)}"
+            ) from exc
+        self._write(LEVEL_STATUS_LAYER, levels)  # a few rows, each naming the job
+        self._write(JOBS_LAYER, [job], append=True)
+        self._swap()
+
+    def _swap(self) -> None:
+        """Put the written store at the target, while the lock is still held."""
         if self.lock is not None:
             self.lock.check()
         try:
