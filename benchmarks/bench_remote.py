@@ -9,7 +9,8 @@ compared. The listing alone is timed too.
 
 The reads in flight per worker are ``--io-concurrency``, passed to the rebuild when its command
 line has that option; without it, each worker reads one bundle at a time, and the two sides'
-reads in flight are printed as they differ.
+reads in flight are printed as they differ. The rebuild reads every bundle on every run
+(``--full``, where the command line has it: an incremental rebuild would read none).
 
     python benchmarks/bench_remote.py [--bundles 2000] [--repeat 3] [--io-concurrency 64]
         [--workers 2]
@@ -165,6 +166,7 @@ def main() -> int:
             "--workers",
             str(args.workers),
             *(["--io-concurrency", str(args.io_concurrency)] if threaded else []),
+            *(["--full"] if "--full" in help_text else []),  # read every bundle, every run
         ]
         floor_cmd = [sys.executable, "-c", FLOOR, endpoint, BUCKET, prefix, str(inflight)]
         listing_cmd = [*floor_cmd[:-1], "0"]
