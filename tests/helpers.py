@@ -14,7 +14,7 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from io import BytesIO
 from pathlib import Path
 
@@ -193,8 +193,15 @@ def synthetic_sizes(rng: np.random.Generator) -> np.ndarray:
     return sizes
 
 
-def synthetic_cache(root: Path, side: int, level: int = 12, seed: int = 0) -> Path:
-    """A complete ``side`` x ``side`` block of synthetic bundles at ``level``, with its extent."""
+def synthetic_cache(
+    root: Path,
+    side: int,
+    level: int = 12,
+    seed: int = 0,
+    sizes: Callable[[np.random.Generator], np.ndarray] = synthetic_sizes,
+) -> Path:
+    """A complete ``side`` x ``side`` block of synthetic bundles at ``level``, with its extent;
+    ``sizes`` draws each bundle's tile sizes."""
     rng = np.random.default_rng(seed)
     res = 2 * WEB_MERCATOR_HALF / 256 / 2**level
     span = 128 * 256 * res
@@ -207,9 +214,8 @@ def synthetic_cache(root: Path, side: int, level: int = 12, seed: int = 0) -> Pa
     write_conf(root, level + 2, extent)
     for i in range(side * side):
         r, c = divmod(i, side)
-        sizes = synthetic_sizes(rng)
         synthetic_bundle(
-            root / f"_alllayers/L{level:02d}/R{r * 128:04x}C{c * 128:04x}.bundle", sizes
+            root / f"_alllayers/L{level:02d}/R{r * 128:04x}C{c * 128:04x}.bundle", sizes(rng)
         )
     return root
 

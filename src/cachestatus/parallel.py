@@ -1,10 +1,11 @@
 """Worker processes: how many, how they start and stop; and how many reads each keeps in flight.
 
 On Linux, workers are forked: they start in milliseconds and inherit what the parent has loaded.
-Elsewhere they are spawned (fork is unsafe on macOS, absent on Windows). A run's pool is made
-before any thread of ours starts (the progress bar, the store lock's refresh): a fork copies only
-the forking thread, and a lock another thread held stays held in the child. GDAL may have been
-used by then (an area of interest is read through pyogrio, a status store is being written).
+Elsewhere they are spawned (fork is unsafe on macOS, absent on Windows), and so they are for a
+cache in object storage (the obstore client's runtime does not survive a fork). A run's pool is
+made before any thread of ours starts (the progress bar, the store lock's refresh): a fork copies
+only the forking thread, and a lock another thread held stays held in the child. GDAL may have
+been used by then (an area of interest is read through pyogrio, a status store is being written).
 
 Interrupts are the parent's business: workers ignore SIGINT (a Ctrl-C reaches the whole process
 group) and die quietly on SIGTERM (how a pool is stopped). SIGINT and SIGTERM are held back while
@@ -29,6 +30,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+from .storage import retries
 
 if TYPE_CHECKING:
     from .formats import CacheReader
@@ -167,8 +169,10 @@ def resolve_io_concurrency(requested: int | None, reader: CacheReader) -> int:
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
-    """Fork on Linux, spawn elsewhere."""
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    """Fork on Linux, spawn elsewhere, and spawn once obstore is loaded: its requests run on
+    threads of a runtime that a forked child inherits without them, and would wait forever."""
+    forkable = sys.platform == "linux" and "obstore" not in sys.modules
+    return multiprocessing.get_context("fork" if forkable else "spawn")
 
 
 @contextmanager
@@ -190,8 +194,12 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _init_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
-    """In each worker: ignore SIGINT, die quietly on SIGTERM, then the pool's own set-up."""
+def _init_worker(
+    initializer: Callable[..., object] | None, initargs: tuple[Any, ...], retried: Any
+) -> None:
+    """In each worker: ignore SIGINT, die quietly on SIGTERM, count retried requests where the
+    parent does, then the pool's own set-up."""
+    retries.use_counter(retried)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -215,7 +223,9 @@ def start_pool(
     try:
         with signals_deferred():
             pool = pool_context().Pool(
-                processes, initializer=_init_worker, initargs=(initializer, initargs)
+                processes,
+                initializer=_init_worker,
+                initargs=(initializer, initargs, retries.counter()),
             )
     except BaseException:
         if pool is not None:

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 #: What a missing extra's message tells to run.
 CLOUD_EXTRA = "pip install 'cachestatus[cloud]'"
-#: Addresses of a local emulator (Azurite) in a connection string.
-_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
 def require_cloud() -> Any:
@@ -66,7 +64,8 @@ def build_store(location: Location) -> ObjectStore:
         return S3Store(location.bucket, config=config, client_options=client, retry_config=retry)
     if location.scheme == "az":
         azure: Any = _azure_config(location)
-        client = {"allow_http": True} if azure.get("use_emulator") else {}
+        plain_http = azure.get("use_emulator") or azure.get("endpoint", "").startswith("http://")
+        client = {"allow_http": True} if plain_http else {}
         return AzureStore(location.bucket, config=azure, client_options=client, retry_config=retry)
     gcs: Any = {"skip_signature": True} if location.anon else {}
     return GCSStore(location.bucket, config=gcs, retry_config=retry)
@@ -74,7 +73,13 @@ def build_store(location: Location) -> ObjectStore:
 
 def _azure_config(location: Location) -> dict[str, Any]:
     """Azure settings: ``AZURE_STORAGE_CONNECTION_STRING`` parsed, then the account, key and
-    SAS token variables, the account an ``abfs://`` URL names, ``--anon``."""
+    SAS token variables, the account an ``abfs://`` URL names, ``--anon``.
+
+    A connection string's ``BlobEndpoint`` is where requests go (Azurite on any port, a
+    private endpoint). The emulator flag (``AZURE_STORAGE_USE_EMULATOR``,
+    ``UseDevelopmentStorage=true``) stands for Azurite's default address and account, and
+    only where no endpoint is named: in emulator mode obstore ignores the endpoint.
+    """
     config: dict[str, Any] = {}
     parts = _connection_string(_env("AZURE_STORAGE_CONNECTION_STRING"))
     if "AccountName" in parts:
@@ -98,10 +103,8 @@ def _azure_config(location: Location) -> dict[str, Any]:
     emulator = (
         _env("AZURE_STORAGE_USE_EMULATOR").lower() in ("1", "true", "yes")
         or parts.get("UseDevelopmentStorage", "").lower() == "true"
-        or any(host in endpoint for host in _LOOPBACK)
     )
-    if emulator:
-        config["use_emulator"] = True
+    config["use_emulator"] = emulator and not endpoint  # obstore also reads the flag itself
     if location.anon:
         config["skip_signature"] = True
     return config

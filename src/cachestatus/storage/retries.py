@@ -1,8 +1,7 @@
 """How many requests to object storage a run retried, counted across its processes.
 
 One counter in shared memory, made by the process that opens a remote cache before it starts
-its workers: forked workers add to the same counter (where workers are spawned, each counts its
-own, and only the calling process's count is told).
+its workers, which are handed it as they start (:mod:`cachestatus.parallel`) and add to it.
 """
 
 from __future__ import annotations
@@ -23,12 +22,26 @@ def count_retry() -> None:
 
 
 def share_counter() -> None:
-    """Make the counter now, so that worker processes forked later share it."""
+    """Make the counter now, so that worker processes started later share it."""
     global _counter
     if _counter is None:
-        _counter = multiprocessing.Value("q", 0)
+        # Workers of a remote cache are spawned (see cachestatus.parallel): the counter's lock
+        # must be one a spawned process may be handed.
+        _counter = multiprocessing.get_context("spawn").Value("q", 0)
+
+
+def counter() -> Any:
+    """The shared counter (``None`` before a remote cache is opened), for worker processes."""
+    return _counter
+
+
+def use_counter(shared: Any) -> None:
+    """Count into ``shared``, a counter handed over by the process that started this one."""
+    global _counter
+    if shared is not None:
+        _counter = shared
 
 
 def requests_retried() -> int:
-    """Requests retried so far, by this process and the workers forked from it."""
+    """Requests retried so far, by this process and its workers."""
     return 0 if _counter is None else int(_counter.value)
