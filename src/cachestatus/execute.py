@@ -245,6 +245,7 @@ class ProcessPool:
                 processes,
                 _init_worker,
                 (context.reader.spec, context.plans, context.io_concurrency),
+                remote=context.reader.location is not None,
             )
             self.processes = processes
         return self._pool

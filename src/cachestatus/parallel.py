@@ -168,10 +168,12 @@ def resolve_io_concurrency(requested: int | None, reader: CacheReader) -> int:
     return reader.io_concurrency
 
 
-def pool_context() -> multiprocessing.context.BaseContext:
-    """Fork on Linux, spawn elsewhere, and spawn once obstore is loaded: its requests run on
-    threads of a runtime that a forked child inherits without them, and would wait forever."""
-    forkable = sys.platform == "linux" and "obstore" not in sys.modules
+def pool_context(remote: bool = False) -> multiprocessing.context.BaseContext:
+    """Fork on Linux, spawn elsewhere, and spawn for workers that read a ``remote`` cache:
+    obstore's requests run on threads of a runtime that a forked child inherits without them,
+    and would wait forever. (Workers reading local files never touch that runtime, so they
+    fork even in a process that has read remote caches before.)"""
+    forkable = sys.platform == "linux" and not remote
     return multiprocessing.get_context("fork" if forkable else "spawn")
 
 
@@ -213,8 +215,10 @@ def start_pool(
     processes: int,
     initializer: Callable[..., object] | None = None,
     initargs: tuple[Any, ...] = (),
+    remote: bool = False,
 ) -> multiprocessing.pool.Pool:
-    """A pool of ``processes`` workers that leave interrupts to this process.
+    """A pool of ``processes`` workers that leave interrupts to this process (started as
+    :func:`pool_context` says for a ``remote`` cache or not).
 
     An interrupt while the pool starts is raised once it is whole, after it has been stopped:
     no worker outlives it.
@@ -222,7 +226,7 @@ def start_pool(
     pool: multiprocessing.pool.Pool | None = None
     try:
         with signals_deferred():
-            pool = pool_context().Pool(
+            pool = pool_context(remote).Pool(
                 processes,
                 initializer=_init_worker,
                 initargs=(initializer, initargs, retries.counter()),
