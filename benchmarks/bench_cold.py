@@ -121,9 +121,11 @@ def main() -> int:
 
     commands = {
         "floor": [sys.executable, "-c", FLOOR, str(cache), str(THREADS), str(HEADER_INDEX)],
-        "rebuild": [*cachestatus, *status("rebuild")],
+        # --full: every run reads every bundle (an unchanged cache would otherwise be reused).
+        "rebuild": [*cachestatus, "--full", *status("rebuild")],
         "rebuild --io-concurrency 16": [
             *cachestatus,
+            "--full",
             *status("in-flight"),
             "--io-concurrency",
             "16",
