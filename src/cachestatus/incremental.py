@@ -40,7 +40,6 @@ from .missing_areas import HOLE, MissingRows, cover_warning, tagged_holes
 from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem, RowBatch
 from .request import Execution
 from .scan import Listing, Progress, ScanBatch, ScanOutcome, scan_warnings
-from .store import read_jobs
 from .store.reader import (
     count_rows,
     read_area_counts,
@@ -49,7 +48,7 @@ from .store.reader import (
     read_keys,
     read_levels,
 )
-from .store.records import BundleFileRows, FileStamps, decode_holes, encode_holes
+from .store.records import BundleFileRows, FileStamps, JobRecord, decode_holes, encode_holes
 from .store.schema import TASK_STATUS
 
 #: A bundle whose mtime lies less than this before the previous run's start (or after it) is
@@ -295,14 +294,16 @@ def _nanoseconds(when: datetime) -> int:
 _REREAD_WHERE = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(_REREAD)))
 
 
-def previous_status(target: Path, recorded: Mapping[str, Any], mode: str) -> Previous | None:
-    """What the store at ``target`` lets a rebuild reuse: ``None`` unless its last job is a
-    successful ``mode`` job of the same request (``recorded``: the ``parameters`` the new job
-    records) by the same major version, and the store keeps ``BundleFiles``."""
+def previous_status(
+    target: Path, jobs: Sequence[JobRecord], recorded: Mapping[str, Any], mode: str
+) -> Previous | None:
+    """What the store at ``target``, whose ``Jobs`` rows are ``jobs``, lets a rebuild reuse:
+    ``None`` unless its last job is a successful ``mode`` job of the same request
+    (``recorded``: the ``parameters`` the new job records) by the same major version, and the
+    store keeps ``BundleFiles`` rows (a cache without bundle files has none to reuse)."""
     if not target.exists():
         return None
     try:
-        jobs = read_jobs(target)
         last = jobs[-1] if jobs else None
         if (
             last is None
@@ -313,7 +314,7 @@ def previous_status(target: Path, recorded: Mapping[str, Any], mode: str) -> Pre
         ):
             return None
         stamps = read_file_stamps(target)
-        if stamps is None:
+        if stamps is None or not len(stamps):
             return None
         reread = _key_array(*read_keys(target, _REREAD_WHERE))
         levels = read_levels(target)

@@ -707,7 +707,9 @@ def _scan_to_store(
     _, crs_warning = store_crs(reader.scheme.spatial_reference)
     extent = plans_extent(reader.scheme, planned.plans)
     recorded = {**parameters, "workers": planned.workers, "status": str(target.absolute())}
-    previous = previous_status(target, recorded, mode) if keep_history and reuse else None
+    # The old store is untouched until the swap (the lock is held): its history is read once.
+    history = _previous_jobs(target) if keep_history else []
+    previous = previous_status(target, history, recorded, mode) if reuse and history else None
     with StatusWriter(
         target, reader.scheme, extent, job_id, token, lock, big_integer, keep_files=keep_history
     ) as writer:
@@ -723,8 +725,8 @@ def _scan_to_store(
                 outcome = scan_status(
                     listing, executor, writer.add, files, planned.progress, planned.warnings
                 )
-        # The old store is untouched until the swap: its history is read now.
-        history = _previous_jobs(target) if keep_history and carried is None else []
+        if carried is not None:
+            history = []  # carried over with the store
         job = JobRecord(
             job_id=job_id,
             mode=mode,
