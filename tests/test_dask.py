@@ -7,12 +7,9 @@ without ``distributed``, the run stops with a usage error naming the extra.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -26,6 +23,7 @@ from click.testing import CliRunner
 from cachestatus import execute_dask, rebuild, report, verify
 from cachestatus.cli import main
 from tests.builders import build
+from tests.dask_cluster import dask_cluster
 from tests.remote import KEYS, S3Server, make_bucket, upload
 from tests.status_rows import rows_in_order
 
@@ -34,7 +32,6 @@ distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.slow
 
 LEVELS = 12
-DASK = Path(sys.executable).with_name("dask")
 
 
 def _tiles(seed: int, bundles: int) -> dict[tuple[int, int, int], bytes]:
@@ -65,73 +62,15 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root.path
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a started program by its PID, killing it if it does not stop in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def scheduler(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ``dask scheduler`` and two ``dask worker`` processes (one thread each) on 127.0.0.1;
     the workers' environment points at the S3 test server with the test keys, as a cluster's
     workers have their own credentials. Yields the scheduler's address."""
-    folder = tmp_path_factory.mktemp("scheduler")
-    address_file = folder / "scheduler.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_"))}
-    env.update(KEYS, AWS_ENDPOINT_URL=s3.endpoint, PYTHONPATH=os.pathsep.join(sys.path))
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    started = [
-        subprocess.Popen(
-            [
-                str(DASK),
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(address_file),
-            ],
-            **quiet,  # type: ignore[call-overload]
-        )
-    ]
-    try:
-        for _ in range(300):
-            if address_file.exists() and address_file.stat().st_size:
-                break
-            time.sleep(0.1)
-        address = json.loads(address_file.read_text())["address"]
-        for _ in range(2):
-            started.append(
-                subprocess.Popen(
-                    [
-                        str(DASK),
-                        "worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--no-dashboard",
-                        "--host",
-                        "127.0.0.1",
-                        "--local-directory",
-                        str(folder),
-                    ],
-                    **quiet,  # type: ignore[call-overload]
-                )
-            )
-        with distributed.Client(address) as client:
-            client.wait_for_workers(2, timeout=60)
+    env.update(KEYS, AWS_ENDPOINT_URL=s3.endpoint)
+    with dask_cluster(tmp_path_factory.mktemp("scheduler"), 2, env) as address:
         yield address
-    finally:
-        for process in reversed(started):
-            _stop(process)
 
 
 @contextmanager
