@@ -11,7 +11,8 @@ executor_for(...) as ex:``; no worker outlives the block, whatever ends it. Insi
 3. :meth:`Executor.map` runs a :data:`ChunkWork` on lists of bundles (results in order, a
    bounded number in flight).
 
-:func:`executor_for` gives :class:`InProcess` for one worker, else a :class:`ProcessPool`, whose
+:func:`executor_for` gives :class:`InProcess` for one worker, else a :class:`ProcessPool`
+(or, for a run on a Dask :class:`Cluster`, :class:`~cachestatus.execute_dask.DaskExecutor`), whose
 processes serve the listing and the scan alike: a worker needs nothing from the listing (its
 results travel in the bundles, :attr:`~cachestatus.formats.base.BundleFile.payload`) and opens
 its own reader from the cache's spec (:func:`worker_reader`) when its first list of bundles
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing.pool
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Self, TypeVar
 
 from .content import BlankTiles
+from .errors import UsageError
 from .formats.base import BundleFile, CacheReader, run_here
 from .formats.spec import CacheSpec
 from .parallel import start_pool, stop_pool
@@ -78,6 +81,43 @@ class ChunkContext:
         threads, self._threads = self._threads, None
         if threads is not None:
             threads.shutdown(cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Dask cluster a run's work goes to (:mod:`cachestatus.execute_dask`): the address of a
+    running scheduler, or, without one, a local cluster of ``workers`` processes started for the
+    run."""
+
+    scheduler: str | None = None
+    workers: int = 2
+
+
+#: Where Dask's own programs take the scheduler's address from when none is given.
+SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
+
+
+def cluster_for(scheduler: str | None, cluster: int | None, workers: int | None) -> Cluster | None:
+    """The Dask cluster a run asks for: the ``scheduler``'s, or a local one of ``cluster``
+    processes; without either, the scheduler of :data:`SCHEDULER_VARIABLE` when it is set and
+    the run does not ask for local ``workers``; else none (the run's own processes).
+
+    Raises:
+        UsageError: both a scheduler and a local cluster, or either with local workers.
+    """
+    if scheduler is not None and cluster is not None:
+        raise UsageError("give a Dask scheduler's address or a local cluster's size, not both")
+    if (scheduler is not None or cluster is not None) and workers is not None:
+        raise UsageError(
+            "workers is the number of local processes; on a Dask cluster its workers scan"
+        )
+    if cluster is not None:
+        if cluster < 1:
+            raise UsageError(f"cluster={cluster!r}: a local cluster needs at least 1 worker")
+        return Cluster(workers=cluster)
+    if scheduler is None and workers is None:
+        scheduler = os.environ.get(SCHEDULER_VARIABLE) or None
+    return None if scheduler is None else Cluster(scheduler)
 
 
 #: Work on a list of bundles, run in a worker process (or in the calling one): gets the process's
@@ -300,10 +340,16 @@ def executor_for(
     reader: CacheReader,
     plans: Sequence[LevelPlan],
     io_concurrency: int = 1,
+    cluster: Cluster | None = None,
 ) -> Executor:
     """The executor of a run over ``plans`` with up to ``workers`` processes, each keeping
-    ``io_concurrency`` bundle reads in flight: in this process when one worker is asked for,
-    else a :class:`ProcessPool` (whose processes start only for work worth them)."""
+    ``io_concurrency`` bundle reads in flight: on ``cluster`` when one is given (a
+    :class:`~cachestatus.execute_dask.DaskExecutor`), in this process when one worker is asked
+    for, else a :class:`ProcessPool` (whose processes start only for work worth them)."""
+    if cluster is not None:
+        from .execute_dask import DaskExecutor
+
+        return DaskExecutor(reader, plans, policy, cluster, io_concurrency)
     if workers <= 1:
         return InProcess(reader, plans, io_concurrency)
     return ProcessPool(reader, plans, policy, workers, io_concurrency)
@@ -312,11 +358,14 @@ def executor_for(
 __all__ = [
     "CHUNK",
     "PARALLEL_THRESHOLD",
+    "SCHEDULER_VARIABLE",
     "ChunkContext",
     "ChunkWork",
+    "Cluster",
     "Executor",
     "InProcess",
     "ProcessPool",
+    "cluster_for",
     "executor_for",
     "scan_processes",
     "worker_reader",

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import __version__
 from .errors import OutputExists, UsageError
-from .execute import Executor
+from .execute import Cluster, Executor, cluster_for
 from .formats import CacheReader
 from .incremental import bundle_files, previous_status, tiling
 from .missing_areas import MissingArea, hole_blocks
@@ -183,13 +183,16 @@ class _Planned:
     progress: Progress | None
     warnings: list[str]
     io_concurrency: int = 1
+    cluster: Cluster | None = None
 
     def listed(
         self, reader: CacheReader, reuse: Reuse | None = None
     ) -> AbstractContextManager[tuple[Listing, Executor]]:
         """The run's executor and the listing made on it (:func:`~cachestatus.scan.listed`):
         every process of the run is started inside the block, none outlives it."""
-        return listed(reader, self.plans, self.policy, self.workers, reuse, self.io_concurrency)
+        return listed(
+            reader, self.plans, self.policy, self.workers, reuse, self.io_concurrency, self.cluster
+        )
 
 
 def _planned(
@@ -198,9 +201,10 @@ def _planned(
     """The scan of ``chosen``'s levels and area under ``policy``, run as ``execution`` says."""
     warnings: list[str] = []
     plans = plan_levels(reader, chosen.levels, chosen.geometry, warnings)
+    cluster = cluster_for(execution.scheduler, execution.cluster, execution.workers)
     workers = resolve_workers(execution.workers)
     in_flight = resolve_io_concurrency(execution.io_concurrency, reader)
-    return _Planned(plans, policy, workers, execution.progress, warnings, in_flight)
+    return _Planned(plans, policy, workers, execution.progress, warnings, in_flight, cluster)
 
 
 def run_rebuild(

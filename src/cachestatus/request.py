@@ -234,19 +234,27 @@ class Execution:
             read).
         io_concurrency: bundle reads each worker process keeps in flight (default: the
             storage's, 1 on a local disk, 16 on a network share).
+        scheduler: the address of a Dask scheduler whose cluster scans (``tcp://host:8786``);
+            by default ``DASK_SCHEDULER_ADDRESS``'s, unless ``workers`` or ``cluster`` is given.
+        cluster: scan on a local Dask cluster of this many worker processes, started for the
+            run.
     """
 
     workers: int | None = None
     progress: Progress | None = None
     reuse: bool = True
     io_concurrency: int | None = None
+    scheduler: str | None = None
+    cluster: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``workers``, ``reuse``, ``io_concurrency``."""
+        """``workers``, ``reuse``, ``io_concurrency``, ``scheduler``, ``cluster``."""
         return {
             "workers": self.workers,
             "reuse": bool(self.reuse),
             "io_concurrency": self.io_concurrency,
+            "scheduler": self.scheduler,
+            "cluster": self.cluster,
         }
 
     @classmethod
@@ -256,6 +264,8 @@ class Execution:
             data.get("workers"),
             reuse=bool(data.get("reuse", True)),
             io_concurrency=data.get("io_concurrency"),
+            scheduler=data.get("scheduler"),
+            cluster=data.get("cluster"),
         )
 
 
@@ -402,6 +412,8 @@ class ExecutionKeywords(TypedDict, total=False):
     progress: Progress | None
     reuse: bool
     io_concurrency: int | None
+    scheduler: str | None
+    cluster: int | None
 
 
 class CountingKeywords(TypedDict, total=False):

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from . import grid
 from .errors import BundleChanging, CorruptBundle
-from .execute import CHUNK, ChunkContext, ChunkWork, Executor, executor_for
+from .execute import CHUNK, ChunkContext, ChunkWork, Cluster, Executor, executor_for
 from .formats.base import BundleFile, BundleIndex, CacheReader, LevelListing, Run, run_here
 from .missing_areas import (
     HOLE,
@@ -412,10 +412,12 @@ def listed(
     workers: int,
     reuse: Reuse | None = None,
     io_concurrency: int | None = None,
+    cluster: Cluster | None = None,
 ) -> Iterator[tuple[Listing, Executor]]:
     """The run's one executor (:func:`~cachestatus.execute.executor_for`, up to ``workers``
     processes, each keeping ``io_concurrency`` bundle reads in flight, the storage's default
-    when ``None``: see :func:`~cachestatus.parallel.resolve_io_concurrency`) and the listing
+    when ``None``: see :func:`~cachestatus.parallel.resolve_io_concurrency`), or on a Dask
+    ``cluster`` when one is given, and the listing
     of ``plans`` made on it, the executor sized for its scan (after ``reuse`` took out the
     bundles whose previous rows are reused).
 
@@ -423,7 +425,7 @@ def listed(
     it, whatever ends it.
     """
     in_flight = resolve_io_concurrency(io_concurrency, reader)
-    with executor_for(policy, workers, reader, plans, in_flight) as executor:
+    with executor_for(policy, workers, reader, plans, in_flight, cluster) as executor:
         listing = list_plans(reader, plans, policy, executor.run)
         if reuse is not None:
             listing = reuse(listing)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..execute import cluster_for
 from ..formats import SCHEMES, names
 from ..plan import MAX_MISSING_ROWS
 from ..progress import BundleProgress
@@ -227,18 +228,25 @@ report_store_options = _delivering(
 
 
 def execution_options(description: str = "Scanning") -> Callable[[F], F]:
-    """``--workers``, ``--io-concurrency``, ``--progress/--no-progress``: ``execution``, an
-    :class:`Execution` whose progress is a bar on stderr named ``description`` (see
-    :func:`progress_shown`)."""
+    """``--workers``, ``--io-concurrency``, ``--scheduler``, ``--cluster``,
+    ``--progress/--no-progress``: ``execution``, an :class:`Execution` whose progress is a bar
+    on stderr named ``description`` (see :func:`progress_shown`)."""
 
     def build(
-        workers: int | None, io_concurrency: int | None, force_progress: bool | None
+        workers: int | None,
+        io_concurrency: int | None,
+        scheduler: str | None,
+        cluster: int | None,
+        force_progress: bool | None,
     ) -> Execution:
         ctx = click.get_current_context().find_object(Context)
         assert ctx is not None
+        cluster_for(scheduler, cluster, workers)  # a usage error before anything is opened
         quiet = ctx.verbosity < 0 or force_progress is False
         bar = BundleProgress(description, force=bool(force_progress), quiet=quiet)
-        return Execution(workers, bar, io_concurrency=io_concurrency)
+        return Execution(
+            workers, bar, io_concurrency=io_concurrency, scheduler=scheduler, cluster=cluster
+        )
 
     return _delivering(
         "execution",
@@ -259,6 +267,23 @@ def execution_options(description: str = "Scanning") -> Callable[[F], F]:
             metavar="N",
             help="Bundle reads each worker keeps in flight (default: 1 on a local disk, 16 on "
             "a network share, more on object storage).",
+        ),
+        Param(
+            click.Option,
+            "--scheduler",
+            default=None,
+            metavar="ADDRESS",
+            help="Scan on the Dask cluster of this scheduler (tcp://host:8786; default: "
+            "DASK_SCHEDULER_ADDRESS, unless --workers or --cluster is given). Its workers need "
+            "the cache at the same path, or its URL, and their own credentials.",
+        ),
+        Param(
+            click.Option,
+            "--cluster",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help="Scan on a local Dask cluster of N worker processes, started for the run.",
         ),
         Param(
             click.Option,

@@ -1,0 +1,160 @@
+"""Benchmark: ``cachestatus rebuild`` on a two-worker Dask cluster against the local process
+engine, on the same cache, in one run.
+
+A ``dask scheduler`` and two ``dask worker --nthreads 1`` processes are started on 127.0.0.1
+(Dask's own programs, as a user runs them), then both commands run alternately as whole
+processes on bench_rebuild's synthetic Compact V2 cache: ``--workers 2`` (the local engine) and
+``--scheduler ADDRESS``. The bar is the cluster's overhead when it has no more cores than the
+local run: at most 1.3 times the local time. The scaling model the figures imply is printed
+too: bundles per second per worker, the client's cost per task (measured with empty tasks on
+the same cluster), and what they predict for 10^7 bundles on 32 workers against S3's request
+rates (research: scale-out.md section 6.7); a prediction is labelled as one.
+
+With ``--memory``, the client's peak RSS is measured on both engines at ``--bundles`` and ten
+times as many sparse bundles (hard links of a few synthetic bundle files: the directory grows,
+the disk does not).
+
+    python benchmarks/bench_cluster.py [--bundles 20000] [--repeat 3] [--memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+from tests.dask_cluster import dask_cluster
+from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, write_conf
+
+from benchmarks.bench_rebuild import build, peak_rss_kib
+from benchmarks.timing import alternate, compile_package, median, runs
+
+BAR = 1.3
+#: Section 6.7 of the research: GETs per second one worker sustains against S3 with 64-128
+#: reads in flight, and what one partitioned prefix serves.
+S3_GETS_PER_WORKER = (1_500, 3_000)
+S3_GETS_PER_PREFIX = 5_500
+
+
+def _nothing(i: int) -> int:
+    return i
+
+
+def per_task_ms(address: str, tasks: int = 2_000) -> float:
+    """The client's cost per task, in ms: empty tasks mapped and taken back as they finish."""
+    from distributed import Client, as_completed
+
+    with Client(address) as client:
+        start = time.perf_counter()
+        for future in as_completed(client.map(_nothing, range(tasks), pure=False)):
+            future.result()
+        return (time.perf_counter() - start) * 1000 / tasks
+
+
+def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
+    """``bundles`` bundles at ``level``, each a hard link of one of 8 synthetic bundle files
+    (every fourth misses tiles here and there)."""
+    if (root / "_alllayers" / "done").exists():
+        return root
+    side = math.ceil(math.sqrt(bundles))
+    span = 128 * 256 * (2 * WEB_MERCATOR_HALF / 256 / 2**level)
+    half = WEB_MERCATOR_HALF
+    write_conf(root, level + 2, (-half, half - side * span, -half + side * span, half))
+    rng = np.random.default_rng(0)
+    models = []
+    for i in range(8):
+        sizes = rng.integers(200, 3000, (128, 128))
+        if i % 4 == 0:
+            sizes[rng.random((128, 128)) < 0.03] = 0
+        models.append(root / f"model{i}.bundle")
+        synthetic_bundle(models[-1], sizes)
+    folder = root / "_alllayers" / f"L{level:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(side * side):
+        r, c = divmod(i, side)
+        os.link(models[i % 8], folder / f"R{r * 128:04x}C{c * 128:04x}.bundle")
+    (root / "_alllayers" / "done").touch()
+    return root
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--bundles", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory", action="store_true", help="also the client's peak RSS")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
+    )
+    args = parser.parse_args()
+    compile_package()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    cache = build(args.workdir, args.bundles)
+    bundles = sum(1 for _ in (cache / "_alllayers" / "L15").iterdir())
+    cachestatus = [sys.executable, "-m", "cachestatus.cli", "-q"]
+
+    def rebuild(cache: Path, tag: str, *engine: str) -> list[str]:
+        status = args.workdir / f"{cache.name}-{tag}.gdb"
+        return [*cachestatus, "rebuild", str(cache), "--full", "--status", str(status), *engine]
+
+    with dask_cluster(args.workdir) as address:
+        local_cmd = rebuild(cache, "local", "--workers", "2")
+        dask_cmd = rebuild(cache, "dask", "--scheduler", address)
+        locals_, clusters = alternate(local_cmd, dask_cmd, args.repeat)
+        task_ms = per_task_ms(address)
+        memory = []
+        if args.memory:
+            for count in (args.bundles, args.bundles * 10):
+                sparse = sparse_cache(args.workdir / f"sparse-{count}", count)
+                memory.append(
+                    (
+                        count,
+                        peak_rss_kib(rebuild(sparse, "local", "--workers", "2")),
+                        peak_rss_kib(rebuild(sparse, "dask", "--scheduler", address)),
+                    )
+                )
+    local, on_cluster = median(locals_), median(clusters)
+    per_worker = bundles / on_cluster / 2
+
+    print(f"bundles                      {bundles:,}")
+    print(f"local engine, 2 processes    median {local:.3f} s   runs {runs(locals_)}")
+    print(f"Dask, 2 workers x 1 thread   median {on_cluster:.3f} s   runs {runs(clusters)}")
+    print(f"ratio cluster / local        {on_cluster / local:.2f}   (bar: <= {BAR})")
+    print(f"bundles/s per Dask worker    {per_worker:,.0f}   (whole run, client start-up in)")
+    print(f"client cost per task         {task_ms:.2f} ms   (empty tasks, map + as_completed)")
+    for count, rss_local, rss_dask in memory:
+        print(
+            f"client peak RSS, {count:>9,} sparse bundles: local {rss_local / 1024:.1f} MiB, "
+            f"Dask {rss_dask / 1024:.1f} MiB"
+        )
+
+    from cachestatus.execute_dask import TASK_BUNDLES
+
+    total, workers = 10**7, 32
+    tasks = math.ceil(total / TASK_BUNDLES)
+    print(f"PREDICTION (not measured): 10^7 bundles on {workers} workers, S3")
+    print(
+        f"  tasks of {TASK_BUNDLES:,} bundles: {tasks:,}; "
+        f"client's scheduling {tasks * task_ms / 1000:.0f} s"
+    )
+    print(f"  CPU bound at this machine's rate: {total / (per_worker * workers) / 60:.1f} min")
+    low, high = (total / (g * workers) / 60 for g in S3_GETS_PER_WORKER)
+    print(
+        f"  GET bound, {S3_GETS_PER_WORKER[0]:,}-{S3_GETS_PER_WORKER[1]:,} GET/s per worker: "
+        f"{high:.1f}-{low:.1f} min"
+    )
+    print(
+        f"  one unpartitioned prefix ({S3_GETS_PER_PREFIX:,} GET/s): "
+        f"{total / S3_GETS_PER_PREFIX / 60:.0f} min, whatever the cluster's size"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
