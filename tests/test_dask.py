@@ -121,7 +121,7 @@ def test_a_cache_in_s3_scans_on_the_cluster_with_the_workers_credentials(
     on_cluster = rebuild(url, in_tmp / "dask.gdb", scheduler=scheduler)
     _same_report(local, on_cluster)
     assert rows_in_order(in_tmp / "local.gdb") == rows_in_order(in_tmp / "dask.gdb")
-    _same_report(verify(url, workers=1), verify(url, scheduler=scheduler))
+    _same_report(verify(url, workers=2), verify(url, scheduler=scheduler))
 
 
 class _Killing:
