@@ -26,9 +26,8 @@ import multiprocessing.pool
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 from .content import BlankTiles
 from .errors import UsageError
@@ -36,6 +35,9 @@ from .formats.base import BundleFile, CacheReader, run_here
 from .formats.spec import CacheSpec
 from .parallel import start_pool, stop_pool
 from .plan import LevelPlan, ScanPolicy
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ class ChunkContext:
         """``func`` on each bundle from :attr:`io_concurrency` threads, results in the order of
         ``bundles`` (``func`` must be safe to call from several threads at once)."""
         if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._threads = ThreadPoolExecutor(self.io_concurrency, thread_name_prefix="read")
         return self._threads.map(func, bundles)
 

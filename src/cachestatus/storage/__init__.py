@@ -9,10 +9,31 @@ files.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ..errors import MissingExtra, StorageError
-from .clients import CLOUD_EXTRA, require_cloud
 from .location import Location, is_url, parse_location
-from .objects import ObjectEntry, ObjectStorage
+
+if TYPE_CHECKING:
+    from .clients import CLOUD_EXTRA, require_cloud
+    from .objects import ObjectEntry, ObjectStorage
+
+# The client side is imported on first use: a run over local files parses its path as a
+# location and never needs it.
+_LAZY = {
+    "CLOUD_EXTRA": "clients",
+    "require_cloud": "clients",
+    "ObjectEntry": "objects",
+    "ObjectStorage": "objects",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CLOUD_EXTRA",
