@@ -8,6 +8,11 @@ import sys
 
 import click
 
+# Every command reads or writes arrays. Imported here, first, numpy costs ~10 ms less than when
+# its first import comes at the end of a command's chain of imports (measured with numpy 2.4;
+# its typing modules take that much longer there), which every run would pay.
+import numpy  # noqa: F401
+
 from .. import __version__
 from .context import Context, PlainFormatter
 
