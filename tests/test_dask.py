@@ -8,8 +8,10 @@ without ``distributed``, the run stops with a usage error naming the extra.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -25,7 +27,7 @@ from cachestatus.cli import main
 from tests.builders import build
 from tests.dask_cluster import dask_cluster
 from tests.remote import KEYS, S3Server, make_bucket, upload
-from tests.status_rows import rows_in_order
+from tests.status_rows import rows_in_order, task_rows
 
 distributed = pytest.importorskip("distributed")
 
@@ -197,3 +199,35 @@ def test_without_distributed_the_run_stops_naming_the_extra(
     assert result.exit_code == 2, result.output
     assert "pip install 'cachestatus[dask]'" in result.output
     assert not (tmp_path / "s.gdb").exists()
+
+
+def test_an_incremental_rebuild_on_the_cluster_reads_only_what_changed(
+    cache: Path, scheduler: str, tmp_path: Path
+) -> None:
+    """Reuse is decided before the work goes to the cluster: a second rebuild on the cluster
+    reads the changed bundle (and the corrupt one, always read again), and its store equals a
+    full local rebuild's."""
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    for path in copy.rglob("*"):
+        os.utime(path, ns=(an_hour_ago, an_hour_ago))
+    first = rebuild(copy, tmp_path / "dask.gdb", scheduler=scheduler)
+    assert first.bundles_read == sum(lv.bundles for lv in first.levels if lv.bundles)
+    one, other = sorted((copy / "_alllayers" / "L10").glob("*.bundle"))[:2]
+    shutil.copyfile(other, one)  # another bundle's tiles, at this bundle's place
+    again = rebuild(copy, tmp_path / "dask.gdb", scheduler=scheduler)
+    assert again.bundles_read == 2  # the one rewritten, and the corrupt one
+    assert again.bundles_reused == first.bundles_read - 2
+    rebuild(copy, tmp_path / "full.gdb", workers=2, reuse=False)
+
+    # Reused rows are written before those read again: the same rows, in another order.
+    def rows(store: Path) -> dict[str, dict[str, Any]]:
+        """The rows without the job that wrote them; NaN (not counted) as ``None``."""
+        found = task_rows(store, geometry=True)
+        return {
+            name: {k: None if v != v else v for k, v in row.items() if k != "jobID"}
+            for name, row in found.items()
+        }
+
+    assert rows(tmp_path / "dask.gdb") == rows(tmp_path / "full.gdb")
