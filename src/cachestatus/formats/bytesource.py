@@ -148,10 +148,12 @@ class ByteSource(ABC):
             OSError: the source cannot be read.
         """
 
-    @abstractmethod
     def readinto(self, offset: int, view: memoryview) -> int:
-        """:meth:`read` into ``view`` (its length), without a copy where the source can; the
-        bytes read."""
+        """:meth:`read` into ``view`` (its length); the bytes read. Sources that can read
+        without a copy (a file) override it."""
+        data = self.read(offset, len(view))
+        view[: len(data)] = data
+        return len(data)
 
     @abstractmethod
     def current_version(self) -> Version:
@@ -408,12 +410,6 @@ class ZipMember(ByteSource):
             return self._entry.read(length)
         except _ZIP_ERRORS as exc:
             raise _unreadable(exc) from None
-
-    def readinto(self, offset: int, view: memoryview) -> int:
-        """Fill ``view`` from ``offset``, inflated as needed."""
-        data = self.read(offset, len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def current_version(self) -> Version:
         """The package's version now."""

@@ -687,12 +687,6 @@ class DirectoryBlocks(ByteSource):
             self._blocks[index] = block
         return block
 
-    def readinto(self, offset: int, view: memoryview) -> int:
-        """:meth:`read` into ``view``."""
-        data = self.read(offset, len(view))
-        view[: len(data)] = data
-        return len(data)
-
     def current_version(self) -> Version:
         """The source's version."""
         return self._source.current_version()

@@ -59,12 +59,6 @@ class ObjectSource(ByteSource):
             self.modified = modified
         return data
 
-    def readinto(self, offset: int, view: memoryview) -> int:
-        """:meth:`read` into ``view``."""
-        data = self.read(offset, len(view))
-        view[: len(data)] = data
-        return len(data)
-
     def current_version(self) -> Version:
         """The version as listed: a read of another version raises instead (``If-Match``)."""
         return self.version
