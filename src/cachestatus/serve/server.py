@@ -1,0 +1,121 @@
+"""HTTP for ``cachestatus serve``: the standard library's threading server carrying the answers
+of an :class:`~.app.App`, one thread per connection, keep-alive, one log line per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TextIO
+
+from .. import __version__
+from .app import Answer, App
+
+log = logging.getLogger(__name__)
+
+#: What a Host header may be for the server to name itself by it in documents (a host name or
+#: an address, and a port); anything else and the server names its own address.
+_HOST = re.compile(r"([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?")
+
+
+class Server(ThreadingHTTPServer):
+    """A threading HTTP server answering with ``app``.
+
+    Attributes:
+        app: what the server answers.
+        cors: origins allowed to read the answers from a web page (``*`` for any); none by
+            default.
+        access_log: where one line per request goes (``None``: nowhere).
+    """
+
+    daemon_threads = True  # keep-alive connections never hold up the end of the server
+    block_on_close = False
+
+    def __init__(
+        self,
+        app: App,
+        host: str,
+        port: int,
+        cors: Sequence[str] = (),
+        access_log: TextIO | None = sys.stderr,
+    ) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.app, self.cors, self.access_log = app, tuple(cors), access_log
+        super().__init__((host, port), Handler)
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the bound socket (the real port when asked for port 0)."""
+        host, port = self.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One connection's requests: GET and HEAD, answered by the server's app."""
+
+    server: Server
+    protocol_version = "HTTP/1.1"
+    server_version = f"cachestatus/{__version__}"
+
+    def do_GET(self) -> None:
+        """Answer a GET."""
+        self._send(self._answer(), with_body=True)
+
+    def do_HEAD(self) -> None:
+        """Answer a HEAD: the GET's headers, no body."""
+        self._send(self._answer(), with_body=False)
+
+    def _answer(self) -> Answer:
+        host = self.headers.get("Host", "")
+        base = f"http://{host}" if _HOST.fullmatch(host) else self.server.base_url
+        try:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            return self.server.app.answer(self.path, headers, base)
+        except Exception as exc:  # one failed request never stops the server
+            message = f"{self.path[:200]}: {type(exc).__name__}: {exc}".replace("\n", " ")
+            log.error(message)
+            return Answer.text(500, f"internal error: {message}")
+
+    def _send(self, answer: Answer, with_body: bool) -> None:
+        self.send_response(answer.status)
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        if answer.status != 304:
+            self.send_header("Content-Type", answer.media_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        origin = self._allowed_origin()
+        if origin is not None:
+            self.send_header("Access-Control-Allow-Origin", origin)
+            if origin != "*":
+                self.send_header("Vary", "Origin")
+        self.end_headers()
+        if with_body and answer.body:
+            try:
+                self.wfile.write(answer.body)
+            except ConnectionError:  # the client went away: nothing to answer
+                self.close_connection = True
+
+    def _allowed_origin(self) -> str | None:
+        cors = self.server.cors
+        if "*" in cors:
+            return "*"
+        origin = self.headers.get("Origin")
+        return origin if origin is not None and origin in cors else None
+
+    def log_message(self, format: str, *args: object) -> None:
+        """One line per request (and per refused request line) on the access log."""
+        out = self.server.access_log
+        if out is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            out.write(f"{stamp} {self.client_address[0]} {format % args}\n")
+            out.flush()
