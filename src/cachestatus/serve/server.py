@@ -87,7 +87,10 @@ class Handler(BaseHTTPRequestHandler):
             return Answer.text(500, f"internal error: {message}")
 
     def _send(self, answer: Answer, with_body: bool) -> None:
-        self.send_response(answer.status)
+        self.log_request(answer.status, len(answer.body))
+        self.send_response_only(answer.status)
+        self.send_header("Server", self.version_string())
+        self.send_header("Date", self.date_time_string())
         for name, value in answer.headers.items():
             self.send_header(name, value)
         if answer.status != 304:
