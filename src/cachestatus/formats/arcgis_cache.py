@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
-from ..errors import InvalidCacheConfig
-from ..models import Extent, Problem, TilingScheme
+from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
+from ..models import BundleKey, Extent, Problem, TilingScheme
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
 from .arcgis_folder import CDI_NAMES, LAYERS_DIR, find_conf, shown
 from .arcgis_layout import FolderLayout, Layout, ObjectLayout
@@ -27,6 +27,7 @@ from .compact_v1 import STORAGE_FORMAT as COMPACT_V1
 from .compact_v1 import CompactV1
 from .compact_v2 import STORAGE_FORMAT as COMPACT_V2
 from .compact_v2 import CompactV2
+from .tile_index import TileIndex
 
 if TYPE_CHECKING:
     from ..storage import ObjectStorage
@@ -41,6 +42,15 @@ class Codec(Protocol):
 
     def read_tiles(self, open_source: Opener, bundle: BundleFile) -> Iterator[StoredTile]:
         """Every stored tile of one bundle (see :meth:`CacheReader.read_tiles`)."""
+        ...
+
+    def tile_index(self, open_source: Opener, bundle: BundleFile) -> TileIndex:
+        """Where each tile's bytes are in the bundle (see :meth:`CacheReader.tile_index`)."""
+        ...
+
+    @property
+    def beside(self) -> bool:
+        """Whether a bundle is read with a file beside it (the ``.bundlx`` of Compact V1)."""
         ...
 
 
@@ -153,6 +163,29 @@ class ArcGISCache(CacheReader):
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tiles in file order, each checked against its size word."""
         return self._codec.read_tiles(self.layout.opener(bundle), bundle)
+
+    def find_bundle(self, key: BundleKey) -> BundleFile | None:
+        """The bundle by the name ArcGIS writes, in its level folder (see
+        :meth:`~.arcgis_layout.Layout.find_bundle`): a ``stat``, a zip member, a ``HEAD``."""
+        folder = self._level_dirs.get(key.level)
+        return None if folder is None else self.layout.find_bundle(folder, key, self._codec.beside)
+
+    def tile_index(self, bundle: BundleFile) -> TileIndex:
+        """The bundle's index decoded by its codec: sizes and offsets of its tiles."""
+        return self._codec.tile_index(self.layout.opener(bundle), bundle)
+
+    def read_stored(self, bundle: BundleFile, offset: int, size: int) -> bytes:
+        """One read of the bundle's source, once it is known to be the bundle found."""
+        with self.layout.opener(bundle)(bundle.path) as src:
+            if bundle.stamp is not None and src.version.stamp != bundle.stamp:
+                raise BundleChanging("rewritten since its index was read")
+            data = src.read(offset, size)
+        if len(data) != size:
+            raise CorruptBundle(
+                f"the file ends inside a tile (offset {offset:,}, size {size:,}, "
+                f"{src.size:,} bytes)"
+            )
+        return data
 
 
 class ArcGISFolderCache(ArcGISCache):

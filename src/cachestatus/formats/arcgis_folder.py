@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from ..errors import InvalidCacheConfig
 from ..models import BAD_NAME, BUNDLE_SIZE, BundleKey, Problem
-from .base import BundleFile
+from .base import GRID_LIMIT, BundleFile
 from .bytesource import not_a_file
 
 CONF_NAMES = ("conf.xml", "Conf.xml")
@@ -29,9 +29,6 @@ BUNDLE_NAME = re.compile(r"^R([0-9a-fA-F]{4,})C([0-9a-fA-F]{4,})$")
 #: Level folders: ``L05``. ASCII digits only (``\d`` and ``int()`` also take Arabic-Indic or
 #: full-width digits), at most 9 of them: a level ID is a 32-bit integer.
 LEVEL_NAME = re.compile(r"^L([0-9]{1,9})$", re.IGNORECASE | re.ASCII)
-#: Tile and bundle rows and columns stay below this: a status stores them as 32-bit integers
-#: (``bundleRow``, ``bundleCol``). A name beyond it is reported, never counted.
-GRID_LIMIT = 2**31
 
 
 def find_conf(path: Path) -> Path | None:

@@ -9,6 +9,7 @@ A layout answers the same questions whatever holds the files: its configuration 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from abc import ABC, abstractmethod
@@ -17,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..models import CORRUPT, Problem
+from ..models import CORRUPT, BundleKey, Problem
 from .arcgis_conf import read_config, read_config_file
 from .arcgis_folder import (
     BUNDLE_SUFFIX,
@@ -91,6 +92,16 @@ class Layout(ABC):
         :meth:`open`, for the layouts whose paths say all."""
         return self.open
 
+    @abstractmethod
+    def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
+        """Bundle ``key`` of the level folder ``folder``, by the name ArcGIS writes
+        (``R0080C0100.bundle``), with its size and stamp; ``None`` when there is none.
+        ``beside``: the ``.bundlx`` beside it is read too (Compact V1).
+
+        Raises:
+            OSError: it cannot be looked for.
+        """
+
     def bundles(self, level: int, folder: str) -> Iterator[BundleFile | Problem]:
         """The bundles of a level folder, and problems with what is not a bundle (see
         :func:`~.arcgis_folder.level_bundles`)."""
@@ -147,6 +158,15 @@ class FolderLayout(Layout):
         """The file at ``path``."""
         return LocalFile(path)
 
+    def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
+        """One ``stat`` of the bundle's file: its size and ``st_mtime_ns``."""
+        path = os.path.join(folder, key.name + BUNDLE_SUFFIX)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return BundleFile(key, path, size=st.st_size, stamp=st.st_mtime_ns)
+
 
 class ZipLayout(Layout):
     """The files of a cache inside a zip, under ``prefix`` (``v101/Roads/``, or empty).
@@ -197,6 +217,15 @@ class ZipLayout(Layout):
     def open(self, path: str) -> ByteSource:
         """The member a ``<zip path>!<member name>`` path names."""
         return self.archive.member(path[len(f"{self.archive.path}!") :])
+
+    def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
+        """From the zip's member list: the member's size, the package's stamp as opened."""
+        name = key.name + BUNDLE_SUFFIX
+        info = self.archive.entries.get(f"{folder}/{name}")
+        if info is None:
+            return None
+        path = self.bundle_path(folder, name)
+        return BundleFile(key, path, size=info.file_size, stamp=self.archive.version.stamp)
 
     def close(self) -> None:
         """Close the zip."""
@@ -286,6 +315,20 @@ class ObjectLayout(Layout):
                 index = self._listed.get(found.path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
                 found = found._replace(payload=index, size=entry.size, stamp=entry.stamp)
             yield found
+
+    def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
+        """One ``HEAD`` of the bundle's object (and one of its ``.bundlx``, ``beside``): its
+        size and ETag, as a listing gives them."""
+        path = self.bundle_path(folder, key.name + BUNDLE_SUFFIX)
+        try:
+            entry = self.storage.head(path)
+        except FileNotFoundError:
+            return None
+        index = None
+        if beside:
+            with contextlib.suppress(FileNotFoundError):  # reading it says so
+                index = self.storage.head(path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
+        return BundleFile(key, path, payload=index, size=entry.size, stamp=entry.stamp)
 
     def open(self, path: str) -> ByteSource:
         """The object at the full key ``path``, as listed (asked for when it was not).

@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, Self, Typ
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import CorruptBundle, UnsupportedFormat
-from ..models import BundleKey, Extent, Problem, TilingScheme
+from ..errors import BundleChanging, CorruptBundle, ScaleNotInCache, UnsupportedFormat
+from ..grid import bundle_range, bundles_of_range
+from ..models import BundleKey, Extent, Problem, Tile, TileRange, TilingScheme
 from ..storage.location import Location
 from .bytesource import open_regular, read_exactly
 from .spec import CacheSpec
+from .tile_index import IndexCache, TileIndex
 
 if TYPE_CHECKING:
     from ..storage import ObjectStorage
@@ -204,6 +206,10 @@ class CacheReader(ABC):
         self.path = path
         # The handles the reader opens (connections, open files), closed by close().
         self._handles = contextlib.ExitStack()
+        # Bundle indexes decoded for tile reads, by (path, size, stamp) of the bundle.
+        self._tile_indexes: IndexCache[tuple[str, int | None, int | str | None], TileIndex] = (
+            IndexCache()
+        )
 
     @classmethod
     @abstractmethod
@@ -317,6 +323,171 @@ class CacheReader(ABC):
             OSError: the bundle cannot be read.
         """
 
+    def grid_size(self, level: int) -> tuple[int, int]:
+        """Rows and columns of ``level``'s grid: no tile lies outside ``0 <= row < rows``,
+        ``0 <= col < cols``.
+
+        The default, for grids that go on beyond any extent (ArcGIS): what a status holds,
+        rows and columns below 2**31. Readers of fixed grids (Web Mercator zooms, GeoPackage
+        tile matrices) override it.
+        """
+        return GRID_LIMIT, GRID_LIMIT
+
+    def find_bundle(self, key: BundleKey) -> BundleFile | None:
+        """The bundle ``key`` as a listing of its level gives it (its size and stamp where the
+        listing has them), or ``None`` when the cache has no such bundle.
+
+        The default looks through the level's listing; readers override it with a direct
+        lookup (a ``stat`` of the bundle's file name, a ``HEAD`` of its object).
+
+        Raises:
+            OSError: the bundle cannot be looked for.
+        """
+        for found in self.list_level(key.level):
+            if isinstance(found, BundleFile) and found.key == key:
+                return found
+        return None
+
+    def tile_index(self, bundle: BundleFile) -> TileIndex:
+        """Where the tiles of ``bundle`` are: its decoded index, in arrays of its own.
+
+        The default keeps :meth:`read_bundle`'s sizes and no offsets (tiles are then read by
+        :meth:`read_tiles`); readers whose indexes say where each tile's bytes are override it.
+
+        Raises:
+            CorruptBundle: the bundle cannot be decoded.
+            OSError: the bundle cannot be read.
+        """
+        return TileIndex(self.read_bundle(bundle).sizes.copy())
+
+    def read_stored(self, bundle: BundleFile, offset: int, size: int) -> bytes:
+        """The ``size`` bytes at ``offset`` of ``bundle``'s source, as :meth:`tile_index` gave
+        them: one tile, as stored.
+
+        Raises:
+            CorruptBundle: the source ends inside the tile.
+            BundleChanging: the bundle is no longer the one :meth:`find_bundle` found.
+            OSError: the bundle cannot be read.
+        """
+        raise NotImplementedError(f"{type(self).__name__} gives no tile offsets")
+
+    def _bundle_index(self, bundle: BundleFile) -> TileIndex:
+        """:meth:`tile_index` of ``bundle``, decoded once while it stays the same (its path,
+        size and stamp) and is among the last ones asked for."""
+        return self._tile_indexes.get(
+            (bundle.path, bundle.size, bundle.stamp), lambda: self.tile_index(bundle)
+        )
+
+    def _check_level(self, level: int) -> None:
+        """Raise :class:`ScaleNotInCache` unless ``level`` is a LOD of the scheme."""
+        if level not in self.scheme.levels:
+            raise ScaleNotInCache(
+                f"level {level} is not a level of {self.where} (its levels: "
+                f"{', '.join(map(str, self.scheme.levels))})"
+            )
+
+    def read_tile(self, level: int, row: int, col: int) -> bytes | None:
+        """The stored bytes of one tile, exactly as stored (never decoded or decompressed).
+
+        Args:
+            level: the LOD level number (``scheme.lods[i].level``).
+            row: the tile row, counted down from the origin (MBTiles and TMS rows are flipped
+                inside the reader).
+            col: the tile column.
+
+        Returns:
+            The tile's bytes; ``None`` when no tile is stored there (or an empty one), when
+            ``level`` is not a LOD, or when (``row``, ``col``) lies outside the grid.
+
+        Safe to call from many threads at once on one reader.
+
+        Raises:
+            CorruptBundle: the bundle (or database) holding the tile cannot be decoded, or the
+                tile's bytes cannot be read as its index says.
+            OSError: the bundle cannot be read.
+        """
+        rows, cols = self.grid_size(level) if level in self.scheme.levels else (0, 0)
+        if not (0 <= row < rows and 0 <= col < cols):
+            return None
+        key = BundleKey.of_tile(Tile(level, row, col))
+        r, c = row - key.row, col - key.col
+        for attempt in range(2):
+            bundle = self.find_bundle(key)
+            if bundle is None:
+                return None
+            index = self._bundle_index(bundle)
+            size = int(index.sizes[r, c])
+            if not size:
+                return None
+            if index.offsets is None:
+                return self._tile_of_bundle(bundle, row, col)
+            try:
+                return self.read_stored(bundle, int(index.offsets[r, c]), size)
+            except BundleChanging:
+                if attempt:  # rewritten twice while one tile was read: a job is at work
+                    raise
+        raise AssertionError("unreachable")
+
+    def _tile_of_bundle(self, bundle: BundleFile, row: int, col: int) -> bytes | None:
+        """Tile (``row``, ``col``) of ``bundle`` found among :meth:`read_tiles`' (for readers
+        whose indexes give no offsets)."""
+        for tile in self.read_tiles(bundle):
+            if (tile.row, tile.col) == (row, col):
+                if tile.damage:
+                    raise CorruptBundle(f"tile {Tile(bundle.key.level, row, col)}: {tile.damage}")
+                return tile.data or None
+        return None
+
+    def window_on_grid(self, level: int, row: int, col: int, height: int, width: int) -> TileRange:
+        """The tiles of the window whose top-left tile is (``row``, ``col``) that lie on
+        ``level``'s grid (:meth:`grid_size`); possibly none."""
+        rows, cols = self.grid_size(level)
+        return TileRange(row, row + max(height, 0), col, col + max(width, 0)).intersect(
+            TileRange(0, rows, 0, cols)
+        )
+
+    def presence(
+        self, level: int, row: int, col: int, height: int, width: int
+    ) -> npt.NDArray[np.bool_]:
+        """Where tiles are stored in a window of ``level``: what ArcGIS's ``tilemap`` answers.
+
+        Args:
+            level: the LOD level number.
+            row: the window's top row (counted down from the origin).
+            col: the window's left column.
+            height: rows of the window.
+            width: columns of the window.
+
+        Returns:
+            A (``height``, ``width``) bool array, row-major: True where a tile is stored (its
+            size above 0). The window may cross bundle edges and the grid's edge: cells
+            outside the grid, or in bundles the cache does not have, are False.
+
+        Safe to call from many threads at once on one reader.
+
+        Raises:
+            ScaleNotInCache: ``level`` is not a LOD of the cache.
+            CorruptBundle: a bundle (or the database) in the window cannot be decoded.
+            OSError: a bundle cannot be read.
+        """
+        self._check_level(level)
+        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
+        window = self.window_on_grid(level, row, col, height, width)
+        for key in bundles_of_range(level, window):
+            bundle = self.find_bundle(key)
+            if bundle is None:
+                continue
+            sizes = self._bundle_index(bundle).sizes
+            part = window.intersect(bundle_range(key))
+            found[part.row0 - row : part.row1 - row, part.col0 - col : part.col1 - col] = (
+                sizes[
+                    part.row0 - key.row : part.row1 - key.row,
+                    part.col0 - key.col : part.col1 - key.col,
+                ]
+                > 0
+            )
+        return found
+
     @property
     def tile_kinds(self) -> frozenset[str] | None:
         """The tile kinds (``png``, ``jpeg``...) the cache's declared tile format allows;
@@ -340,6 +511,9 @@ class CacheReader(ABC):
         self.close()
 
 
+#: Tile and bundle rows and columns stay below this: a status stores them as 32-bit integers
+#: (``bundleRow``, ``bundleCol``). A name beyond it is reported, never counted.
+GRID_LIMIT = 2**31
 #: Bytes read from the head of a file to tell its format: every signature lies in them.
 HEAD_BYTES = 4096
 #: Bytes read from a zip's end to find its end-of-central-directory record: the record (22) and

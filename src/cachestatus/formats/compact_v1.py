@@ -21,6 +21,7 @@ from ..errors import CorruptBundle
 from ..models import BUNDLE_SIZE, BundleKey
 from .base import BundleFile, BundleIndex, StoredTile
 from .bytesource import ByteSource, Opener
+from .tile_index import TileIndex
 
 #: ``StorageFormat`` of ``conf.xml`` for these bundles.
 STORAGE_FORMAT = "esriMapCacheStorageModeCompact"
@@ -163,12 +164,26 @@ def read_v1_index(bundlx_src: ByteSource, bundle_src: ByteSource, key: BundleKey
         BundleChanging: either changed while it was read.
         OSError: either cannot be read.
     """
+    return _read_v1(bundlx_src, bundle_src, key)[0]
+
+
+def v1_tile_index(bundlx_src: ByteSource, bundle_src: ByteSource, key: BundleKey) -> TileIndex:
+    """Read a V1 bundle's index (see :func:`read_v1_index`): each tile's size and the offset
+    of its bytes, after its size prefix."""
+    index, offsets = _read_v1(bundlx_src, bundle_src, key)
+    return TileIndex(index.sizes, offsets + SIZE_PREFIX)
+
+
+def _read_v1(
+    bundlx_src: ByteSource, bundle_src: ByteSource, key: BundleKey
+) -> tuple[BundleIndex, npt.NDArray[np.int64]]:
+    """:func:`read_v1_index`, and the offsets of the ``.bundlx``."""
     offsets = read_offsets(bundlx_src)
     size = bundle_size(bundle_src)
     words = read_size_words(bundle_src, offsets[tile_slots(offsets, size, key.row, key.col)])
     bundle_src.check_unchanged()
     bundlx_src.check_unchanged()
-    return summarize_v1(offsets, words, size, key.row, key.col, bundle_src.modified)
+    return summarize_v1(offsets, words, size, key.row, key.col, bundle_src.modified), offsets
 
 
 def v1_tiles(
@@ -210,6 +225,9 @@ def v1_tiles(
 class CompactV1:
     """The Compact V1 codec: each bundle read with the ``.bundlx`` beside it."""
 
+    #: A bundle is read with its ``.bundlx``.
+    beside = True
+
     def read_index(self, open_source: Opener, bundle: BundleFile) -> BundleIndex:
         """Read the ``.bundlx`` and the size words of the live slots (see
         :func:`read_v1_index`)."""
@@ -222,6 +240,11 @@ class CompactV1:
             offsets = read_offsets(index)
         with open_source(bundle.path) as src:
             yield from v1_tiles(offsets, src, bundle.key.row, bundle.key.col)
+
+    def tile_index(self, open_source: Opener, bundle: BundleFile) -> TileIndex:
+        """The ``.bundlx`` and the size words (see :func:`v1_tile_index`)."""
+        with _open_index(open_source, bundle.path) as index, open_source(bundle.path) as src:
+            return v1_tile_index(index, src, bundle.key)
 
 
 def _open_index(open_source: Opener, path: str) -> ByteSource:

@@ -20,6 +20,7 @@ from ..errors import CorruptBundle
 from ..models import BUNDLE_SIZE, BundleKey
 from .base import BundleFile, BundleIndex, StoredTile
 from .bytesource import ByteSource, Opener
+from .tile_index import TileIndex
 
 #: ``StorageFormat`` of ``conf.xml`` (``storageFormat`` of ``root.json``) for these bundles.
 STORAGE_FORMAT = "esriMapCacheStorageModeCompactV2"
@@ -227,8 +228,27 @@ def v2_tiles(src: ByteSource, first_row: int = 0, first_col: int = 0) -> Iterato
             yield StoredTile(row, col, chunk[SIZE_PREFIX:], damage)
 
 
+def v2_tile_index(src: ByteSource, key: BundleKey) -> TileIndex:
+    """Read and decode one V2 bundle's index into arrays of its own: each tile's size and the
+    offset of its bytes; -1 where an offset points inside the header and index.
+
+    Raises:
+        CorruptBundle: the bundle cannot be decoded.
+        BundleChanging: it changed while it was read.
+        OSError: it cannot be read.
+    """
+    scratch = Scratch()
+    sizes = read_v2_index(src, key, scratch).sizes
+    offsets = (index_entries(scratch.buffer) & _MASK).astype(np.int64)
+    offsets[(offsets < FIRST_TILE_OFFSET) & (sizes > 0)] = -1
+    return TileIndex(sizes, offsets)
+
+
 class CompactV2:
     """The Compact V2 codec of one reader, with its decoding arrays."""
+
+    #: A bundle is one file.
+    beside = False
 
     def __init__(self) -> None:
         self.scratch = Scratch()
@@ -246,3 +266,8 @@ class CompactV2:
         """The bundle's tiles in file order (see :func:`v2_tiles`)."""
         with open_source(bundle.path) as src:
             yield from v2_tiles(src, bundle.key.row, bundle.key.col)
+
+    def tile_index(self, open_source: Opener, bundle: BundleFile) -> TileIndex:
+        """The bundle's index in arrays of its own (see :func:`v2_tile_index`)."""
+        with open_source(bundle.path) as src:
+            return v2_tile_index(src, bundle.key)

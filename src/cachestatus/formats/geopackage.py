@@ -39,7 +39,7 @@ from typing import Any
 
 from ..errors import InvalidCacheConfig
 from ..models import LOD, Extent, SpatialReference, TilingScheme
-from .base import FileHead, read_head
+from .base import GRID_LIMIT, FileHead, read_head
 from .sqlite_db import (
     TileDatabase,
     WorkLimitExceeded,
@@ -49,7 +49,7 @@ from .sqlite_db import (
     sqlite_content,
     unreadable,
 )
-from .sqlite_tiles import GRID_LIMIT, MAX_LEVEL, SQLiteTileCache, grid_number, level_number
+from .sqlite_tiles import MAX_LEVEL, SQLiteTileCache, grid_number, level_number
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,15 @@ import numpy.typing as npt
 from ..errors import CorruptBundle, InvalidCacheConfig, UsageError
 from ..grid import RowT
 from ..models import BAD_TILE, BUNDLE_SIZE, BundleKey, Problem
-from .base import BundleFile, BundleIndex, LevelListing, Run, SingleFileCache, StoredTile, run_here
+from .base import (
+    BundleFile,
+    BundleIndex,
+    LevelListing,
+    Run,
+    SingleFileCache,
+    StoredTile,
+    run_here,
+)
 from .listed import BundleRows, KeysOnly, VirtualListing
 
 if TYPE_CHECKING:
@@ -48,8 +56,6 @@ MAX_RANGE_QUERIES = 256
 #: The highest zoom level read: a level of 2**30 x 2**30 tiles. Beyond it rows and columns
 #: outgrow what a status holds (32-bit ``bundleRow``, ``bundleCol``); no real cache goes there.
 MAX_LEVEL = 30
-#: Rows and columns of a level stay below this (a status stores them as 32-bit integers).
-GRID_LIMIT = 2**31
 
 #: Tiles with a bad address listed one by one per level; the others are counted.
 MAX_LISTED = 20

@@ -43,7 +43,6 @@ from ..grid import web_mercator_scheme
 from ..models import BAD_NAME, CORRUPT, BundleKey, Problem, Tile
 from .arcgis_cache import ArcGISFolderCache
 from .arcgis_folder import (
-    GRID_LIMIT,
     LAYERS_DIR,
     hex_number,
     is_folder,
@@ -52,7 +51,7 @@ from .arcgis_folder import (
     why_not_a_folder,
 )
 from .arcgis_layout import Layout, ObjectLayout
-from .base import BundleFile, LevelListing, Run, StoredTile, run_here
+from .base import GRID_LIMIT, BundleFile, LevelListing, Run, StoredTile, run_here
 from .bytesource import LocalFile, Opener, named_like, open_regular, read_exactly
 from .listed import Grouped, ListedTiles, VirtualListing, tile_sizes
 from .tilejson import (

@@ -1,0 +1,86 @@
+"""Decoded bundle indexes kept for reading single tiles (``read_tile``, ``presence``).
+
+A tile server asks for many tiles of one bundle in a burst: its index is decoded once and kept
+in a small least-recently-used cache (the way MapProxy and GeoWebCache keep bundle indexes),
+keyed by what changes when the bundle is rewritten (path, size and ``st_mtime_ns``, or the
+ETag of an object), so a rewritten bundle is decoded again. A scan never goes through here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+#: Decoded indexes a reader keeps: a Compact V2 index is 256 KiB decoded (sizes and offsets),
+#: so 64 of them stay under 20 MiB, and cover a screen of tiles at any zoom.
+KEPT_INDEXES = 64
+
+
+class TileIndex(NamedTuple):
+    """Where the tiles of one bundle are, as tile reads need it."""
+
+    #: Tile sizes in bytes, (128, 128), row-major; 0: no tile.
+    sizes: npt.NDArray[np.unsignedinteger[Any]]
+    #: Byte offset of each tile's stored bytes in the bundle's source, (128, 128); ``None`` for
+    #: readers that read a tile by its address (:meth:`~.base.CacheReader.read_stored` then
+    #: is never called).
+    offsets: npt.NDArray[np.int64] | None = None
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class IndexCache(Generic[K, V]):
+    """A thread-safe least-recently-used cache of values that are costly to make.
+
+    Threads asking at once for a value not yet kept make it once: the others wait for it. A
+    value that fails to be made (a corrupt bundle) is not kept: the next ask tries again.
+    """
+
+    def __init__(self, size: int = KEPT_INDEXES) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+        #: A lock per key being made, held while it is made.
+        self._making: dict[K, threading.Lock] = {}
+
+    def _kept(self, key: K) -> V | None:
+        """The value kept for ``key`` (now the most recently used); call with the lock held."""
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The value of ``key``: the kept one, or ``make()``'s, then kept."""
+        with self._lock:
+            found = self._kept(key)
+            if found is not None:
+                return found
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                found = self._kept(key)
+            if found is not None:
+                return found
+            try:
+                value = make()
+                with self._lock:
+                    self._items[key] = value
+                    while len(self._items) > self.size:
+                        self._items.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._making.pop(key, None)
+        return value
+
+    def clear(self) -> None:
+        """Forget every kept value."""
+        with self._lock:
+            self._items.clear()
