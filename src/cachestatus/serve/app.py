@@ -158,6 +158,8 @@ class App:
             return self._report("/".join(segments), query)
         if segments[0] == "xyz" and len(segments) == 4:
             return self._xyz(segments[1:], query, headers)
+        if segments == ["arcgis", "rest", "info"]:
+            return self._json(arcgis.info_json(), query)
         if tuple(segments[:3]) != SERVICES:
             return Answer.text(404, "not found: see / for the report, /arcgis/rest/services")
         rest = segments[3:]
