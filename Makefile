@@ -49,6 +49,7 @@ vendor-js:
 	cd js && npm ci --no-audit --no-fund && npm run build
 	cp js/node_modules/ol/ol.css $(REPORT_STATIC)/ol.css
 	cp js/node_modules/ol/LICENSE.md $(REPORT_STATIC)/LICENSE-openlayers.txt
+	node -p "require('./js/node_modules/ol/package.json').version" > $(REPORT_STATIC)/ol-version.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
