@@ -53,7 +53,7 @@
     return states.map(
       (name) =>
         new ol.Style({
-          fill: new ol.Fill({ color: rgba(config.colours[name], 0.45) }),
+          fill: new ol.Fill({ color: rgba(config.colours[name], 0.55) }),
           stroke: new ol.Stroke({ color: config.colours[name], width: 1.5 }),
         }),
     );
