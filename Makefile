@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 DEMO_CACHE = tests/data/esri/sample_cache
 DEMO_STATUS = $(VENV)/demo/Status.gdb
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean vendor-js
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_rebuild.py
 	$(BIN)/python benchmarks/bench_report.py
+
+## vendor-js: rebuild the OpenLayers bundle the HTML report embeds (needs Node and npm; the
+## built files are committed, so neither users nor CI need them)
+REPORT_STATIC = src/cachestatus/report/static
+vendor-js:
+	cd js && npm ci --no-audit --no-fund && npm run build
+	cp js/node_modules/ol/ol.css $(REPORT_STATIC)/ol.css
+	cp js/node_modules/ol/LICENSE.md $(REPORT_STATIC)/LICENSE-openlayers.txt
+	node -p "require('./js/node_modules/ol/package.json').version" > $(REPORT_STATIC)/ol-version.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

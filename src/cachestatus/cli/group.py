@@ -18,7 +18,7 @@ from .context import Context, PlainFormatter
 
 # Each command lives in the module of its name and is imported when it runs (or for help), so a
 # run loads only its own command's options and the operations they need.
-COMMANDS = ("info", "rebuild", "report", "missing", "verify", "summary", "delete", "serve")
+COMMANDS = ("info", "rebuild", "report", "missing", "verify", "summary", "html", "serve", "delete")
 
 
 class CommandGroup(click.Group):

@@ -1,0 +1,161 @@
+"""``cachestatus html``: the stored status of a cache as one self-contained HTML file, with the
+cache's own coarse tiles as the map's background."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotOurs, UsageError
+from ..request import CacheSource
+from ..store import read_status
+from .background import DEFAULT_BUDGET, Background, background_tiles
+from .data import STATES, level_bundles, page_data
+from .page import GENERATOR, render_page
+
+#: ``TaskStatus`` rows a page embeds per level, at most (about 60 bytes each): a national
+#: cache's finest level keeps its problem and partial bundles first, MISSING ones last (its
+#: MissingAreas still show them).
+MAX_EMBEDDED_ROWS = 100_000
+#: Which rows a capped level keeps first: problems, then partial, complete, empty, missing.
+_PRIORITY = ("CORRUPT", "IN_PROGRESS", "PARTIAL", "COMPLETE", "EMPTY", "MISSING")
+#: The ``--background`` choices.
+BACKGROUNDS = ("tiles", "none")
+
+
+@dataclass(frozen=True)
+class HtmlResult:
+    """What ``cachestatus html`` wrote."""
+
+    path: Path
+    size: int
+    levels: list[int]
+    background_levels: list[int]
+    background_tiles: int
+    background_bytes: int
+    bundles_embedded: int
+    bundles_total: int
+    problems: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``--json`` document (keys may be added, never renamed)."""
+        return {
+            "path": str(self.path),
+            "bytes": self.size,
+            "levels": self.levels,
+            "background_levels": self.background_levels,
+            "background_tiles": self.background_tiles,
+            "background_bytes": self.background_bytes,
+            "bundles_embedded": self.bundles_embedded,
+            "bundles_total": self.bundles_total,
+            "problems": self.problems,
+        }
+
+
+def capped(bundles: dict[str, Any], limit: int) -> dict[str, Any]:
+    """One level's columns (:func:`~.data.level_bundles`) with at most ``limit`` rows, those
+    of :data:`_PRIORITY` first, in their stored order, and a ``note`` saying what was left out."""
+    count = bundles["count"]
+    if count <= limit:
+        return bundles
+    rank = [_PRIORITY.index(state) for state in STATES]
+    order = sorted(range(count), key=lambda i: rank[bundles["status"][i]])
+    kept = sorted(order[:limit])
+    columns = {
+        name: [values[i] for i in kept]
+        for name, values in bundles.items()
+        if isinstance(values, list) and len(values) == count
+    }
+    renumbered = {
+        str(j): bundles["detail"][str(i)] for j, i in enumerate(kept) if str(i) in bundles["detail"]
+    }
+    note = (
+        f"{limit:,} of {count:,} bundles of level {bundles['level']} embedded "
+        f"({', '.join(_PRIORITY[:-1])} first); MissingAreas show the missing tiles"
+    )
+    return {**bundles, **columns, "detail": renumbered, "note": note}
+
+
+def _output(store: Path, out: str | os.PathLike[str] | None) -> Path:
+    """Where the page goes: ``out``, else ``<store stem>.html`` beside the store. A file there
+    is replaced only when an earlier page wrote it."""
+    path = Path(out) if out is not None else store.with_suffix(".html")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; give --out a file name")
+    if path.exists():
+        with path.open("rb") as existing:
+            head = existing.read(4096)
+        if GENERATOR.encode() not in head:
+            raise NotOurs(
+                f"{path}: exists and is not a page cachestatus wrote; choose another --out"
+            )
+    return path
+
+
+def write_html(
+    source: CacheSource,
+    status: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    levels: Sequence[int] | None = None,
+    background: str = "tiles",
+    budget: int = DEFAULT_BUDGET,
+    title: str | None = None,
+    max_rows: int = MAX_EMBEDDED_ROWS,
+) -> HtmlResult:
+    """Write the report page of ``source``'s stored status (see :func:`render_page`).
+
+    Args:
+        source: the cache.
+        status: the status store (default: the cache's own, as ``summary`` finds it).
+        out: the page's path (default: ``<store stem>.html`` beside the store).
+        levels: only these levels (default: every level of the store).
+        background: ``tiles`` (stored tiles of whole coarse levels) or ``none``.
+        budget: stored bytes of background tiles, at most.
+        title: the page's title.
+        max_rows: ``TaskStatus`` rows embedded per level, at most.
+
+    Raises:
+        StatusNotFound: there is no status store (run ``cachestatus rebuild`` first).
+        UsageError: an unknown background, or an output that is a folder.
+        NotOurs: the output exists and is not a page cachestatus wrote.
+    """
+    from ..operations import _existing_store
+
+    if background not in BACKGROUNDS:
+        raise UsageError(f"--background {background!r}: use one of {', '.join(BACKGROUNDS)}")
+    with source.open() as reader:
+        store = _existing_store(reader, status)
+        data = page_data(store, reader, levels=levels)
+        target = _output(store, out)
+        embedded = {
+            level: capped(level_bundles(store, level), max_rows)
+            for level in sorted({*data["bundleLevels"], *data["areaLevels"]})
+        }
+        tiles = Background(note="none asked for (--background none)")
+        if background == "tiles":
+            tiles = background_tiles(reader, budget, read_status(store).levels)
+    notes = tuple(b["note"] for b in embedded.values() if "note" in b)
+    page = render_page(data, bundles=embedded, background=tiles, title=title, notes=notes)
+    encoded = page.encode("utf-8")
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        temporary.write_bytes(encoded)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return HtmlResult(
+        path=target,
+        size=len(encoded),
+        levels=[row["level"] for row in data["levels"]],
+        background_levels=list(tiles.levels),
+        background_tiles=len(tiles.tiles),
+        background_bytes=tiles.stored_bytes,
+        bundles_embedded=sum(len(b["row"]) for b in embedded.values()),
+        bundles_total=sum(b["count"] for b in embedded.values()),
+        problems=len(data["problems"]),
+    )

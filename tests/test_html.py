@@ -1,0 +1,272 @@
+"""``cachestatus html`` without a browser: what the page holds, against the store read with GDAL
+(pyogrio) and the tiles MapProxy wrote."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cachestatus.cli import main
+from cachestatus.report import (
+    Background,
+    background_tiles,
+    level_bundles,
+    page_data,
+    parse_budget,
+    render_page,
+)
+from cachestatus.report.charts import CHARTS
+from cachestatus.report.html import capped
+from tests.report_cache import CORRUPT_BUNDLE, MISSING_BUNDLE, ReportCache, report_cache
+from tests.status_rows import task_rows
+
+
+def run(*args: object) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> ReportCache:
+    return report_cache(tmp_path_factory.mktemp("report"))
+
+
+def write(built: ReportCache, out: Path, *extra: object) -> dict[str, object]:
+    code, stdout, stderr = run(
+        "html", built.cache, "--status", built.status, "--out", out, "--json", *extra
+    )
+    assert code == 0, stderr
+    doc: dict[str, object] = json.loads(stdout)
+    return doc
+
+
+def blob(page: str, name: str) -> dict[str, object]:
+    found = re.search(rf'<script type="application/json" id="{name}">(.*?)</script>', page, re.S)
+    assert found is not None
+    value: dict[str, object] = json.loads(found.group(1))
+    return value
+
+
+def outside_licence(page: str) -> str:
+    """The page without the OpenLayers licence (in the footer and in a comment)."""
+    page = re.sub(r'<pre class="licence">.*?</pre>', "", page, flags=re.S)
+    return re.sub(r"<!--\nOpenLayers.*?-->", "", page, flags=re.S)
+
+
+def test_the_page_is_the_same_each_time_and_json_says_what_it_holds(built, tmp_path):
+    first = write(built, tmp_path / "a.html")
+    second = write(built, tmp_path / "b.html")
+    assert (tmp_path / "a.html").read_bytes() == (tmp_path / "b.html").read_bytes()
+    rows = task_rows(built.status, ["levelID"])
+    assert first["bytes"] == (tmp_path / "a.html").stat().st_size
+    assert first["bundles_total"] == first["bundles_embedded"] == len(rows)
+    assert first["levels"] == list(range(10)) and first["problems"] == 1
+    assert {k: v for k, v in first.items() if k != "path"} == {
+        k: v for k, v in second.items() if k != "path"
+    }
+
+
+def test_the_page_holds_every_row_of_every_level_and_its_problems(built, tmp_path):
+    import shapely
+
+    write(built, tmp_path / "page.html")
+    page = (tmp_path / "page.html").read_text()
+    embedded = blob(page, "cachestatus-data")
+    rows = task_rows(built.status, ["levelID", "bundleRow", "bundleCol", "status", "tilesPresent"])
+    seen = {}
+    for level, columns in embedded["bundles"].items():
+        for i in range(columns["count"]):
+            key = (int(level), columns["row"][i], columns["col"][i])
+            seen[key] = (columns["states"][columns["status"][i]], columns["tilesPresent"][i])
+    assert seen == {
+        (r["levelID"], r["bundleRow"], r["bundleCol"]): (r["status"], r["tilesPresent"])
+        for r in rows.values()
+    }
+    problems = embedded["page"]["problems"]
+    assert [(p["kind"], p["bundle"]) for p in problems] == [("CORRUPT", CORRUPT_BUNDLE)]
+    stored = task_rows(built.status, ["bundleName"], geometry=True)[CORRUPT_BUNDLE]["wkb"]
+    assert problems[0]["extent"] == pytest.approx(list(shapely.from_wkb(stored).bounds), abs=1e-6)
+    assert MISSING_BUNDLE not in {p["bundle"] for p in problems}
+
+
+def test_rectangles_are_the_stored_polygons(built):
+    import shapely
+
+    columns = level_bundles(built.status, 8)
+    stored = task_rows(built.status, ["bundleName"], geometry=True)
+    for i in range(columns["count"]):
+        name = f"L08/R{columns['row'][i]:04x}C{columns['col'][i]:04x}"
+        bounds = shapely.from_wkb(stored[name]["wkb"]).bounds
+        unit, x0, y0 = columns["unit"], columns["x0"], columns["y0"]
+        drawn = (
+            x0 + unit * columns["xmin"][i],
+            y0 + unit * columns["ymin"][i],
+            x0 + unit * columns["xmax"][i],
+            y0 + unit * columns["ymax"][i],
+        )
+        assert drawn == pytest.approx(bounds, abs=unit)
+    assert columns["missing"]["features"][0]["properties"]["level"] == 8
+
+
+def test_the_background_is_the_stored_tiles_of_whole_levels_within_the_budget(built, tmp_path):
+    level_bytes = [
+        sum(len(d) for (lv, _, _), d in built.tiles.items() if lv == n) for n in range(4)
+    ]
+    budget = sum(level_bytes[:3]) + level_bytes[3] // 2  # levels 0-2 fit, level 3 does not
+    doc = write(built, tmp_path / "page.html", "--background-budget", budget)
+    assert doc["background_levels"] == [0, 1, 2]
+    assert doc["background_bytes"] == sum(level_bytes[:3]) <= budget
+    tiles = blob((tmp_path / "page.html").read_text(), "cachestatus-data")["background"]["tiles"]
+    expected = {f"{lv}/{r}/{c}": d for (lv, r, c), d in built.tiles.items() if lv < 3}
+    assert tiles.keys() == expected.keys()
+    for key, uri in tiles.items():
+        media, encoded = uri.split(";base64,")
+        assert media == "data:image/png" and base64.b64decode(encoded) == expected[key]
+    assert "level 3 and finer would exceed" in (tmp_path / "page.html").read_text()
+
+
+def test_no_background_and_a_budget_too_small_for_the_first_level(built, tmp_path):
+    assert write(built, tmp_path / "a.html", "--background", "none")["background_tiles"] == 0
+    doc = write(built, tmp_path / "b.html", "--background-budget", "10B")
+    assert doc["background_levels"] == [] and doc["background_tiles"] == 0
+    assert "level 0 alone exceeds" in (tmp_path / "b.html").read_text()
+
+
+def test_no_address_outside_the_licence_text(built, tmp_path):
+    write(built, tmp_path / "page.html")
+    page = (tmp_path / "page.html").read_text()
+    assert re.findall(r"https?://", outside_licence(page)) == []
+    assert "<script src" not in page and "<link" not in page
+
+
+def test_a_script_end_in_a_path_or_detail_ends_nothing():
+    cache = "/a/</script><script>alert(1)</script><!--"
+    page = render_page(_minimal(cache))
+    assert page.count("</script>") == page.count("<script")
+    assert blob(page, "cachestatus-data")["page"]["header"]["cache"] == cache
+
+
+def test_nan_never_reaches_the_page(built):
+    data = page_data(built.status)
+    data["levels"][0]["percentComplete"] = math.nan
+    with pytest.raises(ValueError, match="JSON compliant"):
+        render_page(data)
+    text = json.dumps(page_data(built.status), allow_nan=False)  # the store's nulls are None
+    assert "NaN" not in text
+
+
+def test_a_level_past_the_cap_keeps_its_problems_and_says_so(built):
+    columns = level_bundles(built.status, 8)
+    kept = capped(columns, 2)
+    assert kept["count"] == 4 and len(kept["row"]) == 2
+    states = [kept["states"][s] for s in kept["status"]]
+    assert states[0] in ("CORRUPT", "PARTIAL") and "CORRUPT" in states
+    assert "2 of 4 bundles of level 8 embedded" in kept["note"]
+    assert capped(columns, 4) is columns
+
+
+def test_svg_bars_are_levels_times_charts(built, tmp_path):
+    write(built, tmp_path / "page.html")
+    page = (tmp_path / "page.html").read_text()
+    levels = {row["levelID"] for row in _level_rows(built.status)}
+    assert page.count('<rect class="bar"') == len(levels) * len(CHARTS)
+    percent = re.findall(r'<rect class="bar" data-level="(\d+)" data-value="([\d.e+]+)"', page)
+    drawn = {int(level): float(value) for level, value in percent[: len(levels)]}
+    assert drawn == {
+        r["levelID"]: pytest.approx(r["percentComplete"], rel=1e-4)
+        for r in _level_rows(built.status)
+    }
+
+
+def test_levels_limit_the_table_and_the_bundles(built, tmp_path):
+    doc = write(built, tmp_path / "page.html", "--levels", "0-3")
+    assert doc["levels"] == [0, 1, 2, 3] and doc["bundles_total"] == 4 and doc["problems"] == 0
+
+
+def test_without_a_store_it_exits_2_naming_rebuild(built, tmp_path):
+    code, _, err = run("html", built.cache, "--status", tmp_path / "none.gdb")
+    assert code == 2 and "cachestatus rebuild" in err
+
+
+def test_it_replaces_its_own_page_and_no_other_file(built, tmp_path):
+    (tmp_path / "notes.html").write_text("<p>mine</p>")
+    code, _, err = run(
+        "html", built.cache, "--status", built.status, "--out", tmp_path / "notes.html"
+    )
+    assert code == 2 and "not a page cachestatus wrote" in err
+    assert (tmp_path / "notes.html").read_text() == "<p>mine</p>"
+    write(built, tmp_path / "page.html")
+    write(built, tmp_path / "page.html")
+
+
+def test_the_default_page_goes_beside_the_store(built, tmp_path):
+    code, _, err = run("html", built.cache, "--status", built.status)
+    assert code == 0 and (built.status.with_suffix(".html")).is_file()
+    assert str(built.status.with_suffix(".html")) in err
+
+
+def test_budgets_read_as_sizes():
+    assert parse_budget("3MB") == 3_000_000 and parse_budget("500kB") == 500_000
+    assert parse_budget("2MiB") == 2 * 1024**2 and parse_budget("1000") == 1000
+    with pytest.raises(Exception, match="not a size"):
+        parse_budget("lots")
+
+
+def test_a_live_page_embeds_nothing_and_names_its_endpoints(built):
+    from cachestatus import open_cache
+
+    with open_cache(built.cache) as reader:
+        data = page_data(built.status, reader)
+        tiles = background_tiles(reader, 10**9)
+    page = render_page(data, live=True, tile_url="tile/{z}/{y}/{x}", api_base="api/")
+    config = blob(page, "cachestatus-config")
+    assert config["live"] is True and config["tileUrl"] == "tile/{z}/{y}/{x}"
+    assert blob(page, "cachestatus-data") == {}
+    assert "data:image" not in page
+    assert isinstance(tiles, Background) and len(tiles.tiles) == len(built.tiles) - 1
+
+
+def _level_rows(status: Path) -> list[dict[str, object]]:
+    from pyogrio.raw import read
+
+    meta, _, _, values = read(str(status), layer="LevelStatus", read_geometry=False)
+    columns = {name: v.tolist() for name, v in zip(meta["fields"], values, strict=True)}
+    return [{name: columns[name][i] for name in columns} for i in range(len(columns["levelID"]))]
+
+
+def _minimal(cache: str) -> dict[str, object]:
+    return {
+        "header": {
+            "cache": cache,
+            "format": "compact-v2",
+            "status": "Status.gdb",
+            "crs": {"code": "EPSG:3857", "units": "m", "label": "EPSG:3857"},
+            "tileSize": [256, 256],
+            "tileFormat": "PNG",
+            "lods": 0,
+            "job": None,
+            "version": "0",
+        },
+        "totals": {
+            "bundles": 0,
+            "tilesExpected": 0,
+            "tilesPresent": 0,
+            "tilesStray": 0,
+            "tileBytes": 0,
+            "percentComplete": None,
+            "states": {},
+        },
+        "levels": [],
+        "problems": [],
+        "grid": None,
+        "extent": None,
+        "bundleLevels": [],
+        "areaLevels": [],
+        "states": [],
+    }
