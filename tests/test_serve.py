@@ -435,3 +435,29 @@ def test_blank_tiles_and_names(tmp_path):
     bad = serving([str(SAMPLE_CACHE), "--name", "no/slashes"])
     with pytest.raises(AssertionError, match="exited with 2"), bad:
         pass
+
+
+def test_the_live_report_page_and_its_json(tmp_path):
+    from cachestatus import operations
+    from tests.status_rows import task_rows
+
+    store = tmp_path / "sample.Status.gpkg"
+    with serving([str(SAMPLE_CACHE), "--status", str(store)]) as server:
+        absent = fetch(server.page)
+        assert absent.status == 404 and b"cachestatus rebuild" in absent.body
+        operations.rebuild(SAMPLE_CACHE, store, workers=1)  # while serving: shown at once
+        page = fetch(server.page)
+        assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+        assert b"arcgis/rest/services/sample_cache/MapServer/tile/{z}/{y}/{x}" in page.body
+        data = fetch(f"{server.base}/api/page").json()
+        stored = task_rows(store, ["levelID", "status"])
+        levels = sorted({row["levelID"] for row in stored.values()})
+        for level in levels:
+            bundles = fetch(f"{server.base}/api/bundles?level={level}").json()
+            assert bundles["count"] == sum(r["levelID"] == level for r in stored.values())
+            states = sorted(bundles["states"][i] for i in bundles["status"])
+            assert states == sorted(r["status"] for r in stored.values() if r["levelID"] == level)
+        assert {row["level"] for row in data["levels"]} >= set(levels)
+        assert fetch(f"{server.base}/api/bundles").status == 400
+        assert fetch(f"{server.base}/api/bundles?level=x").status == 400
+        assert fetch(f"{server.base}/api/other").status == 404

@@ -324,7 +324,27 @@ class App:
     # --- The report page ----------------------------------------------------------------------
 
     def _report(self, route: str, query: Mapping[str, str]) -> Answer:
-        del query
-        return Answer.text(
-            404, f"/{route[:80]}: the report page is not part of this build of cachestatus"
-        )
+        """The live report page, ``api/page`` and ``api/bundles?level=N``: the stored status
+        as it is now (a rebuild while serving shows on the next request)."""
+        from ..operations import _existing_store
+        from ..report import level_bundles, page_data, render_page
+
+        if route not in ("report", "api/page", "api/bundles"):
+            return Answer.text(404, f"not found: /{route[:80]}")
+        store = _existing_store(self.reader, self.status)
+        if not store.exists():
+            return Answer.text(
+                404,
+                f"no status store at {store}: run cachestatus rebuild on the cache (or serve "
+                "with --status) for the report page; the tiles are served without one",
+            )
+        if route == "api/bundles":
+            if "level" not in query:
+                raise BadRequest("api/bundles needs ?level=N")
+            return Answer.json(level_bundles(store, decimal(query["level"], "level")))
+        data = page_data(store, self.reader)
+        if route == "api/page":
+            return Answer.json(data)
+        tiles = f"{self._service_path.lstrip('/')}/tile/{{z}}/{{y}}/{{x}}"
+        page = render_page(data, live=True, tile_url=tiles, api_base="api/")
+        return Answer(200, page.encode(), "text/html; charset=utf-8")
