@@ -14,7 +14,10 @@ import json
 import math
 import random
 import shutil
+import socket
 import struct
+import subprocess
+import sys
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -26,7 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cachestatus import formats, open_cache
+from cachestatus import formats, open_cache, operations
 from cachestatus.formats.base import CacheReader
 from cachestatus.serve.app import App
 from cachestatus.serve.server import Server
@@ -35,6 +38,7 @@ from tests.builders import WORLD, build
 from tests.helpers import SAMPLE_CACHE, conf_xml, mapproxy_v2_cache
 from tests.serving import UTM_EXTENT, UTM_ORIGIN, UTM_RESOLUTIONS, png_tile, serving, utm_cache
 from tests.serving import utm_tiles as make_utm_tiles
+from tests.status_rows import task_rows
 
 WMTS = "{http://www.opengis.net/wmts/1.0}"
 OWS = "{http://www.opengis.net/ows/1.1}"
@@ -438,9 +442,6 @@ def test_blank_tiles_and_names(tmp_path):
 
 
 def test_the_live_report_page_and_its_json(tmp_path):
-    from cachestatus import operations
-    from tests.status_rows import task_rows
-
     store = tmp_path / "sample.Status.gpkg"
     with serving([str(SAMPLE_CACHE), "--status", str(store)]) as server:
         absent = fetch(server.page)
@@ -461,3 +462,27 @@ def test_the_live_report_page_and_its_json(tmp_path):
         assert fetch(f"{server.base}/api/bundles").status == 400
         assert fetch(f"{server.base}/api/bundles?level=x").status == 400
         assert fetch(f"{server.base}/api/other").status == 404
+
+
+def test_a_port_in_use_is_a_usage_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cachestatus.cli",
+                "serve",
+                str(SAMPLE_CACHE),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert done.stderr.count("\n") == 1
