@@ -123,7 +123,7 @@ class App:
     service: Service
     status: Path | None = None
     blank_tiles: bool = False
-    _blank: bytes = b""
+    _blank: bytes = field(init=False, default=b"")
 
     def __post_init__(self) -> None:
         if self.blank_tiles:
@@ -134,7 +134,8 @@ class App:
 
     def answer(self, target: str, headers: Mapping[str, str], base: str) -> Answer:
         """The answer to a GET (or HEAD) of ``target`` (the request's path and query), with
-        the request's ``headers`` (names in lower case); ``base`` is the server's own URL (``http://host:port``).
+        the request's ``headers`` (names in lower case); ``base`` is the server's own URL
+        (``http://host:port``), for the documents that name it.
 
         Malformed numbers and parameters answer 400, unknown paths 404; a corrupt bundle
         answers its tiles 500 with one line, and a line in the log.

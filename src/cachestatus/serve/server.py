@@ -99,6 +99,7 @@ class Handler(BaseHTTPRequestHandler):
         if answer.status != 304:
             self.send_header("Content-Type", answer.media_type)
         self.send_header("Content-Length", str(len(answer.body)))
+        self.send_header("X-Content-Type-Options", "nosniff")  # text echoing a URL stays text
         origin = self._allowed_origin()
         if origin is not None:
             self.send_header("Access-Control-Allow-Origin", origin)
