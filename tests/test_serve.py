@@ -224,6 +224,12 @@ def test_wmts_capabilities_of_a_custom_scheme(utm):
         assert box.findtext(f"{OWS}LowerCorner") == f"{xmin!r} {ymin!r}"
         template = layer.find(f"{WMTS}ResourceURL")
         assert template is not None and template.get("template", "").startswith(url + "/WMTS/")
+        # URLs name the host the client asked for; a Host header that is not one is not echoed.
+        path = urlsplit(url).path
+        proxied = fetch(url + "/WMTS/1.0.0/WMTSCapabilities.xml", Host="tiles.example:81").body
+        assert f'template="http://tiles.example:81{path}/WMTS/tile/'.encode() in proxied
+        hostile = fetch(url + "/WMTS/1.0.0/WMTSCapabilities.xml", Host='x"><a b="').body
+        assert b"<a b" not in hostile and ET.fromstring(hostile) is not None
 
 
 def test_wmts_capabilities_of_web_mercator():
