@@ -29,7 +29,6 @@ from ..storage.location import parse_location
 from ..values import as_path
 from .arcgis_cache import CompactV1Cache, CompactV2Cache
 from .base import (
-    ZIP_LOCAL_HEADER,
     BundleFile,
     BundleIndex,
     CacheReader,
@@ -39,6 +38,7 @@ from .base import (
     read_head,
     run_here,
 )
+from .bytesource import ZIP_LOCAL_HEADER
 from .geopackage import GeoPackageTiles
 from .mbtiles import MBTiles
 from .pmtiles import PMTilesCache

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
-from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
+from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BundleKey, Extent, Problem, TilingScheme
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
 from .arcgis_folder import CDI_NAMES, LAYERS_DIR, find_conf, shown
@@ -175,16 +175,10 @@ class ArcGISCache(CacheReader):
         return self._codec.tile_index(self.layout.opener(bundle), bundle)
 
     def read_stored(self, bundle: BundleFile, offset: int, size: int) -> bytes:
-        """One read of the bundle's source, once it is known to be the bundle found."""
-        with self.layout.opener(bundle)(bundle.path) as src:
-            if bundle.stamp is not None and src.version.stamp != bundle.stamp:
-                raise BundleChanging("rewritten since its index was read")
-            data = src.read(offset, size)
+        """One read of the bundle's bytes (:meth:`~.arcgis_layout.Layout.read_range`)."""
+        data = self.layout.read_range(bundle, offset, size)
         if len(data) != size:
-            raise CorruptBundle(
-                f"the file ends inside a tile (offset {offset:,}, size {size:,}, "
-                f"{src.size:,} bytes)"
-            )
+            raise CorruptBundle(f"the file ends inside a tile (offset {offset:,}, size {size:,})")
         return data
 
 

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import BundleChanging
 from ..models import CORRUPT, BundleKey, Problem
 from .arcgis_conf import read_config, read_config_file
 from .arcgis_folder import (
@@ -91,6 +92,19 @@ class Layout(ABC):
         """What opens the files of ``bundle`` (itself, its ``.bundlx``) in any process:
         :meth:`open`, for the layouts whose paths say all."""
         return self.open
+
+    def read_range(self, bundle: BundleFile, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` of ``bundle`` (one tile), fewer only where it ends.
+
+        Raises:
+            BundleChanging: the bundle is no longer the one :meth:`find_bundle` found.
+            CorruptBundle: it cannot be read as stored.
+            OSError: it cannot be read.
+        """
+        with self.opener(bundle)(bundle.path) as src:
+            if bundle.stamp is not None and src.version.stamp != bundle.stamp:
+                raise BundleChanging("rewritten since its index was read")
+            return src.read(offset, size)
 
     @abstractmethod
     def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
@@ -177,6 +191,8 @@ class ZipLayout(Layout):
     def __init__(self, archive: ZipArchive, prefix: str = "") -> None:
         self.archive = archive
         self.prefix = prefix
+        #: Where the members tiles were read from start in the package (``None``: compressed).
+        self._stored: dict[str, int | None] = {}
         #: The file names in each folder of the zip, and the folders in each folder.
         self._files: dict[str, list[str]] = {}
         self._folders: dict[str, set[str]] = {}
@@ -217,6 +233,17 @@ class ZipLayout(Layout):
     def open(self, path: str) -> ByteSource:
         """The member a ``<zip path>!<member name>`` path names."""
         return self.archive.member(path[len(f"{self.archive.path}!") :])
+
+    def read_range(self, bundle: BundleFile, offset: int, size: int) -> bytes:
+        """Straight from the package for a member stored as is (most packages' bundles): a
+        member read through :mod:`zipfile` is read from its start up to ``offset``."""
+        name = bundle.path[len(f"{self.archive.path}!") :]
+        start = self._stored.get(name, -1)
+        if start == -1:
+            start = self._stored[name] = self.archive.stored_at(name)
+        if start is None:
+            return super().read_range(bundle, offset, size)
+        return self.archive.read_package(start + offset, size)
 
     def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
         """From the zip's member list: the member's size, the package's stamp as opened."""

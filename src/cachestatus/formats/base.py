@@ -31,7 +31,7 @@ from ..errors import BundleChanging, CorruptBundle, ScaleNotInCache, Unsupported
 from ..grid import bundle_range, bundles_of_range
 from ..models import BundleKey, Extent, Problem, Tile, TileRange, TilingScheme
 from ..storage.location import Location
-from .bytesource import open_regular, read_exactly
+from .bytesource import ZIP_LOCAL_HEADER, open_regular, read_exactly
 from .spec import CacheSpec
 from .tile_index import IndexCache, TileIndex
 
@@ -406,8 +406,7 @@ class CacheReader(ABC):
                 tile's bytes cannot be read as its index says.
             OSError: the bundle cannot be read.
         """
-        rows, cols = self.grid_size(level) if level in self.scheme.levels else (0, 0)
-        if not (0 <= row < rows and 0 <= col < cols):
+        if not self.holds_tile(level, row, col):
             return None
         key = BundleKey.of_tile(Tile(level, row, col))
         r, c = row - key.row, col - key.col
@@ -427,6 +426,11 @@ class CacheReader(ABC):
                 if attempt:  # rewritten twice while one tile was read: a job is at work
                     raise
         raise AssertionError("unreachable")
+
+    def holds_tile(self, level: int, row: int, col: int) -> bool:
+        """Whether ``level`` is a LOD of the cache and (``row``, ``col``) lies on its grid."""
+        rows, cols = self.grid_size(level) if level in self.scheme.levels else (0, 0)
+        return 0 <= row < rows and 0 <= col < cols
 
     def _tile_of_bundle(self, bundle: BundleFile, row: int, col: int) -> bytes | None:
         """Tile (``row``, ``col``) of ``bundle`` found among :meth:`read_tiles`' (for readers
@@ -521,7 +525,6 @@ HEAD_BYTES = 4096
 _ZIP_TAIL = 22 + 65_535 + 20
 #: At most this many bytes of a zip's central directory are read to learn its members' names.
 ZIP_NAMES_BYTES = 64 * 1024
-ZIP_LOCAL_HEADER = b"PK\x03\x04"
 _ZIP_END = b"PK\x05\x06"  # end of central directory: u16 at 10 entries, u32 at 12 size, 16 offset
 _ZIP64_LOCATOR = b"PK\x06\x07"  # u64 at 8: offset of the ZIP64 end record
 _ZIP64_END = b"PK\x06\x06"  # u64 at 40: size of the central directory, at 48: its offset

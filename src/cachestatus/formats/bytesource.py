@@ -18,6 +18,7 @@ import errno
 import io
 import os
 import stat
+import struct
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
@@ -43,6 +44,13 @@ ZIP_BUFFER = 131_136 + 4096
 #: that ends early; RuntimeError for an encrypted member, NotImplementedError (a RuntimeError)
 #: for an unknown compression method.
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError)
+#: A zip's local file header: 30 bytes, the lengths of the name and the extra field (u16) at 26.
+_ZIP_LOCAL_HEADER_SIZE = 30
+_ZIP_LOCAL_LENGTHS = struct.Struct("<HH")
+#: The signature a zip (its first local file header) starts with.
+ZIP_LOCAL_HEADER = b"PK\x03\x04"
+#: The general purpose flag of an encrypted member.
+_ZIP_ENCRYPTED = 0x1
 
 
 def not_a_file(mode: int, directory: str = "a directory") -> str:
@@ -356,6 +364,45 @@ class ZipArchive:
         if info is None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), f"{self.path}!{name}")
         return ZipMember(self, info)
+
+    def stored_at(self, name: str) -> int | None:
+        """Where the bytes of member ``name`` start in the package when it is stored as is
+        (not compressed, not encrypted): they are then read at any offset straight from the
+        package (:meth:`read_package`), never from the member's start. ``None`` for any other
+        member.
+
+        Raises:
+            FileNotFoundError: the zip has no such member.
+            CorruptBundle: the member's local header is not where the directory says.
+        """
+        info = self.entries.get(name)
+        if info is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), f"{self.path}!{name}")
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & _ZIP_ENCRYPTED:
+            return None
+        header = self.read_package(info.header_offset, _ZIP_LOCAL_HEADER_SIZE)
+        if len(header) != _ZIP_LOCAL_HEADER_SIZE or header[:4] != ZIP_LOCAL_HEADER:
+            raise CorruptBundle(
+                f"the zip entry's local header is not at byte {info.header_offset:,}"
+            )
+        name_length, extra_length = _ZIP_LOCAL_LENGTHS.unpack_from(header, 26)
+        start: int = info.header_offset + _ZIP_LOCAL_HEADER_SIZE + name_length + extra_length
+        return start
+
+    def read_package(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` of the package itself, fewer only where it ends; safe
+        from many threads (a local package is opened for each read).
+
+        Raises:
+            BundleChanging: the package changed since it was opened.
+            OSError: it cannot be read.
+        """
+        if self._source is not None:
+            return self._source.read(offset, length)
+        with LocalFile(str(self.path)) as package:
+            if package.version != self.version:
+                raise _changed(self.version, package.version)
+            return package.read(offset, length)
 
     def close(self) -> None:
         """Close the zip (and the source it was read from); the archive then refuses to read."""

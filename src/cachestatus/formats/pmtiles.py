@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ from .base import (
 from .bytesource import ByteSource, Version
 from .listed import NoBundles, VirtualListing
 from .remote_file import RemoteFile
+from .tile_index import TileIndex
 from .tilejson import load_json, tile_size
 
 HEADER_SIZE = 127
@@ -729,6 +731,9 @@ class PMTilesCache(RemoteFile):
         self._extent = declared_extent(h.bounds)
         #: Every directory's runs, read once (:meth:`_load`).
         self._directories: Directories | None = None
+        #: The runs of each zoom tiles are read from, clipped once (:meth:`_zoom_runs`).
+        self._zoom_runs_kept: dict[int, ZoomRuns] = {}
+        self._zoom_lock = threading.Lock()
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[ByteSource]:
@@ -930,6 +935,58 @@ class PMTilesCache(RemoteFile):
                         data, damage = _tile_body(data, h.tile_compression)
                     last = (offset, size)
                 yield StoredTile(row, col, data, damage)
+
+    def grid_size(self, level: int) -> tuple[int, int]:
+        """The zoom's 2**level rows and columns."""
+        return 1 << level, 1 << level
+
+    def _zoom_runs(self, level: int) -> ZoomRuns:
+        """:meth:`_zoom` of ``level``, made once (by one thread) and kept."""
+        with self._zoom_lock:
+            runs = self._zoom_runs_kept.get(level)
+            if runs is None:
+                runs = self._zoom_runs_kept[level] = self._zoom(level)
+            return runs
+
+    def find_bundle(self, key: BundleKey) -> BundleFile | None:
+        """The virtual bundle ``key`` when runs of its zoom reach into it (or its leaf
+        directory is broken), carrying the zoom's runs."""
+        runs = self._zoom_runs(key.level)
+        _, _, i0, i1 = runs._span(key)
+        if i0 >= i1 and key not in runs.broken:
+            return None
+        return BundleFile(key, f"{self.where}#{key.label}", payload=runs)
+
+    def tile_index(self, bundle: BundleFile) -> TileIndex:
+        """The sizes of the bundle's tiles and their offsets in the tile data section.
+
+        Raises:
+            CorruptBundle: the leaf directory listing the bundle's first tile is broken.
+        """
+        key = bundle.key
+        tiles = _runs_of(bundle).tiles(key)
+        sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
+        offsets = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.int64)
+        sizes[tiles[:, 0] - key.row, tiles[:, 1] - key.col] = tiles[:, 2]
+        offsets[tiles[:, 0] - key.row, tiles[:, 1] - key.col] = tiles[:, 3]
+        return TileIndex(sizes, offsets)
+
+    def read_stored(self, bundle: BundleFile, offset: int, size: int) -> bytes:
+        """One read of the tile data section: the body as stored (compressed as
+        ``tile_compression`` says), never decompressed."""
+        h = self._header
+        if offset < 0 or offset + size > h.tile_data_length:
+            raise CorruptBundle(
+                f"a tile body at offset {offset:,} ({size:,} bytes) runs past the end of the "
+                f"tile data ({h.tile_data_length:,} bytes)"
+            )
+        if size > TILE_CAP:
+            raise CorruptBundle(f"a tile body of {size:,} bytes: more than any tile ({TILE_CAP:,})")
+        with self._file_source() as archive:
+            data = archive.read(h.tile_data_offset + offset, size)
+        if len(data) != size:
+            raise CorruptBundle("the file ends inside a tile body")
+        return data
 
 
 def _runs_of(bundle: BundleFile) -> ZoomRuns:

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import os
 import sqlite3
+import threading
 from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy.typing as npt
 
 from ..errors import CorruptBundle, InvalidCacheConfig, UsageError
 from ..grid import RowT
-from ..models import BAD_TILE, BUNDLE_SIZE, BundleKey, Problem
+from ..models import BAD_TILE, BUNDLE_SIZE, BundleKey, Problem, Tile
 from .base import (
     BundleFile,
     BundleIndex,
@@ -265,6 +266,8 @@ class SQLiteTileCache(SingleFileCache):
     options: ClassVar[tuple[str, ...]] = ("sizes",)
     # One connection, with one query budget, serves every read.
     thread_safe = False
+    # Tile reads (read_tile, presence) have a connection of their own, one query at a time.
+    _tile_db: TileDatabase | None = None
 
     @classmethod
     def detect_remote(cls, storage: ObjectStorage) -> bool:
@@ -286,6 +289,7 @@ class SQLiteTileCache(SingleFileCache):
         #: Read each tile's length (one range query a bundle); without, tiles are counted from
         #: the index and not sized.
         self.sizes = sizes
+        self._tile_lock = threading.Lock()
         self._db: TileDatabase | None = None
         #: Tiles at values of ``zoom_level`` that are no level: listed with the first level.
         self._bad_levels: list[Problem] = []
@@ -311,7 +315,77 @@ class SQLiteTileCache(SingleFileCache):
     def close(self) -> None:
         """Close the database."""
         super().close()
-        self._db = None
+        self._db = self._tile_db = None
+
+    def _tile_rows(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The rows of a query of :meth:`read_tile` or :meth:`presence`.
+
+        Their connection is the reader's second one, used by one thread at a time (a lock):
+        a query's budget is counted per connection, so the listing's connection is not shared,
+        and a server that runs each request in a thread of its own would open a connection
+        per request were there one per thread. A tile lookup is one seek of the table's
+        index, microseconds: threads lose little waiting for it.
+
+        Raises:
+            CorruptBundle: the file cannot be opened or read.
+        """
+        with self._tile_lock:
+            try:
+                if self._tile_db is None:
+                    opened = contextlib.closing(open_read_only(self.path))
+                    self._tile_db = self._handles.enter_context(opened)
+                return self._tile_db.rows(sql, args)
+            except InvalidCacheConfig as exc:
+                raise CorruptBundle(str(exc)) from None
+            except sqlite3.DatabaseError as exc:
+                raise CorruptBundle(f"the SQLite file cannot be read here ({exc})") from None
+
+    def grid_size(self, level: int) -> tuple[int, int]:
+        """Rows and columns of ``level``'s grid (:meth:`level_size`)."""
+        cols, rows = self.level_size(level)
+        return rows, cols
+
+    def read_tile(self, level: int, row: int, col: int) -> bytes | None:
+        """One indexed ``SELECT`` of the tile's ``tile_data`` (its row flipped for MBTiles).
+        A ``tile_data`` that is neither a blob nor NULL (a number, text) is damage:
+        :class:`CorruptBundle`."""
+        if not self.holds_tile(level, row, col):
+            return None
+        found = self._tile_rows(
+            f"SELECT tile_data FROM {quote_name(self.table)} "
+            "WHERE zoom_level = ? AND tile_column = ? AND tile_row = ? LIMIT 1",
+            (level, col, self._rows_to_xyz(level, row)),
+        )
+        data = found[0][0] if found else None
+        if data is not None and not isinstance(data, bytes):
+            raise CorruptBundle(
+                f"tile {Tile(level, row, col)}: tile_data is {shown_value(data)}, not a blob of "
+                "image bytes"
+            )
+        return data or None
+
+    def presence(
+        self, level: int, row: int, col: int, height: int, width: int
+    ) -> npt.NDArray[np.bool_]:
+        """One indexed range query over the window's tiles (of ``tile_data`` longer than 0)."""
+        self._check_level(level)
+        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
+        window = self.window_on_grid(level, row, col, height, width)
+        if window.is_empty:
+            return found
+        ends = self._rows_to_xyz(level, window.row0), self._rows_to_xyz(level, window.row1 - 1)
+        stored = self._tile_rows(
+            f"SELECT tile_column, tile_row FROM {quote_name(self.table)} "
+            "WHERE zoom_level = ? AND tile_column BETWEEN ? AND ? AND tile_row BETWEEN ? AND ? "
+            "AND length(tile_data) > 0",
+            (level, window.col0, window.col1 - 1, min(ends), max(ends)),
+        )
+        rows, cols = self.grid_size(level)
+        for c, r in stored:
+            column, down = grid_number(c, cols), grid_number(r, rows)
+            if column is not None and down is not None:
+                found[self._rows_to_xyz(level, down) - row, column - col] = True
+        return found
 
     def _query(
         self, sql: str, args: tuple[Any, ...] = (), what: str = "one of its tables"

@@ -54,6 +54,7 @@ from .arcgis_layout import Layout, ObjectLayout
 from .base import GRID_LIMIT, BundleFile, LevelListing, Run, StoredTile, run_here
 from .bytesource import LocalFile, Opener, named_like, open_regular, read_exactly
 from .listed import Grouped, ListedTiles, VirtualListing, tile_sizes
+from .tile_index import IndexCache
 from .tilejson import (
     DETECT_METADATA_BYTES,
     FOLDER_METADATA,
@@ -74,6 +75,10 @@ log = logging.getLogger(__name__)
 
 #: A tile number, or an array of them (listings are placed in bulk, single files one by one).
 NumberT = TypeVar("NumberT", int, npt.NDArray[np.int64])
+
+#: Folder listings kept for tile reads: a screen of tiles at any zoom spans a few dozen row or
+#: column folders, each a dict of its tiles (kilobytes).
+KEPT_FOLDERS = 1024
 
 #: Tile file extensions (``MIXED`` exploded caches hold both PNG and JPEG).
 TILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pbf", ".mvt", ".lerc")
@@ -637,6 +642,11 @@ class TileFolders(ListedTiles):
     #: Where the cache's files are: on a file system, unless opened from object storage.
     _tree: FolderTree = LOCAL
 
+    def __init__(self, path: Path, *, sizes: bool = False) -> None:
+        #: The tile files of the local folders tiles were read from, by path and time.
+        self._folders_kept: IndexCache[tuple[str, int], dict[int, Any]] = IndexCache(KEPT_FOLDERS)
+        super().__init__(path, sizes=sizes)
+
     def _list_folders(self, level: int) -> tuple[Folders, TileLister]:
         """The level's row (or column) folders by number, and what lists their tiles."""
         raise NotImplementedError
@@ -758,21 +768,107 @@ class TileFolders(ListedTiles):
         payload: FolderBundle = bundle.payload
         counted = tile_sizes(key, payload.tiles)
         limit = self._limit(key.level)
-        pattern, base = self.name_pattern, self.name_base
         for folder, path in sorted(payload.folders.items()):
             try:
                 files = self._tree.files(path)
             except OSError:
                 continue  # the listing reported it
-            for name, file in sorted(files):
-                if "\n" in name or pattern.match(name) is None:
-                    continue
-                number = _number(pattern, base, name)
-                if number >= limit:
-                    continue
+            for number, file in self._tile_files(files, limit):
                 row, col = self._place(key.level, folder, number)
                 if key.holds(row, col) and counted[row - key.row, col - key.col]:
                     yield _stored_tile(row, col, self._tree, file)
+
+    def _tile_files(self, files: list[tuple[str, Any]], limit: int) -> Iterator[tuple[int, Any]]:
+        """The tile files among the ``files`` of a row (or column) folder, in name order, each
+        with the number its name carries (below ``limit``)."""
+        pattern, base = self.name_pattern, self.name_base
+        for name, file in sorted(files):
+            if "\n" in name or pattern.match(name) is None:
+                continue
+            number = _number(pattern, base, name)
+            if number < limit:
+                yield number, file
+
+    def grid_size(self, level: int) -> tuple[int, int]:
+        """Rows and columns below the level's limit (:meth:`_limit`)."""
+        return self._limit(level), self._limit(level)
+
+    def _folder_name(self, number: int) -> str:
+        """The name writers give row (or column) folder ``number``."""
+        raise NotImplementedError
+
+    def _address(self, level: int, row: int, col: int) -> tuple[int, int]:
+        """The folder number and the file number of tile (``row``, ``col``): the inverse of
+        :meth:`_place`."""
+        raise NotImplementedError
+
+    def _folder_tiles(self, level: int, folder: int) -> dict[int, Any]:
+        """The tile files of row (or column) folder ``folder`` of ``level`` by the number their
+        names carry (the first name of a number, in name order), as a listing counts them.
+
+        A local folder's are kept while its ``st_mtime_ns`` stays (adding, removing or
+        renaming a file moves it); a folder in object storage is listed each time.
+
+        Raises:
+            OSError: the folder cannot be listed (one that does not exist holds nothing).
+        """
+        level_folder = self._level_folder(level)
+        if level_folder is None:
+            return {}
+        path = self._tree.join(level_folder, self._folder_name(folder))
+        limit = self._limit(level)
+
+        def listed() -> dict[int, Any]:
+            found: dict[int, Any] = {}
+            for number, file in self._tile_files(self._tree.files(path), limit):
+                found.setdefault(number, file)
+            return found
+
+        if self.location is not None:
+            return listed()
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        return self._folders_kept.get((path, stamp), listed)
+
+    def read_tile(self, level: int, row: int, col: int) -> bytes | None:
+        """The tile's file, found in its folder's listing (:meth:`_folder_tiles`) and read
+        whole: a file that is not a regular file, or larger than any tile, is
+        :class:`CorruptBundle`."""
+        if not self.holds_tile(level, row, col):
+            return None
+        folder, number = self._address(level, row, col)
+        file = self._folder_tiles(level, folder).get(number)
+        if file is None:
+            return None
+        try:
+            return self._tree.read(file) or None
+        except FileNotFoundError:  # removed since its folder was listed
+            return None
+        except CorruptBundle as exc:
+            raise CorruptBundle(f"tile {Tile(level, row, col)}: {exc.reason}") from None
+
+    def presence(
+        self, level: int, row: int, col: int, height: int, width: int
+    ) -> npt.NDArray[np.bool_]:
+        """From the listings of the row (or column) folders crossing the window (every tile
+        file counts, whatever its size: files are not opened)."""
+        self._check_level(level)
+        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
+        window = self.window_on_grid(level, row, col, height, width)
+        if window.is_empty:
+            return found
+        span = (window.row0, window.row1) if self.folder_axis == 0 else (window.col0, window.col1)
+        for folder in range(*span):
+            numbers = np.fromiter(self._folder_tiles(level, folder), dtype=np.int64)
+            rows, cols = np.broadcast_arrays(*self._place(level, folder, numbers))
+            inside = (
+                (rows >= window.row0) & (rows < window.row1)
+                & (cols >= window.col0) & (cols < window.col1)
+            )  # fmt: skip
+            found[rows[inside] - row, cols[inside] - col] = True
+        return found
 
 
 def _stored_tile(row: int, col: int, tree: FolderTree, file: Any) -> StoredTile:
@@ -820,7 +916,13 @@ class ExplodedCache(TileFolders, ArcGISFolderCache):
 
     def _list_folders(self, level: int) -> tuple[Folders, TileLister]:
         folder = self._level_dirs.get(level)
-        return self._numbered_level(folder, _row_number, _looks_like_row, _ROWS, "R{:08x}".format)
+        return self._numbered_level(folder, _row_number, _looks_like_row, _ROWS, self._folder_name)
+
+    def _folder_name(self, number: int) -> str:
+        return f"R{number:08x}"
+
+    def _address(self, level: int, row: int, col: int) -> tuple[int, int]:
+        return row, col
 
     def _label(self, path: str) -> str:
         return shown(self._tree.relative(path, self._layers))
@@ -961,7 +1063,15 @@ class XYZFolder(TileFolders):
         limit = self._limit(level)
         beyond = f"off the grid: level {level} has {limit:,} columns"
         folder = self._zooms.found.get(level)
-        return self._numbered_level(folder, _decimal, looks_numbered, (limit, beyond), str)
+        return self._numbered_level(
+            folder, _decimal, looks_numbered, (limit, beyond), self._folder_name
+        )
+
+    def _folder_name(self, number: int) -> str:
+        return str(number)
+
+    def _address(self, level: int, row: int, col: int) -> tuple[int, int]:
+        return col, (grid.tms_row(level, row) if self.tms else row)
 
     def _label(self, path: str) -> str:
         return shown(self._tree.relative(path, self._root))
