@@ -492,3 +492,21 @@ def test_a_port_in_use_is_a_usage_error():
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
     assert done.stderr.count("\n") == 1
+
+
+def test_wmts_of_a_geographic_scheme_in_degrees(tmp_path):
+    cache = mapproxy_v2_cache(tmp_path / "World", {(0, 0, 0): png_tile(1, 16)}, levels=3)
+    lods = [(lv, 295828763.7957775 / 2**lv, 0.703125 / 2**lv) for lv in range(3)]
+    (cache / "conf.xml").write_text(
+        conf_xml(lods, origin=(-180.0, 90.0), wkid=4326, latest_wkid=4326)
+    )
+    with served(cache) as (url, _):
+        sets = _matrix_sets(fetch(url + "/WMTS/1.0.0/WMTSCapabilities.xml").body)
+        assert list(sets) == ["default028mm"]
+        for level, matrix in enumerate(sets["default028mm"]):
+            # OGC WMTS 1.0.0 annex E.3, GoogleCRS84Quad: 279541132.0143589 at level 0.
+            scale = float(matrix["ScaleDenominator"])
+            assert scale == pytest.approx(279541132.0143589 / 2**level, rel=1e-9)
+            # EPSG:4326 lists latitude first: so does the corner.
+            assert matrix["TopLeftCorner"] == "90.0 -180.0"
+        assert fetch(url + "?f=json").json()["units"] == "esriDecimalDegrees"
