@@ -270,3 +270,16 @@ def _minimal(cache: str) -> dict[str, object]:
         "areaLevels": [],
         "states": [],
     }
+
+
+def test_a_capped_level_says_so_on_the_page(built, tmp_path):
+    from cachestatus.report import write_html
+    from cachestatus.request import CacheSource
+
+    result = write_html(CacheSource(built.cache), built.status, tmp_path / "p.html", max_rows=2)
+    assert result.bundles_total == len(task_rows(built.status, ["levelID"])) == 8
+    assert result.bundles_embedded == 4 + 2  # levels 0-3 hold one row each, level 8 four
+    page = (tmp_path / "p.html").read_text()
+    assert "2 of 4 bundles of level 8 embedded" in page
+    level8 = blob(page, "cachestatus-data")["bundles"]["8"]
+    assert "CORRUPT" in [level8["states"][s] for s in level8["status"]]
