@@ -147,3 +147,73 @@ def test_a_click_shows_a_bundles_fields_and_a_problem_zooms_to_its_bundle(browse
     bx0, by0, bx1, by1 = bundle.bounds
     assert xmin <= bx0 and bx1 <= xmax and ymin <= by0 and by1 <= ymax
     assert (ymax - ymin) < 1.2 * (by1 - by0)  # fitted: the bundle fills the map's height
+
+
+def test_a_live_page_fed_by_endpoints_draws_the_same_bundles(browser, page):
+    """The page ``serve`` answers: its data from ``api/page`` and ``api/bundles?level=N``, its
+    tiles from a tile URL; here a small server of the standard library stands for ``serve``."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    from cachestatus import open_cache
+    from cachestatus.report import level_bundles, page_data, render_page
+
+    built, _ = page
+    with open_cache(built.cache) as reader:
+        data = page_data(built.status, reader)
+    html = render_page(data, live=True, tile_url="tile/{z}/{y}/{x}", api_base="api/").encode()
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            seen.append(url.path)
+            body, kind, code = b"", "application/json", 200
+            if url.path == "/report":
+                body, kind = html, "text/html"
+            elif url.path == "/api/page":
+                body = json.dumps(data).encode()
+            elif url.path == "/api/bundles":
+                level = int(parse_qs(url.query)["level"][0])
+                body = json.dumps(level_bundles(built.status, level)).encode()
+            elif url.path.startswith("/tile/"):
+                z, y, x = (int(v) for v in url.path.split("/")[2:5])
+                found = built.tiles.get((z, y, x))
+                body, kind, code = (found, "image/png", 200) if found else (b"", "text/plain", 404)
+            else:
+                code = 404
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/report")
+        chrome.wait_ready(browser)
+        rows = centres(built.status)
+        mine = [(key, centre) for lv, key, centre in rows.values() if lv == 8]
+        assert select(browser, 8) == len(mine) == 4
+        hits = browser.execute_script(
+            "return window.cachestatus.hitTest(arguments[0]);", [c for _, c in mine]
+        )
+        assert hits == [[key] for key, _ in mine]
+        select(browser, 3)
+        idle(browser)
+        loaded, errors = browser.execute_script(
+            "return [window.cachestatus.tilesLoaded, window.cachestatus.tileErrors];"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "/api/page" in seen and "/api/bundles" in seen
+    tiles = [path for path in seen if path.startswith("/tile/")]
+    assert loaded == len(tiles) > 0 and errors == 0  # the world view: levels 0-3 are complete
