@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cachestatus.cli import main
-from cachestatus.report import (
+from cachestatus.reportpage import (
     Background,
     background_tiles,
     level_bundles,
@@ -21,8 +21,8 @@ from cachestatus.report import (
     parse_budget,
     render_page,
 )
-from cachestatus.report.charts import CHARTS
-from cachestatus.report.html import capped
+from cachestatus.reportpage.charts import CHARTS
+from cachestatus.reportpage.html import capped
 from tests.report_cache import CORRUPT_BUNDLE, MISSING_BUNDLE, ReportCache, report_cache
 from tests.status_rows import task_rows
 
@@ -273,7 +273,7 @@ def _minimal(cache: str) -> dict[str, object]:
 
 
 def test_a_capped_level_says_so_on_the_page(built, tmp_path):
-    from cachestatus.report import write_html
+    from cachestatus.reportpage import write_html
     from cachestatus.request import CacheSource
 
     result = write_html(CacheSource(built.cache), built.status, tmp_path / "p.html", max_rows=2)

@@ -158,7 +158,7 @@ def test_a_live_page_fed_by_endpoints_draws_the_same_bundles(browser, page):
     from urllib.parse import parse_qs, urlsplit
 
     from cachestatus import open_cache
-    from cachestatus.report import level_bundles, page_data, render_page
+    from cachestatus.reportpage import level_bundles, page_data, render_page
 
     built, _ = page
     with open_cache(built.cache) as reader:
