@@ -44,7 +44,7 @@ bench: $(VENV)/.installed
 
 ## vendor-js: rebuild the OpenLayers bundle the HTML report embeds (needs Node and npm; the
 ## built files are committed, so neither users nor CI need them)
-REPORT_STATIC = src/cachestatus/report/static
+REPORT_STATIC = src/cachestatus/reportpage/static
 vendor-js:
 	cd js && npm ci --no-audit --no-fund && npm run build
 	cp js/node_modules/ol/ol.css $(REPORT_STATIC)/ol.css

@@ -1,5 +1,5 @@
-// Builds ../src/cachestatus/report/static/ol.js from entry.js: one minified IIFE, no source
-// maps. OpenLayers also names EPSG:3857 and EPSG:4326 by their OGC http:// URIs; those aliases
+// Builds ../src/cachestatus/reportpage/static/ol.js from entry.js: one minified IIFE, no
+// source maps. OpenLayers also names EPSG:3857 and EPSG:4326 by their OGC http:// URIs; those aliases
 // are dropped, so the page holds no URL at all (it names its CRS by code).
 import { readFile } from 'node:fs/promises';
 import * as esbuild from 'esbuild';
@@ -22,6 +22,6 @@ await esbuild.build({
   format: 'iife',
   legalComments: 'none',
   target: 'es2020',
-  outfile: '../src/cachestatus/report/static/ol.js',
+  outfile: '../src/cachestatus/reportpage/static/ol.js',
   plugins: [uriAliases],
 });

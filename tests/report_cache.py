@@ -3,7 +3,8 @@ MapProxy (Compact V2, Web Mercator, 10 LODs, the world as its full extent):
 
 - levels 0-3 complete, each tile a small PNG of its own colour (the background);
 - level 8 (2 x 2 bundles): R0000C0000 and R0000C0080 PARTIAL, R0080C0000 CORRUPT (its file
-  truncated after writing), R0080C0080 MISSING (no file); MissingAreas on every level past 3.
+  truncated after writing), R0080C0080 MISSING (no file); MissingAreas on every level past 3;
+- a file in L08 named like a bundle that is none (``BAD_NAME``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ LEVELS = 10
 #: The bundle whose file is cut short, and the one that has no file.
 CORRUPT_BUNDLE = "L08/R0080C0000"
 MISSING_BUNDLE = "L08/R0080C0080"
+BAD_NAME = "R00zzC0000.bundle"
 
 
 class ReportCache(NamedTuple):
@@ -63,6 +65,7 @@ def report_cache(root: Path) -> ReportCache:
     cache = build("compact-v2", root / "cache", tiles, levels=LEVELS).path
     bundle = cache / "_alllayers" / "L08" / "R0080C0000.bundle"
     bundle.write_bytes(bundle.read_bytes()[:40])
+    (bundle.parent / BAD_NAME).write_bytes(b"not a bundle")
     status = root / "Status.gdb"
     rebuild(cache, status)
     return ReportCache(cache, status, tiles)

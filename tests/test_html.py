@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cachestatus.cli import main
-from cachestatus.report import (
+from cachestatus.reportpage import (
     Background,
     background_tiles,
     level_bundles,
@@ -21,9 +21,15 @@ from cachestatus.report import (
     parse_budget,
     render_page,
 )
-from cachestatus.report.charts import CHARTS
-from cachestatus.report.html import capped
-from tests.report_cache import CORRUPT_BUNDLE, MISSING_BUNDLE, ReportCache, report_cache
+from cachestatus.reportpage.charts import CHARTS
+from cachestatus.reportpage.html import capped
+from tests.report_cache import (
+    BAD_NAME,
+    CORRUPT_BUNDLE,
+    MISSING_BUNDLE,
+    ReportCache,
+    report_cache,
+)
 from tests.status_rows import task_rows
 
 
@@ -66,7 +72,7 @@ def test_the_page_is_the_same_each_time_and_json_says_what_it_holds(built, tmp_p
     rows = task_rows(built.status, ["levelID"])
     assert first["bytes"] == (tmp_path / "a.html").stat().st_size
     assert first["bundles_total"] == first["bundles_embedded"] == len(rows)
-    assert first["levels"] == list(range(10)) and first["problems"] == 1
+    assert first["levels"] == list(range(10)) and first["problems"] == 2
     assert {k: v for k, v in first.items() if k != "path"} == {
         k: v for k, v in second.items() if k != "path"
     }
@@ -89,7 +95,9 @@ def test_the_page_holds_every_row_of_every_level_and_its_problems(built, tmp_pat
         for r in rows.values()
     }
     problems = embedded["page"]["problems"]
-    assert [(p["kind"], p["bundle"]) for p in problems] == [("CORRUPT", CORRUPT_BUNDLE)]
+    assert [p["kind"] for p in problems] == ["CORRUPT", "bad-name"]
+    assert problems[0]["bundle"] == CORRUPT_BUNDLE and BAD_NAME in problems[1]["bundle"]
+    assert problems[1]["extent"] is None  # no place to zoom to: listed, not linked
     stored = task_rows(built.status, ["bundleName"], geometry=True)[CORRUPT_BUNDLE]["wkb"]
     assert problems[0]["extent"] == pytest.approx(list(shapely.from_wkb(stored).bounds), abs=1e-6)
     assert MISSING_BUNDLE not in {p["bundle"] for p in problems}
@@ -145,6 +153,17 @@ def test_no_address_outside_the_licence_text(built, tmp_path):
     assert "<script src" not in page and "<link" not in page
 
 
+def test_a_script_end_in_the_store_path_ends_nothing(built, tmp_path):
+    import shutil
+
+    status = tmp_path / "x<" / "script>y" / "Status.gdb"
+    shutil.copytree(built.status, status)
+    write(built, tmp_path / "page.html", "--status", status)
+    page = (tmp_path / "page.html").read_text()
+    assert blob(page, "cachestatus-data")["page"]["header"]["status"] == str(status)
+    assert "</script>y" not in page
+
+
 def test_a_script_end_in_a_path_or_detail_ends_nothing():
     cache = "/a/</script><script>alert(1)</script><!--"
     page = render_page(_minimal(cache))
@@ -187,6 +206,8 @@ def test_svg_bars_are_levels_times_charts(built, tmp_path):
 def test_levels_limit_the_table_and_the_bundles(built, tmp_path):
     doc = write(built, tmp_path / "page.html", "--levels", "0-3")
     assert doc["levels"] == [0, 1, 2, 3] and doc["bundles_total"] == 4 and doc["problems"] == 0
+    doc = write(built, tmp_path / "page.html", "--levels", "8")
+    assert doc["levels"] == [8] and doc["bundles_total"] == 4 and doc["problems"] == 2
 
 
 def test_without_a_store_it_exits_2_naming_rebuild(built, tmp_path):
@@ -270,3 +291,16 @@ def _minimal(cache: str) -> dict[str, object]:
         "areaLevels": [],
         "states": [],
     }
+
+
+def test_a_capped_level_says_so_on_the_page(built, tmp_path):
+    from cachestatus.reportpage import write_html
+    from cachestatus.request import CacheSource
+
+    result = write_html(CacheSource(built.cache), built.status, tmp_path / "p.html", max_rows=2)
+    assert result.bundles_total == len(task_rows(built.status, ["levelID"])) == 8
+    assert result.bundles_embedded == 4 + 2  # levels 0-3 hold one row each, level 8 four
+    page = (tmp_path / "p.html").read_text()
+    assert "2 of 4 bundles of level 8 embedded" in page
+    level8 = blob(page, "cachestatus-data")["bundles"]["8"]
+    assert "CORRUPT" in [level8["states"][s] for s in level8["status"]]

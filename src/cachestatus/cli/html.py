@@ -49,7 +49,7 @@ def html(
 
     It opens from disk with no network (OpenLayers is inside it) and can be mailed.
     """
-    from ..report import parse_budget, write_html
+    from ..reportpage import parse_budget, write_html
     from ..selection import parse_levels
 
     result = write_html(

@@ -328,7 +328,7 @@ class App:
         """The live report page, ``api/page`` and ``api/bundles?level=N``: the stored status
         as it is now (a rebuild while serving shows on the next request)."""
         from ..operations import _existing_store
-        from ..report import level_bundles, page_data, render_page
+        from ..reportpage import level_bundles, page_data, render_page
 
         if route not in ("report", "api/page", "api/bundles"):
             return Answer.text(404, f"not found: /{route[:80]}")

@@ -173,6 +173,8 @@
           box = box ? [Math.min(box[0], x0), Math.min(box[1], y0), Math.max(box[2], x1), Math.max(box[3], y1)] : [x0, y0, x1, y1];
         }
         bundleSource.addFeatures(features);
+      }
+      if (data) {
         const areas = new ol.GeoJSON().readFeatures(data.missing, {
           dataProjection: projection,
           featureProjection: projection,
@@ -246,6 +248,10 @@
       fit(current.box || extent);
       map.renderSync();
       return state.drawn[level];
+    });
+    state.idle = () => new Promise((resolve) => {
+      map.once('rendercomplete', () => resolve(true));
+      map.render();
     });
     state.bundlesAt = bundlesAt;
     state.hitTest = (coordinates) => coordinates.map((c) => bundlesAt(map.getPixelFromCoordinate(c)));

@@ -83,7 +83,8 @@ def _level_table(data: dict[str, Any]) -> str:
             + "</tr>"
         )
     rows = "".join(body)
-    return f"<table class='levels'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    table = f"<table class='levels'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return f"<div class='wide'>{table}</div>"
 
 
 def _problems(data: dict[str, Any]) -> str:

@@ -17,10 +17,10 @@ from .background import DEFAULT_BUDGET, Background, background_tiles
 from .data import STATES, level_bundles, page_data
 from .page import GENERATOR, render_page
 
-#: ``TaskStatus`` rows a page embeds per level, at most (about 60 bytes each): a national
+#: ``TaskStatus`` rows a page embeds per level, at most (about 75 bytes each): a national
 #: cache's finest level keeps its problem and partial bundles first, MISSING ones last (its
 #: MissingAreas still show them).
-MAX_EMBEDDED_ROWS = 100_000
+MAX_EMBEDDED_ROWS = 50_000
 #: Which rows a capped level keeps first: problems, then partial, complete, empty, missing.
 _PRIORITY = ("CORRUPT", "IN_PROGRESS", "PARTIAL", "COMPLETE", "EMPTY", "MISSING")
 #: The ``--background`` choices.

@@ -9,6 +9,7 @@ documents ``serve`` answers on ``/api/page`` and ``/api/bundles?level=N``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,11 @@ def level_bundles(status: Path, level: int) -> dict[str, Any]:
     x0 = float(bounds[:, 0].min()) if len(rows) else 0.0
     y0 = float(bounds[:, 1].min()) if len(rows) else 0.0
     code = {state: i for i, state in enumerate(STATES)}
-    areas = [area for area in read_missing_areas(path) if area.level == level]
+    with warnings.catch_warnings():  # GDAL's note on polygons of many parts, read as stored
+        warnings.filterwarnings("ignore", message="organizePolygons", category=RuntimeWarning)
+        areas = [area for area in read_missing_areas(path) if area.level == level]
+    # Tile edges lie on the level's grid: coordinates to a tenth of a pixel say all of it.
+    digits = max(0, 1 - math.floor(math.log10(unit)))
     return {
         "level": int(level),
         "count": len(rows),
@@ -317,7 +322,9 @@ def level_bundles(status: Path, level: int) -> dict[str, Any]:
                         "tilesMissing": area.tiles_missing,
                         "exact": bool(area.exact),
                     },
-                    "geometry": shapely.geometry.mapping(area.geometry),
+                    "geometry": shapely.geometry.mapping(
+                        shapely.transform(area.geometry, lambda xy: np.round(xy, digits))
+                    ),
                 }
                 for area in areas
                 if area.geometry is not None
