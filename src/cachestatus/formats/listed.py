@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from ..models import BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile, BundleIndex, CacheReader, LevelListing, Run, run_here
+from .tile_index import TileIndex
 
 
 class BundleRows:
@@ -168,7 +169,7 @@ class ListedTiles(CacheReader):
     def list_level(self, level: int, run: Run = run_here) -> LevelListing:
         """Every tile file of ``level``, grouped into virtual bundles."""
 
-    # Both from list_level here, not from a bundle-file reader later in a subclass's MRO (an
+    # These from list_level here, not from a bundle-file reader later in a subclass's MRO (an
     # exploded cache is an ArcGIS folder cache too).
     def list_bundles(self, level: int) -> Iterator[BundleFile | Problem]:
         """Virtual bundles holding tile files, after the listing's problems."""
@@ -177,6 +178,14 @@ class ListedTiles(CacheReader):
     def count_bundles(self, level: int) -> int:
         """From the same listing."""
         return self.list_level(level).count
+
+    def find_bundle(self, key: BundleKey) -> BundleFile | None:
+        """From the level's listing (:meth:`CacheReader.find_bundle`)."""
+        return CacheReader.find_bundle(self, key)
+
+    def tile_index(self, bundle: BundleFile) -> TileIndex:
+        """The listing's sizes, no offsets: tiles are files (:meth:`CacheReader.tile_index`)."""
+        return CacheReader.tile_index(self, bundle)
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """From the listing: sizes of the tile files of the bundle."""
