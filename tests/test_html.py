@@ -304,3 +304,28 @@ def test_a_capped_level_says_so_on_the_page(built, tmp_path):
     assert "2 of 4 bundles of level 8 embedded" in page
     level8 = blob(page, "cachestatus-data")["bundles"]["8"]
     assert "CORRUPT" in [level8["states"][s] for s in level8["status"]]
+
+
+def test_the_cache_is_never_written(built, tmp_path):
+    from tests.helpers import tree_snapshot
+
+    before = tree_snapshot(built.cache)
+    inside = built.cache / "_alllayers" / "page.html"
+    code, _, err = run("html", built.cache, "--status", built.status, "--out", inside)
+    assert code == 2 and "lies inside the cache" in err and not inside.exists()
+    write(built, tmp_path / "page.html")
+    assert tree_snapshot(built.cache) == before
+    code, _, err = run(
+        "html", built.cache, "--status", built.status, "--out", tmp_path / "no/p.html"
+    )
+    assert code == 2 and "does not exist" in err
+
+
+def test_the_sample_cache_page_goes_beside_its_default_store(sample):
+    from tests.report_cache import rebuild
+
+    rebuild(sample, sample / "Status.gdb")
+    code, out, _ = run("html", sample, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["path"] == str(sample / "Status.html")
+    assert doc["background_tiles"] == 21 and doc["bundles_total"] == 3

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotOurs, UsageError
+from ..formats import CacheReader
 from ..request import CacheSource
 from ..store import read_status
 from .background import DEFAULT_BUDGET, Background, background_tiles
@@ -80,12 +81,26 @@ def capped(bundles: dict[str, Any], limit: int) -> dict[str, Any]:
     return {**bundles, **columns, "detail": renumbered, "note": note}
 
 
-def _output(store: Path, out: str | os.PathLike[str] | None) -> Path:
-    """Where the page goes: ``out``, else ``<store stem>.html`` beside the store. A file there
-    is replaced only when an earlier page wrote it."""
+def _output(reader: CacheReader, store: Path, out: str | os.PathLike[str] | None) -> Path:
+    """Where the page goes: ``out``, else ``<store stem>.html`` beside the store. Never inside
+    the cache, but for the page beside its default store (where ArcGIS keeps the status); a
+    file there is replaced only when an earlier page wrote it.
+
+    Raises:
+        NotOurs: the place is the cache's, or holds a file cachestatus did not write.
+        UsageError: the place is a folder, or its folder does not exist.
+    """
+    from ..operations import status_path
+    from ..store import FORMATS
+    from ..store.guard import check_outside_cache
+
     path = Path(out) if out is not None else store.with_suffix(".html")
-    if path.is_dir():
-        raise UsageError(f"{path}: is a folder; give --out a file name")
+    beside_default = [status_path(reader, None, fmt).with_suffix(".html") for fmt in FORMATS]
+    check_outside_cache(path, reader.root, beside_default)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UsageError(f"{path}: is not a file; give --out a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path}: its folder {path.parent} does not exist")
     if path.exists():
         with path.open("rb") as existing:
             head = existing.read(4096)
@@ -121,8 +136,8 @@ def write_html(
 
     Raises:
         StatusNotFound: there is no status store (run ``cachestatus rebuild`` first).
-        UsageError: an unknown background, or an output that is a folder.
-        NotOurs: the output exists and is not a page cachestatus wrote.
+        UsageError: an unknown background, or an output that is a folder or in none.
+        NotOurs: the output lies in the cache, or exists and is not a page cachestatus wrote.
     """
     from ..operations import _existing_store
 
@@ -131,7 +146,7 @@ def write_html(
     with source.open() as reader:
         store = _existing_store(reader, status)
         data = page_data(store, reader, levels=levels)
-        target = _output(store, out)
+        target = _output(reader, store, out)
         embedded = {
             level: capped(level_bundles(store, level), max_rows)
             for level in sorted({*data["bundleLevels"], *data["areaLevels"]})
