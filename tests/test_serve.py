@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cachestatus import formats, open_cache, operations
@@ -510,3 +512,70 @@ def test_wmts_of_a_geographic_scheme_in_degrees(tmp_path):
             # EPSG:4326 lists latitude first: so does the corner.
             assert matrix["TopLeftCorner"] == "90.0 -180.0"
         assert fetch(url + "?f=json").json()["units"] == "esriDecimalDegrees"
+
+
+_SEGMENTS = st.sampled_from(
+    [
+        "arcgis",
+        "rest",
+        "services",
+        "sample_cache",
+        "MapServer",
+        "tile",
+        "tilemap",
+        "WMTS",
+        "xyz",
+        "1.0.0",
+        "api",
+        "report",
+        "0",
+        "1",
+        "2",
+        "255",
+        "..",
+        "%2e%2e",
+        "%2f",
+        "-1",
+        "1e3",
+        "",
+        " ",
+        "\x00",
+        "default028mm",
+        "GoogleMapsCompatible",
+        "default",
+        "conf.xml",
+        "99999999999",
+    ]
+)
+_QUERIES = st.sampled_from(
+    [
+        "",
+        "?f=json",
+        "?f=pjson",
+        "?callback=x",
+        "?callback=%3Cscript%3E",
+        "?REQUEST=GetTile",
+        "?request=gettile&layer=sample_cache&tilematrixset=default028mm&tilematrix=1&tilerow=0"
+        "&tilecol=a",
+        "?SERVICE=WMTS&REQUEST=GetCapabilities",
+        "?level=1",
+        "?%zz=%",
+        "?blankTile=false",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def no_store(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("store") / "Status.gdb"
+
+
+@given(segments=st.lists(_SEGMENTS | st.text(max_size=8), max_size=10), query=_QUERIES)
+@settings(max_examples=300, deadline=None)
+def test_any_url_gets_a_deliberate_answer(no_store, segments, query):
+    """Whatever the path, the answer is one of the statuses the server means to give: never an
+    error of its own on a healthy cache."""
+    with open_cache(SAMPLE_CACHE) as reader:
+        app = App(reader, describe(reader), status=no_store)
+        answer = app.answer("/" + "/".join(segments) + query, {}, "http://127.0.0.1:1")
+    assert answer.status in (200, 302, 400, 404, 422), (segments, query, answer)

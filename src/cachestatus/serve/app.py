@@ -227,11 +227,7 @@ class App:
         if etag in headers.get("if-none-match", ""):
             return Answer(304, headers=cached)
         kind = kind_of(data)
-        media_type = (
-            MEDIA_TYPES.get(kind, "application/octet-stream")
-            if kind
-            else "application/octet-stream"
-        )
+        media_type = MEDIA_TYPES.get(kind or "", "application/octet-stream")
         if kind == GZIP:
             cached["Content-Encoding"] = "gzip"
         return Answer(200, data, media_type, cached)
