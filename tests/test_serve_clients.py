@@ -41,10 +41,11 @@ def assert_tiles_drawn(
     top_left: tuple[float, float],
     origin: tuple[float, float],
     res: float,
+    holes: slice = slice(None),
 ) -> int:
     """Every tile of ``level`` (and every hole) within a read raster equals the stored tile (or
-    is all zero); how many tiles were compared. ``pixels`` is (bands, rows, cols), its top-left
-    corner at map coordinates ``top_left``."""
+    is zero in the bands ``holes`` picks: all, or only alpha); how many tiles were compared.
+    ``pixels`` is (bands, rows, cols), its top-left corner at map coordinates ``top_left``."""
     bands, height, width = pixels.shape
     x0 = round((top_left[0] - origin[0]) / res)  # the raster's first pixel, in the level's grid
     y0 = round((origin[1] - top_left[1]) / res)
@@ -55,7 +56,7 @@ def assert_tiles_drawn(
             window = pixels[:, max(py, 0) : py + 256, max(px, 0) : px + 256]
             data = tiles.get((level, row, col))
             if data is None:
-                assert not window.any(), f"hole L{level}/R{row}/C{col} drawn"
+                assert not window[holes].any(), f"hole L{level}/R{row}/C{col} drawn"
                 continue
             stored = decoded(data)[:bands, max(-py, 0) :, max(-px, 0) :]
             stored = stored[:, : window.shape[1], : window.shape[2]]
@@ -127,3 +128,72 @@ def test_a_burst_of_concurrent_tile_requests_gets_the_right_bytes(utm):
             assert (status, body) == (200, tiles[key]), key
         else:
             assert status == 404, key
+
+
+def test_mapproxy_reads_a_custom_scheme_through_the_tile_endpoint(utm, tmp_path):
+    """MapProxy's ``tile`` source on ``…/MapServer/tile/{z}/{y}/{x}`` with the cache's grid: a
+    WMS GetMap at the finest resolution draws the stored tiles and leaves the holes empty."""
+    yaml = pytest.importorskip("yaml")
+    from wsgiref.util import setup_testing_defaults
+
+    from mapproxy.wsgiapp import make_wsgi_app
+
+    cache, tiles = utm
+    ox, oy = UTM_ORIGIN
+    span = 256 * UTM_RESOLUTIONS[-1]
+    with serving([str(cache)]) as server:
+        config = {
+            "services": {"wms": {"srs": ["EPSG:25832"], "image_formats": ["image/png"]}},
+            "layers": [{"name": "utm", "title": "utm", "sources": ["served"]}],
+            "caches": {
+                "served": {
+                    "grids": ["utm"],
+                    "sources": ["tiles"],
+                    "disable_storage": True,
+                    "format": "image/png",
+                }
+            },
+            "sources": {
+                "tiles": {
+                    "type": "tile",
+                    "url": server.map_server + "/tile/%(z)s/%(y)s/%(x)s",
+                    "grid": "utm",
+                    "transparent": True,
+                    "on_error": {404: {"response": "transparent", "cache": False}},
+                }
+            },
+            "grids": {
+                "utm": {
+                    "srs": "EPSG:25832",
+                    "origin": "nw",
+                    "res": list(UTM_RESOLUTIONS),
+                    # Anchored at the tiling origin, whole tiles of every level.
+                    "bbox": [ox, oy - 50 * span, ox + 60 * span, oy],
+                    "tile_size": [256, 256],
+                }
+            },
+            "globals": {"image": {"paletted": False}},
+        }
+        (tmp_path / "mapproxy.yaml").write_text(yaml.safe_dump(config))
+        app = make_wsgi_app(str(tmp_path / "mapproxy.yaml"))
+        (col0, col1), (row0, row1) = (53, 57), (38, 44)
+        box = (ox + col0 * span, oy - row1 * span, ox + col1 * span, oy - row0 * span)
+        environ: dict = {}
+        setup_testing_defaults(environ)
+        environ["PATH_INFO"] = "/service"
+        environ["QUERY_STRING"] = (
+            "SERVICE=WMS&REQUEST=GetMap&VERSION=1.1.1&LAYERS=utm&STYLES=&SRS=EPSG:25832"
+            f"&BBOX={','.join(map(str, box))}&WIDTH={(col1 - col0) * 256}"
+            f"&HEIGHT={(row1 - row0) * 256}&FORMAT=image/png&TRANSPARENT=true"
+        )
+        answered: list[str] = []
+        body = b"".join(app(environ, lambda status, headers, *_: answered.append(status)))
+    assert answered == ["200 OK"], body[:300]
+    # MapProxy's transparent answer to a 404 is white with alpha 0.
+    pixels = decoded(body)
+    compared = assert_tiles_drawn(
+        pixels, tiles, 3, (box[0], box[3]), UTM_ORIGIN, 400.0, holes=slice(3, 4)
+    )
+    assert compared == sum(
+        1 for (lv, r, c) in tiles if lv == 3 and row0 <= r < row1 and col0 <= c < col1
+    )
