@@ -329,3 +329,13 @@ def test_the_sample_cache_page_goes_beside_its_default_store(sample):
     doc = json.loads(out)
     assert code == 0 and doc["path"] == str(sample / "Status.html")
     assert doc["background_tiles"] == 21 and doc["bundles_total"] == 3
+
+
+def test_names_that_are_not_bundles_come_from_a_listing_that_can_be_skipped(built):
+    from cachestatus import open_cache
+
+    with open_cache(built.cache) as reader:
+        listed = page_data(built.status, reader)["problems"]
+        skipped = page_data(built.status, reader, list_names=False)["problems"]
+    assert [p["kind"] for p in listed] == ["CORRUPT", "bad-name"]
+    assert [p["kind"] for p in skipped] == ["CORRUPT"]

@@ -178,7 +178,11 @@ def _layer_info(path: Path) -> tuple[dict[str, Any] | None, set[int]]:
 
 
 def page_data(
-    status: Path, reader: CacheReader | None = None, *, levels: Sequence[int] | None = None
+    status: Path,
+    reader: CacheReader | None = None,
+    *,
+    levels: Sequence[int] | None = None,
+    list_names: bool = True,
 ) -> dict[str, Any]:
     """Everything the report page shows but the bundles: the header (cache, format, CRS, tile
     size, last job, versions), totals, the per-level table, problems (each with the extent of
@@ -190,6 +194,8 @@ def page_data(
             and the names its listing finds that are not bundles. Without it the page has no
             tile grid (no background) and draws the stored polygons alone.
         levels: only these levels (default: every level of the store).
+        list_names: with a reader, list each level of the cache for the names that are not
+            bundles (about 0.2 s per 20,000 bundle files on a local disk); ``False`` skips it.
 
     Raises:
         StatusNotFound: there is no status store at ``status``.
@@ -210,7 +216,7 @@ def page_data(
     grid = None
     if reader is not None:
         grid = _grid(reader)
-        listed = [row["level"] for row in table]
+        listed = [row["level"] for row in table] if list_names else []
         problems += [
             {"kind": p.kind, "bundle": p.bundle, "level": None, "detail": p.detail, "extent": None}
             for p in _listing_problems(reader, listed)
