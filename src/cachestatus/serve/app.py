@@ -339,7 +339,9 @@ class App:
             if "level" not in query:
                 raise BadRequest("api/bundles needs ?level=N")
             return Answer.json(level_bundles(store, decimal(query["level"], "level")))
-        data = page_data(store, self.reader)
+        # Not the listing of every level for names that are not bundles (seconds on a large
+        # cache, at each page load): the page shows the stored status.
+        data = page_data(store, self.reader, list_names=False)
         if route == "api/page":
             return Answer.json(data)
         tiles = f"{self._service_path.lstrip('/')}/tile/{{z}}/{{y}}/{{x}}"
