@@ -1,6 +1,7 @@
 """Real clients of ``cachestatus serve`` running in a subprocess: GDAL (through rasterio) by WMTS
 on a custom scheme and by the ArcGIS ``MapServer?f=json`` path on Web Mercator, MapProxy's
-``tile`` source on the custom scheme, and a burst of concurrent tile requests. Pixels read back are compared with the stored tiles decoded by Pillow.
+``tile`` source on the custom scheme, and a burst of concurrent tile requests. Pixels read back
+are compared with the stored tiles decoded by Pillow.
 """
 
 from __future__ import annotations
