@@ -197,6 +197,34 @@ def test_a_corrupt_bundle_raises_corrupt_bundle(kind, tmp_path):
         assert reader.read_tile(4, 1, 2) is None  # no bundle there: nothing to decode
 
 
+def test_a_v2_tile_pointing_into_the_header_raises_corrupt_bundle(tmp_path):
+    tiles = {(3, 1, 2): png("a"), (3, 1, 3): png("b")}
+    cache = mapproxy_v2_cache(tmp_path / "cache", tiles, levels=5)
+    bundle = cache / "_alllayers" / "L03" / "R0000C0000.bundle"
+    with bundle.open("r+b") as f:  # the entry of R1/C2: offset 8, its size kept
+        f.seek(64 + 8 * (128 * 1 + 2))
+        entry = int.from_bytes(f.read(8), "little")
+        f.seek(64 + 8 * (128 * 1 + 2))
+        f.write((entry >> 40 << 40 | 8).to_bytes(8, "little"))
+    with open_cache(cache) as reader:
+        with pytest.raises(CorruptBundle, match="L3/R1/C2: its offset lies inside"):
+            reader.read_tile(3, 1, 2)
+        assert reader.read_tile(3, 1, 3) == tiles[(3, 1, 3)]
+        assert reader.presence(3, 1, 2, 1, 2).tolist() == [[True, True]]
+
+
+def test_the_generic_reads_from_listings_equal_the_direct_lookups():
+    # CacheReader's own read_tile and presence: the bundle found in the level's listing, its
+    # tiles among read_tiles; MBTiles and folder readers answer with their own lookups.
+    path = REALWORLD / "mbtiles" / "02.mbtile"
+    with open_cache(path, format_hint="mbtiles") as reader:
+        for row in range(-1, 5):
+            for col in range(-1, 5):
+                assert CacheReader.read_tile(reader, 2, row, col) == reader.read_tile(2, row, col)
+        window = (-1, 1, 6, 3)
+        assert np.array_equal(CacheReader.presence(reader, 2, *window), reader.presence(2, *window))
+
+
 def test_a_damaged_tile_row_in_sqlite_raises_corrupt_bundle(tmp_path):
     path = tmp_path / "t.mbtiles"
     shutil.copy(REALWORLD / "mbtiles" / "02.mbtile", path)
@@ -281,10 +309,10 @@ def remote_tiles() -> Iterator[dict[tuple[int, int, int], bytes]]:
     yield {key: png("L{}/R{}/C{}".format(*key)) for key in keys}
 
 
-@pytest.mark.parametrize("kind", ["compact-v2", "compact-v1"])
+@pytest.mark.parametrize("kind", ["compact-v2", "compact-v1", "exploded", "xyz"])
 def test_a_cache_in_s3_reads_as_on_disk(kind, s3_env, bucket, in_tmp, remote_tiles):
     local = build(kind, in_tmp / "built", remote_tiles, levels=10).path
-    url = upload(s3_env, local, bucket, f"{kind}/Layers")
+    url = upload(s3_env, local, bucket, kind if kind == "xyz" else f"{kind}/Layers")
     with open_cache(url) as reader, ThreadPoolExecutor(16) as pool:
         assert reader.location is not None
         keys = [*remote_tiles, (8, 1, 1), (8, 200, 200), (3, -1, 0)]
