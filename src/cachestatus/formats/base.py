@@ -382,9 +382,14 @@ class CacheReader(ABC):
             (bundle.path, bundle.size, bundle.stamp), lambda: self.tile_index(bundle)
         )
 
+    @functools.cached_property
+    def _lod_levels(self) -> frozenset[int]:
+        """The level numbers of the scheme's LODs, for lookups."""
+        return frozenset(self.scheme.levels)
+
     def _check_level(self, level: int) -> None:
         """Raise :class:`ScaleNotInCache` unless ``level`` is a LOD of the scheme."""
-        if level not in self.scheme.levels:
+        if level not in self._lod_levels:
             raise ScaleNotInCache(
                 f"level {level} is not a level of {self.where} (its levels: "
                 f"{', '.join(map(str, self.scheme.levels))})"
@@ -438,7 +443,7 @@ class CacheReader(ABC):
 
     def holds_tile(self, level: int, row: int, col: int) -> bool:
         """Whether ``level`` is a LOD of the cache and (``row``, ``col``) lies on its grid."""
-        rows, cols = self.grid_size(level) if level in self.scheme.levels else (0, 0)
+        rows, cols = self.grid_size(level) if level in self._lod_levels else (0, 0)
         return 0 <= row < rows and 0 <= col < cols
 
     def _tile_of_bundle(self, bundle: BundleFile, tile: Tile) -> bytes | None:
