@@ -251,6 +251,19 @@ def test_a_rewritten_bundle_is_decoded_again(tmp_path):
         assert np.array_equal(reader.presence(1, 0, 0, 4, 4), level_2_presence)
 
 
+def test_a_tile_file_added_to_a_folder_is_read_once_the_folder_changes(tmp_path):
+    tiles = {(3, 1, 2): png("a")}
+    cache = build("xyz", tmp_path / "xyz", tiles, levels=5).path
+    with open_cache(cache) as reader:
+        assert reader.read_tile(3, 2, 2) is None
+        column = cache / "3" / "2"
+        (column / "2.png").write_bytes(png("b"))
+        later = column.stat().st_mtime_ns + 10**9  # a later write, past the clock's tick
+        os.utime(column, ns=(later, later))
+        assert reader.read_tile(3, 2, 2) == png("b")
+        assert reader.presence(3, 0, 2, 4, 1).ravel().tolist() == [False, True, True, False]
+
+
 def test_a_burst_of_reads_decodes_each_bundle_once(tmp_path, monkeypatch):
     tiles = {(3, row, col): png(f"{row}/{col}") for row in range(8) for col in range(8)}
     cache = mapproxy_v2_cache(tmp_path / "cache", tiles, levels=5)
@@ -309,10 +322,14 @@ def remote_tiles() -> Iterator[dict[tuple[int, int, int], bytes]]:
     yield {key: png("L{}/R{}/C{}".format(*key)) for key in keys}
 
 
-@pytest.mark.parametrize("kind", ["compact-v2", "compact-v1", "exploded", "xyz"])
+@pytest.mark.parametrize("kind", ["compact-v2", "compact-v1", "exploded", "xyz", "tpkx", "pmtiles"])
 def test_a_cache_in_s3_reads_as_on_disk(kind, s3_env, bucket, in_tmp, remote_tiles):
     local = build(kind, in_tmp / "built", remote_tiles, levels=10).path
-    url = upload(s3_env, local, bucket, kind if kind == "xyz" else f"{kind}/Layers")
+    if local.is_file():  # a package, an archive: one object read by ranges
+        s3_env.client().put_object(Bucket=bucket, Key=local.name, Body=local.read_bytes())
+        url = f"s3://{bucket}/{local.name}"
+    else:
+        url = upload(s3_env, local, bucket, kind if kind == "xyz" else f"{kind}/Layers")
     with open_cache(url) as reader, ThreadPoolExecutor(16) as pool:
         assert reader.location is not None
         keys = [*remote_tiles, (8, 1, 1), (8, 200, 200), (3, -1, 0)]
