@@ -225,6 +225,19 @@ def test_the_generic_reads_from_listings_equal_the_direct_lookups():
         assert np.array_equal(CacheReader.presence(reader, 2, *window), reader.presence(2, *window))
 
 
+def test_a_pmtiles_with_a_broken_root_directory_raises_corrupt_bundle(tmp_path):
+    path = build("pmtiles", tmp_path / "built", {(3, 1, 2): png("a")}, levels=5).path
+    data = bytearray(path.read_bytes())
+    root, length = (int.from_bytes(data[at : at + 8], "little") for at in (8, 16))
+    data[root : root + length] = b"\xff" * length  # not a directory, in any compression
+    path.write_bytes(bytes(data))
+    with open_cache(path) as reader:
+        with pytest.raises(CorruptBundle, match="root directory"):
+            reader.read_tile(3, 1, 2)
+        with pytest.raises(CorruptBundle, match="root directory"):
+            reader.presence(3, 0, 0, 4, 4)
+
+
 def test_a_damaged_tile_row_in_sqlite_raises_corrupt_bundle(tmp_path):
     path = tmp_path / "t.mbtiles"
     shutil.copy(REALWORLD / "mbtiles" / "02.mbtile", path)
