@@ -79,8 +79,3 @@ class IndexCache(Generic[K, V]):
                 with self._lock:
                     self._making.pop(key, None)
         return value
-
-    def clear(self) -> None:
-        """Forget every kept value."""
-        with self._lock:
-            self._items.clear()
