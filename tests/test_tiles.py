@@ -197,6 +197,47 @@ def test_a_corrupt_bundle_raises_corrupt_bundle(kind, tmp_path):
         assert reader.read_tile(4, 1, 2) is None  # no bundle there: nothing to decode
 
 
+def test_a_v2_tile_pointing_into_the_header_raises_corrupt_bundle(tmp_path):
+    tiles = {(3, 1, 2): png("a"), (3, 1, 3): png("b")}
+    cache = mapproxy_v2_cache(tmp_path / "cache", tiles, levels=5)
+    bundle = cache / "_alllayers" / "L03" / "R0000C0000.bundle"
+    with bundle.open("r+b") as f:  # the entry of R1/C2: offset 8, its size kept
+        f.seek(64 + 8 * (128 * 1 + 2))
+        entry = int.from_bytes(f.read(8), "little")
+        f.seek(64 + 8 * (128 * 1 + 2))
+        f.write((entry >> 40 << 40 | 8).to_bytes(8, "little"))
+    with open_cache(cache) as reader:
+        with pytest.raises(CorruptBundle, match="L3/R1/C2: its offset lies inside"):
+            reader.read_tile(3, 1, 2)
+        assert reader.read_tile(3, 1, 3) == tiles[(3, 1, 3)]
+        assert reader.presence(3, 1, 2, 1, 2).tolist() == [[True, True]]
+
+
+def test_the_generic_reads_from_listings_equal_the_direct_lookups():
+    # CacheReader's own read_tile and presence: the bundle found in the level's listing, its
+    # tiles among read_tiles; MBTiles and folder readers answer with their own lookups.
+    path = REALWORLD / "mbtiles" / "02.mbtile"
+    with open_cache(path, format_hint="mbtiles") as reader:
+        for row in range(-1, 5):
+            for col in range(-1, 5):
+                assert CacheReader.read_tile(reader, 2, row, col) == reader.read_tile(2, row, col)
+        window = (-1, 1, 6, 3)
+        assert np.array_equal(CacheReader.presence(reader, 2, *window), reader.presence(2, *window))
+
+
+def test_a_pmtiles_with_a_broken_root_directory_raises_corrupt_bundle(tmp_path):
+    path = build("pmtiles", tmp_path / "built", {(3, 1, 2): png("a")}, levels=5).path
+    data = bytearray(path.read_bytes())
+    root, length = (int.from_bytes(data[at : at + 8], "little") for at in (8, 16))
+    data[root : root + length] = b"\xff" * length  # not a directory, in any compression
+    path.write_bytes(bytes(data))
+    with open_cache(path) as reader:
+        with pytest.raises(CorruptBundle, match="root directory"):
+            reader.read_tile(3, 1, 2)
+        with pytest.raises(CorruptBundle, match="root directory"):
+            reader.presence(3, 0, 0, 4, 4)
+
+
 def test_a_damaged_tile_row_in_sqlite_raises_corrupt_bundle(tmp_path):
     path = tmp_path / "t.mbtiles"
     shutil.copy(REALWORLD / "mbtiles" / "02.mbtile", path)
@@ -221,6 +262,19 @@ def test_a_rewritten_bundle_is_decoded_again(tmp_path):
             level_2_presence = fresh.presence(2, 0, 0, 4, 4)
         assert reader.read_tile(1, 0, 0) == level_2 != before
         assert np.array_equal(reader.presence(1, 0, 0, 4, 4), level_2_presence)
+
+
+def test_a_tile_file_added_to_a_folder_is_read_once_the_folder_changes(tmp_path):
+    tiles = {(3, 1, 2): png("a")}
+    cache = build("xyz", tmp_path / "xyz", tiles, levels=5).path
+    with open_cache(cache) as reader:
+        assert reader.read_tile(3, 2, 2) is None
+        column = cache / "3" / "2"
+        (column / "2.png").write_bytes(png("b"))
+        later = column.stat().st_mtime_ns + 10**9  # a later write, past the clock's tick
+        os.utime(column, ns=(later, later))
+        assert reader.read_tile(3, 2, 2) == png("b")
+        assert reader.presence(3, 0, 2, 4, 1).ravel().tolist() == [False, True, True, False]
 
 
 def test_a_burst_of_reads_decodes_each_bundle_once(tmp_path, monkeypatch):
@@ -281,10 +335,14 @@ def remote_tiles() -> Iterator[dict[tuple[int, int, int], bytes]]:
     yield {key: png("L{}/R{}/C{}".format(*key)) for key in keys}
 
 
-@pytest.mark.parametrize("kind", ["compact-v2", "compact-v1"])
+@pytest.mark.parametrize("kind", ["compact-v2", "compact-v1", "exploded", "xyz", "tpkx", "pmtiles"])
 def test_a_cache_in_s3_reads_as_on_disk(kind, s3_env, bucket, in_tmp, remote_tiles):
     local = build(kind, in_tmp / "built", remote_tiles, levels=10).path
-    url = upload(s3_env, local, bucket, f"{kind}/Layers")
+    if local.is_file():  # a package, an archive: one object read by ranges
+        s3_env.client().put_object(Bucket=bucket, Key=local.name, Body=local.read_bytes())
+        url = f"s3://{bucket}/{local.name}"
+    else:
+        url = upload(s3_env, local, bucket, kind if kind == "xyz" else f"{kind}/Layers")
     with open_cache(url) as reader, ThreadPoolExecutor(16) as pool:
         assert reader.location is not None
         keys = [*remote_tiles, (8, 1, 1), (8, 200, 200), (3, -1, 0)]

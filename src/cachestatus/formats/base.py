@@ -38,6 +38,10 @@ from .tile_index import IndexCache, TileIndex
 if TYPE_CHECKING:
     from ..storage import ObjectStorage
 
+#: Tile and bundle rows and columns stay below this: a status stores them as 32-bit integers
+#: (``bundleRow``, ``bundleCol``). A name beyond it is reported, never counted.
+GRID_LIMIT = 2**31
+
 
 class StoredTile(NamedTuple):
     """One stored tile and its bytes, read for a deep check (``verify``, ``--blank``)."""
@@ -378,9 +382,14 @@ class CacheReader(ABC):
             (bundle.path, bundle.size, bundle.stamp), lambda: self.tile_index(bundle)
         )
 
+    @functools.cached_property
+    def _lod_levels(self) -> frozenset[int]:
+        """The level numbers of the scheme's LODs, for lookups."""
+        return frozenset(self.scheme.levels)
+
     def _check_level(self, level: int) -> None:
         """Raise :class:`ScaleNotInCache` unless ``level`` is a LOD of the scheme."""
-        if level not in self.scheme.levels:
+        if level not in self._lod_levels:
             raise ScaleNotInCache(
                 f"level {level} is not a level of {self.where} (its levels: "
                 f"{', '.join(map(str, self.scheme.levels))})"
@@ -408,38 +417,43 @@ class CacheReader(ABC):
         """
         if not self.holds_tile(level, row, col):
             return None
-        key = BundleKey.of_tile(Tile(level, row, col))
-        r, c = row - key.row, col - key.col
-        for attempt in range(2):
-            bundle = self.find_bundle(key)
-            if bundle is None:
-                return None
-            index = self._bundle_index(bundle)
-            size = int(index.sizes[r, c])
-            if not size:
-                return None
-            if index.offsets is None:
-                return self._tile_of_bundle(bundle, row, col)
-            try:
-                return self.read_stored(bundle, int(index.offsets[r, c]), size)
-            except BundleChanging:
-                if attempt:  # rewritten twice while one tile was read: a job is at work
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._read_tile(Tile(level, row, col))
+        except BundleChanging:  # rewritten while the tile was read: found and decoded again
+            return self._read_tile(Tile(level, row, col))
+
+    def _read_tile(self, tile: Tile) -> bytes | None:
+        """:meth:`read_tile` of a tile on the grid: its bundle found, its index decoded (or
+        kept), its bytes read."""
+        key = BundleKey.of_tile(tile)
+        bundle = self.find_bundle(key)
+        if bundle is None:
+            return None
+        index = self._bundle_index(bundle)
+        r, c = tile.row - key.row, tile.col - key.col
+        size = int(index.sizes[r, c])
+        if not size:
+            return None
+        if index.offsets is None:
+            return self._tile_of_bundle(bundle, tile)
+        offset = int(index.offsets[r, c])
+        if offset < 0:
+            raise CorruptBundle(f"tile {tile}: its offset lies inside the bundle's header")
+        return self.read_stored(bundle, offset, size)
 
     def holds_tile(self, level: int, row: int, col: int) -> bool:
         """Whether ``level`` is a LOD of the cache and (``row``, ``col``) lies on its grid."""
-        rows, cols = self.grid_size(level) if level in self.scheme.levels else (0, 0)
+        rows, cols = self.grid_size(level) if level in self._lod_levels else (0, 0)
         return 0 <= row < rows and 0 <= col < cols
 
-    def _tile_of_bundle(self, bundle: BundleFile, row: int, col: int) -> bytes | None:
-        """Tile (``row``, ``col``) of ``bundle`` found among :meth:`read_tiles`' (for readers
-        whose indexes give no offsets)."""
-        for tile in self.read_tiles(bundle):
-            if (tile.row, tile.col) == (row, col):
-                if tile.damage:
-                    raise CorruptBundle(f"tile {Tile(bundle.key.level, row, col)}: {tile.damage}")
-                return tile.data or None
+    def _tile_of_bundle(self, bundle: BundleFile, tile: Tile) -> bytes | None:
+        """``tile`` of ``bundle`` found among :meth:`read_tiles`' (for readers whose indexes
+        give no offsets)."""
+        for stored in self.read_tiles(bundle):
+            if (stored.row, stored.col) == (tile.row, tile.col):
+                if stored.damage:
+                    raise CorruptBundle(f"tile {tile}: {stored.damage}")
+                return stored.data or None
         return None
 
     def window_on_grid(self, level: int, row: int, col: int, height: int, width: int) -> TileRange:
@@ -515,9 +529,6 @@ class CacheReader(ABC):
         self.close()
 
 
-#: Tile and bundle rows and columns stay below this: a status stores them as 32-bit integers
-#: (``bundleRow``, ``bundleCol``). A name beyond it is reported, never counted.
-GRID_LIMIT = 2**31
 #: Bytes read from the head of a file to tell its format: every signature lies in them.
 HEAD_BYTES = 4096
 #: Bytes read from a zip's end to find its end-of-central-directory record: the record (22) and

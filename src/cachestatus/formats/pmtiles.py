@@ -941,11 +941,19 @@ class PMTilesCache(RemoteFile):
         return 1 << level, 1 << level
 
     def _zoom_runs(self, level: int) -> ZoomRuns:
-        """:meth:`_zoom` of ``level``, made once (by one thread) and kept."""
+        """:meth:`_zoom` of ``level``, made once (by one thread) and kept.
+
+        Raises:
+            CorruptBundle: the directories cannot be read (a broken root directory, leaf
+                directories in a loop, an archive replaced while they were read).
+        """
         with self._zoom_lock:
             runs = self._zoom_runs_kept.get(level)
             if runs is None:
-                runs = self._zoom_runs_kept[level] = self._zoom(level)
+                try:
+                    runs = self._zoom_runs_kept[level] = self._zoom(level)
+                except InvalidCacheConfig as exc:
+                    raise CorruptBundle(str(exc)) from None
             return runs
 
     def find_bundle(self, key: BundleKey) -> BundleFile | None:

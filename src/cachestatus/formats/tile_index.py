@@ -26,9 +26,9 @@ class TileIndex(NamedTuple):
 
     #: Tile sizes in bytes, (128, 128), row-major; 0: no tile.
     sizes: npt.NDArray[np.unsignedinteger[Any]]
-    #: Byte offset of each tile's stored bytes in the bundle's source, (128, 128); ``None`` for
-    #: readers that read a tile by its address (:meth:`~.base.CacheReader.read_stored` then
-    #: is never called).
+    #: Byte offset of each tile's stored bytes in the bundle's source, (128, 128); -1 where the
+    #: index points inside the bundle's header (a damaged tile). ``None`` for readers whose
+    #: indexes give no offsets: a tile is then found among the bundle's ``read_tiles``.
     offsets: npt.NDArray[np.int64] | None = None
 
 
@@ -79,8 +79,3 @@ class IndexCache(Generic[K, V]):
                 with self._lock:
                     self._making.pop(key, None)
         return value
-
-    def clear(self) -> None:
-        """Forget every kept value."""
-        with self._lock:
-            self._items.clear()
