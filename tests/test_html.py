@@ -25,6 +25,7 @@ from cachestatus.reportpage.charts import CHARTS
 from cachestatus.reportpage.html import capped
 from tests.report_cache import (
     BAD_NAME,
+    BAD_TILE,
     CORRUPT_BUNDLE,
     MISSING_BUNDLE,
     ReportCache,
@@ -213,6 +214,66 @@ def test_levels_limit_the_table_and_the_bundles(built, tmp_path):
 def test_without_a_store_it_exits_2_naming_rebuild(built, tmp_path):
     code, _, err = run("html", built.cache, "--status", tmp_path / "none.gdb")
     assert code == 2 and "cachestatus rebuild" in err
+
+
+def test_without_a_store_it_also_names_rebuild_the_option(built, tmp_path):
+    code, _, err = run("html", built.cache, "--status", tmp_path / "none.gdb", "--verify")
+    assert code == 2 and "cachestatus rebuild" in err and "--rebuild" in err
+    assert not (tmp_path / "none.html").exists()
+
+
+def test_rebuild_scans_first_into_the_status_given(built, tmp_path):
+    store = tmp_path / "Fresh.gdb"
+    code, out, err = run(
+        "html", built.cache, "--status", store, "--rebuild", "--workers", "1", "--json"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["path"] == str(tmp_path / "Fresh.html")
+    assert task_rows(store, ["levelID", "status"]) == task_rows(built.status, ["levelID", "status"])
+    assert doc["bundles_total"] == len(task_rows(store, ["levelID"])) == 8
+
+
+def test_rebuild_writes_the_default_store_of_a_cache_that_has_none(sample):
+    assert not (sample / "Status.gdb").exists()
+    code, out, err = run("html", sample, "--rebuild", "--workers", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["path"] == str(sample / "Status.html")
+    assert len(task_rows(sample / "Status.gdb", ["levelID"])) == 3
+
+
+def _problem_lines(page: str) -> list[str]:
+    found = re.search(r"<ul class='problems'>(.*?)</ul>", page, re.S)
+    assert found is not None
+    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", found.group(1))]
+
+
+def test_verify_lists_each_bad_tile_where_it_lies(built, tmp_path):
+    from mapproxy.grid.tile_grid import tile_grid
+
+    code, out, _ = run("verify", built.cache, "--json", "--workers", "1")
+    problems = json.loads(out)["problems"]
+    assert code == 1
+    bad = [p for p in problems if p.get("tile")]
+    level, row, col = BAD_TILE
+    assert [p["tile"] for p in bad] == [f"L{level:02d}/R{row}/C{col}"]
+
+    doc = write(built, tmp_path / "page.html", "--verify", "--workers", "1")
+    assert doc["verify_problems"] == len(problems) and doc["problems"] == 3
+    page = (tmp_path / "page.html").read_text()
+    lines = _problem_lines(page)
+    assert f"{bad[0]['tile']} {bad[0]['kind']}: {bad[0]['detail']}" in lines
+    assert sum(CORRUPT_BUNDLE in line for line in lines) == 1  # the store lists it already
+    shown = [p for p in blob(page, "cachestatus-data")["page"]["problems"] if p["tile"]]
+    # The tile's square in MapProxy's grid (the writer of the cache).
+    square = tile_grid(3857, origin="nw").tile_bbox((col, row, level))
+    assert shown[0]["level"] == level
+    assert shown[0]["extent"] == pytest.approx(list(square), abs=1e-3)
+
+    plain = write(built, tmp_path / "plain.html")
+    assert plain["verify_problems"] is None and plain["problems"] == 2
+    doc = write(built, tmp_path / "page.html", "--verify", "--workers", "1", "--levels", "0-3")
+    assert doc["verify_problems"] == 0 and doc["problems"] == 0
 
 
 def test_it_replaces_its_own_page_and_no_other_file(built, tmp_path):
