@@ -31,7 +31,7 @@ from tests.report_cache import (
     ReportCache,
     report_cache,
 )
-from tests.status_rows import task_rows
+from tests.status_rows import level_rows, task_rows
 
 
 def run(*args: object) -> tuple[int, str, str]:
@@ -194,13 +194,13 @@ def test_a_level_past_the_cap_keeps_its_problems_and_says_so(built):
 def test_svg_bars_are_levels_times_charts(built, tmp_path):
     write(built, tmp_path / "page.html")
     page = (tmp_path / "page.html").read_text()
-    levels = {row["levelID"] for row in _level_rows(built.status)}
+    levels = {row["levelID"] for row in level_rows(built.status)}
     assert page.count('<rect class="bar"') == len(levels) * len(CHARTS)
     percent = re.findall(r'<rect class="bar" data-level="(\d+)" data-value="([\d.e+]+)"', page)
     drawn = {int(level): float(value) for level, value in percent[: len(levels)]}
     assert drawn == {
         r["levelID"]: pytest.approx(r["percentComplete"], rel=1e-4)
-        for r in _level_rows(built.status)
+        for r in level_rows(built.status)
     }
 
 
@@ -312,14 +312,6 @@ def test_a_live_page_embeds_nothing_and_names_its_endpoints(built):
     assert blob(page, "cachestatus-data") == {}
     assert "data:image" not in page
     assert isinstance(tiles, Background) and len(tiles.tiles) == len(built.tiles) - 1
-
-
-def _level_rows(status: Path) -> list[dict[str, object]]:
-    from pyogrio.raw import read
-
-    meta, _, _, values = read(str(status), layer="LevelStatus", read_geometry=False)
-    columns = {name: v.tolist() for name, v in zip(meta["fields"], values, strict=True)}
-    return [{name: columns[name][i] for name in columns} for i in range(len(columns["levelID"]))]
 
 
 def _minimal(cache: str) -> dict[str, object]:
