@@ -234,12 +234,17 @@ def test_rebuild_scans_first_into_the_status_given(built, tmp_path):
     assert doc["bundles_total"] == len(task_rows(store, ["levelID"])) == 8
 
 
-def test_rebuild_writes_the_default_store_of_a_cache_that_has_none(sample):
+def test_rebuild_writes_the_default_store_of_a_cache_that_has_none(sample, monkeypatch):
+    monkeypatch.chdir(sample.parent)
     assert not (sample / "Status.gdb").exists()
-    code, out, err = run("html", sample, "--rebuild", "--workers", "1", "--json")
+    code, out, err = run("html", sample.name, "--rebuild", "--workers", "1", "--json")
     assert code == 0, err
-    assert json.loads(out)["path"] == str(sample / "Status.html")
+    assert json.loads(out)["path"] == f"{sample.name}/Status.html"
     assert len(task_rows(sample / "Status.gdb", ["levelID"])) == 3
+    page = (sample / "Status.html").read_text()
+    assert f"<tr><th>Cache</th><td>{sample.name}</td></tr>" in page  # as given
+    header = blob(page, "cachestatus-data")["page"]["header"]
+    assert header["cache"] == sample.name and header["job"]["cachePath"] == str(sample)
 
 
 def _problem_lines(page: str) -> list[str]:

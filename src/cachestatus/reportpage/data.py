@@ -213,6 +213,7 @@ def page_data(
     levels: Sequence[int] | None = None,
     list_names: bool = True,
     verified: VerifyReport | None = None,
+    cache: str | None = None,
 ) -> dict[str, Any]:
     """Everything the report page shows but the bundles: the header (cache, format, CRS, tile
     size, last job, versions), totals, the per-level table, problems (each with the extent of
@@ -229,6 +230,8 @@ def page_data(
         verified: what the deep check (:func:`~cachestatus.operations.run_verify`) found:
             each bad tile is listed with its square (``tile``: ``L05/R1234/C5678``), each
             bundle it could not read unless the store lists it already.
+        cache: the cache as the user named it, for the header (default: the path the store's
+            last job recorded, absolute; the job keeps it as ``cachePath``).
 
     Raises:
         StatusNotFound: there is no status store at ``status``.
@@ -267,7 +270,7 @@ def page_data(
     stored_bounds = None if info is None else _extent(info.get("total_bounds"))
     return {
         "header": {
-            "cache": report.cache,
+            "cache": report.cache if cache is None else cache,
             "format": report.format,
             "status": str(path),
             "crs": _crs(reader, None if info is None else info.get("crs")),
@@ -283,6 +286,7 @@ def page_data(
                 "finished": None if last.finished is None else last.finished.isoformat(),
                 "outcome": last.outcome,
                 "toolVersion": last.tool_version,
+                "cachePath": last.cache_path,
             },
             "version": __version__,
         },

@@ -169,7 +169,9 @@ def write_html(
         raise UsageError(f"--background {background!r}: use one of {', '.join(BACKGROUNDS)}")
     with source.open() as reader:
         store = find_store(reader, status)
-        data = page_data(store, reader, levels=levels, verified=verified)
+        data = page_data(
+            store, reader, levels=levels, verified=verified, cache=os.fspath(source.path)
+        )
         target = page_path(reader, store, out)
         embedded = {
             level: capped(level_bundles(store, level), max_rows)
