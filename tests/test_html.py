@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import re
@@ -279,6 +280,50 @@ def test_verify_lists_each_bad_tile_where_it_lies(built, tmp_path):
     assert plain["verify_problems"] is None and plain["problems"] == 2
     doc = write(built, tmp_path / "page.html", "--verify", "--workers", "1", "--levels", "0-3")
     assert doc["verify_problems"] == 0 and doc["problems"] == 0
+
+
+def _colour(data: bytes, x: int = 128, y: int = 128) -> tuple[int, ...]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return tuple(image.convert("RGBA").getpixel((x, y)))
+
+
+def test_a_mosaic_is_the_finest_level_that_fits_in_one_image(built, tmp_path):
+    from mapproxy.grid.tile_grid import tile_grid
+
+    doc = write(built, tmp_path / "page.html", "--background", "mosaic")
+    level3 = {key: data for key, data in built.tiles.items() if key[0] == 3}
+    # Level 4 would fit in 4,096 px but holds no tile; level 8 holds some but would not fit.
+    assert doc["background_levels"] == [3] and doc["background_tiles"] == len(level3) == 64
+    page = (tmp_path / "page.html").read_text()
+    image = blob(page, "cachestatus-data")["background"]["image"]
+    assert blob(page, "cachestatus-data")["background"]["tiles"] == {}
+    assert image["url"].startswith("data:image/webp;base64,")
+    data = base64.b64decode(image["url"].split(",", 1)[1])
+    assert doc["background_bytes"] == len(data) <= 3_000_000
+    grid = tile_grid(3857, origin="nw")
+    x0, _, _, y1 = grid.tile_bbox((0, 0, 3))
+    _, y0, x1, _ = grid.tile_bbox((7, 7, 3))
+    assert image["extent"] == pytest.approx([x0, y0, x1, y1], abs=1e-3)
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as mosaic:
+        assert mosaic.size == (8 * 256, 8 * 256)
+        for (_, row, col), tile in level3.items():
+            got = mosaic.convert("RGBA").getpixel((col * 256 + 128, row * 256 + 128))
+            assert all(abs(a - b) <= 6 for a, b in zip(got, _colour(tile), strict=True))
+    assert "Background: level 3 composited into one WEBP image" in page
+
+
+def test_a_mosaic_past_the_budget_is_left_out_and_said_so(built, tmp_path):
+    doc = write(
+        built, tmp_path / "page.html", "--background", "mosaic", "--background-budget", "40"
+    )
+    assert doc["background_tiles"] == doc["background_bytes"] == 0
+    page = (tmp_path / "page.html").read_text()
+    assert "level 0, the coarsest with tiles, exceeds the 40-byte budget" in page
+    assert blob(page, "cachestatus-data")["background"]["image"] is None
 
 
 def test_it_replaces_its_own_page_and_no_other_file(built, tmp_path):

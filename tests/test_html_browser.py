@@ -327,3 +327,38 @@ def test_the_level_follows_the_zoom_and_the_selector_zooms_to_its_level(browser,
         settle(browser)
         level, now, _ = view_of(browser)
         assert level == choice and now == pytest.approx(lods[choice], rel=1e-9)
+
+
+def test_a_mosaic_background_is_drawn_on_its_rectangle(browser, page, tmp_path):
+    from mapproxy.grid.tile_grid import tile_grid
+    from PIL import Image
+
+    built, _ = page
+    out = tmp_path / "mosaic.html"
+    args = ["html", str(built.cache), "--status", str(built.status), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--background", "mosaic"])
+    assert result.exit_code == 0, result.output
+    browser.get(out.as_uri())
+    chrome.wait_ready(browser)
+    browser.execute_script(
+        "document.getElementById('map').scrollIntoView();"
+        "window.cachestatus.map.getLayers().getArray().slice(1)"
+        ".forEach((layer) => layer.setVisible(false));"  # the bundles and areas drawn over it
+    )
+    idle(browser)
+    loaded, errors = browser.execute_script(
+        "return [window.cachestatus.tilesLoaded, window.cachestatus.tileErrors];"
+    )
+    assert loaded == 1 and errors == 0
+    shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
+    grid = tile_grid(3857, origin="nw")
+    for row, col in ((2, 5), (6, 1)):
+        x0, y0, x1, y1 = grid.tile_bbox((col, row, 3))
+        centre = [(x0 + x1) / 2, (y0 + y1) / 2]
+        x, y = browser.execute_script("return window.cachestatus.pixelOf(arguments[0]);", centre)
+        with Image.open(io.BytesIO(built.tiles[3, row, col])) as tile:
+            stored = tile.convert("RGB").getpixel((128, 128))
+        got = shot.getpixel((int(x), int(y)))
+        assert all(abs(a - b) <= 8 for a, b in zip(got, stored, strict=True)), (row, col)
+    urls = chrome.requested_urls(browser)
+    assert [u for u in urls if not u.startswith(("file:", "data:"))] == []

@@ -39,16 +39,17 @@ def _bar(execution: Execution, description: str) -> Execution:
 )
 @click.option(
     "--background",
-    type=click.Choice(["tiles", "none"]),
+    type=click.Choice(["tiles", "mosaic", "none"]),
     default="tiles",
     show_default=True,
-    help="The map's background: the cache's own tiles of whole coarse levels, or none.",
+    help="The map's background: the cache's own tiles of whole coarse levels, one level "
+    "composited into one image (up to 4096 px a side), or none.",
 )
 @click.option(
     "--background-budget",
     default="3MB",
     show_default=True,
-    help="Stored bytes of background tiles the page holds, at most (3MB, 500kB...).",
+    help="Bytes of background tiles (or of the mosaic) the page holds, at most (3MB, 500kB...).",
 )
 @click.option("--title", default=None, help="The page's title.")
 @options.execution_options()

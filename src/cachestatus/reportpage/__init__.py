@@ -5,7 +5,13 @@ background tiles (:mod:`.background`), the charts (:mod:`.charts`) and the templ
 
 from __future__ import annotations
 
-from .background import DEFAULT_BUDGET, Background, background_tiles, parse_budget
+from .background import (
+    DEFAULT_BUDGET,
+    Background,
+    background_mosaic,
+    background_tiles,
+    parse_budget,
+)
 from .data import level_bundles, page_data
 from .html import HtmlResult, find_store, page_path, write_html
 from .page import render_page
@@ -14,6 +20,7 @@ __all__ = [
     "DEFAULT_BUDGET",
     "Background",
     "HtmlResult",
+    "background_mosaic",
     "background_tiles",
     "find_store",
     "level_bundles",

@@ -15,7 +15,7 @@ from ..formats import CacheReader
 from ..request import CacheSource
 from ..store import read_status
 from ..tilecheck import VerifyReport
-from .background import DEFAULT_BUDGET, Background, background_tiles
+from .background import DEFAULT_BUDGET, Background, background_mosaic, background_tiles
 from .data import STATES, level_bundles, page_data
 from .page import GENERATOR, render_page
 
@@ -26,7 +26,7 @@ MAX_EMBEDDED_ROWS = 50_000
 #: Which rows a capped level keeps first: problems, then partial, complete, empty, missing.
 _PRIORITY = ("CORRUPT", "IN_PROGRESS", "PARTIAL", "COMPLETE", "EMPTY", "MISSING")
 #: The ``--background`` choices.
-BACKGROUNDS = ("tiles", "none")
+BACKGROUNDS = ("tiles", "mosaic", "none")
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,9 @@ def write_html(
         status: the status store (default: the cache's own, as ``summary`` finds it).
         out: the page's path (default: ``<store stem>.html`` beside the store).
         levels: only these levels (default: every level of the store).
-        background: ``tiles`` (stored tiles of whole coarse levels) or ``none``.
-        budget: stored bytes of background tiles, at most.
+        background: ``tiles`` (stored tiles of whole coarse levels), ``mosaic`` (one level
+            composited into one image) or ``none``.
+        budget: stored bytes of background tiles (or of the mosaic), at most.
         title: the page's title.
         max_rows: ``TaskStatus`` rows embedded per level, at most.
         verified: the deep check's findings (:func:`~cachestatus.operations.run_verify`),
@@ -180,6 +181,8 @@ def write_html(
         tiles = Background(note="none asked for (--background none)")
         if background == "tiles":
             tiles = background_tiles(reader, budget, read_status(store).levels)
+        elif background == "mosaic":
+            tiles = background_mosaic(reader, budget, read_status(store).levels)
     notes = tuple(b["note"] for b in embedded.values() if "note" in b)
     page = render_page(data, bundles=embedded, background=tiles, title=title, notes=notes)
     encoded = page.encode("utf-8")
@@ -194,7 +197,7 @@ def write_html(
         size=len(encoded),
         levels=[row["level"] for row in data["levels"]],
         background_levels=list(tiles.levels),
-        background_tiles=len(tiles.tiles),
+        background_tiles=tiles.tile_count,
         background_bytes=tiles.stored_bytes,
         bundles_embedded=sum(len(b["row"]) for b in embedded.values()),
         bundles_total=sum(b["count"] for b in embedded.values()),

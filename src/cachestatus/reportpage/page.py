@@ -182,7 +182,7 @@ def render_page(
         embedded = {
             "page": data,
             "bundles": {str(level): value for level, value in (bundles or {}).items()},
-            "background": {"levels": list(background.levels), "tiles": background.tiles},
+            "background": background.as_json(),
         }
     if background is not None and background.note:
         notes = (f"Background: {background.note}.", *notes)

@@ -66,6 +66,15 @@
   function backgroundLayer(page, projection) {
     const grid = page.grid;
     if (!grid) return null;
+    const image = config.live ? null : embedded.background.image;
+    if (image) {
+      // `--background mosaic`: one picture of a level, placed on its rectangle.
+      const source = new ol.ImageStatic({ url: image.url, imageExtent: image.extent, projection: projection });
+      source.on('imageloadstart', () => state.tilesRequested++);
+      source.on('imageloadend', () => state.tilesLoaded++);
+      source.on('imageloaderror', () => state.tileErrors++);
+      return new ol.ImageLayer({ source: source });
+    }
     const tiles = config.live ? null : embedded.background.tiles;
     const order = grid.resolutions.map((r, i) => [r, grid.levels[i]]).sort((a, b) => b[0] - a[0]);
     let levels = order.map((pair) => pair[1]);
