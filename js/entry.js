@@ -4,6 +4,8 @@ import Map from 'ol/Map.js';
 import View from 'ol/View.js';
 import Feature from 'ol/Feature.js';
 import TileLayer from 'ol/layer/Tile.js';
+import ImageLayer from 'ol/layer/Image.js';
+import ImageStatic from 'ol/source/ImageStatic.js';
 import VectorLayer from 'ol/layer/Vector.js';
 import XYZ from 'ol/source/XYZ.js';
 import VectorSource from 'ol/source/Vector.js';
@@ -20,7 +22,7 @@ import {defaults as defaultControls} from 'ol/control/defaults.js';
 import {createStringXY} from 'ol/coordinate.js';
 
 globalThis.ol = {
-  Map, View, Feature, TileLayer, VectorLayer, XYZ, VectorSource, GeoJSON, TileGrid,
+  Map, View, Feature, TileLayer, ImageLayer, ImageStatic, VectorLayer, XYZ, VectorSource, GeoJSON, TileGrid,
   Projection, Polygon, Style, Fill, Stroke, ScaleLine, MousePosition, defaultControls,
   createStringXY,
 };

@@ -4,7 +4,9 @@ MapProxy (Compact V2, Web Mercator, 10 LODs, the world as its full extent):
 - levels 0-3 complete, each tile a small PNG of its own colour (the background);
 - level 8 (2 x 2 bundles): R0000C0000 and R0000C0080 PARTIAL, R0080C0000 CORRUPT (its file
   truncated after writing), R0080C0080 MISSING (no file); MissingAreas on every level past 3;
-- a file in L08 named like a bundle that is none (``BAD_NAME``).
+- a file in L08 named like a bundle that is none (``BAD_NAME``);
+- tile L08/R3/C6 holds an HTML error page, not an image (``BAD_TILE``, which ``verify`` finds;
+  it is not among ``tiles``, the images the map may draw).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ LEVELS = 10
 CORRUPT_BUNDLE = "L08/R0080C0000"
 MISSING_BUNDLE = "L08/R0080C0080"
 BAD_NAME = "R00zzC0000.bundle"
+#: The tile that holds an HTML page, and its bytes.
+BAD_TILE = (8, 3, 6)
+HTML_PAGE = b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>"
 
 
 class ReportCache(NamedTuple):
@@ -62,7 +67,7 @@ def rebuild(cache: Path, status: Path) -> None:
 def report_cache(root: Path) -> ReportCache:
     """Write the cache under ``root``, damage one bundle, and rebuild its status."""
     tiles = _tiles()
-    cache = build("compact-v2", root / "cache", tiles, levels=LEVELS).path
+    cache = build("compact-v2", root / "cache", {**tiles, BAD_TILE: HTML_PAGE}, levels=LEVELS).path
     bundle = cache / "_alllayers" / "L08" / "R0080C0000.bundle"
     bundle.write_bytes(bundle.read_bytes()[:40])
     (bundle.parent / BAD_NAME).write_bytes(b"not a bundle")

@@ -41,6 +41,13 @@ def task_rows(
     return rows
 
 
+def level_rows(status: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every ``LevelStatus`` row, as stored, with every field."""
+    meta, _, _, values = read(os.fspath(status), layer="LevelStatus", read_geometry=False)
+    columns = {name: v.tolist() for name, v in zip(meta["fields"], values, strict=True)}
+    return [{name: columns[name][i] for name in columns} for i in range(len(columns["levelID"]))]
+
+
 def rows_in_order(status: str | os.PathLike[str] | None) -> list[tuple[str, dict[str, Any]]]:
     """The ``TaskStatus`` rows in the store's order, every field and the polygon, but for the
     job's ID (one per run); an empty count (NaN) as ``None``, which compares."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import re
@@ -25,12 +26,13 @@ from cachestatus.reportpage.charts import CHARTS
 from cachestatus.reportpage.html import capped
 from tests.report_cache import (
     BAD_NAME,
+    BAD_TILE,
     CORRUPT_BUNDLE,
     MISSING_BUNDLE,
     ReportCache,
     report_cache,
 )
-from tests.status_rows import task_rows
+from tests.status_rows import level_rows, task_rows
 
 
 def run(*args: object) -> tuple[int, str, str]:
@@ -193,13 +195,13 @@ def test_a_level_past_the_cap_keeps_its_problems_and_says_so(built):
 def test_svg_bars_are_levels_times_charts(built, tmp_path):
     write(built, tmp_path / "page.html")
     page = (tmp_path / "page.html").read_text()
-    levels = {row["levelID"] for row in _level_rows(built.status)}
+    levels = {row["levelID"] for row in level_rows(built.status)}
     assert page.count('<rect class="bar"') == len(levels) * len(CHARTS)
     percent = re.findall(r'<rect class="bar" data-level="(\d+)" data-value="([\d.e+]+)"', page)
     drawn = {int(level): float(value) for level, value in percent[: len(levels)]}
     assert drawn == {
         r["levelID"]: pytest.approx(r["percentComplete"], rel=1e-4)
-        for r in _level_rows(built.status)
+        for r in level_rows(built.status)
     }
 
 
@@ -213,6 +215,115 @@ def test_levels_limit_the_table_and_the_bundles(built, tmp_path):
 def test_without_a_store_it_exits_2_naming_rebuild(built, tmp_path):
     code, _, err = run("html", built.cache, "--status", tmp_path / "none.gdb")
     assert code == 2 and "cachestatus rebuild" in err
+
+
+def test_without_a_store_it_also_names_rebuild_the_option(built, tmp_path):
+    code, _, err = run("html", built.cache, "--status", tmp_path / "none.gdb", "--verify")
+    assert code == 2 and "cachestatus rebuild" in err and "--rebuild" in err
+    assert not (tmp_path / "none.html").exists()
+
+
+def test_rebuild_scans_first_into_the_status_given(built, tmp_path):
+    store = tmp_path / "Fresh.gdb"
+    code, out, err = run(
+        "html", built.cache, "--status", store, "--rebuild", "--workers", "1", "--json"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["path"] == str(tmp_path / "Fresh.html")
+    assert task_rows(store, ["levelID", "status"]) == task_rows(built.status, ["levelID", "status"])
+    assert doc["bundles_total"] == len(task_rows(store, ["levelID"])) == 8
+
+
+def test_rebuild_writes_the_default_store_of_a_cache_that_has_none(sample, monkeypatch):
+    monkeypatch.chdir(sample.parent)
+    assert not (sample / "Status.gdb").exists()
+    code, out, err = run("html", sample.name, "--rebuild", "--workers", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["path"] == f"{sample.name}/Status.html"
+    assert len(task_rows(sample / "Status.gdb", ["levelID"])) == 3
+    page = (sample / "Status.html").read_text()
+    assert f"<tr><th>Cache</th><td>{sample.name}</td></tr>" in page  # as given
+    header = blob(page, "cachestatus-data")["page"]["header"]
+    assert header["cache"] == sample.name and header["job"]["cachePath"] == str(sample)
+
+
+def _problem_lines(page: str) -> list[str]:
+    found = re.search(r"<ul class='problems'>(.*?)</ul>", page, re.S)
+    assert found is not None
+    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", found.group(1))]
+
+
+def test_verify_lists_each_bad_tile_where_it_lies(built, tmp_path):
+    from mapproxy.grid.tile_grid import tile_grid
+
+    code, out, _ = run("verify", built.cache, "--json", "--workers", "1")
+    problems = json.loads(out)["problems"]
+    assert code == 1
+    bad = [p for p in problems if p.get("tile")]
+    level, row, col = BAD_TILE
+    assert [p["tile"] for p in bad] == [f"L{level:02d}/R{row}/C{col}"]
+
+    doc = write(built, tmp_path / "page.html", "--verify", "--workers", "1")
+    assert doc["verify_problems"] == len(problems) and doc["problems"] == 3
+    page = (tmp_path / "page.html").read_text()
+    lines = _problem_lines(page)
+    assert f"{bad[0]['tile']} {bad[0]['kind']}: {bad[0]['detail']}" in lines
+    assert sum(CORRUPT_BUNDLE in line for line in lines) == 1  # the store lists it already
+    shown = [p for p in blob(page, "cachestatus-data")["page"]["problems"] if p["tile"]]
+    # The tile's square in MapProxy's grid (the writer of the cache).
+    square = tile_grid(3857, origin="nw").tile_bbox((col, row, level))
+    assert shown[0]["level"] == level
+    assert shown[0]["extent"] == pytest.approx(list(square), abs=1e-3)
+
+    plain = write(built, tmp_path / "plain.html")
+    assert plain["verify_problems"] is None and plain["problems"] == 2
+    doc = write(built, tmp_path / "page.html", "--verify", "--workers", "1", "--levels", "0-3")
+    assert doc["verify_problems"] == 0 and doc["problems"] == 0
+
+
+def _colour(data: bytes, x: int = 128, y: int = 128) -> tuple[int, ...]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return tuple(image.convert("RGBA").getpixel((x, y)))
+
+
+def test_a_mosaic_is_the_finest_level_that_fits_in_one_image(built, tmp_path):
+    from mapproxy.grid.tile_grid import tile_grid
+
+    doc = write(built, tmp_path / "page.html", "--background", "mosaic")
+    level3 = {key: data for key, data in built.tiles.items() if key[0] == 3}
+    # Level 4 would fit in 4,096 px but holds no tile; level 8 holds some but would not fit.
+    assert doc["background_levels"] == [3] and doc["background_tiles"] == len(level3) == 64
+    page = (tmp_path / "page.html").read_text()
+    image = blob(page, "cachestatus-data")["background"]["image"]
+    assert blob(page, "cachestatus-data")["background"]["tiles"] == {}
+    assert image["url"].startswith("data:image/webp;base64,")
+    data = base64.b64decode(image["url"].split(",", 1)[1])
+    assert doc["background_bytes"] == len(data) <= 3_000_000
+    grid = tile_grid(3857, origin="nw")
+    x0, _, _, y1 = grid.tile_bbox((0, 0, 3))
+    _, y0, x1, _ = grid.tile_bbox((7, 7, 3))
+    assert image["extent"] == pytest.approx([x0, y0, x1, y1], abs=1e-3)
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as mosaic:
+        assert mosaic.size == (8 * 256, 8 * 256)
+        for (_, row, col), tile in level3.items():
+            got = mosaic.convert("RGBA").getpixel((col * 256 + 128, row * 256 + 128))
+            assert all(abs(a - b) <= 6 for a, b in zip(got, _colour(tile), strict=True))
+    assert "Background: level 3 composited into one WEBP image" in page
+
+
+def test_a_mosaic_past_the_budget_is_left_out_and_said_so(built, tmp_path):
+    doc = write(
+        built, tmp_path / "page.html", "--background", "mosaic", "--background-budget", "40"
+    )
+    assert doc["background_tiles"] == doc["background_bytes"] == 0
+    page = (tmp_path / "page.html").read_text()
+    assert "level 0, the coarsest with tiles, exceeds the 40-byte budget" in page
+    assert blob(page, "cachestatus-data")["background"]["image"] is None
 
 
 def test_it_replaces_its_own_page_and_no_other_file(built, tmp_path):
@@ -251,14 +362,6 @@ def test_a_live_page_embeds_nothing_and_names_its_endpoints(built):
     assert blob(page, "cachestatus-data") == {}
     assert "data:image" not in page
     assert isinstance(tiles, Background) and len(tiles.tiles) == len(built.tiles) - 1
-
-
-def _level_rows(status: Path) -> list[dict[str, object]]:
-    from pyogrio.raw import read
-
-    meta, _, _, values = read(str(status), layer="LevelStatus", read_geometry=False)
-    columns = {name: v.tolist() for name, v in zip(meta["fields"], values, strict=True)}
-    return [{name: columns[name][i] for name in columns} for i in range(len(columns["levelID"]))]
 
 
 def _minimal(cache: str) -> dict[str, object]:

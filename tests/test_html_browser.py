@@ -13,8 +13,14 @@ from pyogrio.raw import read
 
 from cachestatus.cli import main
 from tests import browser as chrome
-from tests.report_cache import CORRUPT_BUNDLE, MISSING_BUNDLE, ReportCache, report_cache
-from tests.status_rows import task_rows
+from tests.report_cache import (
+    BAD_TILE,
+    CORRUPT_BUNDLE,
+    MISSING_BUNDLE,
+    ReportCache,
+    report_cache,
+)
+from tests.status_rows import level_rows, task_rows
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportCache, Path]:
     built = report_cache(tmp_path_factory.mktemp("report"))
     out = built.status.parent / "page.html"
     result = CliRunner().invoke(
-        main, ["html", str(built.cache), "--status", str(built.status), "--out", str(out)]
+        main,
+        ["html", str(built.cache), "--status", str(built.status), "--out", str(out), "--verify"],
     )
     assert result.exit_code == 0, result.output
     return built, out
@@ -217,3 +224,142 @@ def test_a_live_page_fed_by_endpoints_draws_the_same_bundles(browser, page):
     assert "/api/page" in seen and "/api/bundles" in seen
     tiles = [path for path in seen if path.startswith("/tile/")]
     assert loaded == len(tiles) > 0 and errors == 0  # the world view: levels 0-3 are complete
+
+
+def view_of(browser: Any) -> tuple[int, float, list[float]]:
+    """The level shown, the map's resolution and the extent in view."""
+    level, resolution, extent = browser.execute_script(
+        "const s = window.cachestatus; const v = s.map.getView();"
+        "return [s.level, v.getResolution(), v.calculateExtent(s.map.getSize())];"
+    )
+    return level, resolution, extent
+
+
+def settle(browser: Any) -> None:
+    """Wait for the map's animations, and the level it then chose, to be drawn."""
+    browser.execute_script("return new Promise((resolve) => setTimeout(resolve, 600));")
+    idle(browser)
+
+
+def test_a_bad_tile_found_by_verify_zooms_the_map_to_its_square(browser, page):
+    from mapproxy.grid.tile_grid import tile_grid
+    from selenium.webdriver.common.by import By
+
+    _, out = page
+    browser.get(out.as_uri())
+    chrome.wait_ready(browser)
+    level, row, col = BAD_TILE
+    address = f"L{level:02d}/R{row}/C{col}"
+    select(browser, 0)
+    link = browser.find_element(By.XPATH, f"//ul[@class='problems']//a[text()='{address}']")
+    assert "not-an-image: not PNG: an HTML page" in link.find_element(By.XPATH, "..").text
+    link.click()
+    settle(browser)
+    shown, _, (xmin, ymin, xmax, ymax) = view_of(browser)
+    # The tile's square in MapProxy's grid (the writer of the cache).
+    tx0, ty0, tx1, ty1 = tile_grid(3857, origin="nw").tile_bbox((col, row, level))
+    assert shown == level
+    assert xmin <= tx0 and tx1 <= xmax and ymin <= ty0 and ty1 <= ymax
+    assert (ymax - ymin) < 1.2 * (ty1 - ty0)  # fitted: the tile fills the map's height
+
+
+def _resolutions(status: Path) -> dict[int, float]:
+    """The stored resolution of each level that has TaskStatus rows."""
+    rows = task_rows(status, ["levelID", "resolution"])
+    return {row["levelID"]: row["resolution"] for row in rows.values()}
+
+
+def _nearest(resolutions: dict[int, float], resolution: float) -> int:
+    import math
+
+    return min(resolutions, key=lambda level: abs(math.log(resolution / resolutions[level])))
+
+
+def test_the_level_follows_the_zoom_and_the_selector_zooms_to_its_level(browser, page):
+    from selenium.webdriver.common.action_chains import ActionChains, ScrollOrigin
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    built, out = page
+    browser.get(out.as_uri())
+    chrome.wait_ready(browser)
+    browser.execute_script("document.getElementById('map').scrollIntoView();")
+    with_rows = _resolutions(built.status)
+    assert sorted(with_rows) == [0, 1, 2, 3, 8]
+    selector = Select(browser.find_element(By.ID, "level"))
+
+    # Zoomed to a level's resolution, between two levels, past levels without rows and past
+    # the finest: the nearest level with rows is shown, and the selector says so.
+    lods = {row["levelID"]: row["resolution"] for row in level_rows(built.status)}
+    for resolution, expected in (
+        (lods[2], 2),
+        (lods[1] * 0.8, 1),
+        (lods[6], 8),
+        (lods[5] * 1.2, 3),
+        (lods[9] / 4, 8),
+    ):
+        browser.execute_script(
+            "window.cachestatus.map.getView().setResolution(arguments[0]);", resolution
+        )
+        settle(browser)
+        level, now, _ = view_of(browser)
+        assert now == pytest.approx(resolution, rel=1e-9)
+        assert level == expected == _nearest(with_rows, resolution), resolution
+        assert selector.first_selected_option.get_attribute("value") == str(expected)
+
+    # A user's wheel over the map (zooming in from the world): the level shown is the one
+    # nearest the resolution it lands on.
+    select(browser, 8)
+    _, world, _ = view_of(browser)
+    target = browser.find_element(By.ID, "map")
+    ActionChains(browser).move_to_element(target).click().perform()  # the wheel needs focus
+    for _ in range(3):
+        wheel = ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(target), 0, -400)
+        wheel.perform()
+        settle(browser)
+    level, now, _ = view_of(browser)
+    assert now < world / 4 and level == _nearest(with_rows, now) != 8
+    assert selector.first_selected_option.get_attribute("value") == str(level)
+
+    # A level chosen in the selector: the map zooms to its resolution, and stays there.
+    for choice in (8, 1, 6):
+        selector.select_by_value(str(choice))
+        settle(browser)
+        level, now, _ = view_of(browser)
+        assert level == choice and now == pytest.approx(lods[choice], rel=1e-9)
+
+
+def test_a_mosaic_background_is_drawn_on_its_rectangle(browser, page, tmp_path):
+    from mapproxy.grid.tile_grid import tile_grid
+    from PIL import Image
+
+    built, _ = page
+    out = tmp_path / "mosaic.html"
+    args = ["html", str(built.cache), "--status", str(built.status), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--background", "mosaic"])
+    assert result.exit_code == 0, result.output
+    chrome.requested_urls(browser)  # what earlier pages asked for, read and dropped
+    browser.get(out.as_uri())
+    chrome.wait_ready(browser)
+    browser.execute_script(
+        "document.getElementById('map').scrollIntoView();"
+        "window.cachestatus.map.getLayers().getArray().slice(1)"
+        ".forEach((layer) => layer.setVisible(false));"  # the bundles and areas drawn over it
+    )
+    idle(browser)
+    loaded, errors = browser.execute_script(
+        "return [window.cachestatus.tilesLoaded, window.cachestatus.tileErrors];"
+    )
+    assert loaded == 1 and errors == 0
+    shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
+    grid = tile_grid(3857, origin="nw")
+    for row, col in ((2, 5), (6, 1)):
+        x0, y0, x1, y1 = grid.tile_bbox((col, row, 3))
+        centre = [(x0 + x1) / 2, (y0 + y1) / 2]
+        x, y = browser.execute_script("return window.cachestatus.pixelOf(arguments[0]);", centre)
+        with Image.open(io.BytesIO(built.tiles[3, row, col])) as tile:
+            stored = tile.convert("RGB").getpixel((128, 128))
+        got = shot.getpixel((int(x), int(y)))
+        assert all(abs(a - b) <= 8 for a, b in zip(got, stored, strict=True)), (row, col)
+    urls = chrome.requested_urls(browser)
+    assert out.as_uri() in urls and [u for u in urls if not u.startswith(("file:", "data:"))] == []

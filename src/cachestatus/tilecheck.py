@@ -12,6 +12,7 @@ are counted too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ import numpy.typing as npt
 from . import content
 from .execute import ChunkContext
 from .formats.base import BundleFile, CacheReader
-from .models import CORRUPT, DAMAGED, BundleKey, Problem, TileRange, sum_levels
+from .models import CORRUPT, DAMAGED, BundleKey, Problem, Tile, TileRange, sum_levels
 from .plan import LevelPlan
 from .scan import UNREADABLE, unreadable
 
@@ -29,6 +30,15 @@ from .scan import UNREADABLE, unreadable
 def tile_address(level: int, row: int, col: int) -> str:
     """A tile as messages write it: ``L05/R1234/C5678`` (row and column in decimal)."""
     return f"L{level:02d}/R{row}/C{col}"
+
+
+_ADDRESS = re.compile(r"^L(\d+)/R(\d+)/C(\d+)$")
+
+
+def parse_tile_address(text: str) -> Tile | None:
+    """The tile :func:`tile_address` wrote as ``text``; ``None`` for another text."""
+    found = _ADDRESS.match(text)
+    return None if found is None else Tile(*(int(v) for v in found.groups()))
 
 
 @dataclass
@@ -214,6 +224,7 @@ __all__ = [
     "VerifyTotals",
     "check_bundle",
     "check_chunk",
+    "parse_tile_address",
     "tile_address",
     "type_warning",
 ]

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import click
 
-from ..request import CacheSource
+from ..progress import BundleProgress
+from ..request import CacheSource, Coverage, Execution, StatusStore
 from . import options
 from .context import Context, command
+
+
+def _bar(execution: Execution, description: str) -> Execution:
+    """``execution`` with a bar of its own (a bar shows one scan) named ``description``."""
+    shown = isinstance(execution.progress, BundleProgress) and execution.progress.enabled
+    return replace(execution, progress=BundleProgress(description, force=shown, quiet=not shown))
 
 
 @command
@@ -18,19 +26,33 @@ from .context import Context, command
 )
 @click.option("--levels", default=None, help="Only these levels: 0-5,7.")
 @click.option(
+    "--rebuild",
+    "rebuild_first",
+    is_flag=True,
+    help="Scan the cache first, as `cachestatus rebuild` does, into the default or --status store.",
+)
+@click.option(
+    "--verify",
+    "verify_tiles",
+    is_flag=True,
+    help="Also read every stored tile, as `cachestatus verify` does, and list the bad ones.",
+)
+@click.option(
     "--background",
-    type=click.Choice(["tiles", "none"]),
+    type=click.Choice(["tiles", "mosaic", "none"]),
     default="tiles",
     show_default=True,
-    help="The map's background: the cache's own tiles of whole coarse levels, or none.",
+    help="The map's background: the cache's own tiles of whole coarse levels, one level "
+    "composited into one image (up to 4096 px a side), or none.",
 )
 @click.option(
     "--background-budget",
     default="3MB",
     show_default=True,
-    help="Stored bytes of background tiles the page holds, at most (3MB, 500kB...).",
+    help="Bytes of background tiles (or of the mosaic) the page holds, at most (3MB, 500kB...).",
 )
 @click.option("--title", default=None, help="The page's title.")
+@options.execution_options()
 @options.json_option
 @options.source_options
 @click.pass_obj
@@ -39,9 +61,12 @@ def html(
     status: str | None,
     out: str | None,
     levels: str | None,
+    rebuild_first: bool,
+    verify_tiles: bool,
     background: str,
     background_budget: str,
     title: str | None,
+    execution: Execution,
     as_json: bool,
     source: CacheSource,
 ) -> None:
@@ -49,17 +74,36 @@ def html(
 
     It opens from disk with no network (OpenLayers is inside it) and can be mailed.
     """
-    from ..reportpage import parse_budget, write_html
+    from ..operations import run_rebuild, run_verify
+    from ..reportpage import find_store, page_path, parse_budget, write_html
     from ..selection import parse_levels
 
+    chosen = parse_levels(levels) if levels is not None else None
+    budget = parse_budget(background_budget)
+    if rebuild_first:
+        with options.progress_shown(execution):
+            rebuilt = run_rebuild(source, StatusStore(status), execution=execution)
+        for warning in rebuilt.warnings:
+            ctx.warn(warning)
+        ctx.note(f"Status rebuilt: {rebuilt.status_path}")
+    with source.open() as reader:  # a missing store or a bad --out stops before the check
+        page_path(reader, find_store(reader, status), out)
+    verified = None
+    if verify_tiles:
+        checking = _bar(execution, "Verifying")
+        with options.progress_shown(checking):
+            verified = run_verify(source, coverage=Coverage(chosen), execution=checking)
+        for warning in verified.warnings:
+            ctx.warn(warning)
     result = write_html(
         source,
         status,
         out,
-        levels=parse_levels(levels) if levels is not None else None,
+        levels=chosen,
         background=background,
-        budget=parse_budget(background_budget),
+        budget=budget,
         title=title,
+        verified=verified,
     )
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))

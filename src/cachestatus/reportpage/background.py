@@ -1,18 +1,23 @@
 """The report page's background: the cache's own stored tiles of whole coarse levels, as they
-are stored (no decoding: holes stay holes), within a byte budget, as data URIs."""
+are stored (no decoding: holes stay holes), within a byte budget, as data URIs; or one level's
+stored tiles composited into one image (``--background mosaic``), for caches whose coarse
+levels alone exceed the budget."""
 
 from __future__ import annotations
 
 import base64
+import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..content import RASTER, kind_of
 from ..errors import CorruptBundle, UsageError
 from ..formats import CacheReader
-from ..formats.base import BundleFile
-from ..models import LevelSummary
+from ..formats.base import BundleFile, StoredTile
+from ..grid import grid_extent, range_bounds, tiles_in_extent
+from ..models import LevelSummary, TileRange
 
 #: Stored bytes of background tiles a page embeds by default (about 4 MB once in base64).
 DEFAULT_BUDGET = 3_000_000
@@ -20,6 +25,10 @@ DEFAULT_BUDGET = 3_000_000
 _MEDIA = {kind: f"image/{kind}" for kind in (*RASTER, "avif")}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?)[bB]?\s*$")
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+#: A mosaic's width and height, at most, in pixels.
+MOSAIC_SIZE = 4096
+#: WebP quality of a mosaic (lossy: a mosaic is a picture of the cache, not its tiles).
+_MOSAIC_QUALITY = 80
 
 
 def parse_budget(text: str) -> int:
@@ -51,13 +60,28 @@ class Background:
     stored_bytes: int = 0
     #: Why the background stops where it does, for the page's note.
     note: str = ""
+    #: ``--background mosaic``: one image (a data URI) of the level in ``levels``...
+    image: str = ""
+    #: ... covering this rectangle (xmin, ymin, xmax, ymax) of the map.
+    image_extent: tuple[float, float, float, float] | None = None
+    #: Stored tiles drawn into ``image``.
+    image_tiles: int = 0
+
+    @property
+    def tile_count(self) -> int:
+        """Stored tiles the background shows."""
+        return len(self.tiles) or self.image_tiles
+
+    def as_json(self) -> dict[str, Any]:
+        """What the embedded page's script reads."""
+        image = None
+        if self.image and self.image_extent is not None:
+            image = {"url": self.image, "extent": list(self.image_extent)}
+        return {"levels": list(self.levels), "tiles": self.tiles, "image": image}
 
 
-def _level_tiles(reader: CacheReader, level: int, room: int) -> tuple[dict[str, str], int] | None:
-    """The data URIs of every drawable stored tile of ``level``, and their stored bytes; ``None``
-    when they would not fit in ``room`` bytes."""
-    tiles: dict[str, str] = {}
-    size = 0
+def _stored_tiles(reader: CacheReader, level: int) -> Iterator[StoredTile]:
+    """The stored tiles of ``level`` whose storage is sound, bundle by bundle."""
     for item in reader.list_level(level):
         if not isinstance(item, BundleFile):
             continue
@@ -65,16 +89,27 @@ def _level_tiles(reader: CacheReader, level: int, room: int) -> tuple[dict[str, 
             stored = list(reader.read_tiles(item))
         except (CorruptBundle, OSError):
             continue  # a bundle that cannot be read shows as a hole: the page lists it
-        for tile in stored:
-            media = _MEDIA.get(kind_of(tile.data) or "")
-            if tile.damage or media is None:
-                continue
-            size += len(tile.data)
-            if size > room:
-                return None
-            encoded = base64.b64encode(tile.data).decode("ascii")
-            tiles[f"{level}/{tile.row}/{tile.col}"] = f"data:{media};base64,{encoded}"
+        yield from (tile for tile in stored if not tile.damage)
+
+
+def _level_tiles(reader: CacheReader, level: int, room: int) -> tuple[dict[str, str], int] | None:
+    """The data URIs of every drawable stored tile of ``level``, and their stored bytes; ``None``
+    when they would not fit in ``room`` bytes."""
+    tiles: dict[str, str] = {}
+    size = 0
+    for tile in _stored_tiles(reader, level):
+        media = _MEDIA.get(kind_of(tile.data) or "")
+        if media is None:
+            continue
+        size += len(tile.data)
+        if size > room:
+            return None
+        tiles[f"{level}/{tile.row}/{tile.col}"] = _data_uri(media, tile.data)
     return tiles, size
+
+
+def _data_uri(media: str, data: bytes) -> str:
+    return f"data:{media};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def background_tiles(
@@ -111,3 +146,86 @@ def background_tiles(
 
 def _span(levels: Sequence[int]) -> str:
     return f"{levels[0]}-{levels[-1]}" if len(levels) > 1 else str(levels[0])
+
+
+def _composite(reader: CacheReader, level: int, block: TileRange) -> tuple[bytes, str, int] | None:
+    """The stored tiles of ``level`` in ``block`` drawn into one image (holes transparent),
+    encoded, with its media type and the tiles drawn; ``None`` when no tile could be drawn."""
+    from PIL import Image, features
+
+    scheme = reader.scheme
+    width, height = scheme.tile_cols, scheme.tile_rows
+    canvas = Image.new(
+        "RGBA", ((block.col1 - block.col0) * width, (block.row1 - block.row0) * height)
+    )
+    drawn = 0
+    for tile in _stored_tiles(reader, level):
+        inside = block.row0 <= tile.row < block.row1 and block.col0 <= tile.col < block.col1
+        if not inside or kind_of(tile.data) not in RASTER:
+            continue
+        try:
+            with Image.open(io.BytesIO(tile.data)) as image:
+                picture = image.convert("RGBA")
+        except Exception:  # Pillow raises many types for broken images: a hole, verify says why
+            continue
+        canvas.paste(picture, ((tile.col - block.col0) * width, (tile.row - block.row0) * height))
+        drawn += 1
+    if not drawn:
+        return None
+    out = io.BytesIO()
+    if features.check("webp"):
+        canvas.save(out, "WEBP", quality=_MOSAIC_QUALITY, method=4)
+        return out.getvalue(), "image/webp", drawn
+    canvas.save(out, "PNG", optimize=True)
+    return out.getvalue(), "image/png", drawn
+
+
+def background_mosaic(
+    reader: CacheReader, budget: int, levels: Sequence[LevelSummary] = ()
+) -> Background:
+    """One level's stored tiles composited into one image (WebP, or PNG where Pillow has no
+    WebP): the finest level with stored tiles whose tiles over the full extent fit in
+    :data:`MOSAIC_SIZE` pixels a side and whose image fits in ``budget`` bytes. ``levels``
+    (the stored ``LevelStatus``) lets levels without tiles be skipped unread."""
+    scheme = reader.scheme
+    extent = reader.full_extent or grid_extent(scheme)
+    if extent is None:
+        return Background(note="the cache declares no extent to draw a mosaic of: no background")
+    present = {lv.level: lv.tiles_present for lv in levels}
+    too_big: list[int] = []
+    for lod in sorted(scheme.lods, key=lambda lod: lod.resolution):
+        block = tiles_in_extent(scheme, lod.level, extent)
+        pixels = max(
+            (block.col1 - block.col0) * scheme.tile_cols,
+            (block.row1 - block.row0) * scheme.tile_rows,
+        )
+        if block.is_empty or pixels > MOSAIC_SIZE or present.get(lod.level, 1) == 0:
+            continue
+        made = _composite(reader, lod.level, block)
+        if made is None:
+            continue
+        data, media, drawn = made
+        if len(data) > budget:
+            too_big.append(lod.level)
+            continue
+        bounds = range_bounds(scheme, lod.level, block)
+        note = (
+            f"level {lod.level} composited into one {media.split('/')[1].upper()} image "
+            f"({len(data):,} bytes, {drawn:,} tiles); zoomed in, the map scales it up"
+        )
+        return Background(
+            (lod.level,),
+            stored_bytes=len(data),
+            note=note,
+            image=_data_uri(media, data),
+            image_extent=(bounds.xmin, bounds.ymin, bounds.xmax, bounds.ymax),
+            image_tiles=drawn,
+        )
+    if too_big:
+        return Background(
+            note=f"the mosaic of level {too_big[-1]}, the coarsest with tiles, exceeds the "
+            f"{budget:,}-byte budget (--background-budget): no background"
+        )
+    return Background(
+        note=f"no level with stored images fits in {MOSAIC_SIZE:,} pixels: no background"
+    )

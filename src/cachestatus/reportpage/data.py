@@ -20,6 +20,7 @@ import numpy.typing as npt
 from .. import __version__
 from ..errors import CorruptBundle
 from ..formats import CacheReader
+from ..grid import tile_bounds
 from ..models import (
     BAD_NAME,
     BundleKey,
@@ -32,6 +33,7 @@ from ..models import (
 from ..store import TASK_STATUS, read_jobs, read_missing_areas, read_rows, read_status
 from ..store.reader import read_area_counts, read_keys
 from ..store.schema import MISSING_AREAS
+from ..tilecheck import VerifyReport, parse_tile_address
 
 #: The status of a row as the page's columns carry it: its index in this tuple.
 STATES: tuple[str, ...] = tuple(state.value for state in BundleState)
@@ -147,6 +149,7 @@ def _row_problems(path: Path, chosen: Sequence[int] | None) -> list[dict[str, An
                 "col": int(rows.col[i]),
                 "detail": str(rows.detail[i]),
                 "extent": extent,
+                "tile": None,
             }
         )
     return found
@@ -161,6 +164,32 @@ def _listing_problems(reader: CacheReader, levels: Sequence[int]) -> list[Proble
             found.extend(item for item in listing if isinstance(item, Problem))
         except (CorruptBundle, OSError) as exc:
             found.append(Problem(f"L{level:02d}", BAD_NAME, f"the level cannot be listed: {exc}"))
+    return found
+
+
+def _verify_problems(
+    verified: VerifyReport, reader: CacheReader | None, listed: set[str]
+) -> list[dict[str, Any]]:
+    """The deep check's findings: each bad tile with its square from the tile grid (with a
+    reader), and each bundle or name it could not read that the page does not list yet."""
+    found = []
+    for problem in verified.problems:
+        tile = parse_tile_address(problem.tile) if problem.tile else None
+        if tile is None and problem.bundle in listed:
+            continue
+        extent = None
+        if tile is not None and reader is not None:
+            extent = _extent(tile_bounds(reader.scheme, tile))
+        found.append(
+            {
+                "kind": problem.kind,
+                "bundle": problem.bundle,
+                "level": None if tile is None else tile.level,
+                "detail": problem.detail,
+                "extent": extent,
+                "tile": problem.tile or None,
+            }
+        )
     return found
 
 
@@ -183,6 +212,8 @@ def page_data(
     *,
     levels: Sequence[int] | None = None,
     list_names: bool = True,
+    verified: VerifyReport | None = None,
+    cache: str | None = None,
 ) -> dict[str, Any]:
     """Everything the report page shows but the bundles: the header (cache, format, CRS, tile
     size, last job, versions), totals, the per-level table, problems (each with the extent of
@@ -196,6 +227,11 @@ def page_data(
         levels: only these levels (default: every level of the store).
         list_names: with a reader, list each level of the cache for the names that are not
             bundles (about 0.2 s per 20,000 bundle files on a local disk); ``False`` skips it.
+        verified: what the deep check (:func:`~cachestatus.operations.run_verify`) found:
+            each bad tile is listed with its square (``tile``: ``L05/R1234/C5678``), each
+            bundle it could not read unless the store lists it already.
+        cache: the cache as the user named it, for the header (default: the path the store's
+            last job recorded, absolute; the job keeps it as ``cachePath``).
 
     Raises:
         StatusNotFound: there is no status store at ``status``.
@@ -218,13 +254,23 @@ def page_data(
         grid = _grid(reader)
         listed = [row["level"] for row in table] if list_names else []
         problems += [
-            {"kind": p.kind, "bundle": p.bundle, "level": None, "detail": p.detail, "extent": None}
+            {
+                "kind": p.kind,
+                "bundle": p.bundle,
+                "level": None,
+                "detail": p.detail,
+                "extent": None,
+                "tile": None,
+            }
             for p in _listing_problems(reader, listed)
         ]
+    if verified is not None:
+        checked = _verify_problems(verified, reader, {p["bundle"] for p in problems})
+        problems += [p for p in checked if chosen is None or p["level"] in (None, *chosen)]
     stored_bounds = None if info is None else _extent(info.get("total_bounds"))
     return {
         "header": {
-            "cache": report.cache,
+            "cache": report.cache if cache is None else cache,
             "format": report.format,
             "status": str(path),
             "crs": _crs(reader, None if info is None else info.get("crs")),
@@ -240,6 +286,7 @@ def page_data(
                 "finished": None if last.finished is None else last.finished.isoformat(),
                 "outcome": last.outcome,
                 "toolVersion": last.tool_version,
+                "cachePath": last.cache_path,
             },
             "version": __version__,
         },

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotOurs, UsageError
+from ..errors import NotOurs, StatusNotFound, UsageError
 from ..formats import CacheReader
 from ..request import CacheSource
 from ..store import read_status
-from .background import DEFAULT_BUDGET, Background, background_tiles
+from ..tilecheck import VerifyReport
+from .background import DEFAULT_BUDGET, Background, background_mosaic, background_tiles
 from .data import STATES, level_bundles, page_data
 from .page import GENERATOR, render_page
 
@@ -25,7 +26,7 @@ MAX_EMBEDDED_ROWS = 50_000
 #: Which rows a capped level keeps first: problems, then partial, complete, empty, missing.
 _PRIORITY = ("CORRUPT", "IN_PROGRESS", "PARTIAL", "COMPLETE", "EMPTY", "MISSING")
 #: The ``--background`` choices.
-BACKGROUNDS = ("tiles", "none")
+BACKGROUNDS = ("tiles", "mosaic", "none")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class HtmlResult:
     bundles_embedded: int
     bundles_total: int
     problems: int
+    #: Bad tiles and unreadable bundles the deep check found (``None``: not run).
+    verify_problems: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The ``--json`` document (keys may be added, never renamed)."""
@@ -54,6 +57,7 @@ class HtmlResult:
             "bundles_embedded": self.bundles_embedded,
             "bundles_total": self.bundles_total,
             "problems": self.problems,
+            "verify_problems": self.verify_problems,
         }
 
 
@@ -81,7 +85,26 @@ def capped(bundles: dict[str, Any], limit: int) -> dict[str, Any]:
     return {**bundles, **columns, "detail": renumbered, "note": note}
 
 
-def _output(reader: CacheReader, store: Path, out: str | os.PathLike[str] | None) -> Path:
+def find_store(reader: CacheReader, status: str | os.PathLike[str] | None) -> Path:
+    """The status store the page shows: ``status``, else the cache's own (as ``summary``
+    finds it).
+
+    Raises:
+        StatusNotFound: there is none (the message names ``cachestatus rebuild`` and
+            ``--rebuild``).
+    """
+    from ..operations import _existing_store
+
+    store = _existing_store(reader, status)
+    if not store.exists():
+        raise StatusNotFound(
+            f"{store}: no status store here; run `cachestatus rebuild` first, or add --rebuild "
+            "to scan before writing the page (or give --status with the store's path)"
+        )
+    return store
+
+
+def page_path(reader: CacheReader, store: Path, out: str | os.PathLike[str] | None) -> Path:
     """Where the page goes: ``out``, else ``<store stem>.html`` beside the store. Never inside
     the cache, but for the page beside its default store (where ArcGIS keeps the status); a
     file there is replaced only when an earlier page wrote it.
@@ -121,6 +144,7 @@ def write_html(
     budget: int = DEFAULT_BUDGET,
     title: str | None = None,
     max_rows: int = MAX_EMBEDDED_ROWS,
+    verified: VerifyReport | None = None,
 ) -> HtmlResult:
     """Write the report page of ``source``'s stored status (see :func:`render_page`).
 
@@ -129,24 +153,27 @@ def write_html(
         status: the status store (default: the cache's own, as ``summary`` finds it).
         out: the page's path (default: ``<store stem>.html`` beside the store).
         levels: only these levels (default: every level of the store).
-        background: ``tiles`` (stored tiles of whole coarse levels) or ``none``.
-        budget: stored bytes of background tiles, at most.
+        background: ``tiles`` (stored tiles of whole coarse levels), ``mosaic`` (one level
+            composited into one image) or ``none``.
+        budget: stored bytes of background tiles (or of the mosaic), at most.
         title: the page's title.
         max_rows: ``TaskStatus`` rows embedded per level, at most.
+        verified: the deep check's findings (:func:`~cachestatus.operations.run_verify`),
+            listed among the problems with their tiles.
 
     Raises:
         StatusNotFound: there is no status store (run ``cachestatus rebuild`` first).
         UsageError: an unknown background, or an output that is a folder or in none.
         NotOurs: the output lies in the cache, or exists and is not a page cachestatus wrote.
     """
-    from ..operations import _existing_store
-
     if background not in BACKGROUNDS:
         raise UsageError(f"--background {background!r}: use one of {', '.join(BACKGROUNDS)}")
     with source.open() as reader:
-        store = _existing_store(reader, status)
-        data = page_data(store, reader, levels=levels)
-        target = _output(reader, store, out)
+        store = find_store(reader, status)
+        data = page_data(
+            store, reader, levels=levels, verified=verified, cache=os.fspath(source.path)
+        )
+        target = page_path(reader, store, out)
         embedded = {
             level: capped(level_bundles(store, level), max_rows)
             for level in sorted({*data["bundleLevels"], *data["areaLevels"]})
@@ -154,6 +181,8 @@ def write_html(
         tiles = Background(note="none asked for (--background none)")
         if background == "tiles":
             tiles = background_tiles(reader, budget, read_status(store).levels)
+        elif background == "mosaic":
+            tiles = background_mosaic(reader, budget, read_status(store).levels)
     notes = tuple(b["note"] for b in embedded.values() if "note" in b)
     page = render_page(data, bundles=embedded, background=tiles, title=title, notes=notes)
     encoded = page.encode("utf-8")
@@ -168,9 +197,10 @@ def write_html(
         size=len(encoded),
         levels=[row["level"] for row in data["levels"]],
         background_levels=list(tiles.levels),
-        background_tiles=len(tiles.tiles),
+        background_tiles=tiles.tile_count,
         background_bytes=tiles.stored_bytes,
         bundles_embedded=sum(len(b["row"]) for b in embedded.values()),
         bundles_total=sum(b["count"] for b in embedded.values()),
         problems=len(data["problems"]),
+        verify_problems=None if verified is None else len(verified.problems),
     )

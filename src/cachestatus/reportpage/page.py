@@ -92,15 +92,17 @@ def _problems(data: dict[str, Any]) -> str:
         return "<p>None.</p>"
     items = []
     for i, problem in enumerate(data["problems"]):
+        tile = problem.get("tile")
+        name = escape(tile or problem["bundle"])
         where = (
-            f'<a href="#map" class="zoom" data-problem="{i}">{escape(problem["bundle"])}</a>'
+            f'<a href="#map" class="zoom" data-problem="{i}">{name}</a>'
             if problem["extent"]
-            else escape(problem["bundle"])
+            else name
         )
-        items.append(
-            f"<li><span class='kind'>{escape(problem['kind'])}</span> {where}: "
-            f"{escape(problem['detail'])}</li>"
-        )
+        kind = f"<span class='kind'>{escape(problem['kind'])}</span>"
+        # A bad tile reads as ``verify`` prints it: ``L05/R1234/C5678 kind: reason``.
+        said = f"{where} {kind}" if tile else f"{kind} {where}"
+        items.append(f"<li>{said}: {escape(problem['detail'])}</li>")
     return f"<ul class='problems'>{''.join(items)}</ul>"
 
 
@@ -180,7 +182,7 @@ def render_page(
         embedded = {
             "page": data,
             "bundles": {str(level): value for level, value in (bundles or {}).items()},
-            "background": {"levels": list(background.levels), "tiles": background.tiles},
+            "background": background.as_json(),
         }
     if background is not None and background.note:
         notes = (f"Background: {background.note}.", *notes)

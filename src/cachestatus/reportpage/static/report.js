@@ -66,6 +66,15 @@
   function backgroundLayer(page, projection) {
     const grid = page.grid;
     if (!grid) return null;
+    const image = config.live ? null : embedded.background.image;
+    if (image) {
+      // `--background mosaic`: one picture of a level, placed on its rectangle.
+      const source = new ol.ImageStatic({ url: image.url, imageExtent: image.extent, projection: projection });
+      source.on('imageloadstart', () => state.tilesRequested++);
+      source.on('imageloadend', () => state.tilesLoaded++);
+      source.on('imageloaderror', () => state.tileErrors++);
+      return new ol.ImageLayer({ source: source });
+    }
     const tiles = config.live ? null : embedded.background.tiles;
     const order = grid.resolutions.map((r, i) => [r, grid.levels[i]]).sort((a, b) => b[0] - a[0]);
     let levels = order.map((pair) => pair[1]);
@@ -145,12 +154,33 @@
         constrainResolution: false,
       }),
     });
-    const current = { level: null, data: null };
+    const view = map.getView();
+    const current = { level: null, data: null, wanted: null };
+    // The level shown follows the zoom: at each new resolution, the level with rows whose
+    // resolution is nearest (by ratio). A level chosen otherwise (the selector, a problem)
+    // stays until the resolution it was chosen at changes.
+    let settled = null;
+    const settle = () => { settled = view.getResolution(); };
+    const drawable = page.levels.filter((row) => row.rows > 0 && row.resolution > 0);
+
+    function levelFor(resolution) {
+      let best = null;
+      let distance = Infinity;
+      for (const row of drawable) {
+        const d = Math.abs(Math.log(resolution / row.resolution));
+        if (d < distance) {
+          distance = d;
+          best = row.level;
+        }
+      }
+      return best;
+    }
 
     function fit(box) {
       if (box && box[2] > box[0] && box[3] > box[1]) {
-        map.getView().fit(box, { padding: [20, 20, 20, 20] });
+        view.fit(box, { padding: [20, 20, 20, 20] });
       }
+      settle();
     }
 
     function draw(level, data) {
@@ -193,8 +223,19 @@
 
     function select(level) {
       document.getElementById('level').value = String(level);
-      return levelData(level).then((data) => draw(level, data));
+      current.wanted = level;
+      return levelData(level).then((data) => {
+        if (current.wanted === level) draw(level, data); // a later choice wins
+      });
     }
+
+    map.on('moveend', () => {
+      const resolution = view.getResolution();
+      if (resolution === settled) return;
+      settled = resolution;
+      const level = levelFor(resolution);
+      if (level !== null && level !== current.wanted) select(level);
+    });
 
     function describe(feature) {
       const d = current.data;
@@ -232,7 +273,21 @@
       option.textContent = row.level + ' (' + row.rows.toLocaleString() + ' bundles)';
       selector.appendChild(option);
     }
-    selector.addEventListener('change', () => select(Number(selector.value)).then(() => fit(current.box || extent)));
+    // A level chosen in the selector: the map zooms to its resolution (and to its bundles
+    // when none is in view).
+    selector.addEventListener('change', () => {
+      const level = Number(selector.value);
+      const row = page.levels.find((r) => r.level === level);
+      if (row && row.resolution > 0) view.setResolution(row.resolution);
+      settle();
+      select(level).then(() => {
+        const box = current.box;
+        const [x, y] = view.getCenter();
+        if (box && !(box[0] <= x && x <= box[2] && box[1] <= y && y <= box[3])) {
+          view.setCenter([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]);
+        }
+      });
+    });
 
     for (const link of document.querySelectorAll('a.zoom')) {
       link.addEventListener('click', () => {
@@ -261,6 +316,7 @@
       return [rect.left + pixel[0], rect.top + pixel[1]];
     };
     state.map = map;
+    state.levelFor = levelFor;
 
     const withFiles = page.levels.filter((row) => row.bundles > 0 && row.rows > 0);
     const first = withFiles.length ? withFiles[withFiles.length - 1].level : page.bundleLevels.length ? page.bundleLevels[page.bundleLevels.length - 1] : page.levels.length ? page.levels[0].level : null;
