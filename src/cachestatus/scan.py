@@ -320,7 +320,8 @@ def scan_chunk(context: ChunkContext, bundles: list[BundleFile], blank: bool = F
             lambda bundle: _scanned(reader, plans[bundle.key.level], bundle, judge), bundles
         )
     else:
-        scanned = (_scanned(reader, plans[b.key.level], b, judge) for b in bundles)
+        ahead = reader.read_ahead(bundles)  # a cold disk reads the next ones meanwhile
+        scanned = (_scanned(reader, plans[b.key.level], b, judge) for b in ahead)
     for bundle, ((status, missing), stamp) in zip(bundles, scanned, strict=True):
         statuses.append(status)
         stamps.append(stamp)

@@ -33,6 +33,11 @@ O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 #: Turns the kernel's read-ahead off for a descriptor, where the platform has it (not Windows
 #: nor macOS): ``None`` there.
 _FADVISE_RANDOM = getattr(os, "POSIX_FADV_RANDOM", None) if hasattr(os, "posix_fadvise") else None
+#: Asks the kernel to start reading a range now, without waiting for it, where the platform has
+#: it: ``None`` elsewhere.
+FADVISE_WILLNEED = (
+    getattr(os, "POSIX_FADV_WILLNEED", None) if hasattr(os, "posix_fadvise") else None
+)
 #: Most bytes deflate can make of one compressed byte (1032:1), with room to spare.
 MAX_RATIO = 1100
 #: Bytes a zip read from a :class:`ByteSource` reads at once: a member's local header (30 bytes,
@@ -229,6 +234,13 @@ class LocalFile(ByteSource):
         zero-filled on sparse bundles, read from the disk on dense ones)."""
         if _FADVISE_RANDOM is not None:
             os.posix_fadvise(self._fd, 0, 0, _FADVISE_RANDOM)
+
+    def advise_needed(self, length: int) -> None:
+        """``posix_fadvise(POSIX_FADV_WILLNEED)`` of the first ``length`` bytes, where the
+        platform has it: the kernel starts reading them from the disk and returns at once, so
+        that many such reads are in flight while earlier bundles are decoded."""
+        if FADVISE_WILLNEED is not None:
+            os.posix_fadvise(self._fd, 0, length, FADVISE_WILLNEED)
 
     def check_unchanged(self) -> None:
         """See :meth:`ByteSource.check_unchanged`: one ``fstat``, compared as it comes."""

@@ -210,6 +210,9 @@ def v1_tiles(
 class CompactV1:
     """The Compact V1 codec: each bundle read with the ``.bundlx`` beside it."""
 
+    #: Nothing of the bundle file is read first: its index is the ``.bundlx``.
+    leading_bytes = 0
+
     def read_index(self, open_source: Opener, bundle: BundleFile) -> BundleIndex:
         """Read the ``.bundlx`` and the size words of the live slots (see
         :func:`read_v1_index`)."""

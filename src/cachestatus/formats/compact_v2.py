@@ -230,6 +230,9 @@ def v2_tiles(src: ByteSource, first_row: int = 0, first_col: int = 0) -> Iterato
 class CompactV2:
     """The Compact V2 codec of one reader, with its decoding arrays."""
 
+    #: The header and index, read first: what a layout may read ahead.
+    leading_bytes = HEADER_INDEX_SIZE
+
     def __init__(self) -> None:
         self.scratch = Scratch()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -177,6 +177,11 @@ class ListedTiles(CacheReader):
     def count_bundles(self, level: int) -> int:
         """From the same listing."""
         return self.list_level(level).count
+
+    def read_ahead(self, bundles: Sequence[BundleFile]) -> Iterator[BundleFile]:
+        """As they are: the listing holds what reading them needs (here too, not a bundle-file
+        reader's later in a subclass's MRO)."""
+        return iter(bundles)
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """From the listing: sizes of the tile files of the bundle."""
