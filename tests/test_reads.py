@@ -263,6 +263,7 @@ def test_a_list_read_in_one_thread_asks_for_the_next_indexes_first(cache, advise
 
     monkeypatch.setattr(os, "posix_fadvise", fadvise)
     monkeypatch.setattr(ArcGISCache, "read_bundle", read_bundle)
+    monkeypatch.setattr(LocalFile, "in_memory", lambda source: False)  # a cold disk
     with open_cache(cache) as reader:
         plans = {p.lod.level: p for p in plan_levels(reader, [LEVEL])}
         bundles = list(list_plans(reader, list(plans.values()), ScanPolicy.rebuild()).bundles())
@@ -281,6 +282,44 @@ def test_a_list_read_in_one_thread_asks_for_the_next_indexes_first(cache, advise
         plain = scan_chunk(ChunkContext(reader, plans), bundles)
     assert sum(kind == "ahead" for kind, _ in events) == len(paths)  # none the second time
     assert list(batch.rows.statuses()) == list(plain.rows.statuses())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_files_in_memory_are_not_read_ahead(cache, advised, monkeypatch):
+    monkeypatch.setattr(arcgis_layout, "READ_AHEAD", 4)
+    asked: list[str] = []
+
+    def in_memory(source: LocalFile) -> bool:
+        asked.append(os.readlink(f"/proc/self/fd/{source._fd}"))
+        return True
+
+    monkeypatch.setattr(LocalFile, "in_memory", in_memory)
+    with open_cache(cache) as reader:
+        plans = {p.lod.level: p for p in plan_levels(reader, [LEVEL])}
+        bundles = list(list_plans(reader, list(plans.values()), ScanPolicy.rebuild()).bundles())
+        scan_chunk(ChunkContext(reader, plans), bundles)
+    assert not [call for call in advised if call[3] == os.POSIX_FADV_WILLNEED]
+    paths = [b.path for b in bundles]
+    assert asked == [paths[0], paths[4], paths[8]]  # every 4th file opened is asked
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="no preadv2 RWF_NOWAIT here")
+def test_a_file_is_in_memory_once_read_and_not_once_dropped(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(64 * 1024))
+    if parallel.mount_type(str(path.resolve()), Path("/proc/mounts").read_text()) == "tmpfs":
+        pytest.skip("tmpfs keeps every page in memory")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages: dropped
+    finally:
+        os.close(fd)
+    with LocalFile(str(path)) as source:
+        source.advise_random()
+        assert not source.in_memory()
+        source.read(0, 4096)
+        assert source.in_memory()
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")

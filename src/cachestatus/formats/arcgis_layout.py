@@ -135,6 +135,10 @@ class FolderLayout(Layout):
         self.root = root
         # Bundle files opened by read_ahead(), their reads started, until open() takes them.
         self._ahead: dict[str, LocalFile] = {}
+        # Whether read_ahead() starts reads: the bundle files are on the disk, not in memory, as
+        # the first file it opens tells, then every READ_AHEAD-th.
+        self._on_disk = True
+        self._opened = 0
 
     def config(self, name: str) -> bytes | None:
         """The file ``name`` in the root folder, if there is one."""
@@ -166,7 +170,8 @@ class FolderLayout(Layout):
         """``bundles`` in their order, each given once the next :data:`READ_AHEAD` are open
         and their first ``length`` bytes asked of the kernel (``POSIX_FADV_WILLNEED``, which
         does not wait): a cold disk then has that many reads in flight while this process
-        decodes, at the cost of one system call per bundle when the files are in memory.
+        decodes. Files found in memory (the first opened, then every :data:`READ_AHEAD`-th,
+        is asked) are not read ahead: that would cost a system call each, for nothing.
         :meth:`open` takes the opened files; those not taken are closed when the iteration
         ends. A file that cannot be opened now is opened by :meth:`open`, which says why."""
         if FADVISE_WILLNEED is None or not length:
@@ -198,7 +203,12 @@ class FolderLayout(Layout):
         except (OSError, CorruptBundle):
             return
         try:
-            source.advise_needed(length)
+            source.advise_random()
+            if self._opened % READ_AHEAD == 0:
+                self._on_disk = not source.in_memory()
+            self._opened += 1
+            if self._on_disk:
+                source.advise_needed(length)
         except OSError:
             source.close()
             return
