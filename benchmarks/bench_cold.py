@@ -132,7 +132,9 @@ def main() -> int:
         ],
     }
     if args.baseline is not None:
-        commands["baseline rebuild"] = from_tree(args.baseline, [*cachestatus, *status("baseline")])
+        commands["baseline rebuild"] = from_tree(
+            args.baseline, [*cachestatus, "--full", *status("baseline")]
+        )
     found = rounds(commands, args.repeat)
     warm = [timed(commands["rebuild"]) for _ in range(3)][1:]  # the first one warms the cache
 

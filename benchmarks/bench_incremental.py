@@ -12,7 +12,8 @@ With two sizes (``--bundles 20000,100000``) it also prints the per-bundle ratio:
 time of the unchanged rebuild from the smaller cache to the larger one against the floor's.
 The fixed cost of a Python process that imports GDAL (measured in the same run: unchanged
 rebuilds of a 1-bundle cache) is printed beside the ratio: at 20,000 bundles it alone is
-several times the floor.
+several times the floor. For each size it also times, in one process, the parts no rebuild can
+skip (:data:`PARTS`): what bounds both ratios from below.
 
     python benchmarks/bench_incremental.py [--bundles 20000[,100000]] [--repeat 3]
         [--changed 0.01]
@@ -21,7 +22,9 @@ several times the floor.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +38,45 @@ from benchmarks.timing import alternate, compile_package, median, runs, timed
 #: The bundles' mtime: clearly before every run (an incremental rebuild reads again a bundle
 #: written less than 2 s before the previous run).
 AGE_NS = 3600 * 10**9
+
+#: The parts no incremental rebuild of a FileGDB store written through pyogrio can skip, timed
+#: in one process (printed as JSON, seconds): the imports (numpy, GDAL through pyogrio) after
+#: the interpreter started, reading the previous store's bundle stamps, listing and stat-ing
+#: the bundle files; and reading and writing again the store's per-bundle rows (TaskStatus with
+#: polygons, BundleFiles), which pyogrio can neither update nor delete in place: what a rebuild
+#: with any bundle changed costs more, at least.
+PARTS = """
+import json, os, shutil, sys, time, warnings
+start = time.perf_counter()
+import numpy, pyogrio.raw
+found = {"imports": time.perf_counter() - start}
+from cachestatus.store.reader import read_file_stamps
+store, layers, out = sys.argv[1], sys.argv[2], sys.argv[3]
+start = time.perf_counter()
+read_file_stamps(__import__("pathlib").Path(store))
+found["read stamps"] = time.perf_counter() - start
+start = time.perf_counter()
+for level in os.scandir(layers):
+    for entry in os.scandir(level.path):
+        entry.stat()
+found["list and stat"] = time.perf_counter() - start
+found["read rows"] = found["write rows"] = 0.0
+shutil.rmtree(out, ignore_errors=True)
+for layer in ("TaskStatus", "BundleFiles"):
+    start = time.perf_counter()
+    meta, _, wkb, values = pyogrio.raw.read(store, layer=layer, read_geometry=True)
+    found["read rows"] += time.perf_counter() - start
+    spatial = meta["geometry_type"] is not None
+    extra = {"geometry_type": meta["geometry_type"], "crs": meta["crs"]} if spatial else {}
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pyogrio.raw.write(out, wkb, values, meta["fields"], layer=layer, driver="OpenFileGDB",
+                          append=layer != "TaskStatus", **extra)
+    found["write rows"] += time.perf_counter() - start
+shutil.rmtree(out, ignore_errors=True)
+print(json.dumps(found))
+"""
 
 
 def bundle_paths(cache: Path) -> list[Path]:
@@ -72,6 +114,25 @@ def run_size(workdir: Path, bundles: int, repeat: int, share: float) -> tuple[fl
         date(changed_paths, old + (run + 1) * 10**6)  # another stamp, still long ago
         changed.append(timed(incremental_cmd))
     date(changed_paths, old)
+    interpreter = median([timed([sys.executable, "-c", "pass"]) for _ in range(repeat)])
+    parts = [
+        json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    PARTS,
+                    str(status),
+                    str(cache / "_alllayers"),
+                    str(workdir / "parts.gdb"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        for _ in range(repeat)
+    ]
 
     full, floor, same, some = median(fulls), median(floors), median(unchanged), median(changed)
     budget = full * len(changed_paths) / len(paths)
@@ -87,6 +148,19 @@ def run_size(workdir: Path, bundles: int, repeat: int, share: float) -> tuple[fl
         f"extra time for the changed   {some - same:.3f} s against {budget:.3f} s "
         f"(full rebuild x {len(changed_paths) / len(paths):.1%}); "
         f"ratio {(some - same) / budget:.2f}   (bar: <= 1.0)"
+    )
+    print(f"unavoidable parts (medians; the floor {floor:.3f} s):")
+    print(f"  interpreter                {interpreter:.3f} s")
+    for name in parts[0]:
+        part = median([p[name] for p in parts])
+        print(f"  {name:<26} {part:.3f} s")
+    rows = ("read rows", "write rows")
+    least = interpreter + sum(median([p[n] for p in parts]) for n in parts[0] if n not in rows)
+    again = sum(median([p[n] for p in parts]) for n in rows)
+    print(
+        f"  unchanged at least         {least:.3f} s = {least / floor:.2f}x the floor; any "
+        f"bundle changed: + {again:.3f} s to read and write the rows again "
+        f"({again / budget:.1f}x the budget)"
     )
     return floor, same
 

@@ -19,10 +19,11 @@ from cachestatus import parallel
 from cachestatus.cli import main
 from cachestatus.errors import UsageError
 from cachestatus.execute import ChunkContext, ProcessPool
-from cachestatus.formats import open_cache
+from cachestatus.formats import arcgis_layout, open_cache
 from cachestatus.formats.arcgis_cache import ArcGISCache
 from cachestatus.formats.base import BundleFile, BundleIndex
 from cachestatus.formats.bytesource import LocalFile
+from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE
 from cachestatus.plan import ScanPolicy, plan_levels
 from cachestatus.request import Execution
 from cachestatus.scan import ScanBatch, list_plans, scan_chunk
@@ -235,6 +236,104 @@ def test_index_reads_turn_read_ahead_off(cache, advised, monkeypatch):
         # Reading every tile in file order keeps the read-ahead: it serves those reads.
         assert sum(1 for _ in reader.read_tiles(bundle)) == tiles
         assert len(advised) == 1
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_a_list_read_in_one_thread_asks_for_the_next_indexes_first(cache, advised, monkeypatch):
+    monkeypatch.setattr(arcgis_layout, "READ_AHEAD", 2)
+    events: list[tuple[str, str]] = []
+    asked: list[tuple[int, int]] = []
+    record = os.posix_fadvise  # the fixture's: made for real, recorded there
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        if advice == os.POSIX_FADV_WILLNEED:
+            events.append(("ahead", os.readlink(f"/proc/self/fd/{fd}")))
+            asked.append((offset, length))
+        record(fd, offset, length, advice)
+
+    real_read = ArcGISCache.read_bundle
+
+    def read_bundle(reader: ArcGISCache, bundle: BundleFile) -> BundleIndex:
+        events.append(("read", bundle.path))
+        return real_read(reader, bundle)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(ArcGISCache, "read_bundle", read_bundle)
+    monkeypatch.setattr(LocalFile, "in_memory", lambda source: False)  # a cold disk
+    with open_cache(cache) as reader:
+        plans = {p.lod.level: p for p in plan_levels(reader, [LEVEL])}
+        bundles = list(list_plans(reader, list(plans.values()), ScanPolicy.rebuild()).bundles())
+        before = _open_fds()
+        batch = scan_chunk(ChunkContext(reader, plans), bundles)
+        assert _open_fds() == before  # every file opened ahead was read, then closed
+    paths = [b.path for b in bundles]
+    assert sorted(path for kind, path in events if kind == "ahead") == sorted(paths)
+    assert set(asked) == {(0, HEADER_INDEX_SIZE)}  # a header and index each
+    for i, path in enumerate(paths):  # the bundle two ahead is asked for before one is read
+        later = paths[min(i + 2, len(paths) - 1)]
+        assert events.index(("ahead", later)) < events.index(("read", path))
+    # The same rows as reads made one after the other, nothing asked ahead.
+    monkeypatch.setattr(arcgis_layout, "FADVISE_WILLNEED", None)
+    with open_cache(cache) as reader:
+        plain = scan_chunk(ChunkContext(reader, plans), bundles)
+    assert sum(kind == "ahead" for kind, _ in events) == len(paths)  # none the second time
+    assert list(batch.rows.statuses()) == list(plain.rows.statuses())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_files_in_memory_are_not_read_ahead(cache, advised, monkeypatch):
+    monkeypatch.setattr(arcgis_layout, "READ_AHEAD", 4)
+    asked: list[str] = []
+
+    def in_memory(source: LocalFile) -> bool:
+        asked.append(os.readlink(f"/proc/self/fd/{source._fd}"))
+        return True
+
+    monkeypatch.setattr(LocalFile, "in_memory", in_memory)
+    with open_cache(cache) as reader:
+        plans = {p.lod.level: p for p in plan_levels(reader, [LEVEL])}
+        bundles = list(list_plans(reader, list(plans.values()), ScanPolicy.rebuild()).bundles())
+        scan_chunk(ChunkContext(reader, plans), bundles)
+    assert not [call for call in advised if call[3] == os.POSIX_FADV_WILLNEED]
+    paths = [b.path for b in bundles]
+    assert asked == [paths[0], paths[4], paths[8]]  # every 4th file opened is asked
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="no preadv2 RWF_NOWAIT here")
+def test_a_file_is_in_memory_once_read_and_not_once_dropped(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(64 * 1024))
+    if parallel.mount_type(str(path.resolve()), Path("/proc/mounts").read_text()) == "tmpfs":
+        pytest.skip("tmpfs keeps every page in memory")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages: dropped
+    finally:
+        os.close(fd)
+    with LocalFile(str(path)) as source:
+        source.advise_random()
+        assert not source.in_memory()
+        source.read(0, 4096)
+        assert source.in_memory()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_files_opened_ahead_and_not_read_are_closed(cache):
+    with open_cache(cache) as reader:
+        plans = plan_levels(reader, [LEVEL])
+        bundles = list(list_plans(reader, plans, ScanPolicy.rebuild()).bundles())
+        before = _open_fds()
+        ahead = reader.read_ahead(bundles)
+        first = next(ahead)
+        assert len(_open_fds() - before) == len(bundles)  # nine: fewer than READ_AHEAD
+        reader.read_bundle(first)
+        ahead.close()  # a scan that stops early
+        assert _open_fds() == before
 
 
 def test_a_reader_that_reads_one_bundle_at_a_time_gets_no_threads(cache, monkeypatch):

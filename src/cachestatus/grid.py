@@ -234,8 +234,9 @@ def mask_blocks(
     rows = np.flatnonzero(mask.any(axis=1))
     if not rows.size:
         return np.zeros((0, 4), dtype=np.int64)
-    cols = np.flatnonzero(mask.any(axis=0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(mask[r0:r1].any(axis=0))  # only the rows holding cells
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
     if np.count_nonzero(mask) == (r1 - r0) * (c1 - c0):
         return np.array([[row0 + r0, row0 + r1, col0 + c0, col0 + c1]], dtype=np.int64)
     inner = mask[r0:r1, c0:c1]

@@ -213,9 +213,16 @@ def _missing_blocks(lacking: npt.NDArray[np.bool_], block: TileRange) -> npt.NDA
     bit masks of the rows (``ROW_BITS``) where its holes are scattered."""
     blocks = grid.mask_blocks(lacking, block.row0, block.col0, MAX_BUNDLE_HOLES)
     if blocks is not None and len(blocks) <= MAX_BUNDLE_HOLES:
-        return np.column_stack([np.full(len(blocks), HOLE), blocks]).astype(np.int64)
-    rows = row_bits(lacking, block.row0, block.col0)
-    return np.column_stack([np.full(len(rows), ROW_BITS), rows]).astype(np.int64)
+        return _tagged(HOLE, blocks)
+    return _tagged(ROW_BITS, row_bits(lacking, block.row0, block.col0))
+
+
+def _tagged(kind: int, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``rows`` (shape (n, 4)) with ``kind`` in front of each."""
+    tagged = np.empty((len(rows), 5), dtype=np.int64)
+    tagged[:, 0] = kind
+    tagged[:, 1:] = rows
+    return tagged
 
 
 #: What reading a bundle raises when the bundle is at fault, not the run: the bundle is
@@ -320,7 +327,8 @@ def scan_chunk(context: ChunkContext, bundles: list[BundleFile], blank: bool = F
             lambda bundle: _scanned(reader, plans[bundle.key.level], bundle, judge), bundles
         )
     else:
-        scanned = (_scanned(reader, plans[b.key.level], b, judge) for b in bundles)
+        ahead = reader.read_ahead(bundles)  # a cold disk reads the next ones meanwhile
+        scanned = (_scanned(reader, plans[b.key.level], b, judge) for b in ahead)
     for bundle, ((status, missing), stamp) in zip(bundles, scanned, strict=True):
         statuses.append(status)
         stamps.append(stamp)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 class Codec(Protocol):
     """Reads the bundles of one storage format from the sources a layout opens."""
+
+    #: Bytes at the start of a bundle file that reading its index reads first, which a layout
+    #: may read ahead (0: none, its index is elsewhere).
+    leading_bytes: int
 
     def read_index(self, open_source: Opener, bundle: BundleFile) -> BundleIndex:
         """Decode one bundle's index (see :meth:`CacheReader.read_bundle`)."""
@@ -159,6 +163,11 @@ class ArcGISCache(CacheReader):
         reuse its arrays).
         """
         return self._codec.read_index(self.layout.opener(bundle), bundle)
+
+    def read_ahead(self, bundles: Sequence[BundleFile]) -> Iterator[BundleFile]:
+        """``bundles`` in their order, the indexes of those that follow read meanwhile where
+        the layout can (:meth:`~.arcgis_layout.Layout.read_ahead`)."""
+        return self.layout.read_ahead(bundles, self._codec.leading_bytes)
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tiles in file order, each checked against its size word."""

@@ -315,6 +315,12 @@ class CacheReader(ABC):
             OSError: the bundle cannot be read.
         """
 
+    def read_ahead(self, bundles: Sequence[BundleFile]) -> Iterator[BundleFile]:
+        """``bundles`` in their order, for :meth:`read_bundle` to read one after the other
+        as they come: readers whose storage can start a read without waiting for it (a local
+        folder) read those that follow meanwhile. The default gives them as they are."""
+        return iter(bundles)
+
     @abstractmethod
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """Every stored tile of one bundle with its bytes, in the order they lie in the file.

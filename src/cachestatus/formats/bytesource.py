@@ -34,6 +34,13 @@ O_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 #: Turns the kernel's read-ahead off for a descriptor, where the platform has it (not Windows
 #: nor macOS): ``None`` there.
 _FADVISE_RANDOM = getattr(os, "POSIX_FADV_RANDOM", None) if hasattr(os, "posix_fadvise") else None
+#: Asks the kernel to start reading a range now, without waiting for it, where the platform has
+#: it: ``None`` elsewhere.
+FADVISE_WILLNEED = (
+    getattr(os, "POSIX_FADV_WILLNEED", None) if hasattr(os, "posix_fadvise") else None
+)
+#: Makes a read fail rather than wait for the disk (``preadv2``), where the platform has it.
+_READ_NOWAIT = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
 #: Most bytes deflate can make of one compressed byte (1032:1), with room to spare.
 MAX_RATIO = 1100
 #: Bytes a zip read from a :class:`ByteSource` reads at once: a member's local header (30 bytes,
@@ -212,10 +219,11 @@ class LocalFile(ByteSource):
         OSError: it cannot be opened (``FileNotFoundError`` when nothing is there).
     """
 
-    __slots__ = ("_fd",)
+    __slots__ = ("_fd", "_random")
 
     def __init__(self, path: str) -> None:
         self._fd, st = open_regular(path)
+        self._random = False
         self.size, self.modified = st.st_size, st.st_mtime
         self.version = Version(st.st_size, st.st_mtime_ns)
 
@@ -235,8 +243,29 @@ class LocalFile(ByteSource):
         """``posix_fadvise(POSIX_FADV_RANDOM)`` where the platform has it: a cold read of an
         index then costs the index's bytes, not the kernel's read-ahead window (1 MiB or more,
         zero-filled on sparse bundles, read from the disk on dense ones)."""
-        if _FADVISE_RANDOM is not None:
+        if _FADVISE_RANDOM is not None and not self._random:
             os.posix_fadvise(self._fd, 0, 0, _FADVISE_RANDOM)
+            self._random = True
+
+    def advise_needed(self, length: int) -> None:
+        """``posix_fadvise(POSIX_FADV_WILLNEED)`` of the first ``length`` bytes, where the
+        platform has it: the kernel starts reading them from the disk and returns at once, so
+        that many such reads are in flight while earlier bundles are decoded."""
+        if FADVISE_WILLNEED is not None:
+            os.posix_fadvise(self._fd, 0, length, FADVISE_WILLNEED)
+
+    def in_memory(self) -> bool:
+        """Whether the file's first byte is in memory (the page cache): a read of it that may
+        not wait for the disk (``preadv2`` with ``RWF_NOWAIT``) gets it. False where that
+        cannot be told. Call :meth:`advise_random` first: a read that misses starts the
+        kernel's read-ahead."""
+        if _READ_NOWAIT is None:
+            return False
+        try:
+            os.preadv(self._fd, [bytearray(1)], 0, _READ_NOWAIT)
+        except OSError:  # BlockingIOError: on the disk; EOPNOTSUPP: a file system that cannot tell
+            return False
+        return True
 
     def check_unchanged(self) -> None:
         """See :meth:`ByteSource.check_unchanged`: one ``fstat``, compared as it comes."""

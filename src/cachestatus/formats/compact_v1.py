@@ -227,6 +227,8 @@ class CompactV1:
 
     #: A bundle is read with its ``.bundlx``.
     beside = True
+    #: Nothing of the bundle file is read first: its index is the ``.bundlx``.
+    leading_bytes = 0
 
     def read_index(self, open_source: Opener, bundle: BundleFile) -> BundleIndex:
         """Read the ``.bundlx`` and the size words of the live slots (see

@@ -48,6 +48,8 @@ HEADER_CHECKS = (
 )
 #: The four checked words in one unpack: u32 @0, u32 @12, u64 @32, u32 @60.
 _HEADER_WORDS = struct.Struct("<I8xI16xQ20xI")
+#: The four checked words as GDAL expects them.
+_EXPECTED_WORDS = tuple(expected for _, _, expected in HEADER_CHECKS)
 
 #: Anything holding bundle bytes.
 Buffer = bytes | bytearray | memoryview
@@ -65,6 +67,8 @@ def check_header(buf: Buffer) -> None:
             f"{HEADER_INDEX_SIZE:,} (header and index)"
         )
     values = _HEADER_WORDS.unpack_from(buf, 0)
+    if values == _EXPECTED_WORDS:
+        return
     for (name, offset, expected), value in zip(HEADER_CHECKS, values, strict=True):
         if value != expected:
             raise CorruptBundle(
@@ -249,6 +253,8 @@ class CompactV2:
 
     #: A bundle is one file.
     beside = False
+    #: The header and index, read first: what a layout may read ahead.
+    leading_bytes = HEADER_INDEX_SIZE
 
     def __init__(self) -> None:
         self.scratch = Scratch()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -186,6 +186,11 @@ class ListedTiles(CacheReader):
     def tile_index(self, bundle: BundleFile) -> TileIndex:
         """The listing's sizes, no offsets: tiles are files (:meth:`CacheReader.tile_index`)."""
         return CacheReader.tile_index(self, bundle)
+
+    def read_ahead(self, bundles: Sequence[BundleFile]) -> Iterator[BundleFile]:
+        """As they are: the listing holds what reading them needs (here too, not a bundle-file
+        reader's later in a subclass's MRO)."""
+        return iter(bundles)
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """From the listing: sizes of the tile files of the bundle."""
