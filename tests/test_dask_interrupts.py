@@ -1,0 +1,91 @@
+"""Ctrl-C during a rebuild on a Dask cluster: the run ends with one line and 130, the cluster's
+tasks are cancelled (the scheduler is left with none), and the previous status is intact."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dask_cluster import dask_cluster
+from tests.helpers import synthetic_cache
+from tests.test_interrupts import _rows
+
+pytest.importorskip("distributed")
+
+SIDE = 110  # 12,100 bundles: a few seconds on two one-thread workers
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
+    with dask_cluster(tmp_path_factory.mktemp("cluster"), 2) as found:
+        yield found
+
+
+def _scheduler_tasks(address: str) -> int:
+    """How many tasks the scheduler still holds, as its own state says."""
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        return int(client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)))
+
+
+def test_ctrl_c_cancels_the_clusters_tasks_and_keeps_the_previous_status(
+    address: str, tmp_path: Path
+) -> None:
+    big = synthetic_cache(tmp_path / "cache", SIDE, level=12)
+    status = tmp_path / "status" / "Status.gdb"
+    status.parent.mkdir()
+    command = [sys.executable, "-m", "cachestatus.cli", "rebuild", str(big)]
+    command += ["--status", str(status)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    before = _rows(status)
+
+    for delay in (0.3, 0.0):
+        run = subprocess.Popen(
+            [*command, "--full", "--scheduler", address, "--progress"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while _scheduler_tasks(address) == 0 and run.poll() is None:
+                assert time.monotonic() < deadline, "no task reached the cluster"
+                time.sleep(0.02)
+            time.sleep(delay)
+            if run.poll() is not None:
+                continue  # the rebuild ended before the signal
+            assert _scheduler_tasks(address) > 0  # the cluster is busy with the run's tasks
+            sent = time.monotonic()
+            run.send_signal(signal.SIGINT)
+            _, err = run.communicate(timeout=60)
+            if "Status:" in err:
+                continue  # it ended as the signal came
+            assert time.monotonic() - sent < 15
+            assert run.returncode == 130, err
+            last = err.strip().splitlines()[-1]  # progress lines come first on stderr
+            assert last.startswith("Error: interrupted (SIGINT)"), err
+            assert "Traceback" not in err
+            wait = time.monotonic() + 15
+            while _scheduler_tasks(address) and time.monotonic() < wait:
+                time.sleep(0.1)
+            assert _scheduler_tasks(address) == 0  # nothing of the run is left on the cluster
+            assert sorted(p.name for p in status.parent.iterdir()) == ["Status.gdb"]
+            assert _rows(status) == before
+            return
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    pytest.skip("the rebuild ended before each signal: the machine is faster than SIDE allows")
