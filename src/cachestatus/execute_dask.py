@@ -167,7 +167,7 @@ class DaskExecutor:
                         n_workers=self.cluster.workers,
                         threads_per_worker=1,
                         processes=True,
-                        dashboard_address=None,
+                        dashboard_address="127.0.0.1:0",  # never the 8787 a user's cluster has
                     )
                 )
                 client = stack.enter_context(distributed.Client(local))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -66,3 +67,5 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     )
     if verbosity < 2:  # GDAL's per-write record counts only with -vv
         logging.getLogger("pyogrio").setLevel(logging.WARNING)
+    if verbosity < 1:  # a Dask cluster's start and stop chatter only with -v
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")

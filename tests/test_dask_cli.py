@@ -1,11 +1,13 @@
-"""Ctrl-C during a rebuild on a Dask cluster: the run ends with one line and 130, the cluster's
-tasks are cancelled (the scheduler is left with none), and the previous status is intact."""
+"""The command line on a Dask cluster: a local cluster's run prints what a local run prints, and
+Ctrl-C ends a run with one line and 130, cancels the cluster's tasks (the scheduler is left with
+none) and leaves the previous status intact."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -89,3 +91,26 @@ def test_ctrl_c_cancels_the_clusters_tasks_and_keeps_the_previous_status(
                 os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     pytest.skip("the rebuild ended before each signal: the machine is faster than SIDE allows")
+
+
+def test_a_local_cluster_run_prints_what_a_local_run_prints(tmp_path: Path) -> None:
+    """Dask's start and stop messages only with -v; its dashboard never asks for port 8787,
+    which a user's own cluster may hold."""
+    sample = Path(__file__).parent / "data" / "esri" / "sample_cache"
+    command = [sys.executable, "-m", "cachestatus.cli"]
+    rebuild = ["rebuild", str(sample), "--status", str(tmp_path / "Status.gdb"), "--cluster", "2"]
+    with contextlib.ExitStack() as held:  # port 8787 taken, as a user's own cluster takes it
+        with contextlib.suppress(OSError):
+            port = held.enter_context(socket.socket())
+            port.bind(("", 8787))
+            port.listen()
+        quiet = subprocess.run([*command, *rebuild], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.splitlines() == [
+        f"Status: {tmp_path / 'Status.gdb'}",
+        "3 bundles read, 0 reused",
+    ]
+    told = subprocess.run([*command, "-v", *rebuild], capture_output=True, text=True, timeout=300)
+    assert told.returncode == 0, told.stderr
+    assert "distributed.scheduler" in told.stderr
+    assert "8787" not in quiet.stderr + told.stderr
