@@ -291,13 +291,15 @@ class ObjectLayout(Layout):
     def bundles(self, level: int, folder: str) -> Iterator[BundleFile | Problem]:
         """:meth:`Layout.bundles`, each bundle with its listed size and ETag, and its
         ``.bundlx`` (if any) as its payload."""
-        for found in super().bundles(level, folder):
-            if isinstance(found, BundleFile):
-                entry = self._listed[found.path]
-                index = self._listed.get(found.path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
-                found = found._replace(payload=index, size=entry.size, stamp=entry.stamp)
-            yield found
-        self._listed_folder = None  # the next listing of the folder asks again
+        try:
+            for found in super().bundles(level, folder):
+                if isinstance(found, BundleFile):
+                    entry = self._listed[found.path]
+                    index = self._listed.get(found.path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
+                    found = found._replace(payload=index, size=entry.size, stamp=entry.stamp)
+                yield found
+        finally:
+            self._listed_folder = None  # the next listing of the folder asks again
 
     def open(self, path: str) -> ByteSource:
         """The object at the full key ``path``, as listed (asked for when it was not).
