@@ -59,8 +59,9 @@ def per_task_ms(address: str, tasks: int = 2_000) -> float:
 
 
 def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
-    """``bundles`` bundles at ``level``, each a hard link of one of 8 synthetic bundle files
-    (every fourth misses tiles here and there)."""
+    """``bundles`` bundles at ``level``, each a hard link of one of a few synthetic bundle files
+    (8, or one per 50,000 bundles: a file takes 65,000 links at most; every fourth misses tiles
+    here and there)."""
     if (root / "_alllayers" / "done").exists():
         return root
     side = math.ceil(math.sqrt(bundles))
@@ -69,7 +70,7 @@ def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
     write_conf(root, level + 2, (-half, half - side * span, -half + side * span, half))
     rng = np.random.default_rng(0)
     models = []
-    for i in range(8):
+    for i in range(max(8, -(-bundles // 50_000))):
         sizes = rng.integers(200, 3000, (128, 128))
         if i % 4 == 0:
             sizes[rng.random((128, 128)) < 0.03] = 0
@@ -79,7 +80,7 @@ def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(side * side):
         r, c = divmod(i, side)
-        os.link(models[i % 8], folder / f"R{r * 128:04x}C{c * 128:04x}.bundle")
+        os.link(models[i % len(models)], folder / f"R{r * 128:04x}C{c * 128:04x}.bundle")
     (root / "_alllayers" / "done").touch()
     return root
 

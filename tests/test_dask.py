@@ -231,3 +231,30 @@ def test_an_incremental_rebuild_on_the_cluster_reads_only_what_changed(
         }
 
     assert rows(tmp_path / "dask.gdb") == rows(tmp_path / "full.gdb")
+
+
+def test_a_task_carries_bundles_named_by_their_keys_as_a_few_bytes_each(cache: Path) -> None:
+    """What the cluster's tasks carry for a cache folder's bundles: their keys, level by level,
+    from which the very bundle files come back; a bundle that needs more than its name (an odd
+    name, a listed size) makes the task carry the bundle files themselves."""
+    import pickle
+
+    from cachestatus.formats import open_cache
+    from cachestatus.formats.base import BundleFile, packed, unpacked
+
+    with open_cache(cache) as reader:
+        listed = [
+            found
+            for level in reader.scheme.levels
+            for found in reader.list_level(level)
+            if isinstance(found, BundleFile)
+        ]
+    assert len({b.key.level for b in listed}) > 1
+    runs = packed(listed)
+    assert runs is not None and len(runs) == len({b.key.level for b in listed})
+    assert unpacked(pickle.loads(pickle.dumps(runs))) == listed
+    assert len(pickle.dumps(runs)) < len(pickle.dumps(listed)) / 3
+    odd = listed[-1]._replace(path=listed[-1].path.replace("R", "R0", 1))
+    assert packed([*listed[:-1], odd]) is None
+    assert packed([*listed[:-1], listed[-1]._replace(size=5)]) is None
+    assert unpacked(listed) == listed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from pathlib import Path
@@ -229,3 +230,43 @@ def test_reading_without_preadv_gives_the_same_index(sample, monkeypatch):
     without = _read(path)
     assert (without.tiles, without.tile_bytes, without.dead_bytes) == expected
     assert np.array_equal(without.sizes, _read(path).sizes)
+
+
+def test_a_level_folder_is_listed_as_it_goes(tmp_path):
+    """Bundles come out of a level folder's listing one name after the other, never holding the
+    folder's names; the rare cases (a ``.lock``, two names of one bundle) read as before."""
+    from cachestatus.formats.arcgis_folder import level_bundles
+    from cachestatus.formats.arcgis_layout import FolderLayout
+
+    folder = tmp_path / "L05"
+    folder.mkdir()
+    keys = {(r * 128, c * 128) for r in range(20) for c in range(15)}
+    for r, c in keys:
+        (folder / f"R{r:04x}C{c:04x}.bundle").write_bytes(b"")
+    (folder / "R00080C0000.bundle").write_bytes(b"")  # R0080C0000 named otherwise
+    (folder / "R0000C0000.lock").write_bytes(b"")
+    (folder / "R1000C00080.bundle").write_bytes(b"")  # named otherwise only: it is read
+    layout = FolderLayout(tmp_path)
+    taken = []
+
+    def names():
+        for name in layout.names(str(folder)):
+            taken.append(name)
+            yield name
+
+    listing = level_bundles(5, names, str(folder) + "/")
+    first = next(listing)
+    assert isinstance(first, BundleFile)
+    listed = len(os.listdir(folder))
+    assert len(taken) < listed + 5  # the second listing had just begun
+    found = [first, *listing]
+    bundles = [f for f in found if isinstance(f, BundleFile)]
+    assert {(b.key.row, b.key.col) for b in bundles} == keys | {(0x1000, 0x80)}
+    assert len(bundles) == len(keys) + 1
+    assert [b.locked for b in bundles if b.key.row == b.key.col == 0] == [True]
+    odd = next(b for b in bundles if b.key.row == 0x1000)
+    assert odd.path.endswith("R1000C00080.bundle")
+    problems = [f for f in found if isinstance(f, Problem)]
+    assert [(p.bundle, p.detail.rsplit(": ", 1)[-1]) for p in problems] == [
+        ("L05/R00080C0000.bundle", "the same bundle as R0080C0000.bundle; not read")
+    ]

@@ -204,3 +204,24 @@ def test_unreadable_bundles_are_part_of_the_missing_area(tmp_path):
     assert area.tiles_missing == len(missing) and area.exact
     assert area.geometry.area == pytest.approx(len(missing) * _size(10) ** 2, rel=1e-9)
     assert _listed(listing) == {(10, r, c) for r, c in missing}
+
+
+def test_merged_blocks_cover_the_same_tiles_in_fewer_blocks():
+    """What a scan keeps of its bundle files' blocks: the same tiles, as rasterised, in fewer
+    blocks (a square of bundles in one)."""
+    from cachestatus.missing_areas import merged_blocks
+
+    rng = np.random.default_rng(3)
+    square = np.array(
+        [(r, r + 128, c, c + 128) for r in range(0, 1280, 128) for c in range(0, 1280, 128)]
+    )
+    scattered = square[rng.random(len(square)) < 0.6]
+    for blocks in (square, scattered):
+        merged = merged_blocks(blocks[rng.permutation(len(blocks))])
+        before, after = np.zeros((1280, 1280), np.int64), np.zeros((1280, 1280), np.int64)
+        for target, parts in ((before, blocks), (after, merged)):
+            for r0, r1, c0, c1 in parts:
+                target[r0:r1, c0:c1] += 1
+        assert np.array_equal(before, after) and after.max() == 1
+        assert len(merged) <= len(blocks)
+    assert len(merged_blocks(square)) == 1

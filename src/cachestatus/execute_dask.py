@@ -5,8 +5,10 @@ cluster (:class:`~cachestatus.execute.Cluster`).
 It keeps the :class:`~cachestatus.execute.Executor` protocol, so the operations, the work
 functions and the folds run on it unchanged. Dask costs milliseconds per task, so a task carries
 a run of bundles (up to :data:`TASK_BUNDLES`, the scan's lists joined in the listing's order),
-never one. What a task's worker needs besides its bundles (the cache's picklable spec, the level
-plans, the reads in flight) goes to every worker once, scattered; each worker opens its own
+never one, and carries bundle files named by their keys alone as those keys
+(:func:`~cachestatus.formats.base.packed`: a few bytes a bundle, not their paths). What a
+task's worker needs besides its bundles (the cache's picklable spec, the level plans, the reads
+in flight) goes to every worker once, scattered; each worker opens its own
 reader from the spec, so credentials come from the worker's own environment, never from the
 task. Results stream back as tasks finish (``as_completed``), a bounded number in flight, and are
 handed on in the listing's order: the store is the same as the local run's, row for row.
@@ -30,7 +32,7 @@ from typing import Any, Self, TypeVar
 
 from .errors import MissingExtra
 from .execute import CHUNK, ChunkContext, ChunkWork, Cluster, worker_reader
-from .formats.base import BundleFile, CacheReader, run_here
+from .formats.base import BundleFile, BundleRun, CacheReader, packed, run_here, unpacked
 from .formats.spec import CacheSpec
 from .plan import LevelPlan, ScanPolicy
 
@@ -96,8 +98,10 @@ def _context(setup: Setup) -> ChunkContext:
     return held[1]
 
 
-def _on_worker(setup: Setup, work: ChunkWork[T], bundles: list[BundleFile]) -> T:
-    return work(_context(setup), bundles)
+def _on_worker(
+    setup: Setup, work: ChunkWork[T], bundles: list[BundleFile] | tuple[BundleRun, ...]
+) -> T:
+    return work(_context(setup), unpacked(bundles))
 
 
 def task_size(policy: ScanPolicy, total: int, threads: int) -> int:
@@ -239,8 +243,9 @@ class DaskExecutor:
                     bundles = next(runs, None)
                     if bundles is None:
                         break
+                    task = packed(bundles) or bundles
                     future = client.submit(
-                        _on_worker, setup, work, bundles, pure=False, retries=RETRIES
+                        _on_worker, setup, work, task, pure=False, retries=RETRIES
                     )
                     pending[future] = submitted
                     finished.add(future)

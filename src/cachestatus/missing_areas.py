@@ -50,6 +50,10 @@ HOLE, ROW_BITS = 0, 3
 #: Blocks of holes drawn exactly per level; beyond, the level's files that miss tiles are drawn
 #: whole (a cover). At least 100,000: every level with that many missing tiles or fewer is exact.
 MAX_EXACT_BLOCKS = 250_000
+#: Batches of a level's bundle-file blocks kept apart, at most; then they are merged into one
+#: (:func:`merged_blocks`), so what a scan keeps grows with the outline of the files, not their
+#: number.
+COMPACT_PARTS = 64
 #: Over an area of interest, absent bundles are drawn one by one up to this many; beyond, the
 #: whole expected area is drawn and the files' blocks are taken out of it.
 MAX_ABSENT_BUNDLES = 100_000
@@ -63,6 +67,13 @@ class MissingArea(MissingAreaRecord):
     """
 
     outside_files: Any = None
+
+
+def merged_blocks(blocks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Blocks ``(row0, row1, col0, col1)`` merged down the rows, then across the columns: the
+    same tiles in fewer blocks (a level's bundle files in a few blocks per stretch of them)."""
+    across = grid.merge_blocks(grid.merge_blocks(blocks)[:, [2, 3, 0, 1]])
+    return across[:, [2, 3, 0, 1]]
 
 
 def _union(scheme: TilingScheme, level: int, blocks: npt.NDArray[np.int64]) -> Any:
@@ -294,8 +305,13 @@ class MissingAreas:
         complete = files & (rows.tiles_present >= rows.tiles_expected)
         for level in np.unique(rows.level[files]).tolist():
             mine = rows.level == level
-            self._complete[level].append(rows.tiles[complete & mine])
-            self._incomplete[level].append(rows.tiles[files & ~complete & mine])
+            for kept, which in (
+                (self._complete[level], complete & mine),
+                (self._incomplete[level], files & ~complete & mine),
+            ):
+                kept.append(rows.tiles[which])
+                if len(kept) >= COMPACT_PARTS:
+                    kept[:] = [merged_blocks(np.concatenate(kept))]
         tagged = batch.holes
         for level in np.unique(tagged[:, 0]).tolist() if len(tagged) else []:
             if level in self.covered:

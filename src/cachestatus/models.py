@@ -485,19 +485,24 @@ class BundleSet:
     def __init__(self) -> None:
         self._parts: list[npt.NDArray[np.int64]] = []
         self._keys: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._pending = 0
 
     @staticmethod
     def _pack(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return (np.asarray(rows, dtype=np.int64) << 32) | np.asarray(cols, dtype=np.int64)
 
     def add(self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> None:
-        """Add bundles given by their top-left rows and columns."""
+        """Add bundles given by their top-left rows and columns (sorted in once as many are
+        added as are in the set: what the set holds stays at 8 bytes a bundle)."""
         self._parts.append(self._pack(rows, cols))
+        self._pending += len(self._parts[-1])
+        if self._pending > max(len(self._keys), 65_536):
+            self._sorted()
 
     def _sorted(self) -> npt.NDArray[np.int64]:
         if self._parts:
             self._keys = np.unique(np.concatenate([self._keys, *self._parts]))
-            self._parts = []
+            self._parts, self._pending = [], 0
         return self._keys
 
     def __contains__(self, bundle: object) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +26,10 @@ LAYERS_DIR = "_alllayers"
 BUNDLE_SUFFIX = ".bundle"
 #: Bundle file names: ``R{row:04x}C{col:04x}.bundle`` with four or more hex digits.
 BUNDLE_NAME = re.compile(r"^R([0-9a-fA-F]{4,})C([0-9a-fA-F]{4,})$")
+#: The stems ArcGIS writes (:attr:`~cachestatus.models.BundleKey.name`): lower-case hex, four
+#: digits, or up to eight without a leading zero.
+_HEX = r"(?:[0-9a-f]{4}|[1-9a-f][0-9a-f]{4,7})"
+_CANONICAL = re.compile(f"R{_HEX}C{_HEX}\\Z")
 #: Level folders: ``L05``. ASCII digits only (``\d`` and ``int()`` also take Arabic-Indic or
 #: full-width digits), at most 9 of them: a level ID is a 32-bit integer.
 LEVEL_NAME = re.compile(r"^L([0-9]{1,9})$", re.IGNORECASE | re.ASCII)
@@ -190,35 +194,48 @@ def pick_level_folders(entries: Iterable[tuple[str, str, bool]]) -> LevelFolders
 
 
 def level_bundles(
-    level: int, names: Iterable[str], prefix: str, suffix: str = BUNDLE_SUFFIX
+    level: int, names: Callable[[], Iterable[str]], prefix: str, suffix: str = BUNDLE_SUFFIX
 ) -> Iterator[BundleFile | Problem]:
-    """The bundles among the file ``names`` of a level folder (each at ``prefix + name``);
-    badly named ones as problems, and two names of one bundle (``R0080C0000``,
+    """The bundles among the file names of a level folder (each at ``prefix + name``), as they
+    are listed; badly named ones as problems, and two names of one bundle (``R0080C0000``,
     ``R00080C0000``): the one ArcGIS writes is read. A ``.lock`` beside a bundle marks it
-    locked."""
-    names = list(names)
-    locks = {name[: -len(".lock")] for name in names if name.endswith(".lock")}
-    chosen: dict[BundleKey, tuple[str, BundleFile]] = {}
-    for name in names:
+    locked.
+
+    ``names`` lists the folder's file names; it is called twice, and neither listing is kept:
+    the first finds what is rare (``.lock`` files, names other than the ones ArcGIS writes),
+    the second yields the bundles as it goes, so memory does not grow with the folder.
+    """
+    locks: set[str] = set()
+    #: The bundles named otherwise than ArcGIS names them, by bundle: their names.
+    odd: dict[BundleKey, list[str]] = {}
+    for name in names():
+        if name.endswith(".lock"):
+            locks.add(name[: -len(".lock")])
+        elif name.endswith(suffix) and not _CANONICAL.match(name[: -len(suffix)]):
+            found = parse_bundle_name(level, name, prefix + name, suffix)
+            if isinstance(found, BundleFile):
+                odd.setdefault(found.key, []).append(name)
+    #: The name read for each bundle named oddly: ArcGIS's when it is listed too, else the least.
+    read = {key: min(listed) for key, listed in odd.items()}
+    for name in names():
         if not name.endswith(suffix):
             continue
-        locked = bool(locks) and name[: -len(suffix)] in locks
-        found = parse_bundle_name(level, name, prefix + name, suffix, locked)
-        if isinstance(found, Problem):
+        stem = name[: -len(suffix)]
+        found = parse_bundle_name(level, name, prefix + name, suffix, bool(locks) and stem in locks)
+        if isinstance(found, Problem) or found.key not in odd:
             yield found
-            continue
-        if found.key in chosen:
-            other, _ = chosen[found.key]
-            canonical = found.key.name + suffix
-            if name == canonical or (other != canonical and name < other):
-                chosen[found.key] = (name, found)
-                name, other = other, name
-            yield Problem(
-                f"{level_folder_name(level)}/{shown(name)}",
-                BAD_NAME,
-                f"{shown(prefix + name)}: the same bundle as {shown(other)}; not read",
-            )
-            continue
-        chosen[found.key] = (name, found)
-    for _, bundle in chosen.values():
-        yield bundle
+        elif name == found.key.name + suffix:
+            read[found.key] = name
+            yield found
+    for key, listed in odd.items():
+        kept = read[key]
+        for name in sorted(listed):
+            if name != kept:
+                yield Problem(
+                    f"{level_folder_name(level)}/{shown(name)}",
+                    BAD_NAME,
+                    f"{shown(prefix + name)}: the same bundle as {shown(kept)}; not read",
+                )
+        if kept != key.name + suffix:
+            stem = kept[: -len(suffix)]
+            yield BundleFile(key, prefix + kept, bool(locks) and stem in locks)

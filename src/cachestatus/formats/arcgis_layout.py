@@ -72,11 +72,11 @@ class Layout(ABC):
         """
 
     @abstractmethod
-    def names(self, folder: str) -> list[str]:
-        """The names of the files in a level folder.
+    def names(self, folder: str) -> Iterable[str]:
+        """The names of the files in a level folder, in the same order each time.
 
         Raises:
-            OSError: the folder cannot be listed.
+            OSError: the folder cannot be listed (now, or while the names are iterated).
         """
 
     @abstractmethod
@@ -131,15 +131,15 @@ class Layout(ABC):
         """The bundles of a level folder, and problems with what is not a bundle (see
         :func:`~.arcgis_folder.level_bundles`)."""
         try:
-            names = self.names(folder)
+            yield from level_bundles(
+                level, lambda: self.names(folder), self.bundle_path(folder, "")
+            )
         except OSError as exc:
             yield Problem(
                 shown(os.path.basename(folder)),
                 CORRUPT,
                 f"{shown(folder)}: cannot list: {exc.strerror or exc}",
             )
-            return
-        yield from level_bundles(level, names, self.bundle_path(folder, ""))
 
     def count(self, folder: str) -> int:
         """How many files of a level folder are named ``*.bundle``: one listing, no parsing."""
@@ -150,6 +150,13 @@ class Layout(ABC):
 
     def close(self) -> None:  # noqa: B027 - a folder holds nothing open
         """Release what the layout holds open."""
+
+
+def _entry_names(entries: Iterator[os.DirEntry[str]]) -> Iterator[str]:
+    """The names of an open directory listing, which is closed at its end."""
+    with entries:  # type: ignore[attr-defined]
+        for entry in entries:
+            yield entry.name
 
 
 class FolderLayout(Layout):
@@ -177,9 +184,9 @@ class FolderLayout(Layout):
         """The level folders in ``root/layers``, each named by its path."""
         return list_level_folders(self.root / layers)
 
-    def names(self, folder: str) -> list[str]:
-        """The names in the folder, as the file system lists them."""
-        return os.listdir(folder)
+    def names(self, folder: str) -> Iterator[str]:
+        """The names in the folder, as the file system lists them (one at a time)."""
+        return _entry_names(os.scandir(folder))
 
     def bundle_path(self, folder: str, name: str) -> str:
         """The file's path."""
@@ -339,8 +346,9 @@ class ObjectLayout(Layout):
         self.storage, self.root = storage, root
         #: The objects in the root folder, by name.
         self._files = {entry.key.rsplit("/", 1)[-1]: entry for entry in objects}
-        #: The objects of the level folder listed last, by key.
+        #: The objects of the level folder listed last, by key, and that folder.
         self._listed: dict[str, ObjectEntry] = {}
+        self._listed_folder: str | None = None
 
     @classmethod
     def find(cls, storage: ObjectStorage) -> tuple[ObjectLayout, str] | None:
@@ -389,10 +397,13 @@ class ObjectLayout(Layout):
         return pick_level_folders((name, f"{base}/{name}", True) for name in sorted(folders))
 
     def names(self, folder: str) -> list[str]:
-        """The objects directly in the level folder (full key ``folder``), one listing."""
-        prefix = folder[len(self.storage.location.key) :].strip("/")
-        _, objects = self.storage.list_dir(prefix)
-        self._listed = {entry.key: entry for entry in objects}
+        """The objects directly in the level folder (full key ``folder``): one listing, kept
+        until another folder is listed."""
+        if folder != self._listed_folder:
+            prefix = folder[len(self.storage.location.key) :].strip("/")
+            _, objects = self.storage.list_dir(prefix)
+            self._listed = {entry.key: entry for entry in objects}
+            self._listed_folder = folder
         return [key.rsplit("/", 1)[-1] for key in self._listed]
 
     def bundle_path(self, folder: str, name: str) -> str:
@@ -402,12 +413,15 @@ class ObjectLayout(Layout):
     def bundles(self, level: int, folder: str) -> Iterator[BundleFile | Problem]:
         """:meth:`Layout.bundles`, each bundle with its listed size and ETag, and its
         ``.bundlx`` (if any) as its payload."""
-        for found in super().bundles(level, folder):
-            if isinstance(found, BundleFile):
-                entry = self._listed[found.path]
-                index = self._listed.get(found.path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
-                found = found._replace(payload=index, size=entry.size, stamp=entry.stamp)
-            yield found
+        try:
+            for found in super().bundles(level, folder):
+                if isinstance(found, BundleFile):
+                    entry = self._listed[found.path]
+                    index = self._listed.get(found.path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
+                    found = found._replace(payload=index, size=entry.size, stamp=entry.stamp)
+                yield found
+        finally:
+            self._listed_folder = None  # the next listing of the folder asks again
 
     def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
         """One ``HEAD`` of the bundle's object (and one of its ``.bundlx``, ``beside``): its

@@ -84,6 +84,77 @@ class BundleFile(NamedTuple):
     stamp: int | str | None = None
 
 
+class BundleRun(NamedTuple):
+    """Bundle files of one level named by their keys alone (``prefix + key.name + suffix``),
+    nothing else listed for them: what a task carries instead of their bundle files, a
+    few bytes a bundle (:func:`packed`, :func:`unpacked`)."""
+
+    level: int
+    prefix: str
+    suffix: str
+    #: The bundles' top-left tile rows and columns, in the listing's order.
+    rows: npt.NDArray[np.int32]
+    cols: npt.NDArray[np.int32]
+    #: Where a caching job holds a ``.lock`` beside the bundle.
+    locked: npt.NDArray[np.bool_]
+
+    def bundles(self) -> list[BundleFile]:
+        """The bundle files, as listed."""
+        level, prefix, suffix = self.level, self.prefix, self.suffix
+        rows, cols = self.rows.tolist(), self.cols.tolist()
+        keys = (BundleKey(level, r, c) for r, c in zip(rows, cols, strict=True))
+        return [
+            BundleFile(key, f"{prefix}{key.name}{suffix}", locked)
+            for key, locked in zip(keys, self.locked.tolist(), strict=True)
+        ]
+
+
+def packed(bundles: Sequence[BundleFile]) -> tuple[BundleRun, ...] | None:
+    """``bundles`` as runs of one level each, in order, when each is named by its key alone
+    (a bundle file in a folder or a zip, as ArcGIS names it); ``None`` when one is not (a
+    bundle carrying a payload, a size or a stamp; a name ArcGIS does not write)."""
+    runs: list[BundleRun] = []
+    start = 0
+    while start < len(bundles):
+        first = bundles[start]
+        level, name = first.key.level, first.key.name
+        at = first.path.rfind(name)
+        if at < 0:
+            return None
+        prefix, suffix = first.path[:at], first.path[at + len(name) :]
+        end = start
+        while end < len(bundles) and bundles[end].key.level == level:
+            bundle = bundles[end]
+            if (
+                bundle.payload is not None
+                or bundle.size is not None
+                or bundle.stamp is not None
+                or bundle.path != f"{prefix}{bundle.key.name}{suffix}"
+            ):
+                return None
+            end += 1
+        part = bundles[start:end]
+        runs.append(
+            BundleRun(
+                level,
+                prefix,
+                suffix,
+                np.array([b.key.row for b in part], dtype=np.int32),
+                np.array([b.key.col for b in part], dtype=np.int32),
+                np.array([b.locked for b in part], dtype=np.bool_),
+            )
+        )
+        start = end
+    return tuple(runs)
+
+
+def unpacked(bundles: list[BundleFile] | tuple[BundleRun, ...]) -> list[BundleFile]:
+    """The bundle files of what :func:`packed` made (a list of them is returned as it is)."""
+    if isinstance(bundles, tuple):
+        return [bundle for run in bundles for bundle in run.bundles()]
+    return bundles
+
+
 class BundleIndex(NamedTuple):
     """What one bundle's index says about its 128 x 128 tiles (a tuple: cheap to build)."""
 
