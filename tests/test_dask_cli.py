@@ -110,7 +110,9 @@ def test_a_local_cluster_run_prints_what_a_local_run_prints(tmp_path: Path) -> N
         f"Status: {tmp_path / 'Status.gdb'}",
         "3 bundles read, 0 reused",
     ]
-    told = subprocess.run([*command, "-v", *rebuild], capture_output=True, text=True, timeout=300)
+    told = subprocess.run(
+        [*command, "-v", *rebuild, "--full"], capture_output=True, text=True, timeout=300
+    )
     assert told.returncode == 0, told.stderr
     assert "distributed.scheduler" in told.stderr
     assert "8787" not in quiet.stderr + told.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 
 import click
@@ -49,23 +48,24 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     ctx.obj = Context(verbosity)
     # Warnings logged by readers and workers read as the command's own ("Warning: ..."); -v
     # names where they come from; -q leaves only errors.
+    level = (
+        logging.DEBUG
+        if verbosity > 1
+        else logging.INFO
+        if verbosity > 0
+        else logging.WARNING
+        if verbosity == 0
+        else logging.ERROR
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(levelname)s %(name)s: %(message)s")
         if verbosity > 0
         else PlainFormatter()
     )
-    logging.basicConfig(  # a no-op where the host program set logging up already
-        level=logging.DEBUG
-        if verbosity > 1
-        else logging.INFO
-        if verbosity > 0
-        else logging.WARNING
-        if verbosity == 0
-        else logging.ERROR,
-        handlers=[handler],
-    )
+    # The handler's level too: libraries that set their own loggers' levels (distributed sets
+    # INFO on import) speak at this verbosity like everything else.
+    handler.setLevel(level)
+    logging.basicConfig(handlers=[handler], level=level)  # a no-op where logging is set up
     if verbosity < 2:  # GDAL's per-write record counts only with -vv
         logging.getLogger("pyogrio").setLevel(logging.WARNING)
-    if verbosity < 1:  # a Dask cluster's start and stop chatter only with -v
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
