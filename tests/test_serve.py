@@ -72,11 +72,21 @@ def fetch(url: str, method: str = "GET", **headers: str) -> Reply:
 
 
 @contextmanager
-def served(path: Path, **opening: str) -> Iterator[tuple[str, CacheReader]]:
-    """The cache served in this process on a free port: its ``.../MapServer`` URL and reader."""
+def served(
+    path: Path,
+    app_options: dict | None = None,
+    server_options: dict | None = None,
+    host: str = "127.0.0.1",
+    **opening: str,
+) -> Iterator[tuple[str, CacheReader]]:
+    """The cache served in this process on a free port of ``host``: its ``.../MapServer`` URL
+    and reader; ``app_options`` and ``server_options`` are further arguments of :class:`App`
+    and :class:`Server`."""
     with open_cache(path, **opening) as reader:
         service = describe(reader)
-        server = Server(App(reader, service), "127.0.0.1", 0, access_log=None)
+        app = App(reader, service, **(app_options or {}))
+        options = {"access_log": None, **(server_options or {})}
+        server = Server(app, host, 0, **options)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
@@ -123,7 +133,7 @@ def utm(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_root_json_has_every_lod_and_the_spatial_reference():
-    with served(SAMPLE_CACHE) as (url, reader):
+    with served(SAMPLE_CACHE, {"jsonp": True}) as (url, reader):
         root = fetch(url + "?f=json").json()
         lods = reader.scheme.lods
         assert [lod["level"] for lod in root["tileInfo"]["lods"]] == [lod.level for lod in lods]
@@ -202,7 +212,7 @@ def _matrix_sets(document: bytes) -> dict[str, list[dict[str, str]]]:
 
 def test_wmts_capabilities_of_a_custom_scheme(utm):
     cache, _ = utm
-    with served(cache) as (url, _):
+    with served(cache, host="0.0.0.0") as (url, _):  # any Host answered (behind a proxy)
         reply = fetch(url + "/WMTS/1.0.0/WMTSCapabilities.xml")
         assert reply.status == 200 and reply.headers["content-type"].startswith("application/xml")
         assert fetch(url + "/WMTS?SERVICE=WMTS&REQUEST=GetCapabilities").body == reply.body

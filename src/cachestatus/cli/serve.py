@@ -64,8 +64,8 @@ def serve(
 
     with source.open() as reader:
         service = describe(reader, name)
-        app = App(reader, service, Path(status) if status else None, blank_tiles)
         origins = [origin.strip() for origin in (cors or "").split(",") if origin.strip()]
+        app = App(reader, service, Path(status) if status else None, blank_tiles, bool(origins))
         try:
             server = Server(app, host, port, origins, None if ctx.verbosity < 0 else sys.stderr)
         except OSError as exc:

@@ -117,12 +117,15 @@ class App:
         status: the status store the report page reads (``None``: the default one).
         blank_tiles: answer an absent tile of an LOD with a transparent tile and the header
             ``blank-tile: true``, unless the request says ``blankTile=false``.
+        jsonp: answer ``callback=`` with JSONP (a script any web page can read: only when
+            ``--cors`` lets pages read the answers anyway).
     """
 
     reader: CacheReader
     service: Service
     status: Path | None = None
     blank_tiles: bool = False
+    jsonp: bool = False
     _blank: bytes = field(init=False, default=b"")
 
     def __post_init__(self) -> None:
@@ -206,6 +209,8 @@ class App:
         callback = query.get("callback")
         if not callback:
             return answer
+        if not self.jsonp:
+            raise BadRequest("callback= (JSONP) is answered only when serve runs with --cors")
         if not _CALLBACK.fullmatch(callback):
             raise BadRequest("callback must be a JavaScript name")
         body = callback.encode() + b"(" + answer.body + b");"
