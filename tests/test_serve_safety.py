@@ -10,14 +10,18 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 
 import pytest
 
-from cachestatus import open_cache
+from cachestatus import open_cache, operations
 from cachestatus.serve.app import App
 from cachestatus.serve.server import Server
 from cachestatus.serve.service import describe
-from tests.helpers import SAMPLE_CACHE
+from tests.builders import WORLD
+from tests.helpers import SAMPLE_CACHE, mapproxy_v2_cache
+from tests.serving import png_tile
+from tests.status_rows import task_rows
 from tests.test_serve import fetch, served
 
 ROOT = "/arcgis/rest/services/sample_cache/MapServer"
@@ -115,3 +119,19 @@ def test_a_half_sent_request_is_closed_after_the_timeout():
         assert raw_exchange(url, b"") == b""  # an idle connection too
         assert time.monotonic() - started < 8
         assert fetch(url + "?f=json").status == 200  # the server goes on
+
+
+def test_api_bundles_is_capped_as_the_html_page_is(tmp_path):
+    tiles = {(9, 5, 5): png_tile(1, 16), (9, 200, 200): png_tile(2, 16)}
+    cache = mapproxy_v2_cache(tmp_path / "Two", tiles, 10, WORLD)
+    store = tmp_path / "two.Status.gpkg"
+    operations.rebuild(cache, store, workers=1)
+    stored = task_rows(store, ["levelID", "status"])
+    counts = Counter(row["levelID"] for row in stored.values())
+    level, count = counts.most_common(1)[0]
+    assert count >= 2
+    with served(cache, {"status": store, "max_rows": 1}) as (url, _):
+        base = url.split("/arcgis/")[0]
+        bundles = fetch(f"{base}/api/bundles?level={level}").json()
+    assert bundles["count"] == count and len(bundles["row"]) == len(bundles["status"]) == 1
+    assert bundles["note"].startswith(f"1 of {count} bundles of level {level}")

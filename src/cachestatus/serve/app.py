@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ..content import AVIF, GZIP, JPEG, LERC, PBF, PNG, WEBP, kind_of
 from ..errors import CorruptBundle
 from ..models import Tile
+from ..reportpage.html import MAX_EMBEDDED_ROWS
 from . import arcgis, wmts
 from .service import Service
 
@@ -119,6 +120,8 @@ class App:
             ``blank-tile: true``, unless the request says ``blankTile=false``.
         jsonp: answer ``callback=`` with JSONP (a script any web page can read: only when
             ``--cors`` lets pages read the answers anyway).
+        max_rows: ``TaskStatus`` rows ``api/bundles`` answers per level, at most (as ``html``
+            embeds; the answer's ``note`` says what was left out).
     """
 
     reader: CacheReader
@@ -126,6 +129,7 @@ class App:
     status: Path | None = None
     blank_tiles: bool = False
     jsonp: bool = False
+    max_rows: int = MAX_EMBEDDED_ROWS
     _blank: bytes = field(init=False, default=b"")
 
     def __post_init__(self) -> None:
@@ -330,6 +334,7 @@ class App:
         as it is now (a rebuild while serving shows on the next request)."""
         from ..operations import _existing_store
         from ..reportpage import level_bundles, page_data, render_page
+        from ..reportpage.html import capped
 
         if route not in ("report", "api/page", "api/bundles"):
             return Answer.text(404, f"not found: /{route[:80]}")
@@ -343,7 +348,8 @@ class App:
         if route == "api/bundles":
             if "level" not in query:
                 raise BadRequest("api/bundles needs ?level=N")
-            return Answer.json(level_bundles(store, decimal(query["level"], "level")))
+            bundles = level_bundles(store, decimal(query["level"], "level"))
+            return Answer.json(capped(bundles, self.max_rows))
         # Not the listing of every level for names that are not bundles (seconds on a large
         # cache, at each page load): the page shows the stored status.
         data = page_data(store, self.reader, list_names=False)
