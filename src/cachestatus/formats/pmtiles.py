@@ -1021,9 +1021,7 @@ class PMTilesCache(RemoteFile):
         self, level: int, row: int, col: int, height: int, width: int
     ) -> npt.NDArray[np.bool_]:
         """From the root directory and the leaves the window's tile IDs fall in."""
-        self._check_level(level)
-        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
-        window = self.window_on_grid(level, row, col, height, width)
+        found, window = self.empty_window(level, row, col, height, width)
         if window.is_empty:
             return found
         rows, cols = np.mgrid[window.row0 : window.row1, window.col0 : window.col1]

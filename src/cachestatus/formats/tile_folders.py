@@ -877,9 +877,7 @@ class TileFolders(ListedTiles):
     ) -> npt.NDArray[np.bool_]:
         """From the listings of the row (or column) folders crossing the window (every tile
         file counts, whatever its size: files are not opened)."""
-        self._check_level(level)
-        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
-        window = self.window_on_grid(level, row, col, height, width)
+        found, window = self.empty_window(level, row, col, height, width)
         if window.is_empty:
             return found
         span = (window.row0, window.row1) if self.folder_axis == 0 else (window.col0, window.col1)
