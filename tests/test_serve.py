@@ -37,7 +37,7 @@ from cachestatus.serve.app import App
 from cachestatus.serve.server import Server
 from cachestatus.serve.service import describe
 from tests.builders import WORLD, build
-from tests.helpers import SAMPLE_CACHE, conf_xml, mapproxy_v2_cache
+from tests.helpers import SAMPLE_CACHE, conf_xml, mapproxy_v2_cache, web_mercator_lods
 from tests.serving import UTM_EXTENT, UTM_ORIGIN, UTM_RESOLUTIONS, png_tile, serving, utm_cache
 from tests.serving import utm_tiles as make_utm_tiles
 from tests.status_rows import task_rows
@@ -343,6 +343,38 @@ def test_google_maps_compatible_tiles_map_zooms_to_levels():
         assert stored is not None
         reply = fetch(f"{url}/WMTS/tile/1.0.0/sample_cache/default/GoogleMapsCompatible/1/0/1")
         assert (reply.status, reply.body) == (200, stored)
+
+
+def test_xyz_and_tilejson_use_web_mercator_zooms_where_levels_are_zooms(tmp_path, utm):
+    """A Compact cache whose LODs 0-3 are Web Mercator zooms 2-5: ``/xyz/{z}`` takes the zoom
+    (as GoogleMapsCompatible does), ``/tiles.json`` names the zooms; LOD indexes stay for
+    other grids (test_xyz_and_wmts_tiles_are_the_stored_tiles)."""
+    tiles = {(0, 1, 2): png_tile(1, 16), (2, 9, 20): png_tile(2, 16), (3, 30, 7): png_tile(3, 16)}
+    cache = mapproxy_v2_cache(tmp_path / "From_Zoom_2", tiles, levels=4, extent=WORLD)
+    lods = [(i, scale, res) for i, (_, scale, res) in enumerate(web_mercator_lods(6)[2:])]
+    (cache / "conf.xml").write_text(conf_xml(lods))
+    with served(cache) as (url, _):
+        base = url.split("/arcgis/")[0]
+        for (level, row, col), data in tiles.items():
+            zoom = level + 2
+            for tile_url in (
+                f"{base}/xyz/{zoom}/{col}/{row}",
+                f"{base}/xyz/{zoom}/{col}/{row}.png",
+                f"{url}/WMTS/tile/1.0.0/From_Zoom_2/default/GoogleMapsCompatible/{zoom}/{row}/{col}",
+            ):
+                reply = fetch(tile_url)
+                assert (reply.status, reply.body) == (200, data), tile_url
+        assert fetch(f"{base}/xyz/0/2/1").status == 404  # zoom 0 is no level
+        assert fetch(f"{base}/xyz/1/2/1").status == 404
+        doc = fetch(f"{base}/tiles.json").json()
+        assert doc["tilejson"] == "3.0.0" and doc["scheme"] == "xyz"
+        assert (doc["minzoom"], doc["maxzoom"]) == (2, 5)
+        assert doc["tiles"] == [f"{base}/xyz/{{z}}/{{x}}/{{y}}"]
+        west, south, east, north = doc["bounds"]
+        assert west == pytest.approx(-180) and east == pytest.approx(180)
+        assert -85.06 < south < north < 85.06
+    with served(utm[0]) as (url, _):
+        assert fetch(url.split("/arcgis/")[0] + "/tiles.json").status == 404
 
 
 # --- Refusals ----------------------------------------------------------------------------------

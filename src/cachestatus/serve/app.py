@@ -25,7 +25,7 @@ from ..content import AVIF, GZIP, JPEG, LERC, PBF, PNG, WEBP, kind_of
 from ..errors import CorruptBundle
 from ..models import Tile
 from ..reportpage.html import MAX_EMBEDDED_ROWS
-from . import arcgis, wmts
+from . import arcgis, wmts, xyz
 from .service import Service
 
 if TYPE_CHECKING:
@@ -166,6 +166,12 @@ class App:
             return self._report("/".join(segments), query)
         if segments[0] == "xyz" and len(segments) == 4:
             return self._xyz(segments[1:], query, headers)
+        if segments == ["tiles.json"]:
+            if not self.service.zooms:
+                return Answer.text(
+                    404, "no TileJSON: the cache's levels are not Web Mercator zooms"
+                )
+            return self._json(xyz.tile_json(self.service, base), query)
         if segments == ["arcgis", "rest", "info"]:
             return self._json(arcgis.info_json(), query)
         if tuple(segments[:3]) != SERVICES:
@@ -318,10 +324,16 @@ class App:
         return self._tile(tile, query, headers)
 
     def _xyz(self, args: list[str], query: Mapping[str, str], headers: Mapping[str, str]) -> Answer:
-        """``/xyz/{z}/{x}/{y}``: ``z`` the index of an LOD, ``x`` the column, ``y`` the row, in
-        the cache's own grid."""
+        """``/xyz/{z}/{x}/{y}``: ``x`` the column, ``y`` the row downward; ``z`` the Web
+        Mercator zoom when the cache's levels are zooms (:attr:`~.Service.zooms`), else the
+        index of an LOD in the cache's own grid."""
         z = decimal(args[0], "z")
         x, y = decimal(args[1], "x"), decimal(_strip_suffix(args[2]), "y")
+        if self.service.zooms:
+            level = self.service.level_of_zoom.get(z)
+            if level is None:
+                return Answer.text(404, f"zoom {z} is not a level of the cache")
+            return self._tile(Tile(level, y, x), query, headers)
         lods = self.service.scheme.lods
         if z >= len(lods):
             return Answer.text(404, f"z {z}: the cache has {len(lods)} levels")
