@@ -20,7 +20,7 @@ from cachestatus.serve.server import Server
 from cachestatus.serve.service import describe
 from tests.builders import WORLD
 from tests.helpers import SAMPLE_CACHE, mapproxy_v2_cache
-from tests.serving import png_tile
+from tests.serving import png_tile, serving
 from tests.status_rows import task_rows
 from tests.test_serve import fetch, served
 
@@ -135,3 +135,19 @@ def test_api_bundles_is_capped_as_the_html_page_is(tmp_path):
         bundles = fetch(f"{base}/api/bundles?level={level}").json()
     assert bundles["count"] == count and len(bundles["row"]) == len(bundles["status"]) == 1
     assert bundles["note"].startswith(f"1 of {count} bundles of level {level}")
+
+
+def test_serve_says_at_start_that_the_report_waits_for_a_rebuild(tmp_path):
+    store = tmp_path / "sample.Status.gpkg"
+    log = tmp_path / "serve.log"
+    with log.open("w") as err, serving([str(SAMPLE_CACHE), "--status", str(store)], err) as server:
+        assert fetch(server.page).status == 404
+    said = [line for line in log.read_text().splitlines() if "no status store" in line]
+    assert said == [
+        f"{store}: no status store: /report answers 404 until `cachestatus rebuild` runs on the "
+        "cache (or serve with --status)"
+    ]
+    operations.rebuild(SAMPLE_CACHE, store, workers=1)
+    with log.open("w") as err, serving([str(SAMPLE_CACHE), "--status", str(store)], err) as server:
+        assert fetch(server.page).status == 200
+    assert "no status store" not in log.read_text()

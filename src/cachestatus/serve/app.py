@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..content import AVIF, GZIP, JPEG, LERC, PBF, PNG, WEBP, kind_of
-from ..errors import CorruptBundle
+from ..errors import CorruptBundle, StatusNotFound
 from ..models import Tile
 from ..reportpage.html import MAX_EMBEDDED_ROWS
 from . import arcgis, wmts, xyz
@@ -38,6 +38,12 @@ SERVICES = ("arcgis", "rest", "services")
 #: How long clients may keep a tile without asking again, in seconds: short, as a cache being
 #: seeded changes under the server.
 TILE_MAX_AGE = 60
+#: What to do when there is no status store, as the report page's 404 (and ``serve`` at start)
+#: says it.
+SERVE_REMEDY = (
+    "run `cachestatus rebuild` on the cache (or serve with --status) for the report page; the "
+    "tiles are served without one"
+)
 #: Media types of the tile kinds of :mod:`cachestatus.content`.
 MEDIA_TYPES = {
     PNG: "image/png",
@@ -344,19 +350,15 @@ class App:
     def _report(self, route: str, query: Mapping[str, str]) -> Answer:
         """The live report page, ``api/page`` and ``api/bundles?level=N``: the stored status
         as it is now (a rebuild while serving shows on the next request)."""
-        from ..operations import _existing_store
-        from ..reportpage import level_bundles, page_data, render_page
+        from ..reportpage import find_store, level_bundles, page_data, render_page
         from ..reportpage.html import capped
 
         if route not in ("report", "api/page", "api/bundles"):
             return Answer.text(404, f"not found: /{route[:80]}")
-        store = _existing_store(self.reader, self.status)
-        if not store.exists():
-            return Answer.text(
-                404,
-                f"no status store at {store}: run cachestatus rebuild on the cache (or serve "
-                "with --status) for the report page; the tiles are served without one",
-            )
+        try:
+            store = find_store(self.reader, self.status, SERVE_REMEDY)
+        except StatusNotFound as exc:
+            return Answer.text(404, str(exc))
         if route == "api/bundles":
             if "level" not in query:
                 raise BadRequest("api/bundles needs ?level=N")
