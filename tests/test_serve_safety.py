@@ -151,3 +151,26 @@ def test_serve_says_at_start_that_the_report_waits_for_a_rebuild(tmp_path):
     with log.open("w") as err, serving([str(SAMPLE_CACHE), "--status", str(store)], err) as server:
         assert fetch(server.page).status == 200
     assert "no status store" not in log.read_text()
+
+
+def test_report_slash_redirects_and_tiles_answer_if_none_match_any(tmp_path):
+    with served(SAMPLE_CACHE) as (url, reader):
+        base = url.split("/arcgis/")[0]
+        moved = fetch(base + "/report/")
+        assert moved.status == 301 and moved.headers["location"] == "/report"
+        assert fetch(base + "/report/?x=1").status == 301
+        stored = fetch(url + "/tile/1/0/1")
+        assert stored.status == 200 and stored.body == reader.read_tile(1, 0, 1)
+        unchanged = fetch(url + "/tile/1/0/1", **{"If-None-Match": "*"})
+        assert unchanged.status == 304 and unchanged.body == b""
+        assert unchanged.headers["etag"] == stored.headers["etag"]
+        assert fetch(url + "/tile/5/3/3", **{"If-None-Match": "*"}).status == 404
+        assert "vary" not in stored.headers  # no --cors: nothing depends on the Origin
+
+
+@pytest.mark.parametrize("cors", [("*",), ("https://maps.example",)])
+def test_answers_vary_by_origin_with_cors(cors):
+    with served(SAMPLE_CACHE, server_options={"cors": cors}) as (url, _):
+        for origin in ({}, {"Origin": "https://maps.example"}, {"Origin": "https://other.example"}):
+            reply = fetch(url + "/tile/1/0/1", **origin)
+            assert reply.headers.get("vary") == "Origin", origin

@@ -154,6 +154,8 @@ class App:
         answers its tiles 500 with one line, and a line in the log.
         """
         url = urlsplit(target)
+        if url.path == "/report/":  # the page's relative URLs need it at /report
+            return Answer(301, headers={"Location": "/report"})
         segments = url.path.split("/")[1:]
         if segments and segments[-1] == "":
             segments.pop()  # a trailing slash (esri-leaflet asks for .../MapServer/?f=json)
@@ -245,7 +247,8 @@ class App:
             return Answer.text(404, f"no tile {tile}")
         etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
         cached = {"ETag": etag, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"}
-        if etag in headers.get("if-none-match", ""):
+        wanted = headers.get("if-none-match", "")
+        if etag in wanted or wanted.strip() == "*":
             return Answer(304, headers=cached)
         kind = kind_of(data)
         media_type = MEDIA_TYPES.get(kind or "", "application/octet-stream")

@@ -156,8 +156,8 @@ class Handler(BaseHTTPRequestHandler):
         origin = self._allowed_origin()
         if origin is not None:
             self.send_header("Access-Control-Allow-Origin", origin)
-            if origin != "*":
-                self.send_header("Vary", "Origin")
+        if self.server.cors:  # the answer's headers depend on the Origin asked with
+            self.send_header("Vary", "Origin")
         self.end_headers()
         if with_body and answer.body:
             try:
