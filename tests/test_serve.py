@@ -446,13 +446,13 @@ def test_a_corrupt_bundle_answers_500_and_the_server_goes_on(tmp_path):
     with log.open("w") as err, serving([str(cache)], err) as server:
         damaged = fetch(f"{server.map_server}/tile/9/5/5")
         assert damaged.status == 500 and damaged.body.count(b"\n") == 1
-        assert b"L9/R5/C5" in damaged.body and b"corrupt" in damaged.body
+        assert b"L09/R5/C5" in damaged.body and b"corrupt" in damaged.body  # as verify says
         assert fetch(f"{server.map_server}/tilemap/9/0/0/8/8").status == 500
         healthy = fetch(f"{server.map_server}/tile/9/200/200")
         assert (healthy.status, healthy.body) == (200, tiles[(9, 200, 200)])
     assert server.process.returncode == 0
     lines = log.read_text().splitlines()
-    assert any(line.startswith("Error: L9/R5/C5: corrupt bundle") for line in lines)
+    assert any(line.startswith("Error: L09/R5/C5: corrupt bundle") for line in lines)
     assert sum('"GET /arcgis/' in line for line in lines) == 3  # one line per request
 
 

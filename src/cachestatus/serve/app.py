@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ..content import AVIF, GZIP, JPEG, LERC, PBF, PNG, WEBP, kind_of
 from ..errors import CorruptBundle, StatusNotFound
 from ..models import Tile
+from ..tilecheck import tile_address
 from ..reportpage.html import MAX_EMBEDDED_ROWS
 from . import arcgis, wmts, xyz
 from .service import Service
@@ -244,7 +245,7 @@ class App:
         if data is None:
             if self._blank and tile.level in self._levels and query.get("blanktile") != "false":
                 return Answer(200, self._blank, "image/png", {"blank-tile": "true"})
-            return Answer.text(404, f"no tile {tile}")
+            return Answer.text(404, f"no tile {tile_address(*tile)}")
         etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
         cached = {"ETag": etag, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"}
         wanted = headers.get("if-none-match", "")
@@ -259,7 +260,7 @@ class App:
     def _damaged(self, tile: Tile, exc: Exception) -> Answer:
         reason = exc.reason if isinstance(exc, CorruptBundle) else f"{type(exc).__name__}: {exc}"
         what = "corrupt bundle" if isinstance(exc, CorruptBundle) else "unreadable"
-        message = f"{tile}: {what}: {reason}".replace("\n", " ")
+        message = f"{tile_address(*tile)}: {what}: {reason}".replace("\n", " ")
         log.error(message)
         return Answer.text(500, message)
 
