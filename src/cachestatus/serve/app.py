@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ..content import AVIF, GZIP, JPEG, LERC, PBF, PNG, WEBP, kind_of
 from ..errors import CorruptBundle, StatusNotFound
 from ..models import Tile
-from ..tilecheck import tile_address
 from ..reportpage.html import MAX_EMBEDDED_ROWS
+from ..tilecheck import tile_address
 from . import arcgis, wmts, xyz
 from .service import Service
 
