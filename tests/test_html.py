@@ -442,3 +442,29 @@ def test_names_that_are_not_bundles_come_from_a_listing_that_can_be_skipped(buil
         skipped = page_data(built.status, reader, list_names=False)["problems"]
     assert [p["kind"] for p in listed] == ["CORRUPT", "bad-name"]
     assert [p["kind"] for p in skipped] == ["CORRUPT"]
+
+
+def test_levels_the_cache_lacks_exit_2_as_in_other_commands(built, tmp_path):
+    out = tmp_path / "page.html"
+    code, _, err = run(
+        "html", built.cache, "--status", built.status, "--out", out, "--levels", "99"
+    )
+    assert code == 2 and "level 99 is not a level" in err and not out.exists()
+    same = run("verify", built.cache, "--levels", "99")
+    assert same[0] == 2 and same[2] == err
+
+
+def test_rebuild_checks_out_before_the_scan(built, tmp_path):
+    store = tmp_path / "Never.gdb"
+    inside = Path(built.cache) / "page.html"
+    code, _, err = run("html", built.cache, "--status", store, "--rebuild", "--out", inside)
+    assert code == 2 and "page.html" in err and not store.exists() and not inside.exists()
+    code, _, err = run(
+        "html", built.cache, "--status", store, "--rebuild", "--out", tmp_path / "no" / "p.html"
+    )
+    assert code == 2 and "does not exist" in err and not store.exists()
+
+
+def test_a_bad_budget_names_the_option(built, tmp_path):
+    code, _, err = run("html", built.cache, "--status", built.status, "--background-budget", "lots")
+    assert code == 2 and err.startswith("Error: --background-budget 'lots' is not a size")

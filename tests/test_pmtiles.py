@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cachestatus import formats, operations
 from cachestatus.cli import main
-from cachestatus.formats.pmtiles import decode_header, tile_zxy
+from cachestatus.formats.pmtiles import PMTilesCache, decode_header, tile_zxy
 from tests.builders import WORLD, write_pmtiles
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
 from tests.status_rows import stored_tiles
@@ -110,3 +110,47 @@ def test_leaf_directories_that_loop_are_refused_not_followed_forever(tmp_path):
     path.write_bytes(bytes(header) + root)
     result = CliRunner().invoke(main, ["rebuild", str(path), "--workers", "1"])
     assert result.exit_code == 2 and "leaf directories form a loop" in result.stderr
+
+
+def test_tile_reads_look_up_only_the_directories_on_the_way(tmp_path, monkeypatch):
+    """``read_tile`` and ``presence`` of an archive with leaf directories read the root and
+    the leaves their tiles fall in, never every directory; what they find is what the pmtiles
+    package's reader finds."""
+    from pmtiles.reader import MmapSource, Reader
+
+    rng = random.Random(5)
+    many: dict[tuple[int, int, int], bytes] = {}
+    while len(many) < 30000:
+        many[(14, rng.randrange(2**14), rng.randrange(2**14))] = rng.randbytes(8)
+    archive = write_pmtiles(tmp_path / "many.pmtiles", many)
+
+    def every_directory(self):
+        raise AssertionError("every directory read for one tile")
+
+    monkeypatch.setattr(PMTilesCache, "_load", every_directory)
+    with open(archive, "rb") as f, formats.open_cache(archive) as reader:
+        theirs = Reader(MmapSource(f))
+        read = []
+        original = PMTilesCache._decoded_directory
+
+        def counted(self, offset, length):
+            read.append(offset)
+            return original(self, offset, length)
+
+        monkeypatch.setattr(PMTilesCache, "_decoded_directory", counted)
+        (z, row, col), data = next(iter(many.items()))
+        assert reader.read_tile(z, row, col) == data == theirs.get(z, col, row)
+        assert len(read) == 2  # the root and one leaf
+        for (z, row, col), data in list(many.items())[::997]:
+            assert reader.read_tile(z, row, col) == theirs.get(z, col, row) == data
+        for row, col in [(rng.randrange(2**14), rng.randrange(2**14)) for _ in range(20)]:
+            if (14, row, col) not in many:
+                assert reader.read_tile(14, row, col) is None
+                assert theirs.get(14, col, row) is None
+        top, left = next(iter(many))[1:]
+        window = reader.presence(14, top - 100, left - 100, 256, 256)
+        expected = np.zeros((256, 256), dtype=bool)
+        for _, r, c in many:  # what the writer was given
+            if 0 <= r - top + 100 < 256 and 0 <= c - left + 100 < 256:
+                expected[r - top + 100, c - left + 100] = True
+        assert (window == expected).all() and window.any()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from cachestatus import formats, operations
 from cachestatus.cli import main
+from cachestatus.formats import tile_folders
 from tests.builders import WORLD, write_tile_folder
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache, write_conf
 from tests.status_rows import stored_tiles
@@ -275,3 +278,54 @@ def test_metadata_json_that_cannot_be_used_is_a_warning(tmp_path, caplog, conten
     with formats.open_cache(root) as reader:
         assert reader.scheme.levels == (3,) and reader.full_extent is None
     assert warning in caplog.text
+
+
+# --- Tile reads: folders named otherwise, kept listings -----------------------------------------
+
+
+def test_tile_reads_find_folders_named_otherwise_as_the_scan_does(tmp_path):
+    """An exploded row folder in upper-case hex and an XYZ column folder with a leading zero
+    are counted by the status; ``read_tile`` and ``presence`` find their tiles too."""
+    tiles = {(9, 10, 11): b"ten-eleven", (9, 2, 3): b"two-three"}
+    root = write_conf(tmp_path / "exploded", 10, WORLD, storage="esriMapCacheStorageModeExploded")
+    write_tile_folder(root / "_alllayers", "arcgis", tiles)
+    level = root / "_alllayers" / "L09"
+    (level / "R0000000a").rename(level / "R0000000A")
+    xyz = write_tile_folder(tmp_path / "xyz", "tms", tiles)
+    (xyz / "9" / "3").rename(xyz / "9" / "03")
+    for cache, hint in ((root, None), (xyz, None)):
+        status = stored_tiles(operations.rebuild(cache, tmp_path / f"{cache.name}.gdb").status_path)
+        assert status["L09/R0000C0000"][0] == len(tiles), cache  # both counted
+        with formats.open_cache(cache, hint) as reader:
+            for (z, row, col), data in tiles.items():
+                assert reader.read_tile(z, row, col) == data, (cache, row, col)
+                assert reader.presence(z, row - 1, col - 1, 3, 3)[1, 1], (cache, row, col)
+            assert reader.read_tile(9, 10, 12) is None
+            assert reader.read_tile(9, 11, 11) is None
+
+
+def test_kept_folder_listings_are_bounded_by_their_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(tile_folders, "KEPT_NAMES", 50)
+    tiles = {(6, row, col): b"t" for row in range(20) for col in range(20)}
+    root = write_tile_folder(tmp_path / "xyz", "tms", tiles)
+    old = time.time() - 60
+    for folder in root.rglob("*"):
+        os.utime(folder, (old, old))  # listings older than the racy window: kept
+    with formats.open_cache(root) as reader:
+        for col in range(20):
+            assert reader.read_tile(6, 0, col) == b"t"
+        kept = reader._folders_kept
+        assert kept.total <= 50 and 2 <= len(kept._items) <= 3
+
+
+def test_a_listing_taken_in_the_tick_of_a_later_write_is_not_kept(tmp_path):
+    """A tile written after a listing, with the folder's time left as it was (a coarse clock),
+    is found: a listing of a folder changed within two seconds is never kept."""
+    root = write_tile_folder(tmp_path / "xyz", "tms", {(6, 1, 1): b"first"})
+    column = root / "6" / "1"
+    stamp = column.stat().st_mtime_ns
+    with formats.open_cache(root) as reader:
+        assert reader.read_tile(6, 2, 1) is None  # listed now, the folder just written
+        (column / "2.png").write_bytes(b"second")
+        os.utime(column, ns=(stamp, stamp))
+        assert reader.read_tile(6, 2, 1) == b"second"

@@ -137,7 +137,11 @@ def _recovered(target: Path) -> None:
         pass
 
 
-def _existing_store(reader: CacheReader, status: str | os.PathLike[str] | None) -> Path:
+def store_to_read(reader: CacheReader, status: str | os.PathLike[str] | None) -> Path:
+    """The status store a reading command reads: ``status`` (its path as given or made from
+    it), else the default store beside the cache that exists (``Status.gdb``, else ``.gpkg``;
+    one a killed swap left renamed away is restored first), else where ``Status.gdb`` would
+    be. The path may not exist: callers say so as they need (:class:`StatusNotFound`)."""
     if status is not None:
         return status_path(reader, status)
     for candidate in _default_stores(reader):
@@ -801,7 +805,7 @@ def run_summary(source: CacheSource, status: str | os.PathLike[str] | None = Non
         StatusNotFound: there is no store (run :func:`rebuild` first).
     """
     with source.open() as reader:
-        target = _existing_store(reader, status)
+        target = store_to_read(reader, status)
         report = read_status(target)
         report.cache = str(source.path)
         return report

@@ -74,12 +74,21 @@ def html(
 
     It opens from disk with no network (OpenLayers is inside it) and can be mailed.
     """
-    from ..operations import run_rebuild, run_verify
+    from ..errors import UsageError
+    from ..operations import run_rebuild, run_verify, store_to_read
     from ..reportpage import find_store, page_path, parse_budget, write_html
-    from ..selection import parse_levels
+    from ..selection import parse_levels, requested_levels
 
     chosen = parse_levels(levels) if levels is not None else None
-    budget = parse_budget(background_budget)
+    try:
+        budget = parse_budget(background_budget)
+    except UsageError as exc:
+        raise UsageError(f"--background-budget {exc}") from None
+    with source.open() as reader:  # bad levels or a bad --out stop before any scan
+        if chosen is not None:
+            requested_levels(reader.scheme, chosen)
+        if rebuild_first:
+            page_path(reader, store_to_read(reader, status), out)
     if rebuild_first:
         with options.progress_shown(execution):
             rebuilt = run_rebuild(source, StatusStore(status), execution=execution)

@@ -58,19 +58,26 @@ def serve(
     """
     import sys
 
+    from ..operations import store_to_read
     from ..serve.app import App
     from ..serve.server import Server
     from ..serve.service import describe
 
     with source.open() as reader:
         service = describe(reader, name)
-        app = App(reader, service, Path(status) if status else None, blank_tiles)
         origins = [origin.strip() for origin in (cors or "").split(",") if origin.strip()]
+        app = App(reader, service, Path(status) if status else None, blank_tiles, bool(origins))
         try:
             server = Server(app, host, port, origins, None if ctx.verbosity < 0 else sys.stderr)
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         with server:
+            store = store_to_read(reader, status)
+            if not store.exists():
+                ctx.note(
+                    f"{store}: no status store: /report answers 404 until `cachestatus rebuild` "
+                    "runs on the cache (or serve with --status)"
+                )
             base = server.base_url
             map_server = f"{base}/arcgis/rest/services/{service.name}/MapServer"
             click.echo(f"{base}/report")

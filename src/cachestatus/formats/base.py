@@ -541,6 +541,18 @@ class CacheReader(ABC):
             TileRange(0, rows, 0, cols)
         )
 
+    def empty_window(
+        self, level: int, row: int, col: int, height: int, width: int
+    ) -> tuple[npt.NDArray[np.bool_], TileRange]:
+        """The window of :meth:`presence` with no tile marked, and its part on the grid.
+
+        Raises:
+            ScaleNotInCache: ``level`` is not a LOD of the cache.
+        """
+        self._check_level(level)
+        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
+        return found, self.window_on_grid(level, row, col, height, width)
+
     def presence(
         self, level: int, row: int, col: int, height: int, width: int
     ) -> npt.NDArray[np.bool_]:
@@ -565,9 +577,7 @@ class CacheReader(ABC):
             CorruptBundle: a bundle (or the database) in the window cannot be decoded.
             OSError: a bundle cannot be read.
         """
-        self._check_level(level)
-        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
-        window = self.window_on_grid(level, row, col, height, width)
+        found, window = self.empty_window(level, row, col, height, width)
         for key in bundles_of_range(level, window):
             bundle = self.find_bundle(key)
             if bundle is None:

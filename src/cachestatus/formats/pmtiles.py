@@ -10,7 +10,9 @@ previous one; else offset + 1). An entry with run length 0 points to a leaf dire
 ``run length`` consecutive tile IDs sharing one body of ``length`` bytes. Directories and the
 JSON metadata are compressed with ``internal_compression``, tile bodies with
 ``tile_compression`` (98): none, gzip, brotli or zstd (1-4), all read. Tile bodies are read only
-by ``verify`` and ``--blank``, and decompressed for them.
+by ``verify`` and ``--blank``, and decompressed for them, and by single tile reads (``serve``),
+which look up the root directory and the leaves on the way to their tiles, never every
+directory.
 
 What the archive declares: the header's bounds (WGS 84 degrees, put into Web Mercator, the
 grid's CRS) are the full extent; bounds that are a point or a line make the tiles holding it
@@ -45,6 +47,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +57,7 @@ import numpy.typing as npt
 from .. import grid
 from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 from ..grid import web_mercator, web_mercator_scheme
-from ..models import BUNDLE_SIZE, TOO_MANY_BUNDLES, BundleKey, Extent, Problem
+from ..models import BUNDLE_SIZE, TOO_MANY_BUNDLES, BundleKey, Extent, Problem, Tile
 from .arcgis_conf import CONFIG_CAP
 from .base import (
     BundleFile,
@@ -68,7 +71,7 @@ from .base import (
 from .bytesource import ByteSource, Version
 from .listed import NoBundles, VirtualListing
 from .remote_file import RemoteFile
-from .tile_index import TileIndex
+from .tile_index import IndexCache, TileIndex
 from .tilejson import load_json, tile_size
 
 HEADER_SIZE = 127
@@ -127,6 +130,9 @@ ZSTD_WINDOW = 2**26
 DIRECTORY_BLOCK = 4 * 2**20
 #: Blocks kept while the directories are read.
 DIRECTORY_BLOCKS_KEPT = 4
+#: Decoded directories kept for tile reads (the root and the leaves tiles were looked up in; a
+#: leaf of a planet-wide archive decodes to a few MiB).
+KEPT_DIRECTORIES = 16
 
 
 def first_tile_id(zoom: int) -> int:
@@ -466,6 +472,24 @@ def tile_id(zoom: int, x: int, y: int) -> int:
     return first_tile_id(zoom) + d
 
 
+def tile_ids(
+    zoom: int, x: npt.NDArray[np.int64], y: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """:func:`tile_id` of columns ``x`` and rows ``y`` of ``zoom``, vectorised."""
+    x, y = x.astype(np.int64), y.astype(np.int64)
+    d = np.zeros_like(x)
+    s = (1 << zoom) >> 1
+    while s > 0:
+        rx = (x & s) > 0
+        ry = (y & s) > 0
+        d += s * s * ((3 * rx.astype(np.int64)) ^ ry.astype(np.int64))
+        flip = ~ry & rx
+        x, y = np.where(flip, s - 1 - x, x), np.where(flip, s - 1 - y, y)
+        x, y = np.where(~ry, y, x), np.where(~ry, x, y)
+        s >>= 1
+    return first_tile_id(zoom) + d
+
+
 def block_size(zoom: int) -> int:
     """Tile IDs of ``zoom`` in one bundle: 4**7, or the whole zoom below zoom 7."""
     return int(4 ** min(zoom, BUNDLE_ZOOM))
@@ -734,6 +758,10 @@ class PMTilesCache(RemoteFile):
         #: The runs of each zoom tiles are read from, clipped once (:meth:`_zoom_runs`).
         self._zoom_runs_kept: dict[int, ZoomRuns] = {}
         self._zoom_lock = threading.Lock()
+        #: Directories decoded for tile reads, by offset and length (:meth:`_bodies`).
+        self._directories_kept: IndexCache[tuple[int, int], tuple[npt.NDArray[np.int64], ...]] = (
+            IndexCache(KEPT_DIRECTORIES)
+        )
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[ByteSource]:
@@ -979,9 +1007,87 @@ class PMTilesCache(RemoteFile):
         offsets[tiles[:, 0] - key.row, tiles[:, 1] - key.col] = tiles[:, 3]
         return TileIndex(sizes, offsets)
 
+    def _read_tile(self, tile: Tile) -> bytes | None:
+        """Looked up in the root directory and the leaves on the way to the tile
+        (:meth:`_bodies`), not in every directory: a large or remote archive answers its
+        first tile at once."""
+        ids = np.array([tile_id(tile.level, tile.col, tile.row)], dtype=np.int64)
+        lengths, offsets = self._bodies(ids)
+        if not lengths[0]:
+            return None
+        return self._read_body(int(offsets[0]), int(lengths[0]))
+
+    def presence(
+        self, level: int, row: int, col: int, height: int, width: int
+    ) -> npt.NDArray[np.bool_]:
+        """From the root directory and the leaves the window's tile IDs fall in."""
+        found, window = self.empty_window(level, row, col, height, width)
+        if window.is_empty:
+            return found
+        rows, cols = np.mgrid[window.row0 : window.row1, window.col0 : window.col1]
+        lengths, _ = self._bodies(tile_ids(level, cols.ravel(), rows.ravel()))
+        found[window.row0 - row : window.row1 - row, window.col0 - col : window.col1 - col] = (
+            lengths.reshape(rows.shape) > 0
+        )
+        return found
+
+    def _bodies(
+        self, ids: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The length and the offset in the tile data of the body of each tile ID (length 0:
+        no tile), from the root directory and the leaf directories those IDs fall in, each
+        decoded once and kept (:data:`KEPT_DIRECTORIES`).
+
+        Raises:
+            CorruptBundle: a directory on the way cannot be read or decoded, or leaves nest
+                over :data:`MAX_DEPTH` deep (a loop).
+        """
+        h = self._header
+        lengths, offsets = np.zeros_like(ids), np.zeros_like(ids)
+        todo = [(h.root_offset, h.root_length, np.arange(len(ids)), 0)]
+        while todo:
+            offset, length, which, depth = todo.pop()
+            if depth > MAX_DEPTH:
+                raise CorruptBundle(f"leaf directories nested over {MAX_DEPTH} deep")
+            try:
+                first, runs, sizes, starts = self._directories_kept.get(
+                    (offset, length), partial(self._decoded_directory, offset, length)
+                )
+            except CorruptBundle as exc:
+                what = f"leaf directory at offset {offset:,}" if depth else "root directory"
+                raise CorruptBundle(f"{self.where}: its {what} is broken ({exc.reason})") from None
+            entry = np.searchsorted(first, ids[which], side="right") - 1
+            which, entry = which[entry >= 0], entry[entry >= 0]
+            leaf = runs[entry] == 0
+            hit = ~leaf & (ids[which] < first[entry] + runs[entry])
+            lengths[which[hit]], offsets[which[hit]] = sizes[entry[hit]], starts[entry[hit]]
+            for i in np.unique(entry[leaf]).tolist():
+                below = which[leaf][entry[leaf] == i]
+                todo.append((h.leaf_offset + int(starts[i]), int(sizes[i]), below, depth + 1))
+        return lengths, offsets
+
+    def _decoded_directory(self, offset: int, length: int) -> tuple[npt.NDArray[np.int64], ...]:
+        """The directory at ``offset``: tile IDs, run lengths, lengths, offsets.
+
+        Raises:
+            CorruptBundle: it cannot be read or decoded.
+        """
+        with self._file_source() as archive:
+            data = self._read_directory(archive, offset, length, DIRECTORIES_CAP)
+        return decode_directory(data, self._header.tile_entries or None)
+
     def read_stored(self, bundle: BundleFile, offset: int, size: int) -> bytes:
         """One read of the tile data section: the body as stored (compressed as
         ``tile_compression`` says), never decompressed."""
+        return self._read_body(offset, size)
+
+    def _read_body(self, offset: int, size: int) -> bytes:
+        """:meth:`read_stored` of a body of the tile data section.
+
+        Raises:
+            CorruptBundle: it lies past the tile data, is larger than any tile, or the file
+                ends inside it.
+        """
         h = self._header
         if offset < 0 or offset + size > h.tile_data_length:
             raise CorruptBundle(

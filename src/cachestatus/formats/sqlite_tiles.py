@@ -368,9 +368,7 @@ class SQLiteTileCache(SingleFileCache):
         self, level: int, row: int, col: int, height: int, width: int
     ) -> npt.NDArray[np.bool_]:
         """One indexed range query over the window's tiles (of ``tile_data`` longer than 0)."""
-        self._check_level(level)
-        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
-        window = self.window_on_grid(level, row, col, height, width)
+        found, window = self.empty_window(level, row, col, height, width)
         if window.is_empty:
             return found
         ends = self._rows_to_xyz(level, window.row0), self._rows_to_xyz(level, window.row1 - 1)

@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import stat
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -76,9 +77,14 @@ log = logging.getLogger(__name__)
 #: A tile number, or an array of them (listings are placed in bulk, single files one by one).
 NumberT = TypeVar("NumberT", int, npt.NDArray[np.int64])
 
-#: Folder listings kept for tile reads: a screen of tiles at any zoom spans a few dozen row or
-#: column folders, each a dict of its tiles (kilobytes).
-KEPT_FOLDERS = 1024
+#: Names of folder listings kept for tile reads, in all (each a tile file's path, or a row or
+#: column folder's: tens of megabytes): a screen of tiles at any zoom spans a few dozen row or
+#: column folders.
+KEPT_NAMES = 200_000
+#: A listing is kept only when its folder's ``st_mtime_ns`` is older than this (nanoseconds)
+#: when listed: a file written in the same tick of the clock as the listing, later, leaves
+#: the time as it was (git's rule for racily clean files).
+RACY_NS = 2_000_000_000
 
 #: Tile file extensions (``MIXED`` exploded caches hold both PNG and JPEG).
 TILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pbf", ".mvt", ".lerc")
@@ -643,8 +649,12 @@ class TileFolders(ListedTiles):
     _tree: FolderTree = LOCAL
 
     def __init__(self, path: Path, *, sizes: bool = False) -> None:
-        #: The tile files of the local folders tiles were read from, by path and time.
-        self._folders_kept: IndexCache[tuple[str, int], dict[int, Any]] = IndexCache(KEPT_FOLDERS)
+        #: The tile files of the local folders tiles were read from, and the row (or column)
+        #: folders of the levels where a folder is not named as writers name it, by path and
+        #: time.
+        self._folders_kept: IndexCache[tuple[str, int], dict[int, Any]] = IndexCache(
+            KEPT_NAMES, len
+        )
         super().__init__(path, sizes=sizes)
 
     def _list_folders(self, level: int) -> tuple[Folders, TileLister]:
@@ -805,9 +815,12 @@ class TileFolders(ListedTiles):
     def _folder_tiles(self, level: int, folder: int) -> dict[int, Any]:
         """The tile files of row (or column) folder ``folder`` of ``level`` by the number their
         names carry (the first name of a number, in name order), as a listing counts them.
+        A folder named otherwise than writers name it (``R0000000A``, ``01``) is found in the
+        level's listing, as a scan finds it.
 
-        A local folder's are kept while its ``st_mtime_ns`` stays (adding, removing or
-        renaming a file moves it); a folder in object storage is listed each time.
+        Local listings are kept while the folder's ``st_mtime_ns`` stays (adding, removing or
+        renaming a file moves it; see :data:`RACY_NS`); a folder in object storage is listed
+        each time.
 
         Raises:
             OSError: the folder cannot be listed (one that does not exist holds nothing).
@@ -815,21 +828,31 @@ class TileFolders(ListedTiles):
         level_folder = self._level_folder(level)
         if level_folder is None:
             return {}
-        path = self._tree.join(level_folder, self._folder_name(folder))
+        canonical = self._tree.join(level_folder, self._folder_name(folder))
         limit = self._limit(level)
 
-        def listed() -> dict[int, Any]:
+        def listed(path: str) -> dict[int, Any]:
             found: dict[int, Any] = {}
             for number, file in self._tile_files(self._tree.files(path), limit):
                 found.setdefault(number, file)
             return found
 
         if self.location is not None:
-            return listed()
+            return listed(canonical)
+        path: str | None = canonical
+        if not os.path.isdir(canonical):
+            path = self._kept(level_folder, lambda: self._list_folders(level)[0].found).get(folder)
+        return {} if path is None else self._kept(path, partial(listed, path))
+
+    def _kept(self, path: str, listed: Callable[[], dict[int, Any]]) -> dict[int, Any]:
+        """``listed()``, the listing of the local folder ``path``, kept while the folder's
+        ``st_mtime_ns`` stays; not kept when that time is within :data:`RACY_NS` of now."""
         try:
             stamp = os.stat(path).st_mtime_ns
         except FileNotFoundError:
             return {}
+        if time.time_ns() - stamp < RACY_NS:
+            return listed()
         return self._folders_kept.get((path, stamp), listed)
 
     def read_tile(self, level: int, row: int, col: int) -> bytes | None:
@@ -854,9 +877,7 @@ class TileFolders(ListedTiles):
     ) -> npt.NDArray[np.bool_]:
         """From the listings of the row (or column) folders crossing the window (every tile
         file counts, whatever its size: files are not opened)."""
-        self._check_level(level)
-        found = np.zeros((max(height, 0), max(width, 0)), dtype=np.bool_)
-        window = self.window_on_grid(level, row, col, height, width)
+        found, window = self.empty_window(level, row, col, height, width)
         if window.is_empty:
             return found
         span = (window.row0, window.row1) if self.folder_axis == 0 else (window.col0, window.col1)

@@ -41,10 +41,16 @@ class IndexCache(Generic[K, V]):
 
     Threads asking at once for a value not yet kept make it once: the others wait for it. A
     value that fails to be made (a corrupt bundle) is not kept: the next ask tries again.
+    ``size`` bounds the values kept, or the sum of their ``weight`` (the most recent value is
+    kept whatever its weight).
     """
 
-    def __init__(self, size: int = KEPT_INDEXES) -> None:
+    def __init__(self, size: int = KEPT_INDEXES, weight: Callable[[V], int] | None = None) -> None:
         self.size = size
+        self._weight = weight
+        #: The weight of each value kept (1 each without ``weight``), and their sum.
+        self._weights: dict[K, int] = {}
+        self.total = 0
         self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
         #: A lock per key being made, held while it is made.
@@ -71,10 +77,13 @@ class IndexCache(Generic[K, V]):
                 return found
             try:
                 value = make()
+                weight = 1 if self._weight is None else max(1, self._weight(value))
                 with self._lock:
-                    self._items[key] = value
-                    while len(self._items) > self.size:
-                        self._items.popitem(last=False)
+                    self._items[key], self._weights[key] = value, weight
+                    self.total += weight
+                    while self.total > self.size and len(self._items) > 1:
+                        oldest, _ = self._items.popitem(last=False)
+                        self.total -= self._weights.pop(oldest)
             finally:
                 with self._lock:
                     self._making.pop(key, None)

@@ -85,22 +85,27 @@ def capped(bundles: dict[str, Any], limit: int) -> dict[str, Any]:
     return {**bundles, **columns, "detail": renumbered, "note": note}
 
 
-def find_store(reader: CacheReader, status: str | os.PathLike[str] | None) -> Path:
+#: What to do when there is no status store, as ``html`` says it.
+HTML_REMEDY = (
+    "run `cachestatus rebuild` first, or add --rebuild to scan before writing the page (or give "
+    "--status with the store's path)"
+)
+
+
+def find_store(
+    reader: CacheReader, status: str | os.PathLike[str] | None, remedy: str = HTML_REMEDY
+) -> Path:
     """The status store the page shows: ``status``, else the cache's own (as ``summary``
-    finds it).
+    finds it: :func:`~cachestatus.operations.store_to_read`).
 
     Raises:
-        StatusNotFound: there is none (the message names ``cachestatus rebuild`` and
-            ``--rebuild``).
+        StatusNotFound: there is none (the message says so, then ``remedy``).
     """
-    from ..operations import _existing_store
+    from ..operations import store_to_read
 
-    store = _existing_store(reader, status)
+    store = store_to_read(reader, status)
     if not store.exists():
-        raise StatusNotFound(
-            f"{store}: no status store here; run `cachestatus rebuild` first, or add --rebuild "
-            "to scan before writing the page (or give --status with the store's path)"
-        )
+        raise StatusNotFound(f"{store}: no status store here; {remedy}")
     return store
 
 

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..content import AVIF, GZIP, JPEG, LERC, PBF, PNG, WEBP, kind_of
-from ..errors import CorruptBundle
+from ..errors import CorruptBundle, StatusNotFound
 from ..models import Tile
-from . import arcgis, wmts
+from ..reportpage.html import MAX_EMBEDDED_ROWS
+from ..tilecheck import tile_address
+from . import arcgis, wmts, xyz
 from .service import Service
 
 if TYPE_CHECKING:
@@ -37,6 +39,12 @@ SERVICES = ("arcgis", "rest", "services")
 #: How long clients may keep a tile without asking again, in seconds: short, as a cache being
 #: seeded changes under the server.
 TILE_MAX_AGE = 60
+#: What to do when there is no status store, as the report page's 404 (and ``serve`` at start)
+#: says it.
+SERVE_REMEDY = (
+    "run `cachestatus rebuild` on the cache (or serve with --status) for the report page; the "
+    "tiles are served without one"
+)
 #: Media types of the tile kinds of :mod:`cachestatus.content`.
 MEDIA_TYPES = {
     PNG: "image/png",
@@ -117,12 +125,18 @@ class App:
         status: the status store the report page reads (``None``: the default one).
         blank_tiles: answer an absent tile of an LOD with a transparent tile and the header
             ``blank-tile: true``, unless the request says ``blankTile=false``.
+        jsonp: answer ``callback=`` with JSONP (a script any web page can read: only when
+            ``--cors`` lets pages read the answers anyway).
+        max_rows: ``TaskStatus`` rows ``api/bundles`` answers per level, at most (as ``html``
+            embeds; the answer's ``note`` says what was left out).
     """
 
     reader: CacheReader
     service: Service
     status: Path | None = None
     blank_tiles: bool = False
+    jsonp: bool = False
+    max_rows: int = MAX_EMBEDDED_ROWS
     _blank: bytes = field(init=False, default=b"")
 
     def __post_init__(self) -> None:
@@ -141,6 +155,8 @@ class App:
         answers its tiles 500 with one line, and a line in the log.
         """
         url = urlsplit(target)
+        if url.path == "/report/":  # the page's relative URLs need it at /report
+            return Answer(301, headers={"Location": "/report"})
         segments = url.path.split("/")[1:]
         if segments and segments[-1] == "":
             segments.pop()  # a trailing slash (esri-leaflet asks for .../MapServer/?f=json)
@@ -159,6 +175,12 @@ class App:
             return self._report("/".join(segments), query)
         if segments[0] == "xyz" and len(segments) == 4:
             return self._xyz(segments[1:], query, headers)
+        if segments == ["tiles.json"]:
+            if not self.service.zooms:
+                return Answer.text(
+                    404, "no TileJSON: the cache's levels are not Web Mercator zooms"
+                )
+            return self._json(xyz.tile_json(self.service, base), query)
         if segments == ["arcgis", "rest", "info"]:
             return self._json(arcgis.info_json(), query)
         if tuple(segments[:3]) != SERVICES:
@@ -206,6 +228,8 @@ class App:
         callback = query.get("callback")
         if not callback:
             return answer
+        if not self.jsonp:
+            raise BadRequest("callback= (JSONP) is answered only when serve runs with --cors")
         if not _CALLBACK.fullmatch(callback):
             raise BadRequest("callback must be a JavaScript name")
         body = callback.encode() + b"(" + answer.body + b");"
@@ -221,10 +245,11 @@ class App:
         if data is None:
             if self._blank and tile.level in self._levels and query.get("blanktile") != "false":
                 return Answer(200, self._blank, "image/png", {"blank-tile": "true"})
-            return Answer.text(404, f"no tile {tile}")
+            return Answer.text(404, f"no tile {tile_address(*tile)}")
         etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
         cached = {"ETag": etag, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"}
-        if etag in headers.get("if-none-match", ""):
+        wanted = headers.get("if-none-match", "")
+        if etag in wanted or wanted.strip() == "*":
             return Answer(304, headers=cached)
         kind = kind_of(data)
         media_type = MEDIA_TYPES.get(kind or "", "application/octet-stream")
@@ -235,7 +260,7 @@ class App:
     def _damaged(self, tile: Tile, exc: Exception) -> Answer:
         reason = exc.reason if isinstance(exc, CorruptBundle) else f"{type(exc).__name__}: {exc}"
         what = "corrupt bundle" if isinstance(exc, CorruptBundle) else "unreadable"
-        message = f"{tile}: {what}: {reason}".replace("\n", " ")
+        message = f"{tile_address(*tile)}: {what}: {reason}".replace("\n", " ")
         log.error(message)
         return Answer.text(500, message)
 
@@ -309,10 +334,16 @@ class App:
         return self._tile(tile, query, headers)
 
     def _xyz(self, args: list[str], query: Mapping[str, str], headers: Mapping[str, str]) -> Answer:
-        """``/xyz/{z}/{x}/{y}``: ``z`` the index of an LOD, ``x`` the column, ``y`` the row, in
-        the cache's own grid."""
+        """``/xyz/{z}/{x}/{y}``: ``x`` the column, ``y`` the row downward; ``z`` the Web
+        Mercator zoom when the cache's levels are zooms (:attr:`~.Service.zooms`), else the
+        index of an LOD in the cache's own grid."""
         z = decimal(args[0], "z")
         x, y = decimal(args[1], "x"), decimal(_strip_suffix(args[2]), "y")
+        if self.service.zooms:
+            level = self.service.level_of_zoom.get(z)
+            if level is None:
+                return Answer.text(404, f"zoom {z} is not a level of the cache")
+            return self._tile(Tile(level, y, x), query, headers)
         lods = self.service.scheme.lods
         if z >= len(lods):
             return Answer.text(404, f"z {z}: the cache has {len(lods)} levels")
@@ -323,22 +354,20 @@ class App:
     def _report(self, route: str, query: Mapping[str, str]) -> Answer:
         """The live report page, ``api/page`` and ``api/bundles?level=N``: the stored status
         as it is now (a rebuild while serving shows on the next request)."""
-        from ..operations import _existing_store
-        from ..reportpage import level_bundles, page_data, render_page
+        from ..reportpage import find_store, level_bundles, page_data, render_page
+        from ..reportpage.html import capped
 
         if route not in ("report", "api/page", "api/bundles"):
             return Answer.text(404, f"not found: /{route[:80]}")
-        store = _existing_store(self.reader, self.status)
-        if not store.exists():
-            return Answer.text(
-                404,
-                f"no status store at {store}: run cachestatus rebuild on the cache (or serve "
-                "with --status) for the report page; the tiles are served without one",
-            )
+        try:
+            store = find_store(self.reader, self.status, SERVE_REMEDY)
+        except StatusNotFound as exc:
+            return Answer.text(404, str(exc))
         if route == "api/bundles":
             if "level" not in query:
                 raise BadRequest("api/bundles needs ?level=N")
-            return Answer.json(level_bundles(store, decimal(query["level"], "level")))
+            bundles = level_bundles(store, decimal(query["level"], "level"))
+            return Answer.json(capped(bundles, self.max_rows))
         # Not the listing of every level for names that are not bundles (seconds on a large
         # cache, at each page load): the page shows the stored status.
         data = page_data(store, self.reader, list_names=False)
