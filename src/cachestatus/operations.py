@@ -730,6 +730,9 @@ def _scan_to_store(
             if carried is not None:
                 outcome = carried.outcome(listing, planned.warnings, planned.progress)
             else:
+                if previous is not None and target.suffix.lower() == ".gpkg":
+                    # Rows can be deleted from a GeoPackage: the reused ones are not rewritten.
+                    writer.update(target, [(b.rows, b.files) for b in listing.reused if b.files])
                 outcome = scan_status(
                     listing, executor, writer.add, files, planned.progress, planned.warnings
                 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 import shutil
+import sqlite3
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..models import (
     SpatialReference,
     TilingScheme,
 )
-from . import atomic
+from . import atomic, partial
 from .geometry import rectangles_wkb, tile_rectangles
 from .lock import StoreLock
 from .records import BundleFileRows, JobRecord
@@ -112,6 +113,8 @@ class StatusWriter:
         self._files: list[BundleFileRows] = []
         self._files_queued = 0
         self._files_created = False
+        #: Rows and ``BundleFiles`` rows already in the store being updated (:meth:`update`).
+        self._kept: list[object] = []
 
     def __enter__(self) -> Self:
         return self
@@ -139,6 +142,8 @@ class StatusWriter:
 
     def add(self, batch: RowBatch) -> None:
         """Queue ``TaskStatus`` rows; they are written once :data:`BATCH` rows are queued."""
+        if any(batch is kept for kept in self._kept):
+            return
         self._batches.append(batch)
         self._queued += len(batch)
         if self._queued >= BATCH:
@@ -146,7 +151,7 @@ class StatusWriter:
 
     def add_files(self, files: BundleFileRows) -> None:
         """Queue ``BundleFiles`` rows (when the store keeps them); written like rows."""
-        if not self.keep_files or not len(files):
+        if not self.keep_files or not len(files) or any(files is kept for kept in self._kept):
             return
         self._files.append(files)
         self._files_queued += len(files)
@@ -249,6 +254,28 @@ class StatusWriter:
         self._write(LEVEL_STATUS_LAYER, levels)  # a few rows, each naming the job
         self._write(JOBS_LAYER, [job], append=True)
         self._swap()
+
+    def update(self, source: Path, kept: Sequence[tuple[RowBatch, BundleFileRows]]) -> None:
+        """Start from a copy of the GeoPackage store at ``source`` that keeps only the
+        ``TaskStatus`` and ``BundleFiles`` rows of the bundles in ``kept`` (a previous rebuild's
+        rows reused as they are, and their ``BundleFiles`` rows): :meth:`add` and
+        :meth:`add_files` then skip these very batches, and append the others;
+        :meth:`commit` writes the other tables whole, as it does for a new store."""
+        assert self.driver == "GPKG" and not self._created, "a GeoPackage, before any row"
+        keys = tuple(
+            np.concatenate([getattr(rows, name) for rows, _ in kept] or [np.zeros(0, np.int64)])
+            for name in ("level", "row", "col")
+        )
+        try:
+            shutil.copyfile(source, self.temp)
+            partial.keep_only(self.temp, [TASK_STATUS_LAYER.name, BUNDLE_FILES_LAYER.name], keys)
+        except (OSError, sqlite3.Error) as exc:
+            raise StatusWriteError(
+                f"{self.target}: updating a copy of {source} failed: "
+                f"{_write_failure(self.temp.parent, exc)}"
+            ) from exc
+        self._kept = [part for pair in kept for part in pair]
+        self._created = self._files_created = True
 
     def _swap(self) -> None:
         """Put the written store at the target, while the lock is still held."""

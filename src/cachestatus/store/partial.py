@@ -1,0 +1,46 @@
+"""Update a GeoPackage status store in place of rewriting it: the rows of bundles a rebuild
+reused stay, the others are deleted, and the rebuild's own rows are appended through GDAL.
+
+A GeoPackage is a SQLite database, so rows can be deleted from it (a FileGDB written by GDAL
+cannot). Deleting through SQLite keeps the store whole: GDAL's triggers on each table remove a
+deleted row's R-tree entry and lower ``gpkg_ogr_contents``' feature count; the rows added
+after are written by GDAL (pyogrio's append), geometry blobs, R-tree and layer extent as in a
+store written whole. ``gpkg_contents.last_change`` is set as GDAL sets it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+#: How GDAL writes ``gpkg_contents.last_change`` (UTC, milliseconds).
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+def keep_only(store: Path, tables: Sequence[str], keys: tuple[npt.NDArray[np.int64], ...]) -> None:
+    """Delete from each of ``tables`` (with ``levelID``, ``bundleRow`` and ``bundleCol``
+    fields) every row whose bundle is not one of ``keys`` (level, row and column arrays)."""
+    db = sqlite3.connect(store, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        db.execute("CREATE TEMP TABLE kept (l, r, c, PRIMARY KEY (l, r, c)) WITHOUT ROWID")
+        db.executemany(
+            "INSERT OR IGNORE INTO temp.kept VALUES (?, ?, ?)",
+            zip(*(k.tolist() for k in keys), strict=True),
+        )
+        for table in tables:
+            db.execute(
+                f'DELETE FROM "{table}" WHERE NOT EXISTS (SELECT 1 FROM temp.kept WHERE '
+                "l = levelID AND r = bundleRow AND c = bundleCol)"
+            )
+            db.execute(
+                f"UPDATE gpkg_contents SET last_change = {_NOW} WHERE lower(table_name) = ?",
+                (table.lower(),),
+            )
+        db.execute("COMMIT")
+    finally:
+        db.close()

@@ -1,0 +1,150 @@
+"""A GeoPackage store is updated in place of rewritten by an incremental rebuild: the rows of
+changed and gone bundles are deleted, the new ones appended. The result must be the store a
+full rebuild writes, row for row, and a GeoPackage GDAL accepts whole: every layer reads, the
+old ogrinfo reports no error, SQLite finds the file sound, and the R-tree answers spatial
+queries as the rows' polygons do.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyogrio import list_layers
+from pyogrio.raw import read
+
+from cachestatus import rebuild
+from tests.conftest import need_program
+from tests.status_rows import task_rows
+from tests.test_incremental import (
+    BASE,
+    EXTRA,
+    HOUR,
+    _apply,
+    _bundle,
+    _copy,
+    _plans,
+    assert_same_store,
+    caches,
+)
+from tests.test_old_readers import HOW, OLD_OGRINFO
+
+__all__ = ["caches"]  # the fixture, shared with the incremental tests
+
+
+def _polygons(store: Path) -> dict[str, Any]:
+    return {
+        name: shapely.from_wkb(row["wkb"])
+        for name, row in task_rows(store, [], geometry=True).items()
+    }
+
+
+def assert_sound_geopackage(store: Path, full: Path) -> None:
+    """``store`` reads whole through GDAL, SQLite finds it sound, and its R-tree holds one
+    entry per row, so that a spatial filter finds what the polygons of ``full`` say."""
+    for name, _ in list_layers(store):
+        read(str(store), layer=name)
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        fids = {fid for (fid,) in db.execute('SELECT fid FROM "TaskStatus"')}
+        tree = {fid for (fid,) in db.execute('SELECT id FROM "rtree_TaskStatus_geom"')}
+        (count,) = db.execute(
+            "SELECT feature_count FROM gpkg_ogr_contents WHERE table_name = 'TaskStatus'"
+        ).fetchone()
+    assert tree == fids
+    assert count == len(fids)
+    expected = _polygons(full)
+    for polygon in expected.values():
+        # A box inside one row's polygon: the rows whose polygons meet it, no more.
+        xmin, ymin, xmax, ymax = polygon.bounds
+        dx, dy = (xmax - xmin) / 4, (ymax - ymin) / 4
+        box = (xmin + dx, ymin + dy, xmax - dx, ymax - dy)
+        *_, values = read(str(store), layer="TaskStatus", columns=["bundleName"], bbox=box)
+        found = set(values[0].tolist())
+        want = {n for n, p in expected.items() if p.intersects(shapely.box(*box))}
+        assert found == want, box
+
+
+def _jobs_of_rows(store: Path) -> dict[str, str]:
+    return {name: row["jobID"] for name, row in task_rows(store, ["jobID"]).items()}
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(first=_plans(BASE), second=_plans(BASE), added=st.sets(st.sampled_from(EXTRA)))
+def test_updated_geopackage_is_a_full_rebuilds_and_sound(
+    caches: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    first: dict[tuple[int, int, int], str],
+    second: dict[tuple[int, int, int], str],
+    added: set[tuple[int, int, int]],
+) -> None:
+    base, other = caches
+    work = tmp_path_factory.mktemp("gpkg")
+    cache = _copy(base, work / "cache")
+    store = work / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    for step, plan in enumerate([{**first, **dict.fromkeys(added, "add")}, second], 1):
+        before = _jobs_of_rows(store)
+        _apply(cache, other, plan, time.time_ns() - HOUR + step * 10**6)
+        again = rebuild(cache, store, workers=1)
+        full = Path(
+            str(rebuild(cache, work / f"Full{step}.gpkg", workers=1, reuse=False).status_path)
+        )
+        assert_same_store(store, full)
+        assert_sound_geopackage(store, full)
+        if again.bundles_reused and again.bundles_read:
+            # Updated, not rewritten: a reused row keeps the job that wrote it.
+            jobs = _jobs_of_rows(store)
+            kept = {n for n, job in jobs.items() if job != again.job_id}
+            assert len(kept) >= again.bundles_reused
+            assert all(jobs[n] == before[n] for n in kept)
+
+
+def test_old_ogrinfo_reads_an_updated_geopackage(caches: tuple[Path, Path], tmp_path: Path) -> None:
+    ogrinfo = need_program(OLD_OGRINFO, HOW)
+    base, other = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    plan = {BASE[0]: "rewrite", BASE[1]: "delete", BASE[2]: "truncate", EXTRA[0]: "add"}
+    _apply(cache, other, plan, time.time_ns() - HOUR)
+    assert not _bundle(cache, BASE[1]).exists()
+    again = rebuild(cache, store, workers=1)
+    assert again.bundles_read == 3 and again.bundles_reused == len(BASE) - 3
+    full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
+    assert_same_store(store, full)
+    assert_sound_geopackage(store, full)
+    done, whole = (
+        subprocess.run(
+            [ogrinfo, "-ro", "-al", "-so", str(path)], capture_output=True, text=True, timeout=120
+        )
+        for path in (store, full)
+    )
+    assert done.returncode == 0, done.stderr
+    # Nothing a store written whole does not get (GDAL 3.6 warns of GeoPackage 1.4 in both).
+    assert "ERROR" not in done.stderr, done.stderr
+    assert done.stderr.replace(str(store), "") == whole.stderr.replace(str(full), "")
+    rows = len(task_rows(full, []))
+    assert f"Feature Count: {rows}" in done.stdout
+    # The old GDAL's own spatial filter, through the R-tree, finds each row at its centre.
+    for name, polygon in _polygons(full).items():
+        x, y = polygon.centroid.x, polygon.centroid.y
+        spatial = subprocess.run(
+            [ogrinfo, "-ro", "-q", "-spat", *map(str, (x, y, x, y)), str(store), "TaskStatus"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert spatial.returncode == 0 and "ERROR" not in spatial.stderr, spatial.stderr
+        assert f"bundleName (String) = {name}" in spatial.stdout
