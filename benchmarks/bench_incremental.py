@@ -15,8 +15,11 @@ rebuilds of a 1-bundle cache) is printed beside the ratio: at 20,000 bundles it 
 several times the floor. For each size it also times, in one process, the parts no rebuild can
 skip (:data:`PARTS`): what bounds both ratios from below.
 
+With ``--store gpkg`` the status store is a GeoPackage, which an incremental rebuild updates
+in place (rows of changed bundles deleted and appended) instead of writing it again.
+
     python benchmarks/bench_incremental.py [--bundles 20000[,100000]] [--repeat 3]
-        [--changed 0.01]
+        [--changed 0.01] [--store gdb|gpkg]
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_rebuild import build
 from benchmarks.timing import alternate, compile_package, median, runs, timed
 
+#: The status stores, by suffix: their GDAL drivers.
+DRIVERS = {"gdb": "OpenFileGDB", "gpkg": "GPKG"}
+
 #: The bundles' mtime: clearly before every run (an incremental rebuild reads again a bundle
 #: written less than 2 s before the previous run).
 AGE_NS = 3600 * 10**9
@@ -51,7 +57,12 @@ start = time.perf_counter()
 import numpy, pyogrio.raw
 found = {"imports": time.perf_counter() - start}
 from cachestatus.store.reader import read_file_stamps
-store, layers, out = sys.argv[1], sys.argv[2], sys.argv[3]
+store, layers, out, driver = sys.argv[1:5]
+def remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
 start = time.perf_counter()
 read_file_stamps(__import__("pathlib").Path(store))
 found["read stamps"] = time.perf_counter() - start
@@ -61,7 +72,7 @@ for level in os.scandir(layers):
         entry.stat()
 found["list and stat"] = time.perf_counter() - start
 found["read rows"] = found["write rows"] = 0.0
-shutil.rmtree(out, ignore_errors=True)
+remove(out)
 for layer in ("TaskStatus", "BundleFiles"):
     start = time.perf_counter()
     meta, _, wkb, values = pyogrio.raw.read(store, layer=layer, read_geometry=True)
@@ -71,10 +82,10 @@ for layer in ("TaskStatus", "BundleFiles"):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pyogrio.raw.write(out, wkb, values, meta["fields"], layer=layer, driver="OpenFileGDB",
+        pyogrio.raw.write(out, wkb, values, meta["fields"], layer=layer, driver=driver,
                           append=layer != "TaskStatus", **extra)
     found["write rows"] += time.perf_counter() - start
-shutil.rmtree(out, ignore_errors=True)
+remove(out)
 print(json.dumps(found))
 """
 
@@ -90,7 +101,9 @@ def date(paths: list[Path], when: int) -> None:
         os.utime(path, ns=(when, when))
 
 
-def run_size(workdir: Path, bundles: int, repeat: int, share: float) -> tuple[float, float]:
+def run_size(
+    workdir: Path, bundles: int, repeat: int, share: float, store: str
+) -> tuple[float, float]:
     """Build (once) a cache of about ``bundles`` bundles, time a full rebuild, the floor, an
     unchanged and a ``share``-changed incremental rebuild; print them. Returns the medians of
     the floor and of the unchanged rebuild."""
@@ -98,7 +111,7 @@ def run_size(workdir: Path, bundles: int, repeat: int, share: float) -> tuple[fl
     paths = bundle_paths(cache)
     old = time.time_ns() - AGE_NS
     date(paths, old)
-    status = workdir / f"{cache.name}-incremental.gdb"
+    status = workdir / f"{cache.name}-incremental.{store}"
     cli = [sys.executable, "-m", "cachestatus.cli", "-q", "rebuild", str(cache)]
     full_cmd = [*cli, "--full", "--status", str(status)]
     incremental_cmd = [*cli, "--status", str(status)]
@@ -124,7 +137,8 @@ def run_size(workdir: Path, bundles: int, repeat: int, share: float) -> tuple[fl
                     PARTS,
                     str(status),
                     str(cache / "_alllayers"),
-                    str(workdir / "parts.gdb"),
+                    str(workdir / f"parts.{store}"),
+                    DRIVERS[store],
                 ],
                 check=True,
                 capture_output=True,
@@ -136,7 +150,7 @@ def run_size(workdir: Path, bundles: int, repeat: int, share: float) -> tuple[fl
 
     full, floor, same, some = median(fulls), median(floors), median(unchanged), median(changed)
     budget = full * len(changed_paths) / len(paths)
-    print(f"bundles                      {len(paths):,}")
+    print(f"bundles                      {len(paths):,}   store .{store}")
     print(f"full rebuild                 median {full:.3f} s   runs {runs(fulls)}")
     print(f"floor (find -printf)         median {floor:.3f} s   runs {runs(floors)}")
     print(f"rebuild, unchanged           median {same:.3f} s   runs {runs(unchanged)}")
@@ -165,12 +179,12 @@ def run_size(workdir: Path, bundles: int, repeat: int, share: float) -> tuple[fl
     return floor, same
 
 
-def start_up(workdir: Path, repeat: int) -> float:
+def start_up(workdir: Path, repeat: int, store: str) -> float:
     """The fixed cost of an incremental rebuild: the median of unchanged rebuilds of a
     1-bundle cache (a Python process importing GDAL, reading and copying a store)."""
     cache = build(workdir, 1)
     date(bundle_paths(cache), time.time_ns() - AGE_NS)
-    status = workdir / f"{cache.name}-incremental.gdb"
+    status = workdir / f"{cache.name}-incremental.{store}"
     cmd = [sys.executable, "-m", "cachestatus.cli", "-q", "rebuild", str(cache)]
     timed([*cmd, "--full", "--status", str(status)])
     timed([*cmd, "--status", str(status)])
@@ -186,6 +200,7 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--changed", type=float, default=0.01, help="share of bundles changed")
+    parser.add_argument("--store", choices=sorted(DRIVERS), default="gdb", help="status store")
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
@@ -195,9 +210,9 @@ def main() -> int:
     sizes = [int(n) for n in str(args.bundles).split(",")]
     medians = []
     for bundles in sizes:
-        medians.append(run_size(args.workdir, bundles, args.repeat, args.changed))
+        medians.append(run_size(args.workdir, bundles, args.repeat, args.changed, args.store))
         print()
-    fixed = start_up(args.workdir, args.repeat)
+    fixed = start_up(args.workdir, args.repeat, args.store)
     for bundles, (floor, same) in zip(sizes, medians, strict=True):
         print(
             f"start-up (1-bundle cache)    median {fixed:.3f} s = {fixed / floor:.2f}x the floor "

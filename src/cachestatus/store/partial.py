@@ -27,7 +27,11 @@ def keep_only(store: Path, tables: Sequence[str], keys: tuple[npt.NDArray[np.int
     db = sqlite3.connect(store, isolation_level=None)
     try:
         db.execute("BEGIN")
-        db.execute("CREATE TEMP TABLE kept (l, r, c, PRIMARY KEY (l, r, c)) WITHOUT ROWID")
+        # INTEGER columns, as the layers' keys are: the lookup then uses the primary key.
+        db.execute(
+            "CREATE TEMP TABLE kept (l INTEGER, r INTEGER, c INTEGER, PRIMARY KEY (l, r, c)) "
+            "WITHOUT ROWID"
+        )
         db.executemany(
             "INSERT OR IGNORE INTO temp.kept VALUES (?, ?, ?)",
             zip(*(k.tolist() for k in keys), strict=True),
