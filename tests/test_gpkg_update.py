@@ -60,6 +60,19 @@ def assert_sound_geopackage(store: Path, full: Path) -> None:
         ).fetchone()
     assert tree == fids
     assert count == len(fids)
+    # The geometry blobs (GeoPackage header, envelope, WKB) byte for byte as a store written
+    # whole holds them, and the layer's extent holds every polygon.
+    blobs = [_blobs(path) for path in (store, full)]
+    assert blobs[0] == blobs[1]
+    with sqlite3.connect(store) as db:
+        extent = db.execute(
+            "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = 'TaskStatus'"
+        ).fetchone()
+    polygons = list(_polygons(store).values())
+    if polygons:
+        xmin, ymin, xmax, ymax = shapely.bounds(polygons).T
+        assert extent[0] <= xmin.min() and extent[1] <= ymin.min()
+        assert extent[2] >= xmax.max() and extent[3] >= ymax.max()
     expected = _polygons(full)
     for polygon in expected.values():
         # A box inside one row's polygon: the rows whose polygons meet it, no more.
@@ -70,6 +83,12 @@ def assert_sound_geopackage(store: Path, full: Path) -> None:
         found = set(values[0].tolist())
         want = {n for n, p in expected.items() if p.intersects(shapely.box(*box))}
         assert found == want, box
+
+
+def _blobs(store: Path) -> dict[str, bytes]:
+    """The stored geometry blob of each ``TaskStatus`` row, by bundle name."""
+    with sqlite3.connect(store) as db:
+        return dict(db.execute('SELECT bundleName, geom FROM "TaskStatus"').fetchall())
 
 
 def _jobs_of_rows(store: Path) -> dict[str, str]:
