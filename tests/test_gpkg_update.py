@@ -167,3 +167,20 @@ def test_old_ogrinfo_reads_an_updated_geopackage(caches: tuple[Path, Path], tmp_
         )
         assert spatial.returncode == 0 and "ERROR" not in spatial.stderr, spatial.stderr
         assert f"bundleName (String) = {name}" in spatial.stdout
+
+
+def test_store_lacking_a_field_is_written_whole(caches: tuple[Path, Path], tmp_path: Path) -> None:
+    """A previous store without a field TaskStatus has now (as an earlier version wrote it)
+    cannot take rows with it: the rebuild still reuses its rows, and writes the store whole."""
+    base, other = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    with sqlite3.connect(store) as db:
+        db.execute('ALTER TABLE "TaskStatus" DROP COLUMN "tilesBlank"')
+    _apply(cache, other, {BASE[0]: "rewrite"}, time.time_ns() - HOUR)
+    again = rebuild(cache, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (1, len(BASE) - 1)
+    full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
+    assert_same_store(store, full)
+    assert set(_jobs_of_rows(store).values()) == {again.job_id}

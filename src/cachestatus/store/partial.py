@@ -11,7 +11,7 @@ store written whole. ``gpkg_contents.last_change`` is set as GDAL sets it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,20 @@ import numpy.typing as npt
 
 #: How GDAL writes ``gpkg_contents.last_change`` (UTC, milliseconds).
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
+    """Whether each table of ``fields`` in the GeoPackage at ``store`` has every field named
+    (a store written by an earlier version may lack a field added since)."""
+    db = sqlite3.connect(f"{store.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        for table, names in fields.items():
+            stored = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
+            if not stored.issuperset(names):
+                return False
+        return True
+    finally:
+        db.close()
 
 
 def keep_only(store: Path, tables: Sequence[str], keys: tuple[npt.NDArray[np.int64], ...]) -> None:

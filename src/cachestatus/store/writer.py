@@ -255,20 +255,29 @@ class StatusWriter:
         self._write(JOBS_LAYER, [job], append=True)
         self._swap()
 
-    def update(self, source: Path, kept: Sequence[tuple[RowBatch, BundleFileRows]]) -> None:
+    def update(self, source: Path, kept: Sequence[tuple[RowBatch, BundleFileRows]]) -> bool:
         """Start from a copy of the GeoPackage store at ``source`` that keeps only the
         ``TaskStatus`` and ``BundleFiles`` rows of the bundles in ``kept`` (a previous rebuild's
         rows reused as they are, and their ``BundleFiles`` rows): :meth:`add` and
         :meth:`add_files` then skip these very batches, and append the others;
-        :meth:`commit` writes the other tables whole, as it does for a new store."""
+        :meth:`commit` writes the other tables whole, as it does for a new store.
+
+        Returns whether it did: not when ``source`` lacks a field these tables have now (a
+        store written by an earlier version), which is then written whole."""
         assert self.driver == "GPKG" and not self._created, "a GeoPackage, before any row"
+        layers = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
+        try:
+            if not partial.has_fields(source, {layer.name: layer.names for layer in layers}):
+                return False
+        except sqlite3.Error:
+            return False  # not a store this version can update: written whole
         keys = tuple(
             np.concatenate([getattr(rows, name) for rows, _ in kept] or [np.zeros(0, np.int64)])
             for name in ("level", "row", "col")
         )
         try:
             shutil.copyfile(source, self.temp)
-            partial.keep_only(self.temp, [TASK_STATUS_LAYER.name, BUNDLE_FILES_LAYER.name], keys)
+            partial.keep_only(self.temp, [layer.name for layer in layers], keys)
         except (OSError, sqlite3.Error) as exc:
             raise StatusWriteError(
                 f"{self.target}: updating a copy of {source} failed: "
@@ -276,6 +285,7 @@ class StatusWriter:
             ) from exc
         self._kept = [part for pair in kept for part in pair]
         self._created = self._files_created = True
+        return True
 
     def _swap(self) -> None:
         """Put the written store at the target, while the lock is still held."""
