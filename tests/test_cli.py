@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -135,6 +136,25 @@ def test_subprocess_exit_codes_and_streams(sample, tmp_path):
     assert bad.stderr.strip().count("\n") == 0  # one line
     verbose = _subprocess("-v", "summary", tmp_path / "missing")
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+
+
+def test_garbage_collection_left_to_the_host(sample):
+    """Run in-process, a command leaves the host's garbage collector as it is; run as the
+    program, the objects its start-up made are moved out of the collector's reach."""
+    frozen = gc.get_freeze_count()
+    code, _, _ = run("info", sample, "--json")
+    assert code == 0 and gc.get_freeze_count() == frozen
+    probe = (
+        "import atexit, gc, runpy, sys; "
+        "atexit.register(lambda: print(gc.get_freeze_count(), file=sys.stderr)); "
+        "sys.argv = ['cachestatus', 'info', sys.argv[1], '--json']; "
+        "runpy.run_module('cachestatus.cli', run_name='__main__', alter_sys=True)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(sample)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)["format"] == "compact-v2"
+    assert int(done.stderr.split()[-1]) > 10_000  # numpy's, click's and our modules' objects
 
 
 def test_quiet_hides_warnings(sample):

@@ -22,7 +22,6 @@ comes. :func:`scan_processes` is how many processes a scan is worth.
 from __future__ import annotations
 
 import logging
-import multiprocessing.pool
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +36,7 @@ from .parallel import start_pool, stop_pool
 from .plan import LevelPlan, ScanPolicy
 
 if TYPE_CHECKING:
+    import multiprocessing.pool
     from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)

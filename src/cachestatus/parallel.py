@@ -16,9 +16,6 @@ half made nor cut its cleanup short: it is raised as soon as the pool is whole, 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import multiprocessing.context
-import multiprocessing.pool
 import operator
 import os
 import re
@@ -33,6 +30,9 @@ from .errors import UsageError
 from .storage import retries
 
 if TYPE_CHECKING:
+    import multiprocessing.context
+    import multiprocessing.pool
+
     from .formats import CacheReader
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,8 @@ def pool_context(remote: bool = False) -> multiprocessing.context.BaseContext:
     obstore's requests run on threads of a runtime that a forked child inherits without them,
     and would wait forever. (Workers reading local files never touch that runtime, so they
     fork even in a process that has read remote caches before.)"""
+    import multiprocessing  # only for a run that starts workers: it costs a rebuild that does not
+
     forkable = sys.platform == "linux" and not remote
     return multiprocessing.get_context("fork" if forkable else "spawn")
 

@@ -392,13 +392,21 @@ def _bundles(listing: Listing, problems: list[Problem]) -> Iterator[BundleFile]:
 
 
 def list_plans(
-    reader: CacheReader, plans: Sequence[LevelPlan], policy: ScanPolicy, run: Run = run_here
+    reader: CacheReader,
+    plans: Sequence[LevelPlan],
+    policy: ScanPolicy,
+    run: Run = run_here,
+    counted: bool = True,
 ) -> Listing:
     """List the levels of ``plans``, each once (readers whose listing is costly may spread it
     through ``run``, an :meth:`~cachestatus.execute.Executor.run`), and count the bundle files
-    to read (``policy`` may keep only those holding expected tiles)."""
+    to read (``policy`` may keep only those holding expected tiles); unless not ``counted``:
+    the count is left 0 for a caller that counts what it keeps (a folder is listed once more
+    to count it)."""
     levels = [reader.list_level(p.lod.level, run) for p in plans]
     listing = Listing(reader, list(plans), policy, levels)
+    if not counted:
+        return listing
     if policy.expected_only:
         listing.count = sum(1 for _ in _bundles(listing, []))
     else:
@@ -407,8 +415,9 @@ def list_plans(
     return listing
 
 
-#: Takes a listing and returns the one to scan, whose :attr:`Listing.reused` holds the rows
-#: of the bundles it leaves out (:meth:`cachestatus.incremental.Previous.split`).
+#: Takes a listing (not counted) and returns the one to scan, counted, whose
+#: :attr:`Listing.reused` holds the rows of the bundles it leaves out
+#: (:meth:`cachestatus.incremental.Previous.split`).
 Reuse = Callable[[Listing], Listing]
 
 
@@ -434,9 +443,9 @@ def listed(
     """
     in_flight = resolve_io_concurrency(io_concurrency, reader)
     with executor_for(policy, workers, reader, plans, in_flight, cluster) as executor:
-        listing = list_plans(reader, plans, policy, executor.run)
+        listing = list_plans(reader, plans, policy, executor.run, counted=reuse is None)
         if reuse is not None:
-            listing = reuse(listing)
+            listing = reuse(listing)  # counts the bundles it leaves to read
         executor.size_for(listing.count)
         yield listing, executor
 

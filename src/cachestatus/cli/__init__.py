@@ -13,6 +13,8 @@ This module imports nothing else: ``main``, the group, is imported on first use,
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import signal
 import sys
@@ -33,10 +35,35 @@ def exit_on_early_interrupts() -> None:
             signal.signal(signum, _exit_on_early_interrupt)
 
 
+#: Set by :func:`run_as_program`: this process runs the program, it does not host the commands.
+_program = False
+
+
+def run_as_program() -> None:
+    """Set up a run of the ``cachestatus`` program: an interrupt during start-up ends it with
+    one line (:func:`exit_on_early_interrupts`), and the garbage collector leaves alone what
+    outlives the run: the objects start-up made, from the command's start on
+    (:func:`leave_start_up_alone`), and every object at exit, which the process frees whole.
+    A full collection walks them all (numpy's, GDAL's, the modules'): about 40 ms of a run
+    that reads little, such as an incremental rebuild of an unchanged cache."""
+    global _program
+    _program = True
+    exit_on_early_interrupts()
+    atexit.register(gc.freeze)  # registered first: runs after the other exit handlers
+
+
+def leave_start_up_alone() -> None:
+    """When the program runs (:func:`run_as_program`), move every object alive now out of the
+    garbage collector's reach (``gc.freeze``); a host that imports the commands keeps its own
+    collection."""
+    if _program:
+        gc.freeze()
+
+
 # Run as the cachestatus script (python -m cachestatus.cli: see __main__), an interrupt during
 # start-up ends it with one line; imported as a module, the host's handlers stay.
 if os.path.basename(sys.argv[0]).split(".")[0] == "cachestatus":
-    exit_on_early_interrupts()
+    run_as_program()
 
 
 def __getattr__(name: str) -> Any:
@@ -47,4 +74,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["exit_on_early_interrupts", "main"]
+__all__ = ["exit_on_early_interrupts", "leave_start_up_alone", "main", "run_as_program"]

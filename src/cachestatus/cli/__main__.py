@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 if __name__ == "__main__":
-    from . import exit_on_early_interrupts
+    from . import run_as_program
 
-    exit_on_early_interrupts()  # before the imports of the commands, which take a while
+    run_as_program()  # before the imports of the commands, which take a while
     from .group import main
 
     main()

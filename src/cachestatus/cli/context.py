@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..errors import CacheStatusError, Terminated, UsageError
+from . import leave_start_up_alone
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -136,6 +137,7 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context().find_object(Context)
         assert ctx is not None
+        leave_start_up_alone()  # the command's modules are imported by now
         try:
             with _interrupts_raise():
                 return func(*args, **kwargs)

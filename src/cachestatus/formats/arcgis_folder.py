@@ -29,7 +29,7 @@ BUNDLE_NAME = re.compile(r"^R([0-9a-fA-F]{4,})C([0-9a-fA-F]{4,})$")
 #: The stems ArcGIS writes (:attr:`~cachestatus.models.BundleKey.name`): lower-case hex, four
 #: digits, or up to eight without a leading zero.
 _HEX = r"(?:[0-9a-f]{4}|[1-9a-f][0-9a-f]{4,7})"
-_CANONICAL = re.compile(f"R{_HEX}C{_HEX}\\Z")
+_CANONICAL = re.compile(f"R({_HEX})C({_HEX})\\Z")
 #: Level folders: ``L05``. ASCII digits only (``\d`` and ``int()`` also take Arabic-Indic or
 #: full-width digits), at most 9 of them: a level ID is a 32-bit integer.
 LEVEL_NAME = re.compile(r"^L([0-9]{1,9})$", re.IGNORECASE | re.ASCII)
@@ -217,11 +217,19 @@ def level_bundles(
                 odd.setdefault(found.key, []).append(name)
     #: The name read for each bundle named oddly: ArcGIS's when it is listed too, else the least.
     read = {key: min(listed) for key, listed in odd.items()}
+    canonical, cut = _CANONICAL.match, -len(suffix)
     for name in names():
         if not name.endswith(suffix):
             continue
-        stem = name[: -len(suffix)]
-        found = parse_bundle_name(level, name, prefix + name, suffix, bool(locks) and stem in locks)
+        stem = name[:cut]
+        locked = bool(locks) and stem in locks
+        match = canonical(stem)
+        if match is not None and not odd:  # the names ArcGIS writes, parsed once
+            row, col = int(match[1], 16), int(match[2], 16)
+            if row % BUNDLE_SIZE == 0 and col % BUNDLE_SIZE == 0 and max(row, col) < GRID_LIMIT:
+                yield BundleFile(BundleKey(level, row, col), prefix + name, locked)
+                continue
+        found = parse_bundle_name(level, name, prefix + name, suffix, locked)
         if isinstance(found, Problem) or found.key not in odd:
             yield found
         elif name == found.key.name + suffix:

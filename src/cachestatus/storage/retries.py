@@ -6,7 +6,6 @@ its workers, which are handed it as they start (:mod:`cachestatus.parallel`) and
 
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any
 
 _counter: Any = None
@@ -25,6 +24,8 @@ def share_counter() -> None:
     """Make the counter now, so that worker processes started later share it."""
     global _counter
     if _counter is None:
+        import multiprocessing  # a local run never counts: its start-up does not import it
+
         # Workers of a remote cache are spawned (see cachestatus.parallel): the counter's lock
         # must be one a spawned process may be handed.
         _counter = multiprocessing.get_context("spawn").Value("q", 0)
