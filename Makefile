@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DEMO_CACHE = tests/data/esri/sample_cache
 DEMO_STATUS = $(VENV)/demo/Status.gdb
+DEMO_PAGE = $(VENV)/demo/Status.html
 
 .PHONY: demo test lint bench clean vendor-js
 
@@ -19,12 +20,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-## demo: install, rebuild the status of the shipped Esri sample cache, show it
+## demo: install, rebuild the status of the shipped Esri sample cache, show it, write its page
 demo: $(VENV)/.installed
 	$(BIN)/cachestatus info $(DEMO_CACHE)
 	$(BIN)/cachestatus rebuild $(DEMO_CACHE) --status $(DEMO_STATUS) --progress
 	$(BIN)/cachestatus summary $(DEMO_CACHE) --status $(DEMO_STATUS)
-	@echo "Status written to $(DEMO_STATUS) (open it in QGIS, ArcGIS Pro or with ogrinfo)."
+	$(BIN)/cachestatus html $(DEMO_CACHE) --status $(DEMO_STATUS) --out $(DEMO_PAGE)
+	@echo "Status written to $(DEMO_STATUS) (open it in QGIS, ArcGIS Pro or with ogrinfo),"
+	@echo "and as a page to open in a browser: $(DEMO_PAGE)"
 
 ## test: install with the test extras and run the whole suite, then lint and type-check
 test: $(VENV)/.installed-test
