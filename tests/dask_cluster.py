@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,18 +12,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.helpers import stop_program
+
 DASK = Path(sys.executable).with_name("dask")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a started program by its PID, killing it if it does not stop in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -57,4 +47,4 @@ def dask_cluster(
         yield address
     finally:
         for process in reversed(started):
-            _stop(process)
+            stop_program(process)

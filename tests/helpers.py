@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -218,6 +220,20 @@ def synthetic_cache(
             root / f"_alllayers/L{level:02d}/R{r * 128:04x}C{c * 128:04x}.bundle", sizes(rng)
         )
     return root
+
+
+def stop_program(
+    process: subprocess.Popen[Any], signum: int = signal.SIGTERM, timeout: float = 10
+) -> None:
+    """Stop a started program by its PID with ``signum``, killing it if it does not stop within
+    ``timeout`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def tree_snapshot(root: Path) -> dict[str, tuple[bytes | None, int, int]]:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from tests.helpers import conf_cdi, conf_xml, mapproxy_v2_cache
+from tests.helpers import conf_cdi, conf_xml, mapproxy_v2_cache, stop_program
 
 Key = tuple[int, int, int]
 
@@ -112,12 +112,7 @@ def serving(args: Sequence[str], log: IO[str] | int = subprocess.DEVNULL) -> Ite
         assert all(urls), f"serve printed {urls} and exited with {process.wait(10)}"
         yield Served(*urls, process)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_program(process, signal.SIGINT, 20)
 
 
 def burst(base: str, paths: Sequence[str], in_flight: int) -> list[tuple[int, bytes]]:
