@@ -16,8 +16,9 @@ from ..content import RASTER, kind_of
 from ..errors import CorruptBundle, UsageError
 from ..formats import CacheReader
 from ..formats.base import BundleFile, StoredTile
-from ..grid import grid_extent, range_bounds, tiles_in_extent
+from ..grid import range_bounds, tiles_in_extent
 from ..models import LevelSummary, TileRange
+from ..plan import expected_extent
 
 #: Stored bytes of background tiles a page embeds by default (about 4 MB once in base64).
 DEFAULT_BUDGET = 3_000_000
@@ -188,7 +189,7 @@ def background_mosaic(
     :data:`MOSAIC_SIZE` pixels a side and whose image fits in ``budget`` bytes. ``levels``
     (the stored ``LevelStatus``) lets levels without tiles be skipped unread."""
     scheme = reader.scheme
-    extent = reader.full_extent or grid_extent(scheme)
+    extent = expected_extent(reader)
     if extent is None:
         return Background(note="the cache declares no extent to draw a mosaic of: no background")
     present = {lv.level: lv.tiles_present for lv in levels}

@@ -30,8 +30,8 @@ from ..models import (
     Problem,
     percent_complete,
 )
-from ..store import TASK_STATUS, read_jobs, read_missing_areas, read_rows, read_status
-from ..store.reader import read_area_counts, read_keys
+from ..store import TASK_STATUS, read_jobs, read_missing_areas, read_rows
+from ..store.reader import read_area_counts, read_keys, read_levels
 from ..store.schema import MISSING_AREAS
 from ..tilecheck import VerifyReport, parse_tile_address
 
@@ -237,15 +237,15 @@ def page_data(
         StatusNotFound: there is no status store at ``status``.
     """
     path = Path(status)
-    report = read_status(path)
-    jobs = read_jobs(path)
+    jobs = read_jobs(path)  # first: it raises StatusNotFound
     last = jobs[-1] if jobs else None
+    stored_levels = read_levels(path)
     chosen = levels
     info, area_levels = _layer_info(path)
     counts = _state_counts(path) if info is not None else {}
     table = [
         _level_row(lv, counts.get(lv.level, {}), sum(counts.get(lv.level, {}).values()))
-        for lv in report.levels
+        for lv in stored_levels
         if chosen is None or lv.level in chosen
     ]
     problems = _row_problems(path, chosen) if info is not None else []
@@ -270,13 +270,13 @@ def page_data(
     stored_bounds = None if info is None else _extent(info.get("total_bounds"))
     return {
         "header": {
-            "cache": report.cache if cache is None else cache,
-            "format": report.format,
+            "cache": (last.cache_path if last else "") if cache is None else cache,
+            "format": last.format if last else "",
             "status": str(path),
             "crs": _crs(reader, None if info is None else info.get("crs")),
             "tileSize": None if grid is None else grid["tileSize"],
             "tileFormat": None if grid is None else grid["format"],
-            "lods": len(report.levels) if grid is None else len(grid["levels"]),
+            "lods": len(stored_levels) if grid is None else len(grid["levels"]),
             "job": None
             if last is None
             else {
@@ -336,7 +336,7 @@ def level_bundles(status: Path, level: int) -> dict[str, Any]:
     stored = read_rows(path, where=f"levelID = {int(level)}")
     rows = stored.rows
     bounds = shapely.bounds(stored.geometry) if len(rows) else np.zeros((0, 4))
-    resolution = next((lv.resolution for lv in read_status(path).levels if lv.level == level), 1.0)
+    resolution = next((lv.resolution for lv in read_levels(path) if lv.level == level), 1.0)
     unit = resolution if resolution > 0 else 1.0
     x0 = float(bounds[:, 0].min()) if len(rows) else 0.0
     y0 = float(bounds[:, 1].min()) if len(rows) else 0.0

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import NotOurs, StatusNotFound, UsageError
 from ..formats import CacheReader
 from ..request import CacheSource
-from ..store import read_status
+from ..store.reader import read_levels
 from ..tilecheck import VerifyReport
 from .background import DEFAULT_BUDGET, Background, background_mosaic, background_tiles
 from .data import STATES, level_bundles, page_data
@@ -185,9 +185,9 @@ def write_html(
         }
         tiles = Background(note="none asked for (--background none)")
         if background == "tiles":
-            tiles = background_tiles(reader, budget, read_status(store).levels)
+            tiles = background_tiles(reader, budget, read_levels(store))
         elif background == "mosaic":
-            tiles = background_mosaic(reader, budget, read_status(store).levels)
+            tiles = background_mosaic(reader, budget, read_levels(store))
     notes = tuple(b["note"] for b in embedded.values() if "note" in b)
     page = render_page(data, bundles=embedded, background=tiles, title=title, notes=notes)
     encoded = page.encode("utf-8")

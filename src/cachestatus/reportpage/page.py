@@ -3,6 +3,7 @@ opens from disk, makes no request) or fed by a server's JSON endpoints (``serve`
 
 from __future__ import annotations
 
+import functools
 import json
 from html import escape
 from importlib import resources
@@ -25,6 +26,7 @@ COLOURS = {
 }
 
 
+@functools.cache  # package files: read once per process (serve renders on every /report)
 def _asset(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 

@@ -91,6 +91,7 @@ def root_json(service: Service) -> dict[str, Any]:
     min_scale, max_scale = _scales(service)
     levels = [lod.level for lod in service.scheme.lods]
     extent = extent_json(service, service.extent)
+    info = tile_info(service)
     return {
         "currentVersion": CURRENT_VERSION,
         "serviceDescription": f"Tile cache {service.name}, served read-only by cachestatus",
@@ -102,7 +103,7 @@ def root_json(service: Service) -> dict[str, Any]:
         "tables": [],
         "spatialReference": spatial_reference(service.scheme.spatial_reference),
         "singleFusedMapCache": True,
-        "tileInfo": tile_info(service),
+        "tileInfo": info,
         "initialExtent": extent,
         "fullExtent": extent,
         "minScale": min_scale,
@@ -110,7 +111,7 @@ def root_json(service: Service) -> dict[str, Any]:
         "minLOD": min(levels),
         "maxLOD": max(levels),
         "units": _units(service),
-        "supportedImageFormatTypes": tile_info(service)["format"],
+        "supportedImageFormatTypes": info["format"],
         "documentInfo": {"Title": service.name, "Comments": f"cachestatus {__version__}"},
         "capabilities": "Map,TilesOnly,Tilemap",
         "supportedQueryFormats": "JSON",

@@ -7,21 +7,22 @@ documents (:mod:`.arcgis`, :mod:`.wmts`) are pure functions of it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..grid import HALF_WORLD, tile_span
-from ..models import Extent, SpatialReference, TilingScheme
+from ..grid import EARTH_RADIUS, HALF_WORLD, tile_bounds
+from ..models import Extent, SpatialReference, Tile, TilingScheme
 from ..plan import expected_extent
 
 if TYPE_CHECKING:
     from ..formats.base import CacheReader
 
 #: Metres in one degree along the equator of WGS 84 (the WMTS standard's figure, 6378137 m).
-METRES_PER_DEGREE = 2 * math.pi * 6378137.0 / 360
+METRES_PER_DEGREE = 2 * math.pi * EARTH_RADIUS / 360
 #: ArcGIS and Web Mercator codes of the same CRS.
 _WEB_MERCATOR_CODES = frozenset({3857, 102100, 102113, 900913})
 #: How far (relative) a resolution may be from a Web Mercator zoom's and still be that zoom.
@@ -62,7 +63,7 @@ class Service:
     lon_lat: Extent | None = None
     zooms: dict[int, int] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def level_of_zoom(self) -> dict[int, int]:
         """The LOD level of each Web Mercator zoom of :attr:`zooms`."""
         return {zoom: level for level, zoom in self.zooms.items()}
@@ -116,10 +117,7 @@ def default_name(reader: CacheReader) -> str:
 def _origin_tile(scheme: TilingScheme) -> Extent:
     """The coarsest level's tile at the origin: the extent GDAL assumes without one."""
     coarsest = max(scheme.lods, key=lambda lod: lod.resolution)
-    width, height = tile_span(scheme, coarsest.level)
-    return Extent(
-        scheme.origin_x, scheme.origin_y - height, scheme.origin_x + width, scheme.origin_y
-    )
+    return tile_bounds(scheme, Tile(coarsest.level, 0, 0))
 
 
 def _units(sr: SpatialReference) -> tuple[float, bool, bool, int | None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..grid import MAX_LATITUDE
 from .service import Service
 
 #: The TileJSON version written.
@@ -34,8 +35,8 @@ def tile_json(service: Service, base: str) -> dict[str, Any]:
         west, south, east, north = service.lon_lat
         doc["bounds"] = [
             max(west, -180.0),
-            max(south, -85.0511287798066),
+            max(south, -MAX_LATITUDE),
             min(east, 180.0),
-            min(north, 85.0511287798066),
+            min(north, MAX_LATITUDE),
         ]
     return doc
