@@ -114,7 +114,8 @@ class StatusWriter:
         self._files_queued = 0
         self._files_created = False
         #: Rows and ``BundleFiles`` rows already in the store being updated (:meth:`update`).
-        self._kept: list[object] = []
+        self._kept: list[object] = []  # held, so that their ids stay theirs
+        self._kept_ids: set[int] = set()
 
     def __enter__(self) -> Self:
         return self
@@ -142,7 +143,7 @@ class StatusWriter:
 
     def add(self, batch: RowBatch) -> None:
         """Queue ``TaskStatus`` rows; they are written once :data:`BATCH` rows are queued."""
-        if any(batch is kept for kept in self._kept):
+        if id(batch) in self._kept_ids:
             return
         self._batches.append(batch)
         self._queued += len(batch)
@@ -151,7 +152,7 @@ class StatusWriter:
 
     def add_files(self, files: BundleFileRows) -> None:
         """Queue ``BundleFiles`` rows (when the store keeps them); written like rows."""
-        if not self.keep_files or not len(files) or any(files is kept for kept in self._kept):
+        if not self.keep_files or not len(files) or id(files) in self._kept_ids:
             return
         self._files.append(files)
         self._files_queued += len(files)
@@ -284,6 +285,7 @@ class StatusWriter:
                 f"{_write_failure(self.temp.parent, exc)}"
             ) from exc
         self._kept = [part for pair in kept for part in pair]
+        self._kept_ids = {id(part) for part in self._kept}
         self._created = self._files_created = True
         return True
 
