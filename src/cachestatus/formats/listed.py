@@ -19,7 +19,6 @@ import numpy.typing as npt
 
 from ..models import BUNDLE_SIZE, BundleKey, Problem
 from .base import BundleFile, BundleIndex, CacheReader, LevelListing, Run, run_here
-from .tile_index import TileIndex
 
 
 class BundleRows:
@@ -178,14 +177,6 @@ class ListedTiles(CacheReader):
     def count_bundles(self, level: int) -> int:
         """From the same listing."""
         return self.list_level(level).count
-
-    def find_bundle(self, key: BundleKey) -> BundleFile | None:
-        """From the level's listing (:meth:`CacheReader.find_bundle`)."""
-        return CacheReader.find_bundle(self, key)
-
-    def tile_index(self, bundle: BundleFile) -> TileIndex:
-        """The listing's sizes, no offsets: tiles are files (:meth:`CacheReader.tile_index`)."""
-        return CacheReader.tile_index(self, bundle)
 
     def read_ahead(self, bundles: Sequence[BundleFile]) -> Iterator[BundleFile]:
         """As they are: the listing holds what reading them needs (here too, not a bundle-file

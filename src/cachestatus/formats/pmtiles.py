@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,7 +70,7 @@ from .base import (
 from .bytesource import ByteSource, Version
 from .listed import NoBundles, VirtualListing
 from .remote_file import RemoteFile
-from .tile_index import IndexCache, TileIndex
+from .tile_index import IndexCache
 from .tilejson import load_json, tile_size
 
 HEADER_SIZE = 127
@@ -755,9 +754,6 @@ class PMTilesCache(RemoteFile):
         self._extent = declared_extent(h.bounds)
         #: Every directory's runs, read once (:meth:`_load`).
         self._directories: Directories | None = None
-        #: The runs of each zoom tiles are read from, clipped once (:meth:`_zoom_runs`).
-        self._zoom_runs_kept: dict[int, ZoomRuns] = {}
-        self._zoom_lock = threading.Lock()
         #: Directories decoded for tile reads, by offset and length (:meth:`_bodies`).
         self._directories_kept: IndexCache[tuple[int, int], tuple[npt.NDArray[np.int64], ...]] = (
             IndexCache(KEPT_DIRECTORIES)
@@ -968,45 +964,6 @@ class PMTilesCache(RemoteFile):
         """The zoom's 2**level rows and columns."""
         return 1 << level, 1 << level
 
-    def _zoom_runs(self, level: int) -> ZoomRuns:
-        """:meth:`_zoom` of ``level``, made once (by one thread) and kept.
-
-        Raises:
-            CorruptBundle: the directories cannot be read (a broken root directory, leaf
-                directories in a loop, an archive replaced while they were read).
-        """
-        with self._zoom_lock:
-            runs = self._zoom_runs_kept.get(level)
-            if runs is None:
-                try:
-                    runs = self._zoom_runs_kept[level] = self._zoom(level)
-                except InvalidCacheConfig as exc:
-                    raise CorruptBundle(str(exc)) from None
-            return runs
-
-    def find_bundle(self, key: BundleKey) -> BundleFile | None:
-        """The virtual bundle ``key`` when runs of its zoom reach into it (or its leaf
-        directory is broken), carrying the zoom's runs."""
-        runs = self._zoom_runs(key.level)
-        _, _, i0, i1 = runs._span(key)
-        if i0 >= i1 and key not in runs.broken:
-            return None
-        return BundleFile(key, f"{self.where}#{key.label}", payload=runs)
-
-    def tile_index(self, bundle: BundleFile) -> TileIndex:
-        """The sizes of the bundle's tiles and their offsets in the tile data section.
-
-        Raises:
-            CorruptBundle: the leaf directory listing the bundle's first tile is broken.
-        """
-        key = bundle.key
-        tiles = _runs_of(bundle).tiles(key)
-        sizes = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.uint64)
-        offsets = np.zeros((BUNDLE_SIZE, BUNDLE_SIZE), dtype=np.int64)
-        sizes[tiles[:, 0] - key.row, tiles[:, 1] - key.col] = tiles[:, 2]
-        offsets[tiles[:, 0] - key.row, tiles[:, 1] - key.col] = tiles[:, 3]
-        return TileIndex(sizes, offsets)
-
     def _read_tile(self, tile: Tile) -> bytes | None:
         """Looked up in the root directory and the leaves on the way to the tile
         (:meth:`_bodies`), not in every directory: a large or remote archive answers its
@@ -1076,13 +1033,9 @@ class PMTilesCache(RemoteFile):
             data = self._read_directory(archive, offset, length, DIRECTORIES_CAP)
         return decode_directory(data, self._header.tile_entries or None)
 
-    def read_stored(self, bundle: BundleFile, offset: int, size: int) -> bytes:
-        """One read of the tile data section: the body as stored (compressed as
-        ``tile_compression`` says), never decompressed."""
-        return self._read_body(offset, size)
-
     def _read_body(self, offset: int, size: int) -> bytes:
-        """:meth:`read_stored` of a body of the tile data section.
+        """One body of the tile data section, as stored (compressed as ``tile_compression``
+        says), never decompressed.
 
         Raises:
             CorruptBundle: it lies past the tile data, is larger than any tile, or the file
