@@ -43,6 +43,20 @@ _FORMATS: Final = {
     "MVT": frozenset({PBF, GZIP}),
 }
 
+#: The media types of the tile kinds (HTTP ``Content-Type``, data URIs); gzip is a compressed
+#: vector tile, served with ``Content-Encoding: gzip``.
+MEDIA_TYPES: Final = {
+    PNG: "image/png",
+    JPEG: "image/jpeg",
+    WEBP: "image/webp",
+    AVIF: "image/avif",
+    LERC: "application/octet-stream",
+    GZIP: "application/vnd.mapbox-vector-tile",
+    PBF: "application/vnd.mapbox-vector-tile",
+}
+#: The kinds a web browser draws as images.
+BROWSER_IMAGES: Final = frozenset({PNG, JPEG, WEBP, AVIF})
+
 _NAMES: Final = {
     PNG: "PNG",
     JPEG: "JPEG",

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..content import RASTER, kind_of
+from ..content import BROWSER_IMAGES, MEDIA_TYPES, RASTER, kind_of
 from ..errors import CorruptBundle, UsageError
 from ..formats import CacheReader
 from ..formats.base import BundleFile, StoredTile
@@ -22,8 +22,6 @@ from ..plan import expected_extent
 
 #: Stored bytes of background tiles a page embeds by default (about 4 MB once in base64).
 DEFAULT_BUDGET = 3_000_000
-#: The tile kinds a browser draws, with their media types.
-_MEDIA = {kind: f"image/{kind}" for kind in (*RASTER, "avif")}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?)[bB]?\s*$")
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 #: A mosaic's width and height, at most, in pixels.
@@ -99,13 +97,13 @@ def _level_tiles(reader: CacheReader, level: int, room: int) -> tuple[dict[str, 
     tiles: dict[str, str] = {}
     size = 0
     for tile in _stored_tiles(reader, level):
-        media = _MEDIA.get(kind_of(tile.data) or "")
-        if media is None:
+        kind = kind_of(tile.data)
+        if kind is None or kind not in BROWSER_IMAGES:
             continue
         size += len(tile.data)
         if size > room:
             return None
-        tiles[f"{level}/{tile.row}/{tile.col}"] = _data_uri(media, tile.data)
+        tiles[f"{level}/{tile.row}/{tile.col}"] = _data_uri(MEDIA_TYPES[kind], tile.data)
     return tiles, size
 
 

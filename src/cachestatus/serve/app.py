@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..content import AVIF, GZIP, JPEG, LERC, PBF, PNG, WEBP, kind_of
+from ..content import GZIP, MEDIA_TYPES, kind_of
 from ..errors import CorruptBundle, StatusNotFound
 from ..models import Tile
 from ..reportpage.html import MAX_EMBEDDED_ROWS
@@ -45,16 +45,6 @@ SERVE_REMEDY = (
     "run `cachestatus rebuild` on the cache (or serve with --status) for the report page; the "
     "tiles are served without one"
 )
-#: Media types of the tile kinds of :mod:`cachestatus.content`.
-MEDIA_TYPES = {
-    PNG: "image/png",
-    JPEG: "image/jpeg",
-    WEBP: "image/webp",
-    AVIF: "image/avif",
-    LERC: "application/octet-stream",
-    GZIP: "application/vnd.mapbox-vector-tile",
-    PBF: "application/vnd.mapbox-vector-tile",
-}
 _DECIMAL = re.compile(r"[0-9]{1,10}")
 _CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$.]{0,99}")
 #: Tile file suffixes a RESTful WMTS or XYZ URL may end with.
