@@ -468,3 +468,29 @@ def test_rebuild_checks_out_before_the_scan(built, tmp_path):
 def test_a_bad_budget_names_the_option(built, tmp_path):
     code, _, err = run("html", built.cache, "--status", built.status, "--background-budget", "lots")
     assert code == 2 and err.startswith("Error: --background-budget 'lots' is not a size")
+
+
+def test_the_rows_of_each_status_are_counted_in_one_read(built, monkeypatch):
+    """The level table's counts per status are GDAL's count of the stored rows, from one read
+    of ``TaskStatus`` for all statuses (and one for the problem rows), not one per status."""
+    import pyogrio.raw
+
+    from cachestatus import open_cache
+
+    reads = []
+    real = pyogrio.raw.read
+
+    def counted(path, *args, **kwargs):
+        reads.append(kwargs.get("layer"))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pyogrio.raw, "read", counted)
+    with open_cache(built.cache) as reader:
+        data = page_data(built.status, reader, list_names=False)
+    assert reads.count("TaskStatus") == 2
+    expected: dict[int, dict[str, int]] = {}
+    for row in task_rows(built.status, ["levelID", "status"]).values():
+        states = expected.setdefault(row["levelID"], {})
+        states[row["status"]] = states.get(row["status"], 0) + 1
+    assert {row["level"]: row["states"] for row in data["levels"] if row["states"]} == expected
+    assert {s for states in expected.values() for s in states} >= {"COMPLETE", "CORRUPT"}

@@ -31,7 +31,7 @@ from ..models import (
     percent_complete,
 )
 from ..store import TASK_STATUS, read_jobs, read_missing_areas, read_rows
-from ..store.reader import read_area_counts, read_keys, read_levels
+from ..store.reader import read_area_counts, read_level_states, read_levels
 from ..store.schema import MISSING_AREAS
 from ..tilecheck import VerifyReport, parse_tile_address
 
@@ -114,13 +114,20 @@ def _level_row(lv: LevelSummary, counts: dict[str, int], rows: int) -> dict[str,
 
 
 def _state_counts(path: Path) -> dict[int, dict[str, int]]:
-    """Per level, how many ``TaskStatus`` rows have each status."""
-    counts: dict[int, dict[str, int]] = {}
-    for state in STATES:
-        levels, _rows, _cols = read_keys(path, f"status = '{state}'")
-        for level, n in zip(*np.unique(levels, return_counts=True), strict=True):
-            counts.setdefault(int(level), {})[state] = int(n)
-    return counts
+    """Per level, how many ``TaskStatus`` rows have each status: one read of the levels and
+    statuses, counted by ``(level, status)`` pairs in one pass (a status other than those of
+    :data:`STATES` is not counted)."""
+    levels, states = read_level_states(path)
+    names, row_name = np.unique(states.astype(str), return_inverse=True)
+    known = [STATES.index(n) if n in STATES else -1 for n in names.tolist()]
+    codes = np.array(known, dtype=np.int64)[row_name.ravel()]
+    kept = codes >= 0
+    keys, counts = np.unique(levels[kept] * len(STATES) + codes[kept], return_counts=True)
+    found: dict[int, dict[str, int]] = {}
+    for key, n in zip(keys.tolist(), counts.tolist(), strict=True):
+        level, state = divmod(key, len(STATES))
+        found.setdefault(level, {})[STATES[state]] = n
+    return found
 
 
 def _bounds(geometry: npt.NDArray[np.object_]) -> list[list[float] | None]:

@@ -230,6 +230,14 @@ def read_keys(path: Path, where: str) -> tuple[npt.NDArray[np.int64], ...]:
     return found["level"], found["row"], found["col"]
 
 
+def read_level_states(path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+    """The level and the status (text) of every ``TaskStatus`` row, in one read of the two
+    fields."""
+    fields, _ = _table(path, TASK_STATUS_LAYER, names=("levelID", "status"))
+    found = {attribute: stored for attribute, _, stored in fields}
+    return found["level"].astype(np.int64, copy=False), found["state"]
+
+
 def read_levels(path: Path) -> list[LevelSummary]:
     """The store's ``LevelStatus`` rows, in the order they were written."""
     return _records(path, LEVEL_STATUS_LAYER, LevelSummary)
