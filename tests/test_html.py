@@ -494,3 +494,35 @@ def test_the_rows_of_each_status_are_counted_in_one_read(built, monkeypatch):
         states[row["status"]] = states.get(row["status"], 0) + 1
     assert {row["level"]: row["states"] for row in data["levels"] if row["states"]} == expected
     assert {s for states in expected.values() for s in states} >= {"COMPLETE", "CORRUPT"}
+
+
+def test_a_page_reads_the_missing_areas_of_each_level_once(built, tmp_path, monkeypatch):
+    """The page embeds each level's MissingAreas reading only that level's rows: as many rows
+    read in all as GDAL counts in the table, not every level's rows once per level."""
+    import pyogrio.raw
+
+    from cachestatus.reportpage import write_html
+    from cachestatus.request import CacheSource
+
+    stored = pyogrio.raw.read(str(built.status), layer="MissingAreas", read_geometry=False)
+    levels = stored[3][stored[0]["fields"].tolist().index("levelID")].tolist()
+    assert len(set(levels)) > 1
+    read = []
+    real = pyogrio.raw.read
+
+    def counted(path, *args, **kwargs):
+        answer = real(path, *args, **kwargs)
+        if kwargs.get("layer") == "MissingAreas" and kwargs.get("read_geometry"):
+            read.extend(answer[3][answer[0]["fields"].tolist().index("levelID")].tolist())
+        return answer
+
+    monkeypatch.setattr(pyogrio.raw, "read", counted)
+    result = write_html(CacheSource(built.cache), built.status, tmp_path / "p.html")
+    assert sorted(read) == sorted(levels)
+    embedded = blob((tmp_path / "p.html").read_text(), "cachestatus-data")["bundles"]
+    drawn = [
+        feature["properties"]["level"]
+        for level in embedded.values()
+        for feature in level["missing"]["features"]
+    ]
+    assert sorted(drawn) == sorted(levels) and result.levels == list(range(10))

@@ -350,7 +350,7 @@ def level_bundles(status: Path, level: int) -> dict[str, Any]:
     code = {state: i for i, state in enumerate(STATES)}
     with warnings.catch_warnings():  # GDAL's note on polygons of many parts, read as stored
         warnings.filterwarnings("ignore", message="organizePolygons", category=RuntimeWarning)
-        areas = [area for area in read_missing_areas(path) if area.level == level]
+        areas = read_missing_areas(path, level)
     # Tile edges lie on the level's grid: coordinates to a tenth of a pixel say all of it.
     digits = max(0, 1 - math.floor(math.log10(unit)))
     return {

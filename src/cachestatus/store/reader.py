@@ -100,10 +100,13 @@ def _table(
     return fields, shapely.from_wkb(wkb)
 
 
-def _records(path: Path, layer: Layer, record: Callable[..., T]) -> list[T]:
+def _records(
+    path: Path, layer: Layer, record: Callable[..., T], where: str | None = None
+) -> list[T]:
     """The rows of a table as records (``record`` takes the fields by attribute, and the
-    polygon as ``geometry`` where the table has them)."""
-    fields, geometry = _table(path, layer, geometry=layer.geometry is not None)
+    polygon as ``geometry`` where the table has them); only those matching ``where`` (an
+    attribute filter) when given."""
+    fields, geometry = _table(path, layer, where, geometry=layer.geometry is not None)
     columns = {attribute: column.items(stored) for attribute, column, stored in fields}
     if geometry is not None:
         columns["geometry"] = list(geometry)
@@ -258,15 +261,17 @@ def count_rows(path: Path, layer: str) -> int:
     return int(read_info(str(path), layer=layer)["features"])
 
 
-def read_missing_areas(path: Path) -> list[MissingAreaRecord]:
-    """The store's ``MissingAreas`` rows: per level, its missing tiles as a shapely polygon.
+def read_missing_areas(path: Path, level: int | None = None) -> list[MissingAreaRecord]:
+    """The store's ``MissingAreas`` rows: per level, its missing tiles as a shapely polygon;
+    only those of ``level`` when given (the others are not read).
 
     Raises:
         StatusNotFound: there is no status store at ``path``.
     """
     if MISSING_AREAS not in _check(path):
         return []
-    return _records(path, MISSING_AREAS_LAYER, MissingAreaRecord)
+    where = None if level is None else f"levelID = {int(level)}"
+    return _records(path, MISSING_AREAS_LAYER, MissingAreaRecord, where)
 
 
 def read_status(path: Path) -> StatusReport:
