@@ -350,7 +350,7 @@ def test_budgets_read_as_sizes():
         parse_budget("lots")
 
 
-def test_a_live_page_embeds_nothing_and_names_its_endpoints(built):
+def test_a_live_page_embeds_its_data_alone_and_names_its_endpoints(built):
     from cachestatus import open_cache
 
     with open_cache(built.cache) as reader:
@@ -359,7 +359,7 @@ def test_a_live_page_embeds_nothing_and_names_its_endpoints(built):
     page = render_page(data, live=True, tile_url="tile/{z}/{y}/{x}", api_base="api/")
     config = blob(page, "cachestatus-config")
     assert config["live"] is True and config["tileUrl"] == "tile/{z}/{y}/{x}"
-    assert blob(page, "cachestatus-data") == {}
+    assert blob(page, "cachestatus-data") == {"page": data}  # the data, not the bundles
     assert "data:image" not in page
     assert isinstance(tiles, Background) and len(tiles.tiles) == len(built.tiles) - 1
 

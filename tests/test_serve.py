@@ -514,6 +514,40 @@ def test_the_live_report_page_and_its_json(tmp_path):
         assert fetch(f"{server.base}/api/other").status == 404
 
 
+def test_the_live_page_holds_the_data_its_table_was_written_from(tmp_path):
+    """``/report`` reads the store once and embeds what it read (the page asks for no
+    ``api/page``): the same document ``api/page`` answers, and after a rebuild that changes the
+    store, the next ``/report`` holds the new one."""
+    import re
+
+    cache = shutil.copytree(SAMPLE_CACHE, tmp_path / "cache")
+    store = tmp_path / "s.gpkg"
+    operations.rebuild(cache, store, workers=1)
+
+    def embedded(app: App) -> dict:
+        page = app.answer("/report", {}, "http://here").body.decode()
+        found = re.search(r'id="cachestatus-data">(.*?)</script>', page, re.S)
+        assert found is not None
+        return json.loads(found.group(1))
+
+    with open_cache(cache) as reader:
+        app = App(reader, describe(reader), store)
+        before = embedded(app)
+        assert before == {"page": json.loads(app.answer("/api/page", {}, "").body)}
+        assert before["page"]["totals"]["tilesPresent"] == sum(
+            row["tilesPresent"] for row in task_rows(store, ["tilesPresent"]).values()
+        )
+        bundle = cache / "_alllayers" / "L02" / "R0000C0000.bundle"
+        bundle.write_bytes(bundle.read_bytes()[:40])
+        operations.rebuild(cache, store, workers=1)
+        after = embedded(app)["page"]
+    stored = task_rows(store, ["levelID", "status"])
+    assert [r["status"] for r in stored.values() if r["levelID"] == 2] == ["CORRUPT"]
+    assert after["totals"]["states"].get("CORRUPT") == 1
+    assert [p["bundle"] for p in after["problems"]] == ["L02/R0000C0000"]
+    assert after["totals"]["tilesPresent"] < before["page"]["totals"]["tilesPresent"]
+
+
 def test_a_port_in_use_is_a_usage_error():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

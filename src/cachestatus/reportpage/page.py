@@ -161,8 +161,8 @@ def render_page(
             from it in both modes.
         live: ``False``: the page holds everything (``data``, the ``bundles`` of every level,
             the ``background`` tiles as data URIs) and makes no request. ``True``: the page
-            fetches ``{api_base}page`` and ``{api_base}bundles?level=N`` and draws tiles of
-            every level from ``tile_url``.
+            holds ``data`` alone (what its header and table show, read once for both), fetches
+            ``{api_base}bundles?level=N`` and draws tiles of every level from ``tile_url``.
         bundles: per level, :func:`~.data.level_bundles` (embedded pages).
         background: the stored tiles to embed (embedded pages).
         tile_url: a template with ``{z}`` (LOD level), ``{y}`` (row) and ``{x}`` (column).
@@ -177,8 +177,8 @@ def render_page(
         "tileUrl": tile_url,
         "colours": COLOURS,
     }
-    if live:
-        embedded: dict[str, Any] = {}
+    if live:  # the data the header and table were written from: the page asks for it no more
+        embedded: dict[str, Any] = {"page": data}
     else:
         background = background or Background()
         embedded = {

@@ -343,7 +343,9 @@ class App:
 
     def _report(self, route: str, query: Mapping[str, str]) -> Answer:
         """The live report page, ``api/page`` and ``api/bundles?level=N``: the stored status
-        as it is now (a rebuild while serving shows on the next request)."""
+        as it is now (a rebuild while serving shows on the next request). The page holds the
+        data it was written from: one read of the store per page load, none cached between
+        requests (a store replaced meanwhile is never shown stale)."""
         from ..reportpage import find_store, level_bundles, page_data, render_page
         from ..reportpage.html import capped
 

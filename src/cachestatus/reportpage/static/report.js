@@ -25,7 +25,8 @@
       return response.json();
     });
   }
-  const pageData = () => (config.live ? fetchJson('page') : Promise.resolve(embedded.page));
+  // A live page holds the data its table was written from too: the same read, not a second.
+  const pageData = () => (embedded.page ? Promise.resolve(embedded.page) : fetchJson('page'));
   const levelData = (level) =>
     config.live
       ? fetchJson('bundles?level=' + level)
