@@ -58,8 +58,9 @@ def serve(
     """
     import sys
 
-    from ..operations import store_to_read
-    from ..serve.app import App
+    from ..errors import StatusNotFound
+    from ..reportpage import find_store
+    from ..serve.app import SERVE_REMEDY, App
     from ..serve.server import Server
     from ..serve.service import describe
 
@@ -72,12 +73,10 @@ def serve(
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         with server:
-            store = store_to_read(reader, status)
-            if not store.exists():
-                ctx.note(
-                    f"{store}: no status store: /report answers 404 until `cachestatus rebuild` "
-                    "runs on the cache (or serve with --status)"
-                )
+            try:  # found as /report finds it, at each request: what it answers, said now
+                find_store(reader, status, SERVE_REMEDY)
+            except StatusNotFound as exc:
+                ctx.note(str(exc))
             base = server.base_url
             map_server = f"{base}/arcgis/rest/services/{service.name}/MapServer"
             click.echo(f"{base}/report")
