@@ -171,7 +171,7 @@ class ArcGISCache(CacheReader):
 
     def read_tiles(self, bundle: BundleFile) -> Iterator[StoredTile]:
         """The bundle's tiles in file order, each checked against its size word."""
-        return self._codec.read_tiles(self.layout.opener(bundle), bundle)
+        return self._codec.read_tiles(self.layout.opener(bundle, whole=True), bundle)
 
     def find_bundle(self, key: BundleKey) -> BundleFile | None:
         """The bundle by the name ArcGIS writes, in its level folder (see

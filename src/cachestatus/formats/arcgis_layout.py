@@ -96,9 +96,10 @@ class Layout(ABC):
             OSError: it cannot be opened.
         """
 
-    def opener(self, bundle: BundleFile) -> Opener:
+    def opener(self, bundle: BundleFile, whole: bool = False) -> Opener:
         """What opens the files of ``bundle`` (itself, its ``.bundlx``) in any process:
-        :meth:`open`, for the layouts whose paths say all."""
+        :meth:`open`, for the layouts whose paths say all. ``whole``: they are to be read to
+        their ends (every tile), where a layout can check more then (a zip member's CRC-32)."""
         return self.open
 
     def read_range(self, bundle: BundleFile, offset: int, size: int) -> bytes:
@@ -266,8 +267,6 @@ class ZipLayout(Layout):
     def __init__(self, archive: ZipArchive, prefix: str = "") -> None:
         self.archive = archive
         self.prefix = prefix
-        #: Where the members tiles were read from start in the package (``None``: compressed).
-        self._stored: dict[str, int | None] = {}
         #: The file names in each folder of the zip, and the folders in each folder.
         self._files: dict[str, list[str]] = {}
         self._folders: dict[str, set[str]] = {}
@@ -309,16 +308,14 @@ class ZipLayout(Layout):
         """The member a ``<zip path>!<member name>`` path names."""
         return self.archive.member(path[len(f"{self.archive.path}!") :])
 
-    def read_range(self, bundle: BundleFile, offset: int, size: int) -> bytes:
-        """Straight from the package for a member stored as is (most packages' bundles): a
-        member read through :mod:`zipfile` is read from its start up to ``offset``."""
-        name = bundle.path[len(f"{self.archive.path}!") :]
-        start = self._stored.get(name, -1)
-        if start == -1:
-            start = self._stored[name] = self.archive.stored_at(name)
-        if start is None:
-            return super().read_range(bundle, offset, size)
-        return self.archive.read_package(start + offset, size)
+    def opener(self, bundle: BundleFile, whole: bool = False) -> Opener:
+        """:meth:`open`; with ``whole``, members read through :mod:`zipfile` from their starts
+        to their ends, which checks their CRC-32 (a damaged stored bundle is then ``CORRUPT``
+        in ``verify``, as a deflated one is)."""
+        if not whole:
+            return self.open
+        prefix = len(f"{self.archive.path}!")
+        return lambda path: self.archive.member(path[prefix:], whole=True)
 
     def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
         """From the zip's member list: the member's size, the package's stamp as opened."""
@@ -448,7 +445,7 @@ class ObjectLayout(Layout):
         entry = self._listed.get(path)
         return self.storage.source(entry if entry is not None else self.storage.head(path))
 
-    def opener(self, bundle: BundleFile) -> Opener:
+    def opener(self, bundle: BundleFile, whole: bool = False) -> Opener:
         """What opens ``bundle`` and its ``.bundlx`` from what the listing gave them."""
         from ..storage import ObjectEntry
 

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Self
+from typing import IO, Any, NamedTuple, Self
 
 from ..errors import BundleChanging, CorruptBundle, InvalidCacheConfig
 
@@ -354,6 +354,8 @@ class ZipArchive:
             raise InvalidCacheConfig(
                 f"{path}: {exc.reason}; its member list was being read: try again"
             ) from None
+        #: Where the bytes of each stored member read so far start in the package.
+        self._starts: dict[str, int] = {}
         try:
             #: The members by name.
             self.entries = {info.filename: info for info in self._zip.infolist()}
@@ -382,8 +384,9 @@ class ZipArchive:
             return self._source.current_version()
         return stat_version(os.fstat(fp.fileno()))
 
-    def member(self, name: str) -> ZipMember:
-        """The member ``name`` as a source.
+    def member(self, name: str, whole: bool = False) -> ZipMember:
+        """The member ``name`` as a source; ``whole``: to be read from its start to its end,
+        through :mod:`zipfile`, which checks its CRC-32 there (see :class:`ZipMember`).
 
         Raises:
             FileNotFoundError: the zip has no such member.
@@ -392,46 +395,47 @@ class ZipArchive:
         info = self.entries.get(name)
         if info is None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), f"{self.path}!{name}")
-        return ZipMember(self, info)
+        return ZipMember(self, info, whole)
 
-    def stored_at(self, name: str) -> int | None:
-        """Where the bytes of member ``name`` start in the package when it is stored as is
-        (not compressed, not encrypted): they are then read at any offset straight from the
-        package (:meth:`read_package`), never from the member's start. ``None`` for any other
-        member.
+    def package(self) -> tuple[ByteSource, bool]:
+        """The package's own bytes, to read a stored member in place, and whether the caller
+        closes them: the source the archive was opened on (shared, its reads pinned to its
+        version: not to be closed), or the local file opened anew (a descriptor per reader:
+        safe from many threads).
 
         Raises:
-            FileNotFoundError: the zip has no such member.
+            BundleChanging: the local file changed since the archive was opened.
+            OSError: it cannot be opened.
+        """
+        if self._source is not None:
+            return self._source, False
+        package = LocalFile(str(self.path))
+        if package.version != self.version:
+            package.close()
+            raise _changed(self.version, package.version)
+        return package, True
+
+    def locate(self, info: zipfile.ZipInfo, package: ByteSource) -> tuple[int, bytes]:
+        """Where the bytes of the stored member ``info`` start in the package, and its first
+        bytes when its local header had to be read for that (then in one read of
+        :data:`ZIP_BUFFER` bytes, which holds a bundle's index: one request for an object);
+        the start is kept, so later opens of the member read nothing first (``b""``).
+
+        Raises:
             CorruptBundle: the member's local header is not where the directory says.
         """
-        info = self.entries.get(name)
-        if info is None:
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), f"{self.path}!{name}")
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & _ZIP_ENCRYPTED:
-            return None
-        header = self.read_package(info.header_offset, _ZIP_LOCAL_HEADER_SIZE)
-        if len(header) != _ZIP_LOCAL_HEADER_SIZE or header[:4] != ZIP_LOCAL_HEADER:
+        start = self._starts.get(info.filename)
+        if start is not None:
+            return start, b""
+        head = package.read(info.header_offset, ZIP_BUFFER)
+        if len(head) < _ZIP_LOCAL_HEADER_SIZE or head[:4] != ZIP_LOCAL_HEADER:
             raise CorruptBundle(
                 f"the zip entry's local header is not at byte {info.header_offset:,}"
             )
-        name_length, extra_length = _ZIP_LOCAL_LENGTHS.unpack_from(header, 26)
-        start: int = info.header_offset + _ZIP_LOCAL_HEADER_SIZE + name_length + extra_length
-        return start
-
-    def read_package(self, offset: int, length: int) -> bytes:
-        """``length`` bytes at ``offset`` of the package itself, fewer only where it ends; safe
-        from many threads (a local package is opened for each read).
-
-        Raises:
-            BundleChanging: the package changed since it was opened.
-            OSError: it cannot be read.
-        """
-        if self._source is not None:
-            return self._source.read(offset, length)
-        with LocalFile(str(self.path)) as package:
-            if package.version != self.version:
-                raise _changed(self.version, package.version)
-            return package.read(offset, length)
+        name_length, extra_length = _ZIP_LOCAL_LENGTHS.unpack_from(head, 26)
+        skip = _ZIP_LOCAL_HEADER_SIZE + name_length + extra_length
+        start = self._starts[info.filename] = info.header_offset + skip
+        return start, head[skip : skip + info.file_size]
 
     def close(self) -> None:
         """Close the zip (and the source it was read from); the archive then refuses to read."""
@@ -449,19 +453,23 @@ class ZipArchive:
 class ZipMember(ByteSource):
     """A member of an open zip.
 
-    A stored member is read at any offset at no cost; a compressed one is inflated from its
-    start, so its reads are to go in increasing offsets (the codecs read so): a read before the
-    last one inflates it again from the start. A member that declares more bytes than its
+    A stored member (most packages' bundles) is read straight from the package at any offset:
+    its local header is read once per archive (with its first :data:`ZIP_BUFFER` bytes), then
+    each read asks for the bytes it reads, no more. A compressed one, or one opened ``whole``
+    (to be read to its end: its CRC-32 is checked there), is read through :mod:`zipfile`
+    from its start, so its reads are to go in increasing offsets (the codecs read so): a read
+    before the last one inflates it again from the start. A member that declares more bytes than its
     compressed data can hold is refused before any is inflated.
 
     Raises:
         CorruptBundle: the member is damaged: impossible sizes, a bad header, a broken deflate
-            stream, a bad CRC-32 (found once the member is read to its end), encryption.
+            stream, a bad CRC-32 (found once a compressed member is read to its end),
+            encryption.
     """
 
-    __slots__ = ("_archive", "_entry")
+    __slots__ = ("_archive", "_entry", "_head", "_owned", "_package", "_start")
 
-    def __init__(self, archive: ZipArchive, info: zipfile.ZipInfo) -> None:
+    def __init__(self, archive: ZipArchive, info: zipfile.ZipInfo, whole: bool = False) -> None:
         stored = info.compress_type == zipfile.ZIP_STORED
         if (stored and info.file_size != info.compress_size) or (
             info.file_size > MAX_RATIO * max(info.compress_size, 1)
@@ -474,13 +482,31 @@ class ZipMember(ByteSource):
         self.size, self.version = info.file_size, archive.version
         self.modified = _zip_time(info.date_time)
         archive_zip = archive.zip()
+        self._entry: IO[bytes] | None = None
+        self._package: ByteSource | None = None
+        if stored and not whole and not info.flag_bits & _ZIP_ENCRYPTED:
+            self._package, self._owned = archive.package()
+            try:
+                self._start, self._head = archive.locate(info, self._package)
+            except BaseException:
+                self.close()
+                raise
+            return
         try:
             self._entry = archive_zip.open(info)
         except _ZIP_ERRORS as exc:
             raise _unreadable(exc) from None
 
     def read(self, offset: int, length: int) -> bytes:
-        """``length`` bytes at ``offset``, inflated as needed."""
+        """``length`` bytes at ``offset``: from the package (a stored member), or inflated."""
+        if self._package is not None:
+            length = min(length, self.size - offset)
+            if length <= 0:
+                return b""
+            if offset + length <= len(self._head):
+                return self._head[offset : offset + length]
+            return self._package.read(self._start + offset, length)
+        assert self._entry is not None, "a compressed member"
         try:
             self._entry.seek(offset)
             return self._entry.read(length)
@@ -493,7 +519,11 @@ class ZipMember(ByteSource):
 
     def close(self) -> None:
         """Close the member (the zip stays open)."""
-        self._entry.close()
+        if self._entry is not None:
+            self._entry.close()
+        if self._package is not None and self._owned:
+            self._package.close()
+        self._package = None
 
 
 def _zip_time(date_time: tuple[int, int, int, int, int, int]) -> float | None:
