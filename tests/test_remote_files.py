@@ -24,7 +24,7 @@ from cachestatus.cli import main
 from cachestatus.errors import BundleChanging, CorruptBundle, InvalidCacheConfig, UsageError
 from cachestatus.formats.base import BundleFile
 from cachestatus.formats.bytesource import ZIP_BUFFER, ZipArchive
-from tests.builders import build, tpkx_root_json, zip_tpkx
+from tests.builders import build, tpkx_root_json, zip_tpk, zip_tpkx
 from tests.helpers import MemorySource, mapproxy_v2_cache
 from tests.http_range import RangeServer, serve
 from tests.remote import S3Server, make_bucket
@@ -158,6 +158,39 @@ def test_a_package_is_read_by_ranges_never_downloaded_whole(http_files, tmp_path
     print(
         f"big.tpkx: {http_files.bytes_sent:,} of {size:,} bytes in {http_files.requests} requests"
     )
+
+
+@pytest.mark.parametrize(("tile_size", "share"), [(300_000, 0.05), (10_000, 1.0)])
+def test_a_v1_tpk_in_s3_is_read_by_ranges(s3_bucket, tmp_path, monkeypatch, tile_size, share):
+    """A ``.tpk`` of Compact V1 bundles in moto's S3, counted at the storage layer: the zip's
+    directory, each ``.bundlx`` and the size words of the live slots. Words of large tiles
+    are asked for alone (their bodies never fetched: a few % of the package); those of small
+    tiles share requests with the bytes between them, never more than the package in all.
+    The rows are the local rebuild's."""
+    from cachestatus.storage.objects import ObjectStorage
+
+    extent = (-2.0e7, -2.0e7, 2.0e7, 2.0e7)
+    tiles = _tiles((1, 2, 3), lambda lv, r, c: bytes([lv, r, c]) * (tile_size // 3))
+    folder = mapproxy_v2_cache(tmp_path / "cache", tiles, levels=4, extent=extent, version=1)
+    package = zip_tpk(folder, tmp_path / "v1.tpk")
+    s3_bucket.client().put_object(Bucket=BUCKET, Key="v1/v1.tpk", Body=package.read_bytes())
+    fetched: list[int] = []
+    real = ObjectStorage.read_timed
+
+    def counted(self, key, start, length, stamp=None):
+        answer = real(self, key, start, length, stamp)
+        fetched.append(len(answer[0]))
+        return answer
+
+    monkeypatch.setattr(ObjectStorage, "read_timed", counted)
+    there = operations.rebuild(f"s3://{BUCKET}/v1/v1.tpk", tmp_path / "s3.gdb", workers=1)
+    monkeypatch.undo()
+    here = operations.rebuild(package, tmp_path / "local.gdb", workers=1)
+    assert there.totals.tiles_present == len(tiles)
+    assert _rows(there.status_path) == _rows(here.status_path)
+    size = package.stat().st_size
+    assert sum(fetched) < share * size, (sum(fetched), size)
+    print(f"v1.tpk: {sum(fetched):,} of {size:,} bytes in {len(fetched)} reads")
 
 
 def test_usa_tpkx_is_read_by_ranges(http_files):

@@ -14,6 +14,7 @@ cache file itself.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import io
 import os
@@ -22,7 +23,7 @@ import struct
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Self
@@ -169,6 +170,19 @@ class ByteSource(ABC):
         data = self.read(offset, len(view))
         view[: len(data)] = data
         return len(data)
+
+    def read_words(self, offsets: Sequence[int], size: int) -> bytes:
+        """``size`` bytes at each of ``offsets`` (in increasing order), joined; shorter only
+        where the source ends inside a word (the words before it, and what there is of it).
+        One :meth:`readinto` per word; sources that can read many words in fewer requests
+        (an object) override it."""
+        buf = bytearray(size * len(offsets))
+        view = memoryview(buf)
+        for i, offset in enumerate(offsets):
+            got = self.readinto(offset, view[size * i : size * (i + 1)])
+            if got != size:
+                return bytes(view[: size * i + got])
+        return bytes(buf)
 
     @abstractmethod
     def current_version(self) -> Version:
@@ -417,7 +431,7 @@ class ZipArchive:
 
     def locate(self, info: zipfile.ZipInfo, package: ByteSource) -> tuple[int, bytes]:
         """Where the bytes of the stored member ``info`` start in the package, and its first
-        bytes when its local header had to be read for that (then in one read of
+        bytes when its local header had to be read for that (then in one read of up to
         :data:`ZIP_BUFFER` bytes, which holds a bundle's index: one request for an object);
         the start is kept, so later opens of the member read nothing first (``b""``).
 
@@ -427,7 +441,12 @@ class ZipArchive:
         start = self._starts.get(info.filename)
         if start is not None:
             return start, b""
-        head = package.read(info.header_offset, ZIP_BUFFER)
+        # The local header repeats the directory's name, and its extra field is about as long:
+        # read no further than the member's end, give or take (a short head costs a read).
+        extent = _ZIP_LOCAL_HEADER_SIZE + len(info.orig_filename.encode()) + len(info.extra)
+        # As one word: exactly those bytes, never an object's read-ahead block of a small read.
+        want = min(ZIP_BUFFER, extent + 64 + info.file_size)
+        head = package.read_words([info.header_offset], want)
         if len(head) < _ZIP_LOCAL_HEADER_SIZE or head[:4] != ZIP_LOCAL_HEADER:
             raise CorruptBundle(
                 f"the zip entry's local header is not at byte {info.header_offset:,}"
@@ -512,6 +531,19 @@ class ZipMember(ByteSource):
             return self._entry.read(length)
         except _ZIP_ERRORS as exc:
             raise _unreadable(exc) from None
+
+    def read_words(self, offsets: Sequence[int], size: int) -> bytes:
+        """See :meth:`ByteSource.read_words`: a stored member's from its first bytes where
+        they hold them, the others from the package in as few reads as it takes them."""
+        if self._package is None:
+            return super().read_words(offsets, size)
+        held = bisect.bisect_right(offsets, len(self._head) - size)
+        inside = bisect.bisect_right(offsets, self.size - size)
+        found = b"".join(self._head[offset : offset + size] for offset in offsets[:held])
+        found += self._package.read_words([self._start + o for o in offsets[held:inside]], size)
+        if len(found) == size * inside and inside < len(offsets):
+            found += self.read(offsets[inside], size)  # the member ends inside it
+        return found
 
     def current_version(self) -> Version:
         """The package's version now."""

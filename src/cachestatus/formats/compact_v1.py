@@ -136,23 +136,23 @@ def bundle_size(src: ByteSource) -> int:
 
 
 def read_size_words(src: ByteSource, at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
-    """The little-endian u32 at each offset of ``at`` in ``src``: 4 bytes read per offset.
+    """The little-endian u32 at each offset of ``at`` in ``src``: 4 bytes read per offset
+    (:meth:`~.bytesource.ByteSource.read_words`).
 
-    Reads go in file order: the kernel's read-ahead then serves them from few disk reads, and
-    a compressed zip member is inflated once.
+    Reads go in file order: the kernel's read-ahead then serves them from few disk reads, an
+    object joins near ones into one request, and a compressed zip member is inflated once.
 
     Raises:
         CorruptBundle: the source ends inside a word (it shrank after its size was taken).
     """
     order = np.argsort(at, kind="stable")
-    buf = bytearray(SIZE_PREFIX * len(at))
-    view = memoryview(buf)
-    for i, offset in enumerate(at[order].tolist()):
-        word = view[SIZE_PREFIX * i : SIZE_PREFIX * (i + 1)]
-        if src.readinto(offset, word) != SIZE_PREFIX:
-            raise CorruptBundle(f"truncated: the file ends inside the size word at byte {offset}")
+    offsets = at[order].tolist()
+    data = src.read_words(offsets, SIZE_PREFIX)
+    if len(data) != SIZE_PREFIX * len(offsets):
+        offset = offsets[len(data) // SIZE_PREFIX]
+        raise CorruptBundle(f"truncated: the file ends inside the size word at byte {offset}")
     words = np.empty(len(at), dtype=np.uint32)
-    words[order] = np.frombuffer(buf, dtype="<u4")
+    words[order] = np.frombuffer(data, dtype="<u4")
     return words
 
 

@@ -10,6 +10,7 @@ listing too: nothing is asked past the listed end, so a 0-byte object reads as e
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..formats.bytesource import ByteSource, SourceFile, Version
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
 
 #: Bytes a seekable object file reads at once (a zip's central directory, its members).
 FILE_BUFFER = 256 * 1024
-#: Reads shorter than this are served from a block of :data:`READ_AHEAD` bytes read at once:
-#: a Compact V1 bundle's 4-byte size words, read in file order, cost a request per block, not
-#: one per tile. Longer reads (a V2 header and index) are asked for as they are.
+#: Reads shorter than this are served from a block of :data:`READ_AHEAD` bytes read at once
+#: (and words closer than this share a request: :meth:`ObjectSource.read_words`). Longer reads
+#: (a V2 header and index) are asked for as they are.
 SMALL_READ, READ_AHEAD = 64 * 1024, 1024 * 1024
 
 
@@ -50,6 +51,32 @@ class ObjectSource(ByteSource):
             block = self._fetch(offset, max(length, min(READ_AHEAD, self.size - offset)))
             start, self._block = offset, (offset, block)
         return block[offset - start : offset - start + length]
+
+    def read_words(self, offsets: Sequence[int], size: int) -> bytes:
+        """See :meth:`ByteSource.read_words`: words less than :data:`SMALL_READ` apart share
+        one request, with the bytes between them, up to :data:`READ_AHEAD` bytes; a word
+        farther from the last is asked for alone. The size words of a Compact V1 bundle of
+        small tiles cost a request per block, and those of large tiles never fetch their
+        bodies."""
+        found = bytearray()
+        first = 0
+        while first < len(offsets):
+            start, last = offsets[first], first
+            while (
+                last + 1 < len(offsets)
+                and offsets[last + 1] - offsets[last] - size <= SMALL_READ
+                and offsets[last + 1] + size - start <= READ_AHEAD
+            ):
+                last += 1
+            length = min(offsets[last] + size, self.size) - start
+            block = self._fetch(start, length) if length > 0 else b""
+            for offset in offsets[first : last + 1]:
+                word = block[offset - start : offset - start + size]
+                found += word
+                if len(word) != size:
+                    return bytes(found)
+            first = last + 1
+        return bytes(found)
 
     def _fetch(self, offset: int, length: int) -> bytes:
         data, modified = self._storage.read_timed(
