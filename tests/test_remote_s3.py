@@ -312,3 +312,28 @@ def test_reads_are_kept_in_flight_by_default_on_object_storage(s3_env, bucket, i
     code, _, err = run("rebuild", local, "--status", in_tmp / "local.gdb", "--workers", 1)
     assert code == 0, err
     assert comparable(in_tmp / "remote.gdb") == comparable(in_tmp / "local.gdb")
+
+
+@pytest.mark.parametrize("kind", ["compact-v2", "compact-v1", "exploded", "xyz"])
+def test_a_cache_root_is_listed_once_at_open(s3_env, bucket, in_tmp, monkeypatch, kind):
+    """Opening a folder cache in S3 lists its root once (one ``LIST`` with a delimiter, as the
+    server logs it) and reads ``conf.xml`` once (where there is one): what detection found is
+    what the reader reads."""
+    from cachestatus import open_cache
+
+    local = build(kind, in_tmp / "built", tiles(), levels=10).path
+    url = upload(s3_env, local, bucket, f"listed/{kind}/Layers")
+    proxy = Throttling(s3_env, slow=0)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        point_at(monkeypatch, f"http://127.0.0.1:{proxy.server_address[1]}")
+        with open_cache(url) as reader:
+            assert reader.name == kind
+            opened = list(proxy.requests)
+    finally:
+        proxy.shutdown()
+    root = f"prefix=listed%2F{kind}%2FLayers%2F"
+    lists = [path for method, path in opened if method == "GET" and "list-type=2" in path]
+    assert len([path for path in lists if path.endswith(root) or f"{root}&" in path]) == 1, opened
+    confs = [path for method, path in opened if method == "GET" and path.endswith("/conf.xml")]
+    assert len(confs) == (kind != "xyz"), opened

@@ -253,11 +253,12 @@ def open_cache(
         from ..storage import ObjectStorage
 
         storage = ObjectStorage(location)
-        found = get(format_hint) if format_hint is not None else detect_remote(storage)
-        if scheme is not None:
-            found = _with_scheme(location.url, found, scheme)
-        _check_table(location.url, found, table)
-        return CacheSpec(found.name, location.url, sizes, table, anon).open()
+        with storage.listings_kept():  # detection's listings are the reader's
+            found = get(format_hint) if format_hint is not None else detect_remote(storage)
+            if scheme is not None:
+                found = _with_scheme(location.url, found, scheme)
+            _check_table(location.url, found, table)
+            return CacheSpec(found.name, location.url, sizes, table, anon).open(storage)
     where = as_path(path, "cache")
     if not where.exists():
         detect(where)  # raises CacheNotFound with the usual message

@@ -222,7 +222,7 @@ class ArcGISFolderCache(ArcGISCache):
         Raises:
             InvalidCacheConfig: no ``conf.xml`` there, or it cannot be read.
         """
-        found = ObjectLayout.find(storage)
+        found = _remote_layout(storage)
         if found is None:
             raise InvalidCacheConfig(
                 f"{storage.location.url}: no conf.xml found in it or in its Layers folder"
@@ -275,10 +275,18 @@ class ArcGISFolderCache(ArcGISCache):
 
 
 @functools.lru_cache(maxsize=4)
+def _remote_layout(storage: ObjectStorage) -> tuple[ObjectLayout, str] | None:
+    """:meth:`ObjectLayout.find` of ``storage``, once: every format's detection asks, then
+    the reader opened through the same storage reads the layout found (its listing, and its
+    configuration files as read)."""
+    return ObjectLayout.find(storage)
+
+
+@functools.lru_cache(maxsize=4)
 def _remote_conf(storage: ObjectStorage) -> tuple[ObjectLayout, str, str] | None:
     """The layout of the cache at ``storage``'s location, the name of its ``conf.xml`` and the
     storage format it declares: found once while every format's detection asks."""
-    found = ObjectLayout.find(storage)
+    found = _remote_layout(storage)
     if found is None:
         return None
     layout, name = found

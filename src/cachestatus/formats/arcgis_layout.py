@@ -348,6 +348,9 @@ class ObjectLayout(Layout):
         #: The objects of the level folder listed last, by key, and that folder.
         self._listed: dict[str, ObjectEntry] = {}
         self._listed_folder: str | None = None
+        #: The configuration files read, by name: read once, whoever asks (detection, then
+        #: the reader).
+        self._configs: dict[str, bytes | None] = {}
 
     @classmethod
     def find(cls, storage: ObjectStorage) -> tuple[ObjectLayout, str] | None:
@@ -375,11 +378,15 @@ class ObjectLayout(Layout):
         return None
 
     def config(self, name: str) -> bytes | None:
-        """The object ``name`` of the root folder, if there is one."""
-        entry = self._files.get(name)
-        if entry is None:
-            return None
-        return read_config(lambda _: self.storage.source(entry), name, self.source(name))
+        """The object ``name`` of the root folder, if there is one (as first read)."""
+        if name not in self._configs:
+            entry = self._files.get(name)
+            self._configs[name] = (
+                None
+                if entry is None
+                else read_config(lambda _: self.storage.source(entry), name, self.source(name))
+            )
+        return self._configs[name]
 
     def source(self, name: str) -> str:
         """The object's URL."""

@@ -19,6 +19,7 @@ from ..storage.location import parse_location
 from .bytesource import not_a_file
 
 if TYPE_CHECKING:
+    from ..storage import ObjectStorage
     from .base import CacheReader
 
 
@@ -39,11 +40,13 @@ class CacheSpec:
     #: Unsigned requests to object storage (public buckets); local paths ignore it.
     anon: bool = False
 
-    def open(self) -> CacheReader:
+    def open(self, storage: ObjectStorage | None = None) -> CacheReader:
         """A fresh reader of this cache, with the options its format takes.
 
         A URL (``s3://``, ``/vsis3/``...) is read from object storage, by the formats that can
-        be (:meth:`~.base.CacheReader.open_remote`).
+        be (:meth:`~.base.CacheReader.open_remote`): through ``storage`` when given (the one
+        detection listed the location with, so that the reader reads what it found, without
+        listing it again), else a new one.
 
         Raises:
             UnsupportedFormat: no format of that name is registered, or the format cannot be
@@ -59,9 +62,10 @@ class CacheSpec:
         options = {name: getattr(self, name) for name in reader_class.options}
         location = parse_location(self.path, anon=self.anon)
         if location is not None:
-            from ..storage import ObjectStorage
+            if storage is None or storage.location != location:
+                from ..storage import ObjectStorage
 
-            storage = ObjectStorage(location)
+                storage = ObjectStorage(location)
             reader = reader_class.open_remote(storage, **options)
             reader.io_concurrency = storage.io_concurrency  # reads wait on the network
             return reader

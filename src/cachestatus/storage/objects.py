@@ -14,6 +14,7 @@ backoff and jitter, not inside obstore, so that the run can say how many request
 from __future__ import annotations
 
 import builtins
+import contextlib
 import random
 import re
 import threading
@@ -76,6 +77,8 @@ class ObjectStorage:
         self.retries = 0
         self._store: ObjectStore | None = None
         self._lock = threading.Lock()
+        #: Within :meth:`listings_kept`, the answers of :meth:`list_dir` by prefix.
+        self._kept: dict[str, tuple[builtins.list[str], builtins.list[ObjectEntry]]] | None = None
         share_counter()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -115,6 +118,17 @@ class ObjectStorage:
             except Exception as exc:
                 attempt = self._retry_or_raise(exc, attempt, f"listing {self._url(full)}")
 
+    @contextlib.contextmanager
+    def listings_kept(self) -> Iterator[None]:
+        """Within it, each folder is listed once (:meth:`list_dir`) and its listing kept for
+        whoever asks next: opening a cache, the detection of every format, then the reader's
+        start, list the location once. Listings after it see the bucket as it is then."""
+        self._kept = {}
+        try:
+            yield
+        finally:
+            self._kept = None
+
     def list_dir(self, prefix: str = "") -> tuple[builtins.list[str], builtins.list[ObjectEntry]]:
         """One level under ``prefix``: the names of the folders in it, and its objects.
 
@@ -124,12 +138,18 @@ class ObjectStorage:
         import obstore
 
         full = self.full_key(prefix)
+        if self._kept is not None and full in self._kept:
+            folders, objects = self._kept[full]
+            return list(folders), list(objects)
         found = self._call(
             lambda: obstore.list_with_delimiter(self._client(), prefix=full or None),
             f"listing {self._url(full)}",
         )
         names = [path.rstrip("/").rsplit("/", 1)[-1] for path in found["common_prefixes"]]
-        return names, [_entry(meta) for meta in found["objects"]]
+        entries = [_entry(meta) for meta in found["objects"]]
+        if self._kept is not None:
+            self._kept[full] = (list(names), list(entries))
+        return names, entries
 
     def head(self, key: str) -> ObjectEntry:
         """The object at the full ``key``.
