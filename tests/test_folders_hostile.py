@@ -271,6 +271,7 @@ def test_a_file_vanishing_between_listing_and_stat_is_a_problem_for_that_tile(
     assert report.totals.tiles_present + report.totals.tiles_stray == 3
     assert [(p.tile, p.kind) for p in report.problems] == [("L03/R2/C2", "corrupt")]
     assert report.problems[0].detail.endswith("cannot read: No such file or directory")
+    assert report.problems[0].at == (3, 2, 2)  # the tile itself, not only its text
 
 
 # -- verify and --blank read tile files -------------------------------------------------------

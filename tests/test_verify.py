@@ -154,6 +154,7 @@ def test_esri_usa_package_has_two_tiles_without_their_png_signature(tmp_path):
     report = operations.verify(USA, decode=True, blank=True, workers=1)
     bad = {p.tile: p for p in report.problems}
     assert set(bad) == {"L00/R0/C0", "L01/R0/C0"}
+    assert {p.at for p in report.problems} == {(0, 0, 0), (1, 0, 0)}
     assert all(p.kind == "not-an-image" for p in bad.values())
     assert report.totals.tiles == 1 + 1 + 4 + 9 + 30 + 99
     with formats.open_cache(USA) as reader:

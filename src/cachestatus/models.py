@@ -47,6 +47,11 @@ class Tile(NamedTuple):
     def __str__(self) -> str:
         return f"L{self.level}/R{self.row}/C{self.col}"
 
+    @property
+    def address(self) -> str:
+        """The tile as messages write it: ``L05/R1234/C5678`` (row and column in decimal)."""
+        return f"L{self.level:02d}/R{self.row}/C{self.col}"
+
 
 #: A bundle's file stem (from its row and column) and its label (from its level, row and column).
 _NAME = "R{:04x}C{:04x}"
@@ -349,8 +354,14 @@ class Problem:
     bundle: str
     kind: str
     detail: str
-    #: The tile, ``L05/R1234/C5678``, for a problem with one tile (``verify``).
-    tile: str = ""
+    #: The tile, for a problem with one tile (``verify``).
+    at: Tile | None = None
+
+    @property
+    def tile(self) -> str:
+        """The tile as messages write it, ``L05/R1234/C5678``; ``""`` for a problem with no
+        one tile."""
+        return "" if self.at is None else self.at.address
 
 
 #: :attr:`Problem.kind` of a bundle that cannot be read or decoded at all.

@@ -12,7 +12,6 @@ are counted too.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,20 +24,6 @@ from .formats.base import BundleFile, CacheReader
 from .models import CORRUPT, DAMAGED, BundleKey, Problem, Tile, TileRange, sum_levels
 from .plan import LevelPlan
 from .scan import UNREADABLE, unreadable
-
-
-def tile_address(level: int, row: int, col: int) -> str:
-    """A tile as messages write it: ``L05/R1234/C5678`` (row and column in decimal)."""
-    return f"L{level:02d}/R{row}/C{col}"
-
-
-_ADDRESS = re.compile(r"^L(\d+)/R(\d+)/C(\d+)$")
-
-
-def parse_tile_address(text: str) -> Tile | None:
-    """The tile :func:`tile_address` wrote as ``text``; ``None`` for another text."""
-    found = _ADDRESS.match(text)
-    return None if found is None else Tile(*(int(v) for v in found.groups()))
 
 
 @dataclass
@@ -93,8 +78,8 @@ def check_bundle(
             )
             if verdict is not None:
                 kind, reason = verdict
-                address = tile_address(key.level, tile.row, tile.col)
-                found.problems.append(Problem(key.label, kind, reason, tile=address))
+                at = Tile(key.level, tile.row, tile.col)
+                found.problems.append(Problem(key.label, kind, reason, at=at))
             elif blank is not None and found.blank is not None and blank(tile.data):
                 found.blank += 1
     except UNREADABLE as exc:
@@ -224,7 +209,5 @@ __all__ = [
     "VerifyTotals",
     "check_bundle",
     "check_chunk",
-    "parse_tile_address",
-    "tile_address",
     "type_warning",
 ]

@@ -757,16 +757,10 @@ class TileFolders(ListedTiles):
             )
             problems.append(Problem(self._label(file), BAD_NAME, f"{shown(file)}: {why}"))
         for name, number, why in found.unreadable:
-            row, col = self._place(level, folder, number)
-            key = BundleKey.of_tile(Tile(level, row, col))
+            at = Tile(level, *self._place(level, folder, number))
             file = self._tree.join(path, name)
             problems.append(
-                Problem(
-                    key.label,
-                    CORRUPT,
-                    f"{shown(file)}: {why}",
-                    tile=f"L{level:02d}/R{row}/C{col}",
-                )
+                Problem(BundleKey.of_tile(at).label, CORRUPT, f"{shown(file)}: {why}", at)
             )
         return problems
 

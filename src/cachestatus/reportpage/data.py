@@ -33,7 +33,7 @@ from ..models import (
 from ..store import TASK_STATUS, read_jobs, read_missing_areas, read_rows
 from ..store.reader import read_area_counts, read_level_states, read_levels
 from ..store.schema import MISSING_AREAS
-from ..tilecheck import VerifyReport, parse_tile_address
+from ..tilecheck import VerifyReport
 
 #: The status of a row as the page's columns carry it: its index in this tuple.
 STATES: tuple[str, ...] = tuple(state.value for state in BundleState)
@@ -181,7 +181,7 @@ def _verify_problems(
     reader), and each bundle or name it could not read that the page does not list yet."""
     found = []
     for problem in verified.problems:
-        tile = parse_tile_address(problem.tile) if problem.tile else None
+        tile = problem.at
         if tile is None and problem.bundle in listed:
             continue
         extent = None

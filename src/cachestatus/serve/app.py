@@ -25,7 +25,6 @@ from ..content import GZIP, MEDIA_TYPES, kind_of
 from ..errors import CorruptBundle, StatusNotFound
 from ..models import Tile
 from ..reportpage.html import MAX_EMBEDDED_ROWS
-from ..tilecheck import tile_address
 from . import arcgis, wmts, xyz
 from .service import Service
 
@@ -235,7 +234,7 @@ class App:
         if data is None:
             if self._blank and tile.level in self._levels and query.get("blanktile") != "false":
                 return Answer(200, self._blank, "image/png", {"blank-tile": "true"})
-            return Answer.text(404, f"no tile {tile_address(*tile)}")
+            return Answer.text(404, f"no tile {tile.address}")
         etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
         cached = {"ETag": etag, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"}
         wanted = headers.get("if-none-match", "")
@@ -250,7 +249,7 @@ class App:
     def _damaged(self, tile: Tile, exc: Exception) -> Answer:
         reason = exc.reason if isinstance(exc, CorruptBundle) else f"{type(exc).__name__}: {exc}"
         what = "corrupt bundle" if isinstance(exc, CorruptBundle) else "unreadable"
-        message = f"{tile_address(*tile)}: {what}: {reason}".replace("\n", " ")
+        message = f"{tile.address}: {what}: {reason}".replace("\n", " ")
         log.error(message)
         return Answer.text(500, message)
 
