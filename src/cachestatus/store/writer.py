@@ -242,7 +242,9 @@ class StatusWriter:
         """Swap in a copy of the store at ``source`` with ``LevelStatus`` written again and
         ``job`` added to its ``Jobs``: what :meth:`commit` writes for a run whose every row,
         level total and missing area is the one ``source`` holds, without writing its rows
-        again (they keep the ``jobID`` of the run that wrote them)."""
+        again (they keep the ``jobID`` of the run that wrote them). A GeoPackage is updated
+        through SQLite (:func:`~cachestatus.store.partial.carry`), as an unchanged rebuild
+        answered without GDAL updates it (:mod:`cachestatus.unchanged`)."""
         try:
             if source.is_dir():
                 shutil.copytree(source, self.temp)
@@ -252,8 +254,17 @@ class StatusWriter:
             raise StatusWriteError(
                 f"{self.target}: copying {source} failed: {_write_failure(self.temp.parent, exc)}"
             ) from exc
-        self._write(LEVEL_STATUS_LAYER, levels)  # a few rows, each naming the job
-        self._write(JOBS_LAYER, [job], append=True)
+        if self.driver == "GPKG":  # the same rows and tables, through SQLite
+            try:
+                partial.carry(self.temp, job)
+            except sqlite3.Error as exc:
+                raise StatusWriteError(
+                    f"{self.target}: updating a copy of {source} failed: "
+                    f"{_write_failure(self.temp.parent, exc)}"
+                ) from exc
+        else:
+            self._write(LEVEL_STATUS_LAYER, levels)  # a few rows, each naming the job
+            self._write(JOBS_LAYER, [job], append=True)
         self._swap()
 
     def update(self, source: Path, kept: Sequence[tuple[RowBatch, BundleFileRows]]) -> bool:
