@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,9 +151,22 @@ class Previous:
     levels: list[LevelSummary]
     #: When the previous rebuild started, nanoseconds since the epoch.
     started_ns: int
+    #: The keys of its ``CORRUPT`` and ``IN_PROGRESS`` rows, shape (n, 3).
+    reread: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 3), np.int64))
     #: Set by :meth:`split`: every listed bundle is reused, and they are every bundle file the
     #: store has a row of: its rows, level totals and missing areas stand as they are.
     unchanged: bool = False
+    #: Set by :meth:`split`: the positions in :attr:`stamps` of the bundle files reused.
+    kept: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
+
+    def gone(self) -> tuple[npt.NDArray[np.int64], ...]:
+        """The keys (levels, rows, columns) of the store's bundle file rows that :meth:`split`
+        did not reuse: those of bundles changed, gone or read again."""
+        left = np.ones(len(self.stamps), dtype=np.bool_)
+        left[self.kept] = False
+        stored = _key_array(self.stamps.level, self.stamps.row, self.stamps.col)
+        keys = np.concatenate([stored[left], self.reread])
+        return keys[:, 0], keys[:, 1], keys[:, 2]
 
     def split(self, listing: Listing) -> Listing:
         """The listing of the bundles to read; the rows of the others, reused, in its
@@ -179,6 +192,7 @@ class Previous:
         if not self.unchanged:
             rows_at, reused = self._reused(at[which])
             which = which[rows_at >= 0]
+        self.kept = at[which]
         read = np.ones(len(bundles), dtype=np.bool_)
         read[which] = False
         to_read: dict[int, list[BundleFile]] = {p.lod.level: [] for p in listing.plans}
@@ -312,7 +326,7 @@ def previous_status(
     stored = _key_array(stamps.level, stamps.row, stamps.col)
     every = np.unique(np.concatenate([stored[:, 0], reread[:, 0]]))
     reusable = _positions(_packed(reread, every), _packed(stored, every)) < 0
-    return Previous(target, stamps, reusable, levels, _nanoseconds(last.started))
+    return Previous(target, stamps, reusable, levels, _nanoseconds(last.started), reread)
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:

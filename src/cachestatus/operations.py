@@ -729,7 +729,8 @@ def _scan_to_store(
             else:
                 if previous is not None and target.suffix.lower() == ".gpkg":
                     # Rows can be deleted from a GeoPackage: the reused ones are not rewritten.
-                    writer.update(target, [(b.rows, b.files) for b in listing.reused if b.files])
+                    kept = [(b.rows, b.files) for b in listing.reused if b.files]
+                    writer.update(target, kept, previous.gone())
                 outcome = scan_status(
                     listing, executor, writer.add, files, planned.progress, planned.warnings
                 )

@@ -47,27 +47,65 @@ def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
 def keep_only(store: Path, tables: Sequence[str], keys: tuple[npt.NDArray[np.int64], ...]) -> None:
     """Delete from each of ``tables`` (with ``levelID``, ``bundleRow`` and ``bundleCol``
     fields) every row whose bundle is not one of ``keys`` (level, row and column arrays)."""
+    _delete(store, tables, keys, "NOT EXISTS")
+
+
+def drop_bundles(
+    store: Path,
+    tables: Sequence[str],
+    keys: tuple[npt.NDArray[np.int64], ...],
+    also: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Delete from each of ``tables`` the rows of the bundles ``keys``, and the rows that match
+    the table's condition in ``also`` (SQL on its fields): unlike :func:`keep_only`, the work
+    in Python grows with the bundles to delete, not with the rows kept. Returns how many rows
+    each table holds then."""
+    return _delete(store, tables, keys, "EXISTS", also or {})
+
+
+def _delete(
+    store: Path,
+    tables: Sequence[str],
+    keys: tuple[npt.NDArray[np.int64], ...],
+    which: str,
+    also: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Delete from each of ``tables`` the rows whose bundle is (``which``: ``EXISTS``) or is
+    not (``NOT EXISTS``) one of ``keys``, or that match the table's condition in ``also``; the
+    rows each table holds then."""
     db = _connect(store, read_only=False)
     try:
         db.execute("BEGIN")
         # INTEGER columns, as the layers' keys are: the lookup then uses the primary key.
         db.execute(
-            "CREATE TEMP TABLE kept (l INTEGER, r INTEGER, c INTEGER, PRIMARY KEY (l, r, c)) "
+            "CREATE TEMP TABLE listed (l INTEGER, r INTEGER, c INTEGER, PRIMARY KEY (l, r, c)) "
             "WITHOUT ROWID"
         )
         db.executemany(
-            "INSERT OR IGNORE INTO temp.kept VALUES (?, ?, ?)",
+            "INSERT OR IGNORE INTO temp.listed VALUES (?, ?, ?)",
             zip(*(k.tolist() for k in keys), strict=True),
         )
+        listed = "SELECT 1 FROM temp.listed WHERE l = levelID AND r = bundleRow AND c = bundleCol"
         for table in tables:
+            extra = (also or {}).get(table)
             db.execute(
-                f'DELETE FROM "{table}" WHERE NOT EXISTS (SELECT 1 FROM temp.kept WHERE '
-                "l = levelID AND r = bundleRow AND c = bundleCol)"
+                f'DELETE FROM "{table}" WHERE {which} ({listed})'
+                + (f" OR {extra}" if extra else "")
             )
             _touch(db, table)
+        counts = {
+            table: int(
+                db.execute(
+                    "SELECT feature_count FROM gpkg_ogr_contents WHERE lower(table_name) = ?",
+                    (table.lower(),),
+                ).fetchone()[0]
+            )
+            for table in tables
+        }
         db.execute("COMMIT")
     finally:
         db.close()
+    return counts
 
 
 def _connect(store: Path, read_only: bool) -> sqlite3.Connection:
@@ -105,8 +143,18 @@ def stored_time(value: datetime | None) -> str | None:
 
 def carry(store: Path, job: JobRecord) -> None:
     """Record a rebuild that found every row of the GeoPackage ``store`` as it is: its
-    ``LevelStatus`` rows name the job, added to ``Jobs`` with its fields as GDAL writes them
-    (:data:`~cachestatus.store.tables.JOB_FIELDS`)."""
+    ``LevelStatus`` rows name the job, added to ``Jobs`` (:func:`append_job`)."""
+    _write_job(store, job, name_levels=True)
+
+
+def append_job(store: Path, job: JobRecord) -> None:
+    """Add ``job`` to the ``Jobs`` table of the GeoPackage ``store``, its fields as GDAL writes
+    them (:data:`~cachestatus.store.tables.JOB_FIELDS`): what writing the table again with the
+    rows it holds and ``job`` leaves."""
+    _write_job(store, job, name_levels=False)
+
+
+def _write_job(store: Path, job: JobRecord, name_levels: bool) -> None:
     names = ", ".join(f'"{name}"' for name, *_ in JOB_FIELDS)
     values = [
         stored_time(getattr(job, get)) if dtype == TIME else getattr(job, get)
@@ -115,12 +163,13 @@ def carry(store: Path, job: JobRecord) -> None:
     db = _connect(store, read_only=False)
     try:
         db.execute("BEGIN")
-        db.execute(f'UPDATE "{LEVEL_STATUS}" SET jobID = ?', (job.job_id,))
+        if name_levels:
+            db.execute(f'UPDATE "{LEVEL_STATUS}" SET jobID = ?', (job.job_id,))
+            _touch(db, LEVEL_STATUS)
         db.execute(
             f'INSERT INTO "{JOBS}" ({names}) VALUES ({", ".join("?" * len(values))})', values
         )
-        for table in (LEVEL_STATUS, JOBS):
-            _touch(db, table)
+        _touch(db, JOBS)
         db.execute("COMMIT")
     finally:
         db.close()

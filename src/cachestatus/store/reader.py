@@ -69,13 +69,15 @@ def _table(
     from pyogrio.raw import read as ogr_read  # GDAL loads on first use: a faster start-up
 
     # GDAL's OpenFileGDB driver does not see ignored fields in filters: ``names`` holds the
-    # fields ``where`` tests.
+    # fields ``where`` tests. Derived fields (a row's bundleName, jobID...) are not read back:
+    # not asked for either (GDAL skips a name the table lacks, a field added since).
+    attributes = [c.name for c in layer.columns if c.attribute is not None]
     meta, _fids, wkb, values = ogr_read(
         str(path),
         layer=layer.name,
         read_geometry=geometry,
         where=where,
-        columns=None if names is None else list(names),
+        columns=attributes if names is None else list(names),
     )
     table = dict(zip(meta["fields"], values, strict=True))
     count = len(values[0]) if values else 0
