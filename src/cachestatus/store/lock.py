@@ -45,7 +45,10 @@ def _read(path: str) -> str | None:
 
 
 def _host() -> str:
-    """This machine's name (``socket`` loaded when a lock is taken, not by every import)."""
+    """This machine's name: the kernel's node name, which ``gethostname`` returns on POSIX
+    (without loading ``socket``)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
     import socket
 
     return socket.gethostname()
