@@ -21,6 +21,14 @@ from pyogrio import list_layers
 from pyogrio.raw import read
 
 from cachestatus import rebuild
+from cachestatus.store import partial, reader
+from cachestatus.store.schema import (
+    BUNDLE_FILES_LAYER,
+    JOBS_LAYER,
+    LEVEL_STATUS_LAYER,
+    MISSING_AREAS_LAYER,
+    TASK_STATUS_LAYER,
+)
 from tests.conftest import need_program
 from tests.status_rows import task_rows
 from tests.test_incremental import (
@@ -184,3 +192,90 @@ def test_store_lacking_a_field_is_written_whole(caches: tuple[Path, Path], tmp_p
     full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
     assert_same_store(store, full)
     assert set(_jobs_of_rows(store).values()) == {again.job_id}
+
+
+def _deletions(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """Record the keys each deletion of the store's rows is given."""
+    seen: dict[str, list[int]] = {"drop_bundles": [], "keep_only": []}
+    for name in seen:
+        real = getattr(partial, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            seen[_name].append(len(args[2][0]))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(partial, name, spy)
+    return seen
+
+
+def test_only_the_changed_bundles_are_deleted(
+    caches: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, other = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1, max_missing_rows=5)  # MISSING rows too
+    _apply(cache, other, {BASE[0]: "rewrite", BASE[1]: "delete"}, time.time_ns() - HOUR)
+    seen = _deletions(monkeypatch)
+    again = rebuild(cache, store, workers=1, max_missing_rows=5)
+    assert (again.bundles_read, again.bundles_reused) == (1, len(BASE) - 2)
+    # The keys of the two changed bundles, not those of the rows kept.
+    assert seen == {"drop_bundles": [2], "keep_only": []}
+    full = Path(
+        str(
+            rebuild(
+                cache, tmp_path / "Full.gpkg", workers=1, reuse=False, max_missing_rows=5
+            ).status_path
+        )
+    )
+    assert_same_store(store, full)
+    assert_sound_geopackage(store, full)
+
+
+def test_rows_of_no_known_kind_are_deleted_by_the_keys_kept(
+    caches: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row the update cannot account for (here: a file's row without a BundleFiles row, as a
+    bundle without a stamp leaves) goes too: the store keeps exactly the rows reused."""
+    base, other = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    with sqlite3.connect(store) as db:
+        db.execute(
+            "DELETE FROM BundleFiles WHERE levelID = ? AND bundleRow = ? AND bundleCol = ?",
+            (BASE[2][0], BASE[2][1] * 128, BASE[2][2] * 128),
+        )
+    _apply(cache, other, {BASE[0]: "rewrite"}, time.time_ns() - HOUR)
+    seen = _deletions(monkeypatch)
+    again = rebuild(cache, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (2, len(BASE) - 2)
+    assert seen == {"drop_bundles": [1], "keep_only": [len(BASE) - 2]}
+    full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
+    assert_same_store(store, full)
+    assert_sound_geopackage(store, full)
+
+
+def test_a_geopackage_reads_through_sqlite_as_through_gdal(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The store's reader takes a GeoPackage's fields from SQLite (many times faster than
+    GDAL for many rows): every field of every table as GDAL reads it, nulls included."""
+    base, _ = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1, max_missing_rows=5)  # MISSING rows: null times
+    rebuild(cache, store, workers=1, blank=True, reuse=False)  # counted blanks, a 2nd job
+    for layer in (
+        TASK_STATUS_LAYER,
+        LEVEL_STATUS_LAYER,
+        JOBS_LAYER,
+        MISSING_AREAS_LAYER,
+        BUNDLE_FILES_LAYER,
+    ):
+        through_sqlite, _ = reader._table(store, layer)
+        through_gdal, _ = reader._table(store, layer, where="1 = 1")  # a filter: GDAL reads
+        assert [a for a, *_ in through_sqlite] == [a for a, *_ in through_gdal]
+        for (name, column, ours), (_, _, gdal) in zip(through_sqlite, through_gdal, strict=True):
+            assert len(ours) > 0, (layer.name, name)
+            assert column.items(ours) == column.items(gdal), (layer.name, name)

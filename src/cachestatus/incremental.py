@@ -2,19 +2,20 @@
 only the others are read.
 
 A rebuild's store keeps, beside ``TaskStatus``, a ``BundleFiles`` table: per bundle file read,
-its exact size and stamp as read (``st_mtime_ns`` for a local file, the ETag for an object), the
-block of its row and the holes it sent (:func:`bundle_files`). The next rebuild of the same
+its exact size and stamp as read (``st_mtime_ns`` for a local file, the ETag for an object),
+the block of its row and the holes it sent (:func:`bundle_files`). The next rebuild of the same
 request (the same cache, levels, counts and store, and the same tiling scheme and full extent:
-:func:`same_request`) by the same major version loads them (:func:`previous_status`) and splits
-its listing (:meth:`Previous.split`): a bundle whose listed size and stamp equal those it was
-read with has its previous row and holes handed to the folds as they are; every other bundle
-is read as in a full rebuild. Always read: bundles new in the listing, bundles locked now,
-bundles whose previous row is ``CORRUPT`` or ``IN_PROGRESS`` (no ``BundleFiles`` row is kept
-for them), and bundles whose mtime lies less than :data:`RACY_NS` before the previous run's
-start, or after it: a file written in the same clock tick as that scan may change again
-without moving its mtime (and FAT or SMB times are coarse). Bundles gone from the listing get
-no row from here: they become ``MISSING`` by the normal path. Virtual bundles (formats without
-bundle files) and codecs that do not tell a stamp are always read.
+:func:`~cachestatus.request.same_request`) by the same major version loads them
+(:func:`previous_status`) and splits its listing (:meth:`Previous.split`): a bundle whose
+listed size and stamp equal those it was read with has its previous row and holes handed to the
+folds as they are; every other bundle is read as in a full rebuild. Always read: bundles new in
+the listing, bundles locked now, bundles whose previous row is ``CORRUPT`` or ``IN_PROGRESS``
+(no ``BundleFiles`` row is kept for them), and bundles whose mtime lies less than
+:data:`RACY_NS` before the previous run's start, or after it: a file written in the same clock
+tick as that scan may change again without moving its mtime (and FAT or SMB times are coarse).
+Bundles gone from the listing get no row from here: they become ``MISSING`` by the normal path.
+Virtual bundles (formats without bundle files) and codecs that do not tell a stamp are always
+read.
 
 The result equals a full rebuild's: the same rows, totals and missing areas, since a reused
 bundle brings the very row and holes its reading gave.
@@ -26,7 +27,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from . import __version__
 from .formats.base import BundleFile, CacheReader, LevelListing
 from .missing_areas import HOLE, MissingRows, cover_warning, tagged_holes
 from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem, RowBatch
-from .request import Execution
+from .request import same_request
 from .scan import Listing, Progress, ScanBatch, ScanOutcome, scan_warnings
 from .store.reader import (
     count_rows,
@@ -50,10 +51,8 @@ from .store.reader import (
 )
 from .store.records import BundleFileRows, FileStamps, JobRecord, decode_holes, encode_holes
 from .store.schema import TASK_STATUS
+from .unchanged import RACY_NS
 
-#: A bundle whose mtime lies less than this before the previous run's start (or after it) is
-#: read again: it may have changed since without moving its mtime (nanoseconds).
-RACY_NS = 2_000_000_000
 #: Reused rows handed to the folds at a time.
 REUSED_BATCH = 10_000
 #: Previous rows whose bundles are always read again.
@@ -65,16 +64,6 @@ def tiling(reader: CacheReader) -> str:
     records it with its request and reuses rows only under the same one."""
     text = repr((reader.scheme, reader.full_extent))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def same_request(previous: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    """Whether two recorded requests (a job's ``parameters``) ask the same question: equal but
-    for how they run (:class:`~cachestatus.request.Execution`'s keys)."""
-    running = Execution().to_json().keys()
-    current = json.loads(json.dumps(current))  # as the Jobs table holds it
-    return {k: v for k, v in previous.items() if k not in running} == {
-        k: v for k, v in current.items() if k not in running
-    }
 
 
 def _major(version: str) -> str:
@@ -162,9 +151,22 @@ class Previous:
     levels: list[LevelSummary]
     #: When the previous rebuild started, nanoseconds since the epoch.
     started_ns: int
+    #: The keys of its ``CORRUPT`` and ``IN_PROGRESS`` rows, shape (n, 3).
+    reread: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 3), np.int64))
     #: Set by :meth:`split`: every listed bundle is reused, and they are every bundle file the
     #: store has a row of: its rows, level totals and missing areas stand as they are.
     unchanged: bool = False
+    #: Set by :meth:`split`: the positions in :attr:`stamps` of the bundle files reused.
+    kept: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
+
+    def gone(self) -> tuple[npt.NDArray[np.int64], ...]:
+        """The keys (levels, rows, columns) of the store's bundle file rows that :meth:`split`
+        did not reuse: those of bundles changed, gone or read again."""
+        left = np.ones(len(self.stamps), dtype=np.bool_)
+        left[self.kept] = False
+        stored = _key_array(self.stamps.level, self.stamps.row, self.stamps.col)
+        keys = np.concatenate([stored[left], self.reread])
+        return keys[:, 0], keys[:, 1], keys[:, 2]
 
     def split(self, listing: Listing) -> Listing:
         """The listing of the bundles to read; the rows of the others, reused, in its
@@ -190,6 +192,7 @@ class Previous:
         if not self.unchanged:
             rows_at, reused = self._reused(at[which])
             which = which[rows_at >= 0]
+        self.kept = at[which]
         read = np.ones(len(bundles), dtype=np.bool_)
         read[which] = False
         to_read: dict[int, list[BundleFile]] = {p.lod.level: [] for p in listing.plans}
@@ -323,7 +326,7 @@ def previous_status(
     stored = _key_array(stamps.level, stamps.row, stamps.col)
     every = np.unique(np.concatenate([stored[:, 0], reread[:, 0]]))
     reusable = _positions(_packed(reread, every), _packed(stored, every)) < 0
-    return Previous(target, stamps, reusable, levels, _nanoseconds(last.started))
+    return Previous(target, stamps, reusable, levels, _nanoseconds(last.started), reread)
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:
@@ -378,6 +381,5 @@ __all__ = [
     "Previous",
     "bundle_files",
     "previous_status",
-    "same_request",
     "tiling",
 ]

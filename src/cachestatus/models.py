@@ -7,17 +7,21 @@ One notation everywhere: a tile is written ``L{level}/R{row}/C{col}`` (decimal) 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar, cast, get_type_hints
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast, get_type_hints
 
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
+# Re-exported: the results of a run are models too (defined apart, without numpy).
+from .results import LevelSummary as LevelSummary
+from .results import Problem as Problem
+from .results import StatusReport as StatusReport
+from .results import percent
+from .results import sum_levels as sum_levels
 
 #: Tiles per bundle side: a bundle is a block of 128 x 128 tiles (``PacketSize``).
 BUNDLE_SIZE = 128
@@ -208,12 +212,6 @@ def percent_complete(present: npt.ArrayLike, expected: npt.ArrayLike) -> npt.NDA
         return np.where(expected > 0, 100.0 * present / expected, np.nan)
 
 
-def _percent(present: int, expected: int) -> float | None:
-    """:func:`percent_complete` of one row, ``None`` where nothing is expected."""
-    percent = float(percent_complete(present, expected))
-    return None if math.isnan(percent) else percent
-
-
 class BundleStatus(NamedTuple):
     """The status of one bundle: one ``TaskStatus`` row (its polygon given as a block of tiles).
 
@@ -246,7 +244,7 @@ class BundleStatus(NamedTuple):
     @property
     def percent_complete(self) -> float | None:
         """100 x present / expected, ``None`` where nothing is expected."""
-        return _percent(self.tiles_present, self.tiles_expected)
+        return percent(self.tiles_present, self.tiles_expected)
 
     @property
     def modified(self) -> datetime | None:
@@ -309,27 +307,6 @@ _FIELD_COLUMNS = {
 _ROW_COLUMNS = {"level": _INT, "row": _INT, "col": _INT, **_FIELD_COLUMNS}
 
 
-@dataclass
-class LevelSummary:
-    """Totals of one level: one ``LevelStatus`` row. Counts are exact Python ints."""
-
-    level: int
-    scale: float
-    resolution: float
-    bundles: int = 0
-    tiles_expected: int = 0
-    tiles_present: int = 0
-    tiles_stray: int = 0
-    tile_bytes: int = 0
-    #: Present tiles without content (``--blank``); ``None`` when not counted.
-    tiles_blank: int | None = None
-
-    @property
-    def percent_complete(self) -> float | None:
-        """100 x present / expected, ``None`` where nothing is expected."""
-        return _percent(self.tiles_present, self.tiles_expected)
-
-
 @dataclass(frozen=True)
 class MissingAreaRecord:
     """One row of the ``MissingAreas`` table: the missing tiles of one level as one
@@ -347,23 +324,6 @@ class MissingAreaRecord:
     exact: bool = True
 
 
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong found during a run: a corrupt bundle, a file that is not a bundle..."""
-
-    bundle: str
-    kind: str
-    detail: str
-    #: The tile, for a problem with one tile (``verify``).
-    at: Tile | None = None
-
-    @property
-    def tile(self) -> str:
-        """The tile as messages write it, ``L05/R1234/C5678``; ``""`` for a problem with no
-        one tile."""
-        return "" if self.at is None else self.at.address
-
-
 #: :attr:`Problem.kind` of a bundle that cannot be read or decoded at all.
 CORRUPT = "corrupt"
 #: :attr:`Problem.kind` of a tile whose storage is damaged (size prefix, bounds).
@@ -379,50 +339,6 @@ BAD_NAME = "bad-name"
 BAD_TILE = "bad-tile"
 #: :attr:`Problem.kind` of a level whose runs cover more bundles than a scan lists: left out.
 TOO_MANY_BUNDLES = "too-many-bundles"
-
-
-#: The fields that name a level's totals rather than count something.
-_LEVEL_NAMES = frozenset({"level", "scale", "resolution"})
-_Totals = TypeVar("_Totals", bound="DataclassInstance")
-
-
-def sum_levels(levels: Iterable[_Totals], total: _Totals) -> _Totals:
-    """``total`` (the record of level -1) with the counts of ``levels`` added: every field but
-    the level's names (level, scale, resolution). A count a level leaves ``None`` (not counted)
-    adds nothing; the total's stays ``None`` unless some level counted it."""
-    for level in levels:
-        for f in fields(level):
-            value = getattr(level, f.name)
-            if f.name not in _LEVEL_NAMES and value is not None:
-                setattr(total, f.name, (getattr(total, f.name) or 0) + value)
-    return total
-
-
-@dataclass
-class StatusReport:
-    """The outcome of a rebuild (or of reading a stored status back)."""
-
-    cache: str
-    format: str
-    status_path: str | None
-    job_id: str
-    mode: str
-    elapsed_s: float
-    levels: list[LevelSummary]
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    #: Requests to object storage retried after a throttling or server error (``None``: the
-    #: cache is local).
-    requests_retried: int | None = None
-    #: Bundles the run read, and bundles whose rows it reused from the previous rebuild
-    #: (``None``: a status read back, not scanned).
-    bundles_read: int | None = None
-    bundles_reused: int | None = None
-
-    @property
-    def totals(self) -> LevelSummary:
-        """The sums over all levels (level -1, no scale)."""
-        return sum_levels(self.levels, LevelSummary(level=-1, scale=0.0, resolution=0.0))
 
 
 class RowBatch:

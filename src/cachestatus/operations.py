@@ -71,19 +71,10 @@ from .store.guard import (
 )
 from .store.lock import StoreLock
 from .store.schema import MISSING_AREAS_LAYER
+from .store.tables import DELETE, REBUILD, REPORT, new_job_id
 from .store.writer import store_crs
 from .tilecheck import VerifyReport, VerifyTotals, check_chunk, type_warning
 from .values import as_count, as_path
-
-REBUILD = "REBUILD_CACHE_STATUS"
-DELETE = "DELETE_CACHE_STATUS"
-REPORT = "REPORT_BUNDLE_STATUS"
-
-
-def new_job_id() -> tuple[str, str]:
-    """A job ID (``20261124T021530Z-3fa94c``) and its random part, used in temporary names."""
-    token = secrets.token_hex(3)
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{token}", token
 
 
 def status_path(
@@ -241,7 +232,13 @@ def run_rebuild(
         planned = _planned(reader, Selection(levels), execution, policy)
         scanned = None if levels is None else [p.lod.level for p in planned.plans]
         parameters = request_json(
-            source, store, counting, execution, levels=scanned, tiling=tiling(reader)
+            source,
+            store,
+            counting,
+            execution,
+            levels=scanned,
+            tiling=tiling(reader),
+            config=reader.config_digest,
         )
         # Claimed once every argument is known to be good: a refused run leaves no folder.
         with _claim(reader, target, "rebuild") as lock:
@@ -732,7 +729,8 @@ def _scan_to_store(
             else:
                 if previous is not None and target.suffix.lower() == ".gpkg":
                     # Rows can be deleted from a GeoPackage: the reused ones are not rewritten.
-                    writer.update(target, [(b.rows, b.files) for b in listing.reused if b.files])
+                    kept = [(b.rows, b.files) for b in listing.reused if b.files]
+                    writer.update(target, kept, previous.gone())
                 outcome = scan_status(
                     listing, executor, writer.add, files, planned.progress, planned.warnings
                 )
@@ -747,7 +745,11 @@ def _scan_to_store(
             format=reader.name,
             parameters=json.dumps(recorded),
             tool_version=__version__,
-            outcome="succeeded with warnings" if outcome.problems else "succeeded",
+            # Warnings too: an unchanged rebuild answered through SQLite follows only a run
+            # that had none to repeat (cachestatus.unchanged).
+            outcome="succeeded with warnings"
+            if outcome.problems or outcome.warnings or crs_warning
+            else "succeeded",
             bundles_read=outcome.bundles_read,
             bundles_reused=outcome.bundles_reused,
         )

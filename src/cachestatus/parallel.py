@@ -15,7 +15,6 @@ half made nor cut its cleanup short: it is raised as soon as the pool is whole, 
 
 from __future__ import annotations
 
-import logging
 import operator
 import os
 import re
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
     from .formats import CacheReader
 
-log = logging.getLogger(__name__)
 
 #: Workers beyond this many per core are not started: the scan reads files, it does not wait on
 #: a network, and each worker costs a process.
@@ -90,7 +88,9 @@ def resolve_workers(workers: object) -> int:
         return default_workers()
     most = max_workers()
     if value > most:
-        log.warning(
+        import logging  # loaded when needed: resolving a count never logs otherwise
+
+        logging.getLogger(__name__).warning(
             "%d worker processes asked for; %d are used (%d per core on %d cores)",
             value,
             most,

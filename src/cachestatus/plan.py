@@ -19,6 +19,7 @@ from .errors import LimitExceeded
 from .expected import AreaExpectation, Expectation, ExtentExpectation
 from .formats.base import CacheReader
 from .models import LOD, Extent, TileRange, TilingScheme
+from .request import MAX_MISSING_ROWS
 from .selection import requested_levels
 
 #: The largest tile row or column a status store holds (TaskStatus's bundleRow and bundleCol
@@ -28,8 +29,6 @@ MAX_TILE_INDEX = 2**31 - 1
 MAX_LEVEL_TILES = 2**63 - 1
 #: Tile rows and columns beyond this are not exact in 64-bit floats (map coordinates).
 MAX_GRID_INDEX = 2**52
-#: The most ``MISSING`` rows a rebuild or a report writes unless told otherwise.
-MAX_MISSING_ROWS = 100_000
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,25 @@
-"""Presenting results: the JSON contract (spec §3.2) and tables for people."""
+"""Presenting results: the JSON contract (spec §3.2) and tables for people.
+
+Imports only the results' own types: rich loads with the first table, the cache's modules
+with ``info``'s output, so that a rebuild answered without numpy (:mod:`cachestatus.unchanged`)
+reports through these same functions.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+from .results import LevelSummary, Problem, StatusReport
 
-from .formats import CacheReader
-from .models import LevelSummary, Problem, StatusReport
-from .operations import LevelInfo
-from .plan import expected_extent
-from .tilecheck import LevelCheck, VerifyReport
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .formats import CacheReader
+    from .operations import LevelInfo
+    from .tilecheck import LevelCheck, VerifyReport
 
 
 def _level_dict(lv: LevelSummary, with_level: bool = True) -> dict[str, Any]:
@@ -62,6 +69,19 @@ def report_json(report: StatusReport) -> dict[str, Any]:
     }
 
 
+def stdout_console() -> Console:
+    """The rich console tables are printed on: stdout; piped output keeps whole numbers (a
+    wide virtual terminal instead of rich's 80 columns)."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def bundles_note(report: StatusReport) -> str:
+    """The line a rebuild prints for people after its table: bundles read and reused."""
+    return f"{report.bundles_read or 0:,} bundles read, {report.bundles_reused or 0:,} reused"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -70,6 +90,8 @@ def level_table(report: StatusReport) -> Table:
     """Per-level table: scale, bundles, expected, present, stray, percent, bytes (and blank
     tiles, when counted)."""
     title = f"{report.mode} · {report.format} · {report.cache} · job {report.job_id}"
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     blank = report.totals.tiles_blank is not None
     names = ["Level", "Scale", "Resolution", "Bundles", "Expected", "Present", "Stray"]
@@ -129,6 +151,8 @@ def verify_json(report: VerifyReport) -> dict[str, Any]:
 def verify_table(report: VerifyReport) -> Table:
     """Per-level table of a deep check: bundles, tiles checked, bad (and blank) tiles."""
     blank = report.totals.blank is not None
+    from rich.table import Table
+
     table = Table(title=f"VERIFY · {report.format} · {report.cache}", title_justify="left")
     names = ["Level", "Scale", "Bundles", "Tiles checked", "Bad tiles"]
     for name in names + (["Blank tiles"] if blank else []):
@@ -150,6 +174,8 @@ def info_json(reader: CacheReader, levels: list[LevelInfo]) -> dict[str, Any]:
     """The ``info --json`` document: format, tiling scheme, extent, levels."""
     s = reader.scheme
     extent = reader.full_extent
+    from .plan import expected_extent
+
     grid_extent = expected_extent(reader)
     return {
         "cache": reader.where,
@@ -202,6 +228,8 @@ def print_info(console: Console, reader: CacheReader, levels: list[LevelInfo]) -
         )
     )
     console.print(f"  status store    {doc['status_dir']}")
+    from rich.table import Table
+
     table = Table(show_edge=False)
     for name in ("Level", "Scale", "Resolution", "Expected tiles", "Bundle files"):
         table.add_column(name, justify="right")

@@ -9,25 +9,18 @@ build these objects, and the operations take them. Each turns into a flat JSON o
 
 Values are kept as given; they are checked where they are used, with the messages the API has
 always given (a path when the cache is opened, levels and areas when they are chosen in it).
+The readers and the selection are imported where they are used: a request is made, recorded
+and compared (:func:`same_request`) without numpy, as :mod:`cachestatus.unchanged` does.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
-from .formats import open_cache
-from .plan import MAX_MISSING_ROWS
-from .selection import (
-    LevelRanges,
-    Selection,
-    area_of_interest,
-    as_ranges,
-    parse_scales,
-    select_levels,
-)
 from .storage.location import is_url
 
 if TYPE_CHECKING:
@@ -35,6 +28,10 @@ if TYPE_CHECKING:
 
     from .formats import CacheReader
     from .scan import Progress
+    from .selection import Selection
+
+#: The most ``MISSING`` rows a rebuild or a report writes unless told otherwise.
+MAX_MISSING_ROWS = 100_000
 
 T = TypeVar("T", bound="DataclassInstance")
 
@@ -78,6 +75,8 @@ class CacheSource:
         Raises:
             CacheNotFound, UnsupportedFormat, InvalidCacheConfig, UsageError: as ``open_cache``.
         """
+        from .formats import open_cache
+
         return open_cache(
             self.path,
             self.format_hint,
@@ -116,6 +115,8 @@ def _levels_json(levels: Iterable[int] | str | None) -> list[int] | str | None:
     """Level IDs as a list, or a text (a range such as ``0-99999999`` is never spelt out)."""
     if levels is None or isinstance(levels, str):
         return levels
+    from .selection import LevelRanges, as_ranges
+
     ranges = as_ranges(levels)
     return ranges.text if isinstance(levels, (LevelRanges, range)) else list(ranges)
 
@@ -175,6 +176,8 @@ class Coverage:
             InvalidAOI: an area that cannot be read, or misses the tiling grid.
             UsageError: values that are not levels, scales or an extent.
         """
+        from .selection import Selection, area_of_interest, parse_scales, select_levels
+
         scales = parse_scales(self.scales) if self.scales is not None else None
         levels = select_levels(reader.scheme, scales, self.levels)
         warnings: list[str] = []
@@ -199,6 +202,8 @@ class Coverage:
         Raises:
             UsageError: levels or scales the operations would refuse.
         """
+        from .selection import parse_scales
+
         extent = self.extent
         return {
             "levels": _levels_json(self.levels),
@@ -449,7 +454,18 @@ class Keywords:
         return kind(*args, **{k: v for k, v in self.given.items() if k in names})
 
 
+def same_request(previous: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether two recorded requests (a job's ``parameters``) ask the same question: equal but
+    for how they run (:class:`Execution`'s keys)."""
+    running = Execution().to_json().keys()
+    current = json.loads(json.dumps(current))  # as the Jobs table holds it
+    return {k: v for k, v in previous.items() if k not in running} == {
+        k: v for k, v in current.items() if k not in running
+    }
+
+
 __all__ = [
+    "MAX_MISSING_ROWS",
     "CacheSource",
     "Counting",
     "CountingKeywords",
@@ -462,9 +478,9 @@ __all__ = [
     "OpeningKeywords",
     "Part",
     "ReportStore",
-    "Selection",
     "SourceKeywords",
     "StatusStore",
     "StoreKeywords",
     "request_json",
+    "same_request",
 ]

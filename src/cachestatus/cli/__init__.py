@@ -8,7 +8,9 @@ every command shares (consoles, errors and exit codes) in :mod:`.context`, and t
 hand commands the request objects of :mod:`cachestatus.request`, in :mod:`.options`.
 
 This module imports nothing else: ``main``, the group, is imported on first use, so that the
-``cachestatus`` script ends with one line when interrupted while it starts up.
+``cachestatus`` script ends with one line when interrupted while it starts up; the script runs
+:func:`run`, which first lets :mod:`cachestatus.unchanged` answer a rebuild that has nothing to
+read.
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ if os.path.basename(sys.argv[0]).split(".")[0] == "cachestatus":
     run_as_program()
 
 
+def run() -> None:
+    """The ``cachestatus`` program: a rebuild of an unchanged cache into a GeoPackage store is
+    answered at once, through SQLite (:mod:`cachestatus.unchanged`); every other command, and
+    that one on any doubt, by the command line (:func:`main`)."""
+    if not _program:
+        run_as_program()
+    from ..unchanged import answer
+
+    code = answer(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from .group import main
+
+    main()
+
+
 def __getattr__(name: str) -> Any:
     if name == "main":
         from .group import main
@@ -74,4 +92,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["exit_on_early_interrupts", "leave_start_up_alone", "main", "run_as_program"]
+__all__ = ["exit_on_early_interrupts", "leave_start_up_alone", "main", "run", "run_as_program"]

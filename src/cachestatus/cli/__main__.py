@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 if __name__ == "__main__":
-    from . import run_as_program
+    from . import run
 
-    run_as_program()  # before the imports of the commands, which take a while
-    from .group import main
-
-    main()
+    run()

@@ -35,10 +35,9 @@ class Context:
     @functools.cached_property
     def out(self) -> Console:
         """Rich console on stdout, for tables."""
-        from rich.console import Console
+        from ..render import stdout_console
 
-        # Piped output keeps whole numbers: a wide virtual terminal instead of rich's 80 columns.
-        return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+        return stdout_console()
 
     @functools.cached_property
     def err(self) -> Console:

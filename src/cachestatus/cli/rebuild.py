@@ -41,6 +41,6 @@ def rebuild(
         report = run_rebuild(source, store, counting=counting, execution=execution)
     ctx.emit_report(report, as_json)
     if not as_json:
-        ctx.note(
-            f"{report.bundles_read or 0:,} bundles read, {report.bundles_reused or 0:,} reused"
-        )
+        from ..render import bundles_note
+
+        ctx.note(bundles_note(report))

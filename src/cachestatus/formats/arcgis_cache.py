@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
+from ..arcgis_names import config_digest
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BundleKey, Extent, Problem, TilingScheme
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
@@ -248,6 +249,8 @@ class ArcGISFolderCache(ArcGISCache):
         return FolderLayout(self.cache_dir)
 
     def _configure(self, layout: Layout) -> Configuration:
+        if self._remote is None:  # before the parse: see config_digest()
+            self.config_digest = config_digest(self.conf_path)
         return (*read_conf(layout, self.conf_path.name), LAYERS_DIR)
 
     @classmethod

@@ -1,50 +1,30 @@
-"""What every ArcGIS cache shares: its file names, finding ``conf.xml``, picking level folders
-and bundles from what a folder (or a zip) lists.
-
-A folder cache is ``conf.xml`` (sometimes ``Conf.xml``), ``conf.cdi`` (the full extent, optional)
-and ``_alllayers/Lnn/``. Users may name the cache folder, a service folder holding ``Layers/``, or
-the ``conf.xml`` file itself.
+"""What every ArcGIS cache shares: picking level folders and bundles from what a folder (or a
+zip) lists, by the names of :mod:`cachestatus.arcgis_names` (re-exported here).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from ..arcgis_names import (
+    BUNDLE_NAME,
+    BUNDLE_SUFFIX,
+    CANONICAL,
+    CDI_NAMES,
+    CONF_NAMES,
+    LAYERS_DIR,
+    LEVEL_NAME,
+    find_conf,
+    level_folder_name,
+)
 from ..errors import InvalidCacheConfig
 from ..models import BAD_NAME, BUNDLE_SIZE, BundleKey, Problem
 from .base import GRID_LIMIT, BundleFile
 from .bytesource import not_a_file
-
-CONF_NAMES = ("conf.xml", "Conf.xml")
-CDI_NAMES = ("conf.cdi", "Conf.cdi")
-LAYERS_DIR = "_alllayers"
-BUNDLE_SUFFIX = ".bundle"
-#: Bundle file names: ``R{row:04x}C{col:04x}.bundle`` with four or more hex digits.
-BUNDLE_NAME = re.compile(r"^R([0-9a-fA-F]{4,})C([0-9a-fA-F]{4,})$")
-#: The stems ArcGIS writes (:attr:`~cachestatus.models.BundleKey.name`): lower-case hex, four
-#: digits, or up to eight without a leading zero.
-_HEX = r"(?:[0-9a-f]{4}|[1-9a-f][0-9a-f]{4,7})"
-_CANONICAL = re.compile(f"R({_HEX})C({_HEX})\\Z")
-#: Level folders: ``L05``. ASCII digits only (``\d`` and ``int()`` also take Arabic-Indic or
-#: full-width digits), at most 9 of them: a level ID is a 32-bit integer.
-LEVEL_NAME = re.compile(r"^L([0-9]{1,9})$", re.IGNORECASE | re.ASCII)
-
-
-def find_conf(path: Path) -> Path | None:
-    """The ``conf.xml`` of a cache given as its folder, a service folder or the file itself."""
-    if path.is_file():
-        return path if path.name.lower() == "conf.xml" else None
-    for folder in (path, path / "Layers"):
-        for name in CONF_NAMES:
-            candidate = folder / name
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 def shown(name: str) -> str:
@@ -96,11 +76,6 @@ def parse_bundle_name(
         BAD_NAME,
         f"{shown(path)}: row {row} / col {col} is not on a {BUNDLE_SIZE}-tile bundle boundary",
     )
-
-
-def level_folder_name(level: int) -> str:
-    """``L05``: the folder of a level under ``_alllayers``."""
-    return f"L{level:02d}"
 
 
 def why_not_a_folder(path: str) -> str:
@@ -211,13 +186,13 @@ def level_bundles(
     for name in names():
         if name.endswith(".lock"):
             locks.add(name[: -len(".lock")])
-        elif name.endswith(suffix) and not _CANONICAL.match(name[: -len(suffix)]):
+        elif name.endswith(suffix) and not CANONICAL.match(name[: -len(suffix)]):
             found = parse_bundle_name(level, name, prefix + name, suffix)
             if isinstance(found, BundleFile):
                 odd.setdefault(found.key, []).append(name)
     #: The name read for each bundle named oddly: ArcGIS's when it is listed too, else the least.
     read = {key: min(listed) for key, listed in odd.items()}
-    canonical, cut = _CANONICAL.match, -len(suffix)
+    canonical, cut = CANONICAL.match, -len(suffix)
     for name in names():
         if not name.endswith(suffix):
             continue
@@ -247,3 +222,22 @@ def level_bundles(
         if kept != key.name + suffix:
             stem = kept[: -len(suffix)]
             yield BundleFile(key, prefix + kept, bool(locks) and stem in locks)
+
+
+__all__ = [
+    "BUNDLE_NAME",
+    "BUNDLE_SUFFIX",
+    "CDI_NAMES",
+    "CONF_NAMES",
+    "LAYERS_DIR",
+    "LEVEL_NAME",
+    "LevelFolders",
+    "find_conf",
+    "hex_number",
+    "level_bundles",
+    "level_folder_name",
+    "list_level_folders",
+    "parse_bundle_name",
+    "pick_level_folders",
+    "shown",
+]

@@ -276,6 +276,10 @@ class CacheReader(ABC):
     #: Whether :meth:`read_bundle` may be called from several threads at once; a reader that
     #: says not reads one bundle at a time, whatever the run asks.
     thread_safe: ClassVar[bool] = True
+    #: A digest of the configuration files the scheme and extent were read from, taken before
+    #: they were parsed (:func:`~cachestatus.arcgis_names.config_digest`); ``None`` where the
+    #: format has none to take. A rebuild records it with its request.
+    config_digest: str | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path

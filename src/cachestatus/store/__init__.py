@@ -1,18 +1,35 @@
-"""Status stores: ``Status.gdb`` (FileGDB) or ``Status.gpkg``, written through GDAL."""
+"""Status stores: ``Status.gdb`` (FileGDB) or ``Status.gpkg``, written through GDAL.
+
+The readers and the writer are imported on first use (they load numpy): the guard, the lock
+and the GeoPackage's SQLite access (:mod:`.partial`) start without them.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import UsageError
-from .reader import read_jobs, read_missing_areas, read_rows, read_status
-from .records import JobRecord, StoredRows
-from .schema import DRIVERS, JOBS, LEVEL_STATUS, TASK_STATUS
-from .writer import StatusWriter
+from .tables import DRIVERS, JOBS, LEVEL_STATUS, TASK_STATUS
+
+if TYPE_CHECKING:
+    from .reader import read_jobs, read_missing_areas, read_rows, read_status
+    from .records import JobRecord, StoredRows
+    from .writer import StatusWriter
 
 #: Store formats by name (``--format``): the suffixes the store has a driver for.
 FORMATS: Final = tuple(suffix.removeprefix(".") for suffix in DRIVERS)
+
+_LAZY = {
+    "read_jobs": "reader",
+    "read_missing_areas": "reader",
+    "read_rows": "reader",
+    "read_status": "reader",
+    "JobRecord": "records",
+    "StoredRows": "records",
+    "StatusWriter": "writer",
+}
 
 __all__ = [
     "FORMATS",
@@ -28,6 +45,15 @@ __all__ = [
     "read_rows",
     "read_status",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 def check_store_path(path: Path) -> Path:

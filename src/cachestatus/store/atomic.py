@@ -10,8 +10,7 @@ store's lock.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
+import functools
 import os
 import re
 import shutil
@@ -24,9 +23,15 @@ _AT_FDCWD = -100
 _LEFTOVER = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old|del)$")
 
 
+@functools.cache
 def _libc_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """libc's ``renameat2``, looked up on the first swap of a folder (``ctypes.util`` may run
+    ``ldconfig``: a file store's run never pays it)."""
     if not hasattr(os, "fork"):  # not POSIX
         return None
+    import ctypes
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         func = libc.renameat2
@@ -35,9 +40,6 @@ def _libc_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     func.restype = ctypes.c_int
     return cast(Callable[[int, bytes, int, bytes, int], int], func)
-
-
-_renameat2 = _libc_renameat2()
 
 
 def sibling(target: Path, kind: str, token: str) -> Path:
@@ -55,9 +57,10 @@ def remove(path: Path) -> None:
 
 
 def _exchange(a: Path, b: Path) -> bool:
-    if _renameat2 is None:
+    renameat2 = _libc_renameat2()
+    if renameat2 is None:
         return False
-    rc = _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     return rc == 0
 
 

@@ -22,22 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import NotOurs, UsageError
-from . import atomic
+from . import atomic, partial
 from .lock import StoreLock
-from .schema import (
-    BUNDLE_FILES,
-    JOBS,
-    JOBS_LAYER,
-    LEVEL_STATUS,
-    MISSING_AREAS,
-    MISSING_AREAS_LAYER,
-    TASK_STATUS,
-)
+from .tables import BUNDLE_FILES, JOB_FIELDS, JOBS, LEVEL_STATUS, MISSING_AREAS, TASK_STATUS
 
 #: The layers a status store holds, and nothing else.
 STATUS_LAYERS = frozenset({TASK_STATUS, LEVEL_STATUS, JOBS, MISSING_AREAS, BUNDLE_FILES})
 # The Jobs fields every store of ours has: those added later may be missing from older ones.
-_JOB_FIELD_NAMES = frozenset(JOBS_LAYER.names) - {"bundlesRead", "bundlesReused"}
+_JOB_FIELD_NAMES = frozenset(name for name, *_ in JOB_FIELDS) - {"bundlesRead", "bundlesReused"}
 #: A tile list (``missing --tiles``): ``z/x/y`` lines.
 _TILE_LINE = re.compile(rb"^\d{1,2}/\d{1,19}/\d{1,19}$")
 
@@ -166,21 +158,30 @@ def store_tables(path: Path) -> tuple[set[str], set[str]]:
 def _other_cache(path: Path, cache_root: Path) -> str | None:
     """The cache the store at ``path`` was last written for, when it is another one that still
     exists (a cache moved or renamed since is not another one)."""
-    from .reader import read_jobs
-
     try:
-        jobs = read_jobs(path)
+        recorded_path = _last_cache_path(path)
     except Exception:  # a store whose history cannot be read: nothing to compare with
         return None
-    if not jobs:
+    if recorded_path is None:
         return None
-    recorded = Path(jobs[-1].cache_path)
+    recorded = Path(recorded_path)
     if not recorded.is_absolute() or not os.path.exists(recorded):
         return None
     there, here = real(recorded), real(cache_root)
     if there == here or there.is_relative_to(here) or here.is_relative_to(there):
         return None
     return str(recorded)
+
+
+def _last_cache_path(path: Path) -> str | None:
+    """The ``cachePath`` of the store's last job (a GeoPackage's read through SQLite alone)."""
+    if path.suffix.lower() == ".gpkg":
+        last = partial.last_job(path)
+        return None if last is None else last["cachePath"]
+    from .reader import read_jobs
+
+    jobs = read_jobs(path)
+    return jobs[-1].cache_path if jobs else None
 
 
 def check_store(
@@ -247,6 +248,8 @@ def check_vector_output(path: Path) -> bool:
             _refuse_foreign_sidecars(path)
         return False
     from pyogrio import list_layers, read_info
+
+    from .schema import MISSING_AREAS_LAYER
 
     wanted = {name[:10] if shapefile else name for name in MISSING_AREAS_LAYER.names}
     core = {name[:10] if shapefile else name for name in ("levelID", "tilesMissing")}

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import secrets
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -30,8 +28,6 @@ from pathlib import Path
 from typing import Self
 
 from ..errors import StatusWriteError, StoreLocked, UsageError
-
-log = logging.getLogger(__name__)
 
 #: Seconds between two refreshes of a held lock's modification time.
 REFRESH_EVERY = 15.0
@@ -46,6 +42,16 @@ def _read(path: str) -> str | None:
             return f.read().strip()
     except OSError:
         return None
+
+
+def _host() -> str:
+    """This machine's name: the kernel's node name, which ``gethostname`` returns on POSIX
+    (without loading ``socket``)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 def _boot_id() -> str | None:
@@ -94,7 +100,7 @@ class LockOwner:
         return cls(
             token=secrets.token_hex(8),
             pid=os.getpid(),
-            host=socket.gethostname(),
+            host=_host(),
             user=user,
             started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             command=command,
@@ -224,7 +230,9 @@ class StoreLock:
             return
         with contextlib.suppress(OSError):
             os.unlink(doomed)
-        log.info("%s: taken over, %s", self.path, why)
+        import logging  # loaded when needed: a run that takes the lock at once never logs
+
+        logging.getLogger(__name__).info("%s: taken over, %s", self.path, why)
 
     def holds(self) -> bool:
         """Whether the lock file still names this run (it may have been taken over as stale)."""

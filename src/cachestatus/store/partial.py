@@ -1,21 +1,30 @@
-"""Update a GeoPackage status store in place of rewriting it: the rows of bundles a rebuild
-reused stay, the others are deleted, and the rebuild's own rows are appended through GDAL.
+"""Update a GeoPackage status store in place of rewriting it, through SQLite: the rows of
+bundles a rebuild reused stay, the others are deleted, and the rebuild's own rows are appended
+through GDAL; a rebuild that changed nothing only adds its ``Jobs`` row (:func:`carry`).
 
 A GeoPackage is a SQLite database, so rows can be deleted from it (a FileGDB written by GDAL
 cannot). Deleting through SQLite keeps the store whole: GDAL's triggers on each table remove a
 deleted row's R-tree entry and lower ``gpkg_ogr_contents``' feature count; the rows added
 after are written by GDAL (pyogrio's append), geometry blobs, R-tree and layer extent as in a
 store written whole. ``gpkg_contents.last_change`` is set as GDAL sets it.
+
+The module imports neither numpy nor GDAL: an unchanged rebuild answered by
+:mod:`cachestatus.unchanged` reads and updates its store through it alone.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+from .tables import JOB_FIELDS, JOBS, LEVEL_STATUS, TIME, JobRecord
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 #: How GDAL writes ``gpkg_contents.last_change`` (UTC, milliseconds).
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -24,7 +33,7 @@ _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
     """Whether each table of ``fields`` in the GeoPackage at ``store`` has every field named
     (a store written by an earlier version may lack a field added since)."""
-    db = sqlite3.connect(f"{store.absolute().as_uri()}?mode=ro", uri=True)
+    db = _connect(store, read_only=True)
     try:
         for table, names in fields.items():
             stored = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
@@ -38,27 +47,137 @@ def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
 def keep_only(store: Path, tables: Sequence[str], keys: tuple[npt.NDArray[np.int64], ...]) -> None:
     """Delete from each of ``tables`` (with ``levelID``, ``bundleRow`` and ``bundleCol``
     fields) every row whose bundle is not one of ``keys`` (level, row and column arrays)."""
-    db = sqlite3.connect(store, isolation_level=None)
+    _delete(store, tables, keys, "NOT EXISTS")
+
+
+def drop_bundles(
+    store: Path,
+    tables: Sequence[str],
+    keys: tuple[npt.NDArray[np.int64], ...],
+    also: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Delete from each of ``tables`` the rows of the bundles ``keys``, and the rows that match
+    the table's condition in ``also`` (SQL on its fields): unlike :func:`keep_only`, the work
+    in Python grows with the bundles to delete, not with the rows kept. Returns how many rows
+    each table holds then."""
+    return _delete(store, tables, keys, "EXISTS", also or {})
+
+
+def _delete(
+    store: Path,
+    tables: Sequence[str],
+    keys: tuple[npt.NDArray[np.int64], ...],
+    which: str,
+    also: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Delete from each of ``tables`` the rows whose bundle is (``which``: ``EXISTS``) or is
+    not (``NOT EXISTS``) one of ``keys``, or that match the table's condition in ``also``; the
+    rows each table holds then."""
+    db = _connect(store, read_only=False)
     try:
         db.execute("BEGIN")
         # INTEGER columns, as the layers' keys are: the lookup then uses the primary key.
         db.execute(
-            "CREATE TEMP TABLE kept (l INTEGER, r INTEGER, c INTEGER, PRIMARY KEY (l, r, c)) "
+            "CREATE TEMP TABLE listed (l INTEGER, r INTEGER, c INTEGER, PRIMARY KEY (l, r, c)) "
             "WITHOUT ROWID"
         )
         db.executemany(
-            "INSERT OR IGNORE INTO temp.kept VALUES (?, ?, ?)",
+            "INSERT OR IGNORE INTO temp.listed VALUES (?, ?, ?)",
             zip(*(k.tolist() for k in keys), strict=True),
         )
+        listed = "SELECT 1 FROM temp.listed WHERE l = levelID AND r = bundleRow AND c = bundleCol"
         for table in tables:
+            extra = (also or {}).get(table)
             db.execute(
-                f'DELETE FROM "{table}" WHERE NOT EXISTS (SELECT 1 FROM temp.kept WHERE '
-                "l = levelID AND r = bundleRow AND c = bundleCol)"
+                f'DELETE FROM "{table}" WHERE {which} ({listed})'
+                + (f" OR {extra}" if extra else "")
             )
-            db.execute(
-                f"UPDATE gpkg_contents SET last_change = {_NOW} WHERE lower(table_name) = ?",
-                (table.lower(),),
+            _touch(db, table)
+        counts = {
+            table: int(
+                db.execute(
+                    "SELECT feature_count FROM gpkg_ogr_contents WHERE lower(table_name) = ?",
+                    (table.lower(),),
+                ).fetchone()[0]
             )
+            for table in tables
+        }
         db.execute("COMMIT")
     finally:
         db.close()
+    return counts
+
+
+def _connect(store: Path, read_only: bool) -> sqlite3.Connection:
+    """A connection to the store; to write, one to a temporary copy about to be swapped in,
+    which waits for no disk sync (nor does GDAL writing a store): a failure discards it."""
+    if read_only:
+        return sqlite3.connect(f"{store.absolute().as_uri()}?mode=ro", uri=True)
+    db = sqlite3.connect(store, isolation_level=None)
+    db.execute("PRAGMA synchronous = OFF")
+    db.execute("PRAGMA journal_mode = MEMORY")
+    return db
+
+
+def last_job(store: Path) -> dict[str, Any] | None:
+    """The last row of the GeoPackage store's ``Jobs`` table, its fields by name as stored
+    (times as text), or ``None`` for an empty table."""
+    db = _connect(store, read_only=True)
+    try:
+        cursor = db.execute(f'SELECT * FROM "{JOBS}" ORDER BY fid DESC LIMIT 1')
+        row = cursor.fetchone()
+        names = [d[0] for d in cursor.description]
+    finally:
+        db.close()
+    return None if row is None else dict(zip(names, row, strict=True))
+
+
+def stored_time(value: datetime | None) -> str | None:
+    """A time as GDAL stores a ``datetime64[ms]`` field in a GeoPackage: UTC, without a zone,
+    milliseconds only when there are some."""
+    if value is None:
+        return None
+    ms = value.microsecond // 1000
+    return f"{value:%Y-%m-%dT%H:%M:%S}" + (f".{ms:03d}" if ms else "")
+
+
+def carry(store: Path, job: JobRecord) -> None:
+    """Record a rebuild that found every row of the GeoPackage ``store`` as it is: its
+    ``LevelStatus`` rows name the job, added to ``Jobs`` (:func:`append_job`)."""
+    _write_job(store, job, name_levels=True)
+
+
+def append_job(store: Path, job: JobRecord) -> None:
+    """Add ``job`` to the ``Jobs`` table of the GeoPackage ``store``, its fields as GDAL writes
+    them (:data:`~cachestatus.store.tables.JOB_FIELDS`): what writing the table again with the
+    rows it holds and ``job`` leaves."""
+    _write_job(store, job, name_levels=False)
+
+
+def _write_job(store: Path, job: JobRecord, name_levels: bool) -> None:
+    names = ", ".join(f'"{name}"' for name, *_ in JOB_FIELDS)
+    values = [
+        stored_time(getattr(job, get)) if dtype == TIME else getattr(job, get)
+        for _, dtype, get, _ in JOB_FIELDS
+    ]
+    db = _connect(store, read_only=False)
+    try:
+        db.execute("BEGIN")
+        if name_levels:
+            db.execute(f'UPDATE "{LEVEL_STATUS}" SET jobID = ?', (job.job_id,))
+            _touch(db, LEVEL_STATUS)
+        db.execute(
+            f'INSERT INTO "{JOBS}" ({names}) VALUES ({", ".join("?" * len(values))})', values
+        )
+        _touch(db, JOBS)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+def _touch(db: sqlite3.Connection, table: str) -> None:
+    """Set a table's ``gpkg_contents.last_change`` to now, as GDAL does on a write."""
+    db.execute(
+        f"UPDATE gpkg_contents SET last_change = {_NOW} WHERE lower(table_name) = ?",
+        (table.lower(),),
+    )

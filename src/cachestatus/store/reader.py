@@ -40,6 +40,7 @@ from .schema import (
     TASK_STATUS,
     TASK_STATUS_LAYER,
     TEXT,
+    TIME,
     Column,
     Layer,
 )
@@ -66,19 +67,25 @@ def _table(
     Raises:
         StatusNotFound: a field every store has is missing (not a store cachestatus wrote).
     """
-    from pyogrio.raw import read as ogr_read  # GDAL loads on first use: a faster start-up
-
     # GDAL's OpenFileGDB driver does not see ignored fields in filters: ``names`` holds the
-    # fields ``where`` tests.
-    meta, _fids, wkb, values = ogr_read(
-        str(path),
-        layer=layer.name,
-        read_geometry=geometry,
-        where=where,
-        columns=None if names is None else list(names),
-    )
-    table = dict(zip(meta["fields"], values, strict=True))
-    count = len(values[0]) if values else 0
+    # fields ``where`` tests. Derived fields (a row's bundleName, jobID...) are not read back:
+    # not asked for either (GDAL skips a name the table lacks, a field added since).
+    wanted = [c.name for c in layer.columns if c.attribute is not None] if names is None else names
+    wkb = None
+    if path.suffix.lower() == ".gpkg" and where is None and not geometry:
+        table = _gpkg_fields(path, layer, wanted)
+    else:
+        from pyogrio.raw import read as ogr_read  # GDAL loads on first use: a faster start-up
+
+        meta, _fids, wkb, values = ogr_read(
+            str(path),
+            layer=layer.name,
+            read_geometry=geometry,
+            where=where,
+            columns=list(wanted),
+        )
+        table = dict(zip(meta["fields"], values, strict=True))
+    count = len(next(iter(table.values()))) if table else 0
     fields = []
     for column in layer.columns:
         attribute = column.attribute
@@ -98,6 +105,41 @@ def _table(
     import shapely
 
     return fields, shapely.from_wkb(wkb)
+
+
+def _gpkg_fields(path: Path, layer: Layer, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
+    """The fields ``names`` of a GeoPackage's table (those it has), read through SQLite in the
+    order of its rows, as GDAL gives them: integers, floats (NaN for null, and for a nullable
+    integer), text (``None`` for null), times as ``datetime64[ms]`` (NaT for null). Many times
+    faster than GDAL for a table of many rows, which an incremental rebuild reads."""
+    import sqlite3
+
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        stored = {row[1] for row in db.execute(f'PRAGMA table_info("{layer.name}")')}
+        columns = [c for c in layer.columns if c.name in names and c.name in stored]
+        if not columns:
+            return {}
+        selected = ", ".join(f'"{c.name}"' for c in columns)
+        rows = db.execute(f'SELECT {selected} FROM "{layer.name}" ORDER BY fid').fetchall()
+    finally:
+        db.close()
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    return {c.name: _as_read(c, v) for c, v in zip(columns, values, strict=True)}
+
+
+def _as_read(column: Column, values: Sequence[Any]) -> npt.NDArray[Any]:
+    """A field's SQLite values as GDAL reads them (see :func:`_gpkg_fields`)."""
+    if column.dtype == TEXT:
+        return np.array(values, dtype=object)
+    if column.dtype == TIME:
+        # GDAL's text, UTC without a zone (one that says Z read the same)
+        texts = ["NaT" if v is None else str(v).removesuffix("Z") for v in values]
+        return np.array(texts, dtype=TIME)
+    kind = np.dtype(column.dtype).kind
+    if kind == "i" and not column.nullable and None not in values:
+        return np.array(values, dtype=np.int64)
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _records(

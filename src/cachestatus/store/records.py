@@ -10,31 +10,13 @@ from __future__ import annotations
 import base64
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..models import RowBatch
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """One row of the ``Jobs`` table."""
-
-    job_id: str
-    mode: str
-    started: datetime
-    finished: datetime | None
-    cache_path: str
-    format: str
-    parameters: str
-    tool_version: str
-    outcome: str
-    #: Bundles the job read, and reused from the previous rebuild (``None``: not recorded).
-    bundles_read: int | None = None
-    bundles_reused: int | None = None
+from .tables import JobRecord as JobRecord
 
 
 @dataclass(frozen=True)

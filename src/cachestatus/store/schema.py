@@ -27,18 +27,18 @@ import numpy as np
 import numpy.typing as npt
 
 from ..models import BundleKey, RowBatch, TilingScheme, percent_complete
-
-TASK_STATUS: Final = "TaskStatus"
-LEVEL_STATUS: Final = "LevelStatus"
-JOBS: Final = "Jobs"
-MISSING_AREAS: Final = "MissingAreas"
-BUNDLE_FILES: Final = "BundleFiles"
-
-#: Field types (numpy dtypes) that are not numbers: text, and a time (UTC, to the millisecond).
-TEXT: Final = "object"
-TIME: Final = "datetime64[ms]"
-#: A flag: a small integer, as FileGDB readers before GDAL 3.9 have no boolean.
-FLAG: Final = "int16"
+from .tables import (
+    BUNDLE_FILES,
+    DRIVERS,
+    FLAG,
+    JOB_FIELDS,
+    JOBS,
+    LEVEL_STATUS,
+    MISSING_AREAS,
+    TASK_STATUS,
+    TEXT,
+    TIME,
+)
 
 
 class Run(NamedTuple):
@@ -264,21 +264,7 @@ MISSING_AREAS_LAYER: Final = Layer(
 
 #: Rows: :class:`~cachestatus.store.records.JobRecord`.
 JOBS_LAYER: Final = Layer(
-    JOBS,
-    None,
-    (
-        Column("jobID", TEXT, "job_id"),
-        Column("mode", TEXT, "mode"),
-        Column("started", TIME, "started"),
-        Column("finished", TIME, "finished", nullable=True),
-        Column("cachePath", TEXT, "cache_path"),
-        Column("format", TEXT, "format"),
-        Column("parameters", TEXT, "parameters"),
-        Column("toolVersion", TEXT, "tool_version"),
-        Column("outcome", TEXT, "outcome"),
-        Column("bundlesRead", "int64", "bundles_read", nullable=True),
-        Column("bundlesReused", "int64", "bundles_reused", nullable=True),
-    ),
+    JOBS, None, tuple(Column(name, dtype, get, null) for name, dtype, get, null in JOB_FIELDS)
 )
 
 #: Rows: :class:`~cachestatus.store.records.BundleFileRows`, one per bundle file a rebuild read
@@ -303,5 +289,22 @@ BUNDLE_FILES_LAYER: Final = Layer(
     ),
 )
 
-#: Store kinds: suffix and GDAL driver.
-DRIVERS: Final = {".gdb": "OpenFileGDB", ".gpkg": "GPKG"}
+__all__ = [
+    "BUNDLE_FILES",
+    "BUNDLE_FILES_LAYER",
+    "DRIVERS",
+    "FLAG",
+    "JOBS",
+    "JOBS_LAYER",
+    "LEVEL_STATUS",
+    "LEVEL_STATUS_LAYER",
+    "MISSING_AREAS",
+    "MISSING_AREAS_LAYER",
+    "TASK_STATUS",
+    "TASK_STATUS_LAYER",
+    "TEXT",
+    "TIME",
+    "Column",
+    "Layer",
+    "Run",
+]

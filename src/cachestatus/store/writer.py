@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import StatusWriteError
 from ..models import (
+    BundleState,
     Extent,
     LevelSummary,
     MissingAreaRecord,
@@ -116,6 +118,8 @@ class StatusWriter:
         #: Rows and ``BundleFiles`` rows already in the store being updated (:meth:`update`).
         self._kept: list[object] = []  # held, so that their ids stay theirs
         self._kept_ids: set[int] = set()
+        #: Started from a copy of the previous store (:meth:`update`).
+        self._updated = False
 
     def __enter__(self) -> Self:
         return self
@@ -233,7 +237,10 @@ class StatusWriter:
         polygons = [shapely.to_wkb(shapely.force_2d(area.geometry)) for area in missing]
         self._write(MISSING_AREAS_LAYER, missing, np.array(polygons, dtype=object))
         self._write(LEVEL_STATUS_LAYER, levels)
-        self._write(JOBS_LAYER, jobs)
+        if self._updated and jobs:  # the copy holds the history: the new job is added
+            self._sqlite(partial.append_job, jobs[-1])
+        else:
+            self._write(JOBS_LAYER, jobs)
         if self.keep_files:
             self._flush_files()
         self._swap()
@@ -242,7 +249,9 @@ class StatusWriter:
         """Swap in a copy of the store at ``source`` with ``LevelStatus`` written again and
         ``job`` added to its ``Jobs``: what :meth:`commit` writes for a run whose every row,
         level total and missing area is the one ``source`` holds, without writing its rows
-        again (they keep the ``jobID`` of the run that wrote them)."""
+        again (they keep the ``jobID`` of the run that wrote them). A GeoPackage is updated
+        through SQLite (:func:`~cachestatus.store.partial.carry`), as an unchanged rebuild
+        answered without GDAL updates it (:mod:`cachestatus.unchanged`)."""
         try:
             if source.is_dir():
                 shutil.copytree(source, self.temp)
@@ -252,33 +261,64 @@ class StatusWriter:
             raise StatusWriteError(
                 f"{self.target}: copying {source} failed: {_write_failure(self.temp.parent, exc)}"
             ) from exc
-        self._write(LEVEL_STATUS_LAYER, levels)  # a few rows, each naming the job
-        self._write(JOBS_LAYER, [job], append=True)
+        if self.driver == "GPKG":  # the same rows and tables, through SQLite
+            self._sqlite(partial.carry, job)
+        else:
+            self._write(LEVEL_STATUS_LAYER, levels)  # a few rows, each naming the job
+            self._write(JOBS_LAYER, [job], append=True)
         self._swap()
 
-    def update(self, source: Path, kept: Sequence[tuple[RowBatch, BundleFileRows]]) -> bool:
+    def _sqlite(self, update: Any, job: JobRecord) -> None:
+        """Record ``job`` in the GeoPackage copy with ``update`` (of :mod:`.partial`)."""
+        try:
+            update(self.temp, job)
+        except sqlite3.Error as exc:
+            raise StatusWriteError(
+                f"{self.target}: updating {self.temp} failed: "
+                f"{_write_failure(self.temp.parent, exc)}"
+            ) from exc
+
+    def update(
+        self,
+        source: Path,
+        kept: Sequence[tuple[RowBatch, BundleFileRows]],
+        gone: tuple[npt.NDArray[np.int64], ...],
+    ) -> bool:
         """Start from a copy of the GeoPackage store at ``source`` that keeps only the
         ``TaskStatus`` and ``BundleFiles`` rows of the bundles in ``kept`` (a previous rebuild's
         rows reused as they are, and their ``BundleFiles`` rows): :meth:`add` and
         :meth:`add_files` then skip these very batches, and append the others;
-        :meth:`commit` writes the other tables whole, as it does for a new store.
+        :meth:`commit` writes the other tables whole, as it does for a new store, but adds the
+        new job to ``Jobs`` (the history is there already).
+
+        The copy loses the rows of the bundles ``gone`` (level, row and column arrays: those
+        of the store's other bundle files) and its ``MISSING`` rows, so that the work follows
+        the change, not the cache; should it then hold other rows than ``kept`` (rows of no
+        kind it knows), they are deleted by the keys of ``kept``.
 
         Returns whether it did: not when ``source`` lacks a field these tables have now (a
         store written by an earlier version), which is then written whole."""
         assert self.driver == "GPKG" and not self._created, "a GeoPackage, before any row"
         layers = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
+        tables = [layer.name for layer in layers]
         try:
             if not partial.has_fields(source, {layer.name: layer.names for layer in layers}):
                 return False
         except sqlite3.Error:
             return False  # not a store this version can update: written whole
-        keys = tuple(
-            np.concatenate([getattr(rows, name) for rows, _ in kept] or [np.zeros(0, np.int64)])
-            for name in ("level", "row", "col")
-        )
+        expected = {
+            TASK_STATUS_LAYER.name: sum(len(rows) for rows, _ in kept),
+            BUNDLE_FILES_LAYER.name: sum(len(files) for _, files in kept),
+        }
+        absent = {TASK_STATUS_LAYER.name: f"status = '{BundleState.MISSING.value}'"}
         try:
             shutil.copyfile(source, self.temp)
-            partial.keep_only(self.temp, [layer.name for layer in layers], keys)
+            if partial.drop_bundles(self.temp, tables, gone, absent) != expected:
+                keys = tuple(
+                    np.concatenate([getattr(rows, n) for rows, _ in kept] or [np.zeros(0, int)])
+                    for n in ("level", "row", "col")
+                )
+                partial.keep_only(self.temp, tables, keys)
         except (OSError, sqlite3.Error) as exc:
             raise StatusWriteError(
                 f"{self.target}: updating a copy of {source} failed: "
@@ -286,7 +326,7 @@ class StatusWriter:
             ) from exc
         self._kept = [part for pair in kept for part in pair]
         self._kept_ids = {id(part) for part in self._kept}
-        self._created = self._files_created = True
+        self._created = self._files_created = self._updated = True
         return True
 
     def _swap(self) -> None:

@@ -1,0 +1,72 @@
+"""The status store's tables as plain values: their names, the field types, the ``Jobs``
+table's fields, rows (:class:`JobRecord`), modes and job IDs. Imported by what must start
+without numpy or GDAL (the guard, an unchanged rebuild answered through SQLite:
+:mod:`cachestatus.unchanged`); :mod:`.schema` builds its layers from them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+TASK_STATUS: Final = "TaskStatus"
+LEVEL_STATUS: Final = "LevelStatus"
+JOBS: Final = "Jobs"
+MISSING_AREAS: Final = "MissingAreas"
+BUNDLE_FILES: Final = "BundleFiles"
+
+#: ``Jobs.mode`` of a rebuild, a deletion and a report (ArcGIS's modes).
+REBUILD: Final = "REBUILD_CACHE_STATUS"
+DELETE: Final = "DELETE_CACHE_STATUS"
+REPORT: Final = "REPORT_BUNDLE_STATUS"
+
+#: Store kinds: suffix and GDAL driver.
+DRIVERS: Final = {".gdb": "OpenFileGDB", ".gpkg": "GPKG"}
+
+#: Field types (numpy dtypes) that are not numbers: text, and a time (UTC, to the millisecond).
+TEXT: Final = "object"
+TIME: Final = "datetime64[ms]"
+#: A flag: a small integer, as FileGDB readers before GDAL 3.9 have no boolean.
+FLAG: Final = "int16"
+
+#: The ``Jobs`` fields in order: name, type, the :class:`~cachestatus.store.records.JobRecord`
+#: attribute it stores, and whether it may be null.
+JOB_FIELDS: Final = (
+    ("jobID", TEXT, "job_id", False),
+    ("mode", TEXT, "mode", False),
+    ("started", TIME, "started", False),
+    ("finished", TIME, "finished", True),
+    ("cachePath", TEXT, "cache_path", False),
+    ("format", TEXT, "format", False),
+    ("parameters", TEXT, "parameters", False),
+    ("toolVersion", TEXT, "tool_version", False),
+    ("outcome", TEXT, "outcome", False),
+    ("bundlesRead", "int64", "bundles_read", True),
+    ("bundlesReused", "int64", "bundles_reused", True),
+)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of the ``Jobs`` table."""
+
+    job_id: str
+    mode: str
+    started: datetime
+    finished: datetime | None
+    cache_path: str
+    format: str
+    parameters: str
+    tool_version: str
+    outcome: str
+    #: Bundles the job read, and reused from the previous rebuild (``None``: not recorded).
+    bundles_read: int | None = None
+    bundles_reused: int | None = None
+
+
+def new_job_id() -> tuple[str, str]:
+    """A job ID (``20261124T021530Z-3fa94c``) and its random part, used in temporary names."""
+    token = secrets.token_hex(3)
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{token}", token

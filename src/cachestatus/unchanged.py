@@ -1,0 +1,331 @@
+"""A rebuild of an unchanged cache into a GeoPackage store, answered with the standard library.
+
+When nothing changed since the previous rebuild, an incremental rebuild
+(:mod:`cachestatus.incremental`) reads no bundle: it lists the bundle files, finds each with
+the size and stamp it was read with, and carries the store over with a new ``Jobs`` row. Most
+of its time is then the start of a process that imports numpy and GDAL. For a ``.gpkg`` store
+(a SQLite database) this module does the same with the standard library alone, before the
+command line is even parsed (:func:`answer`): the same store (the copy made by
+:func:`~cachestatus.store.partial.carry`, which the normal path uses too), the same output and
+exit code, under the same guard and lock (:func:`~cachestatus.store.guard.claim`).
+
+It answers only when it has no doubt, and leaves every other run to the normal path
+(:func:`answer` returns ``None``):
+
+- the command is ``rebuild CACHE --status STORE.gpkg`` with at most ``--json``, ``--format
+  gpkg`` and ``-q`` (any other option may change what is read, counted or shown), and no Dask
+  scheduler is named by the environment;
+- ``CACHE`` is a local ArcGIS folder cache whose configuration (``conf.xml``, ``conf.cdi``)
+  has the digest the previous rebuild recorded (:func:`~cachestatus.arcgis_names.config_digest`):
+  its tiling scheme and full extent are those the store was written for;
+- the store's last job is a rebuild of the same request by the same major version that
+  ``succeeded`` with neither problems nor warnings (a run that had some would print them
+  again), and the store has no ``CORRUPT`` or ``IN_PROGRESS`` row;
+- ``_alllayers`` holds only level folders named as ArcGIS names them (``L05``) of levels the
+  store counts, and these only bundle files named as ArcGIS names them (no ``.lock``, no
+  ``.bundlx``, nothing else); each has the size and stamp of its ``BundleFiles`` row, and was
+  modified at least :data:`RACY_NS` before the previous run started; there are as many as
+  the store has rows of, and as the level totals count.
+
+A progress bar is not drawn (there is nothing to wait for). An error before the store is
+replaced leaves it to the normal path too, which then reports it as every run does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .arcgis_names import (
+    BUNDLE_SUFFIX,
+    LAYERS_DIR,
+    config_digest,
+    find_conf,
+    level_folder_name,
+)
+from .parallel import resolve_workers
+from .request import CacheSource, Counting, Execution, StatusStore, request_json, same_request
+from .results import LevelSummary, StatusReport
+from .storage.location import is_url
+from .store import atomic, partial
+from .store.guard import claim
+from .store.tables import (
+    BUNDLE_FILES,
+    LEVEL_STATUS,
+    REBUILD,
+    JobRecord,
+    new_job_id,
+)
+
+#: A bundle whose mtime lies less than this before the previous run's start (or after it) is
+#: read again: it may have changed since without moving its mtime (nanoseconds).
+RACY_NS = 2_000_000_000
+#: The environment variable that sends a scan to a Dask scheduler.
+_SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``rebuild`` command line this module may answer: its cache, store, output and
+    verbosity."""
+
+    cache: str
+    status: str
+    store_format: str | None
+    as_json: bool
+    verbosity: int
+
+    @classmethod
+    def match(cls, argv: Sequence[str]) -> Command | None:
+        """The command ``argv`` (without the program's name) gives, when it is a ``rebuild``
+        of the form this module answers; ``None`` for any other, which the command line parses
+        (and reports, when it is wrong). Not a parser: anything unexpected is left alone."""
+        args = list(argv)
+        quiet = 0
+        while args and args[0] in ("-q", "--quiet"):
+            args.pop(0)
+            quiet += 1
+        if not args or args.pop(0) != "rebuild":
+            return None
+        given: dict[str, str] = {}
+        as_json = False
+        positional: list[str] = []
+        while args:
+            arg = args.pop(0)
+            name, eq, value = arg.partition("=")
+            if arg == "--json" and not as_json:
+                as_json = True
+            elif name in ("--status", "--format") and name not in given:
+                if not eq:
+                    if not args:
+                        return None
+                    value = args.pop(0)
+                given[name] = value
+            elif arg and not arg.startswith("-") and not positional:
+                positional.append(arg)
+            else:
+                return None
+        status, store_format = given.get("--status"), given.get("--format")
+        if not positional or not status or store_format not in (None, "gpkg"):
+            return None
+        return cls(positional[0], status, store_format, as_json, -quiet)
+
+
+def answer(argv: Sequence[str]) -> int | None:
+    """Answer the command ``argv`` when it rebuilds an unchanged cache into a ``.gpkg`` store
+    (see the module's notes): the store carried over, the output printed; the exit code.
+    ``None``: the normal path runs the command (nothing was changed)."""
+    command = Command.match(argv)
+    if command is None or os.environ.get(_SCHEDULER_VARIABLE):
+        return None
+    started, clock = datetime.now(UTC), time.perf_counter()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            report = _carry_over(command, started, clock)
+        except Exception:  # before the swap: the normal path does it again, and says so
+            return None
+        if report is None:
+            return None
+        _print(command, report)
+        return 0
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _carry_over(command: Command, started: datetime, clock: float) -> StatusReport | None:
+    """The report of the run, once the store is carried over; ``None`` when the cache or the
+    store leaves any doubt."""
+    if is_url(command.cache):
+        return None
+    target = Path(command.status)
+    cache = Path(command.cache)
+    conf = find_conf(cache)
+    if target.suffix.lower() != ".gpkg" or conf is None or not target.is_file():
+        return None
+    root = conf.parent
+    digest = config_digest(conf)
+    if digest is None:
+        return None
+    defaults = [root / "Status.gdb", root / "Status.gpkg"]
+    with claim(target, root, defaults=defaults, command="rebuild", arcgis_defaults=True) as lock:
+        last = partial.last_job(target)
+        if last is None or not _clean(last):
+            return None
+        recorded = {
+            **request_json(
+                CacheSource(command.cache),
+                StatusStore(command.status, command.store_format),
+                Counting(),
+                Execution(),
+                levels=None,
+                tiling=json.loads(last["parameters"]).get("tiling"),
+                config=digest,
+            ),
+            "workers": resolve_workers(None),
+            "status": str(target.absolute()),
+        }
+        if not same_request(json.loads(last["parameters"]), recorded):
+            return None
+        stored = _stored(target)
+        if stored is None:
+            return None
+        levels, stamps = stored
+        if not _all_unchanged(root / LAYERS_DIR, levels, stamps, _time_ns(last["started"])):
+            return None
+        job_id, token = new_job_id()
+        job = JobRecord(
+            job_id=job_id,
+            mode=REBUILD,
+            started=started,
+            finished=datetime.now(UTC),
+            cache_path=str(cache.resolve()),
+            format=last["format"],
+            parameters=json.dumps(recorded),
+            tool_version=__version__,
+            outcome="succeeded",
+            bundles_read=0,
+            bundles_reused=len(stamps),
+        )
+        temp = atomic.sibling(target, "tmp", token)
+        try:
+            shutil.copyfile(target, temp)
+            partial.carry(temp, job)
+            lock.check()
+            # Swapped in: an interrupt now could no longer say that nothing was changed.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+            atomic.replace(temp, target, token)
+        finally:
+            atomic.remove(temp)
+    return StatusReport(
+        cache=command.cache,
+        format=last["format"],
+        status_path=str(target),
+        job_id=job_id,
+        mode=REBUILD,
+        elapsed_s=time.perf_counter() - clock,
+        levels=levels,
+        bundles_read=0,
+        bundles_reused=len(stamps),
+    )
+
+
+def _clean(last: dict[str, Any]) -> bool:
+    """Whether a store's last job is a rebuild by this major version that found nothing to
+    say: no problem, no warning."""
+    return (
+        last["mode"] == REBUILD
+        and last["outcome"] == "succeeded"
+        and str(last["toolVersion"]).split(".", 1)[0] == __version__.split(".", 1)[0]
+    )
+
+
+def _time_ns(text: str) -> int:
+    """A time as a GeoPackage store holds it (UTC, no zone), in nanoseconds since the epoch."""
+    when = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND * 1000
+
+
+_MICROSECOND = datetime.resolution
+
+
+#: The bundle files a store has rows of, by level and file name: their size and stamp as read.
+_Stamps = dict[str, tuple[int, int]]
+
+
+def _stored(store: Path) -> tuple[list[LevelSummary], _Stamps] | None:
+    """The store's level totals, and its bundle files' sizes and stamps by ``Lnn/`` and file
+    name; ``None`` when it has none to reuse, or more or fewer than the level totals count (a
+    ``CORRUPT`` or ``IN_PROGRESS`` row, whose bundle is always read again, is counted there
+    and has no ``BundleFiles`` row; and was a problem of the run that wrote it), or a stamp
+    that is not a time written as :func:`str` writes an integer."""
+    db = sqlite3.connect(f"{store.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        levels = [
+            LevelSummary(*row)
+            for row in db.execute(
+                "SELECT levelID, scale, resolution, bundles, tilesExpected, tilesPresent, "
+                f'tilesStray, tileBytes, tilesBlank FROM "{LEVEL_STATUS}" ORDER BY fid'
+            )
+        ]
+        # Each file by the name ArcGIS gives its bundle (BundleKey.label): a listed name is
+        # looked up as it is, and any other name is none of them. One text per column, split
+        # apart here: SQLite joins them much faster than rows reach Python.
+        names, sizes, stamps, times = db.execute(
+            "SELECT group_concat(printf('L%02d/R%04xC%04x', levelID, bundleRow, bundleCol), "
+            "char(10)), group_concat(fileBytes, char(10)), group_concat(stamp, char(10)), "
+            f'group_concat(CAST(stamp AS INTEGER), char(10)) FROM "{BUNDLE_FILES}"'
+        ).fetchone()
+    finally:
+        db.close()
+    if names is None or stamps != times:
+        return None
+    keys = [f"{key}{BUNDLE_SUFFIX}" for key in names.split("\n")]
+    pairs = zip(map(int, sizes.split("\n")), map(int, times.split("\n")), strict=True)
+    found = dict(zip(keys, pairs, strict=True))
+    if len(found) != len(keys) or len(keys) != sum(lv.bundles for lv in levels):
+        return None
+    return levels, found
+
+
+def _all_unchanged(
+    layers: Path, levels: list[LevelSummary], stamps: _Stamps, previous_start_ns: int
+) -> bool:
+    """Whether the bundle files under ``layers`` are exactly those of ``stamps``, each with
+    its size and stamp, none modified less than :data:`RACY_NS` before the previous run
+    started; and nothing else is there but the folders of ``levels`` (a folder of another
+    level, even empty, is a warning of the normal path)."""
+    known = {level_folder_name(lv.level) for lv in levels}
+    before = previous_start_ns - RACY_NS
+    found = 0
+    get = stamps.get
+    with os.scandir(layers) as folders:
+        for folder in folders:
+            if folder.name not in known or not folder.is_dir():
+                return False
+            prefix = f"{folder.name}/"
+            # Listed and stat-ed relative to the folder: the kernel walks one name per file.
+            fd = os.open(folder.path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                with os.scandir(fd) as files:
+                    for entry in files:
+                        st = entry.stat()
+                        if (
+                            get(prefix + entry.name) != (st.st_size, st.st_mtime_ns)
+                            or st.st_mtime_ns >= before
+                        ):
+                            return False
+                        found += 1
+            finally:
+                os.close(fd)
+    return found == len(stamps)
+
+
+def _print(command: Command, report: StatusReport) -> None:
+    """What ``rebuild`` prints for a run without problems or warnings: the JSON document, or
+    the level table and the notes for people (unless ``-q``)."""
+    from .render import bundles_note, level_table, report_json, stdout_console
+
+    if command.as_json:
+        sys.stdout.write(json.dumps(report_json(report), indent=2) + "\n")
+    else:
+        stdout_console().print(level_table(report))
+    sys.stdout.flush()
+    if command.verbosity >= 0:
+        notes = [f"Status: {report.status_path}"] if not command.as_json else []
+        if not command.as_json:
+            notes.append(bundles_note(report))
+        sys.stderr.write("".join(f"{note}\n" for note in notes))
