@@ -10,6 +10,7 @@ same in a folder and in a package.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -17,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import BundleKey, Extent, Problem, TilingScheme
+from ..models import BundleKey, Extent, Problem, TileRange, TilingScheme
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
-from .arcgis_folder import CDI_NAMES, LAYERS_DIR, find_conf, shown
+from .arcgis_folder import CDI_NAMES, LAYERS_DIR, find_conf, row_boundaries, shown
 from .arcgis_layout import FolderLayout, Layout, ObjectLayout
-from .base import BundleFile, BundleIndex, CacheReader, StoredTile
+from .base import BundleFile, BundleIndex, CacheReader, Part, PartListing, StoredTile
 from .bytesource import Opener
 from .compact_v1 import STORAGE_FORMAT as COMPACT_V1
 from .compact_v1 import CompactV1
@@ -155,6 +156,26 @@ class ArcGISCache(CacheReader):
         :func:`~.arcgis_folder.level_bundles`)."""
         folder = self._level_dirs.get(level)
         return iter(()) if folder is None else self.layout.bundles(level, folder)
+
+    def level_parts(self, level: int, bounds: TileRange, size: int) -> list[Part] | None:
+        """In object storage that starts a listing at a key, the level folder's names cut at
+        the beginnings of bundle rows (:func:`~.arcgis_folder.row_boundaries`), about ``size``
+        expected bundles a part; the first part from the folder's first name, the last to its
+        end. ``None`` elsewhere: a folder on a disk is listed in one piece."""
+        layout = self.layout
+        if not isinstance(layout, ObjectLayout) or not layout.lists_parts:
+            return None
+        if level not in self._level_dirs:
+            return []
+        cuts: list[str | None] = [None, *row_boundaries(bounds, size), None]
+        return [Part(level, start, stop) for start, stop in itertools.pairwise(cuts)]
+
+    def list_part(self, part: Part) -> PartListing:
+        """One part of a level folder's listing (:meth:`~.arcgis_layout.ObjectLayout.part`)."""
+        layout = self.layout
+        if not isinstance(layout, ObjectLayout):
+            raise NotImplementedError(f"{self.where}: its levels are listed in one piece")
+        return layout.part(part, self._level_dirs[part.level])
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read and decode one bundle's index.
