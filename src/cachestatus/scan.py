@@ -502,19 +502,19 @@ def list_plans(
 
 def in_parts(
     reader: CacheReader, plans: Sequence[LevelPlan], policy: ScanPolicy, executor: DaskExecutor
-) -> Listing | None:
-    """The listing of ``plans`` in parts, each listed on the cluster by the task that reads its
-    bundles (:func:`scan_part`), nothing listed here; the executor sized for the expected
-    bundles, a part holding about as many of them as a task reads. ``None`` where the reader
-    lists a level in one piece only (:meth:`~cachestatus.formats.CacheReader.level_parts`)."""
+) -> Listing:
+    """The listing of ``plans`` in parts (a reader that :attr:`lists_parts
+    <cachestatus.formats.CacheReader.lists_parts>`), each listed on the cluster by the task
+    that reads its bundles (:func:`scan_part`), nothing listed here; the executor sized for the
+    expected bundles, a part holding about as many of them as a task reads."""
     expected = sum(grid.bundle_count(p.expected.bounds) for p in plans)
     executor.size_for(expected)
-    parts: list[Part] = []
-    for plan in plans:
-        level = reader.level_parts(plan.lod.level, plan.expected.bounds, executor.task_bundles)
-        if level is None:
-            return None
-        parts.extend(level)
+    size = executor.task_bundles
+    parts = [
+        part
+        for plan in plans
+        for part in reader.level_parts(plan.lod.level, plan.expected.bounds, size)
+    ]
     log.debug("%d parts of %d levels, about %d bundles", len(parts), len(plans), expected)
     return Listing(reader, list(plans), policy, [], count=expected, parts=parts)
 
@@ -547,11 +547,14 @@ def listed(
     """
     in_flight = resolve_io_concurrency(io_concurrency, reader)
     with executor_for(policy, workers, reader, plans, in_flight, cluster) as executor:
-        if reuse is None and not policy.reads_tiles and isinstance(executor, DaskExecutor):
-            parted = in_parts(reader, plans, policy, executor)
-            if parted is not None:
-                yield parted, executor
-                return
+        if (
+            reuse is None
+            and not policy.reads_tiles
+            and reader.lists_parts
+            and isinstance(executor, DaskExecutor)
+        ):
+            yield in_parts(reader, plans, policy, executor), executor
+            return
         listing = list_plans(reader, plans, policy, executor.run, counted=reuse is None)
         if reuse is not None:
             listing = reuse(listing)  # counts the bundles it leaves to read

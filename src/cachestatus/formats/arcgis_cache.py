@@ -157,14 +157,23 @@ class ArcGISCache(CacheReader):
         folder = self._level_dirs.get(level)
         return iter(()) if folder is None else self.layout.bundles(level, folder)
 
-    def level_parts(self, level: int, bounds: TileRange, size: int) -> list[Part] | None:
-        """In object storage that starts a listing at a key, the level folder's names cut at
-        the beginnings of bundle rows (:func:`~.arcgis_folder.row_boundaries`), about ``size``
-        expected bundles a part; the first part from the folder's first name, the last to its
-        end. ``None`` elsewhere: a folder on a disk is listed in one piece."""
-        layout = self.layout
-        if not isinstance(layout, ObjectLayout) or not layout.lists_parts:
-            return None
+    @property
+    def lists_parts(self) -> bool:
+        """In object storage that starts a listing at a key
+        (:attr:`~.arcgis_layout.ObjectLayout.lists_parts`); a folder on a disk, or a package, is
+        listed in one piece."""
+        return isinstance(self.layout, ObjectLayout) and self.layout.lists_parts
+
+    def level_parts(self, level: int, bounds: TileRange, size: int) -> list[Part]:
+        """The level folder's names cut at the beginnings of bundle rows
+        (:func:`~.arcgis_folder.row_boundaries`), about ``size`` expected bundles a part; the
+        first part from the folder's first name, the last to its end.
+
+        Raises:
+            NotImplementedError: the cache is not listed in parts (:attr:`lists_parts`).
+        """
+        if not self.lists_parts:
+            raise NotImplementedError(f"{self.where}: its levels are listed in one piece")
         if level not in self._level_dirs:
             return []
         cuts: list[str | None] = [None, *row_boundaries(bounds, size), None]
@@ -173,7 +182,7 @@ class ArcGISCache(CacheReader):
     def list_part(self, part: Part) -> PartListing:
         """One part of a level folder's listing (:meth:`~.arcgis_layout.ObjectLayout.part`)."""
         layout = self.layout
-        if not isinstance(layout, ObjectLayout):
+        if not isinstance(layout, ObjectLayout) or not layout.lists_parts:
             raise NotImplementedError(f"{self.where}: its levels are listed in one piece")
         return layout.part(part, self._level_dirs[part.level])
 

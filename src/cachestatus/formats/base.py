@@ -404,12 +404,21 @@ class CacheReader(ABC):
         what iterating :meth:`list_level` yields."""
         return iter(self.list_level(level))
 
-    def level_parts(self, level: int, bounds: TileRange, size: int) -> list[Part] | None:
-        """The parts the listing of ``level`` may be cut into, each read by
-        :meth:`list_part` in any process, so that each holds about ``size`` of the bundles of
-        the block ``bounds`` (those expected); ``None`` (the default) where a level is listed in
-        one piece only (a folder on a disk, a package)."""
-        return None
+    @property
+    def lists_parts(self) -> bool:
+        """Whether a level's listing is cut into parts (:meth:`level_parts`); false (the
+        default) where a level is listed in one piece only (a folder on a disk, a package)."""
+        return False
+
+    def level_parts(self, level: int, bounds: TileRange, size: int) -> list[Part]:
+        """The parts the listing of ``level`` is cut into where :attr:`lists_parts`, each read
+        by :meth:`list_part` in any process, so that each holds about ``size`` of the bundles of
+        the block ``bounds`` (those expected).
+
+        Raises:
+            NotImplementedError: the reader does not list levels in parts.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not list levels in parts")
 
     def list_part(self, part: Part) -> PartListing:
         """The listing of one of :meth:`level_parts`: the same bundles and problems, named and
