@@ -108,49 +108,20 @@ main()
 def remote_listing(workdir: Path, bundles: int, repeat: int) -> None:
     """The ``--remote`` case: ``bundles`` objects in one level folder in S3, rebuilt on a
     two-worker cluster with the levels listed in parts and with the client listing them."""
-    import asyncio
-    import logging
+    from benchmarks.bench_remote import BUCKET, put_objects, s3_server
 
-    import boto3
-    import obstore
-    from moto.server import ThreadedMotoServer
-    from obstore.store import S3Store
-
-    from benchmarks.bench_remote import BUCKET, KEYS
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     level, side = 15, math.ceil(math.sqrt(bundles))
     span, half = 128 * 256 * (2 * WEB_MERCATOR_HALF / 256 / 2**level), WEB_MERCATOR_HALF
     conf = write_conf(
         workdir / "remote-conf", level + 1, (-half, half - side * span, -half + side * span, half)
     )
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        for name in [name for name in os.environ if name.startswith("AWS_")]:
-            del os.environ[name]
-        os.environ.update(KEYS, AWS_ENDPOINT_URL=endpoint)
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        store = S3Store(BUCKET, config={"endpoint": endpoint}, client_options={"allow_http": True})
+    with s3_server() as endpoint:
         prefix = "listing/Layers"
-        keys = {f"{prefix}/{path.name}": path.read_bytes() for path in conf.iterdir()}
+        keys: dict[str, Path | bytes] = {f"{prefix}/{path.name}": path for path in conf.iterdir()}
         for i in range(side * side):
             r, c = divmod(i, side)
             keys[f"{prefix}/_alllayers/L{level}/R{r * 128:04x}C{c * 128:04x}.bundle"] = b"\0" * 16
-
-        async def put_all() -> None:
-            gate = asyncio.Semaphore(32)
-
-            async def put(key: str, data: bytes) -> object:
-                async with gate:
-                    return await obstore.put_async(store, key, data)
-
-            await asyncio.gather(*(put(key, data) for key, data in keys.items()))
-
-        asyncio.run(put_all())
-        print(f"uploaded {len(keys):,} objects to {endpoint}")
+        print(f"uploaded {put_objects(endpoint, keys):,} objects to {endpoint}")
         url = f"s3://{BUCKET}/{prefix}"
         with dask_cluster(workdir, 2, os.environ) as address:
 
@@ -162,8 +133,6 @@ def remote_listing(workdir: Path, bundles: int, repeat: int) -> None:
             in_parts = rebuild([sys.executable, "-m", "cachestatus.cli"], "parts")
             on_client = rebuild([sys.executable, "-c", CLIENT_LISTING], "client")
             clients, parts = alternate(on_client, in_parts, repeat)
-    finally:
-        server.stop()
     client, parted = median(clients), median(parts)
     print(f"bundle objects in one level folder   {side * side:,}   (S3: moto's server)")
     print(f"Dask, client lists the level   median {client:.3f} s   runs {runs(clients)}")
