@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 from ..errors import CorruptBundle, InvalidCacheConfig
 from ..models import BundleKey, Extent, Problem, TileRange, TilingScheme
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
-from .arcgis_folder import CDI_NAMES, LAYERS_DIR, find_conf, row_boundaries, shown
+from .arcgis_folder import (
+    CDI_NAMES,
+    LAYERS_DIR,
+    OddNames,
+    find_conf,
+    row_boundaries,
+    shown,
+)
 from .arcgis_layout import FolderLayout, Layout, ObjectLayout
 from .base import BundleFile, BundleIndex, CacheReader, Part, PartListing, StoredTile
 from .bytesource import Opener
@@ -184,7 +191,10 @@ class ArcGISCache(CacheReader):
         layout = self.layout
         if not isinstance(layout, ObjectLayout) or not layout.lists_parts:
             raise NotImplementedError(f"{self.where}: its levels are listed in one piece")
-        return layout.part(part, self._level_dirs[part.level])
+        folder = self._level_dirs.get(part.level)
+        if folder is None:  # gone since the run's reader found it: as an empty folder lists
+            return PartListing([], OddNames(part.level), 0)
+        return layout.part(part, folder)
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read and decode one bundle's index.
