@@ -15,7 +15,7 @@ times as many sparse bundles (hard links of a few synthetic bundle files: the di
 the disk does not).
 
 With ``--remote N``, the listing instead: N bundle objects in one level folder in S3 (moto's
-server, in this process), each 16 bytes (a bundle cut short: a ``CORRUPT`` row, decided from
+server, in this process), each empty (a 0-byte bundle: a ``CORRUPT`` row, decided from
 the listed size, so the run is its listing and its rows), rebuilt on the same cluster with the
 levels listed in parts by the workers, and with the client listing them (as before: the
 readers' ``lists_parts`` turned off in that process). Both alternate; the ratio is printed.
@@ -120,7 +120,7 @@ def remote_listing(workdir: Path, bundles: int, repeat: int) -> None:
         keys: dict[str, Path | bytes] = {f"{prefix}/{path.name}": path for path in conf.iterdir()}
         for i in range(side * side):
             r, c = divmod(i, side)
-            keys[f"{prefix}/_alllayers/L{level}/R{r * 128:04x}C{c * 128:04x}.bundle"] = b"\0" * 16
+            keys[f"{prefix}/_alllayers/L{level}/R{r * 128:04x}C{c * 128:04x}.bundle"] = b""
         print(f"uploaded {put_objects(endpoint, keys):,} objects to {endpoint}")
         url = f"s3://{BUCKET}/{prefix}"
         with dask_cluster(workdir, 2, os.environ) as address:

@@ -451,7 +451,7 @@ class ObjectLayout(Layout):
                 CORRUPT,
                 f"{shown(folder)}: cannot list: {exc.strerror or exc}",
             )
-            return PartListing([problem], odd, 0)
+            return PartListing([problem], OddNames(part.level), 0)
         for key, files in odd.files.items():
             odd.files[key] = {name: _listed_file(f, listed) for name, f in files.items()}
             name = key.name + BUNDLE_SUFFIX
