@@ -173,16 +173,23 @@ class ArcGISCache(CacheReader):
 
     def level_parts(self, level: int, bounds: TileRange, size: int) -> list[Part]:
         """The level folder's names cut at the beginnings of bundle rows
-        (:func:`~.arcgis_folder.row_boundaries`), about ``size`` expected bundles a part; the
-        first part from the folder's first name, the last to its end.
+        (:func:`~.arcgis_folder.row_boundaries`), about ``size`` expected bundles a part, just
+        under a whole number of listing pages (a part's listing asks for one page per
+        :data:`~cachestatus.storage.objects.LIST_PAGE` names, and one more that shows where it
+        ends: 1,999 names take two requests, 2,048 three); the first part from the folder's
+        first name, the last to its end.
 
         Raises:
             NotImplementedError: the cache is not listed in parts (:attr:`lists_parts`).
         """
+        from ..storage.objects import LIST_PAGE
+
         if not self.lists_parts:
             raise NotImplementedError(f"{self.where}: its levels are listed in one piece")
         if level not in self._level_dirs:
             return []
+        if size > LIST_PAGE:
+            size = size // LIST_PAGE * LIST_PAGE - 1
         cuts: list[str | None] = [None, *row_boundaries(bounds, size), None]
         return [Part(level, start, stop) for start, stop in itertools.pairwise(cuts)]
 
