@@ -14,7 +14,14 @@ With ``--memory``, the client's peak RSS is measured on both engines at ``--bund
 times as many sparse bundles (hard links of a few synthetic bundle files: the directory grows,
 the disk does not).
 
+With ``--remote N``, the listing instead: N bundle objects in one level folder in S3 (moto's
+server, in this process), each empty (a 0-byte bundle: a ``CORRUPT`` row, decided from
+the listed size, so the run is its listing and its rows), rebuilt on the same cluster with the
+levels listed in parts by the workers, and with the client listing them (as before: the
+readers' ``lists_parts`` turned off in that process). Both alternate; the ratio is printed.
+
     python benchmarks/bench_cluster.py [--bundles 20000] [--repeat 3] [--memory]
+        [--remote 100000]
 """
 
 from __future__ import annotations
@@ -85,17 +92,71 @@ def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
     return root
 
 
+#: The client listing, as before levels were listed in parts: ``cachestatus`` with the readers'
+#: ``lists_parts`` turned off (argv: the command line).
+CLIENT_LISTING = """
+import sys
+from cachestatus.formats.base import CacheReader
+from cachestatus.formats.arcgis_cache import ArcGISCache
+ArcGISCache.lists_parts = CacheReader.lists_parts
+from cachestatus.cli import main
+sys.argv[0] = "cachestatus"
+main()
+"""
+
+
+def remote_listing(workdir: Path, bundles: int, repeat: int) -> None:
+    """The ``--remote`` case: ``bundles`` objects in one level folder in S3, rebuilt on a
+    two-worker cluster with the levels listed in parts and with the client listing them."""
+    from benchmarks.bench_remote import BUCKET, put_objects, s3_server
+
+    level, side = 15, math.ceil(math.sqrt(bundles))
+    span, half = 128 * 256 * (2 * WEB_MERCATOR_HALF / 256 / 2**level), WEB_MERCATOR_HALF
+    conf = write_conf(
+        workdir / "remote-conf", level + 1, (-half, half - side * span, -half + side * span, half)
+    )
+    with s3_server() as endpoint:
+        prefix = "listing/Layers"
+        keys: dict[str, Path | bytes] = {f"{prefix}/{path.name}": path for path in conf.iterdir()}
+        for i in range(side * side):
+            r, c = divmod(i, side)
+            keys[f"{prefix}/_alllayers/L{level}/R{r * 128:04x}C{c * 128:04x}.bundle"] = b""
+        print(f"uploaded {put_objects(endpoint, keys):,} objects to {endpoint}")
+        url = f"s3://{BUCKET}/{prefix}"
+        with dask_cluster(workdir, 2, os.environ) as address:
+
+            def rebuild(head: list[str], tag: str) -> list[str]:
+                status = workdir / f"listing-{tag}.gdb"
+                return [*head, "-q", "rebuild", url, "--full", "--status", str(status),
+                        "--scheduler", address]  # fmt: skip
+
+            in_parts = rebuild([sys.executable, "-m", "cachestatus.cli"], "parts")
+            on_client = rebuild([sys.executable, "-c", CLIENT_LISTING], "client")
+            clients, parts = alternate(on_client, in_parts, repeat)
+    client, parted = median(clients), median(parts)
+    print(f"bundle objects in one level folder   {side * side:,}   (S3: moto's server)")
+    print(f"Dask, client lists the level   median {client:.3f} s   runs {runs(clients)}")
+    print(f"Dask, workers list its parts   median {parted:.3f} s   runs {runs(parts)}")
+    print(f"ratio parts / client listing   {parted / client:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--bundles", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="also the client's peak RSS")
     parser.add_argument(
+        "--remote", type=int, metavar="N", help="the listing of N bundle objects in S3 instead"
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
     compile_package()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.remote:
+        remote_listing(args.workdir, args.remote, args.repeat)
+        return 0
     cache = build(args.workdir, args.bundles)
     bundles = sum(1 for _ in (cache / "_alllayers" / "L15").iterdir())
     cachestatus = [sys.executable, "-m", "cachestatus.cli", "-q"]

@@ -27,6 +27,8 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,26 +88,52 @@ def build(root: Path, bundles: int) -> Path:
 
 def upload(endpoint: str, cache: Path, prefix: str) -> int:
     """Every file of ``cache`` put under ``prefix`` in a new bucket; how many."""
+    files = sorted(path for path in cache.rglob("*") if path.is_file())
+    return put_objects(endpoint, {f"{prefix}/{p.relative_to(cache).as_posix()}": p for p in files})
+
+
+def put_objects(endpoint: str, objects: dict[str, Path | bytes]) -> int:
+    """Each object put at its key in a new bucket (a file's bytes read when it is put), 32 at a
+    time; how many."""
     import boto3
     import obstore
     from obstore.store import S3Store
 
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
     store = S3Store(BUCKET, config={"endpoint": endpoint}, client_options={"allow_http": True})
-    files = sorted(path for path in cache.rglob("*") if path.is_file())
 
     async def put_all() -> None:
         gate = asyncio.Semaphore(32)
 
-        async def put(path: Path) -> Any:
+        async def put(key: str, data: Path | bytes) -> Any:
             async with gate:
-                key = f"{prefix}/{path.relative_to(cache).as_posix()}"
-                return await obstore.put_async(store, key, path.read_bytes())
+                body = data.read_bytes() if isinstance(data, Path) else data
+                return await obstore.put_async(store, key, body)
 
-        await asyncio.gather(*(put(path) for path in files))
+        await asyncio.gather(*(put(key, data) for key, data in objects.items()))
 
     asyncio.run(put_all())
-    return len(files)
+    return len(objects)
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, this process's environment (and so the runs') pointed at
+    it with the benchmark's keys; yields its endpoint."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for name in [name for name in os.environ if name.startswith("AWS_")]:
+            del os.environ[name]
+        os.environ.update(KEYS, AWS_ENDPOINT_URL=endpoint)
+        yield endpoint
+    finally:
+        server.stop()
 
 
 def check(floor_cmd: list[str], rebuild_cmd: list[str], bundles: int) -> None:
@@ -129,23 +157,12 @@ def main() -> int:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-
     compile_package()
     args.workdir.mkdir(parents=True, exist_ok=True)
     cache = build(args.workdir, args.bundles)
     bundles = sum(1 for _ in (cache / "_alllayers" / f"L{LEVEL:02d}").iterdir())
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        for name in [name for name in os.environ if name.startswith("AWS_")]:
-            del os.environ[name]
-        os.environ.update(KEYS, AWS_ENDPOINT_URL=endpoint)  # what the runs see
+    with s3_server() as endpoint:
         prefix = f"arcgiscache/{cache.name}/Layers"
         print(f"uploaded {upload(endpoint, cache, prefix):,} objects to {endpoint}")
 
@@ -173,8 +190,6 @@ def main() -> int:
         check(floor_cmd, rebuild_cmd, bundles)
         floors, rebuilds = alternate(floor_cmd, rebuild_cmd, args.repeat)
         listings = [timed(listing_cmd) for _ in range(args.repeat)]
-    finally:
-        server.stop()
 
     floor, rebuild = median(floors), median(rebuilds)
     print(f"bundles                 {bundles:,}")

@@ -39,16 +39,24 @@ LEVELS = 12
 def _tiles(seed: int, bundles: int) -> dict[tuple[int, int, int], bytes]:
     """A few tiles in each of ``bundles`` bundles on levels 8 to 11, with holes."""
     rng = np.random.default_rng(seed)
-    tiles: dict[tuple[int, int, int], bytes] = {}
     keys = {(lv, int(rng.integers(0, 2 ** (lv - 7))), 0) for lv in (8, 9, 10, 11)}
     while len(keys) < bundles:
         level = int(rng.integers(8, 12))
         side = 2 ** (level - 7)
         keys.add((level, int(rng.integers(0, side)), int(rng.integers(0, side))))
+    return tiles_in(keys, rng, 6, 30)
+
+
+def tiles_in(
+    keys: set[tuple[int, int, int]], rng: np.random.Generator, most: int, size: int
+) -> dict[tuple[int, int, int], bytes]:
+    """1 to ``most - 1`` random tiles of ``size`` bytes in each bundle ``(level, bundle row,
+    bundle column)`` of ``keys``."""
+    tiles: dict[tuple[int, int, int], bytes] = {}
     for level, brow, bcol in sorted(keys):
-        for _ in range(int(rng.integers(1, 6))):
+        for _ in range(int(rng.integers(1, most))):
             row, col = (int(v) for v in rng.integers(0, 128, 2))
-            tiles[(level, brow * 128 + row, bcol * 128 + col)] = bytes(rng.integers(1, 255, 30))
+            tiles[(level, brow * 128 + row, bcol * 128 + col)] = bytes(rng.integers(1, 255, size))
     return tiles
 
 

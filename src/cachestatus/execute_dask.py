@@ -28,6 +28,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
+from functools import partial
 from typing import Any, Self, TypeVar
 
 from .errors import MissingExtra
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+A = TypeVar("A")
 
 DASK_EXTRA = "pip install 'cachestatus[dask]'"
 #: Bundles a task reads, at most: about one bundle row of a national level. A task costs a few
@@ -52,6 +54,8 @@ TASKS_PER_THREAD = 4
 #: Tasks in flight or waiting to be handed on, per worker thread: workers stay busy, and the
 #: client holds at most this many results.
 WINDOW_PER_THREAD = 4
+#: What ends the items of :meth:`DaskExecutor.map_each`.
+_END: Any = object()
 #: Times a task that raised is run again (a task whose worker died is run again anyway).
 RETRIES = 2
 
@@ -98,10 +102,14 @@ def _context(setup: Setup) -> ChunkContext:
     return held[1]
 
 
-def _on_worker(
-    setup: Setup, work: ChunkWork[T], bundles: list[BundleFile] | tuple[BundleRun, ...]
+def _on_worker(setup: Setup, task: Callable[[ChunkContext, A], T], item: A) -> T:
+    return task(_context(setup), item)
+
+
+def _on_bundles(
+    work: ChunkWork[T], context: ChunkContext, bundles: list[BundleFile] | tuple[BundleRun, ...]
 ) -> T:
-    return work(_context(setup), unpacked(bundles))
+    return work(context, unpacked(bundles))
 
 
 def task_size(policy: ScanPolicy, total: int, threads: int) -> int:
@@ -153,8 +161,9 @@ class DaskExecutor:
         self.policy = policy
         self.cluster = cluster
         self.io_concurrency = io_concurrency
-        #: Bundles per task, set by :meth:`size_for`.
+        #: Bundles per task, and the cluster's worker threads, set by :meth:`size_for`.
         self.task_bundles = TASK_BUNDLES
+        self.worker_threads = 1
         # distributed's Client and the scattered setup's Future (its types are not complete)
         self._client: Any = None
         self._setup: Any = None
@@ -212,7 +221,7 @@ class DaskExecutor:
     def size_for(self, total: int) -> int:
         """The scan runs on the cluster, in tasks sized for ``total`` bundles; the spec and the
         plans go to every worker now. Returns the cluster's worker threads."""
-        threads = self.threads()
+        threads = self.worker_threads = self.threads()
         self.task_bundles = task_size(self.policy, total, threads)
         setup: Setup = (self._token, self.reader.spec, self.plans, self.io_concurrency)
         self._setup = self.client.scatter(setup, broadcast=True, hash=False)
@@ -222,17 +231,23 @@ class DaskExecutor:
     def map(self, work: ChunkWork[T], chunks: Iterable[list[BundleFile]]) -> Iterator[T]:
         """``work`` on runs of the lists of bundles, on the cluster, results in order (one per
         run of :attr:`task_bundles` bundles)."""
-        assert self._setup is not None, "size_for() sends the setup, before map()"
-        return self._streamed(self._setup, work, joined(chunks, self.task_bundles))
+        runs = (packed(bundles) or bundles for bundles in joined(chunks, self.task_bundles))
+        return self.map_each(partial(_on_bundles, work), runs)
+
+    def map_each(self, task: Callable[[ChunkContext, A], T], items: Iterable[A]) -> Iterator[T]:
+        """``task`` on each item, on the cluster, with the worker's context; results in the
+        order of ``items``. Each item is one Dask task, a bounded number waiting; results are
+        taken as tasks finish and handed on in order. Whatever ends the iteration cancels the
+        pending tasks."""
+        assert self._setup is not None, "size_for() sends the setup, before the tasks"
+        return self._streamed(self._setup, task, iter(items))
 
     def _streamed(
-        self, setup: Any, work: ChunkWork[T], runs: Iterator[list[BundleFile]]
+        self, setup: Any, task: Callable[[ChunkContext, A], T], items: Iterator[A]
     ) -> Iterator[T]:
-        """Each run submitted as one task, a bounded number waiting; results taken as tasks
-        finish, handed on in order. Whatever ends the iteration cancels the pending tasks."""
         distributed = require_distributed()
         client = self.client
-        window = WINDOW_PER_THREAD * self.threads()
+        window = WINDOW_PER_THREAD * self.worker_threads
         finished = distributed.as_completed()
         pending: dict[Any, int] = {}
         done: dict[int, T] = {}
@@ -240,12 +255,11 @@ class DaskExecutor:
         try:
             while True:
                 while submitted - handed < window:
-                    bundles = next(runs, None)
-                    if bundles is None:
+                    item = next(items, _END)
+                    if item is _END:
                         break
-                    task = packed(bundles) or bundles
                     future = client.submit(
-                        _on_worker, setup, work, task, pure=False, retries=RETRIES
+                        _on_worker, setup, task, item, pure=False, retries=RETRIES
                     )
                     pending[future] = submitted
                     finished.add(future)

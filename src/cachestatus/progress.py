@@ -62,18 +62,26 @@ class BundleProgress:
     def __enter__(self) -> Self:
         return self
 
-    def start(self, total: int) -> None:
-        """Show the bar for ``total`` bundles.
+    def start(self, total: int | None) -> None:
+        """Show the bar for ``total`` bundles; for bundles not counted before the scan
+        (``None``: the levels are listed in parts, on a cluster), the bundles done and their
+        rate, and the total once the scan ends.
 
         The bar (and its refresh thread) starts here, once worker processes exist.
         """
         if self.enabled and self._bar is None:
             self._bar = _bar()
             self._bar.start()
-            self._task = self._bar.add_task(self._description, total=total)
+            description = self._description
+            if total is None:
+                description += " (total known once listed)"
+            self._task = self._bar.add_task(description, total=total)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
+            if self._task is not None and self._bar.tasks[0].total is None:
+                done = self._bar.tasks[0].completed
+                self._bar.update(self._task, total=done, description=self._description)
             self._bar.stop()
 
     def advance(self, count: int) -> None:

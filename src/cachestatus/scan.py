@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,17 @@ import numpy.typing as npt
 from . import grid
 from .errors import BundleChanging, CorruptBundle
 from .execute import CHUNK, ChunkContext, ChunkWork, Cluster, Executor, executor_for
-from .formats.base import BundleFile, BundleIndex, CacheReader, LevelListing, Run, run_here
+from .execute_dask import DaskExecutor
+from .formats.base import (
+    BundleFile,
+    BundleIndex,
+    CacheReader,
+    LevelListing,
+    Part,
+    Run,
+    Unsettled,
+    run_here,
+)
 from .missing_areas import (
     HOLE,
     ROW_BITS,
@@ -70,6 +80,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Sized)
+R = TypeVar("R")
 
 _FULL = BUNDLE_SIZE * BUNDLE_SIZE
 #: Blocks a bundle's holes are sent as, at most; beyond, they go as bit masks of their rows
@@ -81,8 +92,9 @@ MAX_BUNDLE_HOLES = 128
 class Progress(Protocol):
     """What the scanner reports progress to (the CLI's rich bar implements it)."""
 
-    def start(self, total: int) -> None:
-        """The number of bundles to scan is known."""
+    def start(self, total: int | None) -> None:
+        """The scan starts: ``total`` bundles to scan, or ``None`` when they are not known
+        before the scan ends (levels listed in parts, on a cluster)."""
 
     def advance(self, count: int) -> None:
         """``count`` more bundles are done."""
@@ -366,6 +378,10 @@ class Listing:
     #: The rows of listed bundles reused from the previous rebuild instead of read (see
     #: :mod:`cachestatus.incremental`): they go to the folds before the others.
     reused: list[ScanBatch] = field(default_factory=list)
+    #: The parts of the levels' listings, in order, where each part is listed where its
+    #: bundles are read (:meth:`~cachestatus.formats.CacheReader.level_parts`), ``None``
+    #: where the levels were listed here; :attr:`count` is then the expected bundles.
+    parts: list[Part] | None = None
 
     def bundles(self) -> Iterator[BundleFile]:
         """The bundle files to read, in the listing's order."""
@@ -375,20 +391,89 @@ class Listing:
 def _bundles(listing: Listing, problems: list[Problem]) -> Iterator[BundleFile]:
     expected_only = listing.policy.expected_only
     for plan, level in zip(listing.plans, listing.levels, strict=True):
-        for found in level:
-            if not isinstance(found, BundleFile):
-                problems.append(found)
-            elif max(found.key.row, found.key.col) > MAX_TILE_INDEX:
-                problems.append(
-                    Problem(
-                        found.key.label,
-                        UNSUPPORTED,
-                        f"its tile row or column is beyond {MAX_TILE_INDEX:,}, the largest "
-                        "a status store holds; it was not scanned",
-                    )
+        yield from _kept(plan, level, problems, expected_only)
+
+
+def _kept(
+    plan: LevelPlan,
+    found: Iterable[BundleFile | Problem],
+    problems: list[Problem],
+    expected_only: bool,
+) -> Iterator[BundleFile]:
+    """The bundle files a level's listing ``found`` that the scan reads, in order (only those
+    holding expected tiles when ``expected_only``); its problems, and bundles beyond what a
+    status holds, go to ``problems``."""
+    for item in found:
+        if not isinstance(item, BundleFile):
+            problems.append(item)
+        elif max(item.key.row, item.key.col) > MAX_TILE_INDEX:
+            problems.append(
+                Problem(
+                    item.key.label,
+                    UNSUPPORTED,
+                    f"its tile row or column is beyond {MAX_TILE_INDEX:,}, the largest "
+                    "a status store holds; it was not scanned",
                 )
-            elif not expected_only or plan.expected.holds(found.key):
-                yield found
+            )
+        elif not expected_only or plan.expected.holds(item.key):
+            yield item
+
+
+@dataclass
+class PartScan(Generic[R]):
+    """What work on the bundles of one part of a level's listing sends back
+    (:func:`scan_part`): the work's results, a list of bundles at a time, the part's problems,
+    what is left to decide after the level's last part, and how many names were listed."""
+
+    results: list[R]
+    problems: list[Problem]
+    unsettled: Unsettled
+    names: int
+
+
+#: What a part's task carries: the part, the work on its bundles, and whether only bundles
+#: holding expected tiles are read.
+PartTask = tuple[Part, ChunkWork[R], bool]
+
+
+def scan_part(context: ChunkContext, task: PartTask[R]) -> PartScan[R]:
+    """One part of a level's listing listed (:meth:`~cachestatus.formats.CacheReader.list_part`)
+    and its bundles worked on, :data:`~cachestatus.execute.CHUNK` at a time, where the task
+    runs: the rows come back in the listing's order, as the client's listing gives them."""
+    part, work, expected_only = task
+    listed = context.reader.list_part(part)
+    problems: list[Problem] = []
+    kept = _kept(context.plans[part.level], listed.found, problems, expected_only)
+    results = [work(context, bundles) for bundles in chunks(kept)]
+    return PartScan(results, problems, listed.unsettled, listed.names)
+
+
+def _parts_scanned(listing: Listing, executor: DaskExecutor, work: ChunkWork[T]) -> Iterator[T]:
+    """``work``'s results on the bundles of each part of :attr:`Listing.parts`, listed and
+    read on the cluster, in the parts' order; after a level's last part, the bundles that only
+    every part together decides (:class:`~cachestatus.formats.base.Unsettled`), read then.
+    Problems go to the listing's, in the same order as the client's listing gives them."""
+    assert listing.parts is not None, "a listing in parts"
+    parts = listing.parts
+    plans = {p.lod.level: p for p in listing.plans}
+    expected_only = listing.policy.expected_only
+    tasks = ((part, work, expected_only) for part in parts)
+    unsettled: Unsettled | None = None
+    for at, done in enumerate(executor.map_each(scan_part, tasks)):
+        level = parts[at].level
+        listing.problems.extend(done.problems)
+        if unsettled is None:
+            unsettled = done.unsettled
+        else:
+            unsettled.add(done.unsettled)
+        yield from done.results
+        if at + 1 == len(parts) or parts[at + 1].level != level:
+            settled = list(
+                _kept(plans[level], unsettled.resolved(), listing.problems, expected_only)
+            )
+            unsettled = None
+            if settled:
+                yield from executor.map(work, [settled])
 
 
 def list_plans(
@@ -413,6 +498,25 @@ def list_plans(
         listing.count = sum(level.count for level in levels)
     log.debug("%d bundles on %d levels", listing.count, len(plans))
     return listing
+
+
+def in_parts(
+    reader: CacheReader, plans: Sequence[LevelPlan], policy: ScanPolicy, executor: DaskExecutor
+) -> Listing:
+    """The listing of ``plans`` in parts (a reader that :attr:`lists_parts
+    <cachestatus.formats.CacheReader.lists_parts>`), each listed on the cluster by the task
+    that reads its bundles (:func:`scan_part`), nothing listed here; the executor sized for the
+    expected bundles, a part holding about as many of them as a task reads."""
+    expected = sum(grid.bundle_count(p.expected.bounds) for p in plans)
+    executor.size_for(expected)
+    size = executor.task_bundles
+    parts = [
+        part
+        for plan in plans
+        for part in reader.level_parts(plan.lod.level, plan.expected.bounds, size)
+    ]
+    log.debug("%d parts of %d levels, about %d bundles", len(parts), len(plans), expected)
+    return Listing(reader, list(plans), policy, [], count=expected, parts=parts)
 
 
 #: Takes a listing (not counted) and returns the one to scan, counted, whose
@@ -443,6 +547,14 @@ def listed(
     """
     in_flight = resolve_io_concurrency(io_concurrency, reader)
     with executor_for(policy, workers, reader, plans, in_flight, cluster) as executor:
+        if (
+            reuse is None
+            and not policy.reads_tiles
+            and reader.lists_parts
+            and isinstance(executor, DaskExecutor)
+        ):
+            yield in_parts(reader, plans, policy, executor), executor
+            return
         listing = list_plans(reader, plans, policy, executor.run, counted=reuse is None)
         if reuse is not None:
             listing = reuse(listing)  # counts the bundles it leaves to read
@@ -467,11 +579,17 @@ def scan(
     rows are reused (:attr:`Listing.reused`) too, done from the start."""
     if progress:
         reused = sum(len(batch) for batch in listing.reused)
-        progress.start(listing.count + reused)
+        progress.start(None if listing.parts is not None else listing.count + reused)
         if reused:
             progress.advance(reused)
     size = 1 if listing.policy.reads_tiles else CHUNK
-    for result in executor.map(work, chunks(listing.bundles(), size)):
+    results: Iterator[T]
+    if listing.parts is not None:
+        assert isinstance(executor, DaskExecutor), "parts are listed on a cluster"
+        results = _parts_scanned(listing, executor, work)
+    else:
+        results = executor.map(work, chunks(listing.bundles(), size))
+    for result in results:
         if progress:
             progress.advance(len(result))
         for fold in folds:
@@ -615,6 +733,7 @@ __all__ = [
     "UNREADABLE",
     "Evaluated",
     "Listing",
+    "PartScan",
     "Progress",
     "Reuse",
     "ScanBatch",
@@ -623,11 +742,13 @@ __all__ = [
     "chunks",
     "classify",
     "evaluate",
+    "in_parts",
     "list_plans",
     "listed",
     "scan",
     "scan_bundle",
     "scan_chunk",
+    "scan_part",
     "scan_status",
     "scan_warnings",
     "unreadable",

@@ -10,6 +10,7 @@ same in a folder and in a package.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -18,11 +19,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from ..arcgis_names import config_digest
 from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import BundleKey, Extent, Problem, TilingScheme
+from ..models import BundleKey, Extent, Problem, TileRange, TilingScheme
 from .arcgis_conf import parse_conf_cdi, parse_conf_xml, read_config_file
-from .arcgis_folder import CDI_NAMES, LAYERS_DIR, find_conf, shown
+from .arcgis_folder import (
+    CDI_NAMES,
+    LAYERS_DIR,
+    OddNames,
+    find_conf,
+    row_boundaries,
+    shown,
+)
 from .arcgis_layout import FolderLayout, Layout, ObjectLayout
-from .base import BundleFile, BundleIndex, CacheReader, StoredTile
+from .base import BundleFile, BundleIndex, CacheReader, Part, PartListing, StoredTile
 from .bytesource import Opener
 from .compact_v1 import STORAGE_FORMAT as COMPACT_V1
 from .compact_v1 import CompactV1
@@ -156,6 +164,45 @@ class ArcGISCache(CacheReader):
         :func:`~.arcgis_folder.level_bundles`)."""
         folder = self._level_dirs.get(level)
         return iter(()) if folder is None else self.layout.bundles(level, folder)
+
+    @property
+    def lists_parts(self) -> bool:
+        """In object storage that starts a listing at a key
+        (:attr:`~.arcgis_layout.ObjectLayout.lists_parts`); a folder on a disk, or a package, is
+        listed in one piece."""
+        return isinstance(self.layout, ObjectLayout) and self.layout.lists_parts
+
+    def level_parts(self, level: int, bounds: TileRange, size: int) -> list[Part]:
+        """The level folder's names cut at the beginnings of bundle rows
+        (:func:`~.arcgis_folder.row_boundaries`), about ``size`` expected bundles a part, just
+        under a whole number of listing pages (a part's listing asks for one page per
+        :data:`~cachestatus.storage.objects.LIST_PAGE` names, and one more that shows where it
+        ends: 1,999 names take two requests, 2,048 three); the first part from the folder's
+        first name, the last to its end.
+
+        Raises:
+            NotImplementedError: the cache is not listed in parts (:attr:`lists_parts`).
+        """
+        from ..storage.objects import LIST_PAGE
+
+        if not self.lists_parts:
+            raise NotImplementedError(f"{self.where}: its levels are listed in one piece")
+        if level not in self._level_dirs:
+            return []
+        if size > LIST_PAGE:
+            size = size // LIST_PAGE * LIST_PAGE - 1
+        cuts: list[str | None] = [None, *row_boundaries(bounds, size), None]
+        return [Part(level, start, stop) for start, stop in itertools.pairwise(cuts)]
+
+    def list_part(self, part: Part) -> PartListing:
+        """One part of a level folder's listing (:meth:`~.arcgis_layout.ObjectLayout.part`)."""
+        layout = self.layout
+        if not isinstance(layout, ObjectLayout) or not layout.lists_parts:
+            raise NotImplementedError(f"{self.where}: its levels are listed in one piece")
+        folder = self._level_dirs.get(part.level)
+        if folder is None:  # gone since the run's reader found it: as an empty folder lists
+            return PartListing([], OddNames(part.level), 0)
+        return layout.part(part, folder)
 
     def read_bundle(self, bundle: BundleFile) -> BundleIndex:
         """Read and decode one bundle's index.

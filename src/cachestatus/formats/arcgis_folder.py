@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,7 +23,7 @@ from ..arcgis_names import (
     level_folder_name,
 )
 from ..errors import InvalidCacheConfig
-from ..models import BAD_NAME, BUNDLE_SIZE, BundleKey, Problem
+from ..models import BAD_NAME, BUNDLE_SIZE, BundleKey, Problem, TileRange
 from .base import GRID_LIMIT, BundleFile
 from .bytesource import not_a_file
 
@@ -168,6 +169,46 @@ def pick_level_folders(entries: Iterable[tuple[str, str, bool]]) -> LevelFolders
     return LevelFolders(found, ignored)
 
 
+@dataclass
+class OddNames:
+    """The bundles a level folder lists under names other than the one ArcGIS writes
+    (``R00080C0000.bundle``, ``R00A0C0000.bundle``), which are decided once the whole folder is
+    listed (:meth:`resolved`): found by :func:`placed_bundles` in one listing, or in several
+    parts of it (:meth:`add`)."""
+
+    level: int
+    suffix: str = BUNDLE_SUFFIX
+    #: Per bundle, in the order first listed: its bundle files by name.
+    files: dict[BundleKey, dict[str, BundleFile]] = field(default_factory=dict)
+    #: Those of them whose ArcGIS name (:attr:`~cachestatus.models.BundleKey.name`) is listed
+    #: too: that one is read.
+    canonical: set[BundleKey] = field(default_factory=set)
+
+    def add(self, other: OddNames) -> None:
+        """What a later part of the same folder's listing found."""
+        for key, files in other.files.items():
+            self.files.setdefault(key, {}).update(files)
+        self.canonical |= other.canonical
+
+    def resolved(self) -> Iterator[BundleFile | Problem]:
+        """Per bundle, a problem with each name not read, then the bundle file read under its
+        other name when its ArcGIS name is not listed (the least of its names)."""
+        suffix = self.suffix
+        for key, files in self.files.items():
+            canonical = key.name + suffix
+            kept = canonical if key in self.canonical else min(files)
+            shown_kept = shown(kept)
+            for name in sorted(files):
+                if name != kept:
+                    yield Problem(
+                        f"{level_folder_name(self.level)}/{shown(name)}",
+                        BAD_NAME,
+                        f"{shown(files[name].path)}: the same bundle as {shown_kept}; not read",
+                    )
+            if kept != canonical:
+                yield files[kept]
+
+
 def level_bundles(
     level: int, names: Callable[[], Iterable[str]], prefix: str, suffix: str = BUNDLE_SUFFIX
 ) -> Iterator[BundleFile | Problem]:
@@ -180,18 +221,35 @@ def level_bundles(
     the first finds what is rare (``.lock`` files, names other than the ones ArcGIS writes),
     the second yields the bundles as it goes, so memory does not grow with the folder.
     """
+    odd = OddNames(level, suffix)
+    yield from placed_bundles(level, names, prefix, odd)
+    yield from odd.resolved()
+
+
+def placed_bundles(
+    level: int, names: Callable[[], Iterable[str]], prefix: str, odd: OddNames
+) -> Iterator[BundleFile | Problem]:
+    """What :func:`level_bundles` yields in the listing's order: every name but those of
+    bundles named otherwise than ArcGIS names them, which go to ``odd`` (with whether their
+    ArcGIS name is listed too). The names of one bundle file (``.bundle``, ``.lock``,
+    ``.bundlx``) begin alike, so any part of a folder's listing cut between two names with
+    different beginnings holds them all: each part is read so, its ``odd`` added up after."""
+    suffix = odd.suffix
     locks: set[str] = set()
     #: The bundles named otherwise than ArcGIS names them, by bundle: their names.
-    odd: dict[BundleKey, list[str]] = {}
+    found_odd: dict[BundleKey, list[str]] = {}
     for name in names():
         if name.endswith(".lock"):
             locks.add(name[: -len(".lock")])
         elif name.endswith(suffix) and not CANONICAL.match(name[: -len(suffix)]):
             found = parse_bundle_name(level, name, prefix + name, suffix)
             if isinstance(found, BundleFile):
-                odd.setdefault(found.key, []).append(name)
-    #: The name read for each bundle named oddly: ArcGIS's when it is listed too, else the least.
-    read = {key: min(listed) for key, listed in odd.items()}
+                found_odd.setdefault(found.key, []).append(name)
+    for key, listed in found_odd.items():
+        odd.files[key] = {
+            name: BundleFile(key, prefix + name, bool(locks) and name[: -len(suffix)] in locks)
+            for name in listed
+        }
     canonical, cut = CANONICAL.match, -len(suffix)
     for name in names():
         if not name.endswith(suffix):
@@ -199,29 +257,34 @@ def level_bundles(
         stem = name[:cut]
         locked = bool(locks) and stem in locks
         match = canonical(stem)
-        if match is not None and not odd:  # the names ArcGIS writes, parsed once
+        if match is not None and not found_odd:  # the names ArcGIS writes, parsed once
             row, col = int(match[1], 16), int(match[2], 16)
             if row % BUNDLE_SIZE == 0 and col % BUNDLE_SIZE == 0 and max(row, col) < GRID_LIMIT:
                 yield BundleFile(BundleKey(level, row, col), prefix + name, locked)
                 continue
         found = parse_bundle_name(level, name, prefix + name, suffix, locked)
-        if isinstance(found, Problem) or found.key not in odd:
+        if isinstance(found, Problem) or found.key not in found_odd:
             yield found
         elif name == found.key.name + suffix:
-            read[found.key] = name
+            odd.canonical.add(found.key)
             yield found
-    for key, listed in odd.items():
-        kept = read[key]
-        for name in sorted(listed):
-            if name != kept:
-                yield Problem(
-                    f"{level_folder_name(level)}/{shown(name)}",
-                    BAD_NAME,
-                    f"{shown(prefix + name)}: the same bundle as {shown(kept)}; not read",
-                )
-        if kept != key.name + suffix:
-            stem = kept[: -len(suffix)]
-            yield BundleFile(key, prefix + kept, bool(locks) and stem in locks)
+
+
+def row_boundaries(bounds: TileRange, size: int) -> list[str]:
+    """Where to cut the names of a level folder so that each part holds about ``size`` of the
+    bundles of the block ``bounds``: the beginnings (``R0080C``) of the bundle rows that start
+    a part but the first, in the folders' order (that of the names: ``R10000C`` comes before
+    ``R1000C``). A bundle row's names all begin so, and no other row's: each row is in one
+    part, with its ``.lock`` and ``.bundlx`` files."""
+    if bounds.is_empty:
+        return []
+    first, last = bounds.row0 // BUNDLE_SIZE, (bounds.row1 - 1) // BUNDLE_SIZE
+    across = (bounds.col1 - 1) // BUNDLE_SIZE - bounds.col0 // BUNDLE_SIZE + 1
+    rows = max(1, size // across)
+    if last - first + 1 <= rows:
+        return []
+    names = sorted(f"R{row * BUNDLE_SIZE:04x}C" for row in range(first, last + 1))
+    return names[rows::rows]
 
 
 __all__ = [
@@ -232,6 +295,7 @@ __all__ = [
     "LAYERS_DIR",
     "LEVEL_NAME",
     "LevelFolders",
+    "OddNames",
     "find_conf",
     "hex_number",
     "level_bundles",
@@ -239,5 +303,7 @@ __all__ = [
     "list_level_folders",
     "parse_bundle_name",
     "pick_level_folders",
+    "placed_bundles",
+    "row_boundaries",
     "shown",
 ]

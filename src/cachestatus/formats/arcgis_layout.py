@@ -26,12 +26,14 @@ from .arcgis_conf import read_config, read_config_file
 from .arcgis_folder import (
     BUNDLE_SUFFIX,
     LevelFolders,
+    OddNames,
     level_bundles,
     list_level_folders,
     pick_level_folders,
+    placed_bundles,
     shown,
 )
-from .base import BundleFile
+from .base import BundleFile, Part, PartListing
 from .bytesource import FADVISE_WILLNEED, ByteSource, LocalFile, Opener, ZipArchive
 
 if TYPE_CHECKING:
@@ -421,13 +423,47 @@ class ObjectLayout(Layout):
         ``.bundlx`` (if any) as its payload."""
         try:
             for found in super().bundles(level, folder):
-                if isinstance(found, BundleFile):
-                    entry = self._listed[found.path]
-                    index = self._listed.get(found.path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
-                    found = found._replace(payload=index, size=entry.size, stamp=entry.stamp)
-                yield found
+                yield _as_listed(found, self._listed)
         finally:
             self._listed_folder = None  # the next listing of the folder asks again
+
+    @property
+    def lists_parts(self) -> bool:
+        """Whether a level folder is listed in parts (:meth:`part`): where a listing starts
+        at a key (:data:`~cachestatus.storage.objects.STARTS_AT_A_KEY`)."""
+        from ..storage.objects import STARTS_AT_A_KEY
+
+        return self.storage.location.scheme in STARTS_AT_A_KEY
+
+    def part(self, part: Part, folder: str) -> PartListing:
+        """The bundles of one part of the level folder (full key ``folder``): one listing of
+        the part's names, read as :meth:`bundles` reads the folder's
+        (:func:`~.arcgis_folder.placed_bundles`); a bundle whose name ArcGIS writes is looked
+        for (one ``HEAD``) when another of its names is in the part and that one is not."""
+        prefix = folder[len(self.storage.location.key) :].strip("/")
+        odd = OddNames(part.level)
+        try:
+            listed = {e.key: e for e in self.storage.list_between(prefix, part.start, part.stop)}
+            names = [key.rsplit("/", 1)[-1] for key in listed]
+            found = [
+                _as_listed(f, listed)
+                for f in placed_bundles(part.level, lambda: names, f"{folder}/", odd)
+            ]
+        except OSError as exc:  # said as the folder's listing says it (Layout.bundles)
+            problem = Problem(
+                shown(os.path.basename(folder)),
+                CORRUPT,
+                f"{shown(folder)}: cannot list: {exc.strerror or exc}",
+            )
+            return PartListing([problem], OddNames(part.level), 0)
+        for key, files in odd.files.items():
+            odd.files[key] = {name: _listed_file(f, listed) for name, f in files.items()}
+            name = key.name + BUNDLE_SUFFIX
+            if (part.start or "") <= name and (part.stop is None or name < part.stop):
+                continue  # in the part: listed, or not there
+            if self.find_bundle(folder, key, beside=False) is not None:
+                odd.canonical.add(key)
+        return PartListing(found, odd, len(names))
 
     def find_bundle(self, folder: str, key: BundleKey, beside: bool) -> BundleFile | None:
         """One ``HEAD`` of the bundle's object (and one of its ``.bundlx``, ``beside``): its
@@ -468,3 +504,17 @@ class ObjectLayout(Layout):
             return self.storage.source(entry)
 
         return open_listed
+
+
+def _as_listed(found: BundleFile | Problem, listed: dict[str, ObjectEntry]) -> BundleFile | Problem:
+    """What a level folder's listing found, a bundle with what was listed for it
+    (:func:`_listed_file`)."""
+    return _listed_file(found, listed) if isinstance(found, BundleFile) else found
+
+
+def _listed_file(bundle: BundleFile, listed: dict[str, ObjectEntry]) -> BundleFile:
+    """A bundle of a level folder's listing with its listed size and ETag, and its ``.bundlx``
+    (if listed) as its payload."""
+    entry = listed[bundle.path]
+    index = listed.get(bundle.path[: -len(BUNDLE_SUFFIX)] + _BUNDLX_SUFFIX)
+    return bundle._replace(payload=index, size=entry.size, stamp=entry.stamp)

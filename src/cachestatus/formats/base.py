@@ -240,6 +240,40 @@ class StreamedListing(LevelListing):
         return self.reader.list_bundles(self.level)
 
 
+class Part(NamedTuple):
+    """One part of the listing of a level folder in object storage: the names from ``start``
+    (from the folder's first when ``None``) to ``stop`` (up to the folder's end when ``None``),
+    ``stop`` excluded, in the storage's order. A level's parts, in order, cover every name of
+    the folder once, whatever it is."""
+
+    level: int
+    start: str | None
+    stop: str | None
+
+
+class Unsettled(Protocol):
+    """What the parts of a level's listing leave to be decided once every part is listed (two
+    names of one bundle in two parts): each part's, added up in order, then resolved."""
+
+    def add(self, other: Self, /) -> None:
+        """What the next part found."""
+        ...
+
+    def resolved(self) -> Iterator[BundleFile | Problem]:
+        """The bundles and problems that come after every part's."""
+        ...
+
+
+class PartListing(NamedTuple):
+    """What the listing of one :class:`Part` found: its bundles and problems, in the listing's
+    order, what is left to decide after the level's last part, and how many names were
+    listed."""
+
+    found: list[BundleFile | Problem]
+    unsettled: Unsettled
+    names: int
+
+
 def not_remote(url: str, format_name: str) -> UnsupportedFormat:
     """The refusal of a cache of a format not read from object storage."""
     return UnsupportedFormat(
@@ -373,6 +407,31 @@ class CacheReader(ABC):
         """The bundles of ``level`` found in the cache, and problems with what is not a bundle:
         what iterating :meth:`list_level` yields."""
         return iter(self.list_level(level))
+
+    @property
+    def lists_parts(self) -> bool:
+        """Whether a level's listing is cut into parts (:meth:`level_parts`); false (the
+        default) where a level is listed in one piece only (a folder on a disk, a package)."""
+        return False
+
+    def level_parts(self, level: int, bounds: TileRange, size: int) -> list[Part]:
+        """The parts the listing of ``level`` is cut into where :attr:`lists_parts`, each read
+        by :meth:`list_part` in any process, so that each holds about ``size`` of the bundles of
+        the block ``bounds`` (those expected).
+
+        Raises:
+            NotImplementedError: the reader does not list levels in parts.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not list levels in parts")
+
+    def list_part(self, part: Part) -> PartListing:
+        """The listing of one of :meth:`level_parts`: the same bundles and problems, named and
+        decided the same, as :meth:`list_level` gives in that part of the level.
+
+        Raises:
+            NotImplementedError: the reader does not list levels in parts.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not list levels in parts")
 
     def count_bundles(self, level: int) -> int:
         """How many bundles :meth:`list_bundles` would yield, or about (it sizes progress bars).

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: Storage whose listings start at a key (S3's ``start-after``, GCS's ``startOffset``): a folder
+#: is listed in parts there; elsewhere (Azure, with obstore's listing) a listing that starts at
+#: a key still lists from the folder's first.
+STARTS_AT_A_KEY = frozenset({"s3", "gs"})
 #: Keys a listing request returns at most (S3's page; Azure and GCS take the hint).
 LIST_PAGE = 1000
 #: Reads in flight per worker process by default: object storage, and plain HTTP servers.
@@ -94,8 +98,10 @@ class ObjectStorage:
         """The full key of ``name``, a path relative to the location."""
         return self.location.child(name).key
 
-    def list(self, prefix: str = "") -> Iterator[ObjectEntry]:
-        """Every object under ``prefix`` (relative to the location), at any depth, in pages.
+    def list(self, prefix: str = "", after: str | None = None) -> Iterator[ObjectEntry]:
+        """Every object under ``prefix`` (relative to the location), at any depth, in pages, in
+        the order of their keys; only those whose full key comes after ``after``, when given
+        (where the storage starts a listing at a key: S3's ``start-after``).
 
         Raises:
             StorageError: the listing was refused or failed after its retries.
@@ -103,7 +109,7 @@ class ObjectStorage:
         import obstore
 
         full = self.full_key(prefix)
-        last: str | None = None
+        last = after
         attempt = 0
         while True:
             pages = obstore.list(
@@ -128,6 +134,28 @@ class ObjectStorage:
             yield
         finally:
             self._kept = None
+
+    def list_between(
+        self, prefix: str, start: str | None, stop: str | None
+    ) -> Iterator[ObjectEntry]:
+        """The objects directly in the folder ``prefix`` (relative to the location) whose names
+        are from ``start`` (the first when ``None``) up to ``stop`` excluded (the last when
+        ``None``), in their order: one listing that starts at ``start`` where the storage can
+        (:data:`STARTS_AT_A_KEY`) and stops at ``stop``.
+
+        Raises:
+            StorageError: the listing was refused or failed after its retries.
+        """
+        folder = self.full_key(prefix) + "/"
+        # Keys come after ``after``, which is below every name from ``start`` on: the few names
+        # between the two (``R008.bundle`` before ``R0080C``) are left out here.
+        after = None if not start else folder + start[:-1]
+        for entry in self.list(prefix, after):
+            name = entry.key[len(folder) :]
+            if stop is not None and name >= stop:
+                return
+            if (start is None or name >= start) and "/" not in name:
+                yield entry
 
     def list_dir(self, prefix: str = "") -> tuple[builtins.list[str], builtins.list[ObjectEntry]]:
         """One level under ``prefix``: the names of the folders in it, and its objects.
