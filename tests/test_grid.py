@@ -130,16 +130,37 @@ def test_bundle_names_grow_past_four_digits():
     assert str(Tile(5, 130, 260)) == "L5/R130/C260"
 
 
+# Bundles' top-left corners near a window (most of them bundle-aligned, some not), and windows.
+_corner = st.one_of(st.integers(0, 24).map(lambda i: i * 128), st.integers(0, 3100))
+_window = st.one_of(
+    st.none(),
+    st.tuples(_corner, st.integers(1, 2000), _corner, st.integers(1, 2000)).map(
+        lambda w: TileRange(w[0], w[0] + w[1], w[2], w[2] + w[3])
+    ),
+)
+
+
 @given(
     st.lists(st.tuples(st.integers(0, 2**24), st.integers(0, 2**24)), max_size=60),
     st.tuples(st.integers(0, 2**24), st.integers(0, 2**24)),
+    _window,
 )
-def test_bundle_set_is_a_set(pairs, probe):
+def test_bundle_set_is_a_set(pairs, probe, window):
+    _check_bundle_set(pairs, probe, window)
+
+
+@given(st.lists(st.tuples(_corner, _corner), max_size=80), st.tuples(_corner, _corner), _window)
+def test_bundle_set_with_a_bitmap_is_a_set(pairs, probe, window):
+    """Bundles inside the window's grid go to its bitmap, the others beside it: the same set."""
+    _check_bundle_set(pairs, probe, window)
+
+
+def _check_bundle_set(pairs, probe, window):
     from cachestatus.models import BundleSet
 
-    found = BundleSet()
+    found = BundleSet(window)
     half = len(pairs) // 2
-    for part in (pairs[:half], pairs[half:]):
+    for part in (pairs[:half], pairs[half:], pairs[: half // 2]):
         found.add(
             np.array([r for r, _ in part], dtype=np.int64),
             np.array([c for _, c in part], dtype=np.int64),
@@ -148,3 +169,7 @@ def test_bundle_set_is_a_set(pairs, probe):
     assert list(found.pairs()) == sorted(set(pairs))
     assert (probe in found) == (probe in set(pairs))
     assert all(p in found for p in pairs)
+    pieces = [np.column_stack(c) for c in found.chunks(size=8)]
+    assert sorted(map(tuple, np.concatenate([np.zeros((0, 2), np.int64), *pieces]).tolist())) == (
+        sorted(set(pairs))
+    )

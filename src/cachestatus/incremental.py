@@ -236,7 +236,7 @@ class Previous:
         if progress:
             progress.start(reused)
             progress.advance(reused)
-        found = {p.lod.level: BundleSet() for p in plans}
+        found = {p.lod.level: BundleSet(p.expected.bounds) for p in plans}
         for level, bundles in found.items():
             mine = self.stamps.level == level
             bundles.add(self.stamps.row[mine], self.stamps.col[mine])

@@ -485,7 +485,7 @@ class MissingRows:
             level_found = found[plan.lod.level]
             if not len(level_found) and self.scope is AbsentRows.BUILT_LEVELS:
                 continue
-            found_inside = plan.expected.count_holding(*level_found.arrays())
+            found_inside = sum(plan.expected.count_holding(*c) for c in level_found.chunks())
             yield plan, level_found, plan.expected.bundle_count() - found_inside
 
     def recount(self, found: dict[int, BundleSet], written: int) -> None:

@@ -403,25 +403,68 @@ class RowBatch:
 
 
 class BundleSet:
-    """A set of bundles of one level, 8 bytes each: (row, col) pairs packed into sorted int64.
+    """A set of bundles of one level: a bitmap over the bundle grid of ``window`` (one bit a
+    bundle of it), and beside it, for bundles outside the window (or all of them without one),
+    (row, col) pairs packed into sorted int64, 8 bytes each.
 
-    Scans add bundles in batches; membership is a binary search. A Python set of tuples would
-    cost about a hundred bytes a bundle, which millions of bundles make felt.
+    Scans add bundles in batches; membership is a bit, or a binary search. A Python set of
+    tuples would cost about a hundred bytes a bundle, and sorted pairs 8 bytes and, while they
+    are sorted in, several times that: 10^7 bundles of a level would take hundreds of MiB,
+    their bitmap 1.25 MiB. A window whose grid has more than :attr:`MAX_BITS` bundles gets no
+    bitmap.
     """
 
-    def __init__(self) -> None:
+    #: Bundles of a window's grid given a bitmap, at most (32 MiB of bits).
+    MAX_BITS = 2**28
+
+    def __init__(self, window: TileRange | None = None) -> None:
         self._parts: list[npt.NDArray[np.int64]] = []
         self._keys: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._pending = 0
+        # The bitmap's grid: its first bundle's top-left tile, its rows and columns of bundles.
+        self._row0 = self._col0 = self._rows = self._cols = 0
+        if window is not None and not window.is_empty:
+            row0, col0 = window.row0 // BUNDLE_SIZE, window.col0 // BUNDLE_SIZE
+            rows = (window.row1 - 1) // BUNDLE_SIZE - row0 + 1
+            cols = (window.col1 - 1) // BUNDLE_SIZE - col0 + 1
+            if rows * cols <= self.MAX_BITS:
+                self._row0, self._col0 = row0 * BUNDLE_SIZE, col0 * BUNDLE_SIZE
+                self._rows, self._cols = rows, cols
+        self._bits = np.zeros(-(-self._rows * self._cols // 8), dtype=np.uint8)
+        self._set_bits = 0
 
     @staticmethod
     def _pack(rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return (np.asarray(rows, dtype=np.int64) << 32) | np.asarray(cols, dtype=np.int64)
 
+    def _cells(
+        self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+        """Which bundles are in the bitmap's grid, and their cells there."""
+        r = np.asarray(rows, dtype=np.int64) - self._row0
+        c = np.asarray(cols, dtype=np.int64) - self._col0
+        inside = (r >= 0) & (c >= 0) & (r % BUNDLE_SIZE == 0) & (c % BUNDLE_SIZE == 0)
+        inside &= (r < self._rows * BUNDLE_SIZE) & (c < self._cols * BUNDLE_SIZE)
+        cells = (r[inside] // BUNDLE_SIZE) * self._cols + c[inside] // BUNDLE_SIZE
+        return inside, cells
+
+    def _has(self, cells: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        bits = (self._bits[cells >> 3] >> (cells & 7).astype(np.uint8)) & 1
+        return np.asarray(bits == 1, dtype=np.bool_)
+
     def add(self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]) -> None:
-        """Add bundles given by their top-left rows and columns (sorted in once as many are
-        added as are in the set: what the set holds stays at 8 bytes a bundle)."""
-        self._parts.append(self._pack(rows, cols))
+        """Add bundles given by their top-left rows and columns (those outside the bitmap are
+        sorted in once as many are added as are in the set: they stay at 8 bytes a bundle)."""
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        inside, cells = self._cells(rows, cols)
+        if len(cells):
+            cells = np.unique(cells)
+            cells = cells[~self._has(cells)]
+            self._set_bits += len(cells)
+            np.bitwise_or.at(self._bits, cells >> 3, np.left_shift(1, cells & 7).astype(np.uint8))
+        if inside.all():
+            return
+        self._parts.append(self._pack(rows[~inside], cols[~inside]))
         self._pending += len(self._parts[-1])
         if self._pending > max(len(self._keys), 65_536):
             self._sorted()
@@ -434,20 +477,39 @@ class BundleSet:
 
     def __contains__(self, bundle: object) -> bool:
         row, col = cast(tuple[int, int], bundle)
+        inside, cells = self._cells(np.array([row]), np.array([col]))
+        if inside[0]:
+            return bool(self._has(cells)[0])
         keys = self._sorted()
         key = (row << 32) | col
         i = int(np.searchsorted(keys, key))
         return i < len(keys) and int(keys[i]) == key
 
     def __len__(self) -> int:
-        return len(self._sorted())
+        return self._set_bits + len(self._sorted())
+
+    def chunks(
+        self, size: int = 2**20
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+        """The bundles' top-left rows and columns, in pieces of about ``size`` bundles of the
+        bitmap (what a level holds is never unpacked whole), then those outside it, sorted."""
+        step = -(-size // 8)
+        for start in range(0, len(self._bits), step):
+            cells = (
+                np.flatnonzero(np.unpackbits(self._bits[start : start + step], bitorder="little"))
+                + start * 8
+            )
+            rows, cols = np.divmod(cells, max(self._cols, 1))
+            yield rows * BUNDLE_SIZE + self._row0, cols * BUNDLE_SIZE + self._col0
+        keys = self._sorted()
+        yield keys >> 32, keys & 0xFFFFFFFF
 
     def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The bundles' top-left rows and columns, sorted."""
-        keys = self._sorted()
+        keys = np.unique(np.concatenate([self._pack(r, c) for r, c in self.chunks()]))
         return keys >> 32, keys & 0xFFFFFFFF
 
     def pairs(self) -> Iterator[tuple[int, int]]:
         """The bundles as (row, col), sorted."""
-        keys = self._sorted()
-        yield from zip((keys >> 32).tolist(), (keys & 0xFFFFFFFF).tolist(), strict=True)
+        rows, cols = self.arrays()
+        yield from zip(rows.tolist(), cols.tolist(), strict=True)

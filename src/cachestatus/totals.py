@@ -37,7 +37,7 @@ class LevelTotals:
             for p in plans
         }
         #: Per level, the bundles (row, col) that have a file.
-        self.found = {p.lod.level: BundleSet() for p in plans}
+        self.found = {p.lod.level: BundleSet(p.expected.bounds) for p in plans}
         self.problems = problems
         #: Rows folded in.
         self.rows = 0
