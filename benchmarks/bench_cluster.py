@@ -19,9 +19,17 @@ server, in this process), each empty (a 0-byte bundle: a ``CORRUPT`` row, decide
 the listed size, so the run is its listing and its rows), rebuilt on the same cluster with the
 levels listed in parts by the workers, and with the client listing them (as before: the
 readers' ``lists_parts`` turned off in that process). Both alternate; the ratio is printed.
+moto lists and sorts the whole folder for every request, in one Python process, so on its own
+this compares request counts more than anything S3 would show. With ``--latency MS``, every
+request goes through a proxy (``tests.remote.Throttling``) that waits MS milliseconds before
+forwarding it, as S3's round trip does (the waits of requests in flight overlap, in threads,
+and cost no CPU): the client's listing is then its pages one after the other, the parts' pages
+are shared by the workers. The LIST requests of one run of each are counted, and the model
+(pages x latency, one after the other, against pages / listers x latency) is printed with what
+it predicts for 10^7 bundles on 32 workers.
 
     python benchmarks/bench_cluster.py [--bundles 20000] [--repeat 3] [--memory]
-        [--remote 100000]
+        [--remote 100000 [--latency 20]]
 """
 
 from __future__ import annotations
@@ -31,17 +39,21 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from tests.dask_cluster import dask_cluster
 from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, write_conf
+from tests.remote import S3Server, Throttling
 
 from benchmarks.bench_rebuild import build, peak_rss_kib
-from benchmarks.timing import alternate, compile_package, median, runs
+from benchmarks.timing import alternate, compile_package, median, runs, timed
 
 BAR = 1.3
 #: Section 6.7 of the research: GETs per second one worker sustains against S3 with 64-128
@@ -105,9 +117,15 @@ main()
 """
 
 
-def remote_listing(workdir: Path, bundles: int, repeat: int) -> None:
+def list_requests(proxy: Throttling) -> int:
+    """The listing requests (ListObjectsV2) the proxy forwarded."""
+    return sum(method == "GET" and "list-type=2" in target for method, target in proxy.requests)
+
+
+def remote_listing(workdir: Path, bundles: int, repeat: int, latency_ms: float = 0) -> None:
     """The ``--remote`` case: ``bundles`` objects in one level folder in S3, rebuilt on a
-    two-worker cluster with the levels listed in parts and with the client listing them."""
+    two-worker cluster with the levels listed in parts and with the client listing them; with
+    ``latency_ms``, every request of the runs waits that long in a proxy first."""
     from benchmarks.bench_remote import BUCKET, put_objects, s3_server
 
     level, side = 15, math.ceil(math.sqrt(bundles))
@@ -115,15 +133,25 @@ def remote_listing(workdir: Path, bundles: int, repeat: int) -> None:
     conf = write_conf(
         workdir / "remote-conf", level + 1, (-half, half - side * span, -half + side * span, half)
     )
-    with s3_server() as endpoint:
+    workers = 2
+    with s3_server() as endpoint, ExitStack() as stack:
         prefix = "listing/Layers"
         keys: dict[str, Path | bytes] = {f"{prefix}/{path.name}": path for path in conf.iterdir()}
         for i in range(side * side):
             r, c = divmod(i, side)
             keys[f"{prefix}/_alllayers/L{level}/R{r * 128:04x}C{c * 128:04x}.bundle"] = b""
         print(f"uploaded {put_objects(endpoint, keys):,} objects to {endpoint}")
+        proxy = None
+        if latency_ms:
+            moto = urlsplit(endpoint)
+            assert moto.hostname and moto.port, endpoint
+            proxy = Throttling(S3Server(moto.hostname, moto.port), slow=0, delay=latency_ms / 1000)
+            threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            stack.callback(proxy.shutdown)
+            # the runs and the cluster's workers (started below, with this environment)
+            os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{proxy.server_address[1]}"
         url = f"s3://{BUCKET}/{prefix}"
-        with dask_cluster(workdir, 2, os.environ) as address:
+        with dask_cluster(workdir, workers, os.environ) as address:
 
             def rebuild(head: list[str], tag: str) -> list[str]:
                 status = workdir / f"listing-{tag}.gdb"
@@ -133,11 +161,46 @@ def remote_listing(workdir: Path, bundles: int, repeat: int) -> None:
             in_parts = rebuild([sys.executable, "-m", "cachestatus.cli"], "parts")
             on_client = rebuild([sys.executable, "-c", CLIENT_LISTING], "client")
             clients, parts = alternate(on_client, in_parts, repeat)
+            pages, at_once = [], []
+            if proxy is not None:
+                for command in (on_client, in_parts):
+                    proxy.clear()
+                    timed(command)
+                    pages.append(list_requests(proxy))
+                    at_once.append(proxy.most_in_flight)
     client, parted = median(clients), median(parts)
     print(f"bundle objects in one level folder   {side * side:,}   (S3: moto's server)")
+    if latency_ms:
+        print(f"latency per request (proxy)    {latency_ms:g} ms")
     print(f"Dask, client lists the level   median {client:.3f} s   runs {runs(clients)}")
     print(f"Dask, workers list its parts   median {parted:.3f} s   runs {runs(parts)}")
     print(f"ratio parts / client listing   {parted / client:.2f}")
+    if pages:
+        print(f"most requests in flight, client listing {at_once[0]}, parts {at_once[1]}")
+        latency_model(pages[0], pages[1], latency_ms / 1000, workers, client - parted)
+    print(f"load average (1, 5, 15 min)    {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def latency_model(
+    client_pages: int, part_pages: int, latency: float, listers: int, saved: float
+) -> None:
+    """The listing's time as its latency alone: the client's pages one after the other, the
+    parts' pages shared by ``listers`` worker threads; what it says here (``saved``: measured)
+    and for 10^7 bundles on 32 workers."""
+    on_client, in_parts = client_pages * latency, part_pages / listers * latency
+    print(f"LIST requests, client listing  {client_pages:,}   parts on the workers {part_pages:,}")
+    print(
+        f"model: client {client_pages} x {latency * 1000:g} ms = {on_client:.2f} s, parts "
+        f"{part_pages} / {listers} listers x {latency * 1000:g} ms = {in_parts:.2f} s: "
+        f"{on_client - in_parts:.2f} s saved (measured {saved:.2f} s)"
+    )
+    total_pages, workers = 10**4, 32
+    parted_pages = total_pages * part_pages / client_pages
+    print(
+        f"PREDICTION (not measured): 10^7 bundles ({total_pages:,} pages) on {workers} workers, "
+        f"{latency * 1000:g} ms a request: client listing {total_pages * latency / 60:.1f} min, "
+        f"parts ({parted_pages:,.0f} pages, as here) {parted_pages / workers * latency:.1f} s"
+    )
 
 
 def main() -> int:
@@ -149,13 +212,20 @@ def main() -> int:
         "--remote", type=int, metavar="N", help="the listing of N bundle objects in S3 instead"
     )
     parser.add_argument(
+        "--latency",
+        type=float,
+        default=0,
+        metavar="MS",
+        help="with --remote: each request waits MS milliseconds in a proxy before moto",
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cachestatus-bench"
     )
     args = parser.parse_args()
     compile_package()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.remote:
-        remote_listing(args.workdir, args.remote, args.repeat)
+        remote_listing(args.workdir, args.remote, args.repeat, args.latency)
         return 0
     cache = build(args.workdir, args.bundles)
     bundles = sum(1 for _ in (cache / "_alllayers" / "L15").iterdir())

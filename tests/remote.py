@@ -3,12 +3,18 @@
 The ``s3`` fixture (session-wide) starts it; ``s3_env`` points the environment at it the way a
 user points the AWS tools at an S3-compatible store (``AWS_ENDPOINT_URL`` and keys), ``in_tmp``
 makes a temporary folder the working folder (where a remote cache's status goes), and
-``upload`` copies a folder into a bucket, key for key.
+``upload`` copies a folder into a bucket, key for key. :class:`Throttling` is a proxy in front
+of it that records the requests, answers ``503 SlowDown`` to the first few, and can wait before
+each (the benchmarks' latency).
 """
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -98,3 +104,76 @@ def upload(server: S3Server, folder: Path, bucket: str, prefix: str) -> str:
             key = f"{prefix}/{path.relative_to(folder).as_posix()}"
             client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
     return f"s3://{bucket}/{prefix}"
+
+
+class Throttling(http.server.ThreadingHTTPServer):
+    """A proxy to the S3 server that answers its first ``slow`` requests ``503 SlowDown``, and
+    waits ``delay`` seconds before forwarding each request (a far server's latency: the waits of
+    requests in flight overlap, each in its own thread, and cost no CPU)."""
+
+    #: Connections waiting to be taken (a cluster's readers open many at once).
+    request_queue_size = 256
+
+    def __init__(self, target: S3Server, slow: int, delay: float = 0.0) -> None:
+        self.target, self.slow, self.delay, self.lock = target, slow, delay, threading.Lock()
+        #: Every request forwarded or throttled: its method and its path with the query.
+        self.requests: list[tuple[str, str]] = []
+        #: Requests being answered, and the most at once since :meth:`clear`.
+        self.in_flight = self.most_in_flight = 0
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+    def clear(self) -> None:
+        """Forget the requests seen so far."""
+        with self.lock:
+            self.requests.clear()
+            self.most_in_flight = self.in_flight
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    server: Throttling
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _forward(self) -> None:
+        server = self.server
+        with server.lock:
+            server.in_flight += 1
+            server.most_in_flight = max(server.most_in_flight, server.in_flight)
+        try:
+            self._answer()
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.server.lock:
+            self.server.requests.append((self.command, self.path))
+            throttled = self.server.slow > 0
+            self.server.slow -= throttled
+        if self.server.delay:
+            time.sleep(self.server.delay)
+        if throttled:
+            error = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(error)
+            return
+        target = http.client.HTTPConnection(self.server.target.host, self.server.target.port)
+        target.request(self.command, self.path, body, dict(self.headers))
+        answer = target.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        target.close()
+
+    do_GET = do_HEAD = do_PUT = _forward

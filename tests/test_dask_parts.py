@@ -34,10 +34,9 @@ from cachestatus.models import BUNDLE_SIZE, TileRange
 from cachestatus.storage import Location, ObjectEntry, ObjectStorage
 from tests.builders import build
 from tests.dask_cluster import dask_cluster
-from tests.remote import KEYS, S3Server, make_bucket, point_at, upload
+from tests.remote import KEYS, S3Server, Throttling, make_bucket, point_at, upload
 from tests.status_rows import rows_in_order, task_rows
 from tests.test_dask import _same_report, tiles_in
-from tests.test_remote_s3 import Throttling
 
 distributed = pytest.importorskip("distributed")
 

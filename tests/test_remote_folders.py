@@ -22,9 +22,9 @@ from cachestatus.formats.tile_folders import (
     list_tile_objects,
 )
 from tests.builders import WORLD, BuiltCache, build
-from tests.remote import S3Server, make_bucket, point_at, upload
+from tests.remote import S3Server, Throttling, make_bucket, point_at, upload
 from tests.test_fuzz import _BYTES, _DECIMAL, _HEX, _tile_name, _writable, fuzz
-from tests.test_remote_s3 import Throttling, comparable, run, tiles
+from tests.test_remote_s3 import comparable, run, tiles
 
 KINDS = ["exploded", "xyz", "tms"]
 #: The tile files the builders write, by extension.

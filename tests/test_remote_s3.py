@@ -4,8 +4,6 @@ replaced while the scan runs, ``Conf.xml``, throttling, and the refusals."""
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import json
 import logging
 import pickle
@@ -26,7 +24,7 @@ from cachestatus.formats.arcgis_layout import ObjectLayout
 from cachestatus.storage import ObjectStorage, parse_location
 from tests.builders import build
 from tests.helpers import SAMPLE_CACHE
-from tests.remote import S3Server, make_bucket, point_at, upload
+from tests.remote import S3Server, Throttling, make_bucket, point_at, upload
 from tests.status_rows import task_rows
 from tests.test_verify import _png
 
@@ -200,53 +198,6 @@ def test_a_bundle_replaced_after_listing_is_in_progress(s3_env, bucket, in_tmp, 
     rows = task_rows(in_tmp / "Sample.Status.gdb")
     assert rows["L01/R0000C0000"]["status"] == "IN_PROGRESS"
     assert rows["L02/R0000C0000"]["status"] != "IN_PROGRESS"
-
-
-class Throttling(http.server.ThreadingHTTPServer):
-    """A proxy to the S3 server that answers its first ``slow`` requests ``503 SlowDown``."""
-
-    def __init__(self, target: S3Server, slow: int) -> None:
-        self.target, self.slow, self.lock = target, slow, threading.Lock()
-        #: Every request forwarded or throttled: its method and its path with the query.
-        self.requests: list[tuple[str, str]] = []
-        super().__init__(("127.0.0.1", 0), _Forward)
-
-
-class _Forward(http.server.BaseHTTPRequestHandler):
-    server: Throttling
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        with self.server.lock:
-            self.server.requests.append((self.command, self.path))
-            throttled = self.server.slow > 0
-            self.server.slow -= throttled
-        if throttled:
-            error = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(error)))
-            self.end_headers()
-            self.wfile.write(error)
-            return
-        target = http.client.HTTPConnection(self.server.target.host, self.server.target.port)
-        target.request(self.command, self.path, body, dict(self.headers))
-        answer = target.getresponse()
-        data = answer.read()
-        self.send_response(answer.status)
-        for name, value in answer.getheaders():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        target.close()
-
-    do_GET = do_HEAD = do_PUT = _forward
 
 
 def test_throttling_answers_are_retried_and_counted(s3_env, bucket, in_tmp, monkeypatch):
