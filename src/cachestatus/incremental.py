@@ -28,7 +28,6 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from .store.reader import (
 )
 from .store.records import BundleFileRows, FileStamps, JobRecord, decode_holes, encode_holes
 from .store.schema import TASK_STATUS
+from .store.tables import epoch_ns, major
 from .unchanged import RACY_NS
 
 #: Reused rows handed to the folds at a time.
@@ -64,10 +64,6 @@ def tiling(reader: CacheReader) -> str:
     records it with its request and reuses rows only under the same one."""
     text = repr((reader.scheme, reader.full_extent))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _major(version: str) -> str:
-    return version.split(".", 1)[0]
 
 
 def _take(rows: RowBatch, which: npt.NDArray[np.intp], **replaced: Any) -> RowBatch:
@@ -289,10 +285,6 @@ class _Kept(LevelListing):
         return iter(self.bundles)
 
 
-def _nanoseconds(when: datetime) -> int:
-    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
-
-
 #: The filter of the rows whose bundles are always read again.
 _REREAD_WHERE = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(_REREAD)))
 
@@ -312,7 +304,7 @@ def previous_status(
             last is None
             or last.mode != mode
             or not last.outcome.startswith("succeeded")
-            or _major(last.tool_version) != _major(__version__)
+            or major(last.tool_version) != major(__version__)
             or not same_request(json.loads(last.parameters), recorded)
         ):
             return None
@@ -326,7 +318,7 @@ def previous_status(
     stored = _key_array(stamps.level, stamps.row, stamps.col)
     every = np.unique(np.concatenate([stored[:, 0], reread[:, 0]]))
     reusable = _positions(_packed(reread, every), _packed(stored, every)) < 0
-    return Previous(target, stamps, reusable, levels, _nanoseconds(last.started), reread)
+    return Previous(target, stamps, reusable, levels, epoch_ns(last.started), reread)
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:

@@ -65,6 +65,8 @@ from .store.tables import (
     LEVEL_STATUS,
     REBUILD,
     JobRecord,
+    epoch_ns,
+    major,
     new_job_id,
 )
 
@@ -183,7 +185,8 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         if stored is None:
             return None
         levels, stamps = stored
-        if not _all_unchanged(root / LAYERS_DIR, levels, stamps, _time_ns(last["started"])):
+        previous_start = datetime.fromisoformat(last["started"]).replace(tzinfo=UTC)
+        if not _all_unchanged(root / LAYERS_DIR, levels, stamps, epoch_ns(previous_start)):
             return None
         job_id, token = new_job_id()
         job = JobRecord(
@@ -229,17 +232,8 @@ def _clean(last: dict[str, Any]) -> bool:
     return (
         last["mode"] == REBUILD
         and last["outcome"] == "succeeded"
-        and str(last["toolVersion"]).split(".", 1)[0] == __version__.split(".", 1)[0]
+        and major(str(last["toolVersion"])) == major(__version__)
     )
-
-
-def _time_ns(text: str) -> int:
-    """A time as a GeoPackage store holds it (UTC, no zone), in nanoseconds since the epoch."""
-    when = datetime.fromisoformat(text).replace(tzinfo=UTC)
-    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND * 1000
-
-
-_MICROSECOND = datetime.resolution
 
 
 #: The bundle files a store has rows of, by level and file name: their size and stamp as read.

@@ -70,3 +70,18 @@ def new_job_id() -> tuple[str, str]:
     """A job ID (``20261124T021530Z-3fa94c``) and its random part, used in temporary names."""
     token = secrets.token_hex(3)
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{token}", token
+
+
+def epoch_ns(when: datetime) -> int:
+    """A job's time (aware, UTC) in nanoseconds since the epoch, to the microsecond it holds:
+    what bundle files' ``st_mtime_ns`` are compared with."""
+    return (when - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND * 1000
+
+
+_MICROSECOND = datetime.resolution
+
+
+def major(version: str) -> str:
+    """The major part of a version (``0`` of ``0.2.0``): stores written by another are not
+    reused."""
+    return version.split(".", 1)[0]
