@@ -477,9 +477,15 @@ class BundleSet:
 
     def __contains__(self, bundle: object) -> bool:
         row, col = cast(tuple[int, int], bundle)
-        inside, cells = self._cells(np.array([row]), np.array([col]))
-        if inside[0]:
-            return bool(self._has(cells)[0])
+        r, c = row - self._row0, col - self._col0
+        # One bundle in plain ints: missing areas ask once per expected bundle.
+        if (
+            0 <= r < self._rows * BUNDLE_SIZE
+            and 0 <= c < self._cols * BUNDLE_SIZE
+            and r % BUNDLE_SIZE == 0 == c % BUNDLE_SIZE
+        ):
+            cell = (r // BUNDLE_SIZE) * self._cols + c // BUNDLE_SIZE
+            return bool(int(self._bits[cell >> 3]) >> (cell & 7) & 1)
         keys = self._sorted()
         key = (row << 32) | col
         i = int(np.searchsorted(keys, key))
