@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,6 @@ import numpy.typing as npt
 from . import grid
 from .errors import BundleChanging, CorruptBundle
 from .execute import CHUNK, ChunkContext, ChunkWork, Cluster, Executor, executor_for
-from .execute_dask import DaskExecutor
 from .formats.base import (
     BundleFile,
     BundleIndex,
@@ -75,6 +74,7 @@ from .plan import (
 from .totals import LevelTotals
 
 if TYPE_CHECKING:
+    from .execute_dask import DaskExecutor
     from .store.records import BundleFileRows
 
 log = logging.getLogger(__name__)
@@ -547,14 +547,12 @@ def listed(
     """
     in_flight = resolve_io_concurrency(io_concurrency, reader)
     with executor_for(policy, workers, reader, plans, in_flight, cluster) as executor:
-        if (
-            reuse is None
-            and not policy.reads_tiles
-            and reader.lists_parts
-            and isinstance(executor, DaskExecutor)
-        ):
-            yield in_parts(reader, plans, policy, executor), executor
-            return
+        if reuse is None and not policy.reads_tiles and reader.lists_parts:
+            from .execute_dask import DaskExecutor  # a cluster's module, loaded for one
+
+            if isinstance(executor, DaskExecutor):
+                yield in_parts(reader, plans, policy, executor), executor
+                return
         listing = list_plans(reader, plans, policy, executor.run, counted=reuse is None)
         if reuse is not None:
             listing = reuse(listing)  # counts the bundles it leaves to read
@@ -585,8 +583,7 @@ def scan(
     size = 1 if listing.policy.reads_tiles else CHUNK
     results: Iterator[T]
     if listing.parts is not None:
-        assert isinstance(executor, DaskExecutor), "parts are listed on a cluster"
-        results = _parts_scanned(listing, executor, work)
+        results = _parts_scanned(listing, cast("DaskExecutor", executor), work)
     else:
         results = executor.map(work, chunks(listing.bundles(), size))
     for result in results:
