@@ -74,11 +74,12 @@ def run() -> None:
     that one on any doubt, by the command line (:func:`main`)."""
     if not _program:
         run_as_program()
-    from ..unchanged import answer
+    if "rebuild" in sys.argv[1:]:  # the only command it answers: others load none of it
+        from ..unchanged import answer
 
-    code = answer(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
+        code = answer(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
     from .group import main
 
     main()
