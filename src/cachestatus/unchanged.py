@@ -166,6 +166,7 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         last = partial.last_job(target)
         if last is None or not _clean(last):
             return None
+        previous = json.loads(last["parameters"])
         recorded = {
             **request_json(
                 CacheSource(command.cache),
@@ -173,13 +174,13 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
                 Counting(),
                 Execution(),
                 levels=None,
-                tiling=json.loads(last["parameters"]).get("tiling"),
+                tiling=previous.get("tiling"),
                 config=digest,
             ),
             "workers": resolve_workers(None),
             "status": str(target.absolute()),
         }
-        if not same_request(json.loads(last["parameters"]), recorded):
+        if not same_request(previous, recorded):
             return None
         stored = _stored(target)
         if stored is None:

@@ -98,7 +98,7 @@ def _level_tiles(reader: CacheReader, level: int, room: int) -> tuple[dict[str, 
     size = 0
     for tile in _stored_tiles(reader, level):
         kind = kind_of(tile.data)
-        if kind is None or kind not in BROWSER_IMAGES:
+        if kind not in BROWSER_IMAGES:
             continue
         size += len(tile.data)
         if size > room:
