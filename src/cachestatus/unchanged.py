@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -247,7 +246,7 @@ def _stored(store: Path) -> tuple[list[LevelSummary], _Stamps] | None:
     ``CORRUPT`` or ``IN_PROGRESS`` row, whose bundle is always read again, is counted there
     and has no ``BundleFiles`` row; and was a problem of the run that wrote it), or a stamp
     that is not a time written as :func:`str` writes an integer."""
-    db = sqlite3.connect(f"{store.absolute().as_uri()}?mode=ro", uri=True)
+    db = partial.connect(store, read_only=True)
     try:
         levels = [
             LevelSummary(*row)

@@ -33,7 +33,7 @@ _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
     """Whether each table of ``fields`` in the GeoPackage at ``store`` has every field named
     (a store written by an earlier version may lack a field added since)."""
-    db = _connect(store, read_only=True)
+    db = connect(store, read_only=True)
     try:
         for table, names in fields.items():
             stored = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
@@ -73,7 +73,7 @@ def _delete(
     """Delete from each of ``tables`` the rows whose bundle is (``which``: ``EXISTS``) or is
     not (``NOT EXISTS``) one of ``keys``, or that match the table's condition in ``also``; the
     rows each table holds then."""
-    db = _connect(store, read_only=False)
+    db = connect(store, read_only=False)
     try:
         db.execute("BEGIN")
         # INTEGER columns, as the layers' keys are: the lookup then uses the primary key.
@@ -108,7 +108,7 @@ def _delete(
     return counts
 
 
-def _connect(store: Path, read_only: bool) -> sqlite3.Connection:
+def connect(store: Path, read_only: bool) -> sqlite3.Connection:
     """A connection to the store; to write, one to a temporary copy about to be swapped in,
     which waits for no disk sync (nor does GDAL writing a store): a failure discards it."""
     if read_only:
@@ -122,7 +122,7 @@ def _connect(store: Path, read_only: bool) -> sqlite3.Connection:
 def last_job(store: Path) -> dict[str, Any] | None:
     """The last row of the GeoPackage store's ``Jobs`` table, its fields by name as stored
     (times as text), or ``None`` for an empty table."""
-    db = _connect(store, read_only=True)
+    db = connect(store, read_only=True)
     try:
         cursor = db.execute(f'SELECT * FROM "{JOBS}" ORDER BY fid DESC LIMIT 1')
         row = cursor.fetchone()
@@ -160,7 +160,7 @@ def _write_job(store: Path, job: JobRecord, name_levels: bool) -> None:
         stored_time(getattr(job, get)) if dtype == TIME else getattr(job, get)
         for _, dtype, get, _ in JOB_FIELDS
     ]
-    db = _connect(store, read_only=False)
+    db = connect(store, read_only=False)
     try:
         db.execute("BEGIN")
         if name_levels:

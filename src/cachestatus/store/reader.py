@@ -112,9 +112,9 @@ def _gpkg_fields(path: Path, layer: Layer, names: Sequence[str]) -> dict[str, np
     order of its rows, as GDAL gives them: integers, floats (NaN for null, and for a nullable
     integer), text (``None`` for null), times as ``datetime64[ms]`` (NaT for null). Many times
     faster than GDAL for a table of many rows, which an incremental rebuild reads."""
-    import sqlite3
+    from . import partial
 
-    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    db = partial.connect(path, read_only=True)
     try:
         stored = {row[1] for row in db.execute(f'PRAGMA table_info("{layer.name}")')}
         columns = [c for c in layer.columns if c.name in names and c.name in stored]
