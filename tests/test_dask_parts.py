@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,12 +99,8 @@ def _listings(proxy: Throttling, bucket: str) -> list[dict[str, list[str]]]:
 @pytest.fixture(scope="module")
 def workers_proxy(s3: S3Server) -> Iterator[Throttling]:
     """A proxy to the S3 server that records what the cluster's workers ask of it."""
-    proxy = Throttling(s3, slow=0)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
+    with Throttling(s3, slow=0) as proxy:
         yield proxy
-    finally:
-        proxy.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +135,11 @@ def test_levels_listed_in_parts_on_the_workers_give_the_local_store(
     assert found[f"L{DEEP}/R0a00C0080"]["status"] != "MISSING"  # read under its odd name
     assert found[f"L{DEEP}/R0a80C0100"]["status"] != "MISSING"
 
-    client = Throttling(s3_env, slow=0)
-    threading.Thread(target=client.serve_forever, daemon=True).start()
     workers_proxy.requests.clear()
-    try:
+    with Throttling(s3_env, slow=0) as client:
         point_at(monkeypatch, f"http://127.0.0.1:{client.server_address[1]}")
         on_cluster = rebuild(url, in_tmp / "dask.gdb", scheduler=scheduler, reuse=False)
         reported = report(url, in_tmp / "dask-report", levels=[DEEP], scheduler=scheduler)
-    finally:
-        client.shutdown()
     point_at(monkeypatch, s3_env.endpoint)
     _same_report(local, on_cluster)
     assert rows_in_order(in_tmp / "local.gdb") == rows_in_order(in_tmp / "dask.gdb")

@@ -5,7 +5,6 @@ requests the server receives hold no read of a tile); tiles read over S3 are the
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -104,13 +103,9 @@ def test_a_remote_rebuild_reads_no_tile(s3_env, bucket, in_tmp, monkeypatch, kin
     cache = built(kind, in_tmp / "built")
     local, opening = cache.path, cache.cli
     url = upload(s3_env, local, bucket, f"counted/{kind}")
-    proxy = Throttling(s3_env, slow=0)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
+    with Throttling(s3_env, slow=0) as proxy:
         point_at(monkeypatch, f"http://127.0.0.1:{proxy.server_address[1]}")
         code, _, err = run("rebuild", url, *opening, "--workers", "1")
-    finally:
-        proxy.shutdown()
     assert code == 0, err
     requests = _requests(proxy, bucket)
     objects = [(method, key) for method, key, _ in requests if key]

@@ -202,13 +202,9 @@ def test_a_bundle_replaced_after_listing_is_in_progress(s3_env, bucket, in_tmp, 
 
 def test_throttling_answers_are_retried_and_counted(s3_env, bucket, in_tmp, monkeypatch):
     url = upload(s3_env, SAMPLE_CACHE, bucket, "throttled/Sample")
-    proxy = Throttling(s3_env, slow=3)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
+    with Throttling(s3_env, slow=3) as proxy:
         point_at(monkeypatch, f"http://127.0.0.1:{proxy.server_address[1]}")
         code, out, err = run("rebuild", url, "--json")
-    finally:
-        proxy.shutdown()
     assert code == 0, err
     assert json.loads(out)["totals"]["requests_retried"] == 3
     assert "3 requests retried after throttling" in err
@@ -274,15 +270,11 @@ def test_a_cache_root_is_listed_once_at_open(s3_env, bucket, in_tmp, monkeypatch
 
     local = build(kind, in_tmp / "built", tiles(), levels=10).path
     url = upload(s3_env, local, bucket, f"listed/{kind}/Layers")
-    proxy = Throttling(s3_env, slow=0)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
+    with Throttling(s3_env, slow=0) as proxy:
         point_at(monkeypatch, f"http://127.0.0.1:{proxy.server_address[1]}")
         with open_cache(url) as reader:
             assert reader.name == kind
             opened = list(proxy.requests)
-    finally:
-        proxy.shutdown()
     root = f"prefix=listed%2F{kind}%2FLayers%2F"
     lists = [path for method, path in opened if method == "GET" and "list-type=2" in path]
     assert len([path for path in lists if path.endswith(root) or f"{root}&" in path]) == 1, opened

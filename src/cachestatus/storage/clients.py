@@ -68,7 +68,9 @@ def build_store(location: Location) -> ObjectStore:
         client = {"allow_http": True} if plain_http else {}
         return AzureStore(location.bucket, config=azure, client_options=client, retry_config=retry)
     gcs: Any = {"skip_signature": True} if location.anon else {}
-    return GCSStore(location.bucket, config=gcs, retry_config=retry)
+    # obstore reads GOOGLE_BASE_URL itself (a GCS-compatible endpoint); plain HTTP only there.
+    client = {"allow_http": True} if _env("GOOGLE_BASE_URL").startswith("http://") else {}
+    return GCSStore(location.bucket, config=gcs, client_options=client, retry_config=retry)
 
 
 def _azure_config(location: Location) -> dict[str, Any]:
