@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,36 @@ def test_a_geopackage_reads_through_sqlite_as_through_gdal(
         for (name, column, ours), (_, _, gdal) in zip(through_sqlite, through_gdal, strict=True):
             assert len(ours) > 0, (layer.name, name)
             assert column.items(ours) == column.items(gdal), (layer.name, name)
+
+
+#: An incremental rebuild into a GeoPackage, in a process of its own: the modules it loaded.
+_LOADED = """
+import sys
+from cachestatus import rebuild
+report = rebuild(sys.argv[1], sys.argv[2], workers=1)
+assert report.bundles_read and report.bundles_reused, report
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_updated_geopackage_is_read_and_written_without_gdal(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Its rows are read and written through SQLite: GDAL (pyogrio) is not even loaded, and
+    the store is still the one a full rebuild writes."""
+    base, other = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    _apply(cache, other, {BASE[0]: "rewrite", EXTRA[0]: "add"}, time.time_ns() - HOUR)
+    loaded = subprocess.run(
+        [sys.executable, "-c", _LOADED, str(cache), str(store)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "cachestatus.store.gpkg_rows" in loaded
+    assert not [name for name in loaded if name.split(".")[0] == "pyogrio"]
+    full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
+    assert_same_store(store, full)
+    assert_sound_geopackage(store, full)

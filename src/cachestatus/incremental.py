@@ -51,6 +51,7 @@ from .store.reader import (
 from .store.records import BundleFileRows, FileStamps, JobRecord, decode_holes, encode_holes
 from .store.schema import TASK_STATUS
 from .store.tables import epoch_ns, major
+from .store.writer import updatable
 from .unchanged import RACY_NS
 
 #: Reused rows handed to the folds at a time.
@@ -154,6 +155,10 @@ class Previous:
     unchanged: bool = False
     #: Set by :meth:`split`: the positions in :attr:`stamps` of the bundle files reused.
     kept: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
+    #: The store is a GeoPackage updated in place (:meth:`StatusWriter.update
+    #: <cachestatus.store.writer.StatusWriter.update>`): the reused rows stay in it, so only
+    #: what the level totals and missing areas are folded from is read of them.
+    in_place: bool = False
 
     def gone(self) -> tuple[npt.NDArray[np.int64], ...]:
         """The keys (levels, rows, columns) of the store's bundle file rows that :meth:`split`
@@ -208,7 +213,7 @@ class Previous:
         """The previous rows and holes of the bundle files at ``kept`` (positions in
         :attr:`stamps`), in batches; and, per position, where its row is (-1: the store has
         none, the bundle is read)."""
-        stored = read_bundle_files(self.store)
+        stored = read_bundle_files(self.store, counts_only=self.in_place)
         assert stored is not None, "the store's BundleFiles table was read before"
         files, rows = stored
         files.stamp = [s or "" for s in files.stamp]
@@ -318,7 +323,9 @@ def previous_status(
     stored = _key_array(stamps.level, stamps.row, stamps.col)
     every = np.unique(np.concatenate([stored[:, 0], reread[:, 0]]))
     reusable = _positions(_packed(reread, every), _packed(stored, every)) < 0
-    return Previous(target, stamps, reusable, levels, epoch_ns(last.started), reread)
+    previous = Previous(target, stamps, reusable, levels, epoch_ns(last.started), reread)
+    previous.in_place = updatable(target)
+    return previous
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:

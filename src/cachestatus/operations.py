@@ -730,7 +730,9 @@ def _scan_to_store(
                 if previous is not None and target.suffix.lower() == ".gpkg":
                     # Rows can be deleted from a GeoPackage: the reused ones are not rewritten.
                     kept = [(b.rows, b.files) for b in listing.reused if b.files]
-                    writer.update(target, kept, previous.gone())
+                    updated = writer.update(target, kept, previous.gone())
+                    # Rows read for their counts only are never written.
+                    assert updated or not previous.in_place, "the store was updatable"
                 outcome = scan_status(
                     listing, executor, writer.add, files, planned.progress, planned.warnings
                 )

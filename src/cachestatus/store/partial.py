@@ -44,6 +44,24 @@ def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
         db.close()
 
 
+def tables(store: Path) -> set[str]:
+    """The tables the GeoPackage at ``store`` registers (its layers, as GDAL lists them)."""
+    db = connect(store, read_only=True)
+    try:
+        return {str(row[0]) for row in db.execute("SELECT table_name FROM gpkg_contents")}
+    finally:
+        db.close()
+
+
+def count(store: Path, table: str) -> int:
+    """How many rows ``table`` of the GeoPackage at ``store`` holds."""
+    db = connect(store, read_only=True)
+    try:
+        return int(db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+    finally:
+        db.close()
+
+
 def keep_only(store: Path, tables: Sequence[str], keys: tuple[npt.NDArray[np.int64], ...]) -> None:
     """Delete from each of ``tables`` (with ``levelID``, ``bundleRow`` and ``bundleCol``
     fields) every row whose bundle is not one of ``keys`` (level, row and column arrays)."""
@@ -92,7 +110,7 @@ def _delete(
                 f'DELETE FROM "{table}" WHERE {which} ({listed})'
                 + (f" OR {extra}" if extra else "")
             )
-            _touch(db, table)
+            touch(db, table)
         counts = {
             table: int(
                 db.execute(
@@ -165,17 +183,17 @@ def _write_job(store: Path, job: JobRecord, name_levels: bool) -> None:
         db.execute("BEGIN")
         if name_levels:
             db.execute(f'UPDATE "{LEVEL_STATUS}" SET jobID = ?', (job.job_id,))
-            _touch(db, LEVEL_STATUS)
+            touch(db, LEVEL_STATUS)
         db.execute(
             f'INSERT INTO "{JOBS}" ({names}) VALUES ({", ".join("?" * len(values))})', values
         )
-        _touch(db, JOBS)
+        touch(db, JOBS)
         db.execute("COMMIT")
     finally:
         db.close()
 
 
-def _touch(db: sqlite3.Connection, table: str) -> None:
+def touch(db: sqlite3.Connection, table: str) -> None:
     """Set a table's ``gpkg_contents.last_change`` to now, as GDAL does on a write."""
     db.execute(
         f"UPDATE gpkg_contents SET last_change = {_NOW} WHERE lower(table_name) = ?",

@@ -72,8 +72,9 @@ def _table(
     # not asked for either (GDAL skips a name the table lacks, a field added since).
     wanted = [c.name for c in layer.columns if c.attribute is not None] if names is None else names
     wkb = None
-    if path.suffix.lower() == ".gpkg" and where is None and not geometry:
-        table = _gpkg_fields(path, layer, wanted)
+    if path.suffix.lower() == ".gpkg" and not geometry:
+        # GDAL hands a GeoPackage's attribute filter to SQLite as it is: the same rows.
+        table = _gpkg_fields(path, layer, wanted, where)
     else:
         from pyogrio.raw import read as ogr_read  # GDAL loads on first use: a faster start-up
 
@@ -107,11 +108,14 @@ def _table(
     return fields, shapely.from_wkb(wkb)
 
 
-def _gpkg_fields(path: Path, layer: Layer, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
-    """The fields ``names`` of a GeoPackage's table (those it has), read through SQLite in the
-    order of its rows, as GDAL gives them: integers, floats (NaN for null, and for a nullable
-    integer), text (``None`` for null), times as ``datetime64[ms]`` (NaT for null). Many times
-    faster than GDAL for a table of many rows, which an incremental rebuild reads."""
+def _gpkg_fields(
+    path: Path, layer: Layer, names: Sequence[str], where: str | None = None
+) -> dict[str, npt.NDArray[Any]]:
+    """The fields ``names`` of a GeoPackage's table (those it has; of the rows matching
+    ``where`` when given), read through SQLite in the order of its rows, as GDAL gives them:
+    integers, floats (NaN for null, and for a nullable integer), text (``None`` for null),
+    times as ``datetime64[ms]`` (NaT for null). Many times faster than GDAL for a table of many
+    rows, which an incremental rebuild reads."""
     from . import partial
 
     db = partial.connect(path, read_only=True)
@@ -121,7 +125,10 @@ def _gpkg_fields(path: Path, layer: Layer, names: Sequence[str]) -> dict[str, np
         if not columns:
             return {}
         selected = ", ".join(f'"{c.name}"' for c in columns)
-        rows = db.execute(f'SELECT {selected} FROM "{layer.name}" ORDER BY fid').fetchall()
+        condition = "" if where is None else f" WHERE {where}"
+        rows = db.execute(
+            f'SELECT {selected} FROM "{layer.name}"{condition} ORDER BY fid'
+        ).fetchall()
     finally:
         db.close()
     values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
@@ -176,6 +183,10 @@ def _rows(
 
 
 def _layers(path: Path) -> set[str]:
+    if path.suffix.lower() == ".gpkg":  # without GDAL, which a GeoPackage's reads skip
+        from . import partial
+
+        return partial.tables(path)
     from pyogrio import list_layers
 
     return {str(name) for name, _ in list_layers(str(path))}
@@ -228,10 +239,43 @@ def read_rows(
     return StoredRows(*_rows(path, where, scheme, geometry=True))
 
 
-def read_bundle_files(path: Path) -> tuple[BundleFileRows, RowBatch] | None:
+#: What :func:`read_bundle_files` reads with ``counts_only``: the fields the level totals and
+#: missing areas are folded from, by table.
+COUNTED_FIELDS = {
+    TASK_STATUS: (
+        "levelID",
+        "bundleRow",
+        "bundleCol",
+        "tilesExpected",
+        "tilesPresent",
+        "tilesStray",
+        "status",
+        "tileBytes",
+        "tilesBlank",
+    ),
+    BUNDLE_FILES: (
+        "levelID",
+        "bundleRow",
+        "bundleCol",
+        "blockRow0",
+        "blockRow1",
+        "blockCol0",
+        "blockCol1",
+        "holes",
+    ),
+}
+
+
+def read_bundle_files(
+    path: Path, counts_only: bool = False
+) -> tuple[BundleFileRows, RowBatch] | None:
     """The store's ``BundleFiles`` rows and its ``TaskStatus`` rows (without polygons: each
     row's ``tiles`` is -1), or ``None`` for a store without a ``BundleFiles`` table (written
     by a report, or by an earlier version).
+
+    With ``counts_only``, only the fields of :data:`COUNTED_FIELDS` are read, the others left
+    unknown (-1, NaN, empty text): rows to fold into level totals and missing areas, not to
+    write (those a GeoPackage updated in place keeps as they are).
 
     Raises:
         StatusNotFound: there is no status store at ``path``, or not one of ours.
@@ -239,12 +283,35 @@ def read_bundle_files(path: Path) -> tuple[BundleFileRows, RowBatch] | None:
     layers = _check(path)
     if BUNDLE_FILES not in layers or TASK_STATUS not in layers:
         return None
-    fields, _ = _table(path, BUNDLE_FILES_LAYER)
-    files = BundleFileRows(
-        **{attribute: column.column(stored) for attribute, column, stored in fields}
-    )
-    rows, _ = _rows(path)
-    return files, rows
+    names = COUNTED_FIELDS[BUNDLE_FILES] if counts_only else None
+    fields, _ = _table(path, BUNDLE_FILES_LAYER, names=names)
+    found = {attribute: column.column(stored) for attribute, column, stored in fields}
+    files = BundleFileRows(**_unread(BUNDLE_FILES_LAYER, found))
+    if not counts_only:
+        rows, _ = _rows(path)
+        return files, rows
+    fields, _ = _table(path, TASK_STATUS_LAYER, names=COUNTED_FIELDS[TASK_STATUS])
+    found = {attribute: column.column(stored) for attribute, column, stored in fields}
+    tiles = np.full((len(found["state"]), 4), -1, dtype=np.int64)
+    return files, RowBatch(**_unread(TASK_STATUS_LAYER, found), tiles=tiles)
+
+
+def _unread(layer: Layer, found: dict[str, Any]) -> dict[str, Any]:
+    """The columns ``found`` of ``layer``'s rows, and those not read as unknown: -1 in an
+    integer column, NaN in a float or time one, empty text."""
+    count = len(next(iter(found.values())))
+    columns = dict(found)
+    for column in layer.columns:
+        attribute = column.attribute
+        if attribute is None or attribute in columns:
+            continue
+        if column.dtype == TEXT:
+            columns[attribute] = [""] * count
+        elif column.dtype == TIME or np.dtype(column.dtype).kind == "f":
+            columns[attribute] = np.full(count, np.nan)
+        else:
+            columns[attribute] = np.full(count, -1, dtype=np.int64)
+    return columns
 
 
 def read_file_stamps(path: Path) -> FileStamps | None:
@@ -298,6 +365,10 @@ def read_area_counts(path: Path) -> list[tuple[int, int, bool]]:
 
 def count_rows(path: Path, layer: str) -> int:
     """How many rows a table of the store holds."""
+    if path.suffix.lower() == ".gpkg":
+        from . import partial
+
+        return partial.count(path, layer)
     from pyogrio import read_info
 
     return int(read_info(str(path), layer=layer)["features"])

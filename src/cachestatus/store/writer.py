@@ -26,7 +26,7 @@ from ..models import (
     SpatialReference,
     TilingScheme,
 )
-from . import atomic, partial
+from . import atomic, gpkg_rows, partial
 from .geometry import rectangles_wkb, tile_rectangles
 from .lock import StoreLock
 from .records import BundleFileRows, JobRecord
@@ -183,6 +183,8 @@ class StatusWriter:
             values, null = column.to_store(column.values(rows, self.run))
             data.append(values)
             nulls.append(null)
+        if self._updated and self._sqlite_rows(layer, data, nulls, geometry, append):
+            return
         spatial = layer.geometry is not None
         kwargs: dict[str, Any] = (
             {"geometry_type": layer.geometry, "crs": self.crs} if spatial else {}
@@ -208,6 +210,22 @@ class StatusWriter:
                     **kwargs,
                 )
         except Exception as exc:  # pyogrio raises its own error types and OSError
+            raise StatusWriteError(
+                f"{self.target}: writing {layer.name} failed: "
+                f"{_write_failure(self.temp.parent, exc)}"
+            ) from exc
+
+    def _sqlite_rows(
+        self, layer: Layer, data: list[Any], nulls: list[Any], geometry: Any, append: bool
+    ) -> bool:
+        """Write rows into the GeoPackage copy being updated through SQLite, as GDAL writes
+        them (:func:`~cachestatus.store.gpkg_rows.write_rows`); whether it did."""
+        fields = [(c.dtype, v, n) for c, v, n in zip(layer.columns, data, nulls, strict=True)]
+        try:
+            return gpkg_rows.write_rows(
+                self.temp, layer.name, layer.names, fields, geometry, append
+            )
+        except sqlite3.Error as exc:
             raise StatusWriteError(
                 f"{self.target}: writing {layer.name} failed: "
                 f"{_write_failure(self.temp.parent, exc)}"
@@ -299,13 +317,9 @@ class StatusWriter:
         Returns whether it did: not when ``source`` lacks a field these tables have now (a
         store written by an earlier version), which is then written whole."""
         assert self.driver == "GPKG" and not self._created, "a GeoPackage, before any row"
-        layers = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
-        tables = [layer.name for layer in layers]
-        try:
-            if not partial.has_fields(source, {layer.name: layer.names for layer in layers}):
-                return False
-        except sqlite3.Error:
-            return False  # not a store this version can update: written whole
+        tables = [layer.name for layer in _UPDATED]
+        if not updatable(source):
+            return False
         expected = {
             TASK_STATUS_LAYER.name: sum(len(rows) for rows, _ in kept),
             BUNDLE_FILES_LAYER.name: sum(len(files) for _, files in kept),
@@ -340,6 +354,22 @@ class StatusWriter:
                 f"{self.target}: could not be replaced ({exc.strerror}); the previous status "
                 "is unchanged"
             ) from exc
+
+
+#: The layers whose rows a GeoPackage updated in place keeps (:meth:`StatusWriter.update`).
+_UPDATED = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
+
+
+def updatable(store: Path) -> bool:
+    """Whether :meth:`StatusWriter.update` updates the store at ``store`` in place: a
+    GeoPackage whose tables have every field this version writes (a store written by an
+    earlier version may lack one, and is written whole)."""
+    if store.suffix.lower() != ".gpkg":
+        return False
+    try:
+        return partial.has_fields(store, {layer.name: layer.names for layer in _UPDATED})
+    except sqlite3.Error:
+        return False  # not a store this version can update: written whole
 
 
 @functools.lru_cache(maxsize=16)
