@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cachestatus import formats
 from cachestatus.errors import CacheNotFound, CorruptBundle, InvalidCacheConfig, UnsupportedFormat
-from cachestatus.formats.arcgis_conf import parse_conf_cdi, parse_conf_xml
+from cachestatus.formats.arcgis_conf import PROJ_KNOWS, crs_known, parse_conf_cdi, parse_conf_xml
 from cachestatus.formats.base import BundleFile
 from cachestatus.formats.bytesource import LocalFile
 from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE, read_v2_index, summarize_index
@@ -35,6 +35,16 @@ def test_sample_conf_xml():
     assert len(scheme.lods) == 20 and scheme.lod(2).scale == pytest.approx(147914381.89788899)
     assert scheme.tile_format == "JPEG"
     assert scheme.storage_format == "esriMapCacheStorageModeCompactV2"
+
+
+def test_the_crs_known_without_pyproj_are_known_to_pyproj():
+    """The CRSs told known without asking PROJ are all ones it makes, as it makes them."""
+    from pyproj import CRS
+
+    for text in sorted(PROJ_KNOWS):
+        assert CRS.from_user_input(text).to_epsg() == int(text.split(":")[1]), text
+    assert crs_known("EPSG:3857") and crs_known("ESRI:54009")  # Mollweide: asked of PROJ
+    assert not crs_known("EPSG:999999") and not crs_known("not a CRS")
 
 
 def test_sample_conf_cdi():

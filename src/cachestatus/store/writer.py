@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import StatusWriteError
+from ..formats.arcgis_conf import crs_known
 from ..models import (
     BundleState,
     Extent,
@@ -383,11 +384,7 @@ def store_crs(sr: SpatialReference) -> tuple[str | None, str | None]:
     text = sr.user_input()
     if text is None:
         return None, None
-    try:
-        from pyproj import CRS
-
-        CRS.from_user_input(text)
-    except Exception:  # pyproj's CRSError, and others for odd input
+    if not crs_known(text):
         return None, (
             f"the cache's spatial reference ({sr}: {text[:60]!r}) is not one PROJ knows; the "
             "status is written without a coordinate system (its coordinates are the cache's)"
