@@ -280,3 +280,60 @@ def test_a_level_folder_is_listed_as_it_goes(tmp_path):
     assert [(p.bundle, p.detail.rsplit(": ", 1)[-1]) for p in problems] == [
         ("L05/R00080C0000.bundle", "the same bundle as R0080C0000.bundle; not read")
     ]
+
+
+#: Names a level folder may hold: the ones ArcGIS writes, the same bundles named otherwise,
+#: off-boundary and unparsable ones, locks, indexes, strays, hostile characters.
+_LEVEL_NAMES = st.lists(
+    st.one_of(
+        st.builds(
+            lambda r, c, form, ext: form.format(r * 128, c * 128) + ext,
+            st.integers(0, 40),
+            st.integers(0, 40),
+            st.sampled_from(
+                ["R{:04x}C{:04x}", "R{:05x}C{:04x}", "R{:04X}C{:04x}", "r{:04x}c{:04x}"]
+            ),
+            st.sampled_from([".bundle", ".lock", ".bundlx", ".bundle.lock", ".bundle\n", ""]),
+        ),
+        st.sampled_from(
+            ["R0001C0000.bundle", "R1C1.bundle", ".bundle", "Thumbs.db", "a\nb.bundle"]
+        ),
+        st.text(max_size=12).map(lambda t: t.replace("/", "").replace("\0", "") + ".bundle"),
+    ),
+    unique=True,
+    max_size=60,
+)
+
+
+@given(_LEVEL_NAMES)
+@settings(max_examples=150, deadline=None)
+def test_level_bundles_picks_names_one_by_one_as_defined(names):
+    """A level's listing reads each name as the per-name rules say, whatever the mix: the
+    bundles ArcGIS named (locked where a ``.lock`` is beside them), every other ``.bundle`` name
+    parsed on its own (problems, or the bundle when its ArcGIS name is not listed)."""
+    from cachestatus.formats.arcgis_folder import level_bundles, parse_bundle_name, shown
+
+    found = list(level_bundles(5, lambda: iter(names), "L05/"))
+    locks = {n[: -len(".lock")] for n in names if n.endswith(".lock")}
+    parsed = {
+        n: parse_bundle_name(5, n, "L05/" + n, ".bundle", n[: -len(".bundle")] in locks)
+        for n in names
+        if n.endswith(".bundle")
+    }
+    read = {}  # by key: the name read, the ArcGIS one when listed, else the least
+    for name, item in parsed.items():
+        if isinstance(item, BundleFile):
+            canonical = item.key.name + ".bundle"
+            kept = read.get(item.key)
+            if kept is None or name == canonical or (kept != canonical and name < kept):
+                read[item.key] = name
+    bundles = [f for f in found if isinstance(f, BundleFile)]
+    assert sorted(bundles) == sorted(parsed[name] for name in read.values())
+    problems = sorted(p.detail for p in found if isinstance(p, Problem))
+    bad = [p.detail for p in parsed.values() if isinstance(p, Problem)]
+    twice = [
+        f"{shown('L05/' + n)}: the same bundle as {shown(read[item.key])}; not read"
+        for n, item in parsed.items()
+        if isinstance(item, BundleFile) and read[item.key] != n
+    ]
+    assert problems == sorted(bad + twice)

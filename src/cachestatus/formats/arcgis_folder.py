@@ -4,12 +4,14 @@ zip) lists, by the names of :mod:`cachestatus.arcgis_names` (re-exported here).
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..arcgis_names import (
     BUNDLE_NAME,
@@ -226,6 +228,17 @@ def level_bundles(
     yield from odd.resolved()
 
 
+@functools.lru_cache(maxsize=8)
+def _name_patterns(suffix: str) -> tuple[Callable[[str], Any], Callable[[str], Any]]:
+    """For the bundle files named ``*suffix``: what matches the names ArcGIS writes
+    (``R0080C0100.bundle``: :data:`CANONICAL`, the row and column in groups 1 and 2), and what
+    matches every other name the first listing of :func:`placed_bundles` looks at (``.lock``
+    files, other names ending with ``suffix``)."""
+    written = CANONICAL.pattern.removesuffix(r"\Z") + re.escape(suffix) + r"\Z"
+    rare = rf"(?!{written}).*(?:{re.escape(suffix)}|\.lock)\Z"
+    return re.compile(written).match, re.compile(rare, re.DOTALL).match
+
+
 def placed_bundles(
     level: int, names: Callable[[], Iterable[str]], prefix: str, odd: OddNames
 ) -> Iterator[BundleFile | Problem]:
@@ -238,7 +251,8 @@ def placed_bundles(
     locks: set[str] = set()
     #: The bundles named otherwise than ArcGIS names them, by bundle: their names.
     found_odd: dict[BundleKey, list[str]] = {}
-    for name in names():
+    written, rare = _name_patterns(suffix)
+    for name in filter(rare, names()):  # the loop in C: most names are bundles ArcGIS named
         if name.endswith(".lock"):
             locks.add(name[: -len(".lock")])
         elif name.endswith(suffix) and not CANONICAL.match(name[: -len(suffix)]):
@@ -250,17 +264,22 @@ def placed_bundles(
             name: BundleFile(key, prefix + name, bool(locks) and name[: -len(suffix)] in locks)
             for name in listed
         }
-    canonical, cut = CANONICAL.match, -len(suffix)
+    # The loop runs once a bundle (tens of thousands a level): what it calls is bound here,
+    # and the names ArcGIS writes are parsed once, their tuples made as their NamedTuple
+    # constructors make them (tuple.__new__), without a Python call each.
+    cut, new, locked = -len(suffix), tuple.__new__, False
+    off_boundary = BUNDLE_SIZE - 1  # a power of two: row % BUNDLE_SIZE == row & off_boundary
     for name in names():
-        if not name.endswith(suffix):
+        match = None if found_odd else written(name)
+        if match is None and not name.endswith(suffix):
             continue
-        stem = name[:cut]
-        locked = bool(locks) and stem in locks
-        match = canonical(stem)
-        if match is not None and not found_odd:  # the names ArcGIS writes, parsed once
+        if locks:
+            locked = name[:cut] in locks
+        if match is not None:
             row, col = int(match[1], 16), int(match[2], 16)
-            if row % BUNDLE_SIZE == 0 and col % BUNDLE_SIZE == 0 and max(row, col) < GRID_LIMIT:
-                yield BundleFile(BundleKey(level, row, col), prefix + name, locked)
+            if not (row | col) & off_boundary and row < GRID_LIMIT and col < GRID_LIMIT:
+                key = new(BundleKey, (level, row, col))
+                yield new(BundleFile, (key, prefix + name, locked, None, None, None))
                 continue
         found = parse_bundle_name(level, name, prefix + name, suffix, locked)
         if isinstance(found, Problem) or found.key not in found_odd:
