@@ -264,11 +264,10 @@ def placed_bundles(
             name: BundleFile(key, prefix + name, bool(locks) and name[: -len(suffix)] in locks)
             for name in listed
         }
-    # The loop runs once a bundle (tens of thousands a level): what it calls is bound here,
-    # and the names ArcGIS writes are parsed once, their tuples made as their NamedTuple
-    # constructors make them (tuple.__new__), without a Python call each.
-    cut, new, locked = -len(suffix), tuple.__new__, False
-    off_boundary = BUNDLE_SIZE - 1  # a power of two: row % BUNDLE_SIZE == row & off_boundary
+    # The loop runs once a bundle (tens of thousands a level): the names ArcGIS writes are
+    # matched whole, once, and their tuples made by ``_make`` (the tuple built in C and its
+    # length checked: half the time of the constructors' Python frames).
+    cut, locked = -len(suffix), False
     for name in names():
         match = None if found_odd else written(name)
         if match is None and not name.endswith(suffix):
@@ -277,9 +276,9 @@ def placed_bundles(
             locked = name[:cut] in locks
         if match is not None:
             row, col = int(match[1], 16), int(match[2], 16)
-            if not (row | col) & off_boundary and row < GRID_LIMIT and col < GRID_LIMIT:
-                key = new(BundleKey, (level, row, col))
-                yield new(BundleFile, (key, prefix + name, locked, None, None, None))
+            if row % BUNDLE_SIZE == 0 and col % BUNDLE_SIZE == 0 and max(row, col) < GRID_LIMIT:
+                key = BundleKey._make((level, row, col))
+                yield BundleFile._make((key, prefix + name, locked, None, None, None))
                 continue
         found = parse_bundle_name(level, name, prefix + name, suffix, locked)
         if isinstance(found, Problem) or found.key not in found_odd:
