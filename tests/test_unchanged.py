@@ -111,7 +111,7 @@ def test_unchanged_rebuild_is_answered_without_numpy_as_the_normal_path_answers(
 
     assert fast.returncode == normal.exit_code == 0, (fast.stderr, normal.output)
     assert "numpy" not in imported and "pyogrio" not in imported and "click" not in imported
-    assert "cachestatus.unchanged" in imported
+    assert "cachestatus.unchanged" in imported and "rich" not in imported  # the table too
     fast_job, normal_job = (_rows(s, "Jobs")[-1] for s in (fast_store, store))
     # The output: the same but for the job's ID and the time it took.
     fast_out = fast.stdout.replace(fast_job[1], "JOB")

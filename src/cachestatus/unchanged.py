@@ -311,12 +311,12 @@ def _all_unchanged(
 def _print(command: Command, report: StatusReport) -> None:
     """What ``rebuild`` prints for a run without problems or warnings: the JSON document, or
     the level table and the notes for people (unless ``-q``)."""
-    from .render import bundles_note, level_table, report_json, stdout_console
+    from .render import bundles_note, level_table, print_table, report_json
 
     if command.as_json:
         sys.stdout.write(json.dumps(report_json(report), indent=2) + "\n")
     else:
-        stdout_console().print(level_table(report))
+        print_table(level_table(report))
     sys.stdout.flush()
     if command.verbosity >= 0:
         notes = [f"Status: {report.status_path}"] if not command.as_json else []
