@@ -207,8 +207,17 @@ def _touch(path: Path) -> None:
     os.utime(path, ns=(when, when))
 
 
+def _grow(path: Path) -> None:
+    """One byte more at the end of ``path``, its mtime kept."""
+    stat = path.stat()
+    with path.open("ab") as f:
+        f.write(b"\0")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 DOUBTS = {
     "touched": lambda cache: _touch(_bundle(cache, BASE[0])),
+    "grown": lambda cache: _grow(_bundle(cache, BASE[0])),
     "removed": lambda cache: _bundle(cache, BASE[0]).unlink(),
     "added": lambda cache: shutil.copy2(_bundle(cache, BASE[0]), _bundle(cache, EXTRA[0])),
     "locked": lambda cache: _bundle(cache, BASE[0]).with_suffix(".lock").write_bytes(b""),
@@ -226,6 +235,7 @@ DOUBTS = {
 #: Bundles the normal path reads after each change (an oddly named bundle is the same file).
 READ_AFTER = {
     "touched": 1,
+    "grown": 1,
     "removed": 0,
     "added": 1,
     "locked": 1,
@@ -252,6 +262,18 @@ def test_a_changed_cache_is_left_to_the_normal_path(
     again = _normal("rebuild", cache, "--status", store, "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["totals"]["bundles_read"] == READ_AFTER[doubt]
+
+
+@pytest.mark.parametrize("stamp", ["'0' || stamp", "stamp || '.0'", "NULL"])
+def test_a_stamp_not_written_as_an_integer_is_left_to_the_normal_path(
+    rebuilt: tuple[Path, Path], stamp: str
+) -> None:
+    cache, store = rebuilt
+    with sqlite3.connect(store) as db:
+        db.execute(f"UPDATE BundleFiles SET stamp = {stamp} WHERE fid = 1")
+    before = _rows(store, "Jobs")
+    assert _answer(cache, store) is None
+    assert _rows(store, "Jobs") == before
 
 
 @pytest.mark.parametrize(

@@ -188,6 +188,7 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         previous_start = datetime.fromisoformat(last["started"]).replace(tzinfo=UTC)
         if not _all_unchanged(root / LAYERS_DIR, levels, stamps, epoch_ns(previous_start)):
             return None
+        reused = sum(map(len, stamps.values()))
         job_id, token = new_job_id()
         job = JobRecord(
             job_id=job_id,
@@ -200,7 +201,7 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
             tool_version=__version__,
             outcome="succeeded",
             bundles_read=0,
-            bundles_reused=len(stamps),
+            bundles_reused=reused,
         )
         temp = atomic.sibling(target, "tmp", token)
         try:
@@ -222,7 +223,7 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         elapsed_s=time.perf_counter() - clock,
         levels=levels,
         bundles_read=0,
-        bundles_reused=len(stamps),
+        bundles_reused=reused,
     )
 
 
@@ -236,16 +237,16 @@ def _clean(last: dict[str, Any]) -> bool:
     )
 
 
-#: The bundle files a store has rows of, by level and file name: their size and stamp as read.
-_Stamps = dict[str, tuple[int, int]]
+#: The bundle files a store has rows of: by level folder (``L05``), by file name, their size
+#: and stamp as they were read, written as ``str`` writes integers (``"16384 17645472001..."``).
+_Stamps = dict[str, dict[str, str]]
 
 
 def _stored(store: Path) -> tuple[list[LevelSummary], _Stamps] | None:
-    """The store's level totals, and its bundle files' sizes and stamps by ``Lnn/`` and file
-    name; ``None`` when it has none to reuse, or more or fewer than the level totals count (a
-    ``CORRUPT`` or ``IN_PROGRESS`` row, whose bundle is always read again, is counted there
-    and has no ``BundleFiles`` row; and was a problem of the run that wrote it), or a stamp
-    that is not a time written as :func:`str` writes an integer."""
+    """The store's level totals, and its bundle files' sizes and stamps; ``None`` when it has
+    none to reuse, or more or fewer than the level totals count (a ``CORRUPT`` or
+    ``IN_PROGRESS`` row, whose bundle is always read again, is counted there and has no
+    ``BundleFiles`` row; and was a problem of the run that wrote it)."""
     db = partial.connect(store, read_only=True)
     try:
         levels = [
@@ -256,23 +257,29 @@ def _stored(store: Path) -> tuple[list[LevelSummary], _Stamps] | None:
             )
         ]
         # Each file by the name ArcGIS gives its bundle (BundleKey.label): a listed name is
-        # looked up as it is, and any other name is none of them. One text per column, split
-        # apart here: SQLite joins them much faster than rows reach Python.
-        names, sizes, stamps, times = db.execute(
-            "SELECT group_concat(printf('L%02d/R%04xC%04x', levelID, bundleRow, bundleCol), "
-            "char(10)), group_concat(fileBytes, char(10)), group_concat(stamp, char(10)), "
-            f'group_concat(CAST(stamp AS INTEGER), char(10)) FROM "{BUNDLE_FILES}"'
-        ).fetchone()
+        # looked up as it is, and any other name is none of them. One text per column and
+        # level, split apart here: SQLite joins them much faster than rows reach Python, and
+        # the files' sizes and stamps are compared as text: parsing them costs as much as
+        # writing the listed ones, and a stamp written otherwise than an integer (``0012``)
+        # then matches no file, as it must.
+        found = db.execute(
+            "SELECT levelID, count(*), "
+            f"group_concat(printf('R%04xC%04x{BUNDLE_SUFFIX}', bundleRow, bundleCol), "
+            "char(10)), group_concat(fileBytes || ' ' || stamp, char(10)) "
+            f'FROM "{BUNDLE_FILES}" GROUP BY levelID'
+        ).fetchall()
     finally:
         db.close()
-    if names is None or stamps != times:
+    stamps: _Stamps = {}
+    for level, count, names, values in found:
+        files = dict(zip(names.split("\n"), values.split("\n"), strict=True))
+        if len(files) != count:
+            return None
+        stamps[level_folder_name(level)] = files
+    rows = sum(count for _, count, _, _ in found)
+    if not rows or rows != sum(lv.bundles for lv in levels):
         return None
-    keys = [f"{key}{BUNDLE_SUFFIX}" for key in names.split("\n")]
-    pairs = zip(map(int, sizes.split("\n")), map(int, times.split("\n")), strict=True)
-    found = dict(zip(keys, pairs, strict=True))
-    if len(found) != len(keys) or len(keys) != sum(lv.bundles for lv in levels):
-        return None
-    return levels, found
+    return levels, stamps
 
 
 def _all_unchanged(
@@ -285,12 +292,11 @@ def _all_unchanged(
     known = {level_folder_name(lv.level) for lv in levels}
     before = previous_start_ns - RACY_NS
     found = 0
-    get = stamps.get
     with os.scandir(layers) as folders:
         for folder in folders:
             if folder.name not in known or not folder.is_dir():
                 return False
-            prefix = f"{folder.name}/"
+            get = stamps.get(folder.name, {}).get
             # Listed and stat-ed relative to the folder: the kernel walks one name per file.
             fd = os.open(folder.path, os.O_RDONLY | os.O_DIRECTORY)
             try:
@@ -298,14 +304,14 @@ def _all_unchanged(
                     for entry in files:
                         st = entry.stat()
                         if (
-                            get(prefix + entry.name) != (st.st_size, st.st_mtime_ns)
+                            get(entry.name) != f"{st.st_size} {st.st_mtime_ns}"
                             or st.st_mtime_ns >= before
                         ):
                             return False
                         found += 1
             finally:
                 os.close(fd)
-    return found == len(stamps)
+    return found == sum(map(len, stamps.values()))
 
 
 def _print(command: Command, report: StatusReport) -> None:
