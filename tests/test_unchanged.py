@@ -264,13 +264,23 @@ def test_a_changed_cache_is_left_to_the_normal_path(
     assert json.loads(again.stdout)["totals"]["bundles_read"] == READ_AFTER[doubt]
 
 
-@pytest.mark.parametrize("stamp", ["'0' || stamp", "stamp || '.0'", "NULL"])
-def test_a_stamp_not_written_as_an_integer_is_left_to_the_normal_path(
-    rebuilt: tuple[Path, Path], stamp: str
+@pytest.mark.parametrize(
+    "change",
+    [
+        "stamp = '0' || stamp",
+        "stamp = stamp || '.0'",
+        "stamp = NULL",
+        "fileBytes = fileBytes + 0.25",
+        "fileBytes = fileBytes || 'x'",
+        "fileBytes = NULL",
+    ],
+)
+def test_a_size_or_stamp_not_written_as_an_integer_is_left_to_the_normal_path(
+    rebuilt: tuple[Path, Path], change: str
 ) -> None:
     cache, store = rebuilt
     with sqlite3.connect(store) as db:
-        db.execute(f"UPDATE BundleFiles SET stamp = {stamp} WHERE fid = 1")
+        db.execute(f"UPDATE BundleFiles SET {change} WHERE fid = 1")
     before = _rows(store, "Jobs")
     assert _answer(cache, store) is None
     assert _rows(store, "Jobs") == before
@@ -340,3 +350,15 @@ def test_the_fast_path_follows_itself(
     ]
     _, _, _, (ids,) = read(str(store), layer="LevelStatus", columns=["jobID"])
     assert set(ids.tolist()) == {jobs[-1]["jobID"]}
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_files_checked_a_few_at_a_time_give_the_same_answers(
+    rebuilt: tuple[Path, Path], batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, store = rebuilt
+    monkeypatch.setattr(unchanged, "_BATCH", batch)  # level 9 holds 4 bundles: 2 batches or 4
+    assert _answer(cache, store, "--json") == 0
+    _touch(_bundle(cache, BASE[-1]))
+    assert _answer(cache, store, "--json") is None
+    assert [j["bundlesReused"] for j in _gdal(store, "Jobs")] == [0, len(BASE)]

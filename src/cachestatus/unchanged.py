@@ -42,6 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +185,11 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         stored = _stored(target)
         if stored is None:
             return None
-        levels, stamps = stored
+        levels, files = stored
         previous_start = datetime.fromisoformat(last["started"]).replace(tzinfo=UTC)
-        if not _all_unchanged(root / LAYERS_DIR, levels, stamps, epoch_ns(previous_start)):
+        if not _all_unchanged(root / LAYERS_DIR, levels, files, epoch_ns(previous_start)):
             return None
-        reused = sum(map(len, stamps.values()))
+        reused = len(files)
         job_id, token = new_job_id()
         job = JobRecord(
             job_id=job_id,
@@ -237,16 +238,16 @@ def _clean(last: dict[str, Any]) -> bool:
     )
 
 
-#: The bundle files a store has rows of: by level folder (``L05``), by file name, their size
-#: and stamp as they were read, written as ``str`` writes integers (``"16384 17645472001..."``).
-_Stamps = dict[str, dict[str, str]]
+#: How many listed files are checked at a time: a changed file ends the listing there.
+_BATCH = 4096
 
 
-def _stored(store: Path) -> tuple[list[LevelSummary], _Stamps] | None:
-    """The store's level totals, and its bundle files' sizes and stamps; ``None`` when it has
-    none to reuse, or more or fewer than the level totals count (a ``CORRUPT`` or
-    ``IN_PROGRESS`` row, whose bundle is always read again, is counted there and has no
-    ``BundleFiles`` row; and was a problem of the run that wrote it)."""
+def _stored(store: Path) -> tuple[list[LevelSummary], set[str]] | None:
+    """The store's level totals, and its bundle files as lines of :func:`_all_unchanged`;
+    ``None`` when it has none to reuse, or more or fewer than the level totals count (a
+    ``CORRUPT`` or ``IN_PROGRESS`` row, whose bundle is always read again, is counted there
+    and has no ``BundleFiles`` row; and was a problem of the run that wrote it), or a size
+    that is not an integer."""
     db = partial.connect(store, read_only=True)
     try:
         levels = [
@@ -256,39 +257,34 @@ def _stored(store: Path) -> tuple[list[LevelSummary], _Stamps] | None:
                 f'tilesStray, tileBytes, tilesBlank FROM "{LEVEL_STATUS}" ORDER BY fid'
             )
         ]
-        # Each file by the name ArcGIS gives its bundle (BundleKey.label): a listed name is
-        # looked up as it is, and any other name is none of them. One text per column and
-        # level, split apart here: SQLite joins them much faster than rows reach Python, and
-        # the files' sizes and stamps are compared as text: parsing them costs as much as
-        # writing the listed ones, and a stamp written otherwise than an integer (``0012``)
-        # then matches no file, as it must.
-        found = db.execute(
-            "SELECT levelID, count(*), "
-            f"group_concat(printf('R%04xC%04x{BUNDLE_SUFFIX}', bundleRow, bundleCol), "
-            "char(10)), group_concat(fileBytes || ' ' || stamp, char(10)) "
-            f'FROM "{BUNDLE_FILES}" GROUP BY levelID'
-        ).fetchall()
+        # One text, split apart here: SQLite writes and joins the lines much faster than rows
+        # reach Python, and than Python parses numbers (it writes the listed ones as fast).
+        count, sized, text = db.execute(
+            "SELECT count(*), sum(typeof(fileBytes) = 'integer'), group_concat(printf("
+            f"'L%02d/R%04xC%04x{BUNDLE_SUFFIX} %d ', levelID, bundleRow, bundleCol, fileBytes)"
+            f' || stamp) FROM "{BUNDLE_FILES}"'
+        ).fetchone()
     finally:
         db.close()
-    stamps: _Stamps = {}
-    for level, count, names, values in found:
-        files = dict(zip(names.split("\n"), values.split("\n"), strict=True))
-        if len(files) != count:
-            return None
-        stamps[level_folder_name(level)] = files
-    rows = sum(count for _, count, _, _ in found)
-    if not rows or rows != sum(lv.bundles for lv in levels):
+    if not count or sized != count or count != sum(lv.bundles for lv in levels):
         return None
-    return levels, stamps
+    files = set(text.split(","))
+    return (levels, files) if len(files) == count else None
 
 
 def _all_unchanged(
-    layers: Path, levels: list[LevelSummary], stamps: _Stamps, previous_start_ns: int
+    layers: Path, levels: list[LevelSummary], files: set[str], previous_start_ns: int
 ) -> bool:
-    """Whether the bundle files under ``layers`` are exactly those of ``stamps``, each with
-    its size and stamp, none modified less than :data:`RACY_NS` before the previous run
-    started; and nothing else is there but the folders of ``levels`` (a folder of another
-    level, even empty, is a warning of the normal path)."""
+    """Whether the bundle files under ``layers`` are exactly ``files``, none modified less than
+    :data:`RACY_NS` before the previous run started; and nothing else is there but the
+    folders of ``levels`` (a folder of another level, even empty, is a warning of the normal
+    path).
+
+    A file is a line: its path under ``layers`` as ArcGIS names a bundle (BundleKey.label),
+    then its size and stamp (``st_mtime_ns``) as :func:`str` writes integers:
+    ``L05/R0080C0100.bundle 16384 1764547200123456789``; a stamp stored otherwise (``0012``)
+    matches no file, as it must.
+    """
     known = {level_folder_name(lv.level) for lv in levels}
     before = previous_start_ns - RACY_NS
     found = 0
@@ -296,22 +292,23 @@ def _all_unchanged(
         for folder in folders:
             if folder.name not in known or not folder.is_dir():
                 return False
-            get = stamps.get(folder.name, {}).get
+            prefix = f"{folder.name}/"
             # Listed and stat-ed relative to the folder: the kernel walks one name per file.
             fd = os.open(folder.path, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                with os.scandir(fd) as files:
-                    for entry in files:
-                        st = entry.stat()
-                        if (
-                            get(entry.name) != f"{st.st_size} {st.st_mtime_ns}"
-                            or st.st_mtime_ns >= before
-                        ):
+                with os.scandir(fd) as entries:
+                    while batch := list(islice(entries, _BATCH)):
+                        listed = {
+                            f"{prefix}{entry.name} {st.st_size} {st.st_mtime_ns}"
+                            for entry in batch
+                            if (st := entry.stat()).st_mtime_ns < before
+                        }
+                        if len(listed) != len(batch) or not listed <= files:
                             return False
-                        found += 1
+                        found += len(batch)
             finally:
                 os.close(fd)
-    return found == sum(map(len, stamps.values()))
+    return found == len(files)
 
 
 def _print(command: Command, report: StatusReport) -> None:
