@@ -111,7 +111,7 @@ def test_unchanged_rebuild_is_answered_without_numpy_as_the_normal_path_answers(
 
     assert fast.returncode == normal.exit_code == 0, (fast.stderr, normal.output)
     assert "numpy" not in imported and "pyogrio" not in imported and "click" not in imported
-    assert "cachestatus.unchanged" in imported
+    assert "cachestatus.unchanged" in imported and "rich" not in imported  # the table too
     fast_job, normal_job = (_rows(s, "Jobs")[-1] for s in (fast_store, store))
     # The output: the same but for the job's ID and the time it took.
     fast_out = fast.stdout.replace(fast_job[1], "JOB")
@@ -207,8 +207,17 @@ def _touch(path: Path) -> None:
     os.utime(path, ns=(when, when))
 
 
+def _grow(path: Path) -> None:
+    """One byte more at the end of ``path``, its mtime kept."""
+    stat = path.stat()
+    with path.open("ab") as f:
+        f.write(b"\0")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 DOUBTS = {
     "touched": lambda cache: _touch(_bundle(cache, BASE[0])),
+    "grown": lambda cache: _grow(_bundle(cache, BASE[0])),
     "removed": lambda cache: _bundle(cache, BASE[0]).unlink(),
     "added": lambda cache: shutil.copy2(_bundle(cache, BASE[0]), _bundle(cache, EXTRA[0])),
     "locked": lambda cache: _bundle(cache, BASE[0]).with_suffix(".lock").write_bytes(b""),
@@ -226,6 +235,7 @@ DOUBTS = {
 #: Bundles the normal path reads after each change (an oddly named bundle is the same file).
 READ_AFTER = {
     "touched": 1,
+    "grown": 1,
     "removed": 0,
     "added": 1,
     "locked": 1,
@@ -252,6 +262,28 @@ def test_a_changed_cache_is_left_to_the_normal_path(
     again = _normal("rebuild", cache, "--status", store, "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["totals"]["bundles_read"] == READ_AFTER[doubt]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "stamp = '0' || stamp",
+        "stamp = stamp || '.0'",
+        "stamp = NULL",
+        "fileBytes = fileBytes + 0.25",
+        "fileBytes = fileBytes || 'x'",
+        "fileBytes = NULL",
+    ],
+)
+def test_a_size_or_stamp_not_written_as_an_integer_is_left_to_the_normal_path(
+    rebuilt: tuple[Path, Path], change: str
+) -> None:
+    cache, store = rebuilt
+    with sqlite3.connect(store) as db:
+        db.execute(f"UPDATE BundleFiles SET {change} WHERE fid = 1")
+    before = _rows(store, "Jobs")
+    assert _answer(cache, store) is None
+    assert _rows(store, "Jobs") == before
 
 
 @pytest.mark.parametrize(
@@ -318,3 +350,15 @@ def test_the_fast_path_follows_itself(
     ]
     _, _, _, (ids,) = read(str(store), layer="LevelStatus", columns=["jobID"])
     assert set(ids.tolist()) == {jobs[-1]["jobID"]}
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_files_checked_a_few_at_a_time_give_the_same_answers(
+    rebuilt: tuple[Path, Path], batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, store = rebuilt
+    monkeypatch.setattr(unchanged, "_BATCH", batch)  # level 9 holds 4 bundles: 2 batches or 4
+    assert _answer(cache, store, "--json") == 0
+    _touch(_bundle(cache, BASE[-1]))
+    assert _answer(cache, store, "--json") is None
+    assert [j["bundlesReused"] for j in _gdal(store, "Jobs")] == [0, len(BASE)]

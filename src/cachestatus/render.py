@@ -1,22 +1,21 @@
 """Presenting results: the JSON contract (spec §3.2) and tables for people.
 
-Imports only the results' own types: rich loads with the first table, the cache's modules
-with ``info``'s output, so that a rebuild answered without numpy (:mod:`cachestatus.unchanged`)
-reports through these same functions.
+Imports only the results' own types, and draws its tables itself (:class:`TextTable`): the
+cache's modules load with ``info``'s output, so that a rebuild answered without numpy
+(:mod:`cachestatus.unchanged`) reports through these same functions, without loading rich
+(which only the progress bars use).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .results import LevelSummary, Problem, StatusReport
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
-
     from .formats import CacheReader
     from .operations import LevelInfo
     from .tilecheck import LevelCheck, VerifyReport
@@ -69,12 +68,103 @@ def report_json(report: StatusReport) -> dict[str, Any]:
     }
 
 
-def stdout_console() -> Console:
-    """The rich console tables are printed on: stdout; piped output keeps whole numbers (a
-    wide virtual terminal instead of rich's 80 columns)."""
-    from rich.console import Console
+#: The lines of a table, as rich's default ``HEAVY_HEAD`` box draws them: for each of the top,
+#: the header's rule, a section's rule and the bottom, its left end, fill, crossing and right
+#: end; then the bars between the header's cells and the rows' cells.
+_BOX = {
+    "top": ("┏", "━", "┳", "┓"),
+    "head": ("┡", "━", "╇", "┩"),
+    "section": ("├", "─", "┼", "┤"),
+    "bottom": ("└", "─", "┴", "┘"),
+    "bars": ("┃", "│"),
+}
+#: The box in ASCII, for a stream whose encoding has none of its characters: heavy rules ``=``
+#: (the header's), light ones ``-``, bars ``|``, corners and crossings ``+``.
+_TO_ASCII = str.maketrans("┏┳┓┡╇┩├┼┤└┴┘━─┃│", "++++++++++++=-||")
+_BOLD, _ITALIC, _PLAIN = "\x1b[1m", "\x1b[3m", "\x1b[0m"
 
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+class TextTable:
+    """A table for people: a title, columns aligned right, rows in sections (the totals apart
+    from the levels), drawn with box-drawing lines.
+
+    Drawn at the width of its cells, never cut to a terminal's: a number is always printed
+    whole, and a narrow terminal folds the lines rather than the figures.
+    """
+
+    def __init__(self, columns: list[str], title: str | None = None, edge: bool = True) -> None:
+        self.columns = columns
+        self.title = title
+        #: Whether the table has an outer frame (``info``'s has only the lines between cells).
+        self.edge = edge
+        #: The rows: their cells, whether they stand out (bold), and whether a rule is above.
+        self.rows: list[tuple[list[str], bool, bool]] = []
+        self._section = False
+
+    def add_row(self, *cells: str, bold: bool = False) -> None:
+        """A row, one text a column; ``bold`` for a row that stands out (the totals)."""
+        if len(cells) != len(self.columns):
+            raise ValueError(f"{len(cells)} cells for {len(self.columns)} columns")
+        self.rows.append((list(cells), bold, self._section))
+        self._section = False
+
+    def add_section(self) -> None:
+        """A rule between the rows before and the row added next."""
+        self._section = True
+
+    def lines(self, styled: bool = False) -> list[str]:
+        """The table's lines; ``styled``: with a terminal's bold and italic (the header, the
+        rows that stand out, the title)."""
+        widths = [len(name) for name in self.columns]
+        for cells, _, _ in self.rows:
+            widths = [max(width, len(cell)) for width, cell in zip(widths, cells, strict=True)]
+
+        def rule(kind: str) -> str:
+            left, fill, cross, right = _BOX[kind]
+            inner = cross.join(fill * (width + 2) for width in widths)
+            return f"{left}{inner}{right}" if self.edge else inner
+
+        def row(cells: list[str], bar: str, bold: bool) -> str:
+            texts = [cell.rjust(width) for cell, width in zip(cells, widths, strict=True)]
+            if styled and bold:
+                texts = [f"{_BOLD}{text}{_PLAIN}" for text in texts]
+            inner = f" {bar} ".join(texts)
+            return f"{bar} {inner} {bar}" if self.edge else f" {inner}"
+
+        head_bar, bar = _BOX["bars"]
+        out = []
+        if self.title is not None:
+            out.append(f"{_ITALIC}{self.title}{_PLAIN}" if styled else self.title)
+        out += [rule("top")] if self.edge else []
+        out += [row(self.columns, head_bar, True), rule("head")]
+        for cells, bold, section in self.rows:
+            out += [rule("section")] if section else []
+            out.append(row(cells, bar, bold))
+        out += [rule("bottom")] if self.edge else []
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal that shows bold and italic (not ``TERM=dumb``)."""
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def print_table(table: TextTable, stream: TextIO | None = None) -> None:
+    """Print ``table`` on ``stream`` (stdout): styled on a terminal, plain in a pipe or file.
+    Where the stream's encoding lacks some character (a Windows code page), the table is
+    framed in ASCII and any other such character printed as ``?``."""
+    out = sys.stdout if stream is None else stream
+    styled = is_terminal(out)
+    text = "".join(f"{line}\n" for line in table.lines(styled))
+    encoding = getattr(out, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        text = text.translate(_TO_ASCII).encode(encoding, "replace").decode(encoding)
+    out.write(text)
 
 
 def bundles_note(report: StatusReport) -> str:
@@ -86,18 +176,14 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def level_table(report: StatusReport) -> Table:
+def level_table(report: StatusReport) -> TextTable:
     """Per-level table: scale, bundles, expected, present, stray, percent, bytes (and blank
     tiles, when counted)."""
     title = f"{report.mode} · {report.format} · {report.cache} · job {report.job_id}"
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
     blank = report.totals.tiles_blank is not None
     names = ["Level", "Scale", "Resolution", "Bundles", "Expected", "Present", "Stray"]
     names += ["Blank"] if blank else []
-    for name in [*names, "% complete", "Tile bytes"]:
-        table.add_column(name, justify="right")
+    table = TextTable([*names, "% complete", "Tile bytes"], title=title)
 
     def cells(lv: LevelSummary) -> list[str]:
         counts = [f"{lv.bundles:,}", f"{lv.tiles_expected:,}", f"{lv.tiles_present:,}"]
@@ -107,7 +193,7 @@ def level_table(report: StatusReport) -> Table:
     for lv in report.levels:
         table.add_row(str(lv.level), f"{lv.scale:,.2f}", f"{lv.resolution:.6g}", *cells(lv))
     table.add_section()
-    table.add_row("all", "", "", *cells(report.totals), style="bold")
+    table.add_row("all", "", "", *cells(report.totals), bold=True)
     return table
 
 
@@ -148,15 +234,12 @@ def verify_json(report: VerifyReport) -> dict[str, Any]:
     }
 
 
-def verify_table(report: VerifyReport) -> Table:
+def verify_table(report: VerifyReport) -> TextTable:
     """Per-level table of a deep check: bundles, tiles checked, bad (and blank) tiles."""
     blank = report.totals.blank is not None
-    from rich.table import Table
-
-    table = Table(title=f"VERIFY · {report.format} · {report.cache}", title_justify="left")
     names = ["Level", "Scale", "Bundles", "Tiles checked", "Bad tiles"]
-    for name in names + (["Blank tiles"] if blank else []):
-        table.add_column(name, justify="right")
+    names += ["Blank tiles"] if blank else []
+    table = TextTable(names, title=f"VERIFY · {report.format} · {report.cache}")
 
     def cells(lv: LevelCheck) -> list[str]:
         out = [f"{lv.bundles:,}", f"{lv.tiles:,}", f"{lv.bad:,}"]
@@ -166,7 +249,7 @@ def verify_table(report: VerifyReport) -> Table:
         if lv.bundles:
             table.add_row(str(lv.level), f"{lv.scale:,.2f}", *cells(lv))
     table.add_section()
-    table.add_row("all", "", *cells(report.totals), style="bold")
+    table.add_row("all", "", *cells(report.totals), bold=True)
     return table
 
 
@@ -207,32 +290,30 @@ def info_json(reader: CacheReader, levels: list[LevelInfo]) -> dict[str, Any]:
     }
 
 
-def print_info(console: Console, reader: CacheReader, levels: list[LevelInfo]) -> None:
-    """``cachestatus info`` for people."""
+def print_info(reader: CacheReader, levels: list[LevelInfo]) -> None:
+    """``cachestatus info`` for people, on stdout."""
     doc = info_json(reader, levels)
     s = reader.scheme
-    console.print(f"[bold]{doc['cache']}[/bold]")
-    console.print(f"  format          {reader.name} ({reader.description})")
-    console.print(f"  spatial ref.    {s.spatial_reference}")
-    console.print(f"  tile origin     {s.origin_x}, {s.origin_y}")
-    console.print(
-        f"  tile size       {s.tile_cols} x {s.tile_rows} px at {s.dpi:g} DPI, {s.tile_format}"
-    )
     extent = doc["full_extent"]
-    console.print(
+    where = doc["cache"]
+    lines = [
+        f"{_BOLD}{where}{_PLAIN}" if is_terminal(sys.stdout) else where,
+        f"  format          {reader.name} ({reader.description})",
+        f"  spatial ref.    {s.spatial_reference}",
+        f"  tile origin     {s.origin_x}, {s.origin_y}",
+        f"  tile size       {s.tile_cols} x {s.tile_rows} px at {s.dpi:g} DPI, {s.tile_format}",
         "  full extent     "
         + (
             ", ".join(f"{v}" for v in extent)
             if extent
             else "none declared (the whole grid is expected)"
-        )
+        ),
+        f"  status store    {doc['status_dir']}",
+    ]
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    table = TextTable(
+        ["Level", "Scale", "Resolution", "Expected tiles", "Bundle files"], edge=False
     )
-    console.print(f"  status store    {doc['status_dir']}")
-    from rich.table import Table
-
-    table = Table(show_edge=False)
-    for name in ("Level", "Scale", "Resolution", "Expected tiles", "Bundle files"):
-        table.add_column(name, justify="right")
     for i in levels:
         table.add_row(
             str(i.level),
@@ -241,4 +322,4 @@ def print_info(console: Console, reader: CacheReader, levels: list[LevelInfo]) -
             f"{i.tiles_expected:,}",
             f"{i.bundle_files:,}",
         )
-    console.print(table)
+    print_table(table)

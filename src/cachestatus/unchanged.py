@@ -42,6 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +185,11 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         stored = _stored(target)
         if stored is None:
             return None
-        levels, stamps = stored
+        levels, files = stored
         previous_start = datetime.fromisoformat(last["started"]).replace(tzinfo=UTC)
-        if not _all_unchanged(root / LAYERS_DIR, levels, stamps, epoch_ns(previous_start)):
+        if not _all_unchanged(root / LAYERS_DIR, levels, files, epoch_ns(previous_start)):
             return None
+        reused = len(files)
         job_id, token = new_job_id()
         job = JobRecord(
             job_id=job_id,
@@ -200,7 +202,7 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
             tool_version=__version__,
             outcome="succeeded",
             bundles_read=0,
-            bundles_reused=len(stamps),
+            bundles_reused=reused,
         )
         temp = atomic.sibling(target, "tmp", token)
         try:
@@ -222,7 +224,7 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         elapsed_s=time.perf_counter() - clock,
         levels=levels,
         bundles_read=0,
-        bundles_reused=len(stamps),
+        bundles_reused=reused,
     )
 
 
@@ -236,16 +238,16 @@ def _clean(last: dict[str, Any]) -> bool:
     )
 
 
-#: The bundle files a store has rows of, by level and file name: their size and stamp as read.
-_Stamps = dict[str, tuple[int, int]]
+#: How many listed files are checked at a time: a changed file ends the listing there.
+_BATCH = 4096
 
 
-def _stored(store: Path) -> tuple[list[LevelSummary], _Stamps] | None:
-    """The store's level totals, and its bundle files' sizes and stamps by ``Lnn/`` and file
-    name; ``None`` when it has none to reuse, or more or fewer than the level totals count (a
+def _stored(store: Path) -> tuple[list[LevelSummary], set[str]] | None:
+    """The store's level totals, and its bundle files as lines of :func:`_all_unchanged`;
+    ``None`` when it has none to reuse, or more or fewer than the level totals count (a
     ``CORRUPT`` or ``IN_PROGRESS`` row, whose bundle is always read again, is counted there
-    and has no ``BundleFiles`` row; and was a problem of the run that wrote it), or a stamp
-    that is not a time written as :func:`str` writes an integer."""
+    and has no ``BundleFiles`` row; and was a problem of the run that wrote it), or a size
+    that is not an integer."""
     db = partial.connect(store, read_only=True)
     try:
         levels = [
@@ -255,37 +257,37 @@ def _stored(store: Path) -> tuple[list[LevelSummary], _Stamps] | None:
                 f'tilesStray, tileBytes, tilesBlank FROM "{LEVEL_STATUS}" ORDER BY fid'
             )
         ]
-        # Each file by the name ArcGIS gives its bundle (BundleKey.label): a listed name is
-        # looked up as it is, and any other name is none of them. One text per column, split
-        # apart here: SQLite joins them much faster than rows reach Python.
-        names, sizes, stamps, times = db.execute(
-            "SELECT group_concat(printf('L%02d/R%04xC%04x', levelID, bundleRow, bundleCol), "
-            "char(10)), group_concat(fileBytes, char(10)), group_concat(stamp, char(10)), "
-            f'group_concat(CAST(stamp AS INTEGER), char(10)) FROM "{BUNDLE_FILES}"'
+        # One text, split apart here: SQLite writes and joins the lines much faster than rows
+        # reach Python, and than Python parses numbers (it writes the listed ones as fast).
+        count, sized, text = db.execute(
+            "SELECT count(*), sum(typeof(fileBytes) = 'integer'), group_concat(printf("
+            f"'L%02d/R%04xC%04x{BUNDLE_SUFFIX} %d ', levelID, bundleRow, bundleCol, fileBytes)"
+            f' || stamp) FROM "{BUNDLE_FILES}"'
         ).fetchone()
     finally:
         db.close()
-    if names is None or stamps != times:
+    if not count or sized != count or count != sum(lv.bundles for lv in levels):
         return None
-    keys = [f"{key}{BUNDLE_SUFFIX}" for key in names.split("\n")]
-    pairs = zip(map(int, sizes.split("\n")), map(int, times.split("\n")), strict=True)
-    found = dict(zip(keys, pairs, strict=True))
-    if len(found) != len(keys) or len(keys) != sum(lv.bundles for lv in levels):
-        return None
-    return levels, found
+    files = set(text.split(","))
+    return (levels, files) if len(files) == count else None
 
 
 def _all_unchanged(
-    layers: Path, levels: list[LevelSummary], stamps: _Stamps, previous_start_ns: int
+    layers: Path, levels: list[LevelSummary], files: set[str], previous_start_ns: int
 ) -> bool:
-    """Whether the bundle files under ``layers`` are exactly those of ``stamps``, each with
-    its size and stamp, none modified less than :data:`RACY_NS` before the previous run
-    started; and nothing else is there but the folders of ``levels`` (a folder of another
-    level, even empty, is a warning of the normal path)."""
+    """Whether the bundle files under ``layers`` are exactly ``files``, none modified less than
+    :data:`RACY_NS` before the previous run started; and nothing else is there but the
+    folders of ``levels`` (a folder of another level, even empty, is a warning of the normal
+    path).
+
+    A file is a line: its path under ``layers`` as ArcGIS names a bundle (BundleKey.label),
+    then its size and stamp (``st_mtime_ns``) as :func:`str` writes integers:
+    ``L05/R0080C0100.bundle 16384 1764547200123456789``; a stamp stored otherwise (``0012``)
+    matches no file, as it must.
+    """
     known = {level_folder_name(lv.level) for lv in levels}
     before = previous_start_ns - RACY_NS
     found = 0
-    get = stamps.get
     with os.scandir(layers) as folders:
         for folder in folders:
             if folder.name not in known or not folder.is_dir():
@@ -294,29 +296,30 @@ def _all_unchanged(
             # Listed and stat-ed relative to the folder: the kernel walks one name per file.
             fd = os.open(folder.path, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                with os.scandir(fd) as files:
-                    for entry in files:
-                        st = entry.stat()
-                        if (
-                            get(prefix + entry.name) != (st.st_size, st.st_mtime_ns)
-                            or st.st_mtime_ns >= before
-                        ):
+                with os.scandir(fd) as entries:
+                    while batch := list(islice(entries, _BATCH)):
+                        listed = {
+                            f"{prefix}{entry.name} {st.st_size} {st.st_mtime_ns}"
+                            for entry in batch
+                            if (st := entry.stat()).st_mtime_ns < before
+                        }
+                        if len(listed) != len(batch) or not listed <= files:
                             return False
-                        found += 1
+                        found += len(batch)
             finally:
                 os.close(fd)
-    return found == len(stamps)
+    return found == len(files)
 
 
 def _print(command: Command, report: StatusReport) -> None:
     """What ``rebuild`` prints for a run without problems or warnings: the JSON document, or
     the level table and the notes for people (unless ``-q``)."""
-    from .render import bundles_note, level_table, report_json, stdout_console
+    from .render import bundles_note, level_table, print_table, report_json
 
     if command.as_json:
         sys.stdout.write(json.dumps(report_json(report), indent=2) + "\n")
     else:
-        stdout_console().print(level_table(report))
+        print_table(level_table(report))
     sys.stdout.flush()
     if command.verbosity >= 0:
         notes = [f"Status: {report.status_path}"] if not command.as_json else []

@@ -4,7 +4,7 @@ Data goes to stdout (a table, or JSON with ``--json``); progress, warnings and e
 Exit codes: 0 done (warnings included), 1 the run failed, 2 bad input or usage.
 
 One module per command (:mod:`.rebuild`, :mod:`.report`...), the group in :mod:`.group`, what
-every command shares (consoles, errors and exit codes) in :mod:`.context`, and the options, which
+every command shares (output, errors and exit codes) in :mod:`.context`, and the options, which
 hand commands the request objects of :mod:`cachestatus.request`, in :mod:`.options`.
 
 This module imports nothing else: ``main``, the group, is imported on first use, so that the

@@ -1,5 +1,5 @@
-"""What every command shares: the consoles, warnings and notes on stderr, and the mapping of
-errors and interrupts to one-line messages and exit codes."""
+"""What every command shares: the report's table or JSON on stdout, warnings and notes on
+stderr, and the mapping of errors and interrupts to one-line messages and exit codes."""
 
 from __future__ import annotations
 
@@ -31,14 +31,7 @@ class Context:
     def __init__(self, verbosity: int) -> None:
         self.verbosity = verbosity
 
-    # Consoles are made on first use: rich is not imported by commands that print no table.
-    @functools.cached_property
-    def out(self) -> Console:
-        """Rich console on stdout, for tables."""
-        from ..render import stdout_console
-
-        return stdout_console()
-
+    # Made on first use: rich is imported only to show a traceback (-v).
     @functools.cached_property
     def err(self) -> Console:
         """Rich console on stderr, for tracebacks."""
@@ -59,7 +52,7 @@ class Context:
     def emit_report(self, report: StatusReport, as_json: bool) -> None:
         """A status report: its warnings and problems on stderr, the level table (or JSON) on
         stdout."""
-        from ..render import level_table, report_json
+        from ..render import level_table, print_table, report_json
 
         for warning in report.warnings:
             self.warn(warning)
@@ -70,7 +63,7 @@ class Context:
         if as_json:
             click.echo(json.dumps(report_json(report), indent=2))
         else:
-            self.out.print(level_table(report))
+            print_table(level_table(report))
             if report.status_path:
                 self.note(f"Status: {report.status_path}")
 

@@ -25,6 +25,6 @@ def info(ctx: Context, as_json: bool, source: CacheSource) -> None:
         if as_json:
             click.echo(json.dumps(info_json(reader, levels), indent=2))
         else:
-            print_info(ctx.out, reader, levels)
+            print_info(reader, levels)
         for name in reader.unknown_levels():
             ctx.warn(f"level folder {name} is not a level of the tiling scheme")

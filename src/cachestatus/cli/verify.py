@@ -31,7 +31,7 @@ def verify(
 ) -> None:
     """Deep check: read every stored tile and name each bad one. Exit 1 when any is."""
     from ..operations import run_verify
-    from ..render import verify_json, verify_table
+    from ..render import print_table, verify_json, verify_table
 
     with options.progress_shown(execution):
         report = run_verify(
@@ -44,7 +44,7 @@ def verify(
     else:
         for problem in report.problems:
             click.echo(f"{problem.tile or problem.bundle}  {problem.kind}: {problem.detail}")
-        ctx.out.print(verify_table(report))
+        print_table(verify_table(report))
     if not report.clean:
         ctx.note(
             f"{report.totals.bad:,} bad tiles, "

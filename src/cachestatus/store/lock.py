@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -98,7 +97,7 @@ class LockOwner:
         except OSError:
             user = str(os.getuid()) if hasattr(os, "getuid") else "?"
         return cls(
-            token=secrets.token_hex(8),
+            token=os.urandom(8).hex(),
             pid=os.getpid(),
             host=_host(),
             user=user,
@@ -223,7 +222,7 @@ class StoreLock:
                 f"or, if that run is gone, remove {self.path}"
             )
         # Renamed away first: of two runs taking it over at once, only one succeeds.
-        doomed = self.path.with_name(f"{self.path.name}.{secrets.token_hex(4)}.stale")
+        doomed = self.path.with_name(f"{self.path.name}.{os.urandom(4).hex()}.stale")
         try:
             os.rename(self.path, doomed)
         except FileNotFoundError:
