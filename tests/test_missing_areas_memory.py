@@ -69,10 +69,11 @@ def _layouts(draw: st.DrawFn) -> tuple[TileRange, list[list[tuple[int, int, tupl
 
 
 @settings(max_examples=60, deadline=None)
-@given(_layouts(), st.booleans())
-def test_file_blocks_cover_exactly_the_blocks_given(layout, bitmap):
+@given(_layouts(), st.booleans(), st.sampled_from([1, 3]))
+def test_file_blocks_cover_exactly_the_blocks_given(layout, bitmap, at_once):
     """Whatever the layout, the batches and whether the level's grid gets a bitmap, the blocks
-    given back cover exactly the tiles of the blocks given, once each."""
+    given back cover exactly the tiles of the blocks given, once each; the same blocks in the
+    same order however few runs are read at a time."""
     bounds, batches = layout
     with patch.object(BundleSet, "MAX_BITS", BundleSet.MAX_BITS if bitmap else 0):
         fold = FileBlocks(bounds)
@@ -81,6 +82,8 @@ def test_file_blocks_cover_exactly_the_blocks_given(layout, bitmap):
             cols = np.array([c for _, c, _ in batch], np.int64)
             fold.add(rows, cols, np.array([b for _, _, b in batch], np.int64).reshape(-1, 4))
         blocks = fold.blocks()
+        with patch("cachestatus.missing_areas.RUNS_AT_ONCE", at_once):
+            assert np.array_equal(fold.blocks(), blocks)
     given = _raster([b for batch in batches for _, _, b in batch], bounds)
     assert np.array_equal(_raster(blocks, bounds), given)
     # A full bounds of files is one block, however many bundles.

@@ -60,6 +60,9 @@ MAX_EXACT_BLOCKS = 250_000
 #: of the area, not the number of files (the other files are bits of a bitmap:
 #: :class:`FileBlocks`).
 COMPACT_PARTS = 64
+#: Bundles of a level's bitmap of files read at a time, and runs of them merged at a time at
+#: least, when its files' blocks are made (:meth:`FileBlocks.blocks`).
+RUNS_AT_ONCE = 65_536
 #: Over an area of interest, absent bundles are drawn one by one up to this many; beyond, the
 #: whole expected area is drawn and the files' blocks are taken out of it.
 MAX_ABSENT_BUNDLES = 100_000
@@ -333,11 +336,20 @@ class FileBlocks:
 
     def blocks(self) -> npt.NDArray[np.int64]:
         """The files' blocks: runs of files side by side along a bundle row, merged down the
-        rows (so a stretch of files gives a few blocks), and the others."""
+        rows (so a stretch of files gives a few blocks), and the others.
+
+        The runs are read a few rows at a time and merged in once they outnumber the blocks
+        merged so far: a stretch of files never has its runs held all at once."""
         blocks = np.concatenate([np.zeros((0, 4), np.int64), *self._other])
-        for rows, col0, col1 in self._bundles.runs():
-            blocks = grid.merge_blocks(np.concatenate([blocks, self._clipped(rows, col0, col1)]))
-        return blocks
+        waiting: list[npt.NDArray[np.int64]] = []
+        count = 0
+        for rows, col0, col1 in self._bundles.runs(RUNS_AT_ONCE):
+            waiting.append(self._clipped(rows, col0, col1))
+            count += len(rows)
+            if count > max(len(blocks), RUNS_AT_ONCE):
+                blocks = grid.merge_blocks(np.concatenate([blocks, *waiting]))
+                waiting, count = [], 0
+        return grid.merge_blocks(np.concatenate([blocks, *waiting]))
 
 
 class MissingAreas:

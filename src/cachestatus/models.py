@@ -503,8 +503,11 @@ class BundleSet:
         step = max(1, size // max(self._cols, 1))  # rows of the bitmap a piece
         for row in range(0, self._rows, step):
             first, after = row * self._cols, min(row + step, self._rows) * self._cols
+            packed = self._bits[first // 8 : -(-after // 8)]
+            if not packed.any():  # a level's grid is mostly empty where few bundles are
+                continue
             skip = first % 8  # the piece's first bit in its first byte
-            bits = np.unpackbits(self._bits[first // 8 : -(-after // 8)], bitorder="little")
+            bits = np.unpackbits(packed, bitorder="little")
             cells = np.flatnonzero(bits[skip : skip + after - first]) + first
             rows, cols = np.divmod(cells, self._cols)
             yield rows * BUNDLE_SIZE + self._row0, cols * BUNDLE_SIZE + self._col0
