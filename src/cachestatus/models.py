@@ -495,11 +495,12 @@ class BundleSet:
         return self._set_bits + len(self._sorted())
 
     def chunks(
-        self, size: int = 2**20
+        self, size: int = 2**18
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
         """The bundles' top-left rows and columns, row by row, in pieces of whole rows of the
-        bitmap of about ``size`` bundles (what a level holds is never unpacked whole), then
-        those outside it, sorted."""
+        bitmap of about ``size`` bundles (what a level holds is never unpacked whole: a piece
+        of 2^18 bundles and what is worked out of it take about 12 MiB, of 2^20 about 50),
+        then those outside it, sorted."""
         step = max(1, size // max(self._cols, 1))  # rows of the bitmap a piece
         for row in range(0, self._rows, step):
             first, after = row * self._cols, min(row + step, self._rows) * self._cols
@@ -515,7 +516,7 @@ class BundleSet:
         yield keys >> 32, keys & 0xFFFFFFFF
 
     def runs(
-        self, size: int = 2**20
+        self, size: int = 2**18
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
         """The bundles as runs side by side along a row: the runs' top row, first column and
         the column after their last bundle, row by row, in pieces as :meth:`chunks` gives them
