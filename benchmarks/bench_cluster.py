@@ -12,7 +12,10 @@ rates (research: scale-out.md section 6.7); a prediction is labelled as one.
 
 With ``--memory``, the client's peak RSS is measured on both engines at ``--bundles`` and ten
 times as many sparse bundles (hard links of a few synthetic bundle files: the directory grows,
-the disk does not).
+the disk does not); ``--sizes`` gives the numbers of sparse bundles instead (``--memory-only``:
+without the timings, ``--engine`` one engine only). The slope of peak RSS over the bundles
+(least squares, KiB a bundle) is printed for each engine, with the prediction it makes for
+10^7 bundles.
 
 With ``--remote N``, the listing instead: N bundle objects in one level folder in S3 (moto's
 server, in this process), each empty (a 0-byte bundle: a ``CORRUPT`` row, decided from
@@ -29,6 +32,7 @@ are shared by the workers. The LIST requests of one run of each are counted, and
 it predicts for 10^7 bundles on 32 workers.
 
     python benchmarks/bench_cluster.py [--bundles 20000] [--repeat 3] [--memory]
+        [--sizes 200000 1000000 2000000 [--memory-only] [--engine local|dask]]
         [--remote 100000 [--latency 20]]
 """
 
@@ -77,19 +81,29 @@ def per_task_ms(address: str, tasks: int = 2_000) -> float:
         return (time.perf_counter() - start) * 1000 / tasks
 
 
+def sparse_side(bundles: int) -> int:
+    """The side of :func:`sparse_cache`'s square of at least ``bundles`` bundles."""
+    return -(-math.ceil(math.sqrt(bundles)) // 4) * 4
+
+
 def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
-    """``bundles`` bundles at ``level``, each a hard link of one of a few synthetic bundle files
-    (8, or one per 50,000 bundles: a file takes 65,000 links at most; every fourth misses tiles
-    here and there)."""
+    """At least ``bundles`` bundles at ``level`` in a square, each a hard link of one of a few
+    synthetic bundle files (8, or one per 50,000 bundles: a file takes 65,000 links at most;
+    every fourth misses tiles here and there).
+
+    The square's side and the number of files are multiples of 4, so that the bundles missing
+    tiles are every fourth column at every size: their cover (the level's ``MissingAreas``
+    polygon) is a few strips, and what is measured is the scan, not a polygon of as many parts
+    as the bundles (which other sides give: such a polygon grows with them, as it must)."""
     if (root / "_alllayers" / "done").exists():
         return root
-    side = math.ceil(math.sqrt(bundles))
+    side = sparse_side(bundles)
     span = 128 * 256 * (2 * WEB_MERCATOR_HALF / 256 / 2**level)
     half = WEB_MERCATOR_HALF
     write_conf(root, level + 2, (-half, half - side * span, -half + side * span, half))
     rng = np.random.default_rng(0)
     models = []
-    for i in range(max(8, -(-bundles // 50_000))):
+    for i in range(-(-max(8, -(-bundles // 50_000)) // 4) * 4):
         sizes = rng.integers(200, 3000, (128, 128))
         if i % 4 == 0:
             sizes[rng.random((128, 128)) < 0.03] = 0
@@ -203,11 +217,65 @@ def latency_model(
     )
 
 
+#: Engines whose client's memory is measured: the command line's tail that picks each.
+ENGINES = ("local", "dask")
+
+
+def client_memory(
+    workdir: Path, sizes: list[int], engines: dict[str, list[str]]
+) -> list[tuple[int, dict[str, int]]]:
+    """The peak RSS (KiB) of a ``--full`` rebuild of a sparse cache of each size into a
+    GeoPackage, on each engine (name to the command line's tail that picks it). Not a FileGDB:
+    GDAL builds its spatial index when it closes it, in memory that grows with the rows."""
+    out = []
+    for count in sizes:
+        sparse = sparse_cache(workdir / f"sparse-{count}", count)
+        peaks = {}
+        for name, engine in engines.items():
+            status = workdir / f"sparse-{count}-{name}.gpkg"
+            command = [sys.executable, "-m", "cachestatus.cli", "-q", "rebuild", str(sparse)]
+            peaks[name] = peak_rss_kib([*command, "--full", "--status", str(status), *engine])
+            status.unlink(missing_ok=True)
+        out.append((sparse_side(count) ** 2, peaks))
+    return out
+
+
+def memory_model(memory: list[tuple[int, dict[str, int]]], total: int = 10**7) -> None:
+    """Each engine's peak RSS at each size, the slope (least squares) in KiB a bundle, and the
+    peak it predicts for ``total`` bundles."""
+    for count, peaks in memory:
+        shown = ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in peaks.items())
+        print(f"client peak RSS, {count:>10,} sparse bundles: {shown}")
+    if len(memory) < 2:
+        return
+    counts = np.array([count for count, _ in memory], dtype=np.float64)
+    for name in memory[0][1]:
+        kib = np.array([peaks[name] for _, peaks in memory], dtype=np.float64)
+        slope, intercept = np.polyfit(counts, kib, 1)
+        print(
+            f"  {name}: slope {slope:.4f} KiB/bundle; PREDICTION (not measured) at "
+            f"{total:,} bundles: {(intercept + slope * total) / 1024:.0f} MiB"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--bundles", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="also the client's peak RSS")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="with --memory: sparse caches of N bundles (default: --bundles and 10 times as many)",
+    )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="the client's peak RSS only, no timings"
+    )
+    parser.add_argument(
+        "--engine", choices=ENGINES, help="with --memory-only: this engine only (default: both)"
+    )
     parser.add_argument(
         "--remote", type=int, metavar="N", help="the listing of N bundle objects in S3 instead"
     )
@@ -227,6 +295,16 @@ def main() -> int:
     if args.remote:
         remote_listing(args.workdir, args.remote, args.repeat, args.latency)
         return 0
+    sizes = args.sizes or [args.bundles, args.bundles * 10]
+    if args.memory_only:
+        engines = [args.engine] if args.engine else list(ENGINES)
+        with ExitStack() as stack:
+            tails = {"local": ["--workers", "2"]}
+            if "dask" in engines:
+                tails["dask"] = ["--scheduler", stack.enter_context(dask_cluster(args.workdir))]
+            memory_model(client_memory(args.workdir, sizes, {e: tails[e] for e in engines}))
+        print(f"load average (1, 5, 15 min)    {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return 0
     cache = build(args.workdir, args.bundles)
     bundles = sum(1 for _ in (cache / "_alllayers" / "L15").iterdir())
     cachestatus = [sys.executable, "-m", "cachestatus.cli", "-q"]
@@ -242,15 +320,8 @@ def main() -> int:
         task_ms = per_task_ms(address)
         memory = []
         if args.memory:
-            for count in (args.bundles, args.bundles * 10):
-                sparse = sparse_cache(args.workdir / f"sparse-{count}", count)
-                memory.append(
-                    (
-                        count,
-                        peak_rss_kib(rebuild(sparse, "local", "--workers", "2")),
-                        peak_rss_kib(rebuild(sparse, "dask", "--scheduler", address)),
-                    )
-                )
+            engines = {"local": ["--workers", "2"], "dask": ["--scheduler", address]}
+            memory = client_memory(args.workdir, sizes, engines)
     local, on_cluster = median(locals_), median(clusters)
     per_worker = bundles / on_cluster / 2
 
@@ -260,11 +331,7 @@ def main() -> int:
     print(f"ratio cluster / local        {on_cluster / local:.2f}   (bar: <= {BAR})")
     print(f"bundles/s per Dask worker    {per_worker:,.0f}   (whole run, client start-up in)")
     print(f"client cost per task         {task_ms:.2f} ms   (empty tasks, map + as_completed)")
-    for count, rss_local, rss_dask in memory:
-        print(
-            f"client peak RSS, {count:>9,} sparse bundles: local {rss_local / 1024:.1f} MiB, "
-            f"Dask {rss_dask / 1024:.1f} MiB"
-        )
+    memory_model(memory)
 
     from cachestatus.execute_dask import TASK_BUNDLES
 

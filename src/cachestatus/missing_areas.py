@@ -14,6 +14,10 @@ Beyond, the files that miss tiles are drawn whole instead: a cover holding every
 (:attr:`MissingArea.exact` is false), still a good area of interest for the next caching job (a
 job that recreates only empty tiles skips those already built). The count of missing tiles is
 exact either way, and so is ``missing --tiles``, made from the holes themselves.
+
+What a scan keeps meanwhile does not grow with the bundle files: per level, two bits per
+bundle of the expected area (:class:`FileBlocks`: the files, those missing tiles), the holes up
+to :data:`MAX_EXACT_BLOCKS` blocks, and the blocks of files an area of interest cuts.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from .models import (
     LevelSummary,
     MissingAreaRecord,
     RowBatch,
+    TileRange,
     TilingScheme,
 )
 from .plan import MAX_TILE_INDEX, AbsentRows, LevelPlan, ScanPolicy
@@ -50,10 +55,14 @@ HOLE, ROW_BITS = 0, 3
 #: Blocks of holes drawn exactly per level; beyond, the level's files that miss tiles are drawn
 #: whole (a cover). At least 100,000: every level with that many missing tiles or fewer is exact.
 MAX_EXACT_BLOCKS = 250_000
-#: Batches of a level's bundle-file blocks kept apart, at most; then they are merged into one
-#: (:func:`merged_blocks`), so what a scan keeps grows with the outline of the files, not their
-#: number.
+#: Batches of a level's bundle-file blocks cut by an area of interest kept apart, at most; then
+#: they are merged into one (:func:`merged_blocks`), so what a scan keeps grows with the outline
+#: of the area, not the number of files (the other files are bits of a bitmap:
+#: :class:`FileBlocks`).
 COMPACT_PARTS = 64
+#: Bundles of a level's bitmap of files read at a time, and runs of them merged at a time at
+#: least, when its files' blocks are made (:meth:`FileBlocks.blocks`).
+RUNS_AT_ONCE = 65_536
 #: Over an area of interest, absent bundles are drawn one by one up to this many; beyond, the
 #: whole expected area is drawn and the files' blocks are taken out of it.
 MAX_ABSENT_BUNDLES = 100_000
@@ -280,6 +289,69 @@ def _joined(outside: Any, holes: npt.NDArray[np.object_]) -> Any:
     return shapely.multipolygons(np.concatenate([shapely.get_parts(merged), holes[~meeting]]))
 
 
+class FileBlocks:
+    """The blocks of some bundle files of one level, kept in a bitmap over the bundle grid of
+    the level's expected ``bounds`` (:class:`~cachestatus.models.BundleSet`): what a scan keeps
+    does not grow with the files. A file's block is the bundle clipped to ``bounds`` but where
+    an area of interest cuts it: such blocks (along the area's outline) are kept as they are.
+
+    Args:
+        bounds: the level's expected tiles' extent.
+    """
+
+    def __init__(self, bounds: TileRange) -> None:
+        self.bounds = bounds
+        self._bundles = BundleSet(bounds)
+        self._other: list[npt.NDArray[np.int64]] = []
+
+    def _clipped(
+        self, rows: npt.NDArray[np.int64], col0: npt.NDArray[np.int64], col1: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        """Blocks of one bundle row's height at ``rows`` over columns ``[col0, col1)``, clipped
+        to the bounds."""
+        b = self.bounds
+        return np.column_stack(
+            [
+                np.maximum(rows, b.row0),
+                np.minimum(rows + BUNDLE_SIZE, b.row1),
+                np.maximum(col0, b.col0),
+                np.minimum(col1, b.col1),
+            ]
+        ).reshape(-1, 4)
+
+    def add(
+        self,
+        rows: npt.NDArray[np.int64],
+        cols: npt.NDArray[np.int64],
+        blocks: npt.NDArray[np.int64],
+    ) -> None:
+        """Keep the blocks ``(row0, row1, col0, col1)`` of the files of bundles ``(rows,
+        cols)``."""
+        clipped = (blocks == self._clipped(rows, cols, cols + BUNDLE_SIZE)).all(axis=1)
+        self._bundles.add(rows[clipped], cols[clipped])
+        if not clipped.all():
+            self._other.append(blocks[~clipped])
+            if len(self._other) >= COMPACT_PARTS:
+                self._other = [merged_blocks(np.concatenate(self._other))]
+
+    def blocks(self) -> npt.NDArray[np.int64]:
+        """The files' blocks: runs of files side by side along a bundle row, merged down the
+        rows (so a stretch of files gives a few blocks), and the others.
+
+        The runs are read a few rows at a time and merged in once they outnumber the blocks
+        merged so far: a stretch of files never has its runs held all at once."""
+        blocks = np.concatenate([np.zeros((0, 4), np.int64), *self._other])
+        waiting: list[npt.NDArray[np.int64]] = []
+        count = 0
+        for rows, col0, col1 in self._bundles.runs(RUNS_AT_ONCE):
+            waiting.append(self._clipped(rows, col0, col1))
+            count += len(rows)
+            if count > max(len(blocks), RUNS_AT_ONCE):
+                blocks = grid.merge_blocks(np.concatenate([blocks, *waiting]))
+                waiting, count = [], 0
+        return grid.merge_blocks(np.concatenate([blocks, *waiting]))
+
+
 class MissingAreas:
     """Gathers, during a scan, the blocks of the bundle files found and their holes."""
 
@@ -287,10 +359,10 @@ class MissingAreas:
         self.scheme = scheme
         #: Level ID to its :class:`~cachestatus.expected.Expectation`.
         self.expected = expected
-        # Per level, the blocks of the files that hold all their expected tiles, and of the
-        # others (with the holes, or drawn whole for a cover).
-        self._complete: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
-        self._incomplete: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
+        # Per level, the blocks of the files, and of those that miss expected tiles (with the
+        # holes, or drawn whole for a cover).
+        self._files = {lv: FileBlocks(e.bounds) for lv, e in expected.items()}
+        self._incomplete = {lv: FileBlocks(e.bounds) for lv, e in expected.items()}
         self._holes: dict[int, list[npt.NDArray[np.int64]]] = {lv: [] for lv in expected}
         self._hole_count: dict[int, int] = dict.fromkeys(expected, 0)
         #: Levels whose holes are too many pieces to draw exactly: they get a cover.
@@ -306,12 +378,10 @@ class MissingAreas:
         for level in np.unique(rows.level[files]).tolist():
             mine = rows.level == level
             for kept, which in (
-                (self._complete[level], complete & mine),
+                (self._files[level], files & mine),
                 (self._incomplete[level], files & ~complete & mine),
             ):
-                kept.append(rows.tiles[which])
-                if len(kept) >= COMPACT_PARTS:
-                    kept[:] = [merged_blocks(np.concatenate(kept))]
+                kept.add(rows.row[which], rows.col[which], rows.tiles[which])
         tagged = batch.holes
         for level in np.unique(tagged[:, 0]).tolist() if len(tagged) else []:
             if level in self.covered:
@@ -356,11 +426,9 @@ class MissingAreas:
         if absent is not None:  # the windows of the absent bundles
             return _union(self.scheme, level, absent)
         geometry = _union(self.scheme, level, self.expected[level].blocks())
-        files = self._complete[level] + self._incomplete[level]
-        if files:
-            geometry = shapely.difference(
-                geometry, _union(self.scheme, level, np.concatenate(files))
-            )
+        files = self._files[level].blocks()
+        if len(files):
+            geometry = shapely.difference(geometry, _union(self.scheme, level, files))
         return geometry
 
     def areas(
@@ -380,7 +448,7 @@ class MissingAreas:
             level = summary.level
             outside = self._outside_files(level, found.get(level, BundleSet()))
             if level in self.covered:
-                incomplete = np.concatenate([np.zeros((0, 4), np.int64), *self._incomplete[level]])
+                incomplete = self._incomplete[level].blocks()
                 geometry = shapely.union(outside, _union(self.scheme, level, incomplete))
                 warnings.append(cover_warning(level, missing))
             else:

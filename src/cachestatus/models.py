@@ -495,20 +495,39 @@ class BundleSet:
         return self._set_bits + len(self._sorted())
 
     def chunks(
-        self, size: int = 2**20
+        self, size: int = 2**18
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-        """The bundles' top-left rows and columns, in pieces of about ``size`` bundles of the
-        bitmap (what a level holds is never unpacked whole), then those outside it, sorted."""
-        step = -(-size // 8)
-        for start in range(0, len(self._bits), step):
-            cells = (
-                np.flatnonzero(np.unpackbits(self._bits[start : start + step], bitorder="little"))
-                + start * 8
-            )
-            rows, cols = np.divmod(cells, max(self._cols, 1))
+        """The bundles' top-left rows and columns, row by row, in pieces of whole rows of the
+        bitmap of about ``size`` bundles (what a level holds is never unpacked whole: a piece
+        of 2^18 bundles and what is worked out of it take about 12 MiB, of 2^20 about 50),
+        then those outside it, sorted."""
+        step = max(1, size // max(self._cols, 1))  # rows of the bitmap a piece
+        for row in range(0, self._rows, step):
+            first, after = row * self._cols, min(row + step, self._rows) * self._cols
+            packed = self._bits[first // 8 : -(-after // 8)]
+            if not packed.any():  # a level's grid is mostly empty where few bundles are
+                continue
+            skip = first % 8  # the piece's first bit in its first byte
+            bits = np.unpackbits(packed, bitorder="little")
+            cells = np.flatnonzero(bits[skip : skip + after - first]) + first
+            rows, cols = np.divmod(cells, self._cols)
             yield rows * BUNDLE_SIZE + self._row0, cols * BUNDLE_SIZE + self._col0
         keys = self._sorted()
         yield keys >> 32, keys & 0xFFFFFFFF
+
+    def runs(
+        self, size: int = 2**18
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+        """The bundles as runs side by side along a row: the runs' top row, first column and
+        the column after their last bundle, row by row, in pieces as :meth:`chunks` gives them
+        (a run never spans two pieces of the bitmap)."""
+        for rows, cols in self.chunks(size):
+            if not len(rows):
+                continue
+            new = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1] + BUNDLE_SIZE)]
+            starts = np.flatnonzero(new)
+            last = np.r_[starts[1:], len(rows)] - 1
+            yield rows[starts], cols[starts], cols[last] + BUNDLE_SIZE
 
     def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The bundles' top-left rows and columns, sorted."""
