@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from cachestatus import formats
 from cachestatus.errors import CacheNotFound, CorruptBundle, InvalidCacheConfig, UnsupportedFormat
-from cachestatus.formats.arcgis_conf import PROJ_KNOWS, crs_known, parse_conf_cdi, parse_conf_xml
+from cachestatus.formats.arcgis_conf import parse_conf_cdi, parse_conf_xml
 from cachestatus.formats.base import BundleFile
 from cachestatus.formats.bytesource import LocalFile
 from cachestatus.formats.compact_v2 import HEADER_INDEX_SIZE, read_v2_index, summarize_index
-from cachestatus.models import BundleKey, Problem
+from cachestatus.models import PROJ_KNOWS, BundleKey, Problem, crs_known
 from tests.helpers import SAMPLE_CACHE, conf_xml, web_mercator_lods, write_conf
 
 # Known facts of Esri's sample cache (tests/data/esri/README.md).

@@ -326,9 +326,8 @@ def previous_status(
     stored = _key_array(stamps.level, stamps.row, stamps.col)
     every = np.unique(np.concatenate([stored[:, 0], reread[:, 0]]))
     reusable = _positions(_packed(reread, every), _packed(stored, every)) < 0
-    previous = Previous(target, stamps, reusable, levels, epoch_ns(last.started), reread)
-    previous.in_place = updatable(target)
-    return previous
+    started = epoch_ns(last.started)
+    return Previous(target, stamps, reusable, levels, started, reread, in_place=updatable(target))
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:

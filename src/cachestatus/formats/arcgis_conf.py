@@ -15,7 +15,6 @@ XML one that declares entities is refused (entity expansion is how small XML fil
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
@@ -23,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import CorruptBundle, InvalidCacheConfig
-from ..models import BUNDLE_SIZE, LOD, Extent, SpatialReference, TilingScheme
+from ..models import BUNDLE_SIZE, LOD, Extent, SpatialReference, TilingScheme, crs_known
 from .bytesource import LocalFile, Opener
 
 #: Most bytes read of a configuration file (conf.xml, conf.cdi, root.json): a tiling scheme of
@@ -195,30 +194,6 @@ def check_extent(values: Sequence[float], source: str, element: str) -> Extent:
             "xmin <= xmax and ymin <= ymax"
         )
     return extent
-
-
-#: The CRSs of most caches, as :meth:`SpatialReference.user_input` writes them, which every PROJ
-#: database holds (pyproj is a dependency): known without importing pyproj, which costs a
-#: tenth of a second (Web Mercator, WGS 84, NAD83, ETRS89, World Mercator, the WGS 84 UTM zones).
-PROJ_KNOWS = frozenset(
-    [f"EPSG:{code}" for code in (3857, 4326, 4269, 4258, 3395)]
-    + [f"EPSG:{base + zone}" for base in (32600, 32700) for zone in range(1, 61)]
-)
-
-
-@functools.lru_cache(maxsize=64)
-def crs_known(text: str) -> bool:
-    """Whether PROJ makes a CRS of ``text`` (``EPSG:n``, ``ESRI:n`` or WKT); pyproj is imported
-    only for one not in :data:`PROJ_KNOWS`."""
-    if text in PROJ_KNOWS:
-        return True
-    try:
-        from pyproj import CRS
-
-        CRS.from_user_input(text)
-    except Exception:  # pyproj raises CRSError, and others for odd input
-        return False
-    return True
 
 
 def check_spatial_reference(sr: SpatialReference, source: str, element: str) -> SpatialReference:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidCacheConfig
-from ..models import LOD, Extent, SpatialReference, TilingScheme
+from ..models import LOD, Extent, SpatialReference, TilingScheme, crs_known
 from .base import GRID_LIMIT, FileHead, read_head
 from .sqlite_db import (
     TileDatabase,
@@ -458,18 +458,6 @@ class GeoPackageTiles(SQLiteTileCache):
         return content is None or bool(content.error)
 
 
-def _crs_known(text: str) -> bool:
-    """Whether pyproj makes a CRS of ``text`` (``EPSG:n`` or WKT)."""
-    from pyproj import CRS
-    from pyproj.exceptions import ProjError
-
-    try:
-        CRS.from_user_input(text)
-    except (ProjError, ValueError):
-        return False
-    return True
-
-
 def resolve_srs(
     srs_id: int, org: object, code: object, definition: object
 ) -> SpatialReference | None:
@@ -492,13 +480,13 @@ def resolve_srs(
             found = _epsg(number)
             if found is not None:
                 return found
-        elif authority.isalnum() and _crs_known(f"{authority}:{number}"):
+        elif authority.isalnum() and crs_known(f"{authority}:{number}"):
             return SpatialReference(wkt=_wkt_of(f"{authority}:{number}"))
     if srs_id in WEB_MERCATOR_ALIASES:
         return _epsg(3857)
     if isinstance(definition, str) and len(definition) <= MAX_WKT:
         text = definition.strip()
-        if text.lower() not in ("", "undefined") and _crs_known(text):
+        if text.lower() not in ("", "undefined") and crs_known(text):
             return SpatialReference(wkt=text)
     return _epsg(srs_id) if srs_id > 0 else None
 
@@ -508,7 +496,7 @@ def _epsg(code: int) -> SpatialReference | None:
     would not write as EPSG (900913 and others of pyproj's "other" list)."""
     if code in WEB_MERCATOR_ALIASES:
         code = 3857
-    if not (0 < code < GRID_LIMIT) or not _crs_known(f"EPSG:{code}"):
+    if not (0 < code < GRID_LIMIT) or not crs_known(f"EPSG:{code}"):
         return None
     if code < _EPSG_CODES:
         return SpatialReference(wkid=code, latest_wkid=code)

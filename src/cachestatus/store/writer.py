@@ -17,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import StatusWriteError
-from ..formats.arcgis_conf import crs_known
 from ..models import (
     BundleState,
     Extent,
@@ -26,6 +25,7 @@ from ..models import (
     RowBatch,
     SpatialReference,
     TilingScheme,
+    crs_known,
 )
 from . import atomic, gpkg_rows, partial
 from .geometry import rectangles_wkb, tile_rectangles
