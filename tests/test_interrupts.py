@@ -167,3 +167,45 @@ def test_the_api_raises_keyboardinterrupt_after_cleanup(big, tmp_path):
     assert multiprocessing.active_children() == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Status.gdb"]
     assert _rows(status) == before
+
+
+_INTERRUPTED_IN_EXEC = """
+import sys
+
+from cachestatus import operations
+
+
+def interrupted(*args, **kwargs):
+    exec("raise KeyboardInterrupt")  # as a dataclass being made by a lazy import
+
+
+operations.run_rebuild = interrupted
+sys.argv = ["cachestatus", *sys.argv[1:]]
+from cachestatus.cli import run
+
+run()
+"""
+
+
+def test_an_interrupt_inside_exec_still_ends_with_130(tmp_path):
+    """CPython ends a process by SIGINT when a KeyboardInterrupt has left ``exec`` of a string,
+    even once it was caught: the run must still end with its own code."""
+    (tmp_path / "interrupted_in_exec.py").write_text(_INTERRUPTED_IN_EXEC)
+    cache = synthetic_cache(tmp_path / "cache", 1, level=3)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "interrupted_in_exec",
+            "rebuild",
+            str(cache),
+            "--status",
+            str(tmp_path / "Status.gdb"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "Error: interrupted (SIGINT); the previous status is unchanged\n"
