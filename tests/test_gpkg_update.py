@@ -7,6 +7,7 @@ queries as the rows' polygons do.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -315,3 +316,62 @@ def test_updated_geopackage_is_read_and_written_without_gdal(
     full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
     assert_same_store(store, full)
     assert_sound_geopackage(store, full)
+
+
+#: Triggers other software leaves in a GeoPackage: GDAL 1.x's geometry type check, calling
+#: functions plain SQLite lacks, and a user's audit of the jobs.
+_FOREIGN_TRIGGERS = [
+    """CREATE TRIGGER "fgti_TaskStatus_geom" BEFORE INSERT ON "TaskStatus" FOR EACH ROW
+    BEGIN SELECT RAISE(ABORT, 'insert on TaskStatus violates constraint: ST_GeometryType(geom)
+    is not assignable from POLYGON') WHERE (SELECT geometry_type_name FROM gpkg_geometry_columns
+    WHERE Lower(table_name) = Lower('TaskStatus') AND Lower(column_name) = Lower('geom') AND
+    gpkg_IsAssignable(geometry_type_name, ST_GeometryType(NEW.geom)) = 0); END""",
+    "CREATE TABLE audit (job TEXT)",
+    "CREATE TRIGGER audit_jobs AFTER INSERT ON Jobs BEGIN "
+    "INSERT INTO audit VALUES (NEW.jobID); END",
+]
+
+
+def _triggers(store: Path) -> set[str]:
+    with sqlite3.connect(store) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_store_with_triggers_gdal_did_not_write_is_written_whole(
+    caches: tuple[Path, Path], tmp_path: Path, changed: bool
+) -> None:
+    """Rows written through SQLite would fire triggers other software put in the store (and
+    fail on functions SQLite lacks): the rebuild reuses the rows and writes the store whole,
+    through GDAL, whether a bundle changed or none did (the run answered through SQLite
+    leaves it to the normal path)."""
+    base, other = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    gdal_triggers = _triggers(store)
+    with sqlite3.connect(store) as db:
+        for statement in _FOREIGN_TRIGGERS:
+            db.execute(statement)
+    assert partial.foreign_triggers(store) == ["fgti_TaskStatus_geom", "audit_jobs"]
+    if changed:
+        _apply(cache, other, {BASE[0]: "rewrite"}, time.time_ns() - HOUR)
+    command = ["rebuild", str(cache), "--json", "--status", str(store)]
+    done = subprocess.run(
+        [sys.executable, "-m", "cachestatus.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    totals = json.loads(done.stdout)["totals"]
+    assert (totals["bundles_read"], totals["bundles_reused"]) == (int(changed), len(BASE) - changed)
+    assert _triggers(store) == gdal_triggers  # a store GDAL wrote whole
+    full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
+    assert_same_store(store, full)
+    assert_sound_geopackage(store, full)
+    # Written whole, it is updated in place by the next rebuild again.
+    _apply(cache, other, {BASE[3]: "rewrite"}, time.time_ns() - HOUR)
+    again = rebuild(cache, store, workers=1)
+    assert again.bundles_read == 1
+    assert_same_store(store, Path(str(rebuild(cache, full, workers=1, reuse=False).status_path)))

@@ -41,6 +41,7 @@ from .missing_areas import HOLE, MissingRows, cover_warning, tagged_holes
 from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem, RowBatch
 from .request import same_request
 from .scan import Listing, Progress, ScanBatch, ScanOutcome, scan_warnings
+from .store import partial
 from .store.reader import (
     count_rows,
     read_area_counts,
@@ -160,6 +161,10 @@ class Previous:
     #: <cachestatus.store.writer.StatusWriter.update>`): the reused rows stay in it, so only
     #: what the level totals and missing areas are folded from is read of them.
     in_place: bool = False
+    #: Its store may be carried over as it is when nothing changed: not a GeoPackage holding
+    #: triggers GDAL did not write (:func:`~cachestatus.store.partial.foreign_triggers`),
+    #: which is written whole, its rows reused.
+    carriable: bool = True
 
     def gone(self) -> tuple[npt.NDArray[np.int64], ...]:
         """The keys (levels, rows, columns) of the store's bundle file rows that :meth:`split`
@@ -189,7 +194,9 @@ class Previous:
             & (times < self.started_ns - RACY_NS)
         )
         which = which[same]
-        self.unchanged = len(which) == len(bundles) == sum(lv.bundles for lv in self.levels)
+        self.unchanged = self.carriable and (
+            len(which) == len(bundles) == sum(lv.bundles for lv in self.levels)
+        )
         reused: list[ScanBatch] = []
         if not self.unchanged:
             rows_at, reused = self._reused(at[which])
@@ -321,13 +328,23 @@ def previous_status(
             return None
         reread = _key_array(*read_keys(target, _REREAD_WHERE))
         levels = read_levels(target)
+        carriable = target.suffix.lower() != ".gpkg" or not partial.foreign_triggers(target)
     except Exception:  # an unreadable old store (pyogrio's errors, bad JSON): a full scan
         return None
     stored = _key_array(stamps.level, stamps.row, stamps.col)
     every = np.unique(np.concatenate([stored[:, 0], reread[:, 0]]))
     reusable = _positions(_packed(reread, every), _packed(stored, every)) < 0
     started = epoch_ns(last.started)
-    return Previous(target, stamps, reusable, levels, started, reread, in_place=updatable(target))
+    return Previous(
+        target,
+        stamps,
+        reusable,
+        levels,
+        started,
+        reread,
+        in_place=updatable(target),
+        carriable=carriable,
+    )
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:

@@ -44,6 +44,28 @@ def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
         db.close()
 
 
+#: The triggers GDAL puts on the tables it writes: its R-tree's and its feature count's (and
+#: those of the GeoPackage's own tables, ``gpkg_tile_matrix``'s checks).
+_GDAL_TRIGGERS = ("rtree_", "trigger_insert_feature_count_", "trigger_delete_feature_count_")
+
+
+def foreign_triggers(store: Path) -> list[str]:
+    """The triggers of the GeoPackage at ``store`` that GDAL did not write: put there by other
+    software (GDAL 1.x's geometry type checks, a user's audit table). Rows written into it
+    through SQLite would fire them, calling functions SQLite may lack: such a store is written
+    whole, by GDAL, instead of updated."""
+    db = connect(store, read_only=True)
+    try:
+        found = db.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
+        return [
+            str(name)
+            for name, table in found
+            if not str(name).startswith(_GDAL_TRIGGERS) and not str(table).startswith("gpkg_")
+        ]
+    finally:
+        db.close()
+
+
 def tables(store: Path) -> set[str]:
     """The tables the GeoPackage at ``store`` registers (its layers, as GDAL lists them)."""
     db = connect(store, read_only=True)

@@ -364,11 +364,13 @@ _UPDATED = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
 def updatable(store: Path) -> bool:
     """Whether :meth:`StatusWriter.update` updates the store at ``store`` in place: a
     GeoPackage whose tables have every field this version writes (a store written by an
-    earlier version may lack one, and is written whole)."""
+    earlier version may lack one, and is written whole) and no trigger but GDAL's
+    (:func:`~cachestatus.store.partial.foreign_triggers`)."""
     if store.suffix.lower() != ".gpkg":
         return False
     try:
-        return partial.has_fields(store, {layer.name: layer.names for layer in _UPDATED})
+        fields = {layer.name: layer.names for layer in _UPDATED}
+        return partial.has_fields(store, fields) and not partial.foreign_triggers(store)
     except sqlite3.Error:
         return False  # not a store this version can update: written whole
 
