@@ -41,7 +41,7 @@ from cachestatus.store.schema import (
     MISSING_AREAS_LAYER,
     TASK_STATUS_LAYER,
 )
-from cachestatus.store.writer import StatusWriter
+from cachestatus.store.writer import StatusWriter, areas_wkb
 from tests.builders import build
 from tests.conftest import need_program
 
@@ -176,8 +176,7 @@ def _write(
     geometry = rectangles_wkb(*tile_rectangles(scheme, rows.level, rows.tiles, writer.clip))
     writer._write(TASK_STATUS_LAYER, rows, geometry, append=True)
     writer._write(BUNDLE_FILES_LAYER, files, append=True)
-    polygons = np.array([shapely.to_wkb(a.geometry) for a in missing], dtype=object)
-    writer._write(MISSING_AREAS_LAYER, missing, polygons)
+    writer._write(MISSING_AREAS_LAYER, missing, areas_wkb(missing))
     writer._write(LEVEL_STATUS_LAYER, levels)
 
 

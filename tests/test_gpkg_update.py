@@ -375,3 +375,45 @@ def test_a_store_with_triggers_gdal_did_not_write_is_written_whole(
     again = rebuild(cache, store, workers=1)
     assert again.bundles_read == 1
     assert_same_store(store, Path(str(rebuild(cache, full, workers=1, reuse=False).status_path)))
+
+
+def _geometry_types(store: Path, layer: str) -> tuple[str, set[str]]:
+    """The geometry type GDAL says ``layer`` declares, and those of its rows' geometries."""
+    declared = dict(list_layers(store).tolist())[layer]
+    _, _, wkb, _ = read(str(store), layer=layer)
+    return declared, {shapely.from_wkb(g).geom_type for g in wkb}
+
+
+# The earlier store is made by changing the declared type alone; GDAL notes the column's own.
+@pytest.mark.filterwarnings("ignore:geometry column type for layer:RuntimeWarning")
+def test_missing_areas_are_multipolygons_in_a_multipolygon_layer(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A GeoPackage reader may refuse a geometry whose type is not its layer's: each level's
+    missing area, one polygon or several, is a multipolygon in a layer declared so; in a
+    store written whole, one updated in place, and one an earlier version wrote (declaring
+    ``Polygon``), which is written whole once."""
+    base, other = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    assert len(read(str(store), layer="MissingAreas")[2]) > 1
+    assert _geometry_types(store, "MissingAreas") == ("MultiPolygon", {"MultiPolygon"})
+    _apply(cache, other, {BASE[0]: "rewrite"}, time.time_ns() - HOUR)
+    again = rebuild(cache, store, workers=1)
+    assert again.bundles_read == 1
+    assert _geometry_types(store, "MissingAreas") == ("MultiPolygon", {"MultiPolygon"})
+    # As an earlier version declared it.
+    with sqlite3.connect(store) as db:
+        db.execute(
+            "UPDATE gpkg_geometry_columns SET geometry_type_name = 'POLYGON' "
+            "WHERE table_name = 'MissingAreas'"
+        )
+    assert _geometry_types(store, "MissingAreas")[0] == "Polygon"
+    _apply(cache, other, {BASE[3]: "rewrite"}, time.time_ns() - HOUR)
+    again = rebuild(cache, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (1, len(BASE) - 1)
+    assert _geometry_types(store, "MissingAreas") == ("MultiPolygon", {"MultiPolygon"})
+    full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
+    assert_same_store(store, full)
+    assert_sound_geopackage(store, full)

@@ -44,6 +44,21 @@ def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
         db.close()
 
 
+def geometry_types(store: Path) -> dict[str, str]:
+    """The geometry type each spatial table of the GeoPackage at ``store`` declares, by table
+    name, as GDAL names them (``MultiPolygon``)."""
+    db = connect(store, read_only=True)
+    try:
+        found = db.execute("SELECT table_name, geometry_type_name FROM gpkg_geometry_columns")
+        return {str(table): _GEOMETRY_NAMES.get(str(kind).upper(), kind) for table, kind in found}
+    finally:
+        db.close()
+
+
+#: GeoPackage geometry type names as GDAL names them.
+_GEOMETRY_NAMES = {"POLYGON": "Polygon", "MULTIPOLYGON": "MultiPolygon"}
+
+
 #: The triggers GDAL puts on the tables it writes: its R-tree's and its feature count's (and
 #: those of the GeoPackage's own tables, ``gpkg_tile_matrix``'s checks).
 _GDAL_TRIGGERS = ("rtree_", "trigger_insert_feature_count_", "trigger_delete_feature_count_")

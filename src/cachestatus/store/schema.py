@@ -253,7 +253,7 @@ LEVEL_STATUS_LAYER: Final = Layer(
 #: is exactly the missing tiles, 0 where it is a cover holding them all (and more).
 MISSING_AREAS_LAYER: Final = Layer(
     MISSING_AREAS,
-    "Polygon",
+    "MultiPolygon",
     (
         Column("levelID", "int32", "level"),
         Column("scale", "float64", "scale"),

@@ -250,11 +250,8 @@ class StatusWriter:
     ) -> None:
         """Write the last rows, ``MissingAreas``, ``LevelStatus`` and ``Jobs``, then swap the
         store into place."""
-        import shapely
-
         self._flush()
-        polygons = [shapely.to_wkb(shapely.force_2d(area.geometry)) for area in missing]
-        self._write(MISSING_AREAS_LAYER, missing, np.array(polygons, dtype=object))
+        self._write(MISSING_AREAS_LAYER, missing, areas_wkb(missing))
         self._write(LEVEL_STATUS_LAYER, levels)
         if self._updated and jobs:  # the copy holds the history: the new job is added
             self._sqlite(partial.append_job, jobs[-1])
@@ -358,19 +355,43 @@ class StatusWriter:
 
 
 #: The layers whose rows a GeoPackage updated in place keeps (:meth:`StatusWriter.update`).
+def areas_wkb(missing: Sequence[MissingAreaRecord]) -> npt.NDArray[np.object_]:
+    """The geometries of ``MissingAreas`` rows as written: each a multipolygon, as the layer
+    declares (a GeoPackage reader may refuse a geometry of another type than its layer's)."""
+    import shapely
+
+    areas = [shapely.force_2d(area.geometry) for area in missing]
+    return np.array(
+        [
+            shapely.to_wkb(shapely.multipolygons([a]) if a.geom_type == "Polygon" else a)
+            for a in areas
+        ],
+        dtype=object,
+    )
+
+
 _UPDATED = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
+#: The spatial tables of a store: an update writes into them.
+_SPATIAL = (TASK_STATUS_LAYER, MISSING_AREAS_LAYER)
 
 
 def updatable(store: Path) -> bool:
     """Whether :meth:`StatusWriter.update` updates the store at ``store`` in place: a
     GeoPackage whose tables have every field this version writes (a store written by an
-    earlier version may lack one, and is written whole) and no trigger but GDAL's
+    earlier version may lack one, and is written whole), whose spatial tables declare the
+    geometry types this version writes (an earlier one declared ``MissingAreas`` a
+    ``Polygon`` layer, and wrote multipolygons into it), and with no trigger but GDAL's
     (:func:`~cachestatus.store.partial.foreign_triggers`)."""
     if store.suffix.lower() != ".gpkg":
         return False
     try:
         fields = {layer.name: layer.names for layer in _UPDATED}
-        return partial.has_fields(store, fields) and not partial.foreign_triggers(store)
+        declared = partial.geometry_types(store)
+        return (
+            partial.has_fields(store, fields)
+            and all(declared.get(layer.name) == layer.geometry for layer in _SPATIAL)
+            and not partial.foreign_triggers(store)
+        )
     except sqlite3.Error:
         return False  # not a store this version can update: written whole
 
