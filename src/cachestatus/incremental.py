@@ -161,8 +161,8 @@ class Previous:
     #: <cachestatus.store.writer.StatusWriter.update>`): the reused rows stay in it, so only
     #: what the level totals and missing areas are folded from is read of them.
     in_place: bool = False
-    #: Its store may be carried over as it is when nothing changed: not a GeoPackage holding
-    #: triggers GDAL did not write (:func:`~cachestatus.store.partial.foreign_triggers`),
+    #: Its store may be carried over as it is when nothing changed: not a GeoPackage that rows
+    #: may not be written into through SQLite (:func:`~cachestatus.store.partial.writable`),
     #: which is written whole, its rows reused.
     carriable: bool = True
 
@@ -328,7 +328,7 @@ def previous_status(
             return None
         reread = _key_array(*read_keys(target, _REREAD_WHERE))
         levels = read_levels(target)
-        carriable = target.suffix.lower() != ".gpkg" or not partial.foreign_triggers(target)
+        carriable = target.suffix.lower() != ".gpkg" or partial.writable(target)
     except Exception:  # an unreadable old store (pyogrio's errors, bad JSON): a full scan
         return None
     stored = _key_array(stamps.level, stamps.row, stamps.col)

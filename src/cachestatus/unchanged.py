@@ -20,8 +20,8 @@ It answers only when it has no doubt, and leaves every other run to the normal p
   its tiling scheme and full extent are those the store was written for;
 - the store's last job is a rebuild of the same request by the same major version that
   ``succeeded`` with neither problems nor warnings (a run that had some would print them
-  again), and the store has no ``CORRUPT`` or ``IN_PROGRESS`` row, and no trigger GDAL did
-  not write (:func:`~cachestatus.store.partial.foreign_triggers`: such a store is written whole);
+  again), and the store has no ``CORRUPT`` or ``IN_PROGRESS`` row, and may be written into
+  through SQLite (:func:`~cachestatus.store.partial.writable`; if not, it is written whole);
 - ``_alllayers`` holds only level folders named as ArcGIS names them (``L05``) of levels the
   store counts, and these only bundle files named as ArcGIS names them (no ``.lock``, no
   ``.bundlx``, nothing else); each has the size and stamp of its ``BundleFiles`` row, and was
@@ -165,7 +165,7 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
     defaults = [root / "Status.gdb", root / "Status.gpkg"]
     with claim(target, root, defaults=defaults, command="rebuild", arcgis_defaults=True) as lock:
         last = partial.last_job(target)
-        if last is None or not _clean(last) or partial.foreign_triggers(target):
+        if last is None or not _clean(last) or not partial.writable(target):
             return None
         previous = json.loads(last["parameters"])
         recorded = {

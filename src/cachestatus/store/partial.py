@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .tables import JOB_FIELDS, JOBS, LEVEL_STATUS, TIME, JobRecord
+from .tables import GEOMETRY_TYPES, JOB_FIELDS, JOBS, LEVEL_STATUS, TIME, JobRecord
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,6 +44,28 @@ def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
         db.close()
 
 
+#: The triggers GDAL puts on the tables it writes: its R-tree's and its feature count's (and
+#: those of the GeoPackage's own tables, ``gpkg_tile_matrix``'s checks).
+_GDAL_TRIGGERS = ("rtree_", "trigger_insert_feature_count_", "trigger_delete_feature_count_")
+#: GeoPackage geometry type names as GDAL names them.
+_GEOMETRY_NAMES = {"POLYGON": "Polygon", "MULTIPOLYGON": "MultiPolygon"}
+
+
+def foreign_triggers(store: Path) -> list[str]:
+    """The triggers of the GeoPackage at ``store`` that GDAL did not write: put there by other
+    software (GDAL 1.x's geometry type checks, a user's audit table)."""
+    db = connect(store, read_only=True)
+    try:
+        found = db.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
+        return [
+            str(name)
+            for name, table in found
+            if not str(name).startswith(_GDAL_TRIGGERS) and not str(table).startswith("gpkg_")
+        ]
+    finally:
+        db.close()
+
+
 def geometry_types(store: Path) -> dict[str, str]:
     """The geometry type each spatial table of the GeoPackage at ``store`` declares, by table
     name, as GDAL names them (``MultiPolygon``)."""
@@ -55,30 +77,16 @@ def geometry_types(store: Path) -> dict[str, str]:
         db.close()
 
 
-#: GeoPackage geometry type names as GDAL names them.
-_GEOMETRY_NAMES = {"POLYGON": "Polygon", "MULTIPOLYGON": "MultiPolygon"}
-
-
-#: The triggers GDAL puts on the tables it writes: its R-tree's and its feature count's (and
-#: those of the GeoPackage's own tables, ``gpkg_tile_matrix``'s checks).
-_GDAL_TRIGGERS = ("rtree_", "trigger_insert_feature_count_", "trigger_delete_feature_count_")
-
-
-def foreign_triggers(store: Path) -> list[str]:
-    """The triggers of the GeoPackage at ``store`` that GDAL did not write: put there by other
-    software (GDAL 1.x's geometry type checks, a user's audit table). Rows written into it
-    through SQLite would fire them, calling functions SQLite may lack: such a store is written
-    whole, by GDAL, instead of updated."""
-    db = connect(store, read_only=True)
-    try:
-        found = db.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
-        return [
-            str(name)
-            for name, table in found
-            if not str(name).startswith(_GDAL_TRIGGERS) and not str(table).startswith("gpkg_")
-        ]
-    finally:
-        db.close()
+def writable(store: Path) -> bool:
+    """Whether rows may be written into the GeoPackage at ``store`` through SQLite, as GDAL
+    would write them: it has no trigger GDAL did not write (:func:`foreign_triggers`: rows
+    written would fire them, calling functions SQLite may lack), and its spatial tables
+    declare the geometry types this version writes (an earlier one declared ``MissingAreas``
+    a ``Polygon`` layer, and wrote multipolygons into it). A store that is not is written
+    whole, by GDAL."""
+    declared = geometry_types(store)
+    current = all(declared.get(table) == kind for table, kind in GEOMETRY_TYPES.items())
+    return current and not foreign_triggers(store)
 
 
 def tables(store: Path) -> set[str]:

@@ -31,6 +31,7 @@ from .tables import (
     BUNDLE_FILES,
     DRIVERS,
     FLAG,
+    GEOMETRY_TYPES,
     JOB_FIELDS,
     JOBS,
     LEVEL_STATUS,
@@ -202,7 +203,7 @@ def _lod_values(attribute: str) -> Callable[[RowBatch, Run], npt.NDArray[np.floa
 #: without content, ``--blank``) is null where it was not counted.
 TASK_STATUS_LAYER: Final = Layer(
     TASK_STATUS,
-    "Polygon",
+    GEOMETRY_TYPES[TASK_STATUS],
     (
         Column("bundleName", TEXT, _bundle_labels),
         Column("jobID", TEXT, _job_id),
@@ -253,7 +254,7 @@ LEVEL_STATUS_LAYER: Final = Layer(
 #: is exactly the missing tiles, 0 where it is a cover holding them all (and more).
 MISSING_AREAS_LAYER: Final = Layer(
     MISSING_AREAS,
-    "MultiPolygon",
+    GEOMETRY_TYPES[MISSING_AREAS],
     (
         Column("levelID", "int32", "level"),
         Column("scale", "float64", "scale"),

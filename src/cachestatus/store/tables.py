@@ -16,6 +16,8 @@ LEVEL_STATUS: Final = "LevelStatus"
 JOBS: Final = "Jobs"
 MISSING_AREAS: Final = "MissingAreas"
 BUNDLE_FILES: Final = "BundleFiles"
+#: The geometry type of each spatial table, as GDAL names them.
+GEOMETRY_TYPES: Final = {TASK_STATUS: "Polygon", MISSING_AREAS: "MultiPolygon"}
 
 #: ``Jobs.mode`` of a rebuild, a deletion and a report (ArcGIS's modes).
 REBUILD: Final = "REBUILD_CACHE_STATUS"

@@ -371,27 +371,18 @@ def areas_wkb(missing: Sequence[MissingAreaRecord]) -> npt.NDArray[np.object_]:
 
 
 _UPDATED = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
-#: The spatial tables of a store: an update writes into them.
-_SPATIAL = (TASK_STATUS_LAYER, MISSING_AREAS_LAYER)
 
 
 def updatable(store: Path) -> bool:
     """Whether :meth:`StatusWriter.update` updates the store at ``store`` in place: a
     GeoPackage whose tables have every field this version writes (a store written by an
-    earlier version may lack one, and is written whole), whose spatial tables declare the
-    geometry types this version writes (an earlier one declared ``MissingAreas`` a
-    ``Polygon`` layer, and wrote multipolygons into it), and with no trigger but GDAL's
-    (:func:`~cachestatus.store.partial.foreign_triggers`)."""
+    earlier version may lack one, and is written whole) into which rows may be written through
+    SQLite (:func:`~cachestatus.store.partial.writable`)."""
     if store.suffix.lower() != ".gpkg":
         return False
     try:
         fields = {layer.name: layer.names for layer in _UPDATED}
-        declared = partial.geometry_types(store)
-        return (
-            partial.has_fields(store, fields)
-            and all(declared.get(layer.name) == layer.geometry for layer in _SPATIAL)
-            and not partial.foreign_triggers(store)
-        )
+        return partial.has_fields(store, fields) and partial.writable(store)
     except sqlite3.Error:
         return False  # not a store this version can update: written whole
 
