@@ -82,6 +82,11 @@ def test_bundle_count_matches_iteration(row, col, height, width):
     assert len(found) == grid.bundle_count(tiles)
     covered = sum(grid.bundle_range(b).intersect(tiles).tiles for b in found)
     assert covered == tiles.tiles
+    # The range of bundle rows and columns spans exactly the bundles found.
+    spans = tiles.bundles
+    assert {(b.row // 128, b.col // 128) for b in found} == {
+        (r, c) for r in range(spans.row0, spans.row1) for c in range(spans.col0, spans.col1)
+    }
 
 
 def test_edge_touching_tiles_are_not_in_the_extent():

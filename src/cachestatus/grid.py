@@ -196,11 +196,7 @@ def bundles_of_range(level: int, tiles: TileRange) -> Iterator[BundleKey]:
 
 def bundle_count(tiles: TileRange) -> int:
     """How many bundles :func:`bundles_of_range` yields, computed without iterating."""
-    if tiles.is_empty:
-        return 0
-    rows = (tiles.row1 - 1) // BUNDLE_SIZE - tiles.row0 // BUNDLE_SIZE + 1
-    cols = (tiles.col1 - 1) // BUNDLE_SIZE - tiles.col0 // BUNDLE_SIZE + 1
-    return rows * cols
+    return tiles.bundles.tiles
 
 
 def blocks_bounds(

@@ -121,6 +121,19 @@ class TileRange(NamedTuple):
         """Number of tiles in the range (Python int: exact at any level)."""
         return 0 if self.is_empty else (self.row1 - self.row0) * (self.col1 - self.col0)
 
+    @property
+    def bundles(self) -> TileRange:
+        """The bundles holding a tile of the range, as a range of bundle rows and columns
+        (numbered in bundles, not tiles); empty for an empty range."""
+        if self.is_empty:
+            return TileRange(0, 0, 0, 0)
+        return TileRange(
+            self.row0 // BUNDLE_SIZE,
+            (self.row1 - 1) // BUNDLE_SIZE + 1,
+            self.col0 // BUNDLE_SIZE,
+            (self.col1 - 1) // BUNDLE_SIZE + 1,
+        )
+
     def intersect(self, other: TileRange) -> TileRange:
         """The tiles in both ranges (possibly empty)."""
         return TileRange(
@@ -449,11 +462,10 @@ class BundleSet:
         # The bitmap's grid: its first bundle's top-left tile, its rows and columns of bundles.
         self._row0 = self._col0 = self._rows = self._cols = 0
         if window is not None and not window.is_empty:
-            row0, col0 = window.row0 // BUNDLE_SIZE, window.col0 // BUNDLE_SIZE
-            rows = (window.row1 - 1) // BUNDLE_SIZE - row0 + 1
-            cols = (window.col1 - 1) // BUNDLE_SIZE - col0 + 1
+            grid = window.bundles
+            rows, cols = grid.row1 - grid.row0, grid.col1 - grid.col0
             if rows * cols <= self.MAX_BITS:
-                self._row0, self._col0 = row0 * BUNDLE_SIZE, col0 * BUNDLE_SIZE
+                self._row0, self._col0 = grid.row0 * BUNDLE_SIZE, grid.col0 * BUNDLE_SIZE
                 self._rows, self._cols = rows, cols
         self._bits = np.zeros(-(-self._rows * self._cols // 8), dtype=np.uint8)
         self._set_bits = 0

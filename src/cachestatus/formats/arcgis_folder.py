@@ -296,12 +296,11 @@ def row_boundaries(bounds: TileRange, size: int) -> list[str]:
     part, with its ``.lock`` and ``.bundlx`` files."""
     if bounds.is_empty:
         return []
-    first, last = bounds.row0 // BUNDLE_SIZE, (bounds.row1 - 1) // BUNDLE_SIZE
-    across = (bounds.col1 - 1) // BUNDLE_SIZE - bounds.col0 // BUNDLE_SIZE + 1
-    rows = max(1, size // across)
-    if last - first + 1 <= rows:
+    grid = bounds.bundles
+    rows = max(1, size // (grid.col1 - grid.col0))
+    if grid.row1 - grid.row0 <= rows:
         return []
-    names = sorted(f"R{row * BUNDLE_SIZE:04x}C" for row in range(first, last + 1))
+    names = sorted(f"R{row * BUNDLE_SIZE:04x}C" for row in range(grid.row0, grid.row1))
     return names[rows::rows]
 
 
