@@ -44,6 +44,7 @@ from tests.test_incremental import (
     assert_same_store,
     caches,
     first_rebuilds,
+    rebuilt_after,
 )
 from tests.test_old_readers import HOW, OLD_OGRINFO
 
@@ -119,17 +120,10 @@ def test_updated_geopackage_is_a_full_rebuilds_and_sound(
     second: dict[tuple[int, int, int], str],
     added: set[tuple[int, int, int]],
 ) -> None:
-    other = caches[1]
     cache, store = _first_rebuild(first_rebuilds["gpkg"], "gpkg")
-    work = store.parent
     for step, plan in enumerate([{**first, **dict.fromkeys(added, "add")}, second], 1):
         before = _jobs_of_rows(store)
-        _apply(cache, other, plan, time.time_ns() - HOUR + step * 10**6)
-        again = rebuild(cache, store, workers=1)
-        full = Path(
-            str(rebuild(cache, work / f"Full{step}.gpkg", workers=1, reuse=False).status_path)
-        )
-        assert_same_store(store, full)
+        again, full = rebuilt_after(cache, caches[1], store, plan, step)
         assert_sound_geopackage(store, full)
         if again.bundles_reused and again.bundles_read:
             # Updated, not rewritten: a reused row keeps the job that wrote it.
