@@ -158,6 +158,12 @@ def write_tile_folder(
     return root
 
 
+#: Scattered level-14 tiles with distinct bodies: more entries than a 16 KiB root directory holds
+#: (the pmtiles writer makes leaves past about 6,700 of them), so four leaves of up to 4,096. Each
+#: lands in a bundle of its own or nearly: reading costs what those bundles cost.
+PMTILES_LEAF_TILES = 12_500
+
+
 def write_pmtiles(path: Path, tiles: Tiles, bounds: Box | None = None) -> Path:
     """Tiles written with the pmtiles package's Writer, ``bounds`` (west, south, east, north
     in degrees; by default the whole Web Mercator world) in its header."""

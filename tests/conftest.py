@@ -19,8 +19,19 @@ elif os.environ.get("CI"):
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from tests.helpers import copy_sample  # noqa: E402 - after the path is set
+from tests.helpers import copy_sample, synthetic_cache  # noqa: E402 - after the path is set
 from tests.remote import in_tmp, s3, s3_env  # noqa: E402, F401 - the S3 server's fixtures
+
+#: 12,100 bundles: a rebuild of a few seconds, in two workers or on two one-thread Dask workers.
+BIG_SIDE = 110
+
+
+@pytest.fixture(scope="session")
+def big_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete ``BIG_SIDE`` x ``BIG_SIDE`` block of synthetic bundles at level 12: a run long
+    enough to interrupt at any moment. Built once for the modules that interrupt it (about 8 s
+    of file creation), never written: no command writes in a cache."""
+    return synthetic_cache(tmp_path_factory.mktemp("big") / "cache", BIG_SIDE, level=12)
 
 
 @pytest.fixture

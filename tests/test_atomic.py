@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,13 +72,37 @@ def _temporary_store_appears(folder: Path) -> None:
         time.sleep(0.001)
 
 
+def _kept(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``folder``, times included, put back by :func:`_put_back`."""
+    kept = tmp_path_factory.mktemp("kept") / folder.name
+    shutil.copytree(folder, kept, copy_function=shutil.copy2)
+    return kept
+
+
+def _put_back(kept: Path, folder: Path) -> Path:
+    """``folder`` as it was kept, at the path its store was written for (a request names its
+    store: the next run at that path is the same request, and reuses what it may)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(kept, folder, copy_function=shutil.copy2)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def previous_status(big_cache, tmp_path_factory) -> tuple[Path, Path, dict, list[tuple]]:
+    """The status a killed rebuild must leave: a folder holding the rebuild's ``Status.gdb``, a
+    copy of it kept aside, the rebuild's JSON and its rows. The same for every moment of the
+    kill, so made once."""
+    folder = tmp_path_factory.mktemp("previous")
+    before = _json("rebuild", big_cache, "--status", folder / "Status.gdb")
+    return folder, _kept(folder, tmp_path_factory), before, _task_rows(folder / "Status.gdb")
+
+
 # A rebuild of this cache takes about 0.5 s here: the delays fall in start-up, listing, scanning,
 # writing and after the end; "writing" waits for the temporary store to appear.
 @pytest.mark.parametrize("delay", [0.05, 0.2, 0.28, 0.34, 0.4, 0.46, 0.6, "writing"])
-def test_sigkill_leaves_the_previous_status_complete(big_cache, tmp_path, delay):
-    status = tmp_path / "Status.gdb"
-    before = _json("rebuild", big_cache, "--status", status)
-    rows_before = _task_rows(status)
+def test_sigkill_leaves_the_previous_status_complete(big_cache, previous_status, delay):
+    folder, kept, before, rows_before = previous_status
+    status = _put_back(kept, folder) / "Status.gdb"
     victim = subprocess.Popen(
         _cli("rebuild", big_cache, "--status", status),
         stdout=subprocess.DEVNULL,
@@ -85,7 +110,7 @@ def test_sigkill_leaves_the_previous_status_complete(big_cache, tmp_path, delay)
         start_new_session=True,
     )
     if delay == "writing":
-        _temporary_store_appears(tmp_path)
+        _temporary_store_appears(folder)
     else:
         time.sleep(delay)
     os.killpg(victim.pid, signal.SIGKILL)  # the rebuild and its worker processes
@@ -103,17 +128,30 @@ def test_sigkill_leaves_the_previous_status_complete(big_cache, tmp_path, delay)
         _cli("rebuild", big_cache, "--status", status), capture_output=True, text=True, timeout=120
     )
     assert again.returncode == 0, again.stderr
-    assert [p.name for p in tmp_path.iterdir() if p.name != "Status.gdb"] == []
+    assert [p.name for p in folder.iterdir() if p.name != "Status.gdb"] == []
+
+
+@pytest.fixture(scope="module")
+def previous_report(big_cache, tmp_path_factory) -> tuple[Path, Path, dict, list[tuple]]:
+    """The report a killed report must leave: its folder, a copy of it kept aside, the
+    store's summary and its rows. The same for every moment of the kill, so made once."""
+    out = tmp_path_factory.mktemp("previous") / "report"
+    _json(*_report_args(big_cache, out))
+    before = _json("summary", big_cache, "--status", out / "Status.gdb")
+    return out, _kept(out, tmp_path_factory), before, _task_rows(out / "Status.gdb")
+
+
+def _report_args(cache: Path, out: Path) -> tuple[object, ...]:
+    return ("report", cache, "--out", out, "--levels", "12", "--overwrite")
 
 
 @pytest.mark.parametrize("delay", [0.1, 0.3, 0.45, "writing"])
-def test_sigkill_during_a_report_leaves_the_previous_report_complete(big_cache, tmp_path, delay):
-    out = tmp_path / "report"
-    args = ("report", big_cache, "--out", out, "--levels", "12", "--overwrite")
-    _json(*args)
-    store = out / "Status.gdb"
-    before = _json("summary", big_cache, "--status", store)
-    rows_before = _task_rows(store)
+def test_sigkill_during_a_report_leaves_the_previous_report_complete(
+    big_cache, previous_report, delay
+):
+    out, kept, before, rows_before = previous_report
+    store = _put_back(kept, out) / "Status.gdb"
+    args = _report_args(big_cache, out)
     victim = subprocess.Popen(
         _cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

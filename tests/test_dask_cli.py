@@ -17,12 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.dask_cluster import dask_cluster
-from tests.helpers import synthetic_cache
 from tests.test_interrupts import _rows
 
 pytest.importorskip("distributed")
-
-SIDE = 110  # 12,100 bundles: a few seconds on two one-thread workers
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +38,9 @@ def _scheduler_tasks(address: str) -> int:
 
 
 def test_ctrl_c_cancels_the_clusters_tasks_and_keeps_the_previous_status(
-    address: str, tmp_path: Path
+    address: str, big_cache: Path, tmp_path: Path
 ) -> None:
-    big = synthetic_cache(tmp_path / "cache", SIDE, level=12)
+    big = big_cache  # a few seconds on two one-thread workers
     status = tmp_path / "status" / "Status.gdb"
     status.parent.mkdir()
     command = [sys.executable, "-m", "cachestatus.cli", "rebuild", str(big)]
@@ -90,7 +87,7 @@ def test_ctrl_c_cancels_the_clusters_tasks_and_keeps_the_previous_status(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(run.pid, signal.SIGKILL)
             run.wait()
-    pytest.skip("the rebuild ended before each signal: the machine is faster than SIDE allows")
+    pytest.skip("the rebuild ended before each signal: the machine is faster than BIG_SIDE allows")
 
 
 def test_a_local_cluster_run_prints_what_a_local_run_prints(tmp_path: Path) -> None:

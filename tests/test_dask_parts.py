@@ -229,20 +229,27 @@ _JUNK = st.text(alphabet="RC.-_/" + _HEX_DIGITS, min_size=1, max_size=12).filter
 )
 
 
+# The parts of a folder's names, made once: strategies made inside each draw were most of the
+# test's time (Hypothesis describes and caches each new one, lambdas by their source).
+_KEYS = st.lists(st.tuples(_ROWS, st.sampled_from([0, 0x80, 0xA00])), max_size=12, unique=True)
+_NAMES_OF_A_BUNDLE = st.sets(
+    st.sampled_from([(4, False), (5, False), (6, False), (4, True)]), min_size=1
+)
+_BESIDE = st.sets(st.sampled_from([".lock", ".bundlx"]))
+_OTHER_NAMES = st.sets(st.builds(lambda a, b: a + b, _JUNK, st.sampled_from(["", ".bundle"])))
+
+
 @st.composite
 def _folder_names(draw: st.DrawFn) -> list[str]:
     """A level folder's names: bundles under one or more of their names (ArcGIS's, more
     digits, upper case), some with a ``.lock`` or a ``.bundlx``, and anything else."""
-    keys = st.tuples(_ROWS, st.sampled_from([0, 0x80, 0xA00]))
     names: set[str] = set()
-    for row, col in draw(st.lists(keys, max_size=12, unique=True)):
-        for digits, upper in draw(
-            st.sets(st.sampled_from([(4, False), (5, False), (6, False), (4, True)]), min_size=1)
-        ):
+    for row, col in draw(_KEYS):
+        for digits, upper in draw(_NAMES_OF_A_BUNDLE):
             stem = _bundle_name(row, col, digits, upper)
             names.add(stem + ".bundle")
-            names |= {stem + s for s in draw(st.sets(st.sampled_from([".lock", ".bundlx"])))}
-    names |= draw(st.sets(st.builds(lambda a, b: a + b, _JUNK, st.sampled_from(["", ".bundle"]))))
+            names |= {stem + s for s in draw(_BESIDE)}
+    names |= draw(_OTHER_NAMES)
     return sorted(names)
 
 

@@ -47,6 +47,17 @@ def from_expectation(exp) -> set[tuple[int, int]]:
     return found
 
 
+def assert_brute_force(area, level: int) -> None:
+    """The area's expected tiles are the brute force's, unless it is a sliver (whose overlaps
+    with tiles underflow to area 0)."""
+    if area.is_empty or area.area < 1e4:
+        return
+    exp = AreaExpectation(level, SCHEME, area)
+    truth = brute_force(area, level)
+    assert exp.total() == len(truth)
+    assert from_expectation(exp) == truth
+
+
 # An irregular polygon with a hole and a concave bay, spanning several bundles at level 10.
 IRREGULAR = shapely.Polygon(
     [(-3.1e6, 1.2e6), (2.9e6, 2.3e6), (3.3e6, -1.7e6), (0.4e6, -0.2e6), (-2.2e6, -2.6e6)],
@@ -84,12 +95,7 @@ def test_random_polygons_match_brute_force(points, level):
     area = shapely.union_all(
         [g for g in shapely.get_parts(area) if g.geom_type in ("Polygon", "MultiPolygon")]
     )
-    if area.is_empty or area.area < 1e4:  # slivers: their overlaps underflow to area 0
-        return
-    exp = AreaExpectation(level, SCHEME, area)
-    truth = brute_force(area, level)
-    assert exp.total() == len(truth)
-    assert from_expectation(exp) == truth
+    assert_brute_force(area, level)
 
 
 def test_extent_expectation_is_the_block():
@@ -121,3 +127,34 @@ def test_bundles_holding_expected_tiles_count_as_one_by_one(bundles, block):
             for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
         )
         assert exp.count_holding(rows, cols) == one_by_one
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(coordinate, coordinate, coordinate, coordinate), min_size=1, max_size=3),
+    st.booleans(),
+    st.integers(4, 9),
+)
+def test_areas_of_straight_edges_match_brute_force(corners, holed, level):
+    """Unions of boxes (an extent, an L, a frame when ``holed``): bands whose part is a
+    rectangle take their rows without a cut, the others are cut; both as tile squares say."""
+    boxes = [shapely.box(min(a, c), min(b, d), max(a, c), max(b, d)) for a, b, c, d in corners]
+    area = shapely.union_all(boxes)
+    if holed:
+        area = area.difference(area.centroid.buffer(150_000, cap_style="square"))
+    assert_brute_force(area, level)
+
+
+@pytest.mark.parametrize("level", [17, 20])
+def test_a_box_at_deep_levels_gives_the_runs_the_cuts_give(level, monkeypatch):
+    """Rows of rectangular bands taken without a cut are the rows that cutting them gives,
+    where the grid is too fine for the brute force: an extent off the tile edges."""
+    scheme = web_mercator_scheme(21)
+    area = shapely.box(-2_000_003.7, 1_000_000.3, -1_990_001.1, 1_004_999.9)
+    fast = AreaExpectation(level, scheme, area)
+    # No band is taken for a rectangle: every row is cut from the area.
+    monkeypatch.setattr(shapely, "equals", lambda a, b: np.zeros(np.shape(a), dtype=bool))
+    cut = AreaExpectation(level, scheme, area)
+    assert fast.total() == cut.total() > 0
+    runs = [(exp._row.tolist(), exp._col0.tolist(), exp._col1.tolist()) for exp in (fast, cut)]
+    assert runs[0] == runs[1]

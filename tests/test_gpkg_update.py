@@ -40,13 +40,16 @@ from tests.test_incremental import (
     _apply,
     _bundle,
     _copy,
+    _first_rebuild,
     _plans,
     assert_same_store,
     caches,
+    first_rebuilds,
+    rebuilt_after,
 )
 from tests.test_old_readers import HOW, OLD_OGRINFO
 
-__all__ = ["caches"]  # the fixture, shared with the incremental tests
+__all__ = ["caches", "first_rebuilds"]  # the fixtures, shared with the incremental tests
 
 
 def _polygons(store: Path) -> dict[str, Any]:
@@ -113,24 +116,15 @@ def _jobs_of_rows(store: Path) -> dict[str, str]:
 @given(first=_plans(BASE), second=_plans(BASE), added=st.sets(st.sampled_from(EXTRA)))
 def test_updated_geopackage_is_a_full_rebuilds_and_sound(
     caches: tuple[Path, Path],
-    tmp_path_factory: pytest.TempPathFactory,
+    first_rebuilds: dict[str, tuple[Path, Path]],
     first: dict[tuple[int, int, int], str],
     second: dict[tuple[int, int, int], str],
     added: set[tuple[int, int, int]],
 ) -> None:
-    base, other = caches
-    work = tmp_path_factory.mktemp("gpkg")
-    cache = _copy(base, work / "cache")
-    store = work / "Status.gpkg"
-    rebuild(cache, store, workers=1)
+    cache, store = _first_rebuild(first_rebuilds["gpkg"], "gpkg")
     for step, plan in enumerate([{**first, **dict.fromkeys(added, "add")}, second], 1):
         before = _jobs_of_rows(store)
-        _apply(cache, other, plan, time.time_ns() - HOUR + step * 10**6)
-        again = rebuild(cache, store, workers=1)
-        full = Path(
-            str(rebuild(cache, work / f"Full{step}.gpkg", workers=1, reuse=False).status_path)
-        )
-        assert_same_store(store, full)
+        again, full = rebuilt_after(cache, caches[1], store, plan, step)
         assert_sound_geopackage(store, full)
         if again.bundles_reused and again.bundles_read:
             # Updated, not rewritten: a reused row keeps the job that wrote it.

@@ -19,12 +19,11 @@ from pyogrio.raw import read
 from cachestatus import operations
 from tests.helpers import synthetic_cache
 
-SIDE = 110  # 12,100 bundles: about two seconds of a rebuild in two workers here
-
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory) -> Path:
-    return synthetic_cache(tmp_path_factory.mktemp("interrupts") / "cache", SIDE, level=12)
+def big(big_cache: Path) -> Path:
+    """The session's 12,100 bundles: about two seconds of a rebuild in two workers here."""
+    return big_cache
 
 
 def _rows(status: Path) -> list[tuple]:

@@ -12,8 +12,15 @@ from click.testing import CliRunner
 
 from cachestatus import formats, operations
 from cachestatus.cli import main
-from cachestatus.formats.pmtiles import PMTilesCache, decode_header, tile_zxy
-from tests.builders import WORLD, write_pmtiles
+from cachestatus.formats.pmtiles import (
+    FEW_POSITIONS,
+    PMTilesCache,
+    decode_header,
+    first_tile_id,
+    hilbert_xy,
+    tile_zxy,
+)
+from tests.builders import PMTILES_LEAF_TILES, WORLD, write_pmtiles
 from tests.helpers import WEB_MERCATOR_HALF, mapproxy_v2_cache
 from tests.status_rows import stored_tiles
 
@@ -43,6 +50,18 @@ def test_tile_ids_decode_like_the_pmtiles_package():
     assert list(zip(z.tolist(), x.tolist(), y.tolist(), strict=True)) == cases
 
 
+@pytest.mark.parametrize("count", [1, 2, FEW_POSITIONS, FEW_POSITIONS + 1, 500])
+def test_hilbert_positions_decode_like_the_pmtiles_package(count):
+    """A few positions take Python ints, many take arrays: both as the package decodes them."""
+    rng = random.Random(count)
+    for zoom in (0, 1, 7, 14, 25):
+        cases = [(rng.randrange(2**zoom), rng.randrange(2**zoom)) for _ in range(count)]
+        ids = np.array([zxy_to_tileid(zoom, x, y) for x, y in cases], dtype=np.int64)
+        x, y = hilbert_xy(zoom, ids - first_tile_id(zoom))
+        assert x.dtype == y.dtype == np.int64 and x.shape == y.shape == (count,)
+        assert list(zip(x.tolist(), y.tolist(), strict=True)) == cases
+
+
 def test_archive_matches_a_v2_cache_of_the_same_tiles(tiles, tmp_path):
     archive = write_pmtiles(tmp_path / "t.pmtiles", tiles)
     with formats.open_cache(archive) as reader:
@@ -58,9 +77,8 @@ def test_archive_matches_a_v2_cache_of_the_same_tiles(tiles, tmp_path):
 
 def test_leaf_directories_are_followed(tmp_path):
     rng = random.Random(2)
-    # Scattered tiles with distinct bodies: too many entries for a 16 KiB root directory.
     many: dict[tuple[int, int, int], bytes] = {}
-    while len(many) < 30000:
+    while len(many) < PMTILES_LEAF_TILES:
         many[(14, rng.randrange(2**14), rng.randrange(2**14))] = rng.randbytes(8)
     archive = write_pmtiles(tmp_path / "many.pmtiles", many)
     with open(archive, "rb") as f:
@@ -68,15 +86,17 @@ def test_leaf_directories_are_followed(tmp_path):
     assert struct.unpack_from("<Q", header, 48)[0] > 0  # the archive has leaf directories
     assert decode_header(header).max_zoom == 14
     report = operations.rebuild(archive, tmp_path / "m.gdb", workers=1, max_missing_rows=0)
-    assert report.levels[-1].tiles_present == 30000
-    assert report.levels[-1].tile_bytes == 8 * 30000
-    # Mostly empty bundles: their missing area is their expected tiles less the 30,000 present.
+    assert report.levels[-1].tiles_present == PMTILES_LEAF_TILES
+    assert report.levels[-1].tile_bytes == 8 * PMTILES_LEAF_TILES
+    # Mostly empty bundles: their missing area is their expected tiles less those present.
     from pyogrio.raw import read
 
     _, _, geometry, values = read(report.status_path, layer="MissingAreas")
     areas = dict(zip(values[0].tolist(), geometry, strict=True))
     tile = 2 * WEB_MERCATOR_HALF / 2**14
-    assert shapely.from_wkb(areas[14]).area == pytest.approx((4**14 - 30000) * tile**2, rel=1e-9)
+    assert shapely.from_wkb(areas[14]).area == pytest.approx(
+        (4**14 - PMTILES_LEAF_TILES) * tile**2, rel=1e-9
+    )
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from cachestatus import formats, operations
 from cachestatus.cli import main
 from cachestatus.errors import InvalidCacheConfig
 from cachestatus.models import StatusReport
+from tests.builders import PMTILES_LEAF_TILES
 from tests.helpers import WEB_MERCATOR_HALF
 from tests.test_blobs_hostile import _cli
 
@@ -187,16 +188,15 @@ def test_zstd_and_brotli_archives_read_like_gzip_ones(tmp_path, codec):
 
 
 def test_zstd_archive_with_leaf_directories(tmp_path):
-    # Scattered tiles with distinct bodies: too many entries for one 16 KiB root directory.
     rng = random.Random(3)
     tiles: dict[tuple[int, int, int], bytes] = {}
-    while len(tiles) < 30000:
+    while len(tiles) < PMTILES_LEAF_TILES:
         tiles[(14, rng.randrange(2**14), rng.randrange(2**14))] = rng.randbytes(8)
     archive = _archive(tmp_path / "leaves.pmtiles", tiles, codec="zstd", tile_type=TileType.UNKNOWN)
     raw = archive.read_bytes()
     assert struct.unpack_from("<Q", raw, 48)[0] > 0  # leaf directories, compressed with zstd
     report = operations.rebuild(archive, tmp_path / "l.gdb", workers=1, levels=[14])
-    assert _present(report) == {14: 30000}
+    assert _present(report) == {14: PMTILES_LEAF_TILES}
 
 
 #: Bytes a bomb inflates to: past every cap (directories 64 MiB, tiles 32 MiB).

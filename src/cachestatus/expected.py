@@ -146,19 +146,26 @@ class AreaExpectation(Expectation):
         self._bundles = self._bundle_cells()
         self._holding: set[tuple[int, int]] | None = None
 
-    def _strips(self, row0: npt.NDArray[np.int64], row1: npt.NDArray[np.int64]) -> Any:
-        """Rectangles over rows ``[row0, row1)`` and the whole width of the bounds, shrunk by the
-        grid's snap tolerance so that an area only touching them does not meet them."""
-        import shapely
-
+    def _strip_bounds(
+        self, row0: npt.NDArray[np.int64], row1: npt.NDArray[np.int64]
+    ) -> tuple[Any, ...]:
+        """xmin, ymin, xmax, ymax of rectangles over rows ``[row0, row1)`` and the whole width
+        of the bounds, shrunk by the grid's snap tolerance so that an area only touching them
+        does not meet them."""
         w, h = grid.tile_span(self.scheme, self.level)
         ox, oy = self.scheme.origin_x, self.scheme.origin_y
-        return shapely.box(
+        return (
             ox + self.bounds.col0 * w,
             oy - row1 * h + h * SNAP,
             ox + self.bounds.col1 * w,
             oy - row0 * h - h * SNAP,
         )
+
+    def _strips(self, row0: npt.NDArray[np.int64], row1: npt.NDArray[np.int64]) -> Any:
+        """The rectangles of :meth:`_strip_bounds`."""
+        import shapely
+
+        return shapely.box(*self._strip_bounds(row0, row1))
 
     def _runs(self) -> tuple[npt.NDArray[np.int64], ...]:
         import shapely
@@ -172,18 +179,39 @@ class AreaExpectation(Expectation):
         band_rows0 = np.maximum(band_rows, b.row0)
         band_rows1 = np.minimum(band_rows + BUNDLE_SIZE, b.row1)
         bands = shapely.intersection(self.area, self._strips(band_rows0, band_rows1))
+        # A band whose part is a rectangle (an extent, the inside of an area with straight
+        # edges) needs no cut: each row's part is that rectangle within the row's strip.
+        boxed = shapely.equals(bands, shapely.envelope(bands)) & (shapely.area(bands) > 0)
         rows = np.arange(b.row0, b.row1)
         band_of = (rows - band_rows[0]) // BUNDLE_SIZE
-        cuts = shapely.intersection(bands[band_of], self._strips(rows, rows + 1))
+        cut = ~boxed[band_of]
+        cuts = shapely.intersection(bands[band_of[cut]], self._strips(rows[cut], rows[cut] + 1))
         parts, which = shapely.get_parts(cuts, return_index=True)
         keep = shapely.area(parts) > 0  # an area touching a strip leaves lines or points
-        extents = shapely.bounds(parts[keep])
+        extents = [shapely.bounds(parts[keep])]
+        found = [rows[cut][which[keep]]]
+        if not cut.all():
+            found_rows, rects = rows[~cut], shapely.bounds(bands[band_of[~cut]])
+            xmin, ymin, xmax, ymax = self._strip_bounds(found_rows, found_rows + 1)
+            part = np.column_stack(
+                [
+                    np.maximum(rects[:, 0], xmin),
+                    np.maximum(rects[:, 1], ymin),
+                    np.minimum(rects[:, 2], xmax),
+                    np.minimum(rects[:, 3], ymax),
+                ]
+            )
+            # Of positive area, as a cut's part must be to count.
+            shared = (part[:, 0] < part[:, 2]) & (part[:, 1] < part[:, 3])
+            extents.append(part[shared])
+            found.append(found_rows[shared])
+        bounds = np.concatenate(extents)
         w, _ = grid.tile_span(self.scheme, self.level)
         ox = self.scheme.origin_x
         # A connected part of positive area shares interior with every tile its extent overlaps.
-        col0 = np.floor((extents[:, 0] - ox) / w + SNAP).astype(np.int64)
-        col1 = np.ceil((extents[:, 2] - ox) / w - SNAP).astype(np.int64)
-        row = rows[which[keep]]
+        col0 = np.floor((bounds[:, 0] - ox) / w + SNAP).astype(np.int64)
+        col1 = np.ceil((bounds[:, 2] - ox) / w - SNAP).astype(np.int64)
+        row = np.concatenate(found)
         return _merge_runs(row, np.maximum(col0, b.col0), np.minimum(col1, b.col1))
 
     def _bundle_cells(self) -> npt.NDArray[np.int64]:

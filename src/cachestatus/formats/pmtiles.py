@@ -432,11 +432,21 @@ def tile_zxy(tile_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ..
     return z, x, y
 
 
+#: Positions up to this many are turned into columns and rows one at a time, in Python ints.
+FEW_POSITIONS = 16
+
+
 def hilbert_xy(
     zoom: int, d: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Column and row (downward) of positions ``d`` along the Hilbert curve of one zoom."""
     d = d.astype(np.int64)
+    if 0 < d.size <= FEW_POSITIONS:
+        # A bundle of a sparse archive holds one or two runs: Python ints, one position at a
+        # time, cost microseconds where each of the array steps below costs about as much.
+        pairs = [_hilbert_xy_one(zoom, one) for one in d.reshape(-1).tolist()]
+        xs, ys = (np.array(a, dtype=np.int64).reshape(d.shape) for a in zip(*pairs, strict=True))
+        return xs, ys
     x = np.zeros_like(d)
     y = np.zeros_like(d)
     for bit in range(zoom):
@@ -448,6 +458,23 @@ def hilbert_xy(
         y = np.where(flip, s - 1 - y, y)
         swap = ry == 0
         x, y = np.where(swap, y, x), np.where(swap, x, y)
+        x += s * rx
+        y += s * ry
+        d >>= 2
+    return x, y
+
+
+def _hilbert_xy_one(zoom: int, d: int) -> tuple[int, int]:
+    """:func:`hilbert_xy` of one position: the same steps on Python ints."""
+    x = y = 0
+    for bit in range(zoom):
+        s = 1 << bit
+        rx = (d >> 1) & 1
+        ry = (d ^ rx) & 1
+        if ry == 0:
+            if rx == 1:
+                x, y = s - 1 - x, s - 1 - y
+            x, y = y, x
         x += s * rx
         y += s * ry
         d >>= 2
