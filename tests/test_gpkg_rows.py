@@ -330,3 +330,15 @@ def test_debian_ogrinfo_reads_rows_written_through_sqlite(
         check=True,
     ).stdout
     assert "bundleName (String) = L09/R0080C0100" in text
+
+
+def test_missing_areas_are_written_as_multipolygons() -> None:
+    """Each area is a multipolygon, as the layer declares: one polygon, several, or none."""
+    one = shapely.box(0, 0, 10, 10)
+    two = shapely.union_all([one, shapely.box(20, 20, 30, 30)])
+    records = [MissingAreaRecord(level, 1.0, 1, g) for level, g in enumerate([one, two])]
+    records.append(MissingAreaRecord(2, 1.0, 0, shapely.Polygon()))
+    written = [shapely.from_wkb(wkb) for wkb in areas_wkb(records)]
+    assert [g.geom_type for g in written] == ["MultiPolygon"] * 3
+    assert written[0].equals(one) and written[1].equals(two) and written[2].is_empty
+    assert len(shapely.get_parts(written[2])) == 0

@@ -273,6 +273,11 @@ def test_a_scheme_of_40_levels_through_rebuild_report_and_missing(deep_cache, tm
         "--json", "--workers", "1", memory=2 * GB, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    # The real limit (2**18 rows a level): 1 km spans 214,000 rows at level 33, 428,693 at 34.
+    assert [lv["level"] for lv in json.loads(done.stdout)["levels"]] == list(range(25, 34))
+    for level in range(34, 40):
+        assert f"level {level}: the area of interest spans" in done.stderr
+    assert "at most 262,144 are worked out per level" in done.stderr
 
 
 def test_an_area_of_too_many_rows_leaves_the_level_out(deep_cache, tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import os
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,7 +329,7 @@ def previous_status(
             return None
         reread = _key_array(*read_keys(target, _REREAD_WHERE))
         levels = read_levels(target)
-        carriable = target.suffix.lower() != ".gpkg" or partial.writable(target)
+        carriable = target.suffix.lower() != ".gpkg" or _writable(target)
     except Exception:  # an unreadable old store (pyogrio's errors, bad JSON): a full scan
         return None
     stored = _key_array(stamps.level, stamps.row, stamps.col)
@@ -345,6 +346,15 @@ def previous_status(
         in_place=updatable(target),
         carriable=carriable,
     )
+
+
+def _writable(store: Path) -> bool:
+    """:func:`~cachestatus.store.partial.writable`, and not when SQLite cannot tell (the
+    store is then written whole, its rows still reused)."""
+    try:
+        return partial.writable(store)
+    except sqlite3.Error:
+        return False
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:

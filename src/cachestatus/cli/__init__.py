@@ -74,15 +74,23 @@ def run() -> None:
     that one on any doubt, by the command line (:func:`main`)."""
     if not _program:
         run_as_program()
-    if "rebuild" in sys.argv[1:]:  # the only command it answers: others load none of it
-        from ..unchanged import answer
+    try:
+        if "rebuild" in sys.argv[1:]:  # the only command it answers: others load none of it
+            from ..unchanged import answer
 
-        code = answer(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
-    from .group import main
+            code = answer(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
+        from .group import main
 
-    main()
+        main()
+    finally:
+        # CPython marks a KeyboardInterrupt that left code run by ``exec`` of a string as
+        # unhandled, whoever caught it (dataclasses and named tuples make their methods that
+        # way while a module is imported), and a ``python -m`` run then ends by SIGINT
+        # whatever code it exits with. Every ``exec`` of a string clears the mark first; an
+        # interrupt that does leave the program is marked again as it leaves.
+        exec("")
 
 
 def __getattr__(name: str) -> Any:

@@ -107,17 +107,8 @@ def _interrupts_raise() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def interrupt_handled() -> None:
-    """Once interrupted, further interrupts are ignored while the run winds down and exits
-    with the code it chooses.
-
-    CPython marks a ``KeyboardInterrupt`` that leaves code run by ``exec`` of a string as
-    unhandled, whoever catches it later, and then ends the interpreter by SIGINT instead of
-    with the exit code given. Dataclasses and named tuples make their methods that way as a
-    module is imported, so an interrupt during a lazy import ended the run by a signal (3 of
-    200 interrupts on a loaded machine). Every ``exec`` of a string clears that mark before it runs.
-    """
-    exec("")  # clears the interpreter's mark (see above)
+def _quiet_signals() -> None:
+    """Once interrupted, further interrupts are ignored while the run winds down and exits."""
     import threading
 
     if threading.current_thread() is threading.main_thread():
@@ -151,7 +142,7 @@ def handle_errors(func: F) -> F:
                 ctx.err.print_exception()
             _fail(ctx, f"{exc} (nothing was changed)", 1)
         except KeyboardInterrupt as exc:
-            interrupt_handled()
+            _quiet_signals()
             signum = exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
             name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
             _fail(ctx, f"interrupted ({name}); the previous status is unchanged", 128 + signum)

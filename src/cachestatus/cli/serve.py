@@ -9,7 +9,7 @@ import click
 from ..errors import UsageError
 from ..request import CacheSource
 from . import options
-from .context import Context, command, interrupt_handled
+from .context import Context, command
 
 
 @command
@@ -86,5 +86,4 @@ def serve(
             try:
                 server.serve_forever()
             except KeyboardInterrupt:
-                interrupt_handled()
                 ctx.note(f"Stopped serving {service.name}")

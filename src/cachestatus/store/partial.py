@@ -44,9 +44,15 @@ def has_fields(store: Path, fields: Mapping[str, Sequence[str]]) -> bool:
         db.close()
 
 
-#: The triggers GDAL puts on the tables it writes: its R-tree's and its feature count's (and
-#: those of the GeoPackage's own tables, ``gpkg_tile_matrix``'s checks).
-_GDAL_TRIGGERS = ("rtree_", "trigger_insert_feature_count_", "trigger_delete_feature_count_")
+#: The triggers GDAL puts on the tables it writes: its R-tree's and its feature count's, and
+#: those the GeoPackage specification names for its own tables (``gpkg_tile_matrix``'s
+#: checks).
+_GDAL_TRIGGERS = (
+    "rtree_",
+    "trigger_insert_feature_count_",
+    "trigger_delete_feature_count_",
+    "gpkg_",
+)
 #: GeoPackage geometry type names as GDAL names them.
 _GEOMETRY_NAMES = {"POLYGON": "Polygon", "MULTIPOLYGON": "MultiPolygon"}
 
@@ -56,12 +62,8 @@ def foreign_triggers(store: Path) -> list[str]:
     software (GDAL 1.x's geometry type checks, a user's audit table)."""
     db = connect(store, read_only=True)
     try:
-        found = db.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
-        return [
-            str(name)
-            for name, table in found
-            if not str(name).startswith(_GDAL_TRIGGERS) and not str(table).startswith("gpkg_")
-        ]
+        found = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        return [str(name) for (name,) in found if not str(name).startswith(_GDAL_TRIGGERS)]
     finally:
         db.close()
 

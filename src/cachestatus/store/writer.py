@@ -354,20 +354,21 @@ class StatusWriter:
             ) from exc
 
 
-#: The layers whose rows a GeoPackage updated in place keeps (:meth:`StatusWriter.update`).
 def areas_wkb(missing: Sequence[MissingAreaRecord]) -> npt.NDArray[np.object_]:
     """The geometries of ``MissingAreas`` rows as written: each a multipolygon, as the layer
     declares (a GeoPackage reader may refuse a geometry of another type than its layer's)."""
     import shapely
 
-    areas = [shapely.force_2d(area.geometry) for area in missing]
-    return np.array(
-        [
-            shapely.to_wkb(shapely.multipolygons([a]) if a.geom_type == "Polygon" else a)
-            for a in areas
-        ],
-        dtype=object,
-    )
+    def multi(area: Any) -> Any:
+        if area.geom_type != "Polygon":
+            return area
+        return shapely.MultiPolygon() if area.is_empty else shapely.multipolygons([area])
+
+    areas = [multi(shapely.force_2d(area.geometry)) for area in missing]
+    return np.array([shapely.to_wkb(a) for a in areas], dtype=object)
+
+
+#: The layers whose rows a GeoPackage updated in place keeps (:meth:`StatusWriter.update`).
 
 
 _UPDATED = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
