@@ -27,7 +27,6 @@ import hashlib
 import itertools
 import json
 import os
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,6 @@ from .missing_areas import HOLE, MissingRows, cover_warning, tagged_holes
 from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem, RowBatch
 from .request import same_request
 from .scan import Listing, Progress, ScanBatch, ScanOutcome, scan_warnings
-from .store import partial
 from .store.reader import (
     count_rows,
     read_area_counts,
@@ -162,9 +160,10 @@ class Previous:
     #: <cachestatus.store.writer.StatusWriter.update>`): the reused rows stay in it, so only
     #: what the level totals and missing areas are folded from is read of them.
     in_place: bool = False
-    #: Its store may be carried over as it is when nothing changed: not a GeoPackage that rows
-    #: may not be written into through SQLite (:func:`~cachestatus.store.partial.writable`),
-    #: which is written whole, its rows reused.
+    #: Its store may be carried over as it is when nothing changed: not a GeoPackage that
+    #: cannot be updated in place (:attr:`in_place`: it lacks a field this version writes, or
+    #: rows may not be written into it through SQLite), which is written whole, its rows
+    #: reused.
     carriable: bool = True
 
     def gone(self) -> tuple[npt.NDArray[np.int64], ...]:
@@ -329,7 +328,7 @@ def previous_status(
             return None
         reread = _key_array(*read_keys(target, _REREAD_WHERE))
         levels = read_levels(target)
-        carriable = target.suffix.lower() != ".gpkg" or _writable(target)
+        in_place = updatable(target)
     except Exception:  # an unreadable old store (pyogrio's errors, bad JSON): a full scan
         return None
     stored = _key_array(stamps.level, stamps.row, stamps.col)
@@ -343,18 +342,9 @@ def previous_status(
         levels,
         started,
         reread,
-        in_place=updatable(target),
-        carriable=carriable,
+        in_place=in_place,
+        carriable=in_place or target.suffix.lower() != ".gpkg",
     )
-
-
-def _writable(store: Path) -> bool:
-    """:func:`~cachestatus.store.partial.writable`, and not when SQLite cannot tell (the
-    store is then written whole, its rows still reused)."""
-    try:
-        return partial.writable(store)
-    except sqlite3.Error:
-        return False
 
 
 def bundle_files(batch: ScanBatch) -> BundleFileRows:

@@ -18,7 +18,7 @@ It answers only when it has no doubt, and leaves every other run to the normal p
 - ``CACHE`` is a local ArcGIS folder cache whose configuration (``conf.xml``, ``conf.cdi``)
   has the digest the previous rebuild recorded (:func:`~cachestatus.arcgis_names.config_digest`):
   its tiling scheme and full extent are those the store was written for;
-- the store's last job is a rebuild of the same request by the same major version that
+- the store's last job is a rebuild of the same request by this very version that
   ``succeeded`` with neither problems nor warnings (a run that had some would print them
   again), and the store has no ``CORRUPT`` or ``IN_PROGRESS`` row, and may be written into
   through SQLite (:func:`~cachestatus.store.partial.writable`; if not, it is written whole);
@@ -67,7 +67,6 @@ from .store.tables import (
     REBUILD,
     JobRecord,
     epoch_ns,
-    major,
     new_job_id,
 )
 
@@ -230,12 +229,14 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
 
 
 def _clean(last: dict[str, Any]) -> bool:
-    """Whether a store's last job is a rebuild by this major version that found nothing to
-    say: no problem, no warning."""
+    """Whether a store's last job is a rebuild by this version that found nothing to say: no
+    problem, no warning. A store written by another version (of the same major version, whose
+    rows the normal path reuses) may lack a field this one writes: the normal path tells, and
+    writes it whole if so."""
     return (
         last["mode"] == REBUILD
         and last["outcome"] == "succeeded"
-        and major(str(last["toolVersion"])) == major(__version__)
+        and str(last["toolVersion"]) == __version__
     )
 
 
