@@ -727,12 +727,11 @@ def _scan_to_store(
             if carried is not None:
                 outcome = carried.outcome(listing, planned.warnings, planned.progress)
             else:
-                if previous is not None and target.suffix.lower() == ".gpkg":
-                    # Rows can be deleted from a GeoPackage: the reused ones are not rewritten.
+                if previous is not None and previous.in_place:
+                    # Rows can be deleted from a GeoPackage: the reused ones (read for their
+                    # counts only) are not rewritten.
                     kept = [(b.rows, b.files) for b in listing.reused if b.files]
-                    updated = writer.update(target, kept, previous.gone())
-                    # Rows read for their counts only are never written.
-                    assert updated or not previous.in_place, "the store was updatable"
+                    writer.update(target, kept, previous.gone())
                 outcome = scan_status(
                     listing, executor, writer.add, files, planned.progress, planned.warnings
                 )

@@ -299,7 +299,7 @@ class StatusWriter:
         source: Path,
         kept: Sequence[tuple[RowBatch, BundleFileRows]],
         gone: tuple[npt.NDArray[np.int64], ...],
-    ) -> bool:
+    ) -> None:
         """Start from a copy of the GeoPackage store at ``source`` that keeps only the
         ``TaskStatus`` and ``BundleFiles`` rows of the bundles in ``kept`` (a previous rebuild's
         rows reused as they are, and their ``BundleFiles`` rows): :meth:`add` and
@@ -312,12 +312,11 @@ class StatusWriter:
         the change, not the cache; should it then hold other rows than ``kept`` (rows of no
         kind it knows), they are deleted by the keys of ``kept``.
 
-        Returns whether it did: not when ``source`` lacks a field these tables have now (a
-        store written by an earlier version), which is then written whole."""
+        ``source`` is one :func:`updatable` found so (asked once, when the previous status
+        is read: :attr:`~cachestatus.incremental.Previous.in_place`); any other store is
+        written whole."""
         assert self.driver == "GPKG" and not self._created, "a GeoPackage, before any row"
         tables = [layer.name for layer in _UPDATED]
-        if not updatable(source):
-            return False
         expected = {
             TASK_STATUS_LAYER.name: sum(len(rows) for rows, _ in kept),
             BUNDLE_FILES_LAYER.name: sum(len(files) for _, files in kept),
@@ -339,7 +338,6 @@ class StatusWriter:
         self._kept = [part for pair in kept for part in pair]
         self._kept_ids = {id(part) for part in self._kept}
         self._created = self._files_created = self._updated = True
-        return True
 
     def _swap(self) -> None:
         """Put the written store at the target, while the lock is still held."""
@@ -369,8 +367,6 @@ def areas_wkb(missing: Sequence[MissingAreaRecord]) -> npt.NDArray[np.object_]:
 
 
 #: The layers whose rows a GeoPackage updated in place keeps (:meth:`StatusWriter.update`).
-
-
 _UPDATED = (TASK_STATUS_LAYER, BUNDLE_FILES_LAYER)
 
 
