@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,12 @@ def _grow(path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def _another_level_bundle(cache: Path) -> None:
+    """A level folder the tiling scheme lacks, holding a bundle as the store's were (dated so)."""
+    (cache / "_alllayers" / "L99").mkdir()
+    shutil.copy2(_bundle(cache, BASE[0]), cache / "_alllayers" / "L99" / "R0000C0000.bundle")
+
+
 DOUBTS = {
     "touched": lambda cache: _touch(_bundle(cache, BASE[0])),
     "grown": lambda cache: _grow(_bundle(cache, BASE[0])),
@@ -225,6 +232,7 @@ DOUBTS = {
         _bundle(cache, BASE[0]).with_name("R00000C0000.bundle")
     ),
     "another level": lambda cache: (cache / "_alllayers" / "L99").mkdir(),
+    "another level's bundle": lambda cache: _another_level_bundle(cache),
     "full extent": lambda cache: (cache / "conf.cdi").write_text(conf_cdi((-1e6, -1e6, 1e6, 1e6))),
     "racy": lambda cache: os.utime(
         _bundle(cache, BASE[0]), ns=(time.time_ns() - RACY_NS // 2,) * 2
@@ -241,6 +249,7 @@ READ_AFTER = {
     "locked": 1,
     "odd name": 0,
     "another level": 0,
+    "another level's bundle": 0,
     "full extent": len(BASE),
     "racy": 1,
 }
@@ -262,6 +271,20 @@ def test_a_changed_cache_is_left_to_the_normal_path(
     again = _normal("rebuild", cache, "--status", store, "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["totals"]["bundles_read"] == READ_AFTER[doubt]
+
+
+def test_a_store_unread_is_left_to_the_normal_path_and_no_reader_outlives_it(
+    rebuilt: tuple[Path, Path],
+) -> None:
+    cache, store = rebuilt
+    with sqlite3.connect(store) as db:  # read while the files are listed: it fails there
+        db.execute("ALTER TABLE BundleFiles RENAME COLUMN stamp TO stamp_")
+    threads = threading.active_count()
+    assert _answer(cache, store) is None
+    assert threading.active_count() == threads
+    with sqlite3.connect(store) as db:
+        db.execute("ALTER TABLE BundleFiles RENAME COLUMN stamp_ TO stamp")
+    assert _answer(cache, store) == 0
 
 
 @pytest.mark.parametrize(

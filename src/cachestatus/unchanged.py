@@ -34,18 +34,20 @@ replaced leaves it to the normal path too, which then reports it as every run do
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from . import __version__
 from .arcgis_names import (
@@ -73,6 +75,7 @@ from .store.tables import (
 #: A bundle whose mtime lies less than this before the previous run's start (or after it) is
 #: read again: it may have changed since without moving its mtime (nanoseconds).
 RACY_NS = 2_000_000_000
+_T = TypeVar("_T")
 #: The environment variable that sends a scan to a Dask scheduler.
 _SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
 
@@ -182,14 +185,16 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         }
         if not same_request(previous, recorded):
             return None
-        stored = _stored(target)
-        if stored is None:
-            return None
-        levels, files = stored
         previous_start = datetime.fromisoformat(last["started"]).replace(tzinfo=UTC)
-        if not _all_unchanged(root / LAYERS_DIR, levels, files, epoch_ns(previous_start)):
+        # The store's rows are read (SQLite, without the GIL) while the files are stat-ed.
+        stored = _Background(_stored, target)
+        try:
+            unchanged = _all_unchanged(root / LAYERS_DIR, stored.result, epoch_ns(previous_start))
+        finally:
+            stored.join()  # no connection outlives the answer, whatever ended the listing
+        if unchanged is None:
             return None
-        reused = len(files)
+        levels, reused = unchanged
         job_id, token = new_job_id()
         job = JobRecord(
             job_id=job_id,
@@ -244,7 +249,11 @@ def _clean(last: dict[str, Any]) -> bool:
 _BATCH = 4096
 
 
-def _stored(store: Path) -> tuple[list[LevelSummary], set[str]] | None:
+#: The level totals of a store, and its bundle files as lines of :func:`_all_unchanged`.
+_Stored = tuple[list[LevelSummary], set[str]]
+
+
+def _stored(store: Path) -> _Stored | None:
     """The store's level totals, and its bundle files as lines of :func:`_all_unchanged`;
     ``None`` when it has none to reuse, or more or fewer than the level totals count (a
     ``CORRUPT`` or ``IN_PROGRESS`` row, whose bundle is always read again, is counted there
@@ -275,25 +284,29 @@ def _stored(store: Path) -> tuple[list[LevelSummary], set[str]] | None:
 
 
 def _all_unchanged(
-    layers: Path, levels: list[LevelSummary], files: set[str], previous_start_ns: int
-) -> bool:
-    """Whether the bundle files under ``layers`` are exactly ``files``, none modified less than
-    :data:`RACY_NS` before the previous run started; and nothing else is there but the
-    folders of ``levels`` (a folder of another level, even empty, is a warning of the normal
-    path).
+    layers: Path, stored: Callable[[], _Stored | None], previous_start_ns: int
+) -> tuple[list[LevelSummary], int] | None:
+    """The level totals and the number of bundle files of the store (``stored``:
+    :func:`_stored`), when the bundle files under ``layers`` are exactly its files, none
+    modified less than :data:`RACY_NS` before the previous run started, and nothing else is
+    there but the folders of its levels (a folder of another level, even empty, is a warning of
+    the normal path); ``None`` otherwise. ``stored`` is asked once the first files are listed:
+    the store is read meanwhile, and it gives the same value each time.
 
     A file is a line: its path under ``layers`` as ArcGIS names a bundle (BundleKey.label),
     then its size and stamp (``st_mtime_ns``) as :func:`str` writes integers:
     ``L05/R0080C0100.bundle 16384 1764547200123456789``; a stamp stored otherwise (``0012``)
     matches no file, as it must.
     """
-    known = {level_folder_name(lv.level) for lv in levels}
     before = previous_start_ns - RACY_NS
     found = 0
+    folders_seen: set[str] = set()
+    files: set[str] | None = None
     with os.scandir(layers) as folders:
         for folder in folders:
-            if folder.name not in known or not folder.is_dir():
-                return False
+            if not folder.is_dir():
+                return None
+            folders_seen.add(folder.name)
             prefix = f"{folder.name}/"
             # Listed and stat-ed relative to the folder: the kernel walks one name per file.
             fd = os.open(folder.path, os.O_RDONLY | os.O_DIRECTORY)
@@ -305,12 +318,50 @@ def _all_unchanged(
                             for entry in batch
                             if (st := entry.stat()).st_mtime_ns < before
                         }
+                        if files is None:
+                            given = stored()
+                            if given is None:
+                                return None
+                            files = given[1]
                         if len(listed) != len(batch) or not listed <= files:
-                            return False
+                            return None
                         found += len(batch)
             finally:
                 os.close(fd)
-    return found == len(files)
+    given = stored()  # the same value again, or the first time: an empty _alllayers
+    if given is None:
+        return None
+    levels, files = given
+    known = {level_folder_name(lv.level) for lv in levels}
+    if found != len(files) or not folders_seen <= known:
+        return None
+    return levels, found
+
+
+class _Background(threading.Thread, Generic[_T]):
+    """A function run in a thread as soon as made; :meth:`result` waits for its value, or
+    raises its error."""
+
+    def __init__(self, function: Callable[..., _T], *args: Any) -> None:
+        super().__init__(name="cachestatus-read-store", daemon=True)
+        self._call = functools.partial(function, *args)
+        self._value: _T | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        """Calls the function, keeping its value or error."""
+        try:
+            self._value = self._call()
+        except BaseException as error:  # given to the caller, by result()
+            self._error = error
+
+    def result(self) -> _T:
+        """The function's value, once it returned; its error, raised again."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return cast(_T, self._value)
 
 
 def _print(command: Command, report: StatusReport) -> None:
