@@ -139,6 +139,10 @@ def first_tile_id(zoom: int) -> int:
     return int((4**zoom - 1) // 3)
 
 
+#: The first tile ID of each zoom, up to zoom 32 (the first ID past the last zoom).
+_FIRST_TILE_IDS = np.array([first_tile_id(z) for z in range(MAX_ZOOM + 2)], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Header:
     """The fields of a PMTiles v3 header that a status needs."""
@@ -401,34 +405,19 @@ def decode_directory(
     return ids, runs.astype(np.int64), lengths.astype(np.int64), offsets.astype(np.int64)
 
 
+def tile_zooms(tile_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The zoom of each Hilbert tile ID (an ID of zoom 32 or beyond: 32)."""
+    return np.searchsorted(_FIRST_TILE_IDS, tile_ids, side="right").astype(np.int64) - 1
+
+
 def tile_zxy(tile_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
     """Zoom, column and row (downward) of Hilbert tile IDs, vectorised."""
     ids = tile_ids.astype(np.int64)
-    z = np.zeros_like(ids)
-    start = np.zeros_like(ids)
-    for zoom in range(MAX_ZOOM + 1):
-        first = first_tile_id(zoom)  # tiles of all lower zooms
-        here = ids >= first
-        z[here], start[here] = zoom, first
-    d = ids - start
-    n = np.left_shift(1, z)
-    x = np.zeros_like(ids)
-    y = np.zeros_like(ids)
-    s = np.ones_like(ids)
-    while (s < n).any():
-        active = s < n
-        rx = (d // 2) & 1
-        ry = (d ^ rx) & 1
-        # Rotate the quadrant (only where this step applies).
-        flip = active & (ry == 0) & (rx == 1)
-        x = np.where(flip, s - 1 - x, x)
-        y = np.where(flip, s - 1 - y, y)
-        swap = active & (ry == 0)
-        x, y = np.where(swap, y, x), np.where(swap, x, y)
-        x = np.where(active, x + s * rx, x)
-        y = np.where(active, y + s * ry, y)
-        d = np.where(active, d // 4, d)
-        s = np.where(active, s * 2, s)
+    z = tile_zooms(ids)
+    x, y = np.zeros_like(ids), np.zeros_like(ids)
+    for zoom in np.unique(z).tolist():
+        here = z == zoom
+        x[here], y[here] = hilbert_xy(zoom, ids[here] - first_tile_id(zoom))
     return z, x, y
 
 
@@ -840,9 +829,7 @@ class PMTilesCache(RemoteFile):
         d = self._load()
         if not len(d.start):
             return []
-        firsts = np.array([first_tile_id(z) for z in range(MAX_ZOOM + 2)], dtype=np.int64)
-        low = np.searchsorted(firsts, d.start, side="right") - 1
-        high = np.searchsorted(firsts, d.end - 1, side="right") - 1
+        low, high = tile_zooms(d.start), tile_zooms(d.end - 1)
         zooms = set(np.unique(np.r_[low, high]).tolist())
         across = low < high  # runs spanning zooms (rare): every zoom between
         for lo, hi in zip(low[across].tolist(), high[across].tolist(), strict=True):
