@@ -289,11 +289,19 @@ def _start(*args: object, **kwargs) -> subprocess.Popen[str]:
     )
 
 
+def _names_its_owner(lock: Path) -> bool:
+    try:
+        return LockOwner.parse(lock.read_text()) is not None
+    except OSError:
+        return False
+
+
 def _hold_once_locked(run: subprocess.Popen[str], status: Path) -> None:
-    """Stop ``run`` (and its workers) as soon as it holds the lock of ``status``: it stays in
-    the middle of its work, lock held, until SIGCONT."""
+    """Stop ``run`` (and its workers) as soon as it holds the lock of ``status`` and the lock
+    names it (it is created, then written): it stays in the middle of its work, lock held,
+    until SIGCONT."""
     deadline = time.monotonic() + 60
-    while not lock_path(status).exists():
+    while not _names_its_owner(lock_path(status)):
         assert run.poll() is None, run.stderr.read() if run.stderr else ""
         assert time.monotonic() < deadline, "the rebuild never took the lock"
         time.sleep(0.001)
