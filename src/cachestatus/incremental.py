@@ -51,7 +51,7 @@ from .store.reader import (
 )
 from .store.records import BundleFileRows, FileStamps, JobRecord, decode_holes, encode_holes
 from .store.schema import TASK_STATUS
-from .store.tables import epoch_ns, major
+from .store.tables import epoch_ns, is_geopackage, major
 from .store.writer import updatable
 from .unchanged import RACY_NS
 
@@ -343,7 +343,7 @@ def previous_status(
         started,
         reread,
         in_place=in_place,
-        carriable=in_place or target.suffix.lower() != ".gpkg",
+        carriable=in_place or not is_geopackage(target),
     )
 
 

@@ -69,6 +69,7 @@ from .store.tables import (
     REBUILD,
     JobRecord,
     epoch_ns,
+    is_geopackage,
     new_job_id,
 )
 
@@ -158,7 +159,7 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
     target = Path(command.status)
     cache = Path(command.cache)
     conf = find_conf(cache)
-    if target.suffix.lower() != ".gpkg" or conf is None or not target.is_file():
+    if not is_geopackage(target) or conf is None or not target.is_file():
         return None
     root = conf.parent
     digest = config_digest(conf)

@@ -24,7 +24,15 @@ from pathlib import Path
 from ..errors import NotOurs, UsageError
 from . import atomic, partial
 from .lock import StoreLock
-from .tables import BUNDLE_FILES, JOB_FIELDS, JOBS, LEVEL_STATUS, MISSING_AREAS, TASK_STATUS
+from .tables import (
+    BUNDLE_FILES,
+    JOB_FIELDS,
+    JOBS,
+    LEVEL_STATUS,
+    MISSING_AREAS,
+    TASK_STATUS,
+    is_geopackage,
+)
 
 #: The layers a status store holds, and nothing else.
 STATUS_LAYERS = frozenset({TASK_STATUS, LEVEL_STATUS, JOBS, MISSING_AREAS, BUNDLE_FILES})
@@ -139,7 +147,7 @@ def store_tables(path: Path) -> tuple[set[str], set[str]]:
         NotOurs: ``path`` is not a geodatabase or GeoPackage that can be read.
     """
     try:
-        if path.suffix.lower() == ".gpkg":
+        if is_geopackage(path):
             if not path.is_file():
                 raise NotOurs(f"{path}: is not a GeoPackage file; it is left alone")
             return _gpkg_tables(path)
@@ -175,7 +183,7 @@ def _other_cache(path: Path, cache_root: Path) -> str | None:
 
 def _last_cache_path(path: Path) -> str | None:
     """The ``cachePath`` of the store's last job (a GeoPackage's read through SQLite alone)."""
-    if path.suffix.lower() == ".gpkg":
+    if is_geopackage(path):
         last = partial.last_job(path)
         return None if last is None else last["cachePath"]
     from .reader import read_jobs

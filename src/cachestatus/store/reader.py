@@ -44,6 +44,7 @@ from .schema import (
     Column,
     Layer,
 )
+from .tables import is_geopackage
 
 T = TypeVar("T")
 
@@ -72,7 +73,7 @@ def _table(
     # not asked for either (GDAL skips a name the table lacks, a field added since).
     wanted = [c.name for c in layer.columns if c.attribute is not None] if names is None else names
     wkb = None
-    if path.suffix.lower() == ".gpkg" and not geometry:
+    if is_geopackage(path) and not geometry:
         # GDAL hands a GeoPackage's attribute filter to SQLite as it is: the same rows.
         table = _gpkg_fields(path, layer, wanted, where)
     else:
@@ -183,7 +184,7 @@ def _rows(
 
 
 def _layers(path: Path) -> set[str]:
-    if path.suffix.lower() == ".gpkg":  # without GDAL, which a GeoPackage's reads skip
+    if is_geopackage(path):
         from . import partial
 
         return partial.tables(path)
@@ -365,7 +366,7 @@ def read_area_counts(path: Path) -> list[tuple[int, int, bool]]:
 
 def count_rows(path: Path, layer: str) -> int:
     """How many rows a table of the store holds."""
-    if path.suffix.lower() == ".gpkg":
+    if is_geopackage(path):
         from . import partial
 
         return partial.count(path, layer)

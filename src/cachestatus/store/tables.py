@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
 TASK_STATUS: Final = "TaskStatus"
@@ -26,6 +27,14 @@ REPORT: Final = "REPORT_BUNDLE_STATUS"
 
 #: Store kinds: suffix and GDAL driver.
 DRIVERS: Final = {".gdb": "OpenFileGDB", ".gpkg": "GPKG"}
+
+
+def is_geopackage(path: Path) -> bool:
+    """Whether the store at ``path`` is a GeoPackage: a SQLite database, whose tables are read
+    and updated through SQLite wherever GDAL is not needed (the same values, without loading
+    GDAL); a FileGDB needs GDAL for everything."""
+    return path.suffix.lower() == ".gpkg"
+
 
 #: Field types (numpy dtypes) that are not numbers: text, and a time (UTC, to the millisecond).
 TEXT: Final = "object"

@@ -41,6 +41,7 @@ from .schema import (
     Layer,
     Run,
 )
+from .tables import is_geopackage
 
 #: Rows buffered before they are written: memory stays flat whatever the cache's size, and most
 #: rows are written while the scan goes on, leaving little for the end.
@@ -375,7 +376,7 @@ def updatable(store: Path) -> bool:
     GeoPackage whose tables have every field this version writes (a store written by an
     earlier version may lack one, and is written whole) into which rows may be written through
     SQLite (:func:`~cachestatus.store.partial.writable`)."""
-    if store.suffix.lower() != ".gpkg":
+    if not is_geopackage(store):
         return False
     try:
         fields = {layer.name: layer.names for layer in _UPDATED}
