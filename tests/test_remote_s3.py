@@ -4,6 +4,7 @@ replaced while the scan runs, ``Conf.xml``, throttling, and the refusals."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import pickle
@@ -280,3 +281,21 @@ def test_a_cache_root_is_listed_once_at_open(s3_env, bucket, in_tmp, monkeypatch
     assert len([path for path in lists if path.endswith(root) or f"{root}&" in path]) == 1, opened
     confs = [path for method, path in opened if method == "GET" and path.endswith("/conf.xml")]
     assert len(confs) == (kind != "xyz"), opened
+
+
+def _storages() -> list[ObjectStorage]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, ObjectStorage)]
+
+
+def test_nothing_of_a_remote_cache_is_kept_once_it_is_closed(s3_env, bucket, in_tmp):
+    """What detection found of a location (its layout, listing and configuration) lives as long
+    as the cache opened there, not in a process-wide cache that holds its client."""
+    local = build("compact-v2", in_tmp / "built", tiles(), levels=10).path
+    url = upload(s3_env, local, bucket, "kept/compact-v2")
+    before = len(_storages())
+    for _ in range(2):
+        with open_cache(url) as reader:
+            assert reader.name == "compact-v2" and len(_storages()) > before
+        del reader
+    assert len(_storages()) == before

@@ -324,18 +324,20 @@ class ArcGISFolderCache(ArcGISCache):
         return self.cache_dir if self.location is None else super().status_dir
 
 
-@functools.lru_cache(maxsize=4)
 def _remote_layout(storage: ObjectStorage) -> tuple[ObjectLayout, str] | None:
-    """:meth:`ObjectLayout.find` of ``storage``, once: every format's detection asks, then
-    the reader opened through the same storage reads the layout found (its listing, and its
-    configuration files as read)."""
-    return ObjectLayout.find(storage)
+    """:meth:`ObjectLayout.find` of ``storage``, once while a cache is opened: every format's
+    detection asks, then the reader opened through the same storage reads the layout found (its
+    listing, and its configuration files as read)."""
+    return storage.found_once("arcgis layout", lambda: ObjectLayout.find(storage))
 
 
-@functools.lru_cache(maxsize=4)
 def _remote_conf(storage: ObjectStorage) -> tuple[ObjectLayout, str, str] | None:
     """The layout of the cache at ``storage``'s location, the name of its ``conf.xml`` and the
     storage format it declares: found once while every format's detection asks."""
+    return storage.found_once("arcgis conf", lambda: _declared_format(storage))
+
+
+def _declared_format(storage: ObjectStorage) -> tuple[ObjectLayout, str, str] | None:
     found = _remote_layout(storage)
     if found is None:
         return None

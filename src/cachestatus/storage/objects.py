@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeVar, cast
 
 from ..errors import BundleChanging, StorageError
 from .clients import build_store, require_cloud
@@ -83,6 +83,8 @@ class ObjectStorage:
         self._lock = threading.Lock()
         #: Within :meth:`listings_kept`, the answers of :meth:`list_dir` by prefix.
         self._kept: dict[str, tuple[builtins.list[str], builtins.list[ObjectEntry]]] | None = None
+        #: Within :meth:`listings_kept`, what :meth:`found_once` found, by name.
+        self._found: dict[str, Any] | None = None
         share_counter()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -129,11 +131,21 @@ class ObjectStorage:
         """Within it, each folder is listed once (:meth:`list_dir`) and its listing kept for
         whoever asks next: opening a cache, the detection of every format, then the reader's
         start, list the location once. Listings after it see the bucket as it is then."""
-        self._kept = {}
+        self._kept, self._found = {}, {}
         try:
             yield
         finally:
-            self._kept = None
+            self._kept = self._found = None
+
+    def found_once(self, name: str, find: Callable[[], T]) -> T:
+        """``find()``, called once within :meth:`listings_kept` (its value kept under ``name``
+        for whoever asks next: what every format's detection asks of the location, such as a
+        cache's layout and configuration, is read once) and on every call outside it."""
+        if self._found is None:
+            return find()
+        if name not in self._found:
+            self._found[name] = find()
+        return cast(T, self._found[name])
 
     def list_between(
         self, prefix: str, start: str | None, stop: str | None
