@@ -308,7 +308,7 @@ def print_info(reader: CacheReader, levels: list[LevelInfo]) -> None:
             if extent
             else "none declared (the whole grid is expected)"
         ),
-        f"  status store    {doc['status_dir']}",
+        f"  status folder   {doc['status_dir']}",
     ]
     sys.stdout.write("".join(f"{line}\n" for line in lines))
     table = TextTable(
