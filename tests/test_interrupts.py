@@ -56,8 +56,10 @@ def _children(pid: int) -> list[int]:
 
 
 def _start_rebuild(big: Path, status: Path) -> subprocess.Popen[str]:
-    """``cachestatus rebuild`` of ``big`` in two workers, in a session of its own."""
-    args = ["rebuild", str(big), "--status", str(status), "--workers", "2"]
+    """``cachestatus rebuild --full`` of ``big`` in two workers, in a session of its own: every
+    bundle read (the store of an earlier rebuild would otherwise make it an incremental run of
+    an unchanged cache, over before most signals come)."""
+    args = ["rebuild", str(big), "--status", str(status), "--workers", "2", "--full"]
     return subprocess.Popen(
         [sys.executable, "-m", "cachestatus.cli", *args],
         stdout=subprocess.DEVNULL,
