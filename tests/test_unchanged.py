@@ -96,14 +96,24 @@ def _gdal(store: Path, layer: str) -> list[dict[str, Any]]:
 # --- The fast path is taken, and leaves what the normal path leaves ---------------------------
 
 
+#: Options that only say how a scan would run: answered too, and recorded as the normal path
+#: records them.
+HOW_TO_RUN = {
+    "plain": [],
+    "workers": ["--workers", "1"],
+    "in flight, no bar": ["--io-concurrency=8", "--no-progress"],
+}
+
+
+@pytest.mark.parametrize("how", sorted(HOW_TO_RUN))
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
 def test_unchanged_rebuild_is_answered_without_numpy_as_the_normal_path_answers(
-    rebuilt: tuple[Path, Path], tmp_path: Path, as_json: bool
+    rebuilt: tuple[Path, Path], tmp_path: Path, as_json: bool, how: str
 ) -> None:
     cache, store = rebuilt
     before, fast_store = tmp_path / "Before.gpkg", tmp_path / "Fast.gpkg"
     shutil.copyfile(store, before)
-    output = ["--json"] if as_json else []
+    output = (["--json"] if as_json else []) + HOW_TO_RUN[how]
 
     fast, imported = _program("rebuild", cache, "--status", store, *output)
     shutil.copyfile(store, fast_store)
@@ -311,8 +321,17 @@ def test_a_size_or_stamp_not_written_as_an_integer_is_left_to_the_normal_path(
 
 @pytest.mark.parametrize(
     "more",
-    [["--max-missing-rows", "3"], ["--full"], ["--workers", "1"], ["--format", "gdb"], ["-v"]],
-    ids=lambda more: more[0],
+    [
+        ["--max-missing-rows", "3"],
+        ["--full"],
+        ["--format", "gdb"],
+        ["-v"],
+        ["--progress"],
+        ["--workers", "999"],  # clamped, with a warning
+        ["--workers", "two"],
+        ["--io-concurrency", "0"],
+    ],
+    ids=" ".join,
 )
 def test_other_options_are_left_to_the_normal_path(
     rebuilt: tuple[Path, Path], more: list[str]

@@ -13,7 +13,9 @@ It answers only when it has no doubt, and leaves every other run to the normal p
 (:func:`answer` returns ``None``):
 
 - the command is ``rebuild CACHE --status STORE.gpkg`` with at most ``--json``, ``--format
-  gpkg`` and ``-q`` (any other option may change what is read, counted or shown), and no Dask
+  gpkg``, ``-q`` and the options that only say how a scan would run: ``--workers N`` (up to
+  the most a run starts: more is clamped, with a warning), ``--io-concurrency N`` and
+  ``--no-progress`` (any other option may change what is read, counted or shown), and no Dask
   scheduler is named by the environment;
 - ``CACHE`` is a local ArcGIS folder cache whose configuration (``conf.xml``, ``conf.cdi``)
   has the digest the previous rebuild recorded (:func:`~cachestatus.arcgis_names.config_digest`):
@@ -57,7 +59,7 @@ from .arcgis_names import (
     find_conf,
     level_folder_name,
 )
-from .parallel import resolve_workers
+from .parallel import max_workers, resolve_workers
 from .request import CacheSource, Counting, Execution, StatusStore, request_json, same_request
 from .results import LevelSummary, StatusReport
 from .storage.location import is_url
@@ -77,6 +79,8 @@ from .store.tables import (
 #: read again: it may have changed since without moving its mtime (nanoseconds).
 RACY_NS = 2_000_000_000
 _T = TypeVar("_T")
+#: The options of a command this module answers that take a value.
+_VALUED = ("--status", "--format", "--workers", "--io-concurrency")
 #: The environment variable that sends a scan to a Dask scheduler.
 _SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
 
@@ -91,6 +95,10 @@ class Command:
     store_format: str | None
     as_json: bool
     verbosity: int
+    #: ``--workers`` and ``--io-concurrency``: recorded with the request, as the normal path
+    #: records them.
+    workers: int | None = None
+    io_concurrency: int | None = None
 
     @classmethod
     def match(cls, argv: Sequence[str]) -> Command | None:
@@ -105,14 +113,14 @@ class Command:
         if not args or args.pop(0) != "rebuild":
             return None
         given: dict[str, str] = {}
-        as_json = False
+        flags: set[str] = set()
         positional: list[str] = []
         while args:
             arg = args.pop(0)
             name, eq, value = arg.partition("=")
-            if arg == "--json" and not as_json:
-                as_json = True
-            elif name in ("--status", "--format") and name not in given:
+            if arg in ("--json", "--no-progress") and arg not in flags:
+                flags.add(arg)
+            elif name in _VALUED and name not in given:
                 if not eq:
                     if not args:
                         return None
@@ -123,9 +131,17 @@ class Command:
             else:
                 return None
         status, store_format = given.get("--status"), given.get("--format")
+        counts = {name: given.get(name) for name in ("--workers", "--io-concurrency")}
         if not positional or not status or store_format not in (None, "gpkg"):
             return None
-        return cls(positional[0], status, store_format, as_json, -quiet)
+        if any(v is not None and not (v.isascii() and v.isdigit()) for v in counts.values()):
+            return None  # the normal path says what is wrong with it
+        workers, in_flight = (None if v is None else int(v) for v in counts.values())
+        if in_flight == 0 or (workers is not None and workers > max_workers()):
+            return None  # refused, or clamped with a warning, by the normal path
+        return cls(
+            positional[0], status, store_format, "--json" in flags, -quiet, workers, in_flight
+        )
 
 
 def answer(argv: Sequence[str]) -> int | None:
@@ -176,12 +192,12 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
                 CacheSource(command.cache),
                 StatusStore(command.status, command.store_format),
                 Counting(),
-                Execution(),
+                Execution(workers=command.workers, io_concurrency=command.io_concurrency),
                 levels=None,
                 tiling=previous.get("tiling"),
                 config=digest,
             ),
-            "workers": resolve_workers(None),
+            "workers": resolve_workers(command.workers),
             "status": str(target.absolute()),
         }
         if not same_request(previous, recorded):
