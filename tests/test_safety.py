@@ -388,6 +388,31 @@ def test_a_lock_of_another_host_is_respected_until_stale(work, monkeypatch):
     assert not leftover.exists() and not lock.exists()
 
 
+@pytest.mark.parametrize(
+    "stop", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "full"]
+)
+def test_a_run_stopped_while_it_names_itself_in_the_lock_leaves_no_lock(
+    tmp_path, monkeypatch, stop
+):
+    """Ctrl-C (or SIGTERM, which the command line turns into the same) between creating the
+    lock file and writing its owner: the run's own lock goes with it, and the next run takes
+    the store at once."""
+    target = tmp_path / "Status.gdb"
+    lock = store_lock.StoreLock(target, "rebuild")
+
+    def stopped(fd: int, data: bytes) -> int:
+        raise stop
+
+    monkeypatch.setattr(store_lock.os, "write", stopped)
+    with pytest.raises(type(stop)):
+        lock.acquire()
+    monkeypatch.undo()
+    assert not lock_path(target).exists()
+    with store_lock.StoreLock(target, "rebuild") as again:
+        assert again.holds()
+    assert not lock_path(target).exists()
+
+
 def test_a_lock_of_a_process_that_ended_here_is_taken_over(work):
     cache = work["v2"]
     dead = subprocess.run(

@@ -195,8 +195,14 @@ class StoreLock:
                 ) from None
             try:
                 os.write(fd, body)
-            finally:
+            except BaseException:
+                # Interrupted (Ctrl-C, SIGTERM) or failed before naming its owner: the file is
+                # this run's, just made, and goes with it; left, it would hold off the next run.
                 os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+                raise
+            os.close(fd)
             return
         raise StoreLocked(f"{self.path}: could not be taken; another run keeps taking it")
 
