@@ -143,7 +143,10 @@ class App:
         Malformed numbers and parameters answer 400, unknown paths 404; a corrupt bundle
         answers its tiles 500 with one line, and a line in the log.
         """
-        url = urlsplit(target)
+        try:
+            url = urlsplit(target)
+        except ValueError as exc:  # "//[": read as a host, which it cannot be
+            return Answer.text(400, f"bad request: {exc}")
         if url.path == "/report/":  # the page's relative URLs need it at /report
             return Answer(301, headers={"Location": "/report"})
         segments = url.path.split("/")[1:]
