@@ -40,6 +40,14 @@ def _json(*args: object) -> dict:
     return json.loads(done.stdout)
 
 
+def _jobs(status: Path) -> list[tuple[str, str]]:
+    """The store's jobs: ID and outcome, in order."""
+    _, _, _, (ids, outcomes) = read(
+        str(status), layer="Jobs", columns=["jobID", "outcome"], read_geometry=False
+    )
+    return list(zip(ids.tolist(), outcomes.tolist(), strict=True))
+
+
 def _task_rows(status: Path) -> list[tuple]:
     _, _, _, values = read(str(status), layer="TaskStatus", read_geometry=False)
     rows = list(zip(*[v.tolist() for v in values], strict=True))
@@ -142,7 +150,9 @@ def test_sigkill_leaves_the_previous_status_complete(big_cache, previous_status,
     # many bundles the rebuild read is said by its run, not by the store's summary).
     scanned = {"bundles_read", "bundles_reused"}
     before_totals = {k: v for k, v in before["totals"].items() if k not in scanned}
-    assert after["job_id"] in (before["job_id"], after["job_id"])
+    jobs = _jobs(status)  # the old history, or that and the new run's complete job
+    assert [job for job, _ in jobs] in ([before["job_id"]], [before["job_id"], after["job_id"]])
+    assert all(outcome.startswith("succeeded") for _, outcome in jobs), jobs
     assert after["levels"] == before["levels"] and after["totals"] == before_totals
     assert _task_rows(status) == rows_before
     _run_after_the_kill(("rebuild", big_cache, "--status", status), status)

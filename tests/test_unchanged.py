@@ -244,8 +244,8 @@ DOUBTS = {
     "another level": lambda cache: (cache / "_alllayers" / "L99").mkdir(),
     "another level's bundle": lambda cache: _another_level_bundle(cache),
     "full extent": lambda cache: (cache / "conf.cdi").write_text(conf_cdi((-1e6, -1e6, 1e6, 1e6))),
-    "racy": lambda cache: os.utime(
-        _bundle(cache, BASE[0]), ns=(time.time_ns() - RACY_NS // 2,) * 2
+    "racy": lambda cache: os.utime(  # the next run starts less than RACY_NS * 3/4 after
+        _bundle(cache, BASE[0]), ns=(time.time_ns() - RACY_NS // 4,) * 2
     ),
 }
 
