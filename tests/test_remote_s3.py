@@ -11,6 +11,7 @@ import pickle
 import shutil
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -293,9 +294,13 @@ def test_nothing_of_a_remote_cache_is_kept_once_it_is_closed(s3_env, bucket, in_
     as the cache opened there, not in a process-wide cache that holds its client."""
     local = build("compact-v2", in_tmp / "built", tiles(), levels=10).path
     url = upload(s3_env, local, bucket, "kept/compact-v2")
-    before = len(_storages())
+    earlier = {id(o) for o in _storages()}
+    opened = []
     for _ in range(2):
         with open_cache(url) as reader:
-            assert reader.name == "compact-v2" and len(_storages()) > before
+            assert reader.name == "compact-v2"
+            opened += [weakref.ref(o) for o in _storages() if id(o) not in earlier]
         del reader
-    assert len(_storages()) == before
+    assert opened
+    gc.collect()
+    assert [ref() for ref in opened if ref() is not None] == []

@@ -283,18 +283,75 @@ def test_a_changed_cache_is_left_to_the_normal_path(
     assert json.loads(again.stdout)["totals"]["bundles_read"] == READ_AFTER[doubt]
 
 
-def test_a_store_unread_is_left_to_the_normal_path_and_no_reader_outlives_it(
-    rebuilt: tuple[Path, Path],
-) -> None:
+def test_a_store_unread_is_left_to_the_normal_path(rebuilt: tuple[Path, Path]) -> None:
     cache, store = rebuilt
     with sqlite3.connect(store) as db:  # read while the files are listed: it fails there
         db.execute("ALTER TABLE BundleFiles RENAME COLUMN stamp TO stamp_")
-    threads = threading.active_count()
     assert _answer(cache, store) is None
-    assert threading.active_count() == threads
     with sqlite3.connect(store) as db:
         db.execute("ALTER TABLE BundleFiles RENAME COLUMN stamp_ TO stamp")
     assert _answer(cache, store) == 0
+
+
+def test_the_store_is_read_to_the_end_whatever_ends_the_listing(
+    rebuilt: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file beside the level folders ends the listing before the store's lines are asked
+    for: the thread reading them is still waited for, so that no connection outlives the
+    answer."""
+    cache, store = rebuilt
+    (cache / "_alllayers" / "notes.txt").write_text("seeded by hand")
+    read = unchanged._stored
+    finished = threading.Event()
+
+    def slow(path: Path) -> Any:
+        time.sleep(0.3)
+        try:
+            return read(path)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(unchanged, "_stored", slow)
+    assert _answer(cache, store) is None
+    assert finished.is_set()
+
+
+_NAMING_INTERRUPTED = """
+import os, signal, sys
+write = os.write
+def interrupted(fd, data):
+    try:
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        opened = ""
+    if opened.endswith(".lock"):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the run names itself in the lock
+    return write(fd, data)
+os.write = interrupted
+sys.argv = ["cachestatus", *sys.argv[1:]]
+from cachestatus.cli import run
+run()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_as_the_answer_takes_the_lock_leaves_none_that_holds_off_the_next_run(
+    rebuilt: tuple[Path, Path],
+) -> None:
+    cache, store = rebuilt
+    before = _rows(store, "Jobs")
+    done = subprocess.run(
+        [sys.executable, "-c", _NAMING_INTERRUPTED, "rebuild", str(cache), "--status", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "Error: interrupted (SIGINT); nothing was changed\n"
+    assert _rows(store, "Jobs") == before
+    assert _answer(cache, store) == 0  # at once: a lock left names a run that has ended
+    assert not list(store.parent.glob(".Status*"))
 
 
 @pytest.mark.parametrize(
@@ -338,7 +395,7 @@ def test_other_options_are_left_to_the_normal_path(
 ) -> None:
     cache, store = rebuilt
     assert _answer(cache, store, *more) is None
-    assert unchanged.Command.match([*more, "rebuild", str(cache), "--status", str(store)]) is None
+    assert unchanged.Command.match(["rebuild", str(cache), "--status", str(store), *more]) is None
 
 
 def test_a_run_with_warnings_is_left_to_the_normal_path(rebuilt: tuple[Path, Path]) -> None:

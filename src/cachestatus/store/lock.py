@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Self
 
 from ..errors import StatusWriteError, StoreLocked, UsageError
+from ..parallel import signals_deferred
 
 #: Seconds between two refreshes of a held lock's modification time.
 REFRESH_EVERY = 15.0
@@ -183,11 +184,23 @@ class StoreLock:
         """Take the lock, taking over an abandoned one; see the class doc for errors."""
         body = json.dumps(asdict(self.owner), indent=1).encode()
         for _ in range(3):
+            if self._create(body):
+                return
+            self._take_over_or_refuse()
+        raise StoreLocked(f"{self.path}: could not be taken; another run keeps taking it")
+
+    def _create(self, body: bytes) -> bool:
+        """Make the lock file, naming this run with ``body``; ``False`` when there is one.
+
+        SIGINT and SIGTERM wait until it is made and named (where they can be held back): cut
+        in between, a run would leave a lock naming no one, which holds off the next run for a
+        minute. A write that fails removes the file, if it is still this run's.
+        """
+        with signals_deferred():
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                self._take_over_or_refuse()
-                continue
+                return False
             except OSError as exc:
                 raise UsageError(
                     f"{self.target.parent}: the status cannot be written there "
@@ -196,15 +209,23 @@ class StoreLock:
             try:
                 os.write(fd, body)
             except BaseException:
-                # Interrupted (Ctrl-C, SIGTERM) or failed before naming its owner: the file is
-                # this run's, just made, and goes with it; left, it would hold off the next run.
-                os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
+                self._discard(fd)
                 raise
             os.close(fd)
-            return
-        raise StoreLocked(f"{self.path}: could not be taken; another run keeps taking it")
+        return True
+
+    def _discard(self, fd: int) -> None:
+        """Close the lock file just made at ``fd`` and remove it, unless another run took it
+        over meanwhile (a write stuck for longer than a nameless lock is respected)."""
+        try:
+            made = os.fstat(fd)
+            now = os.stat(self.path)
+            if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
+                os.unlink(self.path)
+        except OSError:
+            pass  # gone already, or cannot be told: left to the takeover rules
+        finally:
+            os.close(fd)
 
     def _take_over_or_refuse(self) -> None:
         text = _read(str(self.path))
