@@ -6,6 +6,7 @@ one-line message and that what was there is byte for byte as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -410,6 +411,22 @@ def test_a_run_stopped_while_it_names_itself_in_the_lock_leaves_no_lock(
     assert not lock_path(target).exists()
     with store_lock.StoreLock(target, "rebuild") as again:
         assert again.holds()
+    assert not lock_path(target).exists()
+
+
+def test_ctrl_c_held_back_while_the_lock_is_made_takes_the_lock_with_it(tmp_path, monkeypatch):
+    """SIGINT waits while the lock file is made and named, then acts: the run's lock, complete
+    by then, goes with it."""
+    target = tmp_path / "Status.gdb"
+
+    @contextlib.contextmanager
+    def deferred():
+        yield
+        raise KeyboardInterrupt  # the Ctrl-C held back, delivered as the block ends
+
+    monkeypatch.setattr(store_lock, "signals_deferred", deferred)
+    with pytest.raises(KeyboardInterrupt):
+        store_lock.StoreLock(target, "rebuild").acquire()
     assert not lock_path(target).exists()
 
 

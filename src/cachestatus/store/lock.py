@@ -184,7 +184,14 @@ class StoreLock:
         """Take the lock, taking over an abandoned one; see the class doc for errors."""
         body = json.dumps(asdict(self.owner), indent=1).encode()
         for _ in range(3):
-            if self._create(body):
+            try:
+                made = self._create(body)
+            except BaseException:
+                # A signal held back while the lock was made acts as it is made: the lock, named
+                # by now, goes with the run (release leaves one that is not this run's).
+                self.release()
+                raise
+            if made:
                 return
             self._take_over_or_refuse()
         raise StoreLocked(f"{self.path}: could not be taken; another run keeps taking it")
