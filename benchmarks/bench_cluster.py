@@ -53,10 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from tests.dask_cluster import dask_cluster
-from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, write_conf
+from tests.helpers import WEB_MERCATOR_HALF, peak_rss_kib, sparse_cache, sparse_side, write_conf
 from tests.remote import S3Server, Throttling
 
-from benchmarks.bench_rebuild import build, peak_rss_kib
+from benchmarks.bench_rebuild import build
 from benchmarks.timing import alternate, compile_package, median, runs, timed
 
 BAR = 1.3
@@ -79,43 +79,6 @@ def per_task_ms(address: str, tasks: int = 2_000) -> float:
         for future in as_completed(client.map(_nothing, range(tasks), pure=False)):
             future.result()
         return (time.perf_counter() - start) * 1000 / tasks
-
-
-def sparse_side(bundles: int) -> int:
-    """The side of :func:`sparse_cache`'s square of at least ``bundles`` bundles."""
-    return -(-math.ceil(math.sqrt(bundles)) // 4) * 4
-
-
-def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
-    """At least ``bundles`` bundles at ``level`` in a square, each a hard link of one of a few
-    synthetic bundle files (8, or one per 50,000 bundles: a file takes 65,000 links at most;
-    every fourth misses tiles here and there).
-
-    The square's side and the number of files are multiples of 4, so that the bundles missing
-    tiles are every fourth column at every size: their cover (the level's ``MissingAreas``
-    polygon) is a few strips, and what is measured is the scan, not a polygon of as many parts
-    as the bundles (which other sides give: such a polygon grows with them, as it must)."""
-    if (root / "_alllayers" / "done").exists():
-        return root
-    side = sparse_side(bundles)
-    span = 128 * 256 * (2 * WEB_MERCATOR_HALF / 256 / 2**level)
-    half = WEB_MERCATOR_HALF
-    write_conf(root, level + 2, (-half, half - side * span, -half + side * span, half))
-    rng = np.random.default_rng(0)
-    models = []
-    for i in range(-(-max(8, -(-bundles // 50_000)) // 4) * 4):
-        sizes = rng.integers(200, 3000, (128, 128))
-        if i % 4 == 0:
-            sizes[rng.random((128, 128)) < 0.03] = 0
-        models.append(root / f"model{i}.bundle")
-        synthetic_bundle(models[-1], sizes)
-    folder = root / "_alllayers" / f"L{level:02d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(side * side):
-        r, c = divmod(i, side)
-        os.link(models[i % len(models)], folder / f"R{r * 128:04x}C{c * 128:04x}.bundle")
-    (root / "_alllayers" / "done").touch()
-    return root
 
 
 #: The client listing, as before levels were listed in parts: ``cachestatus`` with the readers'

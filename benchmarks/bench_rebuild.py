@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-from tests.helpers import WEB_MERCATOR_HALF, synthetic_bundle, synthetic_cache, write_conf
+from tests.helpers import (
+    WEB_MERCATOR_HALF,
+    peak_rss_kib,
+    synthetic_bundle,
+    synthetic_cache,
+    write_conf,
+)
 
 from benchmarks.timing import alternate, compare_trees, compile_package, median, runs
 
@@ -45,14 +50,6 @@ for level in sorted(os.listdir(layers)):
                 os.close(fd)
 print(n)
 """
-
-# Runs a command and prints the peak RSS (KiB) of its process tree: RUSAGE_CHILDREN covers every
-# descendant that was waited for, worker processes included.
-RSS_WRAPPER = (
-    "import resource, subprocess, sys; "
-    "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-)
 
 
 def scattered_cache(root: Path, side: int, level: int = 15, seed: int = 0) -> Path:
@@ -89,13 +86,6 @@ def build(root: Path, bundles: int, holes: str = "blocks") -> Path:
         else:
             scattered_cache(cache, side, level=15)
     return cache
-
-
-def peak_rss_kib(cmd: list[str]) -> int:
-    out = subprocess.run(
-        [sys.executable, "-c", RSS_WRAPPER, *cmd], check=True, capture_output=True, text=True
-    ).stdout
-    return int(out.strip().splitlines()[-1])
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ decoders, and a source that a caching job writes while it is read.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import shutil
@@ -220,6 +221,60 @@ def synthetic_cache(
             root / f"_alllayers/L{level:02d}/R{r * 128:04x}C{c * 128:04x}.bundle", sizes(rng)
         )
     return root
+
+
+def sparse_side(bundles: int) -> int:
+    """The side of :func:`sparse_cache`'s square of at least ``bundles`` bundles."""
+    return -(-math.ceil(math.sqrt(bundles)) // 4) * 4
+
+
+def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
+    """At least ``bundles`` bundles at ``level`` in a square, each a hard link of one of a few
+    synthetic bundle files (8, or one per 50,000 bundles: a file takes 65,000 links at most;
+    every fourth misses tiles here and there): the directory grows, the disk does not.
+
+    The square's side and the number of files are multiples of 4, so that the bundles missing
+    tiles are every fourth column at every size: their cover (the level's ``MissingAreas``
+    polygon) is a few strips, and what is measured is the scan, not a polygon of as many parts
+    as the bundles (which other sides give: such a polygon grows with them, as it must)."""
+    if (root / "_alllayers" / "done").exists():
+        return root
+    side = sparse_side(bundles)
+    span = 128 * 256 * (2 * WEB_MERCATOR_HALF / 256 / 2**level)
+    half = WEB_MERCATOR_HALF
+    write_conf(root, level + 2, (-half, half - side * span, -half + side * span, half))
+    rng = np.random.default_rng(0)
+    models = []
+    for i in range(-(-max(8, -(-bundles // 50_000)) // 4) * 4):
+        sizes = rng.integers(200, 3000, (128, 128))
+        if i % 4 == 0:
+            sizes[rng.random((128, 128)) < 0.03] = 0
+        models.append(root / f"model{i}.bundle")
+        synthetic_bundle(models[-1], sizes)
+    folder = root / "_alllayers" / f"L{level:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(side * side):
+        r, c = divmod(i, side)
+        os.link(models[i % len(models)], folder / f"R{r * 128:04x}C{c * 128:04x}.bundle")
+    (root / "_alllayers" / "done").touch()
+    return root
+
+
+# Runs a command and prints the peak RSS (KiB) of its process tree: RUSAGE_CHILDREN covers every
+# descendant that was waited for, worker processes included.
+RSS_WRAPPER = (
+    "import resource, subprocess, sys; "
+    "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak_rss_kib(cmd: list[str]) -> int:
+    """The peak RSS (KiB) of the largest process of ``cmd``'s tree (run to its end)."""
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_WRAPPER, *cmd], check=True, capture_output=True, text=True
+    ).stdout
+    return int(out.strip().splitlines()[-1])
 
 
 def stop_program(
