@@ -266,3 +266,32 @@ def test_a_task_carries_bundles_named_by_their_keys_as_a_few_bytes_each(cache: P
     assert packed([*listed[:-1], odd]) is None
     assert packed([*listed[:-1], listed[-1]._replace(size=5)]) is None
     assert unpacked(listed) == listed
+
+
+def test_an_interrupt_while_a_result_is_used_cancels_the_tasks_before_the_client_closes(
+    cache: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream of results left at a result (the run interrupted while it used one) is closed as
+    the executor's block ends: its pending tasks are cancelled while the client is still open,
+    and nothing is raised later, as the stream is collected ("IOLoop is closed")."""
+    import gc
+
+    from cachestatus.execute import Cluster
+    from cachestatus.formats import open_cache
+    from cachestatus.plan import ScanPolicy
+
+    ignored: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    with open_cache(cache) as reader, pytest.raises(KeyboardInterrupt):
+        executor = execute_dask.DaskExecutor(reader, [], ScanPolicy(), Cluster(scheduler))
+        with executor:
+            executor.size_for(100)
+            stream = executor.map_each(lambda _, item: time.sleep(0.2) or item, range(40))
+            assert next(stream) == 0
+            with distributed.Client(scheduler) as other:
+                assert other.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            raise KeyboardInterrupt  # as Ctrl-C does while the run writes the first result
+    assert next(stream, None) is None  # closed
+    del stream
+    gc.collect()
+    assert [str(u.exc_value) for u in ignored] == []

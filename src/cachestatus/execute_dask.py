@@ -26,7 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from functools import partial
 from typing import Any, Self, TypeVar
@@ -169,6 +170,8 @@ class DaskExecutor:
         self._setup: Any = None
         self._stack = ExitStack()
         self._token = uuid.uuid4().hex
+        # The result streams handed out, closed before the client (see __exit__).
+        self._streams: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
 
     def __enter__(self) -> Self:
         distributed = require_distributed()
@@ -192,6 +195,10 @@ class DaskExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # A stream its reader left (an interrupt while a result was used) cancels its pending
+        # tasks as it closes: now, while the client is open, not when it is collected later.
+        for stream in list(self._streams):
+            stream.close()
         self._client = self._setup = None
         self._stack.close()
 
@@ -240,11 +247,13 @@ class DaskExecutor:
         taken as tasks finish and handed on in order. Whatever ends the iteration cancels the
         pending tasks."""
         assert self._setup is not None, "size_for() sends the setup, before the tasks"
-        return self._streamed(self._setup, task, iter(items))
+        stream = self._streamed(self._setup, task, iter(items))
+        self._streams.add(stream)
+        return stream
 
     def _streamed(
         self, setup: Any, task: Callable[[ChunkContext, A], T], items: Iterator[A]
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         distributed = require_distributed()
         client = self.client
         window = WINDOW_PER_THREAD * self.worker_threads
