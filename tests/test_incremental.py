@@ -26,8 +26,8 @@ from pyogrio.raw import read
 from cachestatus import missing_areas, rebuild
 from cachestatus.cli import main
 from cachestatus.formats import arcgis_layout
-from cachestatus.incremental import RACY_NS
 from cachestatus.results import StatusReport
+from cachestatus.storage import RACY_NS
 from tests.builders import build
 from tests.helpers import conf_cdi
 from tests.remote import S3Server, make_bucket, upload

@@ -41,6 +41,7 @@ from .missing_areas import HOLE, MissingRows, cover_warning, tagged_holes
 from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem, RowBatch
 from .request import same_request
 from .scan import Listing, Progress, ScanBatch, ScanOutcome, scan_warnings
+from .storage import RACY_NS
 from .store.reader import (
     count_rows,
     read_area_counts,
@@ -53,7 +54,6 @@ from .store.records import BundleFileRows, FileStamps, JobRecord, decode_holes, 
 from .store.schema import TASK_STATUS
 from .store.tables import epoch_ns, is_geopackage, major
 from .store.writer import updatable
-from .unchanged import RACY_NS
 
 #: Reused rows handed to the folds at a time.
 REUSED_BATCH = 10_000
@@ -395,7 +395,6 @@ def _holes_by_bundle(tagged: npt.NDArray[np.int64]) -> dict[tuple[int, int, int]
 
 
 __all__ = [
-    "RACY_NS",
     "Previous",
     "bundle_files",
     "previous_status",

@@ -62,6 +62,7 @@ from .arcgis_names import (
 from .parallel import max_workers, resolve_workers
 from .request import CacheSource, Counting, Execution, StatusStore, request_json, same_request
 from .results import LevelSummary, StatusReport
+from .storage import RACY_NS
 from .storage.location import is_url
 from .store import atomic, partial
 from .store.guard import claim
@@ -75,9 +76,6 @@ from .store.tables import (
     new_job_id,
 )
 
-#: A bundle whose mtime lies less than this before the previous run's start (or after it) is
-#: read again: it may have changed since without moving its mtime (nanoseconds).
-RACY_NS = 2_000_000_000
 _T = TypeVar("_T")
 #: The options of a command this module answers that take a value.
 _VALUED = ("--status", "--format", "--workers", "--io-concurrency")

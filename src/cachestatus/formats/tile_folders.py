@@ -42,6 +42,7 @@ from .. import grid
 from ..errors import CorruptBundle, InvalidCacheConfig, UnsupportedFormat
 from ..grid import web_mercator_scheme
 from ..models import BAD_NAME, CORRUPT, BundleKey, Problem, Tile
+from ..storage import RACY_NS
 from .arcgis_cache import ArcGISFolderCache
 from .arcgis_folder import (
     LAYERS_DIR,
@@ -81,10 +82,6 @@ NumberT = TypeVar("NumberT", int, npt.NDArray[np.int64])
 #: column folder's: tens of megabytes): a screen of tiles at any zoom spans a few dozen row or
 #: column folders.
 KEPT_NAMES = 200_000
-#: A listing is kept only when its folder's ``st_mtime_ns`` is older than this (nanoseconds)
-#: when listed: a file written in the same tick of the clock as the listing, later, leaves
-#: the time as it was (git's rule for racily clean files).
-RACY_NS = 2_000_000_000
 
 #: Tile file extensions (``MIXED`` exploded caches hold both PNG and JPEG).
 TILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pbf", ".mvt", ".lerc")

@@ -15,6 +15,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MissingExtra, StorageError
 from .location import Location, is_url, parse_location
 
+#: A file (or folder) whose mtime lies less than this before a moment it was seen at (its
+#: listing, the start of the run that read it), or after it, may change again without moving
+#: its mtime: a write in the same tick of the clock leaves the time as it was (git's rule for
+#: racily clean files). Nanoseconds.
+RACY_NS = 2_000_000_000
+
 if TYPE_CHECKING:
     from .clients import CLOUD_EXTRA, require_cloud
     from .objects import ObjectEntry, ObjectStorage
@@ -37,6 +43,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CLOUD_EXTRA",
+    "RACY_NS",
     "Location",
     "MissingExtra",
     "ObjectEntry",
