@@ -565,13 +565,3 @@ class BundleSet:
             starts = np.flatnonzero(new)
             last = np.r_[starts[1:], len(rows)] - 1
             yield rows[starts], cols[starts], cols[last] + BUNDLE_SIZE
-
-    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """The bundles' top-left rows and columns, sorted."""
-        keys = np.unique(np.concatenate([self._pack(r, c) for r, c in self.chunks()]))
-        return keys >> 32, keys & 0xFFFFFFFF
-
-    def pairs(self) -> Iterator[tuple[int, int]]:
-        """The bundles as (row, col), sorted."""
-        rows, cols = self.arrays()
-        yield from zip(rows.tolist(), cols.tolist(), strict=True)
