@@ -526,3 +526,29 @@ def test_a_page_reads_the_missing_areas_of_each_level_once(built, tmp_path, monk
         for feature in level["missing"]["features"]
     ]
     assert sorted(drawn) == sorted(levels) and result.levels == list(range(10))
+
+
+def test_the_level_table_is_read_once_for_the_whole_page(built, tmp_path, monkeypatch):
+    """``LevelStatus`` is read once: for the table, each embedded level's resolution and the
+    background (it was read once more per level and for the background); the page is the same
+    as when each part reads it itself."""
+    from cachestatus.reportpage import data, html
+    from cachestatus.store import reader
+
+    before = tmp_path / "before.html"
+    write(built, before, "--background", "tiles")
+    calls = []
+
+    def counted(path):
+        calls.append(path)
+        return reader.read_levels(path)
+
+    for module in (data, html):
+        monkeypatch.setattr(module, "read_levels", counted)
+    write(built, tmp_path / "after.html", "--background", "tiles")
+    assert len(calls) == 1
+    assert (tmp_path / "after.html").read_bytes() == before.read_bytes()
+    # Each part still reads it when it is not given.
+    assert level_bundles(built.status, 8) == level_bundles(
+        built.status, 8, {lv.level: lv.resolution for lv in reader.read_levels(built.status)}[8]
+    )

@@ -221,6 +221,7 @@ def page_data(
     list_names: bool = True,
     verified: VerifyReport | None = None,
     cache: str | None = None,
+    stored_levels: Sequence[LevelSummary] | None = None,
 ) -> dict[str, Any]:
     """Everything the report page shows but the bundles: the header (cache, format, CRS, tile
     size, last job, versions), totals, the per-level table, problems (each with the extent of
@@ -237,6 +238,8 @@ def page_data(
         verified: what the deep check (:func:`~cachestatus.operations.run_verify`) found:
             each bad tile is listed with its square (``tile``: ``L05/R1234/C5678``), each
             bundle it could not read unless the store lists it already.
+        stored_levels: the store's ``LevelStatus`` rows, when the caller has read them
+            (default: read here).
         cache: the cache as the user named it, for the header (default: the path the store's
             last job recorded, absolute; the job keeps it as ``cachePath``).
 
@@ -246,7 +249,8 @@ def page_data(
     path = Path(status)
     jobs = read_jobs(path)  # first: it raises StatusNotFound
     last = jobs[-1] if jobs else None
-    stored_levels = read_levels(path)
+    if stored_levels is None:
+        stored_levels = read_levels(path)
     chosen = levels
     info, area_levels = _layer_info(path)
     counts = _state_counts(path) if info is not None else {}
@@ -326,13 +330,14 @@ def _pixels(values: npt.NDArray[np.float64], origin: float, unit: float) -> list
     return [int(v) for v in np.rint((values - origin) / unit).tolist()]
 
 
-def level_bundles(status: Path, level: int) -> dict[str, Any]:
+def level_bundles(status: Path, level: int, resolution: float | None = None) -> dict[str, Any]:
     """The ``TaskStatus`` rows of one level in columns, and its ``MissingAreas`` as GeoJSON.
 
     Each row's rectangle travels as whole pixels of its level: ``xmin = x0 + unit * xmin[i]``
     (``unit`` is the level's resolution; stored polygons lie on tile edges, so nothing is lost
     that the map could show). ``status`` holds indexes into ``states``; ``detail`` only the
-    rows that have one, by index.
+    rows that have one, by index. ``resolution``: the level's, when the caller has read the
+    store's ``LevelStatus`` (default: read here).
 
     Raises:
         StatusNotFound: there is no status store at ``status``.
@@ -343,7 +348,8 @@ def level_bundles(status: Path, level: int) -> dict[str, Any]:
     stored = read_rows(path, where=f"levelID = {int(level)}")
     rows = stored.rows
     bounds = shapely.bounds(stored.geometry) if len(rows) else np.zeros((0, 4))
-    resolution = next((lv.resolution for lv in read_levels(path) if lv.level == level), 1.0)
+    if resolution is None:
+        resolution = next((lv.resolution for lv in read_levels(path) if lv.level == level), 1.0)
     unit = resolution if resolution > 0 else 1.0
     x0 = float(bounds[:, 0].min()) if len(rows) else 0.0
     y0 = float(bounds[:, 1].min()) if len(rows) else 0.0

@@ -175,19 +175,26 @@ def write_html(
         raise UsageError(f"--background {background!r}: use one of {', '.join(BACKGROUNDS)}")
     with source.open() as reader:
         store = find_store(reader, status)
+        stored = read_levels(store)  # once, for the table, each level and the background
         data = page_data(
-            store, reader, levels=levels, verified=verified, cache=os.fspath(source.path)
+            store,
+            reader,
+            levels=levels,
+            verified=verified,
+            cache=os.fspath(source.path),
+            stored_levels=stored,
         )
         target = page_path(reader, store, out)
+        resolutions = {lv.level: lv.resolution for lv in stored}
         embedded = {
-            level: capped(level_bundles(store, level), max_rows)
+            level: capped(level_bundles(store, level, resolutions.get(level, 1.0)), max_rows)
             for level in sorted({*data["bundleLevels"], *data["areaLevels"]})
         }
         tiles = Background(note="none asked for (--background none)")
         if background == "tiles":
-            tiles = background_tiles(reader, budget, read_levels(store))
+            tiles = background_tiles(reader, budget, stored)
         elif background == "mosaic":
-            tiles = background_mosaic(reader, budget, read_levels(store))
+            tiles = background_mosaic(reader, budget, stored)
     notes = tuple(b["note"] for b in embedded.values() if "note" in b)
     page = render_page(data, bundles=embedded, background=tiles, title=title, notes=notes)
     encoded = page.encode("utf-8")
