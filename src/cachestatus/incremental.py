@@ -37,10 +37,10 @@ import numpy.typing as npt
 
 from . import __version__
 from .formats.base import BundleFile, CacheReader, LevelListing
-from .missing_areas import HOLE, MissingRows, cover_warning, tagged_holes
+from .missing_areas import HOLE, MissingRows, cover_warning
 from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem, RowBatch
 from .request import same_request
-from .scan import Listing, Progress, ScanBatch, ScanOutcome, scan_warnings
+from .scan import Listing, Progress, Reused, ScanBatch, ScanOutcome, scan_warnings
 from .storage import RACY_NS
 from .store.reader import (
     count_rows,
@@ -50,13 +50,14 @@ from .store.reader import (
     read_keys,
     read_levels,
 )
-from .store.records import BundleFileRows, FileStamps, JobRecord, decode_holes, encode_holes
+from .store.records import BundleFileRows, FileStamps, JobRecord, encode_holes
 from .store.schema import TASK_STATUS
 from .store.tables import epoch_ns, is_geopackage, major
 from .store.writer import updatable
 
-#: Reused rows handed to the folds at a time.
-REUSED_BATCH = 10_000
+#: Reused rows handed to the folds at a time: a batch's holes, decoded as it is folded, take
+#: about 4 KiB a bundle that misses tiles here and there.
+REUSED_BATCH = 2_048
 #: Previous rows whose bundles are always read again.
 _REREAD = {BundleState.CORRUPT.value, BundleState.IN_PROGRESS.value}
 
@@ -197,7 +198,7 @@ class Previous:
         self.unchanged = self.carriable and (
             len(which) == len(bundles) == sum(lv.bundles for lv in self.levels)
         )
-        reused: list[ScanBatch] = []
+        reused: list[Reused] = []
         if not self.unchanged:
             rows_at, reused = self._reused(at[which])
             which = which[rows_at >= 0]
@@ -217,7 +218,7 @@ class Previous:
             reused=reused,
         )
 
-    def _reused(self, kept: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], list[ScanBatch]]:
+    def _reused(self, kept: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], list[Reused]]:
         """The previous rows and holes of the bundle files at ``kept`` (positions in
         :attr:`stamps`), in batches; and, per position, where its row is (-1: the store has
         none, the bundle is read)."""
@@ -271,17 +272,11 @@ def _bundle_keys(bundles: list[BundleFile]) -> npt.NDArray[np.int64]:
     return np.fromiter(keys, dtype=np.int64, count=3 * len(bundles)).reshape(-1, 3)
 
 
-def _batches(rows: RowBatch, files: BundleFileRows) -> Iterator[ScanBatch]:
-    """Reused rows and their ``BundleFiles`` rows, with the holes these keep, in batches."""
+def _batches(rows: RowBatch, files: BundleFileRows) -> Iterator[Reused]:
+    """Reused rows and their ``BundleFiles`` rows, in batches."""
     for start in range(0, len(files), REUSED_BATCH):
         which = np.arange(start, min(start + REUSED_BATCH, len(files)))
-        part = files.take(which)
-        holes = [
-            (level, decode_holes(text))
-            for level, text in zip(part.level.tolist(), part.holes, strict=True)
-            if text
-        ]
-        yield ScanBatch(_take(rows, which), tagged_holes(holes), files=part)
+        yield Reused(_take(rows, which), files.take(which))
 
 
 class _Kept(LevelListing):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -321,6 +321,31 @@ class ScanBatch:
         return len(self.rows)
 
 
+class Reused(NamedTuple):
+    """Rows reused from the previous rebuild (:mod:`cachestatus.incremental`) and their
+    ``BundleFiles`` rows, which keep what their bundle files miss: their :class:`ScanBatch`
+    is made as it is folded (:meth:`batch`), so a run holds the holes of one batch at a time,
+    not of every reused bundle."""
+
+    rows: RowBatch
+    files: BundleFileRows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self) -> ScanBatch:
+        """The rows, the holes their files keep (decoded now) and the files."""
+        from .store.records import decode_holes
+
+        files = self.files
+        holes = [
+            (level, decode_holes(text))
+            for level, text in zip(files.level.tolist(), files.holes, strict=True)
+            if text
+        ]
+        return ScanBatch(self.rows, tagged_holes(holes), files=files)
+
+
 def scan_chunk(context: ChunkContext, bundles: list[BundleFile], blank: bool = False) -> ScanBatch:
     """Scan a list of bundles into one batch of rows (columns travel cheaply between processes);
     with ``blank``, tiles without content are counted too.
@@ -377,7 +402,7 @@ class Listing:
     problems: list[Problem] = field(default_factory=list)
     #: The rows of listed bundles reused from the previous rebuild instead of read (see
     #: :mod:`cachestatus.incremental`): they go to the folds before the others.
-    reused: list[ScanBatch] = field(default_factory=list)
+    reused: list[Reused] = field(default_factory=list)
     #: The parts of the levels' listings, in order, where each part is listed where its
     #: bundles are read (:meth:`~cachestatus.formats.CacheReader.level_parts`), ``None``
     #: where the levels were listed here; :attr:`count` is then the expected bundles.
@@ -636,7 +661,8 @@ def scan_status(
     out = [] if sink is None else [lambda batch: sink(batch.rows)]
     work = partial(scan_chunk, blank=True) if policy.blank else scan_chunk
     every: list[Fold[ScanBatch]] = [areas.add, totals.add, *folds, *out]
-    for reused_batch in listing.reused:
+    for part in listing.reused:
+        reused_batch = part.batch()
         for fold in every:
             fold(reused_batch)
     reused = totals.rows
