@@ -69,13 +69,16 @@ def tiling(reader: CacheReader) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _take(rows: RowBatch, which: npt.NDArray[np.intp], **replaced: Any) -> RowBatch:
-    """The rows at the positions ``which``, with the columns ``replaced`` given whole."""
+def _take(rows: RowBatch, which: npt.NDArray[np.intp] | slice, **replaced: Any) -> RowBatch:
+    """The rows at the positions ``which`` (a slice: views of the arrays, not copies), with the
+    columns ``replaced`` given whole."""
     columns: dict[str, Any] = {}
     for name in RowBatch.COLUMNS:
         values = getattr(rows, name)
         columns[name] = (
-            [values[i] for i in which.tolist()] if isinstance(values, list) else values[which]
+            [values[i] for i in which.tolist()]
+            if isinstance(values, list) and not isinstance(which, slice)
+            else values[which]
         )
     return RowBatch(**{**columns, **replaced})
 
@@ -275,7 +278,7 @@ def _bundle_keys(bundles: list[BundleFile]) -> npt.NDArray[np.int64]:
 def _batches(rows: RowBatch, files: BundleFileRows) -> Iterator[Reused]:
     """Reused rows and their ``BundleFiles`` rows, in batches."""
     for start in range(0, len(files), REUSED_BATCH):
-        which = np.arange(start, min(start + REUSED_BATCH, len(files)))
+        which = slice(start, start + REUSED_BATCH)  # views of the rows read, not copies
         yield Reused(_take(rows, which), files.take(which))
 
 

@@ -49,9 +49,12 @@ class BundleFileRows:
         return len(self.stamp)
 
     def take(self, which: Any) -> BundleFileRows:
-        """The rows at the positions ``which`` (an integer array)."""
+        """The rows at the positions ``which`` (an integer array, or a slice: views of the
+        arrays, not copies)."""
         columns: dict[str, Any] = {
-            name: [values[i] for i in which] if isinstance(values, list) else values[which]
+            name: [values[i] for i in which]
+            if isinstance(values, list) and not isinstance(which, slice)
+            else values[which]
             for name, values in vars(self).items()
         }
         return BundleFileRows(**columns)
