@@ -260,8 +260,8 @@ def sparse_cache(root: Path, bundles: int, level: int = 15) -> Path:
     return root
 
 
-# Runs a command and prints the peak RSS (KiB) of its process tree: RUSAGE_CHILDREN covers every
-# descendant that was waited for, worker processes included.
+# Runs a command and prints the peak RSS (KiB) of the largest process of its tree: RUSAGE_CHILDREN
+# covers every descendant that was waited for, worker processes included.
 RSS_WRAPPER = (
     "import resource, subprocess, sys; "
     "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "

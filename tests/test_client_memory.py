@@ -24,6 +24,8 @@ import pytest
 from tests.dask_cluster import dask_cluster
 from tests.helpers import peak_rss_kib, sparse_cache, sparse_side
 
+pytestmark = pytest.mark.slow
+
 SIZES = (20_000, 200_000)
 #: KiB the process may grow per bundle from the smaller cache to the larger: a tenth of a KiB
 #: (17.6 MiB over the 180,000 bundles more). Before: 0.7 KiB.

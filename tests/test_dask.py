@@ -295,3 +295,30 @@ def test_an_interrupt_while_a_result_is_used_cancels_the_tasks_before_the_client
     del stream
     gc.collect()
     assert [str(u.exc_value) for u in ignored] == []
+
+
+def test_a_cancel_that_fails_as_the_block_ends_still_closes_the_client(
+    cache: Path, scheduler: str
+) -> None:
+    """A stream whose cancel fails as it closes (the scheduler gone) neither keeps the client
+    open nor replaces what ended the block."""
+    from cachestatus.execute import Cluster
+    from cachestatus.formats import open_cache
+    from cachestatus.plan import ScanPolicy
+
+    def cancel_fails() -> Iterator[int]:
+        try:
+            yield 1
+        finally:
+            raise RuntimeError("the scheduler is gone")
+
+    with open_cache(cache) as reader:
+        executor = execute_dask.DaskExecutor(reader, [], ScanPolicy(), Cluster(scheduler))
+        with pytest.raises(KeyboardInterrupt), executor:
+            client = executor.client
+            stream = cancel_fails()
+            next(stream)
+            executor._streams.add(stream)
+            raise KeyboardInterrupt
+    assert client.status == "closed"
+    assert next(stream, None) is None  # closed, once

@@ -195,12 +195,19 @@ class DaskExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # A stream its reader left (an interrupt while a result was used) cancels its pending
-        # tasks as it closes: now, while the client is open, not when it is collected later.
-        for stream in list(self._streams):
-            stream.close()
-        self._client = self._setup = None
-        self._stack.close()
+        try:
+            # A stream its reader left (an interrupt while a result was used) cancels its
+            # pending tasks as it closes: now, while the client is open, not when it is
+            # collected later. A cancel that fails (the scheduler gone) must not keep the
+            # client and a local cluster open, nor hide what ended the run.
+            for stream in list(self._streams):
+                try:
+                    stream.close()
+                except Exception:
+                    log.debug("cancelling the pending tasks failed", exc_info=True)
+        finally:
+            self._client = self._setup = None
+            self._stack.close()
 
     @property
     def client(self) -> Any:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -321,7 +321,8 @@ class ScanBatch:
         return len(self.rows)
 
 
-class Reused(NamedTuple):
+@dataclass(frozen=True)
+class Reused:
     """Rows reused from the previous rebuild (:mod:`cachestatus.incremental`) and their
     ``BundleFiles`` rows, which keep what their bundle files miss: their :class:`ScanBatch`
     is made as it is folded (:meth:`batch`), so a run holds the holes of one batch at a time,
