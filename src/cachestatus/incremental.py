@@ -50,7 +50,7 @@ from .store.reader import (
     read_keys,
     read_levels,
 )
-from .store.records import BundleFileRows, FileStamps, JobRecord, encode_holes
+from .store.records import BundleFileRows, FileStamps, JobRecord, encode_holes, picked
 from .store.schema import TASK_STATUS
 from .store.tables import epoch_ns, is_geopackage, major
 from .store.writer import updatable
@@ -72,14 +72,7 @@ def tiling(reader: CacheReader) -> str:
 def _take(rows: RowBatch, which: npt.NDArray[np.intp] | slice, **replaced: Any) -> RowBatch:
     """The rows at the positions ``which`` (a slice: views of the arrays, not copies), with the
     columns ``replaced`` given whole."""
-    columns: dict[str, Any] = {}
-    for name in RowBatch.COLUMNS:
-        values = getattr(rows, name)
-        columns[name] = (
-            [values[i] for i in which.tolist()]
-            if isinstance(values, list) and not isinstance(which, slice)
-            else values[which]
-        )
+    columns = {name: picked(getattr(rows, name), which) for name in RowBatch.COLUMNS}
     return RowBatch(**{**columns, **replaced})
 
 

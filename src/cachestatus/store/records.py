@@ -28,6 +28,14 @@ class StoredRows:
     geometry: npt.NDArray[np.object_]
 
 
+def picked(values: Any, which: Any) -> Any:
+    """The items of a column (a numpy array or a list) at the positions ``which``: an integer
+    array, or a slice (views of an array, not copies)."""
+    if isinstance(values, list) and not isinstance(which, slice):
+        return [values[i] for i in np.asarray(which).tolist()]
+    return values[which]
+
+
 @dataclass
 class BundleFileRows:
     """Rows of the ``BundleFiles`` table, in columns: per bundle file, its key (``level``,
@@ -51,12 +59,7 @@ class BundleFileRows:
     def take(self, which: Any) -> BundleFileRows:
         """The rows at the positions ``which`` (an integer array, or a slice: views of the
         arrays, not copies)."""
-        columns: dict[str, Any] = {
-            name: [values[i] for i in which]
-            if isinstance(values, list) and not isinstance(which, slice)
-            else values[which]
-            for name, values in vars(self).items()
-        }
+        columns = {name: picked(values, which) for name, values in vars(self).items()}
         return BundleFileRows(**columns)
 
     @classmethod
