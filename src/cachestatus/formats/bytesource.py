@@ -269,10 +269,14 @@ class LocalFile(ByteSource):
             os.posix_fadvise(self._fd, 0, length, FADVISE_WILLNEED)
 
     def in_memory(self) -> bool:
-        """Whether the file's first byte is in memory (the page cache): a read of it that may
-        not wait for the disk (``preadv2`` with ``RWF_NOWAIT``) gets it. False where that
-        cannot be told. Call :meth:`advise_random` first: a read that misses starts the
-        kernel's read-ahead."""
+        """Whether the file's first byte can be had without waiting for the disk: a read of
+        it that may not wait (``preadv2`` with ``RWF_NOWAIT``) gets it. False where that
+        cannot be told.
+
+        A read that misses starts reading the page it missed (and the kernel's read-ahead
+        window, unless :meth:`advise_random` was called first), so the page is usually in
+        memory after a False; on storage quick enough to finish that read within the call,
+        the answer is True, which is right for the read-ahead choice it serves."""
         if _READ_NOWAIT is None:
             return False
         try:
