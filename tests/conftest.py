@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,18 @@ def big_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     enough to interrupt at any moment. Built once for the modules that interrupt it (about 8 s
     of file creation), never written: no command writes in a cache."""
     return synthetic_cache(tmp_path_factory.mktemp("big") / "cache", BIG_SIDE, level=12)
+
+
+@pytest.fixture(scope="session")
+def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, in this process's
+    environment (no storage credentials), started once for the modules that need no other
+    (each start is 5-15 s) and stopped by their PIDs at the session's end."""
+    pytest.importorskip("distributed")
+    from tests.dask_cluster import dask_cluster
+
+    with dask_cluster(tmp_path_factory.mktemp("cluster"), 2) as address:
+        yield address
 
 
 @pytest.fixture

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.dask_cluster import dask_cluster
 from tests.helpers import peak_rss_kib, sparse_cache, sparse_side
 
 pytestmark = pytest.mark.slow
@@ -39,11 +37,9 @@ def caches(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 
 @pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
-    pytest.importorskip("distributed")
-    with dask_cluster(tmp_path_factory.mktemp("cluster"), 2) as found:
-        yield found
+def address(dask_address: str) -> str:
+    """The session's Dask cluster (``conftest.dask_address``)."""
+    return dask_address
 
 
 def test_the_dask_clients_memory_does_not_grow_with_the_bundles(

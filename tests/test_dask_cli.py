@@ -11,22 +11,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dask_cluster import dask_cluster
 from tests.test_interrupts import _rows
 
 pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
-    with dask_cluster(tmp_path_factory.mktemp("cluster"), 2) as found:
-        yield found
+def address(dask_address: str) -> str:
+    """The session's Dask cluster (``conftest.dask_address``)."""
+    return dask_address
 
 
 def _scheduler_tasks(address: str) -> int:
