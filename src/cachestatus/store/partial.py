@@ -175,12 +175,14 @@ def _delete(
 
 def connect(store: Path, read_only: bool) -> sqlite3.Connection:
     """A connection to the store; to write, one to a temporary copy about to be swapped in,
-    which waits for no disk sync (nor does GDAL writing a store): a failure discards it."""
+    which waits for no disk sync (nor does GDAL writing a store) and keeps no rollback journal:
+    a failure discards the copy. (A journal in memory held a copy of every page a transaction
+    changed: 300 MiB to delete the changed rows of a store of 1,000,000 bundles.)"""
     if read_only:
         return sqlite3.connect(f"{store.absolute().as_uri()}?mode=ro", uri=True)
     db = sqlite3.connect(store, isolation_level=None)
     db.execute("PRAGMA synchronous = OFF")
-    db.execute("PRAGMA journal_mode = MEMORY")
+    db.execute("PRAGMA journal_mode = OFF")
     return db
 
 
