@@ -13,7 +13,8 @@ rates (research: scale-out.md section 6.7); a prediction is labelled as one.
 With ``--memory``, the client's peak RSS is measured on both engines at ``--bundles`` and ten
 times as many sparse bundles (hard links of a few synthetic bundle files: the directory grows,
 the disk does not); ``--sizes`` gives the numbers of sparse bundles instead (``--memory-only``:
-without the timings, ``--engine`` one engine only). The slope of peak RSS over the bundles
+without the timings, ``--engine`` one engine only; ``--incremental``: also the next rebuild,
+incremental, after one bundle file in eight changed). The slope of peak RSS over the bundles
 (least squares, KiB a bundle) is printed for each engine, with the prediction it makes for
 10^7 bundles.
 
@@ -32,7 +33,7 @@ are shared by the workers. The LIST requests of one run of each are counted, and
 it predicts for 10^7 bundles on 32 workers.
 
     python benchmarks/bench_cluster.py [--bundles 20000] [--repeat 3] [--memory]
-        [--sizes 200000 1000000 2000000 [--memory-only] [--engine local|dask]]
+        [--sizes 200000 1000000 2000000 [--memory-only] [--engine local|dask] [--incremental]]
         [--remote 100000 [--latency 20]]
 """
 
@@ -185,19 +186,39 @@ ENGINES = ("local", "dask")
 
 
 def client_memory(
-    workdir: Path, sizes: list[int], engines: dict[str, list[str]]
+    workdir: Path, sizes: list[int], engines: dict[str, list[str]], incremental: bool = False
 ) -> list[tuple[int, dict[str, int]]]:
     """The peak RSS (KiB) of a ``--full`` rebuild of a sparse cache of each size into a
     GeoPackage, on each engine (name to the command line's tail that picks it). Not a FileGDB:
-    GDAL builds its spatial index when it closes it, in memory that grows with the rows."""
+    GDAL builds its spatial index when it closes it, in memory that grows with the rows.
+
+    With ``incremental``, also that of the next rebuild, incremental, once one bundle file in
+    eight has changed, or about (one model file in eight of those every bundle is a link to:
+    8, or one per 50,000 bundles, each as many times; how many is printed)."""
     out = []
     for count in sizes:
         sparse = sparse_cache(workdir / f"sparse-{count}", count)
+        hour_ago = time.time_ns() - 3600 * 10**9  # older than a racy stamp: reused once read
+        models = sorted(sparse.glob("model*.bundle"), key=lambda p: int(p.stem[5:]))
+        for model in models:
+            os.utime(model, ns=(hour_ago, hour_ago))
+        # Each model file is linked by as many bundles: one in eight of them changes.
+        touched = models[1::8]
+        if incremental:
+            print(f"{count:,} bundles: {len(touched)} of {len(models)} bundle files change")
         peaks = {}
         for name, engine in engines.items():
             status = workdir / f"sparse-{count}-{name}.gpkg"
             command = [sys.executable, "-m", "cachestatus.cli", "-q", "rebuild", str(sparse)]
             peaks[name] = peak_rss_kib([*command, "--full", "--status", str(status), *engine])
+            if incremental:
+                for model in touched:
+                    os.utime(model, ns=(hour_ago + 10**9, hour_ago + 10**9))
+                peaks[f"{name}, incremental"] = peak_rss_kib(
+                    [*command, "--status", str(status), *engine]
+                )
+                for model in touched:
+                    os.utime(model, ns=(hour_ago, hour_ago))
             status.unlink(missing_ok=True)
         out.append((sparse_side(count) ** 2, peaks))
     return out
@@ -240,6 +261,11 @@ def main() -> int:
         "--engine", choices=ENGINES, help="with --memory-only: this engine only (default: both)"
     )
     parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="with --memory: also an incremental rebuild after one bundle file in eight changed",
+    )
+    parser.add_argument(
         "--remote", type=int, metavar="N", help="the listing of N bundle objects in S3 instead"
     )
     parser.add_argument(
@@ -265,7 +291,8 @@ def main() -> int:
             tails = {"local": ["--workers", "2"]}
             if "dask" in engines:
                 tails["dask"] = ["--scheduler", stack.enter_context(dask_cluster(args.workdir))]
-            memory_model(client_memory(args.workdir, sizes, {e: tails[e] for e in engines}))
+            picked = {e: tails[e] for e in engines}
+            memory_model(client_memory(args.workdir, sizes, picked, args.incremental))
         print(f"load average (1, 5, 15 min)    {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         return 0
     cache = build(args.workdir, args.bundles)
@@ -284,7 +311,7 @@ def main() -> int:
         memory = []
         if args.memory:
             engines = {"local": ["--workers", "2"], "dask": ["--scheduler", address]}
-            memory = client_memory(args.workdir, sizes, engines)
+            memory = client_memory(args.workdir, sizes, engines, args.incremental)
     local, on_cluster = median(locals_), median(clusters)
     per_worker = bundles / on_cluster / 2
 

@@ -17,6 +17,7 @@ import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,9 +66,10 @@ def test_the_dask_clients_memory_does_not_grow_with_the_bundles(
 def test_an_incremental_rebuild_decodes_the_reused_holes_a_batch_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The holes of the reused bundles are decoded as each batch of rows is folded, and let go
-    after it, not all before the scan: at most two decoded batches are alive at any time (the run
-    held them all before: 3.5 GiB at 1,000,000 sparse bundles, one in eight changed)."""
+    """The reused bundles' rows are read from the previous store, and their holes decoded, as
+    each batch is folded, and let go after it, not all before the scan: at most two batches
+    are alive at any time (the run held them all before: 3.5 GiB at 1,000,000 sparse bundles,
+    one in twenty changed, then 1.9 GiB with the rows all read before the scan)."""
     import gc
     import os
     import time
@@ -85,19 +87,35 @@ def test_an_incremental_rebuild_decodes_the_reused_holes_a_batch_at_a_time(
     os.utime(model, ns=(hour_ago + 10**9, hour_ago + 10**9))
 
     refs: list[weakref.ref[scan.ScanBatch]] = []
-    most, made = [0], [0]
+    parts: list[weakref.ref[scan.Reused]] = []
+    most, most_parts, made = [0], [0], [0]
     decode = scan.Reused.batch
 
     def batch(self: scan.Reused) -> scan.ScanBatch:
         gc.collect()
         made[0] += 1
+        parts.append(weakref.ref(self))
+        most_parts[0] = max(most_parts[0], sum(r() is not None for r in parts))
         decoded = decode(self)
         refs.append(weakref.ref(decoded))
         most[0] = max(most[0], sum(r() is not None for r in refs))
         return decoded
 
+    reads: list[int] = []
+    read = incremental.read_bundle_files
+
+    def read_some(store: Path, file_fids: Any, row_fids: Any, counts_only: bool) -> Any:
+        reads.append(len(file_fids))
+        return read(store, file_fids, row_fids, counts_only)
+
     monkeypatch.setattr(scan.Reused, "batch", batch)
+    monkeypatch.setattr(incremental, "read_bundle_files", read_some)
+    monkeypatch.setattr(incremental, "REUSED_BATCH", 512)
+    monkeypatch.setattr(incremental, "_REUSED_READ", 1024)
     done = rebuild(cache, status, workers=1)
     assert done.bundles_reused > 0.8 * full.bundles_read
-    assert made[0] >= done.bundles_reused // incremental.REUSED_BATCH >= 2
+    assert made[0] >= done.bundles_reused // 512 >= 2
     assert most[0] <= 2  # the batch folded, and the one before it, until it is replaced
+    # The rows are read from the previous store as they are folded, not all before the scan.
+    assert sum(reads) == done.bundles_reused and max(reads) <= 1024 and len(reads) >= 4
+    assert most_parts[0] <= 2

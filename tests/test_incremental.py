@@ -441,3 +441,23 @@ def test_incremental_rebuild_on_object_storage(
     full = rebuild(url, tmp_path / "Full2.gdb", workers=1, reuse=False)
     assert_same_store(store, Path(str(full.status_path)))
     assert changed.levels == full.levels != first.levels
+
+
+def test_a_stamp_compares_as_its_text_does() -> None:
+    """Stamps are kept as one int64 each: an integer (st_mtime_ns) as itself, other text (an
+    ETag) as a digest; equal only where the texts ``str`` gives are equal."""
+    from cachestatus.store.records import NO_STAMP, stamp_value, stamp_values
+
+    mtime = 1_733_000_000_123_456_789
+    assert stamp_value(mtime) == stamp_value(str(mtime)) == mtime
+    assert stamp_value(-5) == stamp_value("-5") == -5
+    assert stamp_value("0123") != stamp_value("123")  # other texts: read again
+    assert stamp_value('"d41d8cd98f00b204e9800998ecf8427e"') == stamp_value(
+        '"d41d8cd98f00b204e9800998ecf8427e"'
+    )
+    etags = [f'"{i:032x}"' for i in range(20_000)] + ["0x8DCB6A1F2E3D4C5", "12345678901234567890"]
+    assert len(set(stamp_values(etags).tolist())) == len(etags)
+    texts = [str(mtime), "+5", " 5", "05", "5_0", None, str(2**63), "-7"]  # each as stamp_value
+    assert stamp_values(texts).tolist() == [stamp_value(t) for t in texts]
+    assert stamp_values([str(mtime), "-7"]).tolist() == [mtime, -7]
+    assert stamp_value(None) == NO_STAMP and stamp_value(2**63) == stamp_value(str(2**63))

@@ -18,7 +18,8 @@ Virtual bundles (formats without bundle files) and codecs that do not tell a sta
 read.
 
 The result equals a full rebuild's: the same rows, totals and missing areas, since a reused
-bundle brings the very row and holes its reading gave.
+bundle brings the very row and holes its reading gave. (Stamps are compared as 64-bit values:
+an ETag as a digest of its text, so two ETags may compare equal by a chance of 2**-64.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import pickle
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +38,11 @@ import numpy as np
 import numpy.typing as npt
 
 from . import __version__
-from .formats.base import BundleFile, CacheReader, LevelListing
+from .formats.base import BundleFile, BundleRun, CacheReader, LevelListing, packed, unpacked
 from .missing_areas import HOLE, MissingRows, cover_warning
-from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem, RowBatch
+from .models import BUNDLE_SIZE, BundleSet, BundleState, LevelSummary, Problem
 from .request import same_request
-from .scan import Listing, Progress, Reused, ScanBatch, ScanOutcome, scan_warnings
+from .scan import Listing, Progress, Reused, ScanBatch, ScanOutcome, chunks, scan_warnings
 from .storage import RACY_NS
 from .store.reader import (
     count_rows,
@@ -50,7 +52,15 @@ from .store.reader import (
     read_keys,
     read_levels,
 )
-from .store.records import BundleFileRows, FileStamps, JobRecord, encode_holes, picked
+from .store.records import (
+    NO_STAMP,
+    BundleFileRows,
+    FileStamps,
+    JobRecord,
+    encode_holes,
+    stamp_value,
+    take_rows,
+)
 from .store.schema import TASK_STATUS
 from .store.tables import epoch_ns, is_geopackage, major
 from .store.writer import updatable
@@ -58,6 +68,11 @@ from .store.writer import updatable
 #: Reused rows handed to the folds at a time: a batch's holes, decoded as it is folded, take
 #: about 4 KiB a bundle that misses tiles here and there.
 REUSED_BATCH = 2_048
+#: Listed bundles compared with the stored stamps at a time (:meth:`Previous.split`).
+SPLIT_CHUNK = 16_384
+#: Reused rows read from the store at a time (then folded :data:`REUSED_BATCH` at a time): two
+#: queries each (``BundleFiles`` and ``TaskStatus``), about 0.5 KiB a row read.
+_REUSED_READ = 4 * REUSED_BATCH
 #: Previous rows whose bundles are always read again.
 _REREAD = {BundleState.CORRUPT.value, BundleState.IN_PROGRESS.value}
 
@@ -69,28 +84,34 @@ def tiling(reader: CacheReader) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _take(rows: RowBatch, which: npt.NDArray[np.intp] | slice, **replaced: Any) -> RowBatch:
-    """The rows at the positions ``which`` (a slice: views of the arrays, not copies), with the
-    columns ``replaced`` given whole."""
-    columns = {name: picked(getattr(rows, name), which) for name in RowBatch.COLUMNS}
-    return RowBatch(**{**columns, **replaced})
-
-
-def _packed(keys: npt.NDArray[np.int64], levels: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Bundle keys (level, row, col; shape (n, 3)) as one int64 each: the level's position in
+def _packed(
+    level: npt.NDArray[np.int64],
+    row: npt.NDArray[np.int64],
+    col: npt.NDArray[np.int64],
+    levels: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Bundle keys (level, row and column arrays) as one int64 each: the level's position in
     ``levels`` (sorted, holding every level), then the bundle row and column (24 bits each: a
     row below 2**31 over 128-tile bundles)."""
-    where = np.searchsorted(levels, keys[:, 0]).astype(np.int64)
-    return (where << 48) | ((keys[:, 1] // BUNDLE_SIZE) << 24) | (keys[:, 2] // BUNDLE_SIZE)
+    where = np.searchsorted(levels, level).astype(np.int64)
+    return (where << 48) | ((row // BUNDLE_SIZE) << 24) | (col // BUNDLE_SIZE)
 
 
-def _positions(table: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
-    """Where each ``wanted`` packed key is in ``table`` (keys unique), -1 where it is not."""
-    if not len(table):
-        return np.full(len(wanted), -1, dtype=np.intp)
+def _finder(
+    table: npt.NDArray[np.int64],
+) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.intp]]:
+    """Where each of the packed keys it is given is in ``table`` (keys unique), -1 where it is
+    not: the table sorted once, for many lookups."""
     order = np.argsort(table, kind="stable")
-    at = np.minimum(np.searchsorted(table[order], wanted), len(table) - 1)
-    return np.where(table[order][at] == wanted, order[at], -1)
+    ordered = table[order]
+
+    def find(wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        if not len(ordered):
+            return np.full(len(wanted), -1, dtype=np.intp)
+        at = np.minimum(np.searchsorted(ordered, wanted), len(ordered) - 1)
+        return np.where(ordered[at] == wanted, order[at], -1)
+
+    return find
 
 
 def _key_array(*columns: Any) -> npt.NDArray[np.int64]:
@@ -104,13 +125,14 @@ _NOT_A_TIME = np.iinfo(np.int64).min
 
 def _listed_stamps(
     bundles: list[BundleFile], which: npt.NDArray[np.intp]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_], npt.NDArray[np.int64]]:
-    """The size, the stamp as text and the stamp as a time (ns, :data:`_NOT_A_TIME` for an
-    ETag) of the bundles at ``which``, as listed; a local listing tells none, and a bundle file
-    is asked (one stat, as ``find -printf '%s %T@'`` does). Size -1: it cannot be."""
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The size, the stamp (:func:`~cachestatus.store.records.stamp_value`) and the stamp as a
+    time (ns, :data:`_NOT_A_TIME` for an ETag) of the bundles at ``which``, as listed; a local
+    listing tells none, and a bundle file is asked (one stat, as ``find -printf '%s %T@'``
+    does). Size -1: it cannot be."""
     count = len(which)
     sizes = np.full(count, -1, dtype=np.int64)
-    texts = np.empty(count, dtype=object)
+    values = np.full(count, NO_STAMP, dtype=np.int64)
     times = np.full(count, _NOT_A_TIME, dtype=np.int64)
     stat = os.stat
     for out, i in enumerate(which.tolist()):
@@ -124,21 +146,23 @@ def _listed_stamps(
             sizes[out], stamp = st.st_size, st.st_mtime_ns
         elif bundle.size is not None:
             sizes[out] = bundle.size
-        texts[out] = str(stamp)
+        values[out] = stamp_value(stamp)
         if isinstance(stamp, int):
             times[out] = stamp
-    return sizes, texts, times
+    return sizes, values, times
 
 
 @dataclass
 class Previous:
     """What the previous rebuild's store lets this one reuse, read from it as needed: first
-    the key, size and stamp of each bundle file it read; its rows and holes only when rows are
-    written again."""
+    the feature id, key, size and stamp of each bundle file it read; then, unless nothing
+    changed, the reused rows and holes, a batch at a time as they are folded
+    (:class:`StoredReused`)."""
 
     #: The store.
     store: Path
-    #: Its ``BundleFiles`` rows' keys, sizes and stamps.
+    #: Its ``BundleFiles`` rows' feature ids, keys, sizes and stamps (as int64:
+    #: :func:`~cachestatus.store.records.stamp_value`).
     stamps: FileStamps
     #: Which of them may be reused (not those of ``CORRUPT`` or ``IN_PROGRESS`` rows).
     reusable: npt.NDArray[np.bool_]
@@ -174,63 +198,76 @@ class Previous:
 
     def split(self, listing: Listing) -> Listing:
         """The listing of the bundles to read; the rows of the others, reused, in its
-        :attr:`~cachestatus.scan.Listing.reused` (left empty when :attr:`unchanged`)."""
-        bundles = list(listing.bundles())
-        keys = _bundle_keys(bundles)
-        stored = _key_array(self.stamps.level, self.stamps.row, self.stamps.col)
-        levels = np.unique(np.concatenate([stored[:, 0], keys[:, 0]]))
-        at = _positions(_packed(stored, levels), _packed(keys, levels))
-        hit = at >= 0
-        at[hit] = np.where(self.reusable[at[hit]], at[hit], -1)
-        plain = np.array([not b.locked and b.payload is None for b in bundles], dtype=np.bool_)
-        which = np.flatnonzero((at >= 0) & plain)
-        sizes, texts, times = _listed_stamps(bundles, which)
-        same = (
-            (sizes == self.stamps.size[at[which]])
-            & (texts == self.stamps.stamp[at[which]])
-            & (times < self.started_ns - RACY_NS)
-        )
-        which = which[same]
+        :attr:`~cachestatus.scan.Listing.reused` (left empty when :attr:`unchanged`), read
+        from the store as they are folded.
+
+        The listing is compared with the stored stamps :data:`SPLIT_CHUNK` bundles at a time:
+        what is kept of it is the bundles to read, and of the others their positions in
+        :attr:`stamps`."""
+        stamps = self.stamps
+        row_fids, row_level, row_row, row_col = read_keys(self.store, _BUNDLE_ROWS_WHERE)
+        planned = np.array([p.lod.level for p in listing.plans], dtype=np.int64)
+        levels = np.unique(np.concatenate([stamps.level, row_level, planned]))
+        stored = _packed(stamps.level, stamps.row, stamps.col, levels)
+        find = _finder(stored)
+        # The row of each stored bundle file: one without is read again.
+        rows_at = _finder(_packed(row_level, row_row, row_col, levels))(stored)
+        found = rows_at >= 0
+        row_fid = np.where(found, row_fids[rows_at], -1)  # of each stored bundle file
+        reusable = self.reusable & found
+        del stored, row_level, row_row, row_col, rows_at, row_fids, found
+        kept: list[npt.NDArray[np.intp]] = []
+        to_read = {p.lod.level: _Kept(p.lod.level) for p in listing.plans}
+        listed = 0
+        for bundles in chunks(listing.bundles(), SPLIT_CHUNK):
+            listed += len(bundles)
+            keys = _bundle_keys(bundles)
+            at = find(_packed(keys[:, 0], keys[:, 1], keys[:, 2], levels))
+            hit = at >= 0
+            at[hit] = np.where(reusable[at[hit]], at[hit], -1)
+            plain = np.array([not b.locked and b.payload is None for b in bundles], np.bool_)
+            which = np.flatnonzero((at >= 0) & plain)
+            sizes, values, times = _listed_stamps(bundles, which)
+            same = (
+                (sizes == stamps.size[at[which]])
+                & (values == stamps.stamp[at[which]])
+                & (values != NO_STAMP)
+                & (times < self.started_ns - RACY_NS)
+            )
+            which = which[same]
+            kept.append(at[which])
+            read = np.ones(len(bundles), dtype=np.bool_)
+            read[which] = False
+            by_level: dict[int, list[BundleFile]] = {}
+            for i in np.flatnonzero(read).tolist():
+                by_level.setdefault(bundles[i].key.level, []).append(bundles[i])
+            for level, left in by_level.items():
+                to_read[level].add(left)
+        # Sorted, as the rows' ids are, and each once (should a key be listed twice).
+        self.kept = np.unique(np.concatenate(kept)) if kept else np.zeros(0, np.intp)
         self.unchanged = self.carriable and (
-            len(which) == len(bundles) == sum(lv.bundles for lv in self.levels)
+            len(self.kept) == listed == sum(lv.bundles for lv in self.levels)
         )
-        reused: list[Reused] = []
+        reused: StoredReused | tuple[()] = ()
         if not self.unchanged:
-            rows_at, reused = self._reused(at[which])
-            which = which[rows_at >= 0]
-        self.kept = at[which]
-        read = np.ones(len(bundles), dtype=np.bool_)
-        read[which] = False
-        to_read: dict[int, list[BundleFile]] = {p.lod.level: [] for p in listing.plans}
-        for i in np.flatnonzero(read).tolist():
-            to_read[bundles[i].key.level].append(bundles[i])
+            reused = StoredReused(
+                self.store, stamps.fid[self.kept], row_fid[self.kept], self.in_place
+            )
         return Listing(
             listing.reader,
             listing.plans,
             listing.policy,
-            [_Kept(level, kept) for level, kept in to_read.items()],
-            count=int(np.count_nonzero(read)),
+            list(to_read.values()),
+            count=listed - len(self.kept),
             problems=listing.problems,
             reused=reused,
         )
 
-    def _reused(self, kept: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], list[Reused]]:
-        """The previous rows and holes of the bundle files at ``kept`` (positions in
-        :attr:`stamps`), in batches; and, per position, where its row is (-1: the store has
-        none, the bundle is read)."""
-        stored = read_bundle_files(self.store, counts_only=self.in_place)
-        assert stored is not None, "the store's BundleFiles table was read before"
-        files, rows = stored
-        files.stamp = [s or "" for s in files.stamp]
-        file_keys = _key_array(files.level[kept], files.row[kept], files.col[kept])
-        row_keys = _key_array(rows.level, rows.row, rows.col)
-        levels = np.unique(np.concatenate([file_keys[:, 0], row_keys[:, 0]]))
-        rows_at = _positions(_packed(row_keys, levels), _packed(file_keys, levels))
-        found = rows_at >= 0
-        files = files.take(kept[found])
-        blocks = np.column_stack([files.row0, files.row1, files.col0, files.col1]).reshape(-1, 4)
-        rows = _take(rows, rows_at[found], tiles=blocks)
-        return rows_at, list(_batches(rows, files))
+    def kept_keys(self) -> tuple[npt.NDArray[np.int64], ...]:
+        """The keys (levels, rows, columns) of the bundle files :meth:`split` reused."""
+        stamps = self.stamps
+        keys = _key_array(stamps.level[self.kept], stamps.row[self.kept], stamps.col[self.kept])
+        return keys[:, 0], keys[:, 1], keys[:, 2]
 
     def outcome(
         self, listing: Listing, warnings: Sequence[str], progress: Progress | None
@@ -268,29 +305,68 @@ def _bundle_keys(bundles: list[BundleFile]) -> npt.NDArray[np.int64]:
     return np.fromiter(keys, dtype=np.int64, count=3 * len(bundles)).reshape(-1, 3)
 
 
-def _batches(rows: RowBatch, files: BundleFileRows) -> Iterator[Reused]:
-    """Reused rows and their ``BundleFiles`` rows, in batches."""
-    for start in range(0, len(files), REUSED_BATCH):
-        which = slice(start, start + REUSED_BATCH)  # views of the rows read, not copies
-        yield Reused(_take(rows, which), files.take(which))
+@dataclass(frozen=True, eq=False)
+class StoredReused:
+    """The rows a rebuild reuses, read from the previous store a batch at a time as they are
+    iterated (:class:`~cachestatus.scan.ReusedRows`): the ``BundleFiles`` rows whose feature
+    ids are ``file_fids`` (ascending) and the ``TaskStatus`` rows ``row_fids``, pair by pair.
+    With ``in_place``, the store written is that very one, updated: only the fields the
+    folds need are read, and the rows are not written again."""
+
+    store: Path
+    file_fids: npt.NDArray[np.int64]
+    row_fids: npt.NDArray[np.int64]
+    in_place: bool
+
+    def __len__(self) -> int:
+        return len(self.file_fids)
+
+    def __iter__(self) -> Iterator[Reused]:
+        for start in range(0, len(self), _REUSED_READ):
+            which = slice(start, start + _REUSED_READ)
+            files, rows = read_bundle_files(
+                self.store, self.file_fids[which], self.row_fids[which], self.in_place
+            )
+            files.stamp = [s or "" for s in files.stamp]
+            blocks = np.column_stack([files.row0, files.row1, files.col0, files.col1])
+            rows = take_rows(rows, slice(None), tiles=blocks.reshape(-1, 4))
+            for first in range(0, len(files), REUSED_BATCH):
+                part = slice(first, first + REUSED_BATCH)  # views of the rows read, not copies
+                yield Reused(take_rows(rows, part), files.take(part), stored=self.in_place)
 
 
 class _Kept(LevelListing):
-    """The bundles of a level left to read."""
+    """The bundles of a level left to read, kept compact a chunk of the listing at a time: as
+    objects, one bundle in eight kept of each chunk would keep the memory of all of them (the
+    allocator frees a block only once everything in it is freed)."""
 
-    def __init__(self, level: int, bundles: list[BundleFile]) -> None:
-        self.level, self.bundles = level, bundles
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self._parts: list[tuple[BundleRun, ...] | bytes] = []
+        self._count = 0
+
+    def add(self, bundles: list[BundleFile]) -> None:
+        """Keep ``bundles``, after those kept before: as runs of names (:func:`packed`, a few
+        bytes a bundle) where they are named by their keys alone, else pickled."""
+        if bundles:
+            runs = packed(bundles)
+            part = pickle.dumps(bundles, pickle.HIGHEST_PROTOCOL) if runs is None else runs
+            self._parts.append(part)
+            self._count += len(bundles)
 
     @property
     def count(self) -> int:
         """How many."""
-        return len(self.bundles)
+        return self._count
 
     def __iter__(self) -> Iterator[BundleFile | Problem]:
         """The bundles, in the listing's order."""
-        return iter(self.bundles)
+        for part in self._parts:
+            yield from pickle.loads(part) if isinstance(part, bytes) else unpacked(part)
 
 
+#: The filter of the rows that may have a ``BundleFiles`` row.
+_BUNDLE_ROWS_WHERE = f"status <> '{BundleState.MISSING.value}'"
 #: The filter of the rows whose bundles are always read again.
 _REREAD_WHERE = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(_REREAD)))
 
@@ -317,14 +393,14 @@ def previous_status(
         stamps = read_file_stamps(target)
         if stamps is None or not len(stamps):
             return None
-        reread = _key_array(*read_keys(target, _REREAD_WHERE))
+        reread = _key_array(*read_keys(target, _REREAD_WHERE)[1:])
         levels = read_levels(target)
         in_place = updatable(target)
     except Exception:  # an unreadable old store (pyogrio's errors, bad JSON): a full scan
         return None
-    stored = _key_array(stamps.level, stamps.row, stamps.col)
-    every = np.unique(np.concatenate([stored[:, 0], reread[:, 0]]))
-    reusable = _positions(_packed(reread, every), _packed(stored, every)) < 0
+    every = np.unique(np.concatenate([stamps.level, reread[:, 0]]))
+    reread_at = _finder(_packed(reread[:, 0], reread[:, 1], reread[:, 2], every))
+    reusable = reread_at(_packed(stamps.level, stamps.row, stamps.col, every)) < 0
     started = epoch_ns(last.started)
     return Previous(
         target,

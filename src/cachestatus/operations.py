@@ -718,7 +718,7 @@ def _scan_to_store(
     with StatusWriter(
         target, reader.scheme, extent, job_id, token, lock, big_integer, keep_files=keep_history
     ) as writer:
-        files = [lambda batch: writer.add_files(bundle_files(batch))] if keep_history else []
+        files = [partial(_add_files, writer)] if keep_history else []
         split = None if previous is None else previous.split
         with planned.listed(reader, split) as (listing, executor):
             lock.keep_fresh()  # a thread: only once every worker process is forked
@@ -730,8 +730,7 @@ def _scan_to_store(
                 if previous is not None and previous.in_place:
                     # Rows can be deleted from a GeoPackage: the reused ones (read for their
                     # counts only) are not rewritten.
-                    kept = [(b.rows, b.files) for b in listing.reused if b.files]
-                    writer.update(target, kept, previous.gone())
+                    writer.update(target, previous.kept_keys(), previous.gone())
                 outcome = scan_status(
                     listing, executor, writer.add, files, planned.progress, planned.warnings
                 )
@@ -772,6 +771,13 @@ def _scan_to_store(
         bundles_read=outcome.bundles_read,
         bundles_reused=outcome.bundles_reused,
     )
+
+
+def _add_files(writer: StatusWriter, batch: ScanBatch) -> None:
+    """A batch's ``BundleFiles`` rows to ``writer``, but for rows the store has already
+    (:attr:`~cachestatus.scan.ScanBatch.stored`)."""
+    if not batch.stored:
+        writer.add_files(bundle_files(batch))
 
 
 def _previous_jobs(target: Path) -> list[JobRecord]:

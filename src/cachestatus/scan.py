@@ -316,6 +316,9 @@ class ScanBatch:
     stamps: list[int | str | None] = field(default_factory=list)
     #: The ``BundleFiles`` rows of rows reused from the previous rebuild (``None``: read now).
     files: BundleFileRows | None = None
+    #: Reused rows the store being written holds already (a GeoPackage updated in place):
+    #: folded into totals and missing areas, not written again.
+    stored: bool = False
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -330,6 +333,8 @@ class Reused:
 
     rows: RowBatch
     files: BundleFileRows
+    #: See :attr:`ScanBatch.stored`.
+    stored: bool = False
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -344,7 +349,19 @@ class Reused:
             for level, text in zip(files.level.tolist(), files.holes, strict=True)
             if text
         ]
-        return ScanBatch(self.rows, tagged_holes(holes), files=files)
+        return ScanBatch(self.rows, tagged_holes(holes), files=files, stored=self.stored)
+
+
+class ReusedRows(Protocol):
+    """The rows an incremental rebuild reuses (:mod:`cachestatus.incremental`), read from the
+    previous store a batch at a time as they are iterated: memory holds one batch, not every
+    reused bundle's row."""
+
+    def __len__(self) -> int:
+        """How many bundles."""
+
+    def __iter__(self) -> Iterator[Reused]:
+        """The rows, a batch at a time."""
 
 
 def scan_chunk(context: ChunkContext, bundles: list[BundleFile], blank: bool = False) -> ScanBatch:
@@ -403,7 +420,7 @@ class Listing:
     problems: list[Problem] = field(default_factory=list)
     #: The rows of listed bundles reused from the previous rebuild instead of read (see
     #: :mod:`cachestatus.incremental`): they go to the folds before the others.
-    reused: list[Reused] = field(default_factory=list)
+    reused: ReusedRows = ()
     #: The parts of the levels' listings, in order, where each part is listed where its
     #: bundles are read (:meth:`~cachestatus.formats.CacheReader.level_parts`), ``None``
     #: where the levels were listed here; :attr:`count` is then the expected bundles.
@@ -602,7 +619,7 @@ def scan(
     advances progress by its length (one entry per bundle). Progress counts the bundles whose
     rows are reused (:attr:`Listing.reused`) too, done from the start."""
     if progress:
-        reused = sum(len(batch) for batch in listing.reused)
+        reused = len(listing.reused)
         progress.start(None if listing.parts is not None else listing.count + reused)
         if reused:
             progress.advance(reused)
@@ -634,6 +651,12 @@ def scan_warnings(reader: CacheReader, policy: ScanPolicy) -> list[str]:
     return warnings
 
 
+def _written(sink: Callable[[RowBatch], None], batch: ScanBatch) -> None:
+    """A batch's rows to ``sink``, but for rows it has already (:attr:`ScanBatch.stored`)."""
+    if not batch.stored:
+        sink(batch.rows)
+
+
 def scan_status(
     listing: Listing,
     executor: Executor,
@@ -659,7 +682,7 @@ def scan_status(
     said = [*warnings, *scan_warnings(reader, policy)]
     totals = LevelTotals(plans, policy.blank, listing.problems)
     areas = MissingAreas(reader.scheme, {p.lod.level: p.expected for p in plans})
-    out = [] if sink is None else [lambda batch: sink(batch.rows)]
+    out: list[Fold[ScanBatch]] = [] if sink is None else [partial(_written, sink)]
     work = partial(scan_chunk, blank=True) if policy.blank else scan_chunk
     every: list[Fold[ScanBatch]] = [areas.add, totals.add, *folds, *out]
     for part in listing.reused:

@@ -8,14 +8,14 @@ field fills the attribute of the same column, by name.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import StatusNotFound
+from ..errors import StatusNotFound, StatusWriteError
 from ..models import (
     CORRUPT,
     BundleKey,
@@ -27,7 +27,14 @@ from ..models import (
     TilingScheme,
 )
 from .geometry import rectangle_tiles
-from .records import BundleFileRows, FileStamps, JobRecord, StoredRows
+from .records import (
+    BundleFileRows,
+    FileStamps,
+    JobRecord,
+    StoredRows,
+    stamp_values,
+    take_rows,
+)
 from .schema import (
     BUNDLE_FILES,
     BUNDLE_FILES_LAYER,
@@ -54,6 +61,14 @@ _STAMP_FIELDS = ("levelID", "bundleRow", "bundleCol", "fileBytes", "stamp")
 _KEY_FIELDS = ("levelID", "bundleRow", "bundleCol", "status")
 
 
+#: A function a field's values are read through (:func:`_table_rows`).
+Convert = Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
+
+
+def _same(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return values
+
+
 def _table(
     path: Path,
     layer: Layer,
@@ -68,6 +83,24 @@ def _table(
     Raises:
         StatusNotFound: a field every store has is missing (not a store cachestatus wrote).
     """
+    fields, polygons, _ = _table_rows(path, layer, where, geometry, names)
+    return fields, polygons
+
+
+def _table_rows(
+    path: Path,
+    layer: Layer,
+    where: str | None = None,
+    geometry: bool = False,
+    names: Sequence[str] | None = None,
+    fids: npt.NDArray[np.int64] | None = None,
+    convert: Mapping[str, Convert] | None = None,
+) -> tuple[list[tuple[str, Column, npt.NDArray[Any]]], Any, npt.NDArray[np.int64]]:
+    """:func:`_table`, of only the rows whose feature ids are ``fids`` (ascending; not with
+    ``where`` but in a GeoPackage) when given, and the feature id of each row read: rows come
+    in the order of their ids. The values of a
+    field named in ``convert`` are passed through its function (a GeoPackage's a part at a
+    time: millions of texts are not held at once)."""
     # GDAL's OpenFileGDB driver does not see ignored fields in filters: ``names`` holds the
     # fields ``where`` tests. Derived fields (a row's bundleName, jobID...) are not read back:
     # not asked for either (GDAL skips a name the table lacks, a field added since).
@@ -75,19 +108,25 @@ def _table(
     wkb = None
     if is_geopackage(path) and not geometry:
         # GDAL hands a GeoPackage's attribute filter to SQLite as it is: the same rows.
-        table = _gpkg_fields(path, layer, wanted, where)
+        read_fids, table = _gpkg_fields(path, layer, wanted, where, fids, convert)
     else:
         from pyogrio.raw import read as ogr_read  # GDAL loads on first use: a faster start-up
 
-        meta, _fids, wkb, values = ogr_read(
+        meta, read_fids, wkb, values = ogr_read(
             str(path),
             layer=layer.name,
             read_geometry=geometry,
             where=where,
             columns=list(wanted),
+            fids=fids,
+            return_fids=True,
         )
         table = dict(zip(meta["fields"], values, strict=True))
-    count = len(next(iter(table.values()))) if table else 0
+        read_fids = np.asarray(read_fids, dtype=np.int64)
+        for name, function in (convert or {}).items():
+            if name in table:
+                table[name] = function(table[name])
+    count = len(read_fids)
     fields = []
     for column in layer.columns:
         attribute = column.attribute
@@ -103,37 +142,64 @@ def _table(
             stored = column.nulls(count)
         fields.append((attribute, column, stored))
     if not geometry:
-        return fields, None
+        return fields, None, read_fids
     import shapely
 
-    return fields, shapely.from_wkb(wkb)
+    return fields, shapely.from_wkb(wkb), read_fids
+
+
+#: Rows fetched from SQLite at a time: the tuples of a whole table of millions of rows would
+#: take several times the arrays made of them.
+_FETCH = 16_384
 
 
 def _gpkg_fields(
-    path: Path, layer: Layer, names: Sequence[str], where: str | None = None
-) -> dict[str, npt.NDArray[Any]]:
-    """The fields ``names`` of a GeoPackage's table (those it has; of the rows matching
-    ``where`` when given), read through SQLite in the order of its rows, as GDAL gives them:
-    integers, floats (NaN for null, and for a nullable integer), text (``None`` for null),
-    times as ``datetime64[ms]`` (NaT for null). Many times faster than GDAL for a table of many
-    rows, which an incremental rebuild reads."""
+    path: Path,
+    layer: Layer,
+    names: Sequence[str],
+    where: str | None = None,
+    fids: npt.NDArray[np.int64] | None = None,
+    convert: Mapping[str, Convert] | None = None,
+) -> tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[Any]]]:
+    """The feature ids and the fields ``names`` of a GeoPackage's table (those it has; of the
+    rows matching ``where``, and of those whose ids are ``fids``, when given), read through
+    SQLite in the order of its rows, as GDAL gives them: integers, floats (NaN for null, and
+    for a nullable integer), text (``None`` for null), times as ``datetime64[ms]`` (NaT for
+    null). Many times faster than GDAL for a table of many rows, which an incremental rebuild
+    reads. A field named in ``convert`` is passed through its function a part at a time."""
     from . import partial
+
+    convert = convert or {}
 
     db = partial.connect(path, read_only=True)
     try:
         stored = {row[1] for row in db.execute(f'PRAGMA table_info("{layer.name}")')}
         columns = [c for c in layer.columns if c.name in names and c.name in stored]
-        if not columns:
-            return {}
-        selected = ", ".join(f'"{c.name}"' for c in columns)
-        condition = "" if where is None else f" WHERE {where}"
-        rows = db.execute(
-            f'SELECT {selected} FROM "{layer.name}"{condition} ORDER BY fid'
-        ).fetchall()
+        selected = "".join(f', "{c.name}"' for c in columns)
+        conditions = [] if where is None else [f"({where})"]
+        if fids is not None:
+            conditions.append(f"fid IN ({','.join(map(str, fids.tolist()))})")
+        condition = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        cursor = db.execute(f'SELECT fid{selected} FROM "{layer.name}"{condition} ORDER BY fid')
+        chunks: list[list[npt.NDArray[Any]]] = []
+        while rows := cursor.fetchmany(_FETCH):
+            values = list(zip(*rows, strict=True))
+            chunks.append(
+                [
+                    np.array(values[0], dtype=np.int64),
+                    *(
+                        convert.get(c.name, _same)(_as_read(c, v))
+                        for c, v in zip(columns, values[1:], strict=True)
+                    ),
+                ]
+            )
     finally:
         db.close()
-    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    return {c.name: _as_read(c, v) for c, v in zip(columns, values, strict=True)}
+    if not chunks:
+        empty = (convert.get(c.name, _same)(_as_read(c, ())) for c in columns)
+        chunks = [[np.zeros(0, dtype=np.int64), *empty]]
+    read = [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+    return read[0], {c.name: values for c, values in zip(columns, read[1:], strict=True)}
 
 
 def _as_read(column: Column, values: Sequence[Any]) -> npt.NDArray[Any]:
@@ -268,33 +334,36 @@ COUNTED_FIELDS = {
 
 
 def read_bundle_files(
-    path: Path, counts_only: bool = False
-) -> tuple[BundleFileRows, RowBatch] | None:
-    """The store's ``BundleFiles`` rows and its ``TaskStatus`` rows (without polygons: each
-    row's ``tiles`` is -1), or ``None`` for a store without a ``BundleFiles`` table (written
-    by a report, or by an earlier version).
+    path: Path,
+    file_fids: npt.NDArray[np.int64],
+    row_fids: npt.NDArray[np.int64],
+    counts_only: bool = False,
+) -> tuple[BundleFileRows, RowBatch]:
+    """The store's ``BundleFiles`` rows whose feature ids are ``file_fids`` (ascending), and
+    its ``TaskStatus`` rows whose ids are ``row_fids``, in that order (without polygons: each
+    row's ``tiles`` is -1): a batch of the rows an incremental rebuild reuses, read as they
+    are folded. The ids are those :func:`read_file_stamps` and :func:`read_keys` give.
 
     With ``counts_only``, only the fields of :data:`COUNTED_FIELDS` are read, the others left
     unknown (-1, NaN, empty text): rows to fold into level totals and missing areas, not to
     write (those a GeoPackage updated in place keeps as they are).
-
-    Raises:
-        StatusNotFound: there is no status store at ``path``, or not one of ours.
     """
-    layers = _check(path)
-    if BUNDLE_FILES not in layers or TASK_STATUS not in layers:
-        return None
     names = COUNTED_FIELDS[BUNDLE_FILES] if counts_only else None
-    fields, _ = _table(path, BUNDLE_FILES_LAYER, names=names)
+    fields, _, files_read = _table_rows(path, BUNDLE_FILES_LAYER, names=names, fids=file_fids)
     found = {attribute: column.column(stored) for attribute, column, stored in fields}
     files = BundleFileRows(**_unread(BUNDLE_FILES_LAYER, found))
-    if not counts_only:
-        rows, _ = _rows(path)
-        return files, rows
-    fields, _ = _table(path, TASK_STATUS_LAYER, names=COUNTED_FIELDS[TASK_STATUS])
+    names = COUNTED_FIELDS[TASK_STATUS] if counts_only else None
+    wanted = np.unique(row_fids)
+    fields, _, read = _table_rows(path, TASK_STATUS_LAYER, names=names, fids=wanted)
     found = {attribute: column.column(stored) for attribute, column, stored in fields}
-    tiles = np.full((len(found["state"]), 4), -1, dtype=np.int64)
-    return files, RowBatch(**_unread(TASK_STATUS_LAYER, found), tiles=tiles)
+    tiles = np.full((len(read), 4), -1, dtype=np.int64)
+    rows = RowBatch(**_unread(TASK_STATUS_LAYER, found), tiles=tiles)
+    if not (np.array_equal(files_read, file_fids) and np.array_equal(read, wanted)):
+        raise StatusWriteError(
+            f"{path}: rows it held when this run started are gone: another program changed "
+            "it meanwhile; run the rebuild again"
+        )
+    return files, take_rows(rows, np.searchsorted(read, row_fids))
 
 
 def _unread(layer: Layer, found: dict[str, Any]) -> dict[str, Any]:
@@ -316,9 +385,9 @@ def _unread(layer: Layer, found: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_file_stamps(path: Path) -> FileStamps | None:
-    """The key, size and stamp of each of the store's ``BundleFiles`` rows (in the order
-    :func:`read_bundle_files` gives them), or ``None`` for a store without a ``BundleFiles``
-    table: what telling changed bundle files from others needs, and no more.
+    """The feature id, key, size and stamp (:func:`~.records.stamp_values`) of each of the
+    store's ``BundleFiles`` rows, in the order of their ids, or ``None`` for a store without a
+    ``BundleFiles`` table: what telling changed bundle files from others needs, and no more.
 
     Raises:
         StatusNotFound: there is no status store at ``path``, or not one of ours.
@@ -326,21 +395,25 @@ def read_file_stamps(path: Path) -> FileStamps | None:
     layers = _check(path)
     if BUNDLE_FILES not in layers or TASK_STATUS not in layers:
         return None
-    fields, _ = _table(path, BUNDLE_FILES_LAYER, names=_STAMP_FIELDS)
+    fields, _, fids = _table_rows(
+        path, BUNDLE_FILES_LAYER, names=_STAMP_FIELDS, convert={"stamp": stamp_values}
+    )
     columns = {
         attribute: stored if column.dtype == TEXT else column.column(stored)
         for attribute, column, stored in fields
     }
-    return FileStamps(**columns)
+    return FileStamps(fid=fids, **columns)
 
 
-def read_keys(path: Path, where: str) -> tuple[npt.NDArray[np.int64], ...]:
-    """The bundle keys (levels, rows, columns) of the ``TaskStatus`` rows matching ``where``,
-    an attribute filter on the fields ``levelID``, ``bundleRow``, ``bundleCol`` and
-    ``status``."""
-    fields, _ = _table(path, TASK_STATUS_LAYER, where, names=_KEY_FIELDS)
+def read_keys(path: Path, where: str | None = None) -> tuple[npt.NDArray[np.int64], ...]:
+    """The feature ids and bundle keys (levels, rows, columns) of the ``TaskStatus`` rows (those
+    matching ``where`` when given: an attribute filter on the fields ``levelID``,
+    ``bundleRow``, ``bundleCol`` and ``status``), in the order of their ids."""
+    # GDAL's OpenFileGDB filters only on fields read; SQLite on any (millions of texts unread).
+    names = _KEY_FIELDS if where is not None and not is_geopackage(path) else _KEY_FIELDS[:3]
+    fields, _, fids = _table_rows(path, TASK_STATUS_LAYER, where, names=names)
     found = {attribute: column.column(stored) for attribute, column, stored in fields}
-    return found["level"], found["row"], found["col"]
+    return fids, found["level"], found["row"], found["col"]
 
 
 def read_level_states(path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:

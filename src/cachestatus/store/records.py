@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,13 @@ def picked(values: Any, which: Any) -> Any:
     if isinstance(values, list) and not isinstance(which, slice):
         return [values[i] for i in np.asarray(which).tolist()]
     return values[which]
+
+
+def take_rows(rows: RowBatch, which: Any, **replaced: Any) -> RowBatch:
+    """The rows at the positions ``which`` (:func:`picked`), with the columns ``replaced``
+    given whole."""
+    columns = {name: picked(getattr(rows, name), which) for name in RowBatch.COLUMNS}
+    return RowBatch(**{**columns, **replaced})
 
 
 @dataclass
@@ -76,17 +85,56 @@ class BundleFileRows:
 
 @dataclass
 class FileStamps:
-    """The keys, sizes and stamps (text) of ``BundleFiles`` rows, as read: what telling a
-    changed bundle file from an unchanged one needs."""
+    """The feature ids, keys, sizes and stamps (as :func:`stamp_values`) of ``BundleFiles``
+    rows, as read: what telling a changed bundle file from an unchanged one needs."""
 
+    fid: npt.NDArray[np.int64]
     level: npt.NDArray[Any]
     row: npt.NDArray[Any]
     col: npt.NDArray[Any]
     size: npt.NDArray[Any]
-    stamp: npt.NDArray[np.object_]
+    stamp: npt.NDArray[np.int64]
 
     def __len__(self) -> int:
         return len(self.stamp)
+
+
+#: The value of a missing stamp (:func:`stamp_value`).
+NO_STAMP = np.iinfo(np.int64).min
+_INT64 = range(NO_STAMP + 1, np.iinfo(np.int64).max + 1)
+
+
+def stamp_value(stamp: int | str | None) -> int:
+    """A bundle file's stamp as one int64, to compare millions of them in little memory: an
+    integer (a local file's ``st_mtime_ns``), or one written as text the way ``str`` writes
+    it, is its value; other text (an ETag) is a 64-bit digest of it (BLAKE2b): equal stamps
+    give equal values, unequal ones unequal values but for a chance of 2**-64. ``None``:
+    :data:`NO_STAMP`."""
+    if stamp is None:
+        return int(NO_STAMP)
+    if isinstance(stamp, int) and stamp in _INT64:
+        return stamp
+    text = str(stamp)
+    digits = text.removeprefix("-")
+    if digits.isascii() and digits.isdigit() and len(digits) <= 19:
+        value = int(text)
+        if str(value) == text and value in _INT64:
+            return value
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def stamp_values(stamps: Iterable[str | None]) -> npt.NDArray[np.int64]:
+    """:func:`stamp_value` of each stamp written as text: at once where every one is an
+    integer as ``str`` writes it (a local cache's), a third of the time of one at a time."""
+    texts = list(stamps)
+    try:
+        values = [int(text) for text in texts]  # type: ignore[arg-type] # None: TypeError
+        if list(map(str, values)) == texts:  # "+1", " 1", "01", "1_0" are other texts
+            return np.array(values, dtype=np.int64)  # OverflowError beyond int64
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return np.array([stamp_value(text) for text in texts], dtype=np.int64)
 
 
 def encode_holes(rows: npt.NDArray[np.int64]) -> str:

@@ -117,9 +117,6 @@ class StatusWriter:
         self._files: list[BundleFileRows] = []
         self._files_queued = 0
         self._files_created = False
-        #: Rows and ``BundleFiles`` rows already in the store being updated (:meth:`update`).
-        self._kept: list[object] = []  # held, so that their ids stay theirs
-        self._kept_ids: set[int] = set()
         #: Started from a copy of the previous store (:meth:`update`).
         self._updated = False
 
@@ -149,8 +146,6 @@ class StatusWriter:
 
     def add(self, batch: RowBatch) -> None:
         """Queue ``TaskStatus`` rows; they are written once :data:`BATCH` rows are queued."""
-        if id(batch) in self._kept_ids:
-            return
         self._batches.append(batch)
         self._queued += len(batch)
         if self._queued >= BATCH:
@@ -158,7 +153,7 @@ class StatusWriter:
 
     def add_files(self, files: BundleFileRows) -> None:
         """Queue ``BundleFiles`` rows (when the store keeps them); written like rows."""
-        if not self.keep_files or not len(files) or id(files) in self._kept_ids:
+        if not self.keep_files or not len(files):
             return
         self._files.append(files)
         self._files_queued += len(files)
@@ -298,46 +293,37 @@ class StatusWriter:
     def update(
         self,
         source: Path,
-        kept: Sequence[tuple[RowBatch, BundleFileRows]],
+        kept: tuple[npt.NDArray[np.int64], ...],
         gone: tuple[npt.NDArray[np.int64], ...],
     ) -> None:
         """Start from a copy of the GeoPackage store at ``source`` that keeps only the
-        ``TaskStatus`` and ``BundleFiles`` rows of the bundles in ``kept`` (a previous rebuild's
-        rows reused as they are, and their ``BundleFiles`` rows): :meth:`add` and
-        :meth:`add_files` then skip these very batches, and append the others;
-        :meth:`commit` writes the other tables whole, as it does for a new store, but adds the
-        new job to ``Jobs`` (the history is there already).
+        ``TaskStatus`` and ``BundleFiles`` rows of the bundles ``kept`` (level, row and column
+        arrays: a previous rebuild's rows reused as they are): the scan does not hand them to
+        :meth:`add` and :meth:`add_files` again (:attr:`~cachestatus.scan.ScanBatch.stored`),
+        which append the others; :meth:`commit` writes the other tables whole, as it does for
+        a new store, but adds the new job to ``Jobs`` (the history is there already).
 
         The copy loses the rows of the bundles ``gone`` (level, row and column arrays: those
         of the store's other bundle files) and its ``MISSING`` rows, so that the work follows
-        the change, not the cache; should it then hold other rows than ``kept`` (rows of no
-        kind it knows), they are deleted by the keys of ``kept``.
+        the change, not the cache; should it then hold other rows than those ``kept`` (rows of
+        no kind it knows), they are deleted by the keys of ``kept``.
 
         ``source`` is one :func:`updatable` found so (asked once, when the previous status
         is read: :attr:`~cachestatus.incremental.Previous.in_place`); any other store is
         written whole."""
         assert self.driver == "GPKG" and not self._created, "a GeoPackage, before any row"
         tables = [layer.name for layer in _UPDATED]
-        expected = {
-            TASK_STATUS_LAYER.name: sum(len(rows) for rows, _ in kept),
-            BUNDLE_FILES_LAYER.name: sum(len(files) for _, files in kept),
-        }
+        expected = {TASK_STATUS_LAYER.name: len(kept[0]), BUNDLE_FILES_LAYER.name: len(kept[0])}
         absent = {TASK_STATUS_LAYER.name: f"status = '{BundleState.MISSING.value}'"}
         try:
             shutil.copyfile(source, self.temp)
             if partial.drop_bundles(self.temp, tables, gone, absent) != expected:
-                keys = tuple(
-                    np.concatenate([getattr(rows, n) for rows, _ in kept] or [np.zeros(0, int)])
-                    for n in ("level", "row", "col")
-                )
-                partial.keep_only(self.temp, tables, keys)
+                partial.keep_only(self.temp, tables, kept)
         except (OSError, sqlite3.Error) as exc:
             raise StatusWriteError(
                 f"{self.target}: updating a copy of {source} failed: "
                 f"{_write_failure(self.temp.parent, exc)}"
             ) from exc
-        self._kept = [part for pair in kept for part in pair]
-        self._kept_ids = {id(part) for part in self._kept}
         self._created = self._files_created = self._updated = True
 
     def _swap(self) -> None:
