@@ -461,3 +461,57 @@ def test_a_stamp_compares_as_its_text_does() -> None:
     assert stamp_values(texts).tolist() == [stamp_value(t) for t in texts]
     assert stamp_values([str(mtime), "-7"]).tolist() == [mtime, -7]
     assert stamp_value(None) == NO_STAMP and stamp_value(2**63) == stamp_value(str(2**63))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 3, 7, 19, 23, 39]),
+            st.integers(0, 2**24 - 1),
+            st.integers(0, 2**24 - 1),
+        ),
+        unique=True,
+        max_size=60,
+    ),
+    st.lists(
+        st.tuples(st.integers(-2, 45), st.integers(0, 2**24 - 1), st.integers(0, 2**24 - 1)),
+        max_size=20,
+    ),
+)
+def test_stored_keys_pack_sort_and_are_found_again(
+    stored: list[tuple[int, int, int]], others: list[tuple[int, int, int]]
+) -> None:
+    """Bundle keys (bundle origins up to 2**31 - 128) packed and sorted come back whole, each
+    found at its place, and a key the store lacks (another level, row or column) is not."""
+    from cachestatus.incremental import StoredFiles
+    from cachestatus.store.records import FileStamps
+
+    keys = np.array([(lv, r * 128, c * 128) for lv, r, c in stored], dtype=np.int64).reshape(-1, 3)
+    count = len(keys)
+    files = StoredFiles.of(
+        FileStamps(
+            fid=np.arange(1, count + 1, dtype=np.int64),
+            level=keys[:, 0].copy(),
+            row=keys[:, 1].copy(),
+            col=keys[:, 2].copy(),
+            size=np.arange(count, dtype=np.int64) * 10,
+            stamp=np.arange(count, dtype=np.int64) * 100,
+        )
+    )
+    level, row, col = files.keys()
+    back = set(zip(level.tolist(), row.tolist(), col.tolist(), strict=True))
+    assert back == {tuple(k) for k in keys.tolist()}
+    assert files.find(level, row, col).tolist() == list(range(count))
+    # Each row keeps its own fid, size and stamp through the sort.
+    by_key = {tuple(k): i for i, k in enumerate(keys.tolist())}
+    at = [by_key[k] for k in zip(level.tolist(), row.tolist(), col.tolist(), strict=True)]
+    assert files.fid.tolist() == [i + 1 for i in at] and files.stamp.tolist() == [
+        i * 100 for i in at
+    ]
+    lacking = np.array(
+        [(lv, r * 128, c * 128) for lv, r, c in others if (lv, r * 128, c * 128) not in by_key],
+        dtype=np.int64,
+    ).reshape(-1, 3)
+    found = files.find(lacking[:, 0], lacking[:, 1], lacking[:, 2])
+    assert (found == -1).all()

@@ -29,7 +29,7 @@ import itertools
 import json
 import os
 import pickle
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,27 +91,10 @@ def _packed(
     levels: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.int64]:
     """Bundle keys (level, row and column arrays) as one int64 each: the level's position in
-    ``levels`` (sorted, holding every level), then the bundle row and column (24 bits each: a
-    row below 2**31 over 128-tile bundles)."""
+    ``levels`` (sorted; a level it lacks takes a neighbour's: :meth:`StoredFiles.find` checks),
+    then the bundle row and column (24 bits each: a row below 2**31 over 128-tile bundles)."""
     where = np.searchsorted(levels, level).astype(np.int64)
     return (where << 48) | ((row // BUNDLE_SIZE) << 24) | (col // BUNDLE_SIZE)
-
-
-def _finder(
-    table: npt.NDArray[np.int64],
-) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.intp]]:
-    """Where each of the packed keys it is given is in ``table`` (keys unique), -1 where it is
-    not: the table sorted once, for many lookups."""
-    order = np.argsort(table, kind="stable")
-    ordered = table[order]
-
-    def find(wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
-        if not len(ordered):
-            return np.full(len(wanted), -1, dtype=np.intp)
-        at = np.minimum(np.searchsorted(ordered, wanted), len(ordered) - 1)
-        return np.where(ordered[at] == wanted, order[at], -1)
-
-    return find
 
 
 def _key_array(*columns: Any) -> npt.NDArray[np.int64]:
@@ -119,6 +102,10 @@ def _key_array(*columns: Any) -> npt.NDArray[np.int64]:
     return np.column_stack([np.asarray(c, dtype=np.int64) for c in columns]).reshape(-1, 3)
 
 
+#: What is left of a column taken out (:meth:`StoredFiles.of`).
+_NONE = np.zeros(0, dtype=np.int64)
+#: A bundle row or column in a packed key (:func:`_packed`).
+_BITS_24 = (1 << 24) - 1
 #: The listed stamp of a bundle whose stamp is not a time: never too recent.
 _NOT_A_TIME = np.iinfo(np.int64).min
 
@@ -152,6 +139,64 @@ def _listed_stamps(
     return sizes, values, times
 
 
+@dataclass(eq=False)
+class StoredFiles:
+    """A store's ``BundleFiles`` rows in the order of their bundles' keys, each key packed in
+    one int64 (:func:`_packed`, against :attr:`levels`): a bundle is found by a binary search,
+    and the keys take a third of the room of level, row and column arrays."""
+
+    #: The levels of the bundle files, sorted.
+    levels: npt.NDArray[np.int64]
+    #: The packed keys, ascending.
+    key: npt.NDArray[np.int64]
+    #: Each row's feature id, file size and stamp (:func:`~.store.records.stamp_value`).
+    fid: npt.NDArray[np.int64]
+    size: npt.NDArray[np.int64]
+    stamp: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, stamps: FileStamps) -> StoredFiles:
+        """``stamps`` (as read, in the order of their ids) sorted by key, a column at a time,
+        each taken out of ``stamps`` once copied: at 10,000,000 rows every column is 76 MiB."""
+        levels = np.unique(stamps.level).astype(np.int64)
+        key = _packed(stamps.level, stamps.row, stamps.col, levels)
+        stamps.level = stamps.row = stamps.col = _NONE
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        columns = []
+        for name in ("fid", "size", "stamp"):
+            columns.append(np.asarray(getattr(stamps, name))[order])
+            setattr(stamps, name, _NONE)
+        return cls(levels, key, *columns)
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def find(
+        self, level: npt.NDArray[Any], row: npt.NDArray[Any], col: npt.NDArray[Any]
+    ) -> npt.NDArray[np.intp]:
+        """The position of each bundle key (level, row and column arrays), -1 where there is
+        none (a level the store lacks too: its packing, against :attr:`levels`, is not
+        looked up)."""
+        level, row, col = (np.asarray(c, dtype=np.int64) for c in (level, row, col))
+        if not len(self.key):
+            return np.full(len(level), -1, dtype=np.intp)
+        at_level = np.minimum(np.searchsorted(self.levels, level), len(self.levels) - 1)
+        known = self.levels[at_level] == level
+        wanted = _packed(level, row, col, self.levels)
+        at = np.minimum(np.searchsorted(self.key, wanted), len(self.key) - 1)
+        return np.where(known & (self.key[at] == wanted), at, -1)
+
+    def keys(self, which: Any = slice(None)) -> tuple[npt.NDArray[np.int64], ...]:
+        """The keys (levels, rows, columns) of the rows at ``which``."""
+        key = self.key[which]
+        return (
+            self.levels[key >> 48],
+            ((key >> 24) & _BITS_24) * BUNDLE_SIZE,
+            (key & _BITS_24) * BUNDLE_SIZE,
+        )
+
+
 @dataclass
 class Previous:
     """What the previous rebuild's store lets this one reuse, read from it as needed: first
@@ -161,9 +206,8 @@ class Previous:
 
     #: The store.
     store: Path
-    #: Its ``BundleFiles`` rows' feature ids, keys, sizes and stamps (as int64:
-    #: :func:`~cachestatus.store.records.stamp_value`).
-    stamps: FileStamps
+    #: Its ``BundleFiles`` rows: their feature ids, keys, sizes and stamps, by key.
+    stored: StoredFiles
     #: Which of them may be reused (not those of ``CORRUPT`` or ``IN_PROGRESS`` rows).
     reusable: npt.NDArray[np.bool_]
     #: Its level totals.
@@ -175,8 +219,8 @@ class Previous:
     #: Set by :meth:`split`: every listed bundle is reused, and they are every bundle file the
     #: store has a row of: its rows, level totals and missing areas stand as they are.
     unchanged: bool = False
-    #: Set by :meth:`split`: the positions in :attr:`stamps` of the bundle files reused.
-    kept: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
+    #: Set by :meth:`split`: which of :attr:`stored` are reused.
+    kept: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
     #: The store is a GeoPackage updated in place (:meth:`StatusWriter.update
     #: <cachestatus.store.writer.StatusWriter.update>`): the reused rows stay in it, so only
     #: what the level totals and missing areas are folded from is read of them.
@@ -190,10 +234,9 @@ class Previous:
     def gone(self) -> tuple[npt.NDArray[np.int64], ...]:
         """The keys (levels, rows, columns) of the store's bundle file rows that :meth:`split`
         did not reuse: those of bundles changed, gone or read again."""
-        left = np.ones(len(self.stamps), dtype=np.bool_)
-        left[self.kept] = False
-        stored = _key_array(self.stamps.level, self.stamps.row, self.stamps.col)
-        keys = np.concatenate([stored[left], self.reread])
+        assert len(self.kept) == len(self.stored), "split() first"
+        left = _key_array(*self.stored.keys(~self.kept))
+        keys = np.concatenate([left, self.reread])
         return keys[:, 0], keys[:, 1], keys[:, 2]
 
     def split(self, listing: Listing) -> Listing:
@@ -202,40 +245,37 @@ class Previous:
         from the store as they are folded.
 
         The listing is compared with the stored stamps :data:`SPLIT_CHUNK` bundles at a time:
-        what is kept of it is the bundles to read, and of the others their positions in
-        :attr:`stamps`."""
-        stamps = self.stamps
-        row_fids, row_level, row_row, row_col = read_keys(self.store, _BUNDLE_ROWS_WHERE)
-        planned = np.array([p.lod.level for p in listing.plans], dtype=np.int64)
-        levels = np.unique(np.concatenate([stamps.level, row_level, planned]))
-        stored = _packed(stamps.level, stamps.row, stamps.col, levels)
-        find = _finder(stored)
+        what is kept of it is the bundles to read, and of the others a mark in :attr:`kept`."""
+        stored = self.stored
         # The row of each stored bundle file: one without is read again.
-        rows_at = _finder(_packed(row_level, row_row, row_col, levels))(stored)
-        found = rows_at >= 0
-        row_fid = np.where(found, row_fids[rows_at], -1)  # of each stored bundle file
-        reusable = self.reusable & found
-        del stored, row_level, row_row, row_col, rows_at, row_fids, found
-        kept: list[npt.NDArray[np.intp]] = []
+        row_fids, row_level, row_row, row_col = read_keys(self.store, _BUNDLE_ROWS_WHERE)
+        at = stored.find(row_level, row_row, row_col)
+        hit = at >= 0
+        row_fid = np.full(len(stored), -1, dtype=np.int64)
+        positions, first = np.unique(at[hit], return_index=True)  # a key twice: its first row
+        row_fid[positions] = row_fids[hit][first]
+        del row_fids, row_level, row_row, row_col, at, hit, positions, first
+        reusable = self.reusable & (row_fid >= 0)
+        kept = np.zeros(len(stored), dtype=np.bool_)
         to_read = {p.lod.level: _Kept(p.lod.level) for p in listing.plans}
         listed = 0
         for bundles in chunks(listing.bundles(), SPLIT_CHUNK):
             listed += len(bundles)
             keys = _bundle_keys(bundles)
-            at = find(_packed(keys[:, 0], keys[:, 1], keys[:, 2], levels))
+            at = stored.find(keys[:, 0], keys[:, 1], keys[:, 2])
             hit = at >= 0
             at[hit] = np.where(reusable[at[hit]], at[hit], -1)
             plain = np.array([not b.locked and b.payload is None for b in bundles], np.bool_)
             which = np.flatnonzero((at >= 0) & plain)
             sizes, values, times = _listed_stamps(bundles, which)
             same = (
-                (sizes == stamps.size[at[which]])
-                & (values == stamps.stamp[at[which]])
+                (sizes == stored.size[at[which]])
+                & (values == stored.stamp[at[which]])
                 & (values != NO_STAMP)
                 & (times < self.started_ns - RACY_NS)
             )
             which = which[same]
-            kept.append(at[which])
+            kept[at[which]] = True  # once, should a key be listed twice
             read = np.ones(len(bundles), dtype=np.bool_)
             read[which] = False
             by_level: dict[int, list[BundleFile]] = {}
@@ -243,31 +283,28 @@ class Previous:
                 by_level.setdefault(bundles[i].key.level, []).append(bundles[i])
             for level, left in by_level.items():
                 to_read[level].add(left)
-        # Sorted, as the rows' ids are, and each once (should a key be listed twice).
-        self.kept = np.unique(np.concatenate(kept)) if kept else np.zeros(0, np.intp)
+        self.kept = kept
+        reused_count = int(np.count_nonzero(kept))
         self.unchanged = self.carriable and (
-            len(self.kept) == listed == sum(lv.bundles for lv in self.levels)
+            reused_count == listed == sum(lv.bundles for lv in self.levels)
         )
         reused: StoredReused | tuple[()] = ()
         if not self.unchanged:
-            reused = StoredReused(
-                self.store, stamps.fid[self.kept], row_fid[self.kept], self.in_place
-            )
+            reused = StoredReused(self.store, stored.fid, row_fid, kept, self.in_place)
         return Listing(
             listing.reader,
             listing.plans,
             listing.policy,
             list(to_read.values()),
-            count=listed - len(self.kept),
+            count=listed - reused_count,
             problems=listing.problems,
             reused=reused,
         )
 
     def kept_keys(self) -> tuple[npt.NDArray[np.int64], ...]:
         """The keys (levels, rows, columns) of the bundle files :meth:`split` reused."""
-        stamps = self.stamps
-        keys = _key_array(stamps.level[self.kept], stamps.row[self.kept], stamps.col[self.kept])
-        return keys[:, 0], keys[:, 1], keys[:, 2]
+        assert len(self.kept) == len(self.stored), "split() first"
+        return self.stored.keys(self.kept)
 
     def outcome(
         self, listing: Listing, warnings: Sequence[str], progress: Progress | None
@@ -275,14 +312,15 @@ class Previous:
         """What :func:`~cachestatus.scan.scan_status` finds when :attr:`unchanged`: the
         store's level totals, and the warnings a scan gives, told from the store's counts."""
         reader, plans, policy = listing.reader, listing.plans, listing.policy
-        reused = len(self.stamps)
+        reused = len(self.stored)
         if progress:
             progress.start(reused)
             progress.advance(reused)
         found = {p.lod.level: BundleSet(p.expected.bounds) for p in plans}
+        stored_level, stored_row, stored_col = self.stored.keys()
         for level, bundles in found.items():
-            mine = self.stamps.level == level
-            bundles.add(self.stamps.row[mine], self.stamps.col[mine])
+            mine = stored_level == level
+            bundles.add(stored_row[mine], stored_col[mine])
         absent = MissingRows(plans, policy, declared_extent=reader.full_extent is not None)
         absent.recount(found, count_rows(self.store, TASK_STATUS) - reused)
         covers = [
@@ -308,24 +346,29 @@ def _bundle_keys(bundles: list[BundleFile]) -> npt.NDArray[np.int64]:
 @dataclass(frozen=True, eq=False)
 class StoredReused:
     """The rows a rebuild reuses, read from the previous store a batch at a time as they are
-    iterated (:class:`~cachestatus.scan.ReusedRows`): the ``BundleFiles`` rows whose feature
-    ids are ``file_fids`` (ascending) and the ``TaskStatus`` rows ``row_fids``, pair by pair.
-    With ``in_place``, the store written is that very one, updated: only the fields the
-    folds need are read, and the rows are not written again."""
+    iterated (:class:`~cachestatus.scan.ReusedRows`): of the bundle files whose
+    ``BundleFiles`` rows' feature ids are ``file_fids``, those ``kept``, with the
+    ``TaskStatus`` rows ``row_fids`` (pair by pair). With ``in_place``, the store written is
+    that very one, updated: only the fields the folds need are read, and the rows are not
+    written again."""
 
     store: Path
     file_fids: npt.NDArray[np.int64]
     row_fids: npt.NDArray[np.int64]
+    kept: npt.NDArray[np.bool_]
     in_place: bool
 
     def __len__(self) -> int:
-        return len(self.file_fids)
+        return int(np.count_nonzero(self.kept))
 
     def __iter__(self) -> Iterator[Reused]:
-        for start in range(0, len(self), _REUSED_READ):
-            which = slice(start, start + _REUSED_READ)
+        for start in range(0, len(self.kept), _REUSED_READ):
+            at = start + np.flatnonzero(self.kept[start : start + _REUSED_READ])
+            if not len(at):
+                continue
+            at = at[np.argsort(self.file_fids[at], kind="stable")]  # the files by their ids
             files, rows = read_bundle_files(
-                self.store, self.file_fids[which], self.row_fids[which], self.in_place
+                self.store, self.file_fids[at], self.row_fids[at], self.in_place
             )
             files.stamp = [s or "" for s in files.stamp]
             blocks = np.column_stack([files.row0, files.row1, files.col0, files.col1])
@@ -398,13 +441,15 @@ def previous_status(
         in_place = updatable(target)
     except Exception:  # an unreadable old store (pyogrio's errors, bad JSON): a full scan
         return None
-    every = np.unique(np.concatenate([stamps.level, reread[:, 0]]))
-    reread_at = _finder(_packed(reread[:, 0], reread[:, 1], reread[:, 2], every))
-    reusable = reread_at(_packed(stamps.level, stamps.row, stamps.col, every)) < 0
+    stored = StoredFiles.of(stamps)
+    del stamps
+    reusable = np.ones(len(stored), dtype=np.bool_)
+    at = stored.find(reread[:, 0], reread[:, 1], reread[:, 2])
+    reusable[at[at >= 0]] = False
     started = epoch_ns(last.started)
     return Previous(
         target,
-        stamps,
+        stored,
         reusable,
         levels,
         started,
