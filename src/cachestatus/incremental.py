@@ -362,11 +362,12 @@ class StoredReused:
         return int(np.count_nonzero(self.kept))
 
     def __iter__(self) -> Iterator[Reused]:
-        for start in range(0, len(self.kept), _REUSED_READ):
-            at = start + np.flatnonzero(self.kept[start : start + _REUSED_READ])
-            if not len(at):
-                continue
-            at = at[np.argsort(self.file_fids[at], kind="stable")]  # the files by their ids
+        # In the order of the files' ids: a read then takes neighbouring rows of the tables,
+        # not rows from all over them (the key order is the listing's, not the writing's).
+        kept = np.flatnonzero(self.kept)
+        kept = kept[np.argsort(self.file_fids[kept], kind="stable")]
+        for start in range(0, len(kept), _REUSED_READ):
+            at = kept[start : start + _REUSED_READ]
             files, rows = read_bundle_files(
                 self.store, self.file_fids[at], self.row_fids[at], self.in_place
             )
