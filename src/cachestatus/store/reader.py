@@ -98,9 +98,8 @@ def _table_rows(
 ) -> tuple[list[tuple[str, Column, npt.NDArray[Any]]], Any, npt.NDArray[np.int64]]:
     """:func:`_table`, of only the rows whose feature ids are ``fids`` (ascending; not with
     ``where`` but in a GeoPackage) when given, and the feature id of each row read: rows come
-    in the order of their ids. The values of a
-    field named in ``convert`` are passed through its function (a GeoPackage's a part at a
-    time: millions of texts are not held at once)."""
+    in the order of their ids. The values of a field named in ``convert`` are passed through
+    its function (a GeoPackage's a part at a time: millions of texts are not held at once)."""
     # GDAL's OpenFileGDB driver does not see ignored fields in filters: ``names`` holds the
     # fields ``where`` tests. Derived fields (a row's bundleName, jobID...) are not read back:
     # not asked for either (GDAL skips a name the table lacks, a field added since).
