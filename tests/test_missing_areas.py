@@ -225,3 +225,29 @@ def test_merged_blocks_cover_the_same_tiles_in_fewer_blocks():
         assert np.array_equal(before, after) and after.max() == 1
         assert len(merged) <= len(blocks)
     assert len(merged_blocks(square)) == 1
+
+
+@pytest.mark.parametrize("part", [1, 3, 8_192])
+def test_hole_rows_decode_to_the_missing_tiles_a_part_at_a_time(
+    part: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bundles' bit-mask rows of missing tiles, with holes given as blocks among them, decode
+    to exactly the tiles the masks and blocks say, however many rows are decoded at a time."""
+    from cachestatus import missing_areas
+    from cachestatus.missing_areas import HOLE, ROW_BITS, hole_blocks, row_bits
+
+    monkeypatch.setattr(missing_areas, "_DECODED", part)
+    rng = np.random.default_rng(part)
+    tagged, expected = [], np.zeros((2, 256, 256), dtype=np.int64)
+    for level, row0, col0 in [(0, 0, 0), (0, 128, 128), (1, 0, 128), (1, 128, 0)]:
+        mask = rng.random((128, 128)) < 0.3
+        expected[level, row0 : row0 + 128, col0 : col0 + 128] += mask
+        bits = row_bits(mask, row0, col0)
+        tagged += [(level, ROW_BITS, *row) for row in bits.tolist()]
+        tagged.append((level, HOLE, 250, 252, col0, col0 + 3))  # a block too
+        expected[level, 250:252, col0 : col0 + 3] += 1
+    levels, blocks = hole_blocks(np.array(tagged, dtype=np.int64))
+    found = np.zeros_like(expected)
+    for level, (r0, r1, c0, c1) in zip(levels.tolist(), blocks.tolist(), strict=True):
+        found[level, r0:r1, c0:c1] += 1
+    assert np.array_equal(found, expected)
