@@ -59,7 +59,7 @@ import json, os, shutil, sys, time, warnings
 start = time.perf_counter()
 import numpy, pyogrio.raw
 found = {"imports": time.perf_counter() - start}
-from cachestatus.store.reader import read_file_stamps
+from cachestatus.incremental import StoredFiles
 store, layers, out, driver = sys.argv[1:5]
 def remove(path):
     if os.path.isdir(path):
@@ -67,7 +67,7 @@ def remove(path):
     elif os.path.exists(path):
         os.remove(path)
 start = time.perf_counter()
-read_file_stamps(__import__("pathlib").Path(store))
+StoredFiles.read(__import__("pathlib").Path(store))
 found["read stamps"] = time.perf_counter() - start
 start = time.perf_counter()
 for level in os.scandir(layers):

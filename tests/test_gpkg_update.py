@@ -199,13 +199,18 @@ def test_store_lacking_a_field_is_written_whole(
 
 
 def _deletions(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
-    """Record the keys each deletion of the store's rows is given."""
+    """Record how many bundle keys each deletion of the store's rows by key is given, and how
+    many TaskStatus ids each deletion by feature ids keeps."""
     seen: dict[str, list[int]] = {"drop_bundles": [], "keep_only": []}
     for name in seen:
         real = getattr(partial, name)
 
         def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
-            seen[_name].append(len(args[2][0]))
+            if _name == "drop_bundles":
+                args = (*args[:2], list(args[2]), *args[3:])
+                seen[_name].append(len(args[2]))
+            else:
+                seen[_name].append(len(args[1]["TaskStatus"]))
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(partial, name, spy)
@@ -236,7 +241,31 @@ def test_only_the_changed_bundles_are_deleted(
     assert_sound_geopackage(store, full)
 
 
-def test_rows_of_no_known_kind_are_deleted_by_the_keys_kept(
+def _rewritten_and_updated(
+    cache: Path,
+    other: Path,
+    key: tuple[int, int, int],
+    monkeypatch: pytest.MonkeyPatch,
+    read: int,
+    deleted: int,
+) -> None:
+    """Rewrite the bundle ``key`` of ``cache`` (its first rebuild in ``Status.gpkg`` beside
+    it), rebuild: ``read`` bundles are read, the others reused; the rows of ``deleted`` bundle
+    keys are deleted, then the rows left not reused by their ids; and the store is the one a
+    full rebuild writes, and sound."""
+    store = cache.parent / "Status.gpkg"
+    _apply(cache, other, {key: "rewrite"}, time.time_ns() - HOUR)
+    seen = _deletions(monkeypatch)
+    again = rebuild(cache, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (read, len(BASE) - read)
+    assert seen == {"drop_bundles": [deleted], "keep_only": [len(BASE) - read]}
+    full = cache.parent / "Full.gpkg"
+    full = Path(str(rebuild(cache, full, workers=1, reuse=False).status_path))
+    assert_same_store(store, full)
+    assert_sound_geopackage(store, full)
+
+
+def test_rows_of_no_known_kind_are_deleted_by_the_ids_kept(
     caches: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A row the update cannot account for (here: a file's row without a BundleFiles row, as a
@@ -250,14 +279,67 @@ def test_rows_of_no_known_kind_are_deleted_by_the_keys_kept(
             "DELETE FROM BundleFiles WHERE levelID = ? AND bundleRow = ? AND bundleCol = ?",
             (BASE[2][0], BASE[2][1] * 128, BASE[2][2] * 128),
         )
-    _apply(cache, other, {BASE[0]: "rewrite"}, time.time_ns() - HOUR)
-    seen = _deletions(monkeypatch)
-    again = rebuild(cache, store, workers=1)
-    assert (again.bundles_read, again.bundles_reused) == (2, len(BASE) - 2)
-    assert seen == {"drop_bundles": [1], "keep_only": [len(BASE) - 2]}
-    full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
-    assert_same_store(store, full)
-    assert_sound_geopackage(store, full)
+    _rewritten_and_updated(cache, other, BASE[0], monkeypatch, read=2, deleted=1)
+
+
+def _copy_rows(store: Path, table: str, keys: list[tuple[int, int, int]]) -> None:
+    """Copy the first row of each bundle ``keys`` in ``table`` of ``store``, as another program
+    might (the R-tree entry a TaskStatus copy adds is wrong: the row is to go)."""
+    with sqlite3.connect(store) as db:
+        db.create_function("ST_IsEmpty", 1, lambda _: 0)
+        for name in ("ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY"):
+            db.create_function(name, 1, lambda _: 0.0)
+        names = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")') if r[1] != "fid"]
+        fields = ", ".join(f'"{n}"' for n in names)
+        for level, row, col in keys:
+            db.execute(
+                f'INSERT INTO "{table}" ({fields}) SELECT {fields} FROM "{table}" '
+                "WHERE levelID = ? AND bundleRow = ? AND bundleCol = ? ORDER BY fid LIMIT 1",
+                (level, row * 128, col * 128),
+            )
+
+
+@pytest.mark.parametrize(
+    ("table", "copies", "changed"),
+    [("BundleFiles", 1, True), ("BundleFiles", 2, False), ("TaskStatus", 1, False)],
+)
+def test_a_row_held_twice_is_kept_once(
+    caches: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+    copies: int,
+    changed: bool,
+) -> None:
+    """A store holding the row of a bundle more than once (another program copied it): the
+    bundle is reused by its first rows and keeps them (its key is not among those deleted),
+    the others go by their ids; a changed bundle held twice loses both; and a store with a
+    row twice is not carried over as it is when nothing changed."""
+    base, other = caches
+    cache = _copy(base, tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    for _ in range(copies):
+        _copy_rows(store, table, BASE[:2])
+    if changed:
+        _rewritten_and_updated(cache, other, BASE[1], monkeypatch, read=1, deleted=1)
+    else:
+        seen = _deletions(monkeypatch)
+        again = rebuild(cache, store, workers=1)
+        assert (again.bundles_read, again.bundles_reused) == (0, len(BASE))
+        assert seen == {"drop_bundles": [0], "keep_only": [len(BASE)]}
+        full = tmp_path / "Full.gpkg"
+        full = Path(str(rebuild(cache, full, workers=1, reuse=False).status_path))
+        assert_same_store(store, full)
+        assert_sound_geopackage(store, full)
+    with sqlite3.connect(store) as db:
+        for name in ("BundleFiles", "TaskStatus"):
+            keys = db.execute(
+                f"SELECT levelID, bundleRow, bundleCol FROM \"{name}\" WHERE status <> 'MISSING'"
+                if name == "TaskStatus"
+                else f'SELECT levelID, bundleRow, bundleCol FROM "{name}"'
+            ).fetchall()
+            assert len(keys) == len(set(keys)) == len(BASE), name
 
 
 def test_a_geopackage_reads_through_sqlite_as_through_gdal(

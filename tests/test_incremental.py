@@ -467,7 +467,7 @@ def test_a_stamp_compares_as_its_text_does() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from([0, 3, 7, 19, 23, 39]),
+            st.sampled_from([0, 3, 7, 19, 23, 39, 2**15 - 1]),
             st.integers(0, 2**24 - 1),
             st.integers(0, 2**24 - 1),
         ),
@@ -475,7 +475,7 @@ def test_a_stamp_compares_as_its_text_does() -> None:
         max_size=60,
     ),
     st.lists(
-        st.tuples(st.integers(-2, 45), st.integers(0, 2**24 - 1), st.integers(0, 2**24 - 1)),
+        st.tuples(st.integers(-2, 2**15 + 1), st.integers(-1, 2**24), st.integers(-1, 2**24)),
         max_size=20,
     ),
 )
@@ -484,34 +484,131 @@ def test_stored_keys_pack_sort_and_are_found_again(
 ) -> None:
     """Bundle keys (bundle origins up to 2**31 - 128) packed and sorted come back whole, each
     found at its place, and a key the store lacks (another level, row or column) is not."""
-    from cachestatus.incremental import StoredFiles
-    from cachestatus.store.records import FileStamps
+    from cachestatus.incremental import StoredFiles, _packed
 
     keys = np.array([(lv, r * 128, c * 128) for lv, r, c in stored], dtype=np.int64).reshape(-1, 3)
     count = len(keys)
     files = StoredFiles.of(
-        FileStamps(
-            fid=np.arange(1, count + 1, dtype=np.int64),
-            level=keys[:, 0].copy(),
-            row=keys[:, 1].copy(),
-            col=keys[:, 2].copy(),
-            size=np.arange(count, dtype=np.int64) * 10,
-            stamp=np.arange(count, dtype=np.int64) * 100,
-        )
+        [
+            _packed(keys[:, 0], keys[:, 1], keys[:, 2]),
+            np.arange(1, count + 1, dtype=np.int32),
+            np.arange(count, dtype=np.int64) * 100,
+        ]
     )
     level, row, col = files.keys()
     back = set(zip(level.tolist(), row.tolist(), col.tolist(), strict=True))
     assert back == {tuple(k) for k in keys.tolist()}
+    in_order = list(zip(level.tolist(), row.tolist(), col.tolist(), strict=True))
+    assert in_order == sorted(in_order)  # a level's keys are one run (Previous.outcome)
     assert files.find(level, row, col).tolist() == list(range(count))
-    # Each row keeps its own fid, size and stamp through the sort.
+    # Each row keeps its own fid and signature through the sort.
     by_key = {tuple(k): i for i, k in enumerate(keys.tolist())}
     at = [by_key[k] for k in zip(level.tolist(), row.tolist(), col.tolist(), strict=True)]
-    assert files.fid.tolist() == [i + 1 for i in at] and files.stamp.tolist() == [
-        i * 100 for i in at
-    ]
+    assert files.fid.tolist() == [i + 1 for i in at] and files.sig.tolist() == [i * 100 for i in at]
     lacking = np.array(
         [(lv, r * 128, c * 128) for lv, r, c in others if (lv, r * 128, c * 128) not in by_key],
         dtype=np.int64,
     ).reshape(-1, 3)
     found = files.find(lacking[:, 0], lacking[:, 1], lacking[:, 2])
     assert (found == -1).all()
+
+
+@pytest.mark.parametrize("suffix", ["gdb", "gpkg"])
+def test_the_stored_files_are_read_a_part_at_a_time_as_gdal_reads_them(
+    first_rebuilds: dict[str, tuple[Path, Path]], suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The previous store's bundle files and the TaskStatus row of each, read a part of two
+    rows at a time, are those GDAL reads whole: each key with its feature id, size and stamp,
+    and the id of its row."""
+    from cachestatus.incremental import StoredFiles, _packed
+    from cachestatus.store import reader
+    from cachestatus.store.records import file_signatures, stamp_values
+
+    _, store = _first_rebuild(first_rebuilds[suffix], suffix)
+    monkeypatch.setattr(reader, "_FETCH", 2)
+    monkeypatch.setattr(reader, "_GDAL_PART", 2)
+    parts = list(reader.key_parts(store, {"MISSING"}, among=False))
+    assert len(parts) >= 3 and all(len(p[0]) <= 2 for p in parts)
+    stored = StoredFiles.read(store)
+    assert stored is not None and len(stored) == len(BASE)
+
+    meta, fids, _, values = read(str(store), layer="BundleFiles", return_fids=True)
+    files = dict(zip(meta["fields"], values, strict=True))
+    key = _packed(files["levelID"], files["bundleRow"], files["bundleCol"])
+    sig = file_signatures(files["fileBytes"].astype(np.int64), stamp_values(files["stamp"]))
+    expected = sorted(zip(key.tolist(), np.asarray(fids).tolist(), sig.tolist(), strict=True))
+    held = zip(stored.key.tolist(), stored.fid.tolist(), stored.sig.tolist(), strict=True)
+    assert list(held) == expected
+
+    meta, fids, _, values = read(
+        str(store), layer="TaskStatus", return_fids=True, where="status <> 'MISSING'"
+    )
+    rows = dict(zip(meta["fields"], values, strict=True))
+    row_of: dict[int, int] = {}  # a key's first row
+    packed = _packed(rows["levelID"], rows["bundleRow"], rows["bundleCol"]).tolist()
+    for key_of_row, fid in zip(packed, np.asarray(fids).tolist(), strict=True):
+        row_of.setdefault(key_of_row, fid)
+    row_fid, others = stored.rows(store)
+    assert row_fid.tolist() == [row_of[k] for k in stored.key.tolist()] and others == 0
+
+
+def test_the_stored_files_take_a_few_bytes_a_row_while_they_are_read(
+    first_rebuilds: dict[str, tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a store's BundleFiles rows to compare stamps with holds the arrays it keeps,
+    20 bytes a row, and their sort: not the table's tuples, texts nor a second copy of every
+    column. Traced peak (numpy's arrays included) over 40,000 more rows: at most 36 bytes a
+    row (the whole table read, then concatenated, took 150 or more)."""
+    import tracemalloc
+
+    from cachestatus.incremental import StoredFiles
+    from cachestatus.store import reader
+
+    monkeypatch.setattr(reader, "_FETCH", 1024)  # the rows of a part: not what grows
+    _, first = _first_rebuild(first_rebuilds["gpkg"], "gpkg")
+    peaks = []
+    for rows in (40_000, 80_000):
+        store = tmp_path / f"{rows}.gpkg"
+        shutil.copyfile(first, store)
+        with sqlite3.connect(store) as db:
+            # Not in the order of the keys: they are sorted.
+            db.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+                'INSERT INTO "BundleFiles" (levelID, bundleRow, bundleCol, fileBytes, stamp, '
+                "blockRow0, blockRow1, blockCol0, blockCol1, holes) "
+                "SELECT 12, i / 3000 * 128, i % 3000 * 128, 5000 + i, "
+                "CAST(1700000000000000000 + i AS TEXT), 0, 0, 0, 0, '' FROM n ORDER BY i DESC",
+                (rows - 1,),
+            )
+        tracemalloc.start()
+        try:
+            stored = StoredFiles.read(store)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert stored is not None and len(stored) == rows + len(BASE)
+        assert (stored.key[1:] > stored.key[:-1]).all()
+        del stored
+        peaks.append(peak)
+    assert (peaks[1] - peaks[0]) / 40_000 <= 36, peaks
+
+
+def test_a_store_whose_keys_do_not_pack_is_rebuilt_in_full(
+    caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A BundleFiles row of a level beyond what a packed key holds (2**15, written by another
+    program): the stored files are not read (ValueError), and the next rebuild reads every
+    bundle, with the rows a full rebuild writes."""
+    from cachestatus.incremental import StoredFiles
+
+    cache = _copy(caches[0], tmp_path / "cache")
+    store = tmp_path / "Status.gpkg"
+    rebuild(cache, store, workers=1)
+    with sqlite3.connect(store) as db:
+        db.execute('UPDATE "BundleFiles" SET levelID = 32768 WHERE fid = 1')
+    with pytest.raises(ValueError, match="does not reuse"):
+        StoredFiles.read(store)
+    again = rebuild(cache, store, workers=1)
+    assert (again.bundles_read, again.bundles_reused) == (len(BASE), 0)
+    full = Path(str(rebuild(cache, tmp_path / "Full.gpkg", workers=1, reuse=False).status_path))
+    assert_same_store(store, full)

@@ -18,8 +18,8 @@ Virtual bundles (formats without bundle files) and codecs that do not tell a sta
 read.
 
 The result equals a full rebuild's: the same rows, totals and missing areas, since a reused
-bundle brings the very row and holes its reading gave. (Stamps are compared as 64-bit values:
-an ETag as a digest of its text, so two ETags may compare equal by a chance of 2**-64.)
+bundle brings the very row and holes its reading gave. (A bundle file's size and stamp are
+compared as one 64-bit value: a changed file may compare equal by a chance of 2**-64.)
 """
 
 from __future__ import annotations
@@ -46,22 +46,23 @@ from .scan import Listing, Progress, Reused, ScanBatch, ScanOutcome, chunks, sca
 from .storage import RACY_NS
 from .store.reader import (
     count_rows,
+    file_stamp_parts,
+    key_parts,
     read_area_counts,
     read_bundle_files,
-    read_file_stamps,
     read_keys,
     read_levels,
 )
 from .store.records import (
     NO_STAMP,
     BundleFileRows,
-    FileStamps,
     JobRecord,
     encode_holes,
+    file_signatures,
     stamp_value,
     take_rows,
 )
-from .store.schema import TASK_STATUS
+from .store.schema import BUNDLE_FILES, TASK_STATUS
 from .store.tables import epoch_ns, is_geopackage, major
 from .store.writer import updatable
 
@@ -84,17 +85,30 @@ def tiling(reader: CacheReader) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _packed(
-    level: npt.NDArray[np.int64],
-    row: npt.NDArray[np.int64],
-    col: npt.NDArray[np.int64],
-    levels: npt.NDArray[np.int64],
-) -> npt.NDArray[np.int64]:
-    """Bundle keys (level, row and column arrays) as one int64 each: the level's position in
-    ``levels`` (sorted; a level it lacks takes a neighbour's: :meth:`StoredFiles.find` checks),
-    then the bundle row and column (24 bits each: a row below 2**31 over 128-tile bundles)."""
-    where = np.searchsorted(levels, level).astype(np.int64)
-    return (where << 48) | ((row // BUNDLE_SIZE) << 24) | (col // BUNDLE_SIZE)
+#: A bundle row or column in a packed key (:func:`_packed`).
+_BITS_24 = (1 << 24) - 1
+#: The levels a packed key holds.
+_LEVELS = 1 << 15
+#: Feature ids held as int32 (:class:`StoredFiles`).
+_INT32 = np.iinfo(np.int32).max
+#: The listed stamp of a bundle whose stamp is not a time: never too recent.
+_NOT_A_TIME = np.iinfo(np.int64).min
+
+
+def _packed(level: npt.ArrayLike, row: npt.ArrayLike, col: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Bundle keys (level, row and column arrays) as one int64 each, in the order of the keys:
+    the level (below 2**15), then the bundle row and column (24 bits each: a row below 2**31
+    over 128-tile bundles); -1 for a key beyond them."""
+    level, row, col = (np.asarray(c, dtype=np.int64) for c in (level, row, col))
+    row, col = row // BUNDLE_SIZE, col // BUNDLE_SIZE
+    fits = (level >= 0) & (level < _LEVELS)
+    fits &= (row >= 0) & (row <= _BITS_24) & (col >= 0) & (col <= _BITS_24)
+    return np.where(fits, (level << 48) | (row << 24) | col, -1)
+
+
+def _unpacked(key: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
+    """The keys (levels, rows, columns) packed in ``key`` (:func:`_packed`)."""
+    return key >> 48, ((key >> 24) & _BITS_24) * BUNDLE_SIZE, (key & _BITS_24) * BUNDLE_SIZE
 
 
 def _key_array(*columns: Any) -> npt.NDArray[np.int64]:
@@ -102,21 +116,15 @@ def _key_array(*columns: Any) -> npt.NDArray[np.int64]:
     return np.column_stack([np.asarray(c, dtype=np.int64) for c in columns]).reshape(-1, 3)
 
 
-#: What is left of a column taken out (:meth:`StoredFiles.of`).
-_NONE = np.zeros(0, dtype=np.int64)
-#: A bundle row or column in a packed key (:func:`_packed`).
-_BITS_24 = (1 << 24) - 1
-#: The listed stamp of a bundle whose stamp is not a time: never too recent.
-_NOT_A_TIME = np.iinfo(np.int64).min
-
-
 def _listed_stamps(
     bundles: list[BundleFile], which: npt.NDArray[np.intp]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The size, the stamp (:func:`~cachestatus.store.records.stamp_value`) and the stamp as a
-    time (ns, :data:`_NOT_A_TIME` for an ETag) of the bundles at ``which``, as listed; a local
-    listing tells none, and a bundle file is asked (one stat, as ``find -printf '%s %T@'``
-    does). Size -1: it cannot be."""
+    """The signature of the size and stamp
+    (:func:`~cachestatus.store.records.file_signatures`), the stamp
+    (:func:`~cachestatus.store.records.stamp_value`, :data:`NO_STAMP` for none) and the stamp
+    as a time (ns, :data:`_NOT_A_TIME` for an ETag) of the bundles at ``which``, as listed; a
+    local listing tells none, and a bundle file is asked (one stat, as ``find -printf '%s
+    %T@'`` does). Size -1: it cannot be."""
     count = len(which)
     sizes = np.full(count, -1, dtype=np.int64)
     values = np.full(count, NO_STAMP, dtype=np.int64)
@@ -136,80 +144,118 @@ def _listed_stamps(
         values[out] = stamp_value(stamp)
         if isinstance(stamp, int):
             times[out] = stamp
-    return sizes, values, times
+    return file_signatures(sizes, values), values, times
 
 
 @dataclass(eq=False)
 class StoredFiles:
     """A store's ``BundleFiles`` rows in the order of their bundles' keys, each key packed in
-    one int64 (:func:`_packed`, against :attr:`levels`): a bundle is found by a binary search,
-    and the keys take a third of the room of level, row and column arrays."""
+    one int64 (:func:`_packed`): a bundle is found by a binary search. 20 bytes a bundle file:
+    its key, feature id (int32) and the signature of its size and stamp."""
 
-    #: The levels of the bundle files, sorted.
-    levels: npt.NDArray[np.int64]
     #: The packed keys, ascending.
     key: npt.NDArray[np.int64]
-    #: Each row's feature id, file size and stamp (:func:`~.store.records.stamp_value`).
-    fid: npt.NDArray[np.int64]
-    size: npt.NDArray[np.int64]
-    stamp: npt.NDArray[np.int64]
+    #: Each row's feature id.
+    fid: npt.NDArray[np.int32]
+    #: Each row's size and stamp, as one value (:func:`~.store.records.file_signatures`).
+    sig: npt.NDArray[np.int64]
 
     @classmethod
-    def of(cls, stamps: FileStamps) -> StoredFiles:
-        """``stamps`` (as read, in the order of their ids) sorted by key, a column at a time,
-        each taken out of ``stamps`` once copied: at 10,000,000 rows every column is 76 MiB."""
-        levels = np.unique(stamps.level).astype(np.int64)
-        key = _packed(stamps.level, stamps.row, stamps.col, levels)
-        stamps.level = stamps.row = stamps.col = _NONE
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        columns = []
-        for name in ("fid", "size", "stamp"):
-            columns.append(np.asarray(getattr(stamps, name))[order])
-            setattr(stamps, name, _NONE)
-        return cls(levels, key, *columns)
+    def read(cls, path: Path) -> StoredFiles | None:
+        """The ``BundleFiles`` rows of the store at ``path``, or ``None`` when it has none
+        (:func:`~cachestatus.store.reader.file_stamp_parts`): read a part at a time into
+        arrays made once, then sorted.
+
+        Raises:
+            ValueError: a key beyond what a packed key holds, a feature id beyond int32, or
+                rows that do not add up to the table's count: not a store to reuse.
+        """
+        parts = file_stamp_parts(path)
+        if parts is None:
+            return None
+        count = count_rows(path, BUNDLE_FILES)
+        key = np.empty(count, dtype=np.int64)
+        fid = np.empty(count, dtype=np.int32)
+        sig = np.empty(count, dtype=np.int64)
+        end = 0
+        for part in parts:
+            start, end = end, end + len(part)
+            packed_keys = _packed(part.level, part.row, part.col)
+            if end > count or (packed_keys < 0).any() or (part.fid > _INT32).any():
+                raise ValueError(f"{path}: BundleFiles rows this version does not reuse")
+            key[start:end] = packed_keys
+            fid[start:end] = part.fid
+            sig[start:end] = file_signatures(part.size, part.stamp)
+        if end != count:
+            raise ValueError(f"{path}: {end} BundleFiles rows read of {count}")
+        columns: list[npt.NDArray[Any]] = [key, fid, sig]
+        del key, fid, sig
+        return cls.of(columns)
+
+    @classmethod
+    def of(cls, columns: list[npt.NDArray[Any]]) -> StoredFiles:
+        """The rows of ``columns`` (:attr:`key`, :attr:`fid` and :attr:`sig`, in any order)
+        sorted by key, stable (of a key held twice, the row read first comes first). Each
+        column is replaced in the list by its sorted copy in turn: with no other reference to
+        it, it is freed then, and no more than one copy is held at a time."""
+        key = columns[0]
+        if len(key) > 1 and not (key[1:] >= key[:-1]).all():
+            order = np.argsort(key, kind="stable").astype(np.int32)
+            del key
+            for i in range(len(columns)):
+                columns[i] = columns[i][order]
+        return cls(*columns)
 
     def __len__(self) -> int:
         return len(self.key)
 
     def find(
-        self, level: npt.NDArray[Any], row: npt.NDArray[Any], col: npt.NDArray[Any]
+        self, level: npt.ArrayLike, row: npt.ArrayLike, col: npt.ArrayLike
     ) -> npt.NDArray[np.intp]:
         """The position of each bundle key (level, row and column arrays), -1 where there is
-        none (a level the store lacks too: its packing, against :attr:`levels`, is not
-        looked up)."""
-        level, row, col = (np.asarray(c, dtype=np.int64) for c in (level, row, col))
+        none."""
+        wanted = _packed(level, row, col)
         if not len(self.key):
-            return np.full(len(level), -1, dtype=np.intp)
-        at_level = np.minimum(np.searchsorted(self.levels, level), len(self.levels) - 1)
-        known = self.levels[at_level] == level
-        wanted = _packed(level, row, col, self.levels)
+            return np.full(len(wanted), -1, dtype=np.intp)
         at = np.minimum(np.searchsorted(self.key, wanted), len(self.key) - 1)
-        return np.where(known & (self.key[at] == wanted), at, -1)
+        return np.where((wanted >= 0) & (self.key[at] == wanted), at, -1)
 
     def keys(self, which: Any = slice(None)) -> tuple[npt.NDArray[np.int64], ...]:
         """The keys (levels, rows, columns) of the rows at ``which``."""
-        key = self.key[which]
-        return (
-            self.levels[key >> 48],
-            ((key >> 24) & _BITS_24) * BUNDLE_SIZE,
-            (key & _BITS_24) * BUNDLE_SIZE,
-        )
+        return _unpacked(self.key[which])
+
+    def rows(self, store: Path) -> tuple[npt.NDArray[np.int32], int]:
+        """The feature id of each one's ``TaskStatus`` row in ``store`` (read a part at a
+        time), -1 for none (or only ``MISSING`` rows), of a key with two rows the first; and
+        how many other rows those keys have."""
+        row_fid = np.full(len(self), -1, dtype=np.int32)
+        others = 0
+        for fids, level, row, col in key_parts(store, _NO_FILE, among=False):
+            at = self.find(level, row, col)
+            hit = at >= 0
+            if (fids[hit] > _INT32).any():
+                raise ValueError(f"{store}: TaskStatus rows this version does not reuse")
+            positions, first = np.unique(at[hit], return_index=True)  # a key twice: its first
+            fresh = row_fid[positions] < 0
+            row_fid[positions[fresh]] = fids[hit][first[fresh]]
+            others += int(np.count_nonzero(hit)) - int(np.count_nonzero(fresh))
+        return row_fid, others
 
 
 @dataclass
 class Previous:
     """What the previous rebuild's store lets this one reuse, read from it as needed: first
-    the feature id, key, size and stamp of each bundle file it read; then, unless nothing
-    changed, the reused rows and holes, a batch at a time as they are folded
-    (:class:`StoredReused`)."""
+    the key, feature id, size and stamp of each bundle file it read, and the ``TaskStatus``
+    row of each; then, unless nothing changed, the reused rows and holes, a batch at a time as
+    they are folded (:class:`StoredReused`)."""
 
     #: The store.
     store: Path
-    #: Its ``BundleFiles`` rows: their feature ids, keys, sizes and stamps, by key.
+    #: Its ``BundleFiles`` rows, by key (released by :meth:`split` unless :attr:`unchanged`).
     stored: StoredFiles
-    #: Which of them may be reused (not those of ``CORRUPT`` or ``IN_PROGRESS`` rows).
-    reusable: npt.NDArray[np.bool_]
+    #: The feature id of each one's ``TaskStatus`` row: -1 for none, and for a row whose
+    #: bundle is read again (``CORRUPT`` or ``IN_PROGRESS``): not reused.
+    row_fid: npt.NDArray[np.int32]
     #: Its level totals.
     levels: list[LevelSummary]
     #: When the previous rebuild started, nanoseconds since the epoch.
@@ -219,8 +265,6 @@ class Previous:
     #: Set by :meth:`split`: every listed bundle is reused, and they are every bundle file the
     #: store has a row of: its rows, level totals and missing areas stand as they are.
     unchanged: bool = False
-    #: Set by :meth:`split`: which of :attr:`stored` are reused.
-    kept: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
     #: The store is a GeoPackage updated in place (:meth:`StatusWriter.update
     #: <cachestatus.store.writer.StatusWriter.update>`): the reused rows stay in it, so only
     #: what the level totals and missing areas are folded from is read of them.
@@ -230,14 +274,25 @@ class Previous:
     #: rows may not be written into it through SQLite), which is written whole, its rows
     #: reused.
     carriable: bool = True
+    #: The store holds a bundle's ``TaskStatus`` row twice (another program copied one): it
+    #: is not carried over as it is, even when no bundle changed (nor is one holding a
+    #: ``BundleFiles`` row twice: :meth:`split` finds fewer reused than :attr:`stored`).
+    twice: bool = False
+    #: Set by :meth:`split`: the rows reused, by feature ids.
+    reused: StoredReused | None = None
+    #: Set by :meth:`split`: the packed keys (:func:`_packed`) of the store's bundle file rows
+    #: not reused.
+    _gone: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
-    def gone(self) -> tuple[npt.NDArray[np.int64], ...]:
-        """The keys (levels, rows, columns) of the store's bundle file rows that :meth:`split`
-        did not reuse: those of bundles changed, gone or read again."""
-        assert len(self.kept) == len(self.stored), "split() first"
-        left = _key_array(*self.stored.keys(~self.kept))
-        keys = np.concatenate([left, self.reread])
-        return keys[:, 0], keys[:, 1], keys[:, 2]
+    def gone(self) -> Iterator[tuple[int, int, int]]:
+        """The keys (level, row, column) of the store's bundle file rows that :meth:`split`
+        did not reuse: those of bundles changed, gone or read again; made a part at a time
+        (all of them at once would take 24 bytes and more a bundle: all, when all changed)."""
+        assert self.reused is not None, "split() first"
+        for start in range(0, len(self._gone), SPLIT_CHUNK):
+            columns = _unpacked(self._gone[start : start + SPLIT_CHUNK])
+            yield from zip(*(c.tolist() for c in columns), strict=True)
+        yield from map(tuple, self.reread.tolist())
 
     def split(self, listing: Listing) -> Listing:
         """The listing of the bundles to read; the rows of the others, reused, in its
@@ -245,17 +300,10 @@ class Previous:
         from the store as they are folded.
 
         The listing is compared with the stored stamps :data:`SPLIT_CHUNK` bundles at a time:
-        what is kept of it is the bundles to read, and of the others a mark in :attr:`kept`."""
-        stored = self.stored
-        # The row of each stored bundle file: one without is read again.
-        row_fids, row_level, row_row, row_col = read_keys(self.store, _BUNDLE_ROWS_WHERE)
-        at = stored.find(row_level, row_row, row_col)
-        hit = at >= 0
-        row_fid = np.full(len(stored), -1, dtype=np.int64)
-        positions, first = np.unique(at[hit], return_index=True)  # a key twice: its first row
-        row_fid[positions] = row_fids[hit][first]
-        del row_fids, row_level, row_row, row_col, at, hit, positions, first
-        reusable = self.reusable & (row_fid >= 0)
+        what is kept of it is the bundles to read, and of the others a mark. Then what is
+        held of the store, 21 bytes a bundle file, makes way for the feature ids of the rows
+        reused: 8 bytes a bundle reused."""
+        stored, row_fid = self.stored, self.row_fid
         kept = np.zeros(len(stored), dtype=np.bool_)
         to_read = {p.lod.level: _Kept(p.lod.level) for p in listing.plans}
         listed = 0
@@ -264,13 +312,12 @@ class Previous:
             keys = _bundle_keys(bundles)
             at = stored.find(keys[:, 0], keys[:, 1], keys[:, 2])
             hit = at >= 0
-            at[hit] = np.where(reusable[at[hit]], at[hit], -1)
+            at[hit] = np.where(row_fid[at[hit]] >= 0, at[hit], -1)
             plain = np.array([not b.locked and b.payload is None for b in bundles], np.bool_)
             which = np.flatnonzero((at >= 0) & plain)
-            sizes, values, times = _listed_stamps(bundles, which)
+            signatures, values, times = _listed_stamps(bundles, which)
             same = (
-                (sizes == stored.size[at[which]])
-                & (values == stored.stamp[at[which]])
+                (signatures == stored.sig[at[which]])
                 & (values != NO_STAMP)
                 & (times < self.started_ns - RACY_NS)
             )
@@ -283,14 +330,22 @@ class Previous:
                 by_level.setdefault(bundles[i].key.level, []).append(bundles[i])
             for level, left in by_level.items():
                 to_read[level].add(left)
-        self.kept = kept
         reused_count = int(np.count_nonzero(kept))
-        self.unchanged = self.carriable and (
-            reused_count == listed == sum(lv.bundles for lv in self.levels)
+        self.unchanged = (
+            self.carriable
+            and not self.twice
+            and reused_count == listed == len(stored) == sum(lv.bundles for lv in self.levels)
         )
-        reused: StoredReused | tuple[()] = ()
         if not self.unchanged:
-            reused = StoredReused(self.store, stored.fid, row_fid, kept, self.in_place)
+            file_fids, row_fids = stored.fid[kept], row_fid[kept]
+            not_kept = _not_kept(stored.key, kept)
+            not_kept[1:] &= stored.key[1:] != stored.key[:-1]  # a key once (they are sorted)
+            self._gone = stored.key[not_kept]
+            del not_kept
+            self.stored = StoredFiles(*(np.zeros(0, c.dtype) for c in vars(stored).values()))
+            self.row_fid = np.zeros(0, np.int32)
+            del stored, row_fid, kept
+            self.reused = StoredReused.of(self.store, file_fids, row_fids, self.in_place)
         return Listing(
             listing.reader,
             listing.plans,
@@ -298,13 +353,8 @@ class Previous:
             list(to_read.values()),
             count=listed - reused_count,
             problems=listing.problems,
-            reused=reused,
+            reused=self.reused or (),
         )
-
-    def kept_keys(self) -> tuple[npt.NDArray[np.int64], ...]:
-        """The keys (levels, rows, columns) of the bundle files :meth:`split` reused."""
-        assert len(self.kept) == len(self.stored), "split() first"
-        return self.stored.keys(self.kept)
 
     def outcome(
         self, listing: Listing, warnings: Sequence[str], progress: Progress | None
@@ -317,10 +367,15 @@ class Previous:
             progress.start(reused)
             progress.advance(reused)
         found = {p.lod.level: BundleSet(p.expected.bounds) for p in plans}
-        stored_level, stored_row, stored_col = self.stored.keys()
         for level, bundles in found.items():
-            mine = stored_level == level
-            bundles.add(stored_row[mine], stored_col[mine])
+            if not 0 <= level < _LEVELS:
+                continue
+            # The keys of a level are a run of the sorted keys.
+            low, high = level << 48, (level << 48) | (_BITS_24 << 24) | _BITS_24
+            first = np.searchsorted(self.stored.key, low)
+            end = np.searchsorted(self.stored.key, high, side="right")
+            _, rows, cols = self.stored.keys(slice(first, end))
+            bundles.add(rows, cols)
         absent = MissingRows(plans, policy, declared_extent=reader.full_extent is not None)
         absent.recount(found, count_rows(self.store, TASK_STATUS) - reused)
         covers = [
@@ -336,6 +391,21 @@ class Previous:
         )
 
 
+def _not_kept(key: npt.NDArray[np.int64], kept: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Which of the sorted keys ``key`` are not ``kept``, nor held twice by a store that keeps
+    another row of theirs (the rows of a key gone are deleted by key:
+    :meth:`~cachestatus.store.writer.StatusWriter.update` deletes a second row by its id)."""
+    left = ~kept
+    twice = np.flatnonzero(key[1:] == key[:-1]).tolist()
+    for i in twice:  # a run of a key held three times and more: kept forward...
+        kept_here = not (left[i] and left[i + 1])
+        left[i] = left[i + 1] = left[i] and not kept_here
+    for i in reversed(twice):  # ...then back
+        if not left[i + 1]:
+            left[i] = False
+    return left
+
+
 def _bundle_keys(bundles: list[BundleFile]) -> npt.NDArray[np.int64]:
     """The keys of listed bundles, shape (n, 3): their ints streamed into the array, which
     ``np.array`` over the key tuples makes several times slower (one per bundle listed)."""
@@ -346,30 +416,41 @@ def _bundle_keys(bundles: list[BundleFile]) -> npt.NDArray[np.int64]:
 @dataclass(frozen=True, eq=False)
 class StoredReused:
     """The rows a rebuild reuses, read from the previous store a batch at a time as they are
-    iterated (:class:`~cachestatus.scan.ReusedRows`): of the bundle files whose
-    ``BundleFiles`` rows' feature ids are ``file_fids``, those ``kept``, with the
-    ``TaskStatus`` rows ``row_fids`` (pair by pair). With ``in_place``, the store written is
-    that very one, updated: only the fields the folds need are read, and the rows are not
-    written again."""
+    iterated (:class:`~cachestatus.scan.ReusedRows`): the ``BundleFiles`` rows whose feature
+    ids are ``file_fids`` (ascending), with the ``TaskStatus`` rows ``row_fids`` (pair by
+    pair). With ``in_place``, the store written is that very one, updated: only the fields the
+    folds need are read, and the rows are not written again."""
 
     store: Path
-    file_fids: npt.NDArray[np.int64]
-    row_fids: npt.NDArray[np.int64]
-    kept: npt.NDArray[np.bool_]
+    file_fids: npt.NDArray[np.int32]
+    row_fids: npt.NDArray[np.int32]
     in_place: bool
 
+    @classmethod
+    def of(
+        cls,
+        store: Path,
+        file_fids: npt.NDArray[np.int32],
+        row_fids: npt.NDArray[np.int32],
+        in_place: bool,
+    ) -> StoredReused:
+        """The pairs ``file_fids`` and ``row_fids`` put in the order of the files' ids: a read
+        then takes neighbouring rows of the tables, not rows from all over them (the order of
+        the keys is the listing's, not the writing's)."""
+        order = np.argsort(file_fids, kind="stable")
+        return cls(store, file_fids[order], row_fids[order], in_place)
+
     def __len__(self) -> int:
-        return int(np.count_nonzero(self.kept))
+        return len(self.file_fids)
 
     def __iter__(self) -> Iterator[Reused]:
-        # In the order of the files' ids: a read then takes neighbouring rows of the tables,
-        # not rows from all over them (the key order is the listing's, not the writing's).
-        kept = np.flatnonzero(self.kept)
-        kept = kept[np.argsort(self.file_fids[kept], kind="stable")]
-        for start in range(0, len(kept), _REUSED_READ):
-            at = kept[start : start + _REUSED_READ]
+        for start in range(0, len(self), _REUSED_READ):
+            part = slice(start, start + _REUSED_READ)
             files, rows = read_bundle_files(
-                self.store, self.file_fids[at], self.row_fids[at], self.in_place
+                self.store,
+                self.file_fids[part].astype(np.int64),
+                self.row_fids[part].astype(np.int64),
+                self.in_place,
             )
             files.stamp = [s or "" for s in files.stamp]
             blocks = np.column_stack([files.row0, files.row1, files.col0, files.col1])
@@ -409,10 +490,8 @@ class _Kept(LevelListing):
             yield from pickle.loads(part) if isinstance(part, bytes) else unpacked(part)
 
 
-#: The filter of the rows that may have a ``BundleFiles`` row.
-_BUNDLE_ROWS_WHERE = f"status <> '{BundleState.MISSING.value}'"
-#: The filter of the rows whose bundles are always read again.
-_REREAD_WHERE = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(_REREAD)))
+#: The states of the rows that have no ``BundleFiles`` row.
+_NO_FILE = {BundleState.MISSING.value}
 
 
 def previous_status(
@@ -434,29 +513,28 @@ def previous_status(
             or not same_request(json.loads(last.parameters), recorded)
         ):
             return None
-        stamps = read_file_stamps(target)
-        if stamps is None or not len(stamps):
+        stored = StoredFiles.read(target)
+        if stored is None or not len(stored):
             return None
-        reread = _key_array(*read_keys(target, _REREAD_WHERE)[1:])
+        reread = _key_array(*read_keys(target, _REREAD)[1:])
+        row_fid, others = stored.rows(target)
         levels = read_levels(target)
         in_place = updatable(target)
     except Exception:  # an unreadable old store (pyogrio's errors, bad JSON): a full scan
         return None
-    stored = StoredFiles.of(stamps)
-    del stamps
-    reusable = np.ones(len(stored), dtype=np.bool_)
     at = stored.find(reread[:, 0], reread[:, 1], reread[:, 2])
-    reusable[at[at >= 0]] = False
+    row_fid[at[at >= 0]] = -1
     started = epoch_ns(last.started)
     return Previous(
         target,
         stored,
-        reusable,
+        row_fid,
         levels,
         started,
         reread,
         in_place=in_place,
         carriable=in_place or not is_geopackage(target),
+        twice=others > 0,
     )
 
 

@@ -730,7 +730,9 @@ def _scan_to_store(
                 if previous is not None and previous.in_place:
                     # Rows can be deleted from a GeoPackage: the reused ones (read for their
                     # counts only) are not rewritten.
-                    writer.update(target, previous.kept_keys(), previous.gone())
+                    reused = previous.reused
+                    assert reused is not None, "split first"
+                    writer.update(target, (reused.file_fids, reused.row_fids), previous.gone())
                 outcome = scan_status(
                     listing, executor, writer.add, files, planned.progress, planned.warnings
                 )

@@ -15,7 +15,7 @@ The module imports neither numpy nor GDAL: an unchanged rebuild answered by
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,35 +109,36 @@ def count(store: Path, table: str) -> int:
         db.close()
 
 
-def keep_only(store: Path, tables: Sequence[str], keys: tuple[npt.NDArray[np.int64], ...]) -> None:
-    """Delete from each of ``tables`` (with ``levelID``, ``bundleRow`` and ``bundleCol``
-    fields) every row whose bundle is not one of ``keys`` (level, row and column arrays)."""
-    _delete(store, tables, keys, "NOT EXISTS")
+def keep_only(store: Path, kept: Mapping[str, npt.NDArray[np.integer[Any]]]) -> dict[str, int]:
+    """Delete from each table of ``kept`` every row whose feature id is not one of its ids.
+    Returns how many rows each table holds then."""
+    db = connect(store, read_only=False)
+    try:
+        db.execute("BEGIN")
+        for table, fids in kept.items():
+            db.execute("CREATE TEMP TABLE kept (fid INTEGER PRIMARY KEY)")
+            db.executemany("INSERT OR IGNORE INTO temp.kept VALUES (?)", _parts(fids))
+            db.execute(f'DELETE FROM "{table}" WHERE fid NOT IN (SELECT fid FROM temp.kept)')
+            db.execute("DROP TABLE temp.kept")
+            touch(db, table)
+        counts = _counts(db, list(kept))
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return counts
 
 
 def drop_bundles(
     store: Path,
     tables: Sequence[str],
-    keys: tuple[npt.NDArray[np.int64], ...],
+    keys: Iterable[tuple[int, int, int]],
     also: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
-    """Delete from each of ``tables`` the rows of the bundles ``keys``, and the rows that match
-    the table's condition in ``also`` (SQL on its fields): unlike :func:`keep_only`, the work
-    in Python grows with the bundles to delete, not with the rows kept. Returns how many rows
-    each table holds then."""
-    return _delete(store, tables, keys, "EXISTS", also or {})
-
-
-def _delete(
-    store: Path,
-    tables: Sequence[str],
-    keys: tuple[npt.NDArray[np.int64], ...],
-    which: str,
-    also: Mapping[str, str] | None = None,
-) -> dict[str, int]:
-    """Delete from each of ``tables`` the rows whose bundle is (``which``: ``EXISTS``) or is
-    not (``NOT EXISTS``) one of ``keys``, or that match the table's condition in ``also``; the
-    rows each table holds then."""
+    """Delete from each of ``tables`` (with ``levelID``, ``bundleRow`` and ``bundleCol``
+    fields) the rows of the bundles ``keys`` (level, row and column), and the rows that match
+    the table's condition in ``also`` (SQL on its fields): the work in Python grows with the
+    bundles to delete, not with the rows kept. Returns how many rows each table holds
+    then."""
     db = connect(store, read_only=False)
     try:
         db.execute("BEGIN")
@@ -146,31 +147,43 @@ def _delete(
             "CREATE TEMP TABLE listed (l INTEGER, r INTEGER, c INTEGER, PRIMARY KEY (l, r, c)) "
             "WITHOUT ROWID"
         )
-        db.executemany(
-            "INSERT OR IGNORE INTO temp.listed VALUES (?, ?, ?)",
-            zip(*(k.tolist() for k in keys), strict=True),
-        )
+        db.executemany("INSERT OR IGNORE INTO temp.listed VALUES (?, ?, ?)", keys)
         listed = "SELECT 1 FROM temp.listed WHERE l = levelID AND r = bundleRow AND c = bundleCol"
         for table in tables:
             extra = (also or {}).get(table)
             db.execute(
-                f'DELETE FROM "{table}" WHERE {which} ({listed})'
-                + (f" OR {extra}" if extra else "")
+                f'DELETE FROM "{table}" WHERE EXISTS ({listed})' + (f" OR {extra}" if extra else "")
             )
             touch(db, table)
-        counts = {
-            table: int(
-                db.execute(
-                    "SELECT feature_count FROM gpkg_ogr_contents WHERE lower(table_name) = ?",
-                    (table.lower(),),
-                ).fetchone()[0]
-            )
-            for table in tables
-        }
+        counts = _counts(db, tables)
         db.execute("COMMIT")
     finally:
         db.close()
     return counts
+
+
+#: Rows handed to SQLite at a time (:func:`_parts`).
+_PART = 16_384
+
+
+def _parts(values: npt.NDArray[np.integer[Any]]) -> Iterator[tuple[int]]:
+    """The integers ``values`` as rows of one Python int, a part at a time: millions of them
+    turned into a list at once would take 30 bytes or more each."""
+    for start in range(0, len(values), _PART):
+        yield from ((v,) for v in values[start : start + _PART].tolist())
+
+
+def _counts(db: sqlite3.Connection, tables: Sequence[str]) -> dict[str, int]:
+    """How many rows each of ``tables`` holds, as GDAL counts them."""
+    return {
+        table: int(
+            db.execute(
+                "SELECT feature_count FROM gpkg_ogr_contents WHERE lower(table_name) = ?",
+                (table.lower(),),
+            ).fetchone()[0]
+        )
+        for table in tables
+    }
 
 
 def connect(store: Path, read_only: bool) -> sqlite3.Connection:

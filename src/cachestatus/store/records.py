@@ -137,6 +137,24 @@ def stamp_values(stamps: Iterable[str | None]) -> npt.NDArray[np.int64]:
     return np.array([stamp_value(text) for text in texts], dtype=np.int64)
 
 
+def _mixed(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """SplitMix64's finaliser: a bijection of 64-bit values that spreads every bit over all."""
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
+
+def file_signatures(
+    sizes: npt.NDArray[Any], stamps: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """A bundle file's size and stamp (:func:`stamp_value`) as one int64 each: a file whose
+    size or stamp differs gets another value, but for a chance of 2**-64, and a map of millions
+    of files holds one value for both."""
+    with np.errstate(over="ignore"):
+        size = _mixed(np.asarray(sizes, dtype=np.int64).view(np.uint64))
+        return _mixed(np.asarray(stamps, dtype=np.int64).view(np.uint64) ^ size).view(np.int64)
+
+
 def encode_holes(rows: npt.NDArray[np.int64]) -> str:
     """A bundle's tagged holes ``(kind, a, b, c, d)`` (:attr:`cachestatus.scan.ScanBatch.holes`
     without the level) as short text: the little-endian int64 values, deflated (mostly high

@@ -9,7 +9,7 @@ import math
 import shutil
 import sqlite3
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -293,32 +293,38 @@ class StatusWriter:
     def update(
         self,
         source: Path,
-        kept: tuple[npt.NDArray[np.int64], ...],
-        gone: tuple[npt.NDArray[np.int64], ...],
+        kept: tuple[npt.NDArray[np.integer[Any]], npt.NDArray[np.integer[Any]]],
+        gone: Iterable[tuple[int, int, int]],
     ) -> None:
         """Start from a copy of the GeoPackage store at ``source`` that keeps only the
-        ``TaskStatus`` and ``BundleFiles`` rows of the bundles ``kept`` (level, row and column
-        arrays: a previous rebuild's rows reused as they are): the scan does not hand them to
+        ``BundleFiles`` and ``TaskStatus`` rows ``kept`` (their feature ids, pair by pair: a
+        previous rebuild's rows reused as they are): the scan does not hand them to
         :meth:`add` and :meth:`add_files` again (:attr:`~cachestatus.scan.ScanBatch.stored`),
         which append the others; :meth:`commit` writes the other tables whole, as it does for
         a new store, but adds the new job to ``Jobs`` (the history is there already).
 
-        The copy loses the rows of the bundles ``gone`` (level, row and column arrays: those
+        The copy loses the rows of the bundles ``gone`` (their levels, rows and columns: those
         of the store's other bundle files) and its ``MISSING`` rows, so that the work follows
         the change, not the cache; should it then hold other rows than those ``kept`` (rows of
-        no kind it knows), they are deleted by the keys of ``kept``.
+        no kind it knows, a second row of a bundle), they are deleted by the ids of ``kept``.
 
         ``source`` is one :func:`updatable` found so (asked once, when the previous status
         is read: :attr:`~cachestatus.incremental.Previous.in_place`); any other store is
         written whole."""
         assert self.driver == "GPKG" and not self._created, "a GeoPackage, before any row"
-        tables = [layer.name for layer in _UPDATED]
-        expected = {TASK_STATUS_LAYER.name: len(kept[0]), BUNDLE_FILES_LAYER.name: len(kept[0])}
+        file_fids, row_fids = kept
+        tables = [TASK_STATUS_LAYER.name, BUNDLE_FILES_LAYER.name]
+        expected = {TASK_STATUS_LAYER.name: len(row_fids), BUNDLE_FILES_LAYER.name: len(file_fids)}
         absent = {TASK_STATUS_LAYER.name: f"status = '{BundleState.MISSING.value}'"}
         try:
             shutil.copyfile(source, self.temp)
             if partial.drop_bundles(self.temp, tables, gone, absent) != expected:
-                partial.keep_only(self.temp, tables, kept)
+                kept_ids = {TASK_STATUS_LAYER.name: row_fids, BUNDLE_FILES_LAYER.name: file_fids}
+                if partial.keep_only(self.temp, kept_ids) != expected:
+                    raise StatusWriteError(
+                        f"{self.target}: rows of {source} reused are gone: another program "
+                        "changed it meanwhile; run the rebuild again"
+                    )
         except (OSError, sqlite3.Error) as exc:
             raise StatusWriteError(
                 f"{self.target}: updating a copy of {source} failed: "
