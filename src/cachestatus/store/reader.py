@@ -58,7 +58,7 @@ T = TypeVar("T")
 
 #: The ``BundleFiles`` fields :func:`file_stamp_parts` reads.
 _STAMP_FIELDS = ("levelID", "bundleRow", "bundleCol", "fileBytes", "stamp")
-#: The ``TaskStatus`` fields :func:`read_keys` reads.
+#: The ``TaskStatus`` fields :func:`key_parts` reads.
 _KEY_FIELDS = ("levelID", "bundleRow", "bundleCol", "status")
 
 

@@ -313,18 +313,21 @@ class StatusWriter:
         written whole."""
         assert self.driver == "GPKG" and not self._created, "a GeoPackage, before any row"
         file_fids, row_fids = kept
-        tables = [TASK_STATUS_LAYER.name, BUNDLE_FILES_LAYER.name]
-        expected = {TASK_STATUS_LAYER.name: len(row_fids), BUNDLE_FILES_LAYER.name: len(file_fids)}
+        tables = [layer.name for layer in _UPDATED]
+        kept_ids = {TASK_STATUS_LAYER.name: row_fids, BUNDLE_FILES_LAYER.name: file_fids}
+        expected = {table: len(ids) for table, ids in kept_ids.items()}
         absent = {TASK_STATUS_LAYER.name: f"status = '{BundleState.MISSING.value}'"}
         try:
             shutil.copyfile(source, self.temp)
-            if partial.drop_bundles(self.temp, tables, gone, absent) != expected:
-                kept_ids = {TASK_STATUS_LAYER.name: row_fids, BUNDLE_FILES_LAYER.name: file_fids}
-                if partial.keep_only(self.temp, kept_ids) != expected:
-                    raise StatusWriteError(
-                        f"{self.target}: rows of {source} reused are gone: another program "
-                        "changed it meanwhile; run the rebuild again"
-                    )
+            # Rows left that are not reused (a second row of a bundle...): deleted by their ids.
+            if (
+                partial.drop_bundles(self.temp, tables, gone, absent) != expected
+                and partial.keep_only(self.temp, kept_ids) != expected
+            ):
+                raise StatusWriteError(
+                    f"{self.target}: rows of {source} reused are gone: another program "
+                    "changed it meanwhile; run the rebuild again"
+                )
         except (OSError, sqlite3.Error) as exc:
             raise StatusWriteError(
                 f"{self.target}: updating a copy of {source} failed: "
