@@ -4,7 +4,9 @@ index reads."""
 
 from __future__ import annotations
 
+import ctypes
 import json
+import mmap
 import os
 import threading
 import time
@@ -303,6 +305,22 @@ def test_files_in_memory_are_not_read_ahead(cache, advised, monkeypatch):
     assert asked == [paths[0], paths[4], paths[8]]  # every 4th file opened is asked
 
 
+def _first_page_resident(path: Path) -> bool:
+    """Whether the kernel holds the file's first page in memory, as ``mincore(2)`` tells of a
+    mapping of it that touches no page: evidence of the kernel's own, apart from the probe."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+        start = ctypes.c_char.from_buffer(mapped)
+        try:
+            pages = (ctypes.c_ubyte * 1)()
+            if libc.mincore(ctypes.addressof(start), 1, pages) != 0:
+                raise OSError(ctypes.get_errno(), "mincore")
+            return bool(pages[0] & 1)
+        finally:
+            del start
+
+
 @pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="no preadv2 RWF_NOWAIT here")
 def test_a_file_is_in_memory_once_read_and_not_once_dropped(tmp_path):
     path = tmp_path / "f.bin"
@@ -310,25 +328,43 @@ def test_a_file_is_in_memory_once_read_and_not_once_dropped(tmp_path):
     if parallel.mount_type(str(path.resolve()), Path("/proc/mounts").read_text()) == "tmpfs":
         pytest.skip("tmpfs keeps every page in memory")
 
-    def dropped_and_asked() -> bool:
+    def dropped() -> bool:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+        return not _first_page_resident(path)
+
+    def asked() -> bool:
         with LocalFile(str(path)) as source:
             source.advise_random()
             return source.in_memory()
 
+    # Only a page the kernel let go tests the probe: some file systems keep it (an overlay
+    # whose upper layer is in memory, a host's shared folder), and there the answer "no
+    # waiting needed" is right.
+    answers: list[bool] = []
+    for _ in range(60):
+        if dropped():
+            answers.append(asked())
+            if not answers[-1] or len(answers) == 20:
+                break
+    if not answers:
+        pytest.skip(
+            "this file system keeps a file's pages in memory after POSIX_FADV_DONTNEED "
+            "(mincore said so 60 times in 60): no page on the disk to ask of"
+        )
     # The read that may not wait starts reading the page it misses; on a disk quick enough
     # (a virtual disk the host caches) it is there before the call returns, and the answer
-    # is rightly "no waiting needed". Measured here: 9 answers in 200. Five in a row would
-    # be about 2 in 10^7; a probe that always said True fails.
-    assert not all(dropped_and_asked() for _ in range(5))
+    # is rightly "no waiting needed". Measured here: 9 answers in 200. Asked up to 20 times,
+    # a probe that always says True fails.
+    assert not all(answers), f"{len(answers)} pages dropped, each said to be in memory"
     with LocalFile(str(path)) as source:
         source.read(0, 4096)
         assert source.in_memory()
+        assert _first_page_resident(path)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
