@@ -29,9 +29,12 @@ demo: $(VENV)/.installed
 	@echo "Status written to $(DEMO_STATUS) (open it in QGIS, ArcGIS Pro or with ogrinfo),"
 	@echo "and as a page to open in a browser: $(DEMO_PAGE)"
 
-## test: install with the test extras and run the whole suite, then lint and type-check
+## test: install with the test extras and run the whole suite, then lint and type-check.
+## TEST_JOBS test processes (pytest-xdist; each test file runs whole in one of them, so its
+## caches and servers are made once); TEST_JOBS=0 runs the suite in this process.
+TEST_JOBS ?= 2
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
