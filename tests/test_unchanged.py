@@ -31,6 +31,7 @@ from cachestatus.cli import main
 from cachestatus.store.lock import StoreLock
 from cachestatus.store.partial import stored_time
 from tests.helpers import SRC, conf_cdi
+from tests.test_gpkg_update import _copy_rows
 from tests.test_incremental import (
     BASE,
     EXTRA,
@@ -293,15 +294,16 @@ def test_a_store_unread_is_left_to_the_normal_path(rebuilt: tuple[Path, Path]) -
     assert _answer(cache, store) == 0
 
 
+@pytest.mark.parametrize("reader", ["_stored", "_file_rows"])
 def test_the_store_is_read_to_the_end_whatever_ends_the_listing(
-    rebuilt: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    rebuilt: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, reader: str
 ) -> None:
-    """A file beside the level folders ends the listing before the store's lines are asked
-    for: the thread reading them is still waited for, so that no connection outlives the
-    answer."""
+    """A file beside the level folders ends the listing before the store's lines (or its
+    ``TaskStatus`` rows' tally) are asked for: the thread reading them is still waited for, so
+    that no connection outlives the answer."""
     cache, store = rebuilt
     (cache / "_alllayers" / "notes.txt").write_text("seeded by hand")
-    read = unchanged._stored
+    read = getattr(unchanged, reader)
     finished = threading.Event()
 
     def slow(path: Path) -> Any:
@@ -311,7 +313,7 @@ def test_the_store_is_read_to_the_end_whatever_ends_the_listing(
         finally:
             finished.set()
 
-    monkeypatch.setattr(unchanged, "_stored", slow)
+    monkeypatch.setattr(unchanged, reader, slow)
     assert _answer(cache, store) is None
     assert finished.is_set()
 
@@ -374,6 +376,41 @@ def test_a_size_or_stamp_not_written_as_an_integer_is_left_to_the_normal_path(
     before = _rows(store, "Jobs")
     assert _answer(cache, store) is None
     assert _rows(store, "Jobs") == before
+
+
+def _file_keys(store: Path) -> list[tuple[int, int, int]]:
+    with sqlite3.connect(store) as db:
+        return db.execute(
+            "SELECT levelID, bundleRow, bundleCol FROM TaskStatus WHERE status <> 'MISSING'"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("one_gone", [False, True], ids=["twice", "twice, another gone"])
+def test_a_task_status_row_held_twice_is_left_to_the_normal_path(
+    rebuilt: tuple[Path, Path], one_gone: bool
+) -> None:
+    """A bundle file's ``TaskStatus`` row held twice (another program copied it), told by the
+    rows' count, or, with another bundle's row gone, by the sums of their keys: the normal
+    path deletes the copy (and reads the other bundle again), and answers as the fast path
+    does from then on."""
+    cache, store = rebuilt
+    _copy_rows(store, "TaskStatus", BASE[:1])
+    if one_gone:
+        level, row, col = BASE[1]
+        with sqlite3.connect(store) as db:
+            db.execute(
+                "DELETE FROM TaskStatus WHERE levelID = ? AND bundleRow = ? AND bundleCol = ?",
+                (level, row * 128, col * 128),
+            )
+    assert len(_file_keys(store)) == len(BASE) + (not one_gone)
+    before = _rows(store, "Jobs")
+    assert _answer(cache, store) is None
+    assert _rows(store, "Jobs") == before
+    again = _normal("rebuild", cache, "--status", store, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["totals"]["bundles_read"] == int(one_gone)
+    assert len(set(_file_keys(store))) == len(_file_keys(store)) == len(BASE)
+    assert _answer(cache, store) == 0
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,8 @@ It answers only when it has no doubt, and leaves every other run to the normal p
   its tiling scheme and full extent are those the store was written for;
 - the store's last job is a rebuild of the same request by this very version that
   ``succeeded`` with neither problems nor warnings (a run that had some would print them
-  again), and the store has no ``CORRUPT`` or ``IN_PROGRESS`` row, and may be written into
+  again), and the store has no ``CORRUPT`` or ``IN_PROGRESS`` row, one ``TaskStatus`` row
+  a bundle file (as far as their count and the sums of their keys tell), and may be written into
   through SQLite (:func:`~cachestatus.store.partial.writable`; if not, it is written whole);
 - ``_alllayers`` holds only level folders named as ArcGIS names them (``L05``) of levels the
   store counts, and these only bundle files named as ArcGIS names them (no ``.lock``, no
@@ -70,6 +71,7 @@ from .store.tables import (
     BUNDLE_FILES,
     LEVEL_STATUS,
     REBUILD,
+    TASK_STATUS,
     JobRecord,
     epoch_ns,
     is_geopackage,
@@ -203,10 +205,16 @@ def _carry_over(command: Command, started: datetime, clock: float) -> StatusRepo
         previous_start = datetime.fromisoformat(last["started"]).replace(tzinfo=UTC)
         # The store's rows are read (SQLite, without the GIL) while the files are stat-ed.
         stored = _Background(_stored, target)
+        rows = _Background(_file_rows, target)
         try:
-            unchanged = _all_unchanged(root / LAYERS_DIR, stored.result, epoch_ns(previous_start))
-        finally:
-            stored.join()  # no connection outlives the answer, whatever ended the listing
+            unchanged = _all_unchanged(
+                root / LAYERS_DIR,
+                lambda: _one_row_each(stored.result(), rows.result()),
+                epoch_ns(previous_start),
+            )
+        finally:  # no connection outlives the answer, whatever ended the listing
+            stored.join()
+            rows.join()
         if unchanged is None:
             return None
         levels, reused = unchanged
@@ -264,16 +272,20 @@ def _clean(last: dict[str, Any]) -> bool:
 _BATCH = 4096
 
 
-#: The level totals of a store, and its bundle files as lines of :func:`_all_unchanged`.
-_Stored = tuple[list[LevelSummary], set[str]]
+#: The sums of a table's keys, as SQLite adds integers (exactly: far from 2**63).
+_KEY_SUMS = "sum(levelID), sum(bundleRow), sum(bundleCol)"
+
+#: The level totals of a store, its bundle files as lines of :func:`_all_unchanged`, and the
+#: count and key sums of their rows (:data:`_KEY_SUMS`).
+_Stored = tuple[list[LevelSummary], set[str], tuple[int, ...]]
 
 
 def _stored(store: Path) -> _Stored | None:
-    """The store's level totals, and its bundle files as lines of :func:`_all_unchanged`;
-    ``None`` when it has none to reuse, or more or fewer than the level totals count (a
-    ``CORRUPT`` or ``IN_PROGRESS`` row, whose bundle is always read again, is counted there
-    and has no ``BundleFiles`` row; and was a problem of the run that wrote it), or a size
-    that is not an integer."""
+    """The store's level totals, its bundle files as lines of :func:`_all_unchanged`, and
+    their rows' count and key sums; ``None`` when it has none to reuse, or more or fewer than
+    the level totals count (a ``CORRUPT`` or ``IN_PROGRESS`` row, whose bundle is always read
+    again, is counted there and has no ``BundleFiles`` row; and was a problem of the run that
+    wrote it), or a size that is not an integer."""
     db = partial.connect(store, read_only=True)
     try:
         levels = [
@@ -285,17 +297,36 @@ def _stored(store: Path) -> _Stored | None:
         ]
         # One text, split apart here: SQLite writes and joins the lines much faster than rows
         # reach Python, and than Python parses numbers (it writes the listed ones as fast).
-        count, sized, text = db.execute(
+        count, sized, text, *sums = db.execute(
             "SELECT count(*), sum(typeof(fileBytes) = 'integer'), group_concat(printf("
             f"'L%02d/R%04xC%04x{BUNDLE_SUFFIX} %d ', levelID, bundleRow, bundleCol, fileBytes)"
-            f' || stamp) FROM "{BUNDLE_FILES}"'
+            f' || stamp), {_KEY_SUMS} FROM "{BUNDLE_FILES}"'
         ).fetchone()
     finally:
         db.close()
     if not count or sized != count or count != sum(lv.bundles for lv in levels):
         return None
     files = set(text.split(","))
-    return (levels, files) if len(files) == count else None
+    return (levels, files, (count, *sums)) if len(files) == count else None
+
+
+def _file_rows(store: Path) -> tuple[int, ...]:
+    """The count and key sums of the store's ``TaskStatus`` rows of bundle files (those not
+    ``MISSING``): a scan of the table, with its polygons, run beside :func:`_stored`."""
+    db = partial.connect(store, read_only=True)
+    try:  # the state BundleState.MISSING names: no bundle file
+        query = f"SELECT count(*), {_KEY_SUMS} FROM \"{TASK_STATUS}\" WHERE status <> 'MISSING'"
+        return tuple(db.execute(query).fetchone())
+    finally:
+        db.close()
+
+
+def _one_row_each(stored: _Stored | None, rows: tuple[int, ...]) -> _Stored | None:
+    """``stored`` (:func:`_stored`) when the ``TaskStatus`` rows of bundle files (``rows``:
+    :func:`_file_rows`) are one a ``BundleFiles`` row, as far as their count and the sums of
+    their keys tell; ``None`` otherwise: a row held twice (another program copied it) is left
+    to the normal path, which deletes it."""
+    return stored if stored is not None and stored[2] == rows else None
 
 
 def _all_unchanged(
@@ -346,7 +377,7 @@ def _all_unchanged(
     given = stored()  # the same value again, or the first time: an empty _alllayers
     if given is None:
         return None
-    levels, files = given
+    levels, files, _ = given
     known = {level_folder_name(lv.level) for lv in levels}
     if found != len(files) or not folders_seen <= known:
         return None
