@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,8 +39,10 @@ def _missing() -> str | None:
     return None
 
 
-def driver() -> Iterator[Any]:
-    """A headless Chromium that logs every network request; skips (or fails) without one."""
+def driver(folder: Path) -> Iterator[Any]:
+    """A headless Chromium that logs every network request; skips (or fails) without one.
+    The files it and its driver make in a temporary folder (its profile, and its singleton
+    socket, which it leaves behind) are in ``folder``: a run leaves nothing in the system's."""
     missing = _missing()
     if missing is not None:
         message = f"{missing}: {HOW}"
@@ -59,10 +62,17 @@ def driver() -> Iterator[Any]:
         "--window-size=1300,1000",
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
+        # Nothing but the page: no first-run, update, sync or background requests, which a
+        # closed network refuses, many at a time.
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    service = Service(CHROMEDRIVER, env={**os.environ, "TMPDIR": str(folder)})
+    browser = webdriver.Chrome(service=service, options=options)
     browser.set_script_timeout(30)
     try:
         yield browser

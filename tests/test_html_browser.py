@@ -24,8 +24,8 @@ from tests.status_rows import level_rows, task_rows
 
 
 @pytest.fixture(scope="module")
-def browser() -> Any:
-    yield from chrome.driver()
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    yield from chrome.driver(tmp_path_factory.mktemp("chromium"))
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from tests.test_html_browser import centres, idle, select
 
 
 @pytest.fixture(scope="module")
-def browser() -> Any:
-    yield from chrome.driver()
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    yield from chrome.driver(tmp_path_factory.mktemp("chromium"))
 
 
 def test_the_live_page_draws_the_stored_rows_and_loads_tiles_from_the_server(browser, tmp_path):
