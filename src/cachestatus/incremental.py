@@ -212,8 +212,8 @@ class StoredFiles:
     def find(
         self, level: npt.ArrayLike, row: npt.ArrayLike, col: npt.ArrayLike
     ) -> npt.NDArray[np.intp]:
-        """The position of each bundle key (level, row and column arrays), -1 where there is
-        none."""
+        """The position of each bundle key (level, row and column arrays): of a key held
+        twice, its first; -1 where there is none."""
         wanted = _packed(level, row, col)
         if not len(self.key):
             return np.full(len(wanted), -1, dtype=np.intp)
@@ -338,10 +338,12 @@ class Previous:
         )
         if not self.unchanged:
             file_fids, row_fids = stored.fid[kept], row_fid[kept]
-            not_kept = _not_kept(stored.key, kept)
-            not_kept[1:] &= stored.key[1:] != stored.key[:-1]  # a key once (they are sorted)
-            self._gone = stored.key[not_kept]
-            del not_kept
+            # A key's first row (they are sorted), unless kept: only first rows can be, as
+            # find() gives a key's first row, and rows() the TaskStatus ids of those alone.
+            gone = ~kept
+            gone[1:] &= stored.key[1:] != stored.key[:-1]
+            self._gone = stored.key[gone]
+            del gone
             self.stored = StoredFiles(*(np.zeros(0, c.dtype) for c in vars(stored).values()))
             self.row_fid = np.zeros(0, np.int32)
             del stored, row_fid, kept
@@ -389,21 +391,6 @@ class Previous:
             missing_rows_omitted=absent.omitted,
             bundles_reused=reused,
         )
-
-
-def _not_kept(key: npt.NDArray[np.int64], kept: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """Which of the sorted keys ``key`` are not ``kept``, nor held twice by a store that keeps
-    another row of theirs (the rows of a key gone are deleted by key:
-    :meth:`~cachestatus.store.writer.StatusWriter.update` deletes a second row by its id)."""
-    left = ~kept
-    twice = np.flatnonzero(key[1:] == key[:-1]).tolist()
-    for i in twice:  # a run of a key held three times and more: kept forward...
-        kept_here = not (left[i] and left[i + 1])
-        left[i] = left[i + 1] = left[i] and not kept_here
-    for i in reversed(twice):  # ...then back
-        if not left[i + 1]:
-            left[i] = False
-    return left
 
 
 def _bundle_keys(bundles: list[BundleFile]) -> npt.NDArray[np.int64]:

@@ -496,11 +496,9 @@ def key_parts(
         yield fids, found["level"], found["row"], found["col"]
 
 
-def read_keys(
-    path: Path, states: Collection[str], among: bool = True
-) -> tuple[npt.NDArray[np.int64], ...]:
-    """:func:`key_parts`, all parts together."""
-    parts = list(key_parts(path, states, among))
+def read_keys(path: Path, states: Collection[str]) -> tuple[npt.NDArray[np.int64], ...]:
+    """:func:`key_parts` of the rows among ``states``, all parts together."""
+    parts = list(key_parts(path, states))
     if not parts:
         return tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
     return tuple(np.concatenate(columns) for columns in zip(*parts, strict=True))
